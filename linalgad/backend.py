@@ -1,0 +1,274 @@
+"""Kernels: plain arrays in, plain arrays out.  No knowledge of differentiation.
+
+A rule asks ``kernels_for(A, b)`` for the kernel table of its inputs' array
+type: :class:`CPUKernels` (NumPy/SciPy) here, or the CuPy table in
+``linalgad.gpu`` for CuPy arrays (imported only when a CuPy array is seen, so
+the library works without CuPy).  Both tables have the same methods; the rules
+never branch on the device.
+
+Factorizations are opaque objects that only their own table's ``*_solve``
+reads, so a table is free to choose the fastest correct representation:
+
+* a single matrix: LAPACK ``getrf``/``getrs`` (``potrf``/``potrs``) called
+  directly, reusing the factors for every later solve (trans 'N', 'T', 'C');
+* a stack of small matrices (n <= ``SMALL_N``): Gaussian elimination with
+  partial pivoting vectorised across the stack (one NumPy operation handles
+  every matrix of the stack at once), which is faster than a LAPACK call per
+  matrix when matrices are tiny;
+* a stack of larger matrices: one LAPACK call per matrix, factors kept.
+
+Errors name the operation, the shapes and, in a stack, the index of the
+failing matrix.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from numpy.linalg import LinAlgError
+from scipy.linalg import lapack as _lapack
+
+__all__ = ["kernels_for", "namespace_of", "CPUKernels", "LinAlgError",
+           "check_finite", "batch_index"]
+
+# Stacks of matrices at most this large use the vectorised elimination.
+SMALL_N = 8
+
+
+def _is_cupy(x):
+    mod = type(x).__module__
+    return mod.startswith("cupy") and "cupy" in sys.modules
+
+
+def namespace_of(*arrays):
+    """numpy, or cupy when the arrays are CuPy arrays.  Mixing is an error."""
+    gpu = cpu = False
+    for a in arrays:
+        if isinstance(a, np.ndarray) or np.isscalar(a) or a is None:
+            cpu = cpu or isinstance(a, np.ndarray)
+        elif _is_cupy(a):
+            gpu = True
+        else:
+            cpu = True
+    if gpu and cpu:
+        raise TypeError("linalgad: cannot mix CPU (NumPy) and GPU (CuPy) arrays in one "
+                        "operation; move them to one device first (cupy.asarray / .get())")
+    if gpu:
+        import cupy
+        return cupy
+    return np
+
+
+def kernels_for(*arrays):
+    """The kernel table for the arrays' device."""
+    xp = namespace_of(*arrays)
+    if xp is np:
+        return CPU
+    from .gpu import kernels
+    return kernels.GPU
+
+
+def batch_index(batch_shape, flat_index):
+    """Flat position in a stack -> NumPy index tuple (for error messages)."""
+    if not batch_shape:
+        return ()
+    return tuple(int(i) for i in np.unravel_index(flat_index, batch_shape))
+
+
+def _where(op, batch_shape, flat_index):
+    if not batch_shape:
+        return ""
+    return f" (matrix {batch_index(batch_shape, flat_index)} of the stack of shape {batch_shape})"
+
+
+def check_finite(op, name, a):
+    """Raise ValueError if ``a`` has an inf or NaN, naming op and position."""
+    a = np.asarray(a)
+    ok = np.isfinite(a)
+    if ok.all():
+        return
+    if a.ndim <= 2:
+        raise ValueError(f"{op}: {name} contains infs or NaNs")
+    bad = np.flatnonzero(~ok.reshape(-1, *a.shape[-2:]).all(axis=(-2, -1)))[0]
+    raise ValueError(f"{op}: {name} contains infs or NaNs{_where(op, a.shape[:-2], bad)}")
+
+
+class LUFactors:
+    """P A = L U of a stack of square matrices, in a table-private layout."""
+
+    __slots__ = ("kind", "data", "piv", "shape")
+
+    def __init__(self, kind, data, piv, shape):
+        self.kind = kind      # "lapack" (list or single) or "vector" (batch-last arrays)
+        self.data = data
+        self.piv = piv
+        self.shape = shape    # shape of the factored stack, (..., n, n)
+
+
+class CholFactors:
+    __slots__ = ("data", "lower", "shape")
+
+    def __init__(self, data, lower, shape):
+        self.data = data
+        self.lower = lower
+        self.shape = shape
+
+
+_TRANS = {0: 0, 1: 1, 2: 2, "N": 0, "T": 1, "C": 2}
+
+
+class CPUKernels:
+    """NumPy/SciPy kernels."""
+
+    xp = np
+    name = "cpu"
+
+    # -- LU ---------------------------------------------------------------
+    def lu_factor(self, A, op="lu_factor"):
+        n = A.shape[-1]
+        batch = A.shape[:-2]
+        if batch and n <= SMALL_N:
+            return _vector_lu_factor(A, op)
+        getrf, = _lapack.get_lapack_funcs(("getrf",), (A,))
+        if not batch:
+            lu, piv, info = getrf(A)
+            if info > 0:
+                raise LinAlgError(f"{op}: matrix is singular (U[{info - 1}, {info - 1}] = 0 "
+                                  f"in its LU factorization); shape {A.shape}")
+            return LUFactors("lapack", lu, piv, A.shape)
+        flat = A.reshape(-1, n, n)
+        lus, pivs = [], []
+        for i, a in enumerate(flat):
+            lu, piv, info = getrf(a)
+            if info > 0:
+                raise LinAlgError(f"{op}: matrix is singular (U[{info - 1}, {info - 1}] = 0 in "
+                                  f"its LU factorization){_where(op, batch, i)}")
+            lus.append(lu)
+            pivs.append(piv)
+        return LUFactors("lapack", lus, pivs, A.shape)
+
+    def lu_solve(self, F, b, trans=0):
+        """Solve op(A) x = b with A's factors; b: (..., n, k), same stack as A."""
+        trans = _TRANS[trans]
+        if F.kind == "vector":
+            return _vector_lu_solve(F, b, trans)
+        getrs, = _lapack.get_lapack_funcs(("getrs",), (F.data if not isinstance(F.data, list)
+                                                      else F.data[0], b))
+        if not isinstance(F.data, list):
+            x, info = getrs(F.data, F.piv, b, trans=trans)
+            return x
+        n, k = b.shape[-2:]
+        flat_b = b.reshape(-1, n, k)
+        out = np.empty(flat_b.shape, dtype=np.result_type(F.data[0], b))
+        for i, (lu, piv) in enumerate(zip(F.data, F.piv)):
+            out[i], info = getrs(lu, piv, flat_b[i], trans=trans)
+        return out.reshape(b.shape[:-2] + (n, k))
+
+    # -- Cholesky ---------------------------------------------------------
+    def cho_factor(self, A, lower=True, op="cho_factor"):
+        potrf, = _lapack.get_lapack_funcs(("potrf",), (A,))
+        n = A.shape[-1]
+        batch = A.shape[:-2]
+        flat = A.reshape(-1, n, n)
+        cs = []
+        for i, a in enumerate(flat):
+            c, info = potrf(a, lower=lower, clean=0)
+            if info > 0:
+                raise LinAlgError(f"{op}: matrix is not positive definite (leading minor of "
+                                  f"order {info} is not positive){_where(op, batch, i)}")
+            cs.append(c)
+        data = cs[0] if not batch else cs
+        return CholFactors(data, lower, A.shape)
+
+    def cho_solve(self, F, b):
+        potrs, = _lapack.get_lapack_funcs(("potrs",), (F.data if not isinstance(F.data, list)
+                                                      else F.data[0], b))
+        if not isinstance(F.data, list):
+            x, info = potrs(F.data, b, lower=F.lower)
+            return x
+        n, k = b.shape[-2:]
+        flat_b = b.reshape(-1, n, k)
+        out = np.empty(flat_b.shape, dtype=np.result_type(F.data[0], b))
+        for i, c in enumerate(F.data):
+            out[i], info = potrs(c, flat_b[i], lower=F.lower)
+        return out.reshape(b.shape[:-2] + (n, k))
+
+
+CPU = CPUKernels()
+
+
+# -- Vectorised LU for stacks of tiny matrices --------------------------------
+#
+# Layout: the stack is moved to the last axis, (n, n, B), so every step of the
+# elimination is a handful of NumPy operations over contiguous runs of B
+# numbers.  Partial pivoting as in LAPACK's getrf (the row of largest
+# magnitude in the current column); the multipliers are stored below the
+# diagonal, U on and above it, and the row permutation as a (n, B) array
+# ``perm`` with (P A)[i] = A[perm[i]].
+
+def _vector_lu_factor(A, op):
+    n = A.shape[-1]
+    batch = A.shape[:-2]
+    B = int(np.prod(batch))
+    dtype = np.result_type(A.dtype, np.float32)
+    a = np.moveaxis(A.reshape(B, n, n), 0, -1).astype(dtype, order="C", copy=True)  # (n, n, B)
+    perm = np.broadcast_to(np.arange(n)[:, None], (n, B)).copy()
+    cols = np.arange(B)
+    absval = np.abs
+    for k in range(n):
+        if k < n - 1:
+            p = k + np.argmax(absval(a[k:, k, :]), axis=0)       # (B,)
+            swap = p != k
+            if swap.any():
+                idx = cols[swap]
+                pk = p[swap]
+                row_k = a[k, :, idx].copy()
+                a[k, :, idx] = a[pk, :, idx]
+                a[pk, :, idx] = row_k
+                perm_k = perm[k, idx].copy()
+                perm[k, idx] = perm[pk, idx]
+                perm[pk, idx] = perm_k
+        pivot = a[k, k, :]
+        zero = pivot == 0
+        if zero.any():
+            i = int(np.flatnonzero(zero)[0])
+            raise LinAlgError(f"{op}: matrix is singular (U[{k}, {k}] = 0 in its LU "
+                              f"factorization){_where(op, batch, i)}")
+        if k < n - 1:
+            a[k + 1:, k, :] /= pivot
+            a[k + 1:, k + 1:, :] -= a[k + 1:, k, None, :] * a[k, None, k + 1:, :]
+    return LUFactors("vector", a, perm, A.shape)
+
+
+def _vector_lu_solve(F, b, trans):
+    a, perm = F.data, F.piv
+    n = a.shape[0]
+    B = a.shape[-1]
+    k = b.shape[-1]
+    rhs = np.moveaxis(b.reshape(B, n, k), 0, -1)               # (n, k, B)
+    dtype = np.result_type(a.dtype, b.dtype)
+    if trans == 2 and np.iscomplexobj(a):
+        a = a.conj()
+    if trans == 0:
+        # P A = L U: A x = b  <=>  L U x = P b
+        y = np.take_along_axis(rhs, perm[:, None, :], axis=0).astype(dtype)
+        for i in range(1, n):
+            y[i] -= np.einsum("jb,jkb->kb", a[i, :i, :], y[:i])
+        for i in range(n - 1, -1, -1):
+            if i < n - 1:
+                y[i] -= np.einsum("jb,jkb->kb", a[i, i + 1:, :], y[i + 1:])
+            y[i] /= a[i, i, :]
+        x = y
+    else:
+        # A^T x = b  <=>  U^T L^T (P x) = b   (conjugated factors for 'C')
+        y = rhs.astype(dtype, copy=True)
+        for i in range(n):
+            if i > 0:
+                y[i] -= np.einsum("jb,jkb->kb", a[:i, i, :], y[:i])
+            y[i] /= a[i, i, :]
+        for i in range(n - 2, -1, -1):
+            y[i] -= np.einsum("jb,jkb->kb", a[i + 1:, i, :], y[i + 1:])
+        x = np.empty_like(y)
+        np.put_along_axis(x, perm[:, None, :], y, axis=0)
+    return np.moveaxis(x, -1, 0).reshape(b.shape[:-2] + (n, k))

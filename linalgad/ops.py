@@ -1,0 +1,1071 @@
+"""Differentiable array operations for writing losses, with NumPy broadcasting.
+
+Each operation is a :class:`~linalgad.tape.Primitive` with a kernel (a NumPy
+ufunc or function, which CuPy arrays dispatch to CuPy through NumPy's
+protocols), a VJP and a JVP.  Operations that are compositions of others
+(``mean``, ``stack``, ``outer``, ``trace``, ``norm`` ...) are plain functions,
+differentiable because their parts are.
+
+Complex convention (used by every rule): for a real loss L of a complex X the
+cotangent is X̄ = ∂L/∂Re X + i ∂L/∂Im X, so dL = Re <X̄, dX> with
+<A, B> = sum(conj(A) * B).  A holomorphic y = f(x) therefore pulls back as
+x̄ = conj(f'(x)) ȳ, and the cotangent of a real input is the real part.
+
+Cotangents are "fitted" to their input: summed over broadcast axes and made
+real when the input is real (:func:`fit`).
+"""
+
+from __future__ import annotations
+
+import builtins as _builtins
+import string
+
+import numpy as np
+
+from .tape import Primitive, Tracer, ForwardTracer, ReverseTracer
+
+__all__ = [
+    "add", "subtract", "multiply", "divide", "true_divide", "power", "negative",
+    "positive", "matmul", "abs", "absolute", "exp", "expm1", "log", "log1p",
+    "sqrt", "square", "sin", "cos", "tan", "tanh", "sinh", "cosh", "sign",
+    "sum", "mean", "max", "min", "amax", "amin", "maximum", "minimum", "where",
+    "reshape", "ravel", "transpose", "swapaxes", "moveaxis", "matrix_transpose",
+    "mT", "mH", "expand_dims", "squeeze", "broadcast_to", "getitem", "diagonal",
+    "diag", "trace", "tril", "triu", "concatenate", "stack", "real", "imag",
+    "conj", "conjugate", "outer", "dot", "vdot", "inner", "einsum", "norm",
+    "zeros_like", "ones_like", "astype", "fit", "unbroadcast", "asarray_value",
+]
+
+
+# -- helpers ------------------------------------------------------------------
+
+# sum, max, min and abs are redefined below as differentiable ops
+builtins_max = _builtins.max
+min_ = _builtins.min
+
+
+def _value(x):
+    """The plain array inside any number of tracers."""
+    while isinstance(x, Tracer):
+        x = x.value
+    return x
+
+
+def asarray_value(x):
+    return _value(x)
+
+
+def _is_complex(x):
+    dt = getattr(x, "dtype", None)
+    if dt is None:
+        return isinstance(x, complex)
+    return dt.kind == "c"
+
+
+def _shape(x):
+    s = getattr(x, "shape", None)
+    return () if s is None else s
+
+
+def unbroadcast(g, shape):
+    """Sum g over the axes that broadcasting added to reach ``shape``."""
+    gshape = _shape(g)
+    if gshape == shape:
+        return g
+    lead = len(gshape) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, s in enumerate(shape) if s == 1 and gshape[lead + i] != 1)
+    if axes:
+        g = sum(g, axis=axes, keepdims=True)
+    if lead:
+        g = reshape(g, shape)
+    return g
+
+
+def fit(g, x):
+    """Shape g like x (un-broadcast) and make it real if x is real."""
+    if g is None:
+        return None
+    if _is_complex(g) and not _is_complex(x):
+        g = real(g)
+    return unbroadcast(g, _shape(x))
+
+
+def zeros_like(x, dtype=None):
+    """A plain (never traced) zero array shaped like x."""
+    v = _value(x)
+    return _xp(v).zeros_like(v, dtype=dtype)
+
+
+def ones_like(x, dtype=None):
+    v = _value(x)
+    return _xp(v).ones_like(v, dtype=dtype)
+
+
+def _xp(v):
+    if isinstance(v, np.ndarray) or np.isscalar(v):
+        return np
+    from .backend import namespace_of
+    return namespace_of(v)
+
+
+def _conj(x):
+    """conj that is free for real values (and for Python scalars)."""
+    return conj(x) if _is_complex(x) else x
+
+
+def _prim(name, impl, vjp, jvp, **kw):
+    return Primitive(name, impl, vjp, jvp, **kw)
+
+
+# -- elementwise binary -----------------------------------------------------------
+
+def _add_vjp(g, needs, out, res, x, y):
+    return (fit(g, x) if needs[0] else None, fit(g, y) if needs[1] else None)
+
+
+def _add_jvp(t, out, res, x, y):
+    tx, ty = t
+    if tx is None:
+        return ty if _shape(ty) == _shape(out) else broadcast_to(ty, _shape(out))
+    if ty is None:
+        return tx if _shape(tx) == _shape(out) else broadcast_to(tx, _shape(out))
+    return tx + ty
+
+
+def _sub_vjp(g, needs, out, res, x, y):
+    return (fit(g, x) if needs[0] else None, fit(-g, y) if needs[1] else None)
+
+
+def _sub_jvp(t, out, res, x, y):
+    tx, ty = t
+    if ty is None:
+        return _add_jvp((tx, None), out, res, x, y)
+    return _add_jvp((tx, -ty), out, res, x, y)
+
+
+def _mul_vjp(g, needs, out, res, x, y):
+    return (fit(g * _conj(y), x) if needs[0] else None,
+            fit(g * _conj(x), y) if needs[1] else None)
+
+
+def _mul_jvp(t, out, res, x, y):
+    tx, ty = t
+    if ty is None:
+        return tx * y
+    if tx is None:
+        return x * ty
+    return tx * y + x * ty
+
+
+def _div_vjp(g, needs, out, res, x, y):
+    gy = g / _conj(y)
+    return (fit(gy, x) if needs[0] else None,
+            fit(-gy * _conj(out), y) if needs[1] else None)
+
+
+def _div_jvp(t, out, res, x, y):
+    tx, ty = t
+    if ty is None:
+        return tx / y
+    if tx is None:
+        return -ty * out / y
+    return (tx - ty * out) / y
+
+
+def _safe_log(x):
+    """log(x) with 0 where x == 0 (the limit that makes d(x^y)/dy finite)."""
+    v = _value(x)
+    zero = v == 0
+    if not np.any(zero):
+        return log(x)
+    return where(zero, 0.0, log(where(zero, 1.0, x)))
+
+
+def _pow_vjp(g, needs, out, res, x, y):
+    gx = gy = None
+    if needs[0]:
+        gx = fit(g * _conj(y * power(x, y - 1)), x)
+    if needs[1]:
+        gy = fit(g * _conj(out * _safe_log(x)), y)
+    return gx, gy
+
+
+def _pow_jvp(t, out, res, x, y):
+    tx, ty = t
+    r = None
+    if tx is not None:
+        r = tx * (y * power(x, y - 1))
+    if ty is not None:
+        d = ty * (out * _safe_log(x))
+        r = d if r is None else r + d
+    return r
+
+
+def _max_vjp(g, needs, out, res, x, y):
+    # ties split the gradient evenly (the symmetric subgradient)
+    vx, vy = _value(x), _value(y)
+    wx = np.where(vx > vy, 1.0, np.where(vx == vy, 0.5, 0.0))
+    return (fit(g * wx, x) if needs[0] else None,
+            fit(g * (1.0 - wx), y) if needs[1] else None)
+
+
+def _min_vjp(g, needs, out, res, x, y):
+    vx, vy = _value(x), _value(y)
+    wx = np.where(vx < vy, 1.0, np.where(vx == vy, 0.5, 0.0))
+    return (fit(g * wx, x) if needs[0] else None,
+            fit(g * (1.0 - wx), y) if needs[1] else None)
+
+
+def _max_jvp(t, out, res, x, y):
+    vx, vy = _value(x), _value(y)
+    wx = np.where(vx > vy, 1.0, np.where(vx == vy, 0.5, 0.0))
+    return _blend_tangents(t, wx, out)
+
+
+def _min_jvp(t, out, res, x, y):
+    vx, vy = _value(x), _value(y)
+    wx = np.where(vx < vy, 1.0, np.where(vx == vy, 0.5, 0.0))
+    return _blend_tangents(t, wx, out)
+
+
+def _blend_tangents(t, wx, out):
+    tx, ty = t
+    r = None
+    if tx is not None:
+        r = tx * wx
+    if ty is not None:
+        d = ty * (1.0 - wx)
+        r = d if r is None else r + d
+    return broadcast_to(r, _shape(out)) if _shape(r) != _shape(out) else r
+
+
+add = _prim("add", np.add, _add_vjp, _add_jvp)
+subtract = _prim("subtract", np.subtract, _sub_vjp, _sub_jvp)
+multiply = _prim("multiply", np.multiply, _mul_vjp, _mul_jvp)
+divide = true_divide = _prim("divide", np.true_divide, _div_vjp, _div_jvp)
+power = _prim("power", np.power, _pow_vjp, _pow_jvp)
+maximum = _prim("maximum", np.maximum, _max_vjp, _max_jvp)
+minimum = _prim("minimum", np.minimum, _min_vjp, _min_jvp)
+
+
+# -- elementwise unary ----------------------------------------------------------
+
+def _holomorphic(name, kernel, derivative):
+    """y = f(x) with f' given by derivative(x, y), differentiable."""
+
+    def vjp(g, needs, out, res, x):
+        return (fit(g * _conj(derivative(x, out)), x),)
+
+    def jvp(t, out, res, x):
+        return t[0] * derivative(x, out)
+
+    vjp.__name__ = f"{name}_vjp"
+    jvp.__name__ = f"{name}_jvp"
+    return _prim(name, kernel, vjp, jvp)
+
+
+def _neg_vjp(g, needs, out, res, x):
+    return (-g,)
+
+
+def _neg_jvp(t, out, res, x):
+    return -t[0]
+
+
+negative = _prim("negative", np.negative, _neg_vjp, _neg_jvp)
+exp = _holomorphic("exp", np.exp, lambda x, y: y)
+expm1 = _holomorphic("expm1", np.expm1, lambda x, y: y + 1.0)
+log = _holomorphic("log", np.log, lambda x, y: 1.0 / x)
+log1p = _holomorphic("log1p", np.log1p, lambda x, y: 1.0 / (1.0 + x))
+sqrt = _holomorphic("sqrt", np.sqrt, lambda x, y: 0.5 / y)
+square = _holomorphic("square", np.square, lambda x, y: 2.0 * x)
+sin = _holomorphic("sin", np.sin, lambda x, y: cos(x))
+cos = _holomorphic("cos", np.cos, lambda x, y: -sin(x))
+tan = _holomorphic("tan", np.tan, lambda x, y: 1.0 + y * y)
+tanh = _holomorphic("tanh", np.tanh, lambda x, y: 1.0 - y * y)
+sinh = _holomorphic("sinh", np.sinh, lambda x, y: cosh(x))
+cosh = _holomorphic("cosh", np.cosh, lambda x, y: sinh(x))
+
+
+def positive(x):
+    return x
+
+
+def _abs_direction(x, out):
+    """d|x| = Re(conj(u) dx) with u = x/|x| (u = 0 at x = 0: a subgradient)."""
+    vo = _value(out)
+    if not _is_complex(x):
+        return sign(x)
+    zero = vo == 0
+    return where(zero, 0.0, x / where(zero, 1.0, out))
+
+
+def _abs_vjp(g, needs, out, res, x):
+    return (fit(g * _abs_direction(x, out), x),)
+
+
+def _abs_jvp(t, out, res, x):
+    u = _abs_direction(x, out)
+    return real(_conj(u) * t[0]) if _is_complex(x) else u * t[0]
+
+
+absolute = abs = _prim("abs", np.abs, _abs_vjp, _abs_jvp)
+
+
+def _zero_vjp(g, needs, out, res, x):
+    return (None,)
+
+
+def _zero_jvp(t, out, res, x):
+    return None
+
+
+sign = _prim("sign", np.sign, _zero_vjp, _zero_jvp)
+
+
+def _real_vjp(g, needs, out, res, x):
+    return (fit(g, x),)
+
+
+def _real_jvp(t, out, res, x):
+    return real(t[0])
+
+
+def _imag_vjp(g, needs, out, res, x):
+    return (fit(1j * g, x),)
+
+
+def _imag_jvp(t, out, res, x):
+    return imag(t[0])
+
+
+def _conj_vjp(g, needs, out, res, x):
+    return (fit(conj(g), x),)
+
+
+def _conj_jvp(t, out, res, x):
+    return conj(t[0])
+
+
+real = _prim("real", np.real, _real_vjp, _real_jvp)
+imag = _prim("imag", np.imag, _imag_vjp, _imag_jvp)
+conj = conjugate = _prim("conj", np.conjugate, _conj_vjp, _conj_jvp)
+
+
+# -- dtype conversion -------------------------------------------------------------
+
+def _astype_impl(x, dtype):
+    return x.astype(dtype)
+
+
+def _astype_vjp(g, needs, out, res, x, dtype):
+    xd = np.result_type(_value(x))
+    if xd.kind != "c" and _is_complex(g):
+        g = real(g)
+    return (astype(g, xd) if np.result_type(_value(g)) != xd else g,)
+
+
+def _astype_jvp(t, out, res, x, dtype):
+    return astype(t[0], dtype)
+
+
+_astype = _prim("astype", _astype_impl, _astype_vjp, _astype_jvp)
+
+
+def astype(x, dtype):
+    """Cast to ``dtype`` (differentiable between floating/complex dtypes)."""
+    dtype = np.dtype(dtype)
+    if np.result_type(_value(x)) == dtype:
+        return x
+    return _astype(x, dtype=dtype)
+
+
+# -- matmul ---------------------------------------------------------------------
+
+def _mT(x):
+    return swapaxes(x, -1, -2)
+
+
+def mT(x):
+    """Transpose of the last two axes (a stack of matrices)."""
+    return swapaxes(x, -1, -2)
+
+
+matrix_transpose = mT
+
+
+def mH(x):
+    """Conjugate transpose of the last two axes."""
+    return _conj(swapaxes(x, -1, -2))
+
+
+def _matmul_vjp(g, needs, out, res, x, y):
+    xs, ys = _shape(x), _shape(y)
+    xe = reshape(x, (1,) + xs) if len(xs) == 1 else x
+    ye = reshape(y, ys + (1,)) if len(ys) == 1 else y
+    ge = g
+    if len(xs) == 1:
+        ge = expand_dims(ge, -2 if len(ys) > 1 else -1)
+    if len(ys) == 1:
+        ge = expand_dims(ge, -1)
+    gx = fit(matmul(ge, mH(ye)), xe) if needs[0] else None
+    gy = fit(matmul(mH(xe), ge), ye) if needs[1] else None
+    if gx is not None and len(xs) == 1:
+        gx = reshape(gx, xs)
+    if gy is not None and len(ys) == 1:
+        gy = reshape(gy, ys)
+    return gx, gy
+
+
+def _matmul_jvp(t, out, res, x, y):
+    tx, ty = t
+    r = None
+    if tx is not None:
+        r = matmul(tx, y)
+    if ty is not None:
+        d = matmul(x, ty)
+        r = d if r is None else r + d
+    return broadcast_to(r, _shape(out)) if _shape(r) != _shape(out) else r
+
+
+matmul = _prim("matmul", np.matmul, _matmul_vjp, _matmul_jvp)
+
+
+# -- reductions ------------------------------------------------------------------
+
+def _norm_axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, int):
+        axis = (axis,)
+    return tuple(sorted(a % ndim if ndim else a for a in axis))
+
+
+def _restore_reduced(g, shape, axis, keepdims):
+    """Broadcast a reduced cotangent back to ``shape``."""
+    if not keepdims:
+        axes = _norm_axes(axis, len(shape))
+        g = reshape(g, tuple(1 if i in axes else s for i, s in enumerate(shape)))
+    return broadcast_to(g, shape)
+
+
+def _sum_impl(x, axis=None, keepdims=False):
+    return np.sum(x, axis=axis, keepdims=keepdims)
+
+
+def _sum_vjp(g, needs, out, res, x, axis=None, keepdims=False):
+    return (_restore_reduced(fit(g, g) if _is_complex(x) else real(g) if _is_complex(g) else g,
+                             _shape(x), axis, keepdims),)
+
+
+def _sum_jvp(t, out, res, x, axis=None, keepdims=False):
+    return sum(t[0], axis=axis, keepdims=keepdims)
+
+
+_sum = _prim("sum", _sum_impl, _sum_vjp, _sum_jvp)
+
+
+def sum(x, axis=None, keepdims=False):
+    """Sum over the given axes (NumPy's meaning of axis and keepdims)."""
+    if isinstance(axis, list):
+        axis = tuple(axis)
+    return _sum(x, axis=axis, keepdims=keepdims)
+
+
+def mean(x, axis=None, keepdims=False):
+    shape = _shape(x)
+    count = 1
+    for a in _norm_axes(axis, len(shape)):
+        count *= shape[a]
+    return sum(x, axis=axis, keepdims=keepdims) / count
+
+
+def _extreme_vjp(g, needs, out, res, x, axis=None, keepdims=False):
+    vx, vo = _value(x), _value(out)
+    vo_b = vo if keepdims else np.expand_dims(vo, _norm_axes(axis, vx.ndim))
+    hit = (vx == vo_b)
+    weight = hit / np.sum(hit, axis=axis, keepdims=True)   # ties share evenly
+    return (fit(_restore_reduced(g, _shape(x), axis, keepdims) * weight, x),)
+
+
+def _extreme_jvp(t, out, res, x, axis=None, keepdims=False):
+    vx, vo = _value(x), _value(out)
+    vo_b = vo if keepdims else np.expand_dims(vo, _norm_axes(axis, vx.ndim))
+    hit = (vx == vo_b)
+    weight = hit / np.sum(hit, axis=axis, keepdims=True)
+    return sum(t[0] * weight, axis=axis, keepdims=keepdims)
+
+
+def _amax_impl(x, axis=None, keepdims=False):
+    return np.max(x, axis=axis, keepdims=keepdims)
+
+
+def _amin_impl(x, axis=None, keepdims=False):
+    return np.min(x, axis=axis, keepdims=keepdims)
+
+
+_amax = _prim("max", _amax_impl, _extreme_vjp, _extreme_jvp)
+_amin = _prim("min", _amin_impl, _extreme_vjp, _extreme_jvp)
+
+
+def max(x, axis=None, keepdims=False):
+    """Maximum over axes; tied maxima share the gradient evenly."""
+    return _amax(x, axis=axis, keepdims=keepdims)
+
+
+def min(x, axis=None, keepdims=False):
+    """Minimum over axes; tied minima share the gradient evenly."""
+    return _amin(x, axis=axis, keepdims=keepdims)
+
+
+amax, amin = max, min
+
+
+# -- shape and structure --------------------------------------------------------
+
+def _reshape_impl(x, shape):
+    return np.reshape(x, shape)
+
+
+def _reshape_vjp(g, needs, out, res, x, shape):
+    return (reshape(g, _shape(x)),)
+
+
+def _reshape_jvp(t, out, res, x, shape):
+    return reshape(t[0], shape)
+
+
+_reshape = _prim("reshape", _reshape_impl, _reshape_vjp, _reshape_jvp)
+
+
+def reshape(x, shape):
+    if isinstance(shape, int):
+        shape = (shape,)
+    shape = tuple(shape)
+    if -1 in shape:
+        shape = np.empty(_shape(x), dtype=np.int8).reshape(shape).shape
+    return _reshape(x, shape=shape)
+
+
+def ravel(x):
+    return reshape(x, (-1,))
+
+
+def _transpose_impl(x, axes):
+    return np.transpose(x, axes)
+
+
+def _transpose_vjp(g, needs, out, res, x, axes):
+    return (transpose(g, tuple(np.argsort(axes))),)
+
+
+def _transpose_jvp(t, out, res, x, axes):
+    return transpose(t[0], axes)
+
+
+_transpose = _prim("transpose", _transpose_impl, _transpose_vjp, _transpose_jvp)
+
+
+def transpose(x, axes=None):
+    nd = len(_shape(x))
+    if axes is None:
+        axes = tuple(range(nd - 1, -1, -1))
+    return _transpose(x, axes=tuple(a % nd for a in axes))
+
+
+def swapaxes(x, axis1, axis2):
+    nd = len(_shape(x))
+    axes = list(range(nd))
+    a, b = axis1 % nd, axis2 % nd
+    axes[a], axes[b] = axes[b], axes[a]
+    return _transpose(x, axes=tuple(axes))
+
+
+def moveaxis(x, source, destination):
+    nd = len(_shape(x))
+    order = [a for a in range(nd) if a != source % nd]
+    order.insert(destination % nd, source % nd)
+    return _transpose(x, axes=tuple(order))
+
+
+def expand_dims(x, axis):
+    shape = _shape(x)
+    return reshape(x, np.expand_dims(np.empty(shape, dtype=np.int8), axis).shape)
+
+
+def squeeze(x, axis=None):
+    shape = _shape(x)
+    return reshape(x, np.squeeze(np.empty(shape, dtype=np.int8), axis).shape)
+
+
+def _broadcast_impl(x, shape):
+    return np.broadcast_to(x, shape)
+
+
+def _broadcast_vjp(g, needs, out, res, x, shape):
+    return (fit(g, x),)
+
+
+def _broadcast_jvp(t, out, res, x, shape):
+    return broadcast_to(t[0], shape)
+
+
+_broadcast_to = _prim("broadcast_to", _broadcast_impl, _broadcast_vjp, _broadcast_jvp)
+
+
+def broadcast_to(x, shape):
+    shape = tuple(shape)
+    if _shape(x) == shape:
+        return x
+    return _broadcast_to(x, shape=shape)
+
+
+# indexing ------------------------------------------------------------------------
+
+def _has_advanced(idx):
+    items = idx if isinstance(idx, tuple) else (idx,)
+    return any(not (i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice)))
+               for i in items)
+
+
+def _getitem_impl(x, idx):
+    return x[idx]
+
+
+def _getitem_vjp(g, needs, out, res, x, idx):
+    return (fit(_scatter_add(g, idx=idx, shape=_shape(x)), x),)
+
+
+def _getitem_jvp(t, out, res, x, idx):
+    return getitem(t[0], idx)
+
+
+def _scatter_impl(g, idx, shape):
+    xp = _xp(g)
+    out = xp.zeros(shape, dtype=np.result_type(g))
+    if _has_advanced(idx):
+        if xp is np:
+            np.add.at(out, idx, g)
+        else:
+            import cupyx
+            cupyx.scatter_add(out, idx, g)
+    else:
+        out[idx] = g
+    return out
+
+
+def _scatter_vjp(h, needs, out, res, g, idx, shape):
+    return (getitem(h, idx),)
+
+
+def _scatter_jvp(t, out, res, g, idx, shape):
+    return _scatter_add(t[0], idx=idx, shape=shape)
+
+
+_getitem = _prim("getitem", _getitem_impl, _getitem_vjp, _getitem_jvp)
+_scatter_add = _prim("scatter_add", _scatter_impl, _scatter_vjp, _scatter_jvp)
+
+
+def _freeze_index(idx):
+    if isinstance(idx, Tracer):
+        raise TypeError("indexing with a traced array is not differentiable; "
+                        "index with plain integer or boolean arrays")
+    if isinstance(idx, list):
+        return np.asarray(idx)
+    if isinstance(idx, tuple):
+        return tuple(_freeze_index(i) for i in idx)
+    if isinstance(idx, np.ndarray) and idx.dtype == bool:
+        return np.nonzero(idx) if idx.ndim > 1 else np.nonzero(idx)[0]
+    return idx
+
+
+def getitem(x, idx):
+    """x[idx] for basic and integer-array (and boolean) indices."""
+    idx = _freeze_index(idx)
+    if isinstance(idx, tuple) and any(isinstance(i, tuple) for i in idx):
+        flat = []
+        for i in idx:
+            flat.extend(i if isinstance(i, tuple) else (i,))
+        idx = tuple(flat)
+    return _getitem(x, idx=idx)
+
+
+# diagonals ---------------------------------------------------------------------
+
+def _diagonal_impl(x, offset, axis1, axis2):
+    return np.diagonal(x, offset, axis1, axis2)
+
+
+def _diagonal_vjp(g, needs, out, res, x, offset, axis1, axis2):
+    return (fit(_embed_diagonal(g, shape=_shape(x), offset=offset, axis1=axis1, axis2=axis2), x),)
+
+
+def _diagonal_jvp(t, out, res, x, offset, axis1, axis2):
+    return _diagonal(t[0], offset=offset, axis1=axis1, axis2=axis2)
+
+
+def _embed_impl(g, shape, offset, axis1, axis2):
+    """Zeros of ``shape`` with g (diagonal along its last axis) on a diagonal."""
+    xp = _xp(g)
+    out = xp.zeros(shape, dtype=np.result_type(g))
+    out[_diagonal_index(shape, offset, axis1, axis2)] = _place_diagonal(
+        xp, g, _diag_len(shape, offset, axis1, axis2), shape, axis1, axis2)
+    return out
+
+
+def _diag_len(shape, offset, axis1, axis2):
+    nd = len(shape)
+    n1, n2 = shape[axis1 % nd], shape[axis2 % nd]
+    return builtins_max(0, min_(n1, n2 - offset) if offset >= 0 else min_(n1 + offset, n2))
+
+
+def _diagonal_index(shape, offset, axis1, axis2):
+    """Index tuple addressing the chosen diagonal of an array of ``shape``."""
+    nd = len(shape)
+    a1, a2 = axis1 % nd, axis2 % nd
+    n1, n2 = shape[a1], shape[a2]
+    if offset >= 0:
+        k = np.arange(builtins_max(0, min_(n1, n2 - offset)))
+        i1, i2 = k, k + offset
+    else:
+        k = np.arange(builtins_max(0, min_(n1 + offset, n2)))
+        i1, i2 = k - offset, k
+    idx = [slice(None)] * nd
+    idx[a1], idx[a2] = i1, i2
+    return tuple(idx)
+
+
+def _place_diagonal(xp, g, length, shape, axis1, axis2):
+    """Arrange g (diagonal last) as the advanced-index assignment expects it.
+
+    NumPy puts the axis of two adjacent advanced indices where they stand, and
+    that of non-adjacent ones first.
+    """
+    nd = len(shape)
+    a1, a2 = sorted((axis1 % nd, axis2 % nd))
+    rest = tuple(s for i, s in enumerate(shape) if i not in (a1, a2))
+    g = xp.broadcast_to(g, rest + (length,))
+    return xp.moveaxis(g, -1, a1 if a2 - a1 == 1 else 0)
+
+
+def _embed_vjp(h, needs, out, res, g, shape, offset, axis1, axis2):
+    return (_diagonal(h, offset=offset, axis1=axis1, axis2=axis2),)
+
+
+def _embed_jvp(t, out, res, g, shape, offset, axis1, axis2):
+    return _embed_diagonal(t[0], shape=shape, offset=offset, axis1=axis1, axis2=axis2)
+
+
+_diagonal = _prim("diagonal", _diagonal_impl, _diagonal_vjp, _diagonal_jvp)
+_embed_diagonal = _prim("embed_diagonal", _embed_impl, _embed_vjp, _embed_jvp)
+
+
+def diagonal(x, offset=0, axis1=0, axis2=1):
+    """np.diagonal: the diagonal is the last axis of the result."""
+    return _diagonal(x, offset=offset, axis1=axis1, axis2=axis2)
+
+
+def diag(v, k=0):
+    """np.diag: a 1-D input makes a matrix, a 2-D input gives its diagonal."""
+    shape = _shape(v)
+    if len(shape) == 1:
+        n = shape[0] + (k if k >= 0 else -k)
+        return _embed_diagonal(v, shape=(n, n), offset=k, axis1=0, axis2=1)
+    if len(shape) == 2:
+        return diagonal(v, k, 0, 1)
+    raise ValueError("diag: input must be 1-D or 2-D")
+
+
+def trace(x, offset=0, axis1=0, axis2=1):
+    return sum(diagonal(x, offset, axis1, axis2), axis=-1)
+
+
+def _tri_impl(x, k, lower):
+    return np.tril(x, k) if lower else np.triu(x, k)
+
+
+def _tri_vjp(g, needs, out, res, x, k, lower):
+    return (fit(_tri(g, k=k, lower=lower), x),)
+
+
+def _tri_jvp(t, out, res, x, k, lower):
+    return _tri(t[0], k=k, lower=lower)
+
+
+_tri = _prim("tril_triu", _tri_impl, _tri_vjp, _tri_jvp)
+
+
+def tril(x, k=0):
+    return _tri(x, k=k, lower=True)
+
+
+def triu(x, k=0):
+    return _tri(x, k=k, lower=False)
+
+
+# joining ------------------------------------------------------------------------
+
+def _concat_impl(*arrays, axis):
+    return np.concatenate(arrays, axis=axis)
+
+
+def _concat_vjp(g, needs, out, res, *arrays, axis):
+    out_cts = []
+    start = 0
+    nd = len(_shape(g))
+    ax = axis % nd
+    for a, need in zip(arrays, needs):
+        size = _shape(a)[ax]
+        if need:
+            idx = (slice(None),) * ax + (slice(start, start + size),)
+            out_cts.append(fit(getitem(g, idx), a))
+        else:
+            out_cts.append(None)
+        start += size
+    return tuple(out_cts)
+
+
+def _concat_jvp(t, out, res, *arrays, axis):
+    parts = [ti if ti is not None else zeros_like(a, dtype=np.result_type(_value(out)))
+             for ti, a in zip(t, arrays)]
+    return _concatenate(*parts, axis=axis)
+
+
+_concatenate = _prim("concatenate", _concat_impl, _concat_vjp, _concat_jvp)
+
+
+def concatenate(arrays, axis=0):
+    arrays = tuple(arrays)
+    if axis is None:
+        arrays = tuple(ravel(a) for a in arrays)
+        axis = 0
+    return _concatenate(*arrays, axis=axis)
+
+
+def stack(arrays, axis=0):
+    arrays = tuple(arrays)
+    nd = len(_shape(arrays[0])) + 1
+    return concatenate([expand_dims(a, axis % nd) for a in arrays], axis=axis % nd)
+
+
+# where -------------------------------------------------------------------------
+
+def _where_impl(cond, x, y):
+    return np.where(cond, x, y)
+
+
+def _where_vjp(g, needs, out, res, cond, x, y):
+    c = _value(cond)
+    return (None,
+            fit(where(c, g, 0.0), x) if needs[1] else None,
+            fit(where(c, 0.0, g), y) if needs[2] else None)
+
+
+def _where_jvp(t, out, res, cond, x, y):
+    c = _value(cond)
+    tx = t[1] if t[1] is not None else 0.0
+    ty = t[2] if t[2] is not None else 0.0
+    r = where(c, tx, ty)
+    return broadcast_to(r, _shape(out)) if _shape(r) != _shape(out) else r
+
+
+_where = _prim("where", _where_impl, _where_vjp, _where_jvp)
+
+
+def where(cond, x, y):
+    """np.where(cond, x, y); cond is not differentiated."""
+    return _where(_value(cond), x, y)
+
+
+# -- products and norms built from the primitives ---------------------------------
+
+def outer(a, b):
+    return multiply(reshape(a, (-1, 1)), reshape(b, (1, -1)))
+
+
+def vdot(a, b):
+    return sum(_conj(ravel(a)) * ravel(b))
+
+
+def inner(a, b):
+    if len(_shape(a)) == 0 or len(_shape(b)) == 0:
+        return a * b
+    return einsum("...i,...i->...", a, b) if len(_shape(a)) == 1 == len(_shape(b)) else \
+        _inner_nd(a, b)
+
+
+def _inner_nd(a, b):
+    na, nb = len(_shape(a)), len(_shape(b))
+    letters = string.ascii_letters
+    sa = letters[:na - 1] + "z"
+    sb = letters[na - 1:na + nb - 2] + "z"
+    return einsum(f"{sa},{sb}->{sa[:-1]}{sb[:-1]}", a, b)
+
+
+def dot(a, b):
+    """np.dot: matmul for 1-D/2-D operands, a sum product for N-D ones."""
+    na, nb = len(_shape(a)), len(_shape(b))
+    if na == 0 or nb == 0:
+        return multiply(a, b)
+    if na <= 2 and nb <= 2:
+        return matmul(a, b)
+    letters = string.ascii_letters
+    sa = letters[:na - 1] + "Z"
+    if nb == 1:
+        return einsum(f"{sa},Z->{sa[:-1]}", a, b)
+    sb = letters[na - 1:na + nb - 2]
+    sb = sb[:-1] + "Z" + sb[-1]
+    out = sa[:-1] + sb[:-2] + sb[-1]
+    return einsum(f"{sa},{sb}->{out}", a, b)
+
+
+def norm(x, ord=None, axis=None, keepdims=False):
+    """Vector norms (any ord) and the Frobenius norm, as numpy.linalg.norm.
+
+    At x = 0 the 2-norm's gradient is taken as 0 (a subgradient), not NaN.
+    Matrix norms other than 'fro' live in linalgad.linalg.
+    """
+    shape = _shape(x)
+    if axis is None:
+        if ord is not None and not (ord == "fro" and len(shape) == 2) and len(shape) != 1:
+            raise NotImplementedError("norm: with axis=None only the Frobenius/2-norm of the "
+                                      "flattened array and vector norms of 1-D input are supported")
+        axes = tuple(range(len(shape)))
+    else:
+        axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    if len(axes) == 2 and ord not in (None, "fro"):
+        raise NotImplementedError(f"norm: matrix norm ord={ord!r} is not in ops "
+                                  "(see linalgad.linalg.norm)")
+    if ord in (None, 2, "fro") or (len(axes) == 2 and ord is None):
+        return _norm2(x, axis=axes, keepdims=keepdims)
+    a = abs(x)
+    if ord == np.inf:
+        return max(a, axis=axes, keepdims=keepdims)
+    if ord == -np.inf:
+        return min(a, axis=axes, keepdims=keepdims)
+    if ord == 1:
+        return sum(a, axis=axes, keepdims=keepdims)
+    if ord == 0:
+        return sum(a != 0, axis=axes, keepdims=keepdims)
+    return power(sum(power(a, ord), axis=axes, keepdims=keepdims), 1.0 / ord)
+
+
+def _norm2_impl(x, axis, keepdims):
+    xv = np.abs(x)
+    return np.sqrt(np.sum(xv * xv, axis=axis, keepdims=keepdims))
+
+
+def _norm2_vjp(g, needs, out, res, x, axis, keepdims):
+    o = out if keepdims else expand_dims(out, axis)
+    gb = g if keepdims else expand_dims(g, axis)
+    zero = _value(o) == 0
+    scale = where(zero, 0.0, gb / where(zero, 1.0, o))
+    return (fit(x * scale, x),)
+
+
+def _norm2_jvp(t, out, res, x, axis, keepdims):
+    o = out if keepdims else expand_dims(out, axis)
+    zero = _value(o) == 0
+    inner_ = sum(real(_conj(x) * t[0]), axis=axis, keepdims=True)
+    r = where(zero, 0.0, inner_ / where(zero, 1.0, o))
+    return r if keepdims else squeeze(r, axis)
+
+
+_norm2 = _prim("norm2", _norm2_impl, _norm2_vjp, _norm2_jvp)
+
+
+# -- einsum ----------------------------------------------------------------------
+
+def _parse_einsum(subscripts, shapes):
+    """Explicit-mode subscripts with '...' replaced by letters."""
+    subscripts = subscripts.replace(" ", "")
+    if "->" in subscripts:
+        ins, out = subscripts.split("->")
+    else:
+        ins, out = subscripts, None
+    ins = ins.split(",")
+    if len(ins) != len(shapes):
+        raise ValueError(f"einsum: {len(ins)} operands in subscripts, {len(shapes)} given")
+    used = set(subscripts)
+    free = [c for c in string.ascii_letters if c not in used]
+    ell_nd = 0
+    for s, shape in zip(ins, shapes):
+        if "..." in s:
+            ell_nd = builtins_max(ell_nd, len(shape) - (len(s) - 3))
+    ell = "".join(free[:ell_nd])
+    new_ins = []
+    for s, shape in zip(ins, shapes):
+        if "..." in s:
+            k = len(shape) - (len(s) - 3)
+            s = s.replace("...", ell[ell_nd - k:] if k else "")
+        new_ins.append(s)
+    if out is None:
+        counts = {}
+        for s in new_ins:
+            for c in s:
+                counts[c] = counts.get(c, 0) + 1
+        out = ell + "".join(sorted(c for c, n in counts.items() if n == 1 and c not in ell))
+    else:
+        out = out.replace("...", ell)
+    return new_ins, out
+
+
+
+
+def _einsum_impl(*operands, spec):
+    ins, out = spec
+    return np.einsum(",".join(ins) + "->" + out, *operands, optimize=len(ins) > 2)
+
+
+def _einsum_vjp(g, needs, out_val, res, *operands, spec):
+    ins, out = spec
+    cts = []
+    for i, (sub, x) in enumerate(zip(ins, operands)):
+        if not needs[i]:
+            cts.append(None)
+            continue
+        others = [(s, _conj(o)) for j, (s, o) in enumerate(zip(ins, operands)) if j != i]
+        have = set(out).union(*[set(s) for s, _ in others])
+        keep = "".join(c for c in dict.fromkeys(sub) if c in have)
+        spec_i = ([out] + [s for s, _ in others], keep)
+        gi = _einsum(g, *[o for _, o in others], spec=spec_i)
+        if keep != sub:
+            # letters summed away by this operand alone: broadcast them back
+            shape = _shape(x)
+            sizes = dict(zip(sub, shape))
+            expand = tuple(sizes[c] if c not in keep else sizes[c] for c in sub)
+            gi = _einsum(gi, spec=([keep], "".join(c for c in sub if c in keep)))
+            gi = reshape(gi, tuple(sizes[c] if c in keep else 1 for c in sub))
+            gi = broadcast_to(gi, expand)
+        cts.append(fit(gi, x))
+    return tuple(cts)
+
+
+def _einsum_jvp(t, out_val, res, *operands, spec):
+    r = None
+    for i, ti in enumerate(t):
+        if ti is None:
+            continue
+        ops_i = list(operands)
+        ops_i[i] = ti
+        d = _einsum(*ops_i, spec=spec)
+        r = d if r is None else r + d
+    return r
+
+
+_einsum = _prim("einsum", _einsum_impl, _einsum_vjp, _einsum_jvp)
+
+
+def einsum(subscripts, *operands):
+    """np.einsum (explicit or implicit mode, with '...').
+
+    An index repeated inside one operand (a diagonal, as in 'ii->i') is not
+    supported: use diagonal/trace, which are differentiable.
+    """
+    ins, out = _parse_einsum(subscripts, [_shape(o) for o in operands])
+    for s in ins:
+        if len(set(s)) != len(s):
+            raise NotImplementedError(f"einsum: repeated index within one operand ({s!r}) is "
+                                      "not differentiable here; use diagonal() or trace()")
+    return _einsum(*operands, spec=(tuple(ins), out))

@@ -1,0 +1,443 @@
+"""Transforms with JAX's names and meanings.
+
+``vjp`` and ``jvp`` are the two primitives; everything else is built from
+them: ``grad`` and ``value_and_grad`` pull back a cotangent of 1,
+``jacrev``/``jacfwd`` pull back (push forward) a basis, ``hvp`` is
+forward-over-reverse, and ``checkpoint`` trades recomputation for memory.
+Arguments and results may be arrays or nested tuples/lists/dicts of arrays.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+from . import ops
+from ._tree import tree_flatten, tree_unflatten
+from .tape import (ForwardTrace, ForwardTracer, Primitive, ReverseTrace, Tracer,
+                   backward_pass)
+
+__all__ = ["vjp", "jvp", "grad", "value_and_grad", "jacrev", "jacfwd", "hvp",
+           "checkpoint", "stop_gradient", "debug_nans"]
+
+
+# -- NaN debugging ----------------------------------------------------------------
+
+_DEBUG_NANS = [os.environ.get("LINALGAD_DEBUG_NANS", "") not in ("", "0", "false", "False")]
+
+
+def debug_nans(enable=True):
+    """Stop at the first rule whose cotangent is not finite, naming the rule.
+
+    Also enabled by the environment variable LINALGAD_DEBUG_NANS=1.
+    """
+    _DEBUG_NANS[0] = bool(enable)
+
+
+def _check_finite_cts(prim, cts):
+    for i, g in enumerate(cts):
+        if g is None:
+            continue
+        v = ops.asarray_value(g)
+        if not np.all(np.isfinite(v)):
+            raise FloatingPointError(
+                f"debug_nans: the backward pass of {prim.name} produced a non-finite "
+                f"cotangent for its argument {i}")
+
+
+# -- input checking ---------------------------------------------------------------
+
+def _as_input(x, what):
+    """Validate a differentiable input; returns a float/complex array (or tracer)."""
+    if isinstance(x, Tracer):
+        return x
+    if isinstance(x, (bool, np.bool_)):
+        raise TypeError(f"{what}: boolean inputs cannot be differentiated")
+    if isinstance(x, (int, float, complex, np.number)):
+        x = np.asarray(x)
+    if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+        x = np.asarray(x)
+    if x.dtype.kind not in "fc":
+        raise TypeError(
+            f"{what}: inputs to differentiate must be floating point or complex, got dtype "
+            f"{x.dtype} (an integer input has no gradient; pass e.g. x.astype(float))")
+    return x
+
+
+def _shape_dtype(x):
+    return tuple(x.shape), np.dtype(x.dtype)
+
+
+def _ct_like(ct, primal, what):
+    """Check a user-supplied cotangent/tangent against its primal."""
+    ct_arr = ct if isinstance(ct, Tracer) or hasattr(ct, "shape") else np.asarray(ct)
+    pshape, pdtype = _shape_dtype(primal)
+    if tuple(ct_arr.shape) != pshape:
+        raise ValueError(f"{what} has shape {tuple(ct_arr.shape)} but the value it pairs with has "
+                         f"shape {pshape}")
+    cdtype = np.dtype(ct_arr.dtype)
+    if cdtype.kind == "c" and pdtype.kind != "c":
+        raise ValueError(f"{what} has complex dtype {cdtype} but the value it pairs with is real "
+                         f"({pdtype})")
+    if cdtype.kind not in "fc":
+        raise ValueError(f"{what} has dtype {cdtype}; expected a floating dtype like {pdtype}")
+    return ct_arr
+
+
+def _zeros(x):
+    v = ops.asarray_value(x)
+    return ops.zeros_like(v)
+
+
+def _select(args, argnums, fname):
+    if isinstance(argnums, int):
+        nums, single = (argnums,), True
+    else:
+        nums, single = tuple(argnums), False
+    for i in nums:
+        if not -len(args) <= i < len(args):
+            raise ValueError(f"{fname}: argnums {argnums} out of range for {len(args)} "
+                             "positional arguments")
+    return tuple(i % len(args) for i in nums), single
+
+
+# -- vjp ------------------------------------------------------------------------
+
+def vjp(fun, *primals, has_aux=False):
+    """Evaluate ``fun(*primals)`` and return ``(out, vjp_fn)`` (plus aux).
+
+    ``vjp_fn(out_bar)`` returns one cotangent per primal, shaped like it.
+    ``out_bar`` must have the structure, shapes and dtypes of ``out``.
+    """
+    trace = ReverseTrace()
+    leaves, treedef = tree_flatten(primals)
+    leaves = [_as_input(x, "vjp") for x in leaves]
+    boxed = [trace.new_input(x) for x in leaves]
+    in_nodes = [b.node for b in boxed]
+    result = fun(*tree_unflatten(treedef, boxed))
+    if has_aux:
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise ValueError("has_aux=True requires fun to return a pair (output, aux)")
+        result, aux = result
+    out_leaves, out_def = tree_flatten(result)
+    out_refs = []
+    out_vals = []
+    for o in out_leaves:
+        if isinstance(o, Tracer) and o._trace is trace:
+            out_refs.append((o.node, o.index))
+            out_vals.append(o.value)
+        else:
+            if not hasattr(o, "shape"):
+                o = np.asarray(o)
+            out_refs.append(None)
+            out_vals.append(o)
+    out = tree_unflatten(out_def, out_vals)
+
+    def vjp_fn(out_bar):
+        ct_leaves, ct_def = tree_flatten(out_bar)
+        if ct_def != out_def:
+            raise ValueError(f"vjp: the cotangent's structure {ct_def!r} does not match the "
+                             f"output's {out_def!r}")
+        refs, cts = [], []
+        for ref, ct, val in zip(out_refs, ct_leaves, out_vals):
+            ct = _ct_like(ct, val, "the cotangent passed to the vjp function")
+            if ref is not None:
+                refs.append(ref)
+                cts.append(ct)
+        acc = backward_pass(trace, refs, cts,
+                            _check_finite_cts if _DEBUG_NANS[0] else None)
+        grads = []
+        for node, x in zip(in_nodes, leaves):
+            g = acc[node.idx]
+            if g is None:
+                g = _zeros(x)
+            elif ops._is_complex(g) and not ops._is_complex(x):
+                g = ops.real(g)
+            grads.append(g)
+        return tree_unflatten(treedef, grads)
+
+    if has_aux:
+        return out, vjp_fn, _strip(aux, trace)
+    return out, vjp_fn
+
+
+def _strip(tree, trace):
+    """Remove this trace's boxes from an aux output."""
+    leaves, d = tree_flatten(tree)
+    return tree_unflatten(d, [x.value if isinstance(x, Tracer) and x._trace is trace else x
+                              for x in leaves])
+
+
+# -- jvp ------------------------------------------------------------------------
+
+def jvp(fun, primals, tangents, has_aux=False):
+    """Return ``(fun(*primals), J tangents)`` (and aux), forward mode."""
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise TypeError("jvp: primals and tangents must be tuples (or lists) of arguments")
+    leaves, treedef = tree_flatten(tuple(primals))
+    t_leaves, t_def = tree_flatten(tuple(tangents))
+    if t_def != treedef:
+        raise ValueError(f"jvp: tangents' structure {t_def!r} does not match primals' {treedef!r}")
+    trace = ForwardTrace()
+    boxed = []
+    for x, t in zip(leaves, t_leaves):
+        x = _as_input(x, "jvp")
+        t = _ct_like(t, x, "the tangent passed to jvp")
+        boxed.append(ForwardTracer(x, trace, t))
+    result = fun(*tree_unflatten(treedef, boxed))
+    if has_aux:
+        result, aux = result
+    out_leaves, out_def = tree_flatten(result)
+    vals, tans = [], []
+    for o in out_leaves:
+        if isinstance(o, Tracer) and o._trace is trace:
+            vals.append(o.value)
+            t = o.tangent
+            tans.append(t if ops._shape(t) == ops._shape(o.value)
+                        else ops.broadcast_to(t, ops._shape(o.value)))
+        else:
+            o = o if hasattr(o, "shape") else np.asarray(o)
+            vals.append(o)
+            tans.append(_zeros(o))
+    out = (tree_unflatten(out_def, vals), tree_unflatten(out_def, tans))
+    if has_aux:
+        return out + (_strip(aux, trace),)
+    return out
+
+
+# -- grad family ----------------------------------------------------------------
+
+def value_and_grad(fun, argnums=0, has_aux=False):
+    """Return a function computing ``(fun(*args), gradient)``.
+
+    ``fun`` must return a real scalar (shape ``()``).  The gradient has the
+    structure of ``args[argnums]`` (a tuple when argnums is a tuple).  For a
+    complex input the gradient is ∂L/∂Re x + i ∂L/∂Im x, so ``x - step * g``
+    descends.
+    """
+
+    @functools.wraps(fun)
+    def value_and_grad_fun(*args, **kwargs):
+        nums, single = _select(args, argnums, "grad")
+        chosen = tuple(args[i] for i in nums)
+
+        def partial(*xs):
+            full = list(args)
+            for i, x in zip(nums, xs):
+                full[i] = x
+            return fun(*full, **kwargs)
+
+        res = vjp(partial, *chosen, has_aux=has_aux)
+        out, vjp_fn = res[0], res[1]
+        shape = getattr(out, "shape", None)
+        if shape is None or tuple(shape) != ():
+            raise ValueError(f"grad requires a scalar output (shape ()), but the function returned "
+                             f"shape {shape if shape is not None else type(out).__name__}; use "
+                             "jacrev or vjp for non-scalar outputs")
+        if np.dtype(out.dtype).kind == "c":
+            raise TypeError("grad requires a real output; the function returned dtype "
+                            f"{out.dtype} (take .real or abs() of it, or use vjp)")
+        if np.dtype(out.dtype).kind not in "f":
+            raise TypeError(f"grad requires a floating output, got dtype {out.dtype}")
+        one = ops.ones_like(out)
+        grads = vjp_fn(one)
+        g = grads[0] if single else grads
+        if has_aux:
+            return (out, res[2]), g
+        return out, g
+
+    return value_and_grad_fun
+
+
+def grad(fun, argnums=0, has_aux=False):
+    """Return a function computing the gradient of the scalar ``fun``."""
+    vg = value_and_grad(fun, argnums, has_aux)
+
+    @functools.wraps(fun)
+    def grad_fun(*args, **kwargs):
+        (out, g) = vg(*args, **kwargs)
+        if has_aux:
+            return g, out[1]
+        return g
+
+    return grad_fun
+
+
+def _basis(x):
+    """Unit vectors spanning x's (real) entries, each shaped like x."""
+    v = ops.asarray_value(x)
+    if np.dtype(v.dtype).kind == "c":
+        raise TypeError("jacfwd/jacrev: complex inputs are not supported (the Jacobian of a "
+                        "non-holomorphic map is not a complex matrix); use jvp/vjp, or split "
+                        "into real and imaginary parts")
+    xp = ops._xp(v)
+    eye = xp.eye(v.size, dtype=v.dtype)
+    return [eye[i].reshape(v.shape) for i in range(v.size)]
+
+
+def jacrev(fun, argnums=0, has_aux=False):
+    """Jacobian by reverse mode: one VJP per output entry.
+
+    The result for one input x has shape ``out.shape + x.shape``.
+    """
+
+    @functools.wraps(fun)
+    def jac_fun(*args, **kwargs):
+        nums, single = _select(args, argnums, "jacrev")
+        chosen = tuple(args[i] for i in nums)
+
+        def partial(*xs):
+            full = list(args)
+            for i, x in zip(nums, xs):
+                full[i] = x
+            return fun(*full, **kwargs)
+
+        res = vjp(partial, *chosen, has_aux=has_aux)
+        out, vjp_fn = res[0], res[1]
+        if isinstance(out, (tuple, list, dict)):
+            raise TypeError("jacrev: the function must return a single array")
+        rows = [vjp_fn(e) for e in _basis(out)]
+        jacs = []
+        for k, x in enumerate(chosen):
+            xs = ops._shape(x)
+            if rows:
+                J = ops.stack([r[k] for r in rows], axis=0)
+            else:
+                J = np.zeros((0,) + tuple(xs), dtype=np.result_type(ops.asarray_value(x)))
+            jacs.append(ops.reshape(J, tuple(ops._shape(out)) + tuple(xs)))
+        J = jacs[0] if single else tuple(jacs)
+        return (J, res[2]) if has_aux else J
+
+    return jac_fun
+
+
+def jacfwd(fun, argnums=0, has_aux=False):
+    """Jacobian by forward mode: one JVP per input entry.
+
+    The result for one input x has shape ``out.shape + x.shape``.
+    """
+
+    @functools.wraps(fun)
+    def jac_fun(*args, **kwargs):
+        nums, single = _select(args, argnums, "jacfwd")
+        chosen = tuple(args[i] for i in nums)
+
+        def partial(*xs):
+            full = list(args)
+            for i, x in zip(nums, xs):
+                full[i] = x
+            return fun(*full, **kwargs)
+
+        jacs = []
+        aux = None
+        out = None
+        for k, x in enumerate(chosen):
+            cols = []
+            for e in _basis(x):
+                tangents = tuple(e if j == k else _zeros(c) for j, c in enumerate(chosen))
+                res = jvp(partial, chosen, tangents, has_aux=has_aux)
+                out, t = res[0], res[1]
+                if has_aux:
+                    aux = res[2]
+                cols.append(t)
+            xs = tuple(ops._shape(x))
+            if out is None:
+                out = partial(*chosen)
+                if has_aux:
+                    out, aux = out
+            os_ = tuple(ops._shape(out))
+            if cols:
+                J = ops.stack(cols, axis=-1)
+            else:
+                J = np.zeros(os_ + (0,), dtype=np.result_type(ops.asarray_value(out)))
+            jacs.append(ops.reshape(J, os_ + xs))
+        J = jacs[0] if single else tuple(jacs)
+        return (J, aux) if has_aux else J
+
+    return jac_fun
+
+
+def hvp(fun, primals, tangents, argnums=None):
+    """Hessian-vector product H v of a scalar ``fun``, forward-over-reverse.
+
+    ``primals`` and ``tangents`` are tuples of the arguments and of the
+    directions; the result is shaped like the differentiated arguments (a
+    tuple when several).  By default every argument is differentiated.
+    """
+    primals = tuple(primals)
+    tangents = tuple(tangents)
+    if argnums is None:
+        argnums = tuple(range(len(primals)))
+    g = grad(fun, argnums=argnums)
+    return jvp(g, primals, tangents)[1]
+
+
+# -- stop_gradient ----------------------------------------------------------------
+
+def stop_gradient(x):
+    """The value of x, treated as a constant by every transform."""
+    leaves, d = tree_flatten(x)
+    return tree_unflatten(d, [ops.asarray_value(v) for v in leaves])
+
+
+# -- checkpoint -------------------------------------------------------------------
+
+def checkpoint(fun):
+    """Wrap ``fun`` so its intermediates are recomputed, not stored, for the backward pass.
+
+    The wrapped function records one node on the tape holding only its
+    inputs and outputs; its VJP runs ``fun`` again under a fresh trace.
+    Gradients are identical; the memory a reverse pass keeps alive drops to
+    the segment's inputs and outputs.
+    """
+
+    @functools.wraps(fun)
+    def checkpointed(*args):
+        leaves, in_def = tree_flatten(args)
+        out_def_box = []
+
+        def flat_fun(*flat):
+            out = fun(*tree_unflatten(in_def, flat))
+            o_leaves, o_def = tree_flatten(out)
+            if not out_def_box:
+                out_def_box.append(o_def)
+            return tuple(o_leaves)
+
+        prim = _checkpoint_primitive(flat_fun, getattr(fun, "__name__", "fun"))
+        outs = prim(*leaves)
+        return tree_unflatten(out_def_box[0], list(outs))
+
+    return checkpointed
+
+
+def _checkpoint_primitive(flat_fun, name):
+    def impl(*flat):
+        return tuple(flat_fun(*flat))
+
+    def ck_vjp(cts, needs, out, res, *flat):
+        diff = [i for i, n in enumerate(needs) if n]
+        fixed = list(flat)
+
+        def part(*xs):
+            full = list(fixed)
+            for i, x in zip(diff, xs):
+                full[i] = x
+            return flat_fun(*full)
+
+        _, pull = vjp(part, *[flat[i] for i in diff])
+        cts_full = tuple(c if c is not None else _zeros(o) for c, o in zip(cts, out))
+        grads = pull(cts_full)
+        result = [None] * len(flat)
+        for i, g in zip(diff, grads):
+            result[i] = g
+        return tuple(result)
+
+    def ck_jvp(tangents, out, res, *flat):
+        tans = tuple(t if t is not None else _zeros(x) for t, x in zip(tangents, flat))
+        return tuple(jvp(lambda *xs: flat_fun(*xs), flat, tans)[1])
+
+    ck_vjp.__name__ = f"checkpoint_{name}_vjp"
+    ck_jvp.__name__ = f"checkpoint_{name}_jvp"
+    return Primitive(f"checkpoint({name})", impl, ck_vjp, ck_jvp, multiple_results=True)
