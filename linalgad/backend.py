@@ -84,13 +84,15 @@ def _where(op, batch_shape, flat_index):
 
 def check_finite(op, name, a):
     """Raise ValueError if ``a`` has an inf or NaN, naming op and position."""
-    a = np.asarray(a)
-    ok = np.isfinite(a)
-    if ok.all():
+    xp = namespace_of(a)
+    if not hasattr(a, "ndim"):
+        a = np.asarray(a)
+    ok = xp.isfinite(a)
+    if bool(ok.all()):
         return
     if a.ndim <= 2:
         raise ValueError(f"{op}: {name} contains infs or NaNs")
-    bad = np.flatnonzero(~ok.reshape(-1, *a.shape[-2:]).all(axis=(-2, -1)))[0]
+    bad = int(xp.flatnonzero(~ok.reshape(-1, *a.shape[-2:]).all(axis=(-2, -1)))[0])
     raise ValueError(f"{op}: {name} contains infs or NaNs{_where(op, a.shape[:-2], bad)}")
 
 

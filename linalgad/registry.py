@@ -53,6 +53,7 @@ class Rule:
 
     fun          the public function (in linalgad.linalg) the rule backs
     primitive    the tape primitive(s) implementing it (for listings)
+    reference    the same computation with NumPy/SciPy alone (tests compare)
     domains      input families the tests draw from
     derivation   path of the derivation document, relative to the repository
     modes        "rev" and/or "fwd"
@@ -70,6 +71,7 @@ class Rule:
     primitive: object
     domains: tuple
     derivation: str
+    reference: Callable | None = None
     modes: tuple = ("rev", "fwd")
     dtypes: tuple = DTYPES
     backends: tuple = ("cpu", "gpu")

@@ -203,11 +203,26 @@ def solve(a, b, lower=False, overwrite_a=False, overwrite_b=False, check_finite=
         b = ops.reshape(b, (n, 1))
     x = _solve(a, b, kind=kind, trans=1 if transposed else 0)
     if vector:
-        x = ops.reshape(x, (n,))
+        x = ops.reshape(x, ops._shape(x)[:-1])
     return x
 
 
 # -- registry -------------------------------------------------------------------
+
+def solve_reference(a, b, lower=False, assume_a=None, transposed=False):
+    """scipy.linalg.solve applied matrix by matrix over the broadcast stack."""
+    import scipy.linalg
+    vector = b.ndim == 1
+    bb = b[:, None] if vector else b
+    batch = np.broadcast_shapes(a.shape[:-2], bb.shape[:-2])
+    a_s = np.broadcast_to(a, batch + a.shape[-2:]).reshape((-1,) + a.shape[-2:])
+    b_s = np.broadcast_to(bb, batch + bb.shape[-2:]).reshape((-1,) + bb.shape[-2:])
+    # SciPy refuses transposed=True for complex input: pass the transpose itself
+    x = np.stack([scipy.linalg.solve(ai.T if transposed else ai, bi, lower=lower,
+                                     assume_a=assume_a or "gen") for ai, bi in zip(a_s, b_s)])
+    x = x.reshape(batch + bb.shape[-2:])
+    return x[..., 0] if vector else x
+
 
 def _domain_general(rng, n, batch, dtype):
     return (M.random_general(rng, n, batch, dtype), M.random_rhs(rng, n, 2, batch, dtype)), {}
@@ -254,6 +269,7 @@ RULES = (
             Domain("transposed", _domain_transposed, "solve a.T x = b"),
         ),
         derivation="docs/derivations/solve.md",
+        reference=solve_reference,
         references=("Giles 2008, Collected matrix derivative results for forward and reverse "
                     "mode algorithmic differentiation",),
     ),

@@ -1,0 +1,251 @@
+"""solve: closed-form gradients, Hessian-vector products, factor reuse, bad input."""
+
+import numpy as np
+import pytest
+
+import linalgad as lad
+from linalgad import backend
+from linalgad import linalg as la
+from linalgad.testing import matrices as M
+
+RNG = np.random.default_rng(20261122)
+
+
+def _closed_form(A, b, W):
+    """For L = Re sum(conj(W) x): b̄ = A⁻ᴴ W, Ā = −b̄ xᴴ."""
+    x = np.linalg.solve(A, b)
+    b_bar = np.linalg.solve(np.conj(np.swapaxes(A, -1, -2)), W)
+    A_bar = -b_bar @ np.conj(np.swapaxes(x, -1, -2))
+    return A_bar, b_bar
+
+
+def _rel(a, b):
+    return np.max(np.abs(a - b)) / np.max(np.abs(b))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("batch", [(), (4,), (2, 3)], ids=["single", "stack4", "stack2x3"])
+@pytest.mark.parametrize("n", [1, 5, 40])
+def test_gradient_equals_closed_form(n, batch, dtype):
+    A = M.random_general(RNG, n, batch, dtype)
+    b = M.random_rhs(RNG, n, 3, batch, dtype)
+    W = M.random_rhs(RNG, n, 3, batch, dtype)
+
+    def loss(A, b):
+        x = la.solve(A, b)
+        return lad.sum(lad.real(lad.conj(W) * x))
+
+    gA, gb = lad.grad(loss, argnums=(0, 1))(A, b)
+    A_bar, b_bar = _closed_form(A, b, W)
+    assert gA.dtype == dtype and gb.dtype == dtype
+    assert _rel(gA, A_bar) < 1e-10
+    assert _rel(gb, b_bar) < 1e-10
+
+
+def test_gradient_real_closed_form_literal():
+    """The issue's formula: L = sum(solve(A, b) * W) -> -A^{-T} W x^T and A^{-T} W."""
+    A = M.random_general(RNG, 6, (), np.float64)
+    b = M.random_rhs(RNG, 6, 2, (), np.float64)
+    W = M.random_rhs(RNG, 6, 2, (), np.float64)
+    gA, gb = lad.grad(lambda A, b: lad.sum(la.solve(A, b) * W), argnums=(0, 1))(A, b)
+    x = np.linalg.solve(A, b)
+    AinvT_W = np.linalg.inv(A).T @ W
+    assert _rel(gb, AinvT_W) < 1e-10
+    assert _rel(gA, -AinvT_W @ x.T) < 1e-10
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("batch", [(), (3,)], ids=["single", "stack"])
+def test_hvp_matches_finite_differences_of_grad(batch, dtype):
+    n = 6
+    A = M.random_general(RNG, n, batch, dtype)
+    b = M.random_rhs(RNG, n, 2, batch, dtype)
+    W = M.random_rhs(RNG, n, 2, batch, dtype)
+    V = M.random_rhs(RNG, n, n, batch, dtype)
+    w = M.random_rhs(RNG, n, 2, batch, dtype)
+
+    def loss(A, b):
+        x = la.solve(A, b)
+        return lad.sum(lad.abs(x - W) ** 2)      # a genuinely curved loss
+
+    HA, Hb = lad.hvp(loss, (A, b), (V, w))
+    g = lad.grad(loss, argnums=(0, 1))
+    h = 1e-5
+    plus, minus = g(A + h * V, b + h * w), g(A - h * V, b - h * w)
+    for got, p, m in zip((HA, Hb), plus, minus):
+        assert _rel(got, (p - m) / (2 * h)) < 1e-6
+
+
+def test_backward_reuses_the_forward_factorization(monkeypatch):
+    calls = []
+    original = backend.CPUKernels.lu_factor
+
+    def counting(self, A, op="lu_factor"):
+        calls.append(A.shape)
+        return original(self, A, op)
+
+    monkeypatch.setattr(backend.CPUKernels, "lu_factor", counting)
+    for batch in [(), (20,), (3,)]:
+        n = 30 if batch != (20,) else 4
+        calls.clear()
+        A = M.random_general(RNG, n, batch, np.float64)
+        b = M.random_rhs(RNG, n, 2, batch, np.float64)
+        lad.grad(lambda A, b: lad.sum(la.solve(A, b) ** 2), argnums=(0, 1))(A, b)
+        assert len(calls) == 1, f"factorized {len(calls)} times for batch {batch}"
+        calls.clear()
+        lad.jvp(lambda A: la.solve(A, b), (A,), (A,))
+        assert len(calls) == 1
+
+
+def test_pos_uses_cholesky_and_reuses_it(monkeypatch):
+    calls = []
+    original = backend.CPUKernels.cho_factor
+
+    def counting(self, A, lower=True, op="cho_factor"):
+        calls.append(A.shape)
+        return original(self, A, lower, op)
+
+    monkeypatch.setattr(backend.CPUKernels, "cho_factor", counting)
+    A = M.random_spd(RNG, 7, (), np.float64)
+    b = M.random_rhs(RNG, 7, 2, (), np.float64)
+    gA = lad.grad(lambda A: lad.sum(la.solve(A, b, assume_a="pos") ** 2))(A)
+    assert len(calls) == 1
+    # SciPy's default lower=False reads the upper triangle: only it gets gradient
+    assert np.all(np.tril(gA, -1) == 0) and np.any(np.triu(gA, 1) != 0)
+    gA = lad.grad(lambda A: lad.sum(la.solve(A, b, assume_a="pos", lower=True) ** 2))(A)
+    assert np.all(np.triu(gA, 1) == 0) and np.any(np.tril(gA, -1) != 0)
+
+
+@pytest.mark.parametrize("a_batch,b_batch", [((), (4,)), ((4,), ()), ((2, 1), (3,)),
+                                             ((1,), (2, 5))])
+def test_broadcasting_stacks(a_batch, b_batch):
+    n = 3
+    A = M.random_general(RNG, n, a_batch, np.float64)
+    b = M.random_rhs(RNG, n, 2, b_batch, np.float64)
+    x = la.solve(A, b)
+    np.testing.assert_allclose(x, np.linalg.solve(A, b), rtol=1e-12)
+    gA, gb = lad.grad(lambda A, b: lad.sum(la.solve(A, b)), argnums=(0, 1))(A, b)
+    assert gA.shape == A.shape and gb.shape == b.shape
+    # against the sum over the broadcast stack of per-matrix gradients
+    stack = np.broadcast_shapes(A.shape[:-2], b.shape[:-2])
+    Ab = np.broadcast_to(A, stack + A.shape[-2:])
+    bb = np.broadcast_to(b, stack + b.shape[-2:])
+    A_bar, b_bar = _closed_form(Ab, bb, np.ones_like(bb))
+    np.testing.assert_allclose(gA, _sum_to(A_bar, A.shape), rtol=1e-10)
+    np.testing.assert_allclose(gb, _sum_to(b_bar, b.shape), rtol=1e-10)
+
+
+def _sum_to(x, shape):
+    lead = x.ndim - len(shape)
+    x = x.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and x.shape[i] != 1)
+    return x.sum(axis=axes, keepdims=True)
+
+
+def test_vector_rhs_follows_numpy2():
+    A = M.random_general(RNG, 4, (3,), np.float64)
+    b = M.random_vector(RNG, 4, (), np.float64)
+    x = la.solve(A, b)
+    assert x.shape == (3, 4)
+    np.testing.assert_allclose(x, np.linalg.solve(A, b), rtol=1e-12)
+
+
+# -- bad input ------------------------------------------------------------------
+
+def test_singular_matrix_raises_naming_solve():
+    A = np.ones((3, 3))
+    with pytest.raises(np.linalg.LinAlgError, match="solve: matrix is singular"):
+        la.solve(A, np.ones(3))
+
+
+@pytest.mark.parametrize("n", [3, 20])          # vectorised-small and LAPACK paths
+def test_singular_matrix_in_a_stack_names_its_index(n):
+    A = M.random_general(RNG, n, (2, 3), np.float64)
+    A[1, 2] = 0.0
+    b = M.random_rhs(RNG, n, 1, (2, 3), np.float64)
+    with pytest.raises(np.linalg.LinAlgError, match=r"solve: .*singular.*matrix \(1, 2\)"):
+        la.solve(A, b)
+    with pytest.raises(np.linalg.LinAlgError, match=r"\(1, 2\)"):
+        lad.grad(lambda A: lad.sum(la.solve(A, b)))(A)
+
+
+def test_not_positive_definite_names_its_index():
+    A = M.random_spd(RNG, 4, (3,), np.float64)
+    A[2] = -A[2]
+    with pytest.raises(np.linalg.LinAlgError, match=r"not positive definite.*matrix \(2,\)"):
+        la.solve(A, np.ones((3, 4, 1)), assume_a="pos")
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [((3, 3), (4,)), ((3, 3), (4, 2)), ((3, 3), ()),
+                                             ((2, 3, 3), (4, 3, 1))])
+def test_mismatched_shapes_raise_valueerror_with_shapes(a_shape, b_shape):
+    with pytest.raises(ValueError) as info:
+        la.solve(np.eye(3) * np.ones(a_shape), np.ones(b_shape))
+    assert str(a_shape) in str(info.value) and str(b_shape) in str(info.value)
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (3,), (2, 3, 4)])
+def test_non_square_raises(shape):
+    with pytest.raises(np.linalg.LinAlgError, match="square"):
+        la.solve(np.ones(shape), np.ones(3))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_input_raises_valueerror(bad):
+    A = np.eye(3)
+    A[1, 1] = bad
+    with pytest.raises(ValueError, match="solve: a contains infs or NaNs"):
+        la.solve(A, np.ones(3))
+    b = np.ones((2, 3, 1))
+    b[1, 0, 0] = bad
+    with pytest.raises(ValueError, match=r"solve: b contains infs or NaNs \(matrix \(1,\)"):
+        la.solve(np.stack([np.eye(3)] * 2), b)
+
+
+def test_non_finite_allowed_with_check_finite_false():
+    A = np.eye(3)
+    b = np.array([1.0, np.nan, 2.0])
+    x = la.solve(A, b, check_finite=False)      # no error: NaN propagates (IEEE)
+    assert np.isnan(x[1])
+
+
+def test_integer_inputs_promote_like_numpy():
+    A = np.array([[2, 1], [1, 3]])
+    b = np.array([1, 2])
+    x = la.solve(A, b)
+    assert x.dtype == np.linalg.solve(A, b).dtype == np.float64
+    np.testing.assert_allclose(x, np.linalg.solve(A, b))
+
+
+@pytest.mark.parametrize("da,db", [(np.float32, np.float32), (np.float32, np.float64),
+                                   (np.float32, np.complex64), (np.complex64, np.float64)])
+def test_mixed_dtypes_promote_like_numpy(da, db):
+    A = M.random_general(RNG, 3, (), np.float64).astype(da)
+    b = np.ones(3, dtype=db)
+    assert la.solve(A, b).dtype == np.linalg.solve(A, b).dtype
+    gA, gb = lad.grad(lambda A, b: lad.sum(lad.abs(la.solve(A, b))), argnums=(0, 1))(A, b)
+    assert gA.dtype == A.dtype and gb.dtype == b.dtype
+
+
+def test_unknown_assume_a():
+    with pytest.raises(ValueError, match="assume_a"):
+        la.solve(np.eye(2), np.ones(2), assume_a="banana")
+
+
+def test_numpy_solve_on_traced_values_is_routed_here():
+    A = M.random_general(RNG, 4, (), np.float64)
+    b = M.random_rhs(RNG, 4, 2, (), np.float64)
+    g1 = lad.grad(lambda A: lad.sum(np.linalg.solve(A, b)))(A)
+    g2 = lad.grad(lambda A: lad.sum(la.solve(A, b)))(A)
+    np.testing.assert_array_equal(g1, g2)
+
+
+def test_float32_gradients_are_accurate():
+    A = M.random_general(RNG, 8, (), np.float64)
+    b = M.random_rhs(RNG, 8, 2, (), np.float64)
+    W = M.random_rhs(RNG, 8, 2, (), np.float64)
+    g64 = lad.grad(lambda A: lad.sum(la.solve(A, b) * W))(A)
+    g32 = lad.grad(lambda A: lad.sum(la.solve(A, b.astype(np.float32)) * W.astype(np.float32)))(
+        A.astype(np.float32))
+    assert g32.dtype == np.float32
+    assert _rel(g32, g64) < 1e-5
