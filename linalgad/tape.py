@@ -200,7 +200,7 @@ class Node:
 class ReverseTrace:
     """A tape of nodes in creation order; one per reverse transform call."""
 
-    __slots__ = ("level", "nodes")
+    __slots__ = ("level", "nodes", "__weakref__")
 
     def __init__(self):
         self.level = new_level()
@@ -236,7 +236,7 @@ class ReverseTrace:
 class ForwardTrace:
     """Dual numbers: tangents are carried along with values."""
 
-    __slots__ = ("level",)
+    __slots__ = ("level", "__weakref__")
 
     def __init__(self):
         self.level = new_level()

@@ -363,8 +363,9 @@ def hvp(fun, primals, tangents, argnums=None):
     """Hessian-vector product H v of a scalar ``fun``, forward-over-reverse.
 
     ``primals`` and ``tangents`` are tuples of the arguments and of the
-    directions; the result is shaped like the differentiated arguments (a
-    tuple when several).  By default every argument is differentiated.
+    directions.  By default every argument is differentiated and the result
+    is a tuple mirroring ``primals`` (like a VJP function's result); with an
+    int ``argnums`` it is the single array H v for that argument.
     """
     primals = tuple(primals)
     tangents = tuple(tangents)

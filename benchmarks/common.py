@@ -1,0 +1,204 @@
+"""Shared pieces of the benchmark harness: pinning, timing, shapes, machine info, tables.
+
+Import this module FIRST in every benchmark script: it pins the process to one
+core and one BLAS/OpenMP thread before NumPy (or any peer) is imported, since
+thread pools read their sizes when their library is loaded.
+"""
+
+import os
+import sys
+
+# --- pinning: must happen before numpy / scipy / torch / jax are imported -------------
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+for _var in THREAD_VARS:
+    os.environ[_var] = "1"
+
+
+def _pin_one_core():
+    """Pin this process to one core (core 0, or the lowest one we may run on)."""
+    try:
+        allowed = os.sched_getaffinity(0)
+        core = 0 if 0 in allowed else min(allowed)
+        os.sched_setaffinity(0, {core})
+        return core
+    except (AttributeError, OSError):  # not Linux: leave it to taskset-like tools
+        return None
+
+
+PINNED_CORE = _pin_one_core()
+
+if "numpy" in sys.modules:  # pragma: no cover - a misuse we want to be loud about
+    print("warning: benchmarks/common.py imported after numpy; thread pinning may not apply",
+          file=sys.stderr)
+
+# linalgad itself: an installed (editable) copy wins; otherwise the repository checkout.
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _REPO_ROOT not in sys.path:
+    sys.path.append(_REPO_ROOT)
+
+import gc  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from importlib import metadata  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+SEED = 20261122
+
+# (label, batch shape, n): unbatched n x n, then stacks of small matrices.
+SHAPES = [
+    ("16x16", (), 16),
+    ("64x64", (), 64),
+    ("256x256", (), 256),
+    ("1024x1024", (), 1024),
+    ("10000x4x4", (10000,), 4),
+    ("1000x32x32", (1000,), 32),
+]
+QUICK_SKIP = {"1024x1024"}
+
+
+# --- timing ------------------------------------------------------------------------------
+class Timing:
+    """Median seconds per call over `repeats` repeats of `inner` calls each."""
+
+    def __init__(self, per_call, inner, repeats, spread):
+        self.per_call, self.inner, self.repeats, self.spread = per_call, inner, repeats, spread
+
+    def __repr__(self):
+        return (f"Timing({fmt_time(self.per_call)}/call, inner={self.inner}, "
+                f"repeats={self.repeats}, spread={self.spread:.0%})")
+
+
+def timeit(fn, repeats=7, min_repeat_time=0.02, warmup=2):
+    """Time fn() -> Timing: warm up, pick an inner loop count so that one repeat takes
+    at least `min_repeat_time` seconds, then take the median of `repeats` repeats.
+
+    The garbage collector stays on (tapes create cycles; collecting them is part of
+    their real cost), but starts each measurement from a collected heap.
+    """
+    for _ in range(warmup):
+        fn()
+    clock = time.perf_counter
+
+    def run(inner):
+        t0 = clock()
+        for _ in range(inner):
+            fn()
+        return clock() - t0
+
+    inner = 1
+    while True:
+        t = run(inner)
+        if t >= min_repeat_time:
+            break
+        # aim 20% over the target, grow at least 2x, at most 100x per step
+        inner = max(2 * inner, min(100 * inner, int(inner * 1.2 * min_repeat_time / max(t, 1e-9))))
+    gc.collect()
+    samples = [run(inner) / inner for _ in range(repeats)]
+    med = statistics.median(samples)
+    spread = (max(samples) - min(samples)) / med if med > 0 else 0.0
+    return Timing(med, inner, repeats, spread)
+
+
+def timer_settings(quick):
+    """Repeat settings: the real rule (>= 7 repeats of >= 20 ms) or a smoke-run one."""
+    return dict(repeats=3, min_repeat_time=0.005, warmup=1) if quick else \
+        dict(repeats=7, min_repeat_time=0.02, warmup=2)
+
+
+def fmt_time(seconds):
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} µs"
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+# --- inputs ------------------------------------------------------------------------------
+def well_conditioned(rng, batch, n, cond=3.0):
+    """float64 matrices U diag(s) V^T with s in [1, cond]: condition number <= cond."""
+    U, _ = np.linalg.qr(rng.standard_normal(batch + (n, n)))
+    V, _ = np.linalg.qr(rng.standard_normal(batch + (n, n)))
+    s = rng.uniform(1.0, cond, size=batch + (n,))
+    return np.ascontiguousarray((U * s[..., None, :]) @ np.swapaxes(V, -1, -2))
+
+
+# --- machine and versions --------------------------------------------------------------
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _blas_of(module):
+    try:
+        deps = module.show_config(mode="dicts")["Build Dependencies"]
+        blas = deps.get("blas", {})
+        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:  # older versions or unusual builds
+        return "?"
+
+
+def _version(dist):
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def repo_commit():
+    """Short commit of the checkout, '+dirty' when it has uncommitted changes; or None."""
+    import subprocess
+    try:
+        git = ["git", "-C", _REPO_ROOT]
+        rev = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(git + ["status", "--porcelain", "--", "linalgad"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (rev + ("+dirty" if dirty else "")) or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine_info():
+    """Markdown lines describing the machine, the pinning and the versions."""
+    import scipy
+    try:
+        affinity = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = "?"
+    peers = []
+    for dist in ("linalgad", "jax", "jaxlib", "torch", "autograd"):
+        v = _version(dist)
+        peers.append(f"{dist} {v}" if v else f"{dist} (not installed)")
+    return [
+        f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}",
+        f"- pinning: process affinity {affinity}, "
+        + ", ".join(f"{v}={os.environ.get(v)}" for v in THREAD_VARS[:3]),
+        f"- numpy {np.__version__} ({_blas_of(np)}), scipy {scipy.__version__} ({_blas_of(scipy)})",
+        "- peers: " + ", ".join(peers) + f"; checkout {repo_commit() or '?'}",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
+    ]
+
+
+# --- output ------------------------------------------------------------------------------
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def emit(text, out=None):
+    """Print `text`; also write it to the file `out` when given."""
+    print(text)
+    if out:
+        with open(out, "w") as f:
+            f.write(text + "\n")

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Run every benchmark pinned to one core with one thread, and write the results tables.
+#   benchmarks/run_all.sh            full run (several minutes)
+#   benchmarks/run_all.sh --quick    smoke run (~20 s), written to results_*.quick.md (git-ignored)
+# PYTHON=... overrides the interpreter (default: .venv-bench/bin/python).
+set -euo pipefail
+QUICK=() SUFFIX=""
+case "${1:-}" in
+  --quick) QUICK=(--quick) SUFFIX=".quick" ;;  # never overwrites the real results
+  "") ;;
+  *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
+esac
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-.venv-bench/bin/python}"
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+# JAX can deadlock on batched linear algebra on this 2-core machine unless pinned.
+PIN=(taskset -c 0)
+command -v taskset >/dev/null || { echo "warning: taskset not found; pinning in-process only" >&2; PIN=(); }
+"${PIN[@]}" "$PY" benchmarks/bench_solve.py --out benchmarks/results_solve${SUFFIX}.md "${QUICK[@]}"
+echo
+"${PIN[@]}" "$PY" benchmarks/bench_overhead.py --out benchmarks/results_overhead${SUFFIX}.md "${QUICK[@]}"

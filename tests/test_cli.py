@@ -1,0 +1,49 @@
+"""The command line, run as users run it."""
+
+import subprocess
+import sys
+
+import pytest
+
+from linalgad.__main__ import main
+
+
+def test_rules_lists_every_rule(capsys):
+    assert main(["rules"]) == 0
+    out = capsys.readouterr().out
+    assert "solve" in out and "docs/derivations/solve.md" in out
+
+
+def test_check_passes_and_prints_the_table(capsys):
+    assert main(["check", "--size", "3", "--dtype", "float64", "--dtype", "complex64",
+                 "--batch", "", "--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    for column in ("rule", "mode", "max rel err", "fwd+bwd", "ratio"):
+        assert column in out
+    assert "FAIL" not in out and " 0 failed" in out
+
+
+def test_check_fails_when_a_rule_is_wrong(monkeypatch, capsys):
+    import linalgad.rules.solve as S
+    original = S._solve.vjp
+
+    def wrong(*args, **kwargs):
+        A_bar, b_bar = original(*args, **kwargs)
+        return (None if A_bar is None else 1.01 * A_bar), b_bar
+
+    monkeypatch.setattr(S._solve, "vjp", wrong)
+    assert main(["check", "--size", "3", "--dtype", "float64", "--batch", ""]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_gpu_check_without_a_gpu_says_so():
+    from linalgad.gpu import available
+    if available():
+        pytest.skip("a GPU is present")
+    assert main(["check", "--device", "gpu"]) == 2
+
+
+def test_module_entry_point_runs():
+    res = subprocess.run([sys.executable, "-m", "linalgad", "rules"], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0 and "solve" in res.stdout

@@ -1,0 +1,367 @@
+"""The transforms: meanings, structures, composition, errors, threads, memory."""
+
+import gc
+import threading
+import tracemalloc
+import weakref
+
+import numpy as np
+import pytest
+
+import linalgad as lad
+from linalgad import linalg as la
+from linalgad import tape
+from linalgad.testing import check_grads
+from linalgad.testing import matrices as M
+
+RNG = np.random.default_rng(7)
+
+
+def _loss(A, b):
+    x = la.solve(A, b)
+    return lad.sum(lad.tanh(x) ** 2) + lad.sum(A * A) * 0.1
+
+
+def _fd_grad(f, x, h=1e-6):
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = h
+        g[i] = (f(x + e) - f(x - e)) / (2 * h)
+    return g
+
+
+# -- meanings -------------------------------------------------------------------
+
+def test_grad_and_value_and_grad_agree_with_finite_differences():
+    A = M.random_general(RNG, 4, (), np.float64)
+    b = M.random_rhs(RNG, 4, 2, (), np.float64)
+    value, (gA, gb) = lad.value_and_grad(_loss, argnums=(0, 1))(A, b)
+    assert value == pytest.approx(float(_loss(A, b)))
+    np.testing.assert_allclose(gA, _fd_grad(lambda A: float(_loss(A, b)), A), rtol=1e-6)
+    np.testing.assert_allclose(gb, _fd_grad(lambda b: float(_loss(A, b)), b), rtol=1e-6)
+    # argnums int -> a single gradient; default argnums=0
+    np.testing.assert_array_equal(lad.grad(_loss)(A, b), gA)
+    np.testing.assert_array_equal(lad.grad(_loss, argnums=1)(A, b), gb)
+    np.testing.assert_array_equal(lad.grad(_loss, argnums=-1)(A, b), gb)
+
+
+def test_has_aux():
+    A = M.random_general(RNG, 3, (), np.float64)
+    b = np.ones(3)
+
+    def f(A):
+        x = la.solve(A, b)
+        return lad.sum(x * x), {"x": x}
+
+    (val, aux), g = lad.value_and_grad(f, has_aux=True)(A)
+    np.testing.assert_allclose(aux["x"], np.linalg.solve(A, b))
+    assert type(aux["x"]) is np.ndarray
+    g2, aux2 = lad.grad(f, has_aux=True)(A)
+    np.testing.assert_array_equal(g, g2)
+    out, vjp_fn, aux3 = lad.vjp(f, A, has_aux=True)
+    (t_out, t_tan, aux4) = lad.jvp(f, (A,), (A,), has_aux=True)
+    assert set(aux3) == set(aux4) == {"x"}
+
+
+def test_nested_structures_in_and_out():
+    params = {"A": M.random_general(RNG, 3, (), np.float64),
+              "rhs": [np.ones(3), np.arange(3.0)], "none": None}
+
+    def f(p):
+        x = la.solve(p["A"], p["rhs"][0] + p["rhs"][1])
+        return lad.sum(x ** 2)
+
+    g = lad.grad(f)(params)
+    assert set(g) == {"A", "rhs", "none"} and g["none"] is None
+    assert isinstance(g["rhs"], list) and len(g["rhs"]) == 2
+    np.testing.assert_allclose(g["rhs"][0], g["rhs"][1])
+
+    def h(p):
+        return {"x": la.solve(p["A"], p["rhs"][0]), "s": lad.sum(p["A"])}
+
+    out, pull = lad.vjp(h, params)
+    ct = {"x": np.ones(3), "s": np.array(2.0)}
+    (g,) = pull(ct)
+    assert g["A"].shape == (3, 3) and g["rhs"][1].shape == (3,)
+    np.testing.assert_array_equal(g["rhs"][1], 0)
+    check_grads(h, (params,), order=2)
+
+
+def test_vjp_function_can_be_called_repeatedly():
+    A = M.random_general(RNG, 3, (), np.float64)
+    out, pull = lad.vjp(lambda A: la.solve(A, np.ones(3)), A)
+    g1 = pull(np.ones(3))
+    g2 = pull(np.ones(3))
+    g3 = pull(2 * np.ones(3))
+    np.testing.assert_array_equal(g1[0], g2[0])
+    np.testing.assert_allclose(g3[0], 2 * g1[0])
+
+
+def test_constant_output_gives_zero_gradient():
+    g = lad.grad(lambda x: lad.sum(lad.stop_gradient(x) ** 2))(np.ones(3))
+    np.testing.assert_array_equal(g, 0)
+    g = lad.grad(lambda x: np.float64(3.0))(np.ones(3))
+    np.testing.assert_array_equal(g, 0)
+
+
+# -- composition ----------------------------------------------------------------
+
+def test_jacfwd_equals_jacrev():
+    A = M.random_general(RNG, 3, (), np.float64)
+    b = M.random_rhs(RNG, 3, 2, (), np.float64)
+
+    def f(A, b):
+        return la.solve(A, b)
+
+    for argnums in (0, 1, (0, 1)):
+        Jf = lad.jacfwd(f, argnums=argnums)(A, b)
+        Jr = lad.jacrev(f, argnums=argnums)(A, b)
+        for a, c in zip(np.atleast_1d(Jf) if argnums != (0, 1) else Jf,
+                        np.atleast_1d(Jr) if argnums != (0, 1) else Jr):
+            np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-14)
+    J = lad.jacrev(f)(A, b)
+    assert J.shape == (3, 2, 3, 3)
+    # J[i, j, k, l] = d x_ij / d A_kl = -(A^-1)_ik x_lj
+    x = np.linalg.solve(A, b)
+    Ainv = np.linalg.inv(A)
+    np.testing.assert_allclose(J, -np.einsum("ik,lj->ijkl", Ainv, x), rtol=1e-10)
+
+
+def test_second_derivatives_all_compositions_agree():
+    A = M.random_general(RNG, 3, (), np.float64)
+    b = np.ones(3)
+
+    def f(A):
+        return lad.sum(la.solve(A, b) ** 3)
+
+    H_rr = lad.jacrev(lad.grad(f))(A)
+    H_fr = lad.jacfwd(lad.grad(f))(A)
+    H_ff = lad.jacfwd(lad.jacfwd(f))(A)
+    H_rf = lad.jacrev(lad.jacfwd(f))(A)
+    for H in (H_fr, H_ff, H_rf):
+        np.testing.assert_allclose(H, H_rr, rtol=1e-9, atol=1e-12)
+    # Hessians are symmetric
+    np.testing.assert_allclose(H_rr.reshape(9, 9), H_rr.reshape(9, 9).T, rtol=1e-9, atol=1e-12)
+    # and they match finite differences of the gradient
+    g = lad.grad(f)
+    H_fd = np.stack([(g(A + 1e-6 * e) - g(A - 1e-6 * e)) / 2e-6
+                     for e in np.eye(9).reshape(9, 3, 3)], axis=-1).reshape(3, 3, 3, 3)
+    np.testing.assert_allclose(H_rr, H_fd, rtol=1e-6, atol=1e-8)
+
+
+def test_hvp_matches_finite_differences_of_grad():
+    A = M.random_general(RNG, 5, (2,), np.complex128)
+    b = M.random_rhs(RNG, 5, 2, (2,), np.complex128)
+    V = M.random_rhs(RNG, 5, 5, (2,), np.complex128)
+    w = M.random_rhs(RNG, 5, 2, (2,), np.complex128)
+
+    def f(A, b):
+        return lad.sum(lad.abs(la.solve(A, b)) ** 2)
+
+    HA, Hb = lad.hvp(f, (A, b), (V, w))
+    g = lad.grad(f, argnums=(0, 1))
+    h = 1e-6
+    (pA, pb), (mA, mb) = g(A + h * V, b + h * w), g(A - h * V, b - h * w)
+    np.testing.assert_allclose(HA, (pA - mA) / (2 * h), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(Hb, (pb - mb) / (2 * h), rtol=1e-6, atol=1e-8)
+    HA_only = lad.hvp(f, (A, b), (V, w), argnums=0)
+    assert HA_only.shape == A.shape
+
+
+def test_third_order():
+    # d^3/dx^3 of sum(x^4) = 24 x
+    x = np.array([0.5, -1.0, 2.0])
+    d3 = lad.grad(lambda x: lad.sum(lad.grad(lambda y: lad.sum(lad.grad(
+        lambda z: lad.sum(z ** 4))(y)))(x)))(x)
+    np.testing.assert_allclose(d3, 24 * x)
+
+
+def test_no_perturbation_confusion():
+    # d/dx [ x * d/dy (x * y) ] = d/dx [x * x] = 2x: levels must keep the two apart
+    def f(x):
+        inner = lad.grad(lambda y: lad.sum(x * y))(np.ones(()))
+        return lad.sum(x * inner)
+
+    x = np.array(3.0)
+    assert float(lad.grad(f)(x)) == pytest.approx(6.0)
+    # forward mode as well
+    _, t = lad.jvp(f, (x,), (np.array(1.0),))
+    assert float(t) == pytest.approx(6.0)
+
+
+def test_checkpoint_gives_identical_gradients():
+    A = M.random_general(RNG, 4, (), np.float64)
+    b = M.random_rhs(RNG, 4, 2, (), np.float64)
+
+    def block(A, x):
+        return lad.tanh(la.solve(A, x)) * 2.0
+
+    def f(A, b, ck):
+        blk = lad.checkpoint(block) if ck else block
+        x = b
+        for _ in range(3):
+            x = blk(A, x)
+        return lad.sum(x ** 2)
+
+    g_plain = lad.grad(f, argnums=(0, 1))(A, b, False)
+    g_ck = lad.grad(f, argnums=(0, 1))(A, b, True)
+    for a, c in zip(g_plain, g_ck):
+        np.testing.assert_allclose(a, c, rtol=1e-13)
+    # forward mode and second order go through checkpoint too
+    check_grads(lambda A, b: f(A, b, True), (A, b), order=2)
+
+
+def test_checkpoint_stores_less():
+    n, steps = 200, 8
+    x0 = RNG.standard_normal((n, n))
+
+    def segment(x):
+        for _ in range(steps):
+            x = lad.sin(x) * 1.5 + x       # every step keeps n*n arrays alive
+        return x
+
+    def f(x, ck):
+        seg = lad.checkpoint(segment) if ck else segment
+        return lad.sum(seg(seg(x)))
+
+    def held_after_forward(ck):
+        gc.collect()
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        out, pull = lad.vjp(lambda x: f(x, ck), x0)
+        held = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+        return held, pull
+
+    held_plain, pull_plain = held_after_forward(False)
+    held_ck, pull_ck = held_after_forward(True)
+    assert held_ck < held_plain / 4, (held_ck, held_plain)
+    np.testing.assert_allclose(pull_ck(np.array(1.0))[0], pull_plain(np.array(1.0))[0],
+                               rtol=1e-13)
+
+
+# -- no global state, threads ----------------------------------------------------
+
+def test_trace_is_released_after_return_and_after_raise():
+    A = M.random_general(RNG, 3, (), np.float64)
+    seen = []
+
+    def f(A):
+        seen.append(weakref.ref(A._trace))
+        return lad.sum(la.solve(A, np.ones(3)))
+
+    lad.grad(f)(A)
+    gc.collect()
+    assert seen[-1]() is None
+
+    def g(A):
+        seen.append(weakref.ref(A._trace))
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        lad.grad(g)(A)
+    gc.collect()
+    assert seen[-1]() is None
+    # and the next transform is unaffected
+    np.testing.assert_allclose(lad.grad(lambda A: lad.sum(A * A))(A), 2 * A)
+
+
+def test_untraced_ops_run_kernels_directly():
+    A = M.random_general(RNG, 3, (), np.float64)
+    x = la.solve(A, np.ones(3))
+    assert type(x) is np.ndarray
+    assert type(lad.exp(A)) is np.ndarray
+    assert not any(isinstance(o, tape.Tracer) for o in (x, lad.sum(A), A @ A))
+
+
+def test_threads_get_correct_independent_gradients():
+    mats = [M.random_general(np.random.default_rng(i), 6, (), np.float64) for i in range(8)]
+    b = np.ones((6, 2))
+    expected = [lad.grad(_loss)(A, b) for A in mats]
+    results = [None] * len(mats)
+    barrier = threading.Barrier(4)
+
+    def work(k):
+        barrier.wait()
+        for _ in range(20):
+            for i in range(k, len(mats), 4):
+                results[i] = lad.grad(_loss)(mats[i], b)
+                # nested transforms in threads too
+                lad.hvp(_loss, (mats[i], b), (mats[i], b))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+# -- errors ---------------------------------------------------------------------
+
+def test_grad_of_non_scalar_names_the_shape():
+    with pytest.raises(ValueError, match=r"scalar.*\(3,\)"):
+        lad.grad(lambda x: x * 2)(np.ones(3))
+
+
+def test_grad_of_complex_output_is_an_error():
+    with pytest.raises(TypeError, match="real output"):
+        lad.grad(lambda x: lad.sum(x * 1j))(np.ones(3))
+
+
+@pytest.mark.parametrize("x", [np.arange(3), 3, np.array([True, False])])
+def test_integer_inputs_to_grad_raise_typeerror(x):
+    with pytest.raises(TypeError):
+        lad.grad(lambda x: lad.sum(x * 1.0))(x)
+
+
+def test_wrong_cotangent_shape_or_dtype():
+    out, pull = lad.vjp(lambda x: x * 2.0, np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"\(3, 2\).*\(2, 3\)"):
+        pull(np.ones((3, 2)))
+    with pytest.raises(ValueError, match="complex"):
+        pull(np.ones((2, 3), dtype=complex))
+    with pytest.raises(ValueError, match="structure"):
+        pull((np.ones((2, 3)),))
+
+
+def test_wrong_tangent_shape():
+    with pytest.raises(ValueError, match=r"\(2,\).*\(3,\)"):
+        lad.jvp(lambda x: x * 2.0, (np.ones(3),), (np.ones(2),))
+
+
+def test_argnums_out_of_range():
+    with pytest.raises(ValueError, match="argnums"):
+        lad.grad(lambda x: lad.sum(x), argnums=2)(np.ones(2))
+
+
+def test_traced_value_cannot_be_branched_on_or_converted():
+    with pytest.raises(TypeError, match="truth value"):
+        lad.grad(lambda x: lad.sum(x) if x else 0.0)(np.ones(()))
+    with pytest.raises(TypeError, match="drop its derivative"):
+        lad.grad(lambda x: np.asarray(x).sum())(np.ones(2))
+
+
+def test_debug_nans_names_the_rule():
+    def f(x):
+        return lad.sum(lad.sqrt(x))          # d sqrt at 0 is inf
+
+    lad.debug_nans(True)
+    try:
+        with pytest.raises(FloatingPointError, match="sqrt"):
+            lad.grad(f)(np.array([0.0, 1.0]))
+    finally:
+        lad.debug_nans(False)
+    assert np.isinf(lad.grad(f)(np.array([0.0, 1.0]))[0])
+
+
+def test_complex_gradient_convention_descends():
+    # L(z) = |z - c|^2 has gradient 2 (z - c) under X̄ = dL/dRe + i dL/dIm
+    c = np.array([1.0 + 2.0j, -0.5j])
+    z = np.array([0.3 - 0.1j, 2.0 + 1.0j])
+    g = lad.grad(lambda z: lad.sum(lad.abs(z - c) ** 2))(z)
+    np.testing.assert_allclose(g, 2 * (z - c))
+    z_next = z - 0.25 * g
+    assert np.sum(np.abs(z_next - c) ** 2) < np.sum(np.abs(z - c) ** 2)
