@@ -27,8 +27,10 @@ def _rev(op):
 
 
 def _fwd(op):
+    call = op.__call__       # skip one attribute lookup per operator use
+
     def method(self, other):
-        return op(self, other)
+        return call(self, other)
     return method
 
 

@@ -42,6 +42,7 @@ __all__ = [
 # sum, max, min and abs are redefined below as differentiable ops
 builtins_max = _builtins.max
 min_ = _builtins.min
+_ndarray = np.ndarray
 
 
 def _value(x):
@@ -84,6 +85,9 @@ def unbroadcast(g, shape):
 
 def fit(g, x):
     """Shape g like x (un-broadcast) and make it real if x is real."""
+    if type(g) is _ndarray and type(x) is _ndarray and g.shape == x.shape and (
+            g.dtype.kind != "c" or x.dtype.kind == "c"):
+        return g              # the common case, decided without further calls
     if g is None:
         return None
     if _is_complex(g) and not _is_complex(x):
@@ -124,13 +128,27 @@ def _add_vjp(g, needs, out, res, x, y):
     return (fit(g, x) if needs[0] else None, fit(g, y) if needs[1] else None)
 
 
+def _tangent_like(r, out):
+    """r broadcast to out's shape and cast to out's dtype.
+
+    The tangent of one operand alone can be narrower than the output: real when a
+    complex constant joins it (x + 1j), so it is widened to the output's dtype.
+    """
+    if _shape(r) != _shape(out):
+        r = broadcast_to(r, _shape(out))
+    dt = np.result_type(_value(out))
+    if np.result_type(_value(r)) != dt:
+        r = astype(r, dt)
+    return r
+
+
 def _add_jvp(t, out, res, x, y):
     tx, ty = t
     if tx is None:
-        return ty if _shape(ty) == _shape(out) else broadcast_to(ty, _shape(out))
+        return _tangent_like(ty, out)
     if ty is None:
-        return tx if _shape(tx) == _shape(out) else broadcast_to(tx, _shape(out))
-    return tx + ty
+        return _tangent_like(tx, out)
+    return _tangent_like(tx + ty, out)
 
 
 def _sub_vjp(g, needs, out, res, x, y):
@@ -176,6 +194,9 @@ def _div_jvp(t, out, res, x, y):
 def _safe_log(x):
     """log(x) with 0 where x == 0 (the limit that makes d(x^y)/dy finite)."""
     v = _value(x)
+    if isinstance(v, (int, float, complex)):
+        # a Python scalar stays a Python scalar: an np.float64 would promote float32 results
+        return 0.0 if v == 0 else np.log(v).item()
     zero = v == 0
     if not np.any(zero):
         return log(x)
@@ -202,31 +223,45 @@ def _pow_jvp(t, out, res, x, y):
     return r
 
 
+def _weight_dtype(*values):
+    """The real floating dtype of a result computed from ``values`` (float64 otherwise).
+
+    Constant weights (ties, selections) are made in this dtype so that they do not
+    promote float32 cotangents and tangents to float64.
+    """
+    dt = np.result_type(*values)
+    return np.finfo(dt).dtype if dt.kind in "fc" else np.dtype(np.float64)
+
+
+def _tie_weight(vx, vy, first_wins):
+    """Weight of x in max/min(x, y): 1 where x wins, 0.5 at ties, 0 where y wins."""
+    wx = np.where(first_wins, 1.0, np.where(vx == vy, 0.5, 0.0))
+    return wx.astype(_weight_dtype(vx, vy))
+
+
 def _max_vjp(g, needs, out, res, x, y):
     # ties split the gradient evenly (the symmetric subgradient)
     vx, vy = _value(x), _value(y)
-    wx = np.where(vx > vy, 1.0, np.where(vx == vy, 0.5, 0.0))
+    wx = _tie_weight(vx, vy, vx > vy)
     return (fit(g * wx, x) if needs[0] else None,
             fit(g * (1.0 - wx), y) if needs[1] else None)
 
 
 def _min_vjp(g, needs, out, res, x, y):
     vx, vy = _value(x), _value(y)
-    wx = np.where(vx < vy, 1.0, np.where(vx == vy, 0.5, 0.0))
+    wx = _tie_weight(vx, vy, vx < vy)
     return (fit(g * wx, x) if needs[0] else None,
             fit(g * (1.0 - wx), y) if needs[1] else None)
 
 
 def _max_jvp(t, out, res, x, y):
     vx, vy = _value(x), _value(y)
-    wx = np.where(vx > vy, 1.0, np.where(vx == vy, 0.5, 0.0))
-    return _blend_tangents(t, wx, out)
+    return _blend_tangents(t, _tie_weight(vx, vy, vx > vy), out)
 
 
 def _min_jvp(t, out, res, x, y):
     vx, vy = _value(x), _value(y)
-    wx = np.where(vx < vy, 1.0, np.where(vx == vy, 0.5, 0.0))
-    return _blend_tangents(t, wx, out)
+    return _blend_tangents(t, _tie_weight(vx, vy, vx < vy), out)
 
 
 def _blend_tangents(t, wx, out):
@@ -313,19 +348,40 @@ def _abs_jvp(t, out, res, x):
 absolute = abs = _prim("abs", np.abs, _abs_vjp, _abs_jvp)
 
 
-def _zero_vjp(g, needs, out, res, x):
-    return (None,)
+# NumPy >= 2 defines sign(z) = z / |z| for complex z (NumPy 1 took the sign of the real
+# part, a piecewise constant).  The first has a derivative:
+#   d sign = (dz - u Re(conj(u) dz)) / |z|,  u = sign(z)   (0 at z = 0, a subgradient);
+# the map is self-adjoint for Re<., .>, so the VJP has the same form.
+_SIGN_IS_UNIT = bool(np.sign(np.complex128(3j)) == 1j)
 
 
-def _zero_jvp(t, out, res, x):
-    return None
+def _sign_derivative(d, out, x):
+    r = abs(x)
+    zero = _value(r) == 0
+    inv = where(zero, 0.0, 1.0 / where(zero, 1.0, r))
+    return (d - out * real(conj(out) * d)) * inv
 
 
-sign = _prim("sign", np.sign, _zero_vjp, _zero_jvp)
+def _sign_vjp(g, needs, out, res, x):
+    if not (_SIGN_IS_UNIT and _is_complex(x)):
+        return (None,)
+    return (fit(_sign_derivative(g, out, x), x),)
+
+
+def _sign_jvp(t, out, res, x):
+    if not (_SIGN_IS_UNIT and _is_complex(x)) or t[0] is None:
+        return None
+    return _sign_derivative(t[0], out, x)
+
+
+sign = _prim("sign", np.sign, _sign_vjp, _sign_jvp)
 
 
 def _real_vjp(g, needs, out, res, x):
-    return (fit(g, x),)
+    g = fit(g, x)
+    if _is_complex(x) and not _is_complex(g):
+        g = astype(g, np.result_type(_value(x)))    # a complex input gets a complex cotangent
+    return (g,)
 
 
 def _real_jvp(t, out, res, x):
@@ -485,7 +541,7 @@ def _extreme_vjp(g, needs, out, res, x, axis=None, keepdims=False):
     vx, vo = _value(x), _value(out)
     vo_b = vo if keepdims else np.expand_dims(vo, _norm_axes(axis, vx.ndim))
     hit = (vx == vo_b)
-    weight = hit / np.sum(hit, axis=axis, keepdims=True)   # ties share evenly
+    weight = (hit / np.sum(hit, axis=axis, keepdims=True)).astype(_weight_dtype(vx))  # ties share
     return (fit(_restore_reduced(g, _shape(x), axis, keepdims) * weight, x),)
 
 
@@ -493,7 +549,7 @@ def _extreme_jvp(t, out, res, x, axis=None, keepdims=False):
     vx, vo = _value(x), _value(out)
     vo_b = vo if keepdims else np.expand_dims(vo, _norm_axes(axis, vx.ndim))
     hit = (vx == vo_b)
-    weight = hit / np.sum(hit, axis=axis, keepdims=True)
+    weight = (hit / np.sum(hit, axis=axis, keepdims=True)).astype(_weight_dtype(vx))
     return sum(t[0] * weight, axis=axis, keepdims=keepdims)
 
 
@@ -866,8 +922,7 @@ def _where_jvp(t, out, res, cond, x, y):
     c = _value(cond)
     tx = t[1] if t[1] is not None else 0.0
     ty = t[2] if t[2] is not None else 0.0
-    r = where(c, tx, ty)
-    return broadcast_to(r, _shape(out)) if _shape(r) != _shape(out) else r
+    return _tangent_like(where(c, tx, ty), out)
 
 
 _where = _prim("where", _where_impl, _where_vjp, _where_jvp)

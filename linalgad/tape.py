@@ -89,7 +89,7 @@ class Primitive:
                 t = a._trace
                 if top is None or t.level > top.level:
                     top = t
-        if top is None:
+        if top is None:   # nothing traced: the kernel, directly
             if self.staged:
                 return self.impl(*args, **params)[0]
             return self.impl(*args, **params)
@@ -185,15 +185,16 @@ class ForwardTracer(Tracer):
 class Node:
     """One recorded primitive application on a reverse tape."""
 
-    __slots__ = ("prim", "args", "params", "out", "res", "parents", "idx")
+    __slots__ = ("prim", "args", "params", "out", "res", "parents", "needs", "idx")
 
-    def __init__(self, prim, args, params, out, res, parents, idx):
+    def __init__(self, prim, args, params, out, res, parents, needs, idx):
         self.prim = prim
         self.args = args        # values (inner level), tuple
         self.params = params
         self.out = out          # value(s) (inner level)
         self.res = res          # residuals, plain
         self.parents = parents  # tuple of (node, output index) or None
+        self.needs = needs      # tuple of bool: which arguments want a cotangent
         self.idx = idx          # position on the tape
 
 
@@ -207,24 +208,66 @@ class ReverseTrace:
         self.nodes = []
 
     def new_input(self, value):
-        node = Node(None, (), None, value, None, (), len(self.nodes))
+        node = Node(None, (), None, value, None, (), (), len(self.nodes))
         self.nodes.append(node)
         return ReverseTracer(value, self, node, None)
 
     def process(self, prim, args, params):
+        if len(args) == 2:
+            return self._process2(prim, args[0], args[1], params)
         vals = []
         parents = []
+        needs = []
+        inner = False         # does any value still hold a tracer of an outer trace?
         for a in args:
-            if isinstance(a, Tracer) and a._trace is self:
-                vals.append(a.value)
+            if getattr(a, "_trace", None) is self:
+                v = a.value
+                vals.append(v)
                 parents.append((a.node, a.index))
+                needs.append(True)
             else:
+                v = a
                 vals.append(a)
                 parents.append(None)
+                needs.append(False)
+            if not inner and isinstance(v, Tracer):
+                inner = True
         vals = tuple(vals)
-        out, res = prim.bind_staged(vals, params)
+        if inner:
+            out, res = prim.bind_staged(vals, params)
+        elif prim.staged:
+            out, res = prim.impl(*vals, **params)
+        else:
+            out, res = prim.impl(*vals, **params), None
         nodes = self.nodes
-        node = Node(prim, vals, params, out, res, tuple(parents), len(nodes))
+        node = Node(prim, vals, params, out, res, tuple(parents), tuple(needs), len(nodes))
+        nodes.append(node)
+        if prim.multiple_results:
+            boxed = tuple(ReverseTracer(o, self, node, i) for i, o in enumerate(out))
+        else:
+            boxed = ReverseTracer(out, self, node, None)
+        return boxed, res
+
+
+    def _process2(self, prim, a, b, params):
+        """process() for the common two-argument case, without lists."""
+        if a.__class__ is ReverseTracer and a._trace is self:
+            va, pa, na = a.value, (a.node, a.index), True
+        else:
+            va, pa, na = a, None, False
+        if b.__class__ is ReverseTracer and b._trace is self:
+            vb, pb, nb = b.value, (b.node, b.index), True
+        else:
+            vb, pb, nb = b, None, False
+        vals = (va, vb)
+        if isinstance(va, Tracer) or isinstance(vb, Tracer):
+            out, res = prim.bind_staged(vals, params)
+        elif prim.staged:
+            out, res = prim.impl(va, vb, **params)
+        else:
+            out, res = prim.impl(va, vb, **params), None
+        nodes = self.nodes
+        node = Node(prim, vals, params, out, res, (pa, pb), (na, nb), len(nodes))
         nodes.append(node)
         if prim.multiple_results:
             boxed = tuple(ReverseTracer(o, self, node, i) for i, o in enumerate(out))
@@ -295,16 +338,22 @@ def backward_pass(trace, out_refs, out_cts, check_finite=None):
             if all(c is None for c in ct):
                 continue
             ct = tuple(ct)
-        parents = node.parents
-        needs = tuple(p is not None for p in parents)
-        if prim.vjp is None:
+        vjp = prim.vjp
+        if vjp is None:
             raise NotImplementedError(f"reverse mode is not defined for {prim.name}")
-        in_cts = prim.vjp(ct, needs, node.out, node.res, *node.args, **node.params)
+        in_cts = vjp(ct, node.needs, node.out, node.res, *node.args, **node.params)
         if check_finite is not None:
             check_finite(prim, in_cts)
-        for parent, g in zip(parents, in_cts):
-            if parent is not None and g is not None:
-                _accumulate(cts, parent[0], parent[1], g)
+        for parent, g in zip(node.parents, in_cts):
+            if parent is None or g is None:
+                continue
+            pnode, index = parent
+            if index is None:
+                ppos = pnode.idx
+                prev = cts[ppos]
+                cts[ppos] = g if prev is None else prev + g
+            else:
+                _accumulate(cts, pnode, index, g)
     return cts
 
 
