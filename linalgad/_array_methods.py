@@ -11,6 +11,8 @@ the table with :func:`register_numpy_function`.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from . import ops
@@ -149,7 +151,27 @@ def _array_function(self, func, types, args, kwargs):
     if impl is None:
         raise TypeError(f"linalgad cannot differentiate {_qualname(func)}; it has no "
                         "derivative rule. Use a linalgad operation instead, or open an issue.")
-    return impl(*args, **kwargs)
+    try:
+        return impl(*args, **kwargs)
+    except TypeError as exc:
+        if _accepts(impl, args, kwargs):
+            raise
+        # an argument NumPy has and linalgad's op has not (out=, dtype=, where=, ...)
+        raise TypeError(f"linalgad cannot differentiate {_qualname(func)} with these arguments "
+                        f"({exc}); use the linalgad operation's arguments instead") from exc
+
+
+def _accepts(impl, args, kwargs):
+    """Whether impl's signature binds args and kwargs (True when it cannot be inspected)."""
+    try:
+        sig = inspect.signature(impl)
+    except (TypeError, ValueError):
+        return True
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError:
+        return False
+    return True
 
 
 Tracer.__array_ufunc__ = _array_ufunc

@@ -62,6 +62,11 @@ def namespace_of(*arrays):
 
 def kernels_for(*arrays):
     """The kernel table for the arrays' device."""
+    for a in arrays:
+        if type(a) is not np.ndarray:
+            break
+    else:
+        return CPU
     xp = namespace_of(*arrays)
     if xp is np:
         return CPU
@@ -84,7 +89,12 @@ def _where(op, batch_shape, flat_index):
 
 def check_finite(op, name, a):
     """Raise ValueError if ``a`` has an inf or NaN, naming op and position."""
-    xp = namespace_of(a)
+    if type(a) is np.ndarray:
+        if a.dtype.kind in "fc" and np.isfinite(a).all():
+            return
+        xp = np
+    else:
+        xp = namespace_of(a)
     if not hasattr(a, "ndim"):
         a = np.asarray(a)
     ok = xp.isfinite(a)
@@ -119,6 +129,17 @@ class CholFactors:
 
 _TRANS = {0: 0, 1: 1, 2: 2, "N": 0, "T": 1, "C": 2}
 
+_LAPACK = {}
+
+
+def _lapack_fn(name, dtype):
+    """A LAPACK routine for dtype, looked up once (get_lapack_funcs is slow)."""
+    key = (name, dtype.char)
+    fn = _LAPACK.get(key)
+    if fn is None:
+        fn = _LAPACK[key] = _lapack.get_lapack_funcs((name,), dtype=dtype)[0]
+    return fn
+
 
 class CPUKernels:
     """NumPy/SciPy kernels."""
@@ -132,7 +153,7 @@ class CPUKernels:
         batch = A.shape[:-2]
         if batch and n <= SMALL_N:
             return _vector_lu_factor(A, op)
-        getrf, = _lapack.get_lapack_funcs(("getrf",), (A,))
+        getrf = _lapack_fn("getrf", A.dtype)
         if not batch:
             lu, piv, info = getrf(A)
             if info > 0:
@@ -155,8 +176,8 @@ class CPUKernels:
         trans = _TRANS[trans]
         if F.kind == "vector":
             return _vector_lu_solve(F, b, trans)
-        getrs, = _lapack.get_lapack_funcs(("getrs",), (F.data if not isinstance(F.data, list)
-                                                      else F.data[0], b))
+        data = F.data
+        getrs = _lapack_fn("getrs", np.result_type(data[0] if isinstance(data, list) else data, b))
         if not isinstance(F.data, list):
             x, info = getrs(F.data, F.piv, b, trans=trans)
             return x
@@ -169,7 +190,7 @@ class CPUKernels:
 
     # -- Cholesky ---------------------------------------------------------
     def cho_factor(self, A, lower=True, op="cho_factor"):
-        potrf, = _lapack.get_lapack_funcs(("potrf",), (A,))
+        potrf = _lapack_fn("potrf", A.dtype)
         n = A.shape[-1]
         batch = A.shape[:-2]
         flat = A.reshape(-1, n, n)
@@ -184,8 +205,8 @@ class CPUKernels:
         return CholFactors(data, lower, A.shape)
 
     def cho_solve(self, F, b):
-        potrs, = _lapack.get_lapack_funcs(("potrs",), (F.data if not isinstance(F.data, list)
-                                                      else F.data[0], b))
+        data = F.data
+        potrs = _lapack_fn("potrs", np.result_type(data[0] if isinstance(data, list) else data, b))
         if not isinstance(F.data, list):
             x, info = potrs(F.data, b, lower=F.lower)
             return x
@@ -240,37 +261,55 @@ def _vector_lu_factor(A, op):
         if k < n - 1:
             a[k + 1:, k, :] /= pivot
             a[k + 1:, k + 1:, :] -= a[k + 1:, k, None, :] * a[k, None, k + 1:, :]
-    return LUFactors("vector", a, perm, A.shape)
+    # row j of matrix c of the stack, as a row of b.reshape(B * n, k): P b is a gather
+    rows = (np.arange(B)[:, None] * n + perm.T).ravel()
+    return LUFactors("vector", a, rows, A.shape)
 
 
 def _vector_lu_solve(F, b, trans):
-    a, perm = F.data, F.piv
-    n = a.shape[0]
-    B = a.shape[-1]
+    """Solve with vectorised factors; every operation runs over the whole stack.
+
+    The right-hand sides are laid out (n, k, B) so that row i of every
+    system is one contiguous (k, B) block, updated in place.  The row
+    permutation is one gather (or scatter) of whole rows of b.
+    """
+    a, rows = F.data, F.piv
+    n, B = a.shape[0], a.shape[-1]
     k = b.shape[-1]
-    rhs = np.moveaxis(b.reshape(B, n, k), 0, -1)               # (n, k, B)
     dtype = np.result_type(a.dtype, b.dtype)
-    if trans == 2 and np.iscomplexobj(a):
+    b_rows = b.reshape(B * n, k)
+    tmp = np.empty((k, B), dtype=dtype)
+    if trans == 2 and a.dtype.kind == "c":
         a = a.conj()
     if trans == 0:
-        # P A = L U: A x = b  <=>  L U x = P b
-        y = np.take_along_axis(rhs, perm[:, None, :], axis=0).astype(dtype)
+        # P A = L U:  A x = b  <=>  L (U x) = P b
+        pb = b_rows[rows].reshape(B, n, k)
+        y = np.moveaxis(pb, 0, -1).astype(dtype, order="C")             # (n, k, B)
         for i in range(1, n):
-            y[i] -= np.einsum("jb,jkb->kb", a[i, :i, :], y[:i])
+            yi = y[i]
+            for j in range(i):
+                np.multiply(a[i, j], y[j], out=tmp)
+                yi -= tmp
         for i in range(n - 1, -1, -1):
-            if i < n - 1:
-                y[i] -= np.einsum("jb,jkb->kb", a[i, i + 1:, :], y[i + 1:])
-            y[i] /= a[i, i, :]
-        x = y
-    else:
-        # A^T x = b  <=>  U^T L^T (P x) = b   (conjugated factors for 'C')
-        y = rhs.astype(dtype, copy=True)
-        for i in range(n):
-            if i > 0:
-                y[i] -= np.einsum("jb,jkb->kb", a[:i, i, :], y[:i])
-            y[i] /= a[i, i, :]
-        for i in range(n - 2, -1, -1):
-            y[i] -= np.einsum("jb,jkb->kb", a[i + 1:, i, :], y[i + 1:])
-        x = np.empty_like(y)
-        np.put_along_axis(x, perm[:, None, :], y, axis=0)
-    return np.moveaxis(x, -1, 0).reshape(b.shape[:-2] + (n, k))
+            yi = y[i]
+            for j in range(i + 1, n):
+                np.multiply(a[i, j], y[j], out=tmp)
+                yi -= tmp
+            yi /= a[i, i]
+        return np.moveaxis(y, -1, 0).reshape(b.shape[:-2] + (n, k))
+    # Aᵀ x = b  <=>  Uᵀ (Lᵀ (P x)) = b   (conjugated factors for 'C')
+    y = np.moveaxis(b.reshape(B, n, k), 0, -1).astype(dtype, order="C")
+    for i in range(n):
+        yi = y[i]
+        for j in range(i):
+            np.multiply(a[j, i], y[j], out=tmp)
+            yi -= tmp
+        yi /= a[i, i]
+    for i in range(n - 2, -1, -1):
+        yi = y[i]
+        for j in range(i + 1, n):
+            np.multiply(a[j, i], y[j], out=tmp)
+            yi -= tmp
+    x = np.empty((B * n, k), dtype=dtype)
+    x[rows] = np.moveaxis(y, -1, 0).reshape(B * n, k)                  # x = Pᵀ y
+    return x.reshape(b.shape[:-2] + (n, k))

@@ -102,8 +102,9 @@ def zeros_like(x, dtype=None):
 
 
 def ones_like(x, dtype=None):
+    """A plain (never traced) array of ones shaped like x."""
     v = _value(x)
-    return _xp(v).ones_like(v, dtype=dtype)
+    return _xp(v).ones(v.shape, dtype=dtype or v.dtype)
 
 
 def _xp(v):
@@ -500,6 +501,8 @@ def _norm_axes(axis, ndim):
 
 def _restore_reduced(g, shape, axis, keepdims):
     """Broadcast a reduced cotangent back to ``shape``."""
+    if axis is None and len(_shape(g)) == 0:
+        return broadcast_to(g, shape)
     if not keepdims:
         axes = _norm_axes(axis, len(shape))
         g = reshape(g, tuple(1 if i in axes else s for i, s in enumerate(shape)))
@@ -656,6 +659,8 @@ def squeeze(x, axis=None):
 
 
 def _broadcast_impl(x, shape):
+    if getattr(x, "ndim", 0) == 0:
+        return _xp(x).full(shape, x)     # much cheaper than broadcast_to for a scalar
     return np.broadcast_to(x, shape)
 
 
@@ -978,7 +983,7 @@ def dot(a, b):
 def norm(x, ord=None, axis=None, keepdims=False):
     """Vector norms (any ord) and the Frobenius norm, as numpy.linalg.norm.
 
-    At x = 0 the 2-norm's gradient is taken as 0 (a subgradient), not NaN.
+    At x = 0 the gradient of a vector norm is taken as 0 (a subgradient), not NaN.
     Matrix norms other than 'fro' live in linalgad.linalg.
     """
     shape = _shape(x)
@@ -1003,7 +1008,13 @@ def norm(x, ord=None, axis=None, keepdims=False):
         return sum(a, axis=axes, keepdims=keepdims)
     if ord == 0:
         return sum(a != 0, axis=axes, keepdims=keepdims)
-    return power(sum(power(a, ord), axis=axes, keepdims=keepdims), 1.0 / ord)
+    s = sum(power(a, ord), axis=axes, keepdims=keepdims)
+    zero = _value(s) == 0
+    if np.any(zero):
+        # not differentiable at 0: take the subgradient 0 there (as for the 2-norm),
+        # where s ** (1/ord - 1) would otherwise make the gradient inf * 0 = NaN
+        return where(zero, 0.0, power(where(zero, 1.0, s), 1.0 / ord))
+    return power(s, 1.0 / ord)
 
 
 def _norm2_impl(x, axis, keepdims):

@@ -105,25 +105,30 @@ def _select(args, argnums, fname):
 
 # -- vjp ------------------------------------------------------------------------
 
-def vjp(fun, *primals, has_aux=False):
-    """Evaluate ``fun(*primals)`` and return ``(out, vjp_fn)`` (plus aux).
+class _Recording:
+    """A forward pass recorded on a fresh reverse trace (what vjp keeps)."""
 
-    ``vjp_fn(out_bar)`` returns one cotangent per primal, shaped like it.
-    ``out_bar`` must have the structure, shapes and dtypes of ``out``.
-    """
-    trace = ReverseTrace()
-    leaves, treedef = tree_flatten(primals)
-    leaves = [_as_input(x, "vjp") for x in leaves]
+    __slots__ = ("trace", "leaves", "treedef", "in_nodes", "out", "out_def", "out_refs",
+                 "out_vals", "aux")
+
+
+def _record(fun, primals, has_aux, what):
+    rec = _Recording()
+    rec.trace = trace = ReverseTrace()
+    leaves, rec.treedef = tree_flatten(primals)
+    rec.leaves = leaves = [_as_input(x, what) for x in leaves]
     boxed = [trace.new_input(x) for x in leaves]
-    in_nodes = [b.node for b in boxed]
-    result = fun(*tree_unflatten(treedef, boxed))
+    rec.in_nodes = [b.node for b in boxed]
+    result = fun(*tree_unflatten(rec.treedef, boxed))
+    rec.aux = None
     if has_aux:
         if not (isinstance(result, tuple) and len(result) == 2):
             raise ValueError("has_aux=True requires fun to return a pair (output, aux)")
         result, aux = result
-    out_leaves, out_def = tree_flatten(result)
-    out_refs = []
-    out_vals = []
+        rec.aux = _strip(aux, trace)
+    out_leaves, rec.out_def = tree_flatten(result)
+    rec.out_refs = out_refs = []
+    rec.out_vals = out_vals = []
     for o in out_leaves:
         if isinstance(o, Tracer) and o._trace is trace:
             out_refs.append((o.node, o.index))
@@ -133,34 +138,49 @@ def vjp(fun, *primals, has_aux=False):
                 o = np.asarray(o)
             out_refs.append(None)
             out_vals.append(o)
-    out = tree_unflatten(out_def, out_vals)
+    rec.out = tree_unflatten(rec.out_def, out_vals)
+    return rec
+
+
+def _pull(rec, ct_leaves):
+    """Sweep the recording backwards from validated output cotangents."""
+    refs, cts = [], []
+    for ref, ct in zip(rec.out_refs, ct_leaves):
+        if ref is not None:
+            refs.append(ref)
+            cts.append(ct)
+    acc = backward_pass(rec.trace, refs, cts, _check_finite_cts if _DEBUG_NANS[0] else None)
+    grads = []
+    for node, x in zip(rec.in_nodes, rec.leaves):
+        g = acc[node.idx]
+        if g is None:
+            g = _zeros(x)
+        elif ops._is_complex(g) and not ops._is_complex(x):
+            g = ops.real(g)
+        grads.append(g)
+    return tree_unflatten(rec.treedef, grads)
+
+
+def vjp(fun, *primals, has_aux=False):
+    """Evaluate ``fun(*primals)`` and return ``(out, vjp_fn)`` (plus aux).
+
+    ``vjp_fn(out_bar)`` returns one cotangent per primal, shaped like it.
+    ``out_bar`` must have the structure, shapes and dtypes of ``out``.
+    """
+    rec = _record(fun, primals, has_aux, "vjp")
 
     def vjp_fn(out_bar):
         ct_leaves, ct_def = tree_flatten(out_bar)
-        if ct_def != out_def:
+        if ct_def != rec.out_def:
             raise ValueError(f"vjp: the cotangent's structure {ct_def!r} does not match the "
-                             f"output's {out_def!r}")
-        refs, cts = [], []
-        for ref, ct, val in zip(out_refs, ct_leaves, out_vals):
-            ct = _ct_like(ct, val, "the cotangent passed to the vjp function")
-            if ref is not None:
-                refs.append(ref)
-                cts.append(ct)
-        acc = backward_pass(trace, refs, cts,
-                            _check_finite_cts if _DEBUG_NANS[0] else None)
-        grads = []
-        for node, x in zip(in_nodes, leaves):
-            g = acc[node.idx]
-            if g is None:
-                g = _zeros(x)
-            elif ops._is_complex(g) and not ops._is_complex(x):
-                g = ops.real(g)
-            grads.append(g)
-        return tree_unflatten(treedef, grads)
+                             f"output's {rec.out_def!r}")
+        ct_leaves = [_ct_like(ct, val, "the cotangent passed to the vjp function")
+                     for ct, val in zip(ct_leaves, rec.out_vals)]
+        return _pull(rec, ct_leaves)
 
     if has_aux:
-        return out, vjp_fn, _strip(aux, trace)
-    return out, vjp_fn
+        return rec.out, vjp_fn, rec.aux
+    return rec.out, vjp_fn
 
 
 def _strip(tree, trace):
@@ -221,7 +241,6 @@ def value_and_grad(fun, argnums=0, has_aux=False):
     @functools.wraps(fun)
     def value_and_grad_fun(*args, **kwargs):
         nums, single = _select(args, argnums, "grad")
-        chosen = tuple(args[i] for i in nums)
 
         def partial(*xs):
             full = list(args)
@@ -229,23 +248,23 @@ def value_and_grad(fun, argnums=0, has_aux=False):
                 full[i] = x
             return fun(*full, **kwargs)
 
-        res = vjp(partial, *chosen, has_aux=has_aux)
-        out, vjp_fn = res[0], res[1]
+        rec = _record(partial, tuple(args[i] for i in nums), has_aux, "grad")
+        out = rec.out
         shape = getattr(out, "shape", None)
         if shape is None or tuple(shape) != ():
             raise ValueError(f"grad requires a scalar output (shape ()), but the function returned "
                              f"shape {shape if shape is not None else type(out).__name__}; use "
                              "jacrev or vjp for non-scalar outputs")
-        if np.dtype(out.dtype).kind == "c":
-            raise TypeError("grad requires a real output; the function returned dtype "
-                            f"{out.dtype} (take .real or abs() of it, or use vjp)")
-        if np.dtype(out.dtype).kind not in "f":
+        kind = out.dtype.kind
+        if kind != "f":
+            if kind == "c":
+                raise TypeError("grad requires a real output; the function returned dtype "
+                                f"{out.dtype} (take .real or abs() of it, or use vjp)")
             raise TypeError(f"grad requires a floating output, got dtype {out.dtype}")
-        one = ops.ones_like(out)
-        grads = vjp_fn(one)
+        grads = _pull(rec, [ops.ones_like(out)])
         g = grads[0] if single else grads
         if has_aux:
-            return (out, res[2]), g
+            return (out, rec.aux), g
         return out, g
 
     return value_and_grad_fun

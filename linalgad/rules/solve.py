@@ -44,22 +44,24 @@ _FLIP = {0: 2, 2: 0, 1: 1}   # op(A)ᴴ expressed as an op of A (1 = T needs a c
 def solve_forward(A, b, *, kind, trans=0, factors=None):
     """Solve op(A) x = b for a stack; b is (..., n, k).  Returns (x, factors)."""
     K = kernels_for(A, b)
-    batch = np.broadcast_shapes(A.shape[:-2], b.shape[:-2])
-    n, k = b.shape[-2:]
+    a_batch, b_batch = A.shape[:-2], b.shape[:-2]
     if factors is None:
-        if A.ndim == 2 and batch:
-            factors = _factor(K, A, kind)
+        if a_batch == b_batch or not a_batch:
+            factors = _factor(K, A, kind)     # one matrix serves a whole stack of b
         else:
-            factors = _factor(K, np.broadcast_to(A, batch + A.shape[-2:]) if A.shape[:-2] != batch
-                              else A, kind)
-    if len(factors.shape) == 2 and batch:
+            batch = np.broadcast_shapes(a_batch, b_batch)
+            factors = _factor(K, np.broadcast_to(A, batch + A.shape[-2:]), kind)
+    f_batch = factors.shape[:-2]
+    if f_batch == b_batch:
+        return _apply(K, factors, b, kind, trans), factors
+    n, k = b.shape[-2:]
+    batch = np.broadcast_shapes(f_batch, b_batch)
+    if not f_batch:
         # one matrix, many right-hand sides: fold the stack into columns
         cols = np.moveaxis(np.broadcast_to(b, batch + (n, k)), -2, 0).reshape(n, -1)
         x = _apply(K, factors, cols, kind, trans)
-        x = np.moveaxis(x.reshape((n,) + batch + (k,)), 0, -2)
-    else:
-        x = _apply(K, factors, np.broadcast_to(b, batch + (n, k)), kind, trans)
-    return x, factors
+        return np.moveaxis(x.reshape((n,) + batch + (k,)), 0, -2), factors
+    return _apply(K, factors, np.broadcast_to(b, batch + (n, k)), kind, trans), factors
 
 
 def _factor(K, A, kind):
@@ -168,33 +170,35 @@ def solve(a, b, lower=False, overwrite_a=False, overwrite_b=False, check_finite=
     """
     av, bv = ops.asarray_value(a), ops.asarray_value(b)
     if not hasattr(av, "shape"):
-        av = np.asarray(av)
-        a = av
+        av = a = np.asarray(av)
     if not hasattr(bv, "shape"):
-        bv = np.asarray(bv)
-        b = bv
-    if av.ndim < 2 or av.shape[-1] != av.shape[-2]:
+        bv = b = np.asarray(bv)
+    a_shape, b_shape = av.shape, bv.shape
+    if len(a_shape) < 2 or a_shape[-1] != a_shape[-2]:
         raise LinAlgError(f"solve: a must be a square matrix or a stack of square matrices "
-                          f"(..., n, n); got shape {av.shape}")
-    n = av.shape[-1]
-    vector = bv.ndim == 1
-    if (vector and bv.shape[0] != n) or (not vector and (bv.ndim < 2 or bv.shape[-2] != n)):
-        raise ValueError(f"solve: a has shape {av.shape} and b has shape {bv.shape}; b must be "
+                          f"(..., n, n); got shape {a_shape}")
+    n = a_shape[-1]
+    vector = len(b_shape) == 1
+    if (vector and b_shape[0] != n) or (not vector and (len(b_shape) < 2 or b_shape[-2] != n)):
+        raise ValueError(f"solve: a has shape {a_shape} and b has shape {b_shape}; b must be "
                          f"({n},) or (..., {n}, k)")
-    try:
-        np.broadcast_shapes(av.shape[:-2], bv.shape[:-2])
-    except ValueError:
-        raise ValueError(f"solve: the stacks of a {av.shape} and b {bv.shape} do not "
-                         "broadcast") from None
+    if not vector and a_shape[:-2] != b_shape[:-2]:
+        try:
+            np.broadcast_shapes(a_shape[:-2], b_shape[:-2])
+        except ValueError:
+            raise ValueError(f"solve: the stacks of a {a_shape} and b {b_shape} do not "
+                             "broadcast") from None
     kind = _ASSUME.get(assume_a if assume_a is not None else "gen")
     if kind is None:
         raise ValueError(f"solve: assume_a={assume_a!r} is not supported; use one of "
                          f"{sorted(set(_ASSUME))}")
-    dtype = np.result_type(av.dtype, bv.dtype, np.float32)
+    dtype = av.dtype if av.dtype == bv.dtype and av.dtype.kind in "fc" else \
+        np.result_type(av.dtype, bv.dtype, np.float32)
     if dtype.kind not in "fc":
         raise TypeError(f"solve: unsupported dtype {dtype}")
-    if check_finite:
-        _check_finite("solve", "a", av)
+    if check_finite and not (type(av) is np.ndarray and type(bv) is np.ndarray
+                             and np.isfinite(av).all() and np.isfinite(bv).all()):
+        _check_finite("solve", "a", av)      # slow path: finds and names the culprit
         _check_finite("solve", "b", bv)
     a, b = _promote(a, dtype), _promote(b, dtype)
     if kind != "gen":
