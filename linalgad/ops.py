@@ -310,18 +310,67 @@ def _neg_jvp(t, out, res, x):
 
 
 negative = _prim("negative", np.negative, _neg_vjp, _neg_jvp)
-exp = _holomorphic("exp", np.exp, lambda x, y: y)
-expm1 = _holomorphic("expm1", np.expm1, lambda x, y: y + 1.0)
-log = _holomorphic("log", np.log, lambda x, y: 1.0 / x)
-log1p = _holomorphic("log1p", np.log1p, lambda x, y: 1.0 / (1.0 + x))
-sqrt = _holomorphic("sqrt", np.sqrt, lambda x, y: 0.5 / y)
-square = _holomorphic("square", np.square, lambda x, y: 2.0 * x)
-sin = _holomorphic("sin", np.sin, lambda x, y: cos(x))
-cos = _holomorphic("cos", np.cos, lambda x, y: -sin(x))
-tan = _holomorphic("tan", np.tan, lambda x, y: 1.0 + y * y)
-tanh = _holomorphic("tanh", np.tanh, lambda x, y: 1.0 - y * y)
-sinh = _holomorphic("sinh", np.sinh, lambda x, y: cosh(x))
-cosh = _holomorphic("cosh", np.cosh, lambda x, y: sinh(x))
+# f'(x), given x and y = f(x); written with differentiable ops (second order)
+def _d_exp(x, y):
+    return y
+
+
+def _d_expm1(x, y):
+    return y + 1.0
+
+
+def _d_log(x, y):
+    return 1.0 / x
+
+
+def _d_log1p(x, y):
+    return 1.0 / (1.0 + x)
+
+
+def _d_sqrt(x, y):
+    return 0.5 / y
+
+
+def _d_square(x, y):
+    return 2.0 * x
+
+
+def _d_sin(x, y):
+    return cos(x)
+
+
+def _d_cos(x, y):
+    return -sin(x)
+
+
+def _d_tan(x, y):
+    return 1.0 + y * y
+
+
+def _d_tanh(x, y):
+    return 1.0 - y * y
+
+
+def _d_sinh(x, y):
+    return cosh(x)
+
+
+def _d_cosh(x, y):
+    return sinh(x)
+
+
+exp = _holomorphic("exp", np.exp, _d_exp)
+expm1 = _holomorphic("expm1", np.expm1, _d_expm1)
+log = _holomorphic("log", np.log, _d_log)
+log1p = _holomorphic("log1p", np.log1p, _d_log1p)
+sqrt = _holomorphic("sqrt", np.sqrt, _d_sqrt)
+square = _holomorphic("square", np.square, _d_square)
+sin = _holomorphic("sin", np.sin, _d_sin)
+cos = _holomorphic("cos", np.cos, _d_cos)
+tan = _holomorphic("tan", np.tan, _d_tan)
+tanh = _holomorphic("tanh", np.tanh, _d_tanh)
+sinh = _holomorphic("sinh", np.sinh, _d_sinh)
+cosh = _holomorphic("cosh", np.cosh, _d_cosh)
 
 
 def positive(x):
