@@ -691,9 +691,17 @@ def swapaxes(x, axis1, axis2):
 
 
 def moveaxis(x, source, destination):
+    """np.moveaxis: source and destination are axes or sequences of axes."""
     nd = len(_shape(x))
-    order = [a for a in range(nd) if a != source % nd]
-    order.insert(destination % nd, source % nd)
+    src = [a % nd for a in ((source,) if isinstance(source, (int, np.integer)) else source)]
+    dst = [a % nd for a in ((destination,) if isinstance(destination, (int, np.integer))
+                            else destination)]
+    if len(src) != len(dst):
+        raise ValueError("moveaxis: source and destination must have the same number of "
+                         "elements")
+    order = [a for a in range(nd) if a not in src]
+    for d, a in sorted(zip(dst, src)):
+        order.insert(d, a)
     return _transpose(x, axes=tuple(order))
 
 
