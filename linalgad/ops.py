@@ -84,15 +84,24 @@ def unbroadcast(g, shape):
 
 
 def fit(g, x):
-    """Shape g like x (un-broadcast) and make it real if x is real."""
-    if type(g) is _ndarray and type(x) is _ndarray and g.shape == x.shape and (
-            g.dtype.kind != "c" or x.dtype.kind == "c"):
+    """Shape g like x (un-broadcast), real if x is real, in x's precision.
+
+    A float32 input keeps float32 cotangents even when it met float64
+    constants on the way (NumPy promotes the forward pass; the gradient of
+    the input is still the input's type, as in JAX and PyTorch).
+    """
+    if type(g) is _ndarray and type(x) is _ndarray and g.shape == x.shape and \
+            g.dtype == x.dtype:
         return g              # the common case, decided without further calls
     if g is None:
         return None
     if _is_complex(g) and not _is_complex(x):
         g = real(g)
-    return unbroadcast(g, _shape(x))
+    g = unbroadcast(g, _shape(x))
+    xd = getattr(_value(x), "dtype", None)
+    if xd is not None and xd.kind in "fc" and np.result_type(_value(g)) != xd:
+        g = astype(g, xd)
+    return g
 
 
 def zeros_like(x, dtype=None):

@@ -150,14 +150,22 @@ class Tracer:
             v = v.value
         return v
 
+    def _concrete(self, kind):
+        raise TypeError(
+            f"{kind}() of a traced value would drop its derivative; keep it an array, or "
+            "take linalgad.stop_gradient(x) (or x.primal()) if a constant is what you want")
+
     def __float__(self):
-        return float(self.primal())
+        self._concrete("float")
 
     def __complex__(self):
-        return complex(self.primal())
+        self._concrete("complex")
 
     def __int__(self):
-        return int(self.primal())
+        self._concrete("int")
+
+    def __index__(self):
+        self._concrete("index")
 
     def __repr__(self):
         return f"{type(self).__name__}(level={self._trace.level}, {self.primal()!r})"

@@ -365,3 +365,22 @@ def test_complex_gradient_convention_descends():
     np.testing.assert_allclose(g, 2 * (z - c))
     z_next = z - 0.25 * g
     assert np.sum(np.abs(z_next - c) ** 2) < np.sum(np.abs(z - c) ** 2)
+
+
+def test_float_of_a_traced_value_is_an_error_not_a_silent_constant():
+    with pytest.raises(TypeError, match="drop its derivative"):
+        lad.grad(lambda x: lad.sum(x) * float(lad.sum(x)))(np.ones(2))
+    # stop_gradient is the explicit way
+    g = lad.grad(lambda x: lad.sum(x) * float(lad.stop_gradient(lad.sum(x))))(np.ones(2))
+    np.testing.assert_array_equal(g, [2.0, 2.0])
+
+
+@pytest.mark.parametrize("const_dtype", [np.float64, np.float32])
+def test_gradient_keeps_the_input_precision(const_dtype):
+    x = np.ones(3, dtype=np.float32)
+    c = np.arange(3, dtype=const_dtype)
+    g = lad.grad(lambda x: lad.sum(x * c + np.float64(2.0) * x))(x)
+    assert g.dtype == np.float32
+    np.testing.assert_allclose(g, c + 2.0)
+    _, t = lad.jvp(lambda x: x * c, (x,), (np.ones(3, dtype=np.float32),))
+    assert t.dtype == np.result_type(x, c)
