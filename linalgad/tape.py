@@ -83,12 +83,7 @@ class Primitive:
         return f"<Primitive {self.name}>"
 
     def __call__(self, *args, **params):
-        top = None
-        for a in args:
-            if isinstance(a, Tracer):
-                t = a._trace
-                if top is None or t.level > top.level:
-                    top = t
+        top = _top_trace(args)
         if top is None:   # nothing traced: the kernel, directly
             if self.staged:
                 return self.impl(*args, **params)[0]
@@ -97,12 +92,7 @@ class Primitive:
 
     def bind_staged(self, args, params):
         """Call on possibly traced args; return (output, residuals)."""
-        top = None
-        for a in args:
-            if isinstance(a, Tracer):
-                t = a._trace
-                if top is None or t.level > top.level:
-                    top = t
+        top = _top_trace(args)
         if top is None:
             if self.staged:
                 return self.impl(*args, **params)
@@ -110,12 +100,23 @@ class Primitive:
         return top.process(self, args, params)
 
 
+def _top_trace(args):
+    """The innermost (highest-level) trace among the arguments, or None."""
+    top = None
+    for a in args:
+        if isinstance(a, Tracer):
+            t = a._trace
+            if top is None or t.level > top.level:
+                top = t
+    return top
+
+
 def is_traced(x):
     return isinstance(x, Tracer)
 
 
 class Tracer:
-    """A value being differentiated.  Array operators are attached in ops.py."""
+    """A value being differentiated.  Array operators are attached in _array_methods.py."""
 
     __slots__ = ("value", "_trace")
     __array_priority__ = 1000.0

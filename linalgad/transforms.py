@@ -103,6 +103,17 @@ def _select(args, argnums, fname):
     return tuple(i % len(args) for i in nums), single
 
 
+def _substitute(fun, args, kwargs, nums):
+    """fun as a function of the arguments at positions ``nums`` only."""
+
+    def partial(*xs):
+        full = list(args)
+        for i, x in zip(nums, xs):
+            full[i] = x
+        return fun(*full, **kwargs)
+    return partial
+
+
 # -- vjp ------------------------------------------------------------------------
 
 class _Recording:
@@ -242,11 +253,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
     def value_and_grad_fun(*args, **kwargs):
         nums, single = _select(args, argnums, "grad")
 
-        def partial(*xs):
-            full = list(args)
-            for i, x in zip(nums, xs):
-                full[i] = x
-            return fun(*full, **kwargs)
+        partial = _substitute(fun, args, kwargs, nums)
 
         rec = _record(partial, tuple(args[i] for i in nums), has_aux, "grad")
         out = rec.out
@@ -307,11 +314,7 @@ def jacrev(fun, argnums=0, has_aux=False):
         nums, single = _select(args, argnums, "jacrev")
         chosen = tuple(args[i] for i in nums)
 
-        def partial(*xs):
-            full = list(args)
-            for i, x in zip(nums, xs):
-                full[i] = x
-            return fun(*full, **kwargs)
+        partial = _substitute(fun, args, kwargs, nums)
 
         res = vjp(partial, *chosen, has_aux=has_aux)
         out, vjp_fn = res[0], res[1]
@@ -343,11 +346,7 @@ def jacfwd(fun, argnums=0, has_aux=False):
         nums, single = _select(args, argnums, "jacfwd")
         chosen = tuple(args[i] for i in nums)
 
-        def partial(*xs):
-            full = list(args)
-            for i, x in zip(nums, xs):
-                full[i] = x
-            return fun(*full, **kwargs)
+        partial = _substitute(fun, args, kwargs, nums)
 
         jacs = []
         aux = None
