@@ -24,7 +24,7 @@ from .ops import (abs, absolute, add, amax, amin, astype, broadcast_to, concaten
                   power, ravel, real, reshape, sign, sin, sinh, sqrt, square, squeeze, stack,
                   subtract, sum, swapaxes, tan, tanh, trace, transpose, tril, triu, true_divide,
                   vdot, where, zeros_like)
-from .ops import getitem as take_index  # noqa: F401
+from .ops import getitem as take_index  # x[idx] as a function (basic, integer, boolean)
 from .tape import Tracer
 from .transforms import (checkpoint, debug_nans, grad, hvp, jacfwd, jacrev, jvp, stop_gradient,
                          value_and_grad, vjp)
@@ -39,6 +39,7 @@ __all__ = [
     "expand_dims", "expm1", "imag", "inner", "log", "log1p", "matmul", "matrix_transpose",
     "max", "maximum", "mean", "mH", "min", "minimum", "moveaxis", "mT", "multiply", "negative",
     "norm", "ones_like", "outer", "power", "ravel", "real", "reshape", "sign", "sin", "sinh",
-    "sqrt", "square", "squeeze", "stack", "subtract", "sum", "swapaxes", "tan", "tanh", "trace",
+    "sqrt", "square", "squeeze", "stack", "subtract", "sum", "swapaxes", "take_index", "tan",
+    "tanh", "trace",
     "transpose", "tril", "triu", "true_divide", "vdot", "where", "zeros_like",
 ]

@@ -90,7 +90,7 @@ def _where(op, batch_shape, flat_index):
 def check_finite(op, name, a):
     """Raise ValueError if ``a`` has an inf or NaN, naming op and position."""
     if type(a) is np.ndarray:
-        if a.dtype.kind in "fc" and np.isfinite(a).all():
+        if a.dtype.kind in "fc" and _all_finite(a):
             return
         xp = np
     else:
@@ -104,6 +104,21 @@ def check_finite(op, name, a):
         raise ValueError(f"{op}: {name} contains infs or NaNs")
     bad = int(xp.flatnonzero(~ok.reshape(-1, *a.shape[-2:]).all(axis=(-2, -1)))[0])
     raise ValueError(f"{op}: {name} contains infs or NaNs{_where(op, a.shape[:-2], bad)}")
+
+
+def _all_finite(a):
+    """Fast finiteness test of a NumPy array.
+
+    For large arrays a finite sum proves every entry finite (NaN and inf
+    propagate) at a third of the cost of isfinite().all(); a sum that
+    overflows on finite entries falls back to the exact test.
+    """
+    if a.size < 16384:
+        return bool(np.isfinite(a).all())
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(a.sum()):
+            return True
+    return bool(np.isfinite(a).all())
 
 
 class LUFactors:

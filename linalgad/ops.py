@@ -22,7 +22,7 @@ import string
 
 import numpy as np
 
-from .tape import Primitive, Tracer, ForwardTracer, ReverseTracer
+from .tape import Primitive, Tracer
 
 __all__ = [
     "add", "subtract", "multiply", "divide", "true_divide", "power", "negative",
@@ -497,10 +497,6 @@ def astype(x, dtype):
 
 
 # -- matmul ---------------------------------------------------------------------
-
-def _mT(x):
-    return swapaxes(x, -1, -2)
-
 
 def mT(x):
     """Transpose of the last two axes (a stack of matrices)."""

@@ -33,8 +33,7 @@ from __future__ import annotations
 import itertools
 
 __all__ = ["Primitive", "Tracer", "ReverseTracer", "ForwardTracer",
-           "ReverseTrace", "ForwardTrace", "new_level", "backward_pass",
-           "is_traced"]
+           "ReverseTrace", "ForwardTrace", "new_level", "backward_pass"]
 
 # itertools.count.__next__ is atomic under the GIL: levels are unique across
 # threads, and increase with nesting inside one thread.
@@ -109,10 +108,6 @@ def _top_trace(args):
             if top is None or t.level > top.level:
                 top = t
     return top
-
-
-def is_traced(x):
-    return isinstance(x, Tracer)
 
 
 class Tracer:
@@ -191,6 +186,19 @@ class ForwardTracer(Tracer):
         self.tangent = tangent
 
 
+def _run(prim, vals, params, inner):
+    """(output, residuals) of prim on values one trace down.
+
+    ``inner`` says whether a value is still a tracer of an outer trace, in
+    which case that trace takes the call; otherwise the kernel runs.
+    """
+    if inner:
+        return prim.bind_staged(vals, params)
+    if prim.staged:
+        return prim.impl(*vals, **params)
+    return prim.impl(*vals, **params), None
+
+
 class Node:
     """One recorded primitive application on a reverse tape."""
 
@@ -241,22 +249,7 @@ class ReverseTrace:
                 needs.append(False)
             if not inner and isinstance(v, Tracer):
                 inner = True
-        vals = tuple(vals)
-        if inner:
-            out, res = prim.bind_staged(vals, params)
-        elif prim.staged:
-            out, res = prim.impl(*vals, **params)
-        else:
-            out, res = prim.impl(*vals, **params), None
-        nodes = self.nodes
-        node = Node(prim, vals, params, out, res, tuple(parents), tuple(needs), len(nodes))
-        nodes.append(node)
-        if prim.multiple_results:
-            boxed = tuple(ReverseTracer(o, self, node, i) for i, o in enumerate(out))
-        else:
-            boxed = ReverseTracer(out, self, node, None)
-        return boxed, res
-
+        return self._record(prim, tuple(vals), params, tuple(parents), tuple(needs), inner)
 
     def _process2(self, prim, a, b, params):
         """process() for the common two-argument case, without lists."""
@@ -268,15 +261,14 @@ class ReverseTrace:
             vb, pb, nb = b.value, (b.node, b.index), True
         else:
             vb, pb, nb = b, None, False
-        vals = (va, vb)
-        if isinstance(va, Tracer) or isinstance(vb, Tracer):
-            out, res = prim.bind_staged(vals, params)
-        elif prim.staged:
-            out, res = prim.impl(va, vb, **params)
-        else:
-            out, res = prim.impl(va, vb, **params), None
+        return self._record(prim, (va, vb), params, (pa, pb), (na, nb),
+                            isinstance(va, Tracer) or isinstance(vb, Tracer))
+
+    def _record(self, prim, vals, params, parents, needs, inner):
+        """Run prim on the unwrapped values, append its node, box its outputs."""
+        out, res = _run(prim, vals, params, inner)
         nodes = self.nodes
-        node = Node(prim, vals, params, out, res, (pa, pb), (na, nb), len(nodes))
+        node = Node(prim, vals, params, out, res, parents, needs, len(nodes))
         nodes.append(node)
         if prim.multiple_results:
             boxed = tuple(ReverseTracer(o, self, node, i) for i, o in enumerate(out))
@@ -296,15 +288,19 @@ class ForwardTrace:
     def process(self, prim, args, params):
         vals = []
         tans = []
+        inner = False
         for a in args:
             if isinstance(a, Tracer) and a._trace is self:
-                vals.append(a.value)
+                v = a.value
                 tans.append(a.tangent)
             else:
-                vals.append(a)
+                v = a
                 tans.append(None)
+            vals.append(v)
+            if not inner and isinstance(v, Tracer):
+                inner = True
         vals = tuple(vals)
-        out, res = prim.bind_staged(vals, params)
+        out, res = _run(prim, vals, params, inner)
         if prim.jvp is None:
             raise NotImplementedError(f"forward mode is not defined for {prim.name}")
         out_t = prim.jvp(tuple(tans), out, res, *vals, **params)

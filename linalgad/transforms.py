@@ -103,15 +103,19 @@ def _select(args, argnums, fname):
     return tuple(i % len(args) for i in nums), single
 
 
-def _substitute(fun, args, kwargs, nums):
-    """fun as a function of the arguments at positions ``nums`` only."""
+def _restrict(fun, args, kwargs, argnums, fname):
+    """fun as a function of the arguments chosen by ``argnums`` only.
+
+    Returns (partial, chosen arguments, whether argnums was a single int).
+    """
+    nums, single = _select(args, argnums, fname)
 
     def partial(*xs):
         full = list(args)
         for i, x in zip(nums, xs):
             full[i] = x
         return fun(*full, **kwargs)
-    return partial
+    return partial, tuple(args[i] for i in nums), single
 
 
 # -- vjp ------------------------------------------------------------------------
@@ -251,11 +255,8 @@ def value_and_grad(fun, argnums=0, has_aux=False):
 
     @functools.wraps(fun)
     def value_and_grad_fun(*args, **kwargs):
-        nums, single = _select(args, argnums, "grad")
-
-        partial = _substitute(fun, args, kwargs, nums)
-
-        rec = _record(partial, tuple(args[i] for i in nums), has_aux, "grad")
+        partial, chosen, single = _restrict(fun, args, kwargs, argnums, "grad")
+        rec = _record(partial, chosen, has_aux, "grad")
         out = rec.out
         shape = getattr(out, "shape", None)
         if shape is None or tuple(shape) != ():
@@ -311,10 +312,7 @@ def jacrev(fun, argnums=0, has_aux=False):
 
     @functools.wraps(fun)
     def jac_fun(*args, **kwargs):
-        nums, single = _select(args, argnums, "jacrev")
-        chosen = tuple(args[i] for i in nums)
-
-        partial = _substitute(fun, args, kwargs, nums)
+        partial, chosen, single = _restrict(fun, args, kwargs, argnums, "jacrev")
 
         res = vjp(partial, *chosen, has_aux=has_aux)
         out, vjp_fn = res[0], res[1]
@@ -343,10 +341,7 @@ def jacfwd(fun, argnums=0, has_aux=False):
 
     @functools.wraps(fun)
     def jac_fun(*args, **kwargs):
-        nums, single = _select(args, argnums, "jacfwd")
-        chosen = tuple(args[i] for i in nums)
-
-        partial = _substitute(fun, args, kwargs, nums)
+        partial, chosen, single = _restrict(fun, args, kwargs, argnums, "jacfwd")
 
         jacs = []
         aux = None

@@ -12,7 +12,6 @@ work, measured in benchmarks/ when a GPU is available).
 from __future__ import annotations
 
 import cupy
-import numpy as np
 from cupyx.scipy import linalg as _cxl
 
 from ..backend import CholFactors, LinAlgError, LUFactors, _TRANS, _where
@@ -84,4 +83,3 @@ class GPUKernels:
 
 
 GPU = GPUKernels()
-del np
