@@ -17,6 +17,7 @@ gradients use the convention X̄ = ∂L/∂Re X + i ∂L/∂Im X.
 
 from . import _array_methods  # noqa: F401  (makes traced values array-like)
 from . import linalg, testing
+from .rules._spectral import GaugeWarning
 from .ops import (abs, absolute, add, amax, amin, astype, broadcast_to, concatenate, conj,
                   conjugate, cos, cosh, diag, diagonal, divide, dot, einsum, exp, expand_dims,
                   expm1, imag, inner, log, log1p, matmul, matrix_transpose, max, maximum, mean,
@@ -33,7 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "hvp", "checkpoint",
-    "stop_gradient", "debug_nans", "linalg", "testing", "Tracer",
+    "stop_gradient", "debug_nans", "linalg", "testing", "Tracer", "GaugeWarning",
     "abs", "absolute", "add", "amax", "amin", "astype", "broadcast_to", "concatenate", "conj",
     "conjugate", "cos", "cosh", "diag", "diagonal", "divide", "dot", "einsum", "exp",
     "expand_dims", "expm1", "imag", "inner", "log", "log1p", "matmul", "matrix_transpose",

@@ -373,8 +373,48 @@ class CPUKernels(ComposedKernels):
     def qr(self, A, complete=False):
         return np.linalg.qr(A, mode="complete" if complete else "reduced")
 
-    def svd(self, A, full_matrices=True, compute_uv=True):
-        return np.linalg.svd(A, full_matrices=full_matrices, compute_uv=compute_uv)
+    def svd(self, A, full_matrices=True, compute_uv=True, op="svd"):
+        try:
+            return np.linalg.svd(A, full_matrices=full_matrices, compute_uv=compute_uv)
+        except LinAlgError:
+            _first_failure(lambda a: np.linalg.svd(a, compute_uv=False), A, op,
+                           "SVD did not converge")
+
+    def eigh(self, A, lower=True, op="eigh"):
+        uplo = "L" if lower else "U"
+        try:
+            return np.linalg.eigh(A, UPLO=uplo)
+        except LinAlgError:
+            _first_failure(lambda a: np.linalg.eigvalsh(a, UPLO=uplo), A, op,
+                           "eigenvalues did not converge")
+
+    def eigvalsh(self, A, lower=True, op="eigvalsh"):
+        uplo = "L" if lower else "U"
+        try:
+            return np.linalg.eigvalsh(A, UPLO=uplo)
+        except LinAlgError:
+            _first_failure(lambda a: np.linalg.eigvalsh(a, UPLO=uplo), A, op,
+                           "eigenvalues did not converge")
+
+    def eig(self, A, op="eig"):
+        """(w, V), always complex (NumPy returns real arrays when every eigenvalue is real)."""
+        cdt = _complex_of(A.dtype)
+        try:
+            w, V = np.linalg.eig(A)
+        except LinAlgError:
+            _first_failure(np.linalg.eigvals, A, op, "eigenvalues did not converge")
+        return w.astype(cdt, copy=False), V.astype(cdt, copy=False)
+
+    def eigvals(self, A, op="eigvals"):
+        try:
+            w = np.linalg.eigvals(A)
+        except LinAlgError:
+            _first_failure(np.linalg.eigvals, A, op, "eigenvalues did not converge")
+        return w.astype(_complex_of(A.dtype), copy=False)
+
+
+def _complex_of(dtype):
+    return np.result_type(dtype, np.complex64)
 
 
 _GETRI_LWORK = {}

@@ -13,7 +13,12 @@ Where NumPy and SciPy disagree, the NumPy convention is the default and the
 SciPy keyword is accepted: ``cholesky`` returns the lower factor unless
 ``lower=False`` (SciPy) or ``upper=True`` (NumPy 2); ``qr`` takes NumPy's
 modes ('reduced', 'complete', 'r') and SciPy's names for them ('economic',
-'full').
+'full').  ``eig`` and ``eigvals`` always return complex arrays.
+
+Spectral rules (``eigh``, ``svd``, ``eig`` and their values-only forms) are
+exact at repeated eigenvalues and singular values for losses that do not
+depend on the basis of a cluster, and say so (``GaugeWarning``, or
+ValueError for a phase-dependent loss) when a loss does.
 """
 
 from __future__ import annotations
@@ -22,21 +27,28 @@ import numpy as np
 
 from ._array_methods import register_numpy_function
 from .ops import norm
+from .rules._spectral import GaugeWarning
 from .rules.cholesky import cho_factor, cho_solve, cholesky, logdet
 from .rules.determinant import SlogdetResult, det, slogdet
+from .rules.eig import EigResult, eig, eigvals
+from .rules.eigh import EighResult, eigh, eigvalsh
 from .rules.inverse import inv
 from .rules.lu import lu, lu_factor, lu_solve
 from .rules.qr import QRResult, qr
 from .rules.solve import solve
+from .rules.svd import SVDResult, svd, svdvals
 from .rules.triangular import solve_triangular
 
 __all__ = ["solve", "solve_triangular", "inv", "det", "slogdet", "cholesky", "cho_factor",
-           "cho_solve", "logdet", "lu_factor", "lu_solve", "lu", "qr", "norm", "LinAlgError",
-           "SlogdetResult", "QRResult"]
+           "cho_solve", "logdet", "lu_factor", "lu_solve", "lu", "qr", "eigh", "eigvalsh", "svd", "svdvals",
+           "eig", "eigvals", "norm", "LinAlgError", "GaugeWarning", "SlogdetResult", "QRResult",
+           "EighResult", "SVDResult", "EigResult"]
 
 LinAlgError = np.linalg.LinAlgError
 
 for _np_fn, _fn in ((np.linalg.solve, solve), (np.linalg.inv, inv), (np.linalg.det, det),
                     (np.linalg.slogdet, slogdet), (np.linalg.cholesky, cholesky),
-                    (np.linalg.qr, qr)):
+                    (np.linalg.qr, qr), (np.linalg.eigh, eigh), (np.linalg.eigvalsh, eigvalsh),
+                    (np.linalg.svd, svd), (np.linalg.eig, eig), (np.linalg.eigvals, eigvals)) + \
+        (((np.linalg.svdvals, svdvals),) if hasattr(np.linalg, "svdvals") else ()):
     register_numpy_function(_np_fn, _fn)

@@ -30,6 +30,9 @@ RULE_MODULES = (
     "linalgad.rules.cholesky",
     "linalgad.rules.lu",
     "linalgad.rules.qr",
+    "linalgad.rules.eigh",
+    "linalgad.rules.svd",
+    "linalgad.rules.eig",
 )
 
 

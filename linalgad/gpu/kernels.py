@@ -12,6 +12,7 @@ work, measured in benchmarks/ when a GPU is available).
 from __future__ import annotations
 
 import cupy
+import numpy as np
 from cupyx.scipy import linalg as _cxl
 
 from ..backend import (ComposedKernels, LinAlgError, LUFactors, _TRANS, _perm_from_swaps,
@@ -137,8 +138,32 @@ class GPUKernels(ComposedKernels):
         Q, R = cupy.stack(qs), cupy.stack(rs)
         return (Q.reshape(A.shape[:-2] + Q.shape[-2:]), R.reshape(A.shape[:-2] + R.shape[-2:]))
 
-    def svd(self, A, full_matrices=True, compute_uv=True):
+    def svd(self, A, full_matrices=True, compute_uv=True, op="svd"):
         return cupy.linalg.svd(A, full_matrices=full_matrices, compute_uv=compute_uv)
+
+    def eigh(self, A, lower=True, op="eigh"):
+        return cupy.linalg.eigh(A, UPLO="L" if lower else "U")
+
+    def eigvalsh(self, A, lower=True, op="eigvalsh"):
+        return cupy.linalg.eigvalsh(A, UPLO="L" if lower else "U")
+
+    def eig(self, A, op="eig"):
+        """(w, V), complex.  cupy.linalg.eig (CuPy >= 14, cuSOLVER Xgeev) when present;
+        otherwise a composed kernel: LAPACK geev on the host, results copied back."""
+        cdt = np.result_type(A.dtype, np.complex64)
+        fn = getattr(cupy.linalg, "eig", None)
+        if fn is not None:
+            w, V = fn(A)
+        else:
+            w, V = np.linalg.eig(cupy.asnumpy(A))
+            w, V = cupy.asarray(w), cupy.asarray(V)
+        return w.astype(cdt, copy=False), V.astype(cdt, copy=False)
+
+    def eigvals(self, A, op="eigvals"):
+        cdt = np.result_type(A.dtype, np.complex64)
+        fn = getattr(cupy.linalg, "eigvals", None)
+        w = fn(A) if fn is not None else cupy.asarray(np.linalg.eigvals(cupy.asnumpy(A)))
+        return w.astype(cdt, copy=False)
 
 
 GPU = GPUKernels()

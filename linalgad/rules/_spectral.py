@@ -1,0 +1,137 @@
+"""What the spectral rules (eigh, svd, eig) share: gap matrices and the gauge checks (private).
+
+A decomposition leaves some choices free: the sign or phase of each
+eigenvector (singular pair), and the basis inside a cluster of equal
+eigenvalues (singular values).  Their derivative rules divide by eigenvalue
+gaps; this module decides which gaps count as zero and what a reverse pass
+does when the loss depends on a free choice.
+
+* "Nearly coincide" (:func:`degenerate_pairs`): |w_i − w_j| ≤ √eps · max|w|
+  per matrix (eigh, eig; the spectrum's scale, since the computed eigenvalues
+  carry errors of order eps·‖A‖), or |s_i − s_j| ≤ √eps · max(s_i, s_j) for
+  singular values (relative: see svd.md, section 6).  The rotation inside such
+  a cluster is held fixed: its gap terms are set to zero.
+* A loss that depends on the phase of a vector raises ValueError (the loss is
+  not a function of the matrix at any input).
+* A loss that depends on the basis inside a cluster, or that is not a
+  symmetric function of the cluster's values, gets :class:`GaugeWarning` and
+  the gradient with the in-cluster rotation held fixed.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .. import ops
+from ..backend import namespace_of
+from . import _common as C
+
+__all__ = ["GaugeWarning", "degenerate_pairs", "inverse_gaps", "check_phase",
+           "check_clusters", "embed_diagonal", "rel_tol"]
+
+
+class GaugeWarning(RuntimeWarning):
+    """A reverse pass met a loss that depends on a choice the decomposition leaves free.
+
+    At (nearly) repeated eigenvalues or singular values the basis of the
+    cluster is not a function of the matrix.  The gradient returned holds
+    that basis fixed; it is the gradient of the loss only if the loss depends
+    on the cluster through its values symmetrically and through its subspace.
+    Turn it into an error with
+    ``warnings.simplefilter("error", linalgad.GaugeWarning)``.
+    """
+
+
+def rel_tol(dtype):
+    """√eps of dtype's precision: the relative size below which gaps count as zero."""
+    return float(np.sqrt(np.finfo(np.dtype(dtype)).eps))
+
+
+def degenerate_pairs(w, relative=False):
+    """Concrete mask (..., k, k): True where i ≠ j and w_i, w_j nearly coincide."""
+    wv = C.value(w)
+    xp = namespace_of(wv)
+    tol = rel_tol(wv.dtype)
+    gap = xp.abs(wv[..., None, :] - wv[..., :, None])
+    aw = xp.abs(wv)
+    if relative:
+        scale = xp.maximum(aw[..., None, :], aw[..., :, None])
+    else:
+        scale = aw.max(axis=-1, keepdims=True)[..., None] if wv.shape[-1] else aw[..., None]
+    k = wv.shape[-1]
+    return (gap <= tol * scale) & ~xp.eye(k, dtype=bool)
+
+
+def inverse_gaps(w, mask, plus=False):
+    """Differentiable G with G_ij = 1/(w_j − w_i) (or 1/(w_i + w_j) with plus=True).
+
+    Zero where ``mask`` is True; for the difference also on the diagonal.
+    """
+    wi = ops.expand_dims(w, -1)
+    wj = ops.expand_dims(w, -2)
+    D = wi + wj if plus else wj - wi
+    xp = namespace_of(C.value(w))
+    k = C.value(w).shape[-1]
+    zero = mask if plus else (mask | xp.eye(k, dtype=bool))
+    safe = ops.where(zero, 1, D)
+    return ops.where(zero, 0, 1 / safe)
+
+
+def embed_diagonal(d, like_shape):
+    return ops._embed_diagonal(d, shape=like_shape, offset=0, axis1=-2, axis2=-1)
+
+
+def _scale(xv, xp):
+    return xp.abs(xv).max(axis=(-2, -1)) if xv.size else 0.0
+
+
+def check_phase(op, K, what):
+    """Raise ValueError if Im diag(K) is not ~0: the loss depends on a phase."""
+    Kv = C.value(K)
+    if Kv.dtype.kind != "c" or not Kv.size:
+        return
+    xp = namespace_of(Kv)
+    tol = rel_tol(Kv.dtype)
+    im = xp.abs(xp.diagonal(Kv, 0, -2, -1).imag)
+    if bool((im > tol * _scale(Kv, xp)[..., None]).any()):
+        raise ValueError(
+            f"{op}: the loss depends on the phase of {what}, which is arbitrary (any "
+            "e^{iφ} multiple is an equally valid output), so its gradient is not defined. "
+            "Make the loss invariant under that phase (e.g. use |v|², v vᴴ, or products "
+            "of matching left and right vectors).")
+
+
+def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="eigenvectors"):
+    """Warn (GaugeWarning) if the loss depends on a free choice inside a cluster.
+
+    X           the coefficients the gap terms multiply (VᴴV̄, Jᴴ... ); on a degenerate
+                pair its skew-Hermitian part (or, with hermitian_part_free=False, the
+                entry itself) must vanish for a basis-independent loss
+    values_bar  the eigenvalue (singular value) cotangent, or None; it must be
+                constant inside a cluster for a loss symmetric in the cluster's values
+    """
+    if not bool(mask.any()):
+        return
+    xp = namespace_of(mask)
+    tol = None
+    bad = False
+    if X is not None:
+        Xv = C.value(X)
+        tol = rel_tol(Xv.dtype)
+        part = (Xv - xp.conj(xp.swapaxes(Xv, -1, -2))) / 2 if hermitian_part_free else Xv
+        bad = bool((xp.abs(part) > tol * _scale(Xv, xp)[..., None, None])[mask].any())
+    if not bad and values_bar is not None:
+        bv = C.value(values_bar)
+        tol = rel_tol(bv.dtype)
+        diff = xp.abs(bv[..., None, :] - bv[..., :, None])
+        scale = xp.abs(bv).max(axis=-1)[..., None, None] if bv.shape[-1] else 0.0
+        bad = bool((diff > tol * scale)[mask].any())
+    if bad:
+        warnings.warn(
+            f"{op}: the loss depends on the choice of {what} inside a cluster of (nearly) "
+            "equal values, or is not a symmetric function of the cluster's values; the "
+            "gradient there is not determined by the decomposition. The gradient returned "
+            "holds the basis of the cluster fixed (see the derivation document, section 6).",
+            GaugeWarning, stacklevel=4)

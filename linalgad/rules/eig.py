@@ -1,0 +1,188 @@
+"""eig, eigvals: A V = V diag(w) for general square A.   Derivation: docs/derivations/eig.md
+
+Outputs are always complex (a dtype that depended on the values could not be
+differentiated).  Eigenvectors have unit 2-norm, phase as LAPACK returns it.
+
+    Z = V⁻¹ dA V,  dw = diag(Z),  C₀ = E ∘ Z,  E_ij = 1/(w_j − w_i) (i ≠ j)
+    dV = V C₀ − V diag(Re diag(Vᴴ V C₀))            (keeps ‖v_i‖ = 1)
+Reverse  K = Vᴴ V̄,  Y = K − VᴴV diag(Re diag K),  W = diag(w̄) + conj(E) ∘ Y,
+         Ā = V⁻ᴴ W Vᴴ   (Re of it for real A)
+
+Pairs with |w_i − w_j| ≤ √eps·max|w| count as equal (E_ij = 0).  A loss that
+depends on an eigenvector's phase raises ValueError; one that depends on the
+basis inside a cluster of equal eigenvalues gets a GaugeWarning.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from .. import ops
+from ..backend import kernels_for
+from ..registry import Domain, Rule
+from ..tape import Primitive, Tracer
+from ..testing import matrices as M
+from . import _common as C
+from . import _spectral as S
+from .solve import _solve
+
+__all__ = ["eig", "eigvals", "EigResult", "RULES"]
+
+EigResult = namedtuple("EigResult", ["eigenvalues", "eigenvectors"])
+
+
+def eig_forward(A):
+    w, V = kernels_for(A).eig(A)
+    return w, V
+
+
+def eig_vjp(cts, needs, out, res, A):
+    w_bar, V_bar = cts
+    w, V = out
+    shape = ops._shape(V)
+    Wm = None
+    if V_bar is not None:
+        K = ops.matmul(ops.mH(V), V_bar)
+        S.check_phase("eig", K, "an eigenvector")
+        d = ops.real(ops.diagonal(K, 0, -2, -1))
+        Y = K - ops.matmul(ops.mH(V), V) * ops.expand_dims(d, -2)
+        mask = S.degenerate_pairs(w)
+        S.check_clusters("eig", mask, Y, w_bar, hermitian_part_free=False)
+        Wm = ops.conj(S.inverse_gaps(w, mask)) * Y
+    if w_bar is not None:
+        D = S.embed_diagonal(w_bar, shape)
+        Wm = D if Wm is None else Wm + D
+    if Wm is None:
+        return (None,)
+    Vh = ops.mH(V)
+    # Ā = V⁻ᴴ (W Vᴴ): a solve with Vᴴ
+    A_bar = _solve(Vh, ops.matmul(Wm, Vh), kind="gen")
+    return (ops.fit(A_bar, A),)
+
+
+def eig_jvp(tangents, out, res, A):
+    (A_dot,) = tangents
+    w, V = out
+    if not ops._is_complex(A_dot):
+        A_dot = ops.astype(A_dot, C.value(V).dtype)
+    Z = _solve(V, ops.matmul(A_dot, V), kind="gen")           # V⁻¹ Ȧ V
+    w_dot = ops.diagonal(Z, 0, -2, -1)
+    T = ops.matmul(V, S.inverse_gaps(w, S.degenerate_pairs(w)) * Z)   # V C₀
+    d = ops.real(ops.sum(ops.conj(V) * T, axis=-2))
+    return w_dot, T - V * ops.expand_dims(d, -2)
+
+
+_eig = Primitive("eig", eig_forward, eig_vjp, eig_jvp, multiple_results=True)
+
+
+def _prepare(op, a, check_finite):
+    av = C.square_matrix(op, a)
+    dtype = C.result_dtype(op, av)
+    C.checked(op, ("a",), (av,), check_finite)
+    return C.promote(a, dtype)
+
+
+def eig(a, *, check_finite=True):
+    """Eigenvalues and right eigenvectors of a general square matrix, differentiable.
+
+    numpy.linalg.eig's conventions, except that both outputs are **always
+    complex** (complex64 for float32/complex64 input, complex128 otherwise);
+    NumPy returns real arrays when every eigenvalue happens to be real, a type
+    that depends on the values.  Returns ``EigResult(eigenvalues,
+    eigenvectors)``; eigenvectors have unit 2-norm, their phase as LAPACK
+    chooses it.  The gradient of a real input is real.
+
+    Valid when: the eigenvalues the loss depends on through eigenvectors are
+    distinct and A is diagonalizable (V invertible; the backward pass solves
+    with Vᴴ, and its accuracy degrades with κ(V) and 1/gap); the loss is
+    invariant under each eigenvector's phase (reverse mode raises ValueError
+    otherwise).  Symmetric functions of a cluster of equal eigenvalues of a
+    diagonalizable A (sum f(w)) are exact there; a loss that depends on the
+    basis of such a cluster gets a ``GaugeWarning``.
+    """
+    A = _prepare("eig", a, check_finite)
+    w, V = _eig(A)
+    return EigResult(w, V)
+
+
+def eigvals(a, *, check_finite=True):
+    """Eigenvalues of a general square matrix, always complex, differentiable (numpy.linalg.eigvals).
+
+    Untraced, only the eigenvalues are computed; traced, the eigenvectors are
+    kept for the backward pass Ā = V⁻ᴴ diag(w̄) Vᴴ.
+
+    Valid when: A is diagonalizable and the loss is a symmetric function of
+    each cluster of equal eigenvalues (a loss that singles out one of several
+    equal eigenvalues gets a GaugeWarning); at a defective eigenvalue (Jordan
+    block) the eigenvalues are not differentiable and V is singular: the
+    backward solve raises LinAlgError.
+    """
+    A = _prepare("eigvals", a, check_finite)
+    if not isinstance(A, Tracer):
+        return kernels_for(A).eigvals(A)
+    return _eig(A)[0]
+
+
+# -- registry -------------------------------------------------------------------------------
+
+def _eig_fun(a):
+    """w and |V|² entrywise: invariant under each eigenvector's phase, not its scale."""
+    w, V = eig(a)
+    return w, ops.real(V * ops.conj(V))
+
+
+_eig_fun.__doc__ = eig.__doc__
+
+
+def eig_reference(a):
+    w, V = np.linalg.eig(a)
+    cdt = np.result_type(a.dtype, np.complex64)
+    return w.astype(cdt), np.abs(V.astype(cdt)) ** 2
+
+
+def _general(rng, n, batch, dtype):
+    return (M.random_general(rng, n, batch, dtype),), {}
+
+
+def _real_pair(rng, n, batch, dtype):
+    """Real input with a complex-conjugate pair: a rotation block, similarity-transformed."""
+    X = M.random_general(rng, n, batch, np.float64, cond=3.0)
+    D = np.zeros(batch + (n, n))
+    D[..., 0, 0], D[..., 0, 1], D[..., 1, 0], D[..., 1, 1] = 1.0, 2.0, -2.0, 1.0
+    for i in range(2, n):
+        D[..., i, i] = 3.0 + i
+    return (np.ascontiguousarray((X @ D @ np.linalg.inv(X)).astype(dtype)),), {}
+
+
+RULES = (
+    Rule(
+        name="eig",
+        fun=_eig_fun,
+        primitive=_eig,
+        domains=(
+            Domain("general", _general, "random general (well conditioned)"),
+            Domain("conjugate-pair", _real_pair, "real, with a complex-conjugate pair",
+                   real_only=True),
+        ),
+        derivation="docs/derivations/eig.md",
+        reference=eig_reference,
+        rtol={"float32": 3e-2, "float64": 1e-6},
+        tolerance_note="central differences; float32 eigenvectors carry κ(V)·eps/gap errors",
+        references=("Giles 2008", "Magnus 1985", "Boeddeker et al. 2017"),
+    ),
+    Rule(
+        name="eigvals",
+        fun=eigvals,
+        primitive=_eig,
+        domains=(
+            Domain("general", _general, "random general"),
+            Domain("conjugate-pair", _real_pair, "real, with a complex-conjugate pair",
+                   real_only=True),
+        ),
+        derivation="docs/derivations/eig.md",
+        reference=lambda a: np.linalg.eigvals(a).astype(np.result_type(a.dtype, np.complex64)),
+        references=("Giles 2008",),
+    ),
+)

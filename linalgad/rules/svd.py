@@ -1,0 +1,297 @@
+"""svd, svdvals: A = U diag(s) Vᴴ.   Derivation: docs/derivations/svd.md
+
+Thin factors, k = min(m, n); dP = Uᴴ dA V, Hp / Hm its Hermitian / skew parts:
+
+    ds = Re diag(dP)
+    Ω₊ = Gp ∘ Hp,  Gp_ij = 1/(s_j − s_i)   (the joint rotation of u and v: the gauge)
+    Ω₋ = Gm ∘ Hm,  Gm_ij = 1/(s_i + s_j)   (finite at repeated nonzero s)
+    dU = U (Ω₊ + Ω₋) + (I − UUᴴ) dA V S⁻¹,   dV = V (Ω₊ − Ω₋) + (I − VVᴴ) dAᴴ U S⁻¹
+Reverse  J = UᴴŪ, K = VᴴV̄,
+    Ā = U [diag(s̄) + sym(Gp ∘ (J + K)) + skew(Gm ∘ (J − K))] Vᴴ
+        + (Ū − UJ) S⁻¹ Vᴴ  (m > k)  +  U S⁻¹ (V̄ᴴ − Kᴴ Vᴴ)  (n > k)
+
+Pairs with |s_i − s_j| ≤ √eps·max(s_i, s_j) count as equal (Gp_ij = 0);
+1/(s_i + s_j) and 1/s_i are zeroed only below the smallest normal number.
+With full_matrices and m ≠ n the extra columns of U (rows of Vh) are an
+arbitrary completion: reverse mode raises for a loss that uses them, forward
+mode gives them the tangent −U₁(U̇₁ᴴU₂) as qr 'complete' does.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from .. import ops
+from ..backend import kernels_for
+from ..registry import Domain, Rule
+from ..tape import Primitive, Tracer
+from ..testing import matrices as M
+from . import _common as C
+from . import _spectral as S
+
+__all__ = ["svd", "svdvals", "SVDResult", "RULES"]
+
+SVDResult = namedtuple("SVDResult", ["U", "S", "Vh"])
+
+
+def svd_forward(A, *, full_matrices=False):
+    U, s, Vh = kernels_for(A).svd(A, full_matrices=full_matrices, compute_uv=True)
+    return U, s, Vh
+
+
+def _cols(x, lo, hi):
+    return ops.getitem(x, (Ellipsis, slice(None), slice(lo, hi)))
+
+
+def _rows(x, lo, hi):
+    return ops.getitem(x, (Ellipsis, slice(lo, hi), slice(None)))
+
+
+def _inverse(s):
+    """1/s, with 0 where s is below the smallest normal number (differentiable)."""
+    sv = C.value(s)
+    zero = sv <= np.finfo(sv.dtype).tiny
+    return ops.where(zero, 0, 1 / ops.where(zero, 1, s))
+
+
+def _extra_unused(op, bar, m, n, k, what):
+    if bool((C.value(bar) != 0).any()):
+        raise ValueError(
+            f"{op}(full_matrices=True): the loss depends on the last {max(m, n) - k} {what}, "
+            f"which are an arbitrary orthonormal completion (a is {m}x{n}), not a function "
+            "of a; its gradient is not defined. Use full_matrices=False or make the loss "
+            "depend on the first min(m, n) singular vectors only.")
+
+
+def svd_vjp(cts, needs, out, res, A, *, full_matrices=False):
+    U_bar, s_bar, Vh_bar = cts
+    U, s, Vh = out
+    m, n = ops._shape(A)[-2:]
+    k = min(m, n)
+    if full_matrices and m != n:
+        if m > n:
+            if U_bar is not None:
+                _extra_unused("svd", _cols(U_bar, k, None), m, n, k, "columns of U")
+                U_bar = _cols(U_bar, 0, k)
+            U = _cols(U, 0, k)
+        else:
+            if Vh_bar is not None:
+                _extra_unused("svd", _rows(Vh_bar, k, None), m, n, k, "rows of Vh")
+                Vh_bar = _rows(Vh_bar, 0, k)
+            Vh = _rows(Vh, 0, k)
+    shape = ops._shape(U)[:-2] + (k, k)
+    inner = None
+    if s_bar is not None:
+        inner = S.embed_diagonal(s_bar, shape)
+    J = ops.matmul(ops.mH(U), U_bar) if U_bar is not None else None
+    K = ops.matmul(Vh, ops.mH(Vh_bar)) if Vh_bar is not None else None     # Vᴴ V̄
+    if J is not None or K is not None:
+        plus = J if K is None else (K if J is None else J + K)
+        minus = J if K is None else (-K if J is None else J - K)
+        S.check_phase("svd", plus, "a pair of singular vectors (u_i, v_i)")
+        mask = S.degenerate_pairs(s, relative=True)
+        S.check_clusters("svd", mask, plus, s_bar, what="singular vectors")
+        Gp = S.inverse_gaps(s, mask)
+        sv = C.value(s)
+        tiny = np.finfo(sv.dtype).tiny
+        Gm = S.inverse_gaps(s, (sv[..., :, None] + sv[..., None, :]) <= tiny, plus=True)
+        Yp = Gp * plus
+        Ym = Gm * minus
+        term = 0.5 * (Yp + ops.mH(Yp)) + 0.5 * (Ym - ops.mH(Ym))
+        inner = term if inner is None else inner + term
+    s_inv = _inverse(s)
+    if m > k and U_bar is not None:
+        # Ā = [U (inner − J S⁻¹) + Ū S⁻¹] Vh
+        mid = -(J * ops.expand_dims(s_inv, -2))
+        if inner is not None:
+            mid = inner + mid
+        left = ops.matmul(U, mid) + U_bar * ops.expand_dims(s_inv, -2)
+        return (ops.fit(ops.matmul(left, Vh), A),)
+    if n > k and Vh_bar is not None:
+        # Ā = U [(inner − S⁻¹ Kᴴ) Vh + S⁻¹ V̄ᴴ]
+        si = ops.expand_dims(s_inv, -1)
+        mid = -(si * ops.mH(K))
+        if inner is not None:
+            mid = inner + mid
+        right = ops.matmul(mid, Vh) + si * Vh_bar
+        return (ops.fit(ops.matmul(U, right), A),)
+    if inner is None:
+        return (None,)
+    return (ops.fit(ops.matmul(ops.matmul(U, inner), Vh), A),)
+
+
+def svd_jvp(tangents, out, res, A, *, full_matrices=False):
+    (A_dot,) = tangents
+    U, s, Vh = out
+    m, n = ops._shape(A)[-2:]
+    k = min(m, n)
+    U1 = _cols(U, 0, k) if (full_matrices and m > n) else U
+    Vh1 = _rows(Vh, 0, k) if (full_matrices and n > m) else Vh
+    V1 = ops.mH(Vh1)
+    AV = ops.matmul(A_dot, V1)
+    dP = ops.matmul(ops.mH(U1), AV)
+    d = ops.diagonal(dP, 0, -2, -1)
+    s_dot = ops.real(d) if ops._is_complex(d) else d
+    sv = C.value(s)
+    Gp = S.inverse_gaps(s, S.degenerate_pairs(s, relative=True))
+    Gm = S.inverse_gaps(s, (sv[..., :, None] + sv[..., None, :]) <= np.finfo(sv.dtype).tiny,
+                        plus=True)
+    dPh = ops.mH(dP)
+    Op = Gp * (0.5 * (dP + dPh))
+    Om = Gm * (0.5 * (dP - dPh))
+    s_inv = _inverse(s)
+    U_dot = ops.matmul(U1, Op + Om)
+    if m > k:
+        U_dot = U_dot + (AV - ops.matmul(U1, dP)) * ops.expand_dims(s_inv, -2)
+    V_dot = ops.matmul(V1, Op - Om)
+    if n > k:
+        AhU = ops.matmul(ops.mH(A_dot), U1)
+        V_dot = V_dot + (AhU - ops.matmul(V1, dPh)) * ops.expand_dims(s_inv, -2)
+    if full_matrices and m > n:
+        U2 = _cols(U, k, None)
+        U_dot = ops.concatenate([U_dot, -ops.matmul(U1, ops.matmul(ops.mH(U_dot), U2))],
+                                axis=-1)
+    if full_matrices and n > m:
+        V2 = ops.mH(_rows(Vh, k, None))
+        V_dot = ops.concatenate([V_dot, -ops.matmul(V1, ops.matmul(ops.mH(V_dot), V2))],
+                                axis=-1)
+    return U_dot, s_dot, ops.mH(V_dot)
+
+
+_svd = Primitive("svd", svd_forward, svd_vjp, svd_jvp, multiple_results=True)
+
+
+def _prepare(op, a, check_finite):
+    av = C.matrix(op, a)
+    dtype = C.result_dtype(op, av)
+    C.checked(op, ("a",), (av,), check_finite)
+    return C.promote(a, dtype)
+
+
+def svd(a, full_matrices=True, compute_uv=True, hermitian=False, *, overwrite_a=False,
+        check_finite=True, lapack_driver=None):
+    """Singular value decomposition ``a = U @ diag(S) @ Vh``, differentiable (numpy.linalg.svd).
+
+    ``a`` is (..., m, n), k = min(m, n).  Returns ``SVDResult(U, S, Vh)``
+    with S descending; ``full_matrices=True`` (NumPy's default) gives U
+    (..., m, m) and Vh (..., n, n), ``False`` the thin factors (..., m, k),
+    (..., k, n).  ``compute_uv=False`` returns S only (see :func:`svdvals`).
+    SciPy's keywords ``check_finite`` and ``overwrite_a`` are accepted;
+    ``lapack_driver`` and NumPy's ``hermitian=True`` are accepted and the
+    general SVD (gesdd) is used.
+
+    Valid when: the loss is invariant under the joint phase of (u_i, v_i)
+    (reverse mode raises ValueError otherwise) and, with full_matrices and
+    m ≠ n, does not use the completion columns (ValueError).  At repeated
+    singular values, |s_i − s_j| ≤ √eps·max(s_i, s_j), the gradient is exact
+    for losses that depend on a cluster through symmetric functions of its
+    values, its singular subspaces and its polar part U_B V_Bᴴ (the nuclear
+    norm, sum f(s), U Vᴴ); other losses get a ``GaugeWarning``.  Zero
+    singular values: 1/s is used down to the smallest normal number, so
+    losses through U diag(s) Vᴴ stay exact at rank deficiency.  The backward
+    pass is four matrix products; nothing is refactored.
+    """
+    op = "svd"
+    del hermitian, overwrite_a, lapack_driver
+    A = _prepare(op, a, check_finite)
+    if not compute_uv:
+        return _values(A)
+    U, s, Vh = _svd(A, full_matrices=bool(full_matrices))
+    return SVDResult(U, s, Vh)
+
+
+def _values(A):
+    if not isinstance(A, Tracer):
+        return kernels_for(A).svd(A, full_matrices=False, compute_uv=False)
+    return _svd(A, full_matrices=False)[1]
+
+
+def svdvals(a, *, overwrite_a=False, check_finite=True):
+    """Singular values, descending, differentiable (numpy.linalg.svdvals, scipy.linalg.svdvals).
+
+    Untraced, only the values are computed (LAPACK without vectors); traced,
+    the thin SVD is kept for the backward pass Ā = U diag(s̄) Vᴴ.
+
+    Valid when: always for losses symmetric in each cluster of equal singular
+    values (norms, sum f(s)); a loss that singles out one of several equal
+    values (s[0] at a tie: the spectral norm) is not differentiable there and
+    gets a GaugeWarning and a subgradient.  Zero singular values: |·| is not
+    differentiable at 0; the rule returns the subgradient u_i v_iᴴ s̄_i.
+    """
+    del overwrite_a
+    return _values(_prepare("svdvals", a, check_finite))
+
+
+# -- registry -------------------------------------------------------------------------------
+
+def _weights(k):
+    return np.linspace(1.0, 2.0, k)
+
+
+def _gauge_free(U, s, Vh, k):
+    """s, U diag(c) Vh, U diag(c) Uᴴ and Vᴴ diag(c) V: invariant under the joint phases."""
+    c = _weights(k).astype(np.finfo(C.value(U).dtype).dtype)
+    U1, Vh1 = _cols(U, 0, k), _rows(Vh, 0, k)
+    Uc = U1 * c
+    return (s, ops.matmul(Uc, Vh1), ops.matmul(Uc, ops.mH(U1)),
+            ops.matmul(ops.mH(Vh1) * c, Vh1))
+
+
+def _svd_fun(a, full_matrices=False):
+    U, s, Vh = svd(a, full_matrices=full_matrices)
+    return _gauge_free(U, s, Vh, min(ops._shape(a)[-2:]))
+
+
+_svd_fun.__doc__ = svd.__doc__
+
+
+def svd_reference(a, full_matrices=False):
+    U, s, Vh = np.linalg.svd(a, full_matrices=full_matrices)
+    k = min(a.shape[-2:])
+    c = _weights(k).astype(s.dtype)
+    U1, Vh1 = U[..., :, :k], Vh[..., :k, :]
+    mH = lambda x: np.conj(np.swapaxes(x, -1, -2))   # noqa: E731
+    return s, (U1 * c) @ Vh1, (U1 * c) @ mH(U1), (mH(Vh1) * c) @ Vh1
+
+
+def _rect(m, n, **kw):
+    def make(rng, _n, batch, dtype):
+        A = M.random_general(rng, max(m, n), batch, dtype)[..., :m, :n]
+        return (np.ascontiguousarray(A),), kw
+    return make
+
+
+RULES = (
+    Rule(
+        name="svd",
+        fun=_svd_fun,
+        primitive=_svd,
+        domains=(
+            Domain("square", _rect(3, 3), "3×3 thin"),
+            Domain("tall", _rect(4, 3), "4×3 thin"),
+            Domain("wide", _rect(3, 4), "3×4 thin"),
+            Domain("tall-full", _rect(4, 2, full_matrices=True),
+                   "4×2 full_matrices, loss on the first 2 columns of U"),
+            Domain("wide-full", _rect(2, 4, full_matrices=True),
+                   "2×4 full_matrices, loss on the first 2 rows of Vh"),
+        ),
+        derivation="docs/derivations/svd.md",
+        reference=svd_reference,
+        references=("Townsend 2016", "Wan & Zhang 2019", "Seeger et al. 2017"),
+    ),
+    Rule(
+        name="svdvals",
+        fun=svdvals,
+        primitive=_svd,
+        domains=(
+            Domain("square", _rect(3, 3), "3×3"),
+            Domain("tall", _rect(4, 3), "4×3"),
+            Domain("wide", _rect(3, 4), "3×4"),
+        ),
+        derivation="docs/derivations/svd.md",
+        reference=lambda a: np.linalg.svd(a, compute_uv=False),
+        references=("Townsend 2016",),
+    ),
+)
