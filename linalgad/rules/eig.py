@@ -42,15 +42,15 @@ def eig_vjp(cts, needs, out, res, A):
     w_bar, V_bar = cts
     w, V = out
     shape = ops._shape(V)
-    Wm = None
+    Wm = Y = None
+    mask = S.degenerate_pairs(w)
     if V_bar is not None:
         K = ops.matmul(ops.mH(V), V_bar)
         S.check_phase("eig", K, "an eigenvector")
         d = ops.real(ops.diagonal(K, 0, -2, -1))
         Y = K - ops.matmul(ops.mH(V), V) * ops.expand_dims(d, -2)
-        mask = S.degenerate_pairs(w)
-        S.check_clusters("eig", mask, Y, w_bar, hermitian_part_free=False)
         Wm = ops.conj(S.inverse_gaps(w, mask)) * Y
+    S.check_clusters("eig", mask, Y, w_bar, hermitian_part_free=False)
     if w_bar is not None:
         D = S.embed_diagonal(w_bar, shape)
         Wm = D if Wm is None else Wm + D

@@ -41,13 +41,13 @@ def eigh_vjp(cts, needs, out, res, A, *, lower=True):
     w_bar, V_bar = cts
     w, V = out
     shape = ops._shape(V)
-    Wm = None
+    Wm = K = None
+    mask = S.degenerate_pairs(w)
     if V_bar is not None:
         K = ops.matmul(ops.mH(V), V_bar)
-        mask = S.degenerate_pairs(w)
         S.check_phase("eigh", K, "an eigenvector")
-        S.check_clusters("eigh", mask, K, w_bar)
         Wm = S.inverse_gaps(w, mask) * K
+    S.check_clusters("eigh", mask, K, w_bar)
     if w_bar is not None:
         D = S.embed_diagonal(w_bar, shape)
         Wm = D if Wm is None else Wm + D

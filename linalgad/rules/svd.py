@@ -87,12 +87,14 @@ def svd_vjp(cts, needs, out, res, A, *, full_matrices=False):
         inner = S.embed_diagonal(s_bar, shape)
     J = ops.matmul(ops.mH(U), U_bar) if U_bar is not None else None
     K = ops.matmul(Vh, ops.mH(Vh_bar)) if Vh_bar is not None else None     # Vᴴ V̄
+    mask = S.degenerate_pairs(s, relative=True)
+    plus = minus = None
     if J is not None or K is not None:
         plus = J if K is None else (K if J is None else J + K)
         minus = J if K is None else (-K if J is None else J - K)
         S.check_phase("svd", plus, "a pair of singular vectors (u_i, v_i)")
-        mask = S.degenerate_pairs(s, relative=True)
-        S.check_clusters("svd", mask, plus, s_bar, what="singular vectors")
+    S.check_clusters("svd", mask, plus, s_bar, what="singular vectors")
+    if plus is not None:
         Gp = S.inverse_gaps(s, mask)
         sv = C.value(s)
         tiny = np.finfo(sv.dtype).tiny

@@ -1,0 +1,380 @@
+"""eigh, svd, eig at the inputs where the usual formulas divide by zero.
+
+The registry tests (test_rules.py) cover distinct spectra in both modes at
+second order.  Here: repeated eigenvalues and singular values, the identity,
+rank deficiency, complex phases, and what the rules say when a loss is not
+differentiable through a decomposition's free choices.  Every degenerate case
+is checked against finite differences of the loss (and a closed form where
+there is one), with GaugeWarning turned into an error so that "finite" cannot
+hide behind a warning.
+"""
+
+import contextlib
+import warnings
+
+import numpy as np
+import pytest
+
+import linalgad as lad
+from linalgad import linalg as la
+from linalgad.testing import check_grads
+from linalgad.testing import matrices as M
+
+DTYPES = (np.float64, np.complex128)
+
+
+@contextlib.contextmanager
+def no_gauge_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", lad.GaugeWarning)
+        yield
+
+
+def mH(x):
+    return np.conj(np.swapaxes(x, -1, -2))
+
+
+def lower_cotangent(G):
+    """The cotangent of the lower triangle eigh reads, from a full-matrix gradient G."""
+    both = np.tril(G + mH(G))
+    d = np.diagonal(G, 0, -2, -1).real
+    return both - d[..., None] * np.eye(G.shape[-1])
+
+
+def with_spectrum(rng, values, dtype, batch=()):
+    """Q diag(values) Qᴴ, Q Haar-random, exactly Hermitian."""
+    n = len(values)
+    Q = M.random_orthogonal(rng, n, batch, np.complex128 if np.dtype(dtype).kind == "c"
+                            else np.float64)
+    A = (Q * np.asarray(values, float)) @ mH(Q)
+    return np.ascontiguousarray(((A + mH(A)) / 2).astype(dtype))
+
+
+def with_singular_values(rng, m, n, values, dtype, batch=()):
+    cplx = np.dtype(dtype).kind == "c"
+    base = np.complex128 if cplx else np.float64
+    U = M.random_orthogonal(rng, m, batch, base)[..., :, :len(values)]
+    V = M.random_orthogonal(rng, n, batch, base)[..., :, :len(values)]
+    return np.ascontiguousarray(((U * np.asarray(values, float)) @ mH(V)).astype(dtype))
+
+
+def rel(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+def trace(X):
+    return lad.sum(lad.real(lad.diagonal(X, 0, -2, -1)))
+
+
+# -- eigh ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [(), (2,)])
+@pytest.mark.parametrize("spectrum", [(1.0, 1.0, 2.0, -0.5), (0.3, 0.3, 0.3, 1.0),
+                                      (1.0, 1.0, 1.0, 1.0)], ids=["double", "triple", "identity"])
+def test_eigh_spectral_losses_at_repeated_eigenvalues(dtype, batch, spectrum):
+    """sum f(w) and trace(V f(w) Vᴴ): finite, equal to f'(A) (projected), equal to FD."""
+    A = with_spectrum(np.random.default_rng(0), spectrum, dtype, batch)
+
+    def sum_f(A):
+        return lad.sum(lad.exp(la.eigvalsh(A)))
+
+    def matrix_function(A):
+        w, V = la.eigh(A)
+        return trace(lad.matmul(V * lad.expand_dims(lad.sin(w), -2), lad.mH(V)))
+
+    w, V = np.linalg.eigh(A)
+    expA = (V * np.exp(w)[..., None, :]) @ mH(V)
+    cosA = (V * np.cos(w)[..., None, :]) @ mH(V)
+    with no_gauge_warning():
+        for loss, closed in ((sum_f, expA), (matrix_function, cosA)):
+            g = lad.grad(loss)(A)
+            assert np.all(np.isfinite(g))
+            assert rel(g, lower_cotangent(closed)) < 1e-12
+            check_grads(loss, (A,), order=1)
+
+
+def test_eigh_eigenvectors_of_the_identity():
+    """Every eigenvalue equal: sum(w²) + trace(V diag(w³) Vᴴ) = ‖A‖² + tr A³ at A = I."""
+    A = np.eye(4)
+
+    def loss(A):
+        w, V = la.eigh(A)
+        return lad.sum(w ** 2) + trace(lad.matmul(V * lad.expand_dims(w ** 3, -2), lad.mH(V)))
+
+    with no_gauge_warning():
+        g = lad.grad(loss)(A)
+        check_grads(loss, (A,), order=1)
+    assert rel(g, lower_cotangent(2 * A + 3 * A @ A)) < 1e-13
+
+
+def test_eigh_projector_onto_a_repeated_eigenspace():
+    """The spectral projector of a double eigenvalue is smooth: its gradient is exact."""
+    rng = np.random.default_rng(1)
+    A = with_spectrum(rng, (1.0, 1.0, 3.0, 4.0), np.complex128)
+    G = rng.standard_normal((4, 4))
+
+    def loss(A):
+        w, V = la.eigh(A)
+        P = lad.matmul(V[:, :2], lad.mH(V[:, :2]))
+        return lad.sum(lad.real(P * G))
+
+    with no_gauge_warning():
+        check_grads(loss, (A,), order=1)
+
+
+def test_eigh_basis_dependent_loss_at_a_tie_warns_and_stays_finite():
+    A = with_spectrum(np.random.default_rng(2), (1.0, 1.0, 2.0), np.float64)
+    W = np.random.default_rng(3).standard_normal((3, 3))
+
+    def loss(A):
+        V = la.eigh(A)[1]
+        return lad.sum(W * lad.matmul(V[:, :1], lad.mH(V[:, :1])))
+
+    with pytest.warns(lad.GaugeWarning, match="eigh"):
+        g = lad.grad(loss)(A)
+    assert np.all(np.isfinite(g))
+
+
+def test_eigh_loss_that_singles_out_one_of_equal_eigenvalues_warns():
+    A = with_spectrum(np.random.default_rng(4), (2.0, 2.0, -1.0), np.float64)
+    with pytest.warns(lad.GaugeWarning):
+        g = lad.grad(lambda A: la.eigvalsh(A)[-1])(A)
+    assert np.all(np.isfinite(g))
+
+
+def test_eigh_matrix_function_against_non_identity_weights_warns():
+    """<G, f(A)> at a repeated eigenvalue: not determined by (w̄, V̄); said, not guessed."""
+    A = with_spectrum(np.random.default_rng(5), (1.0, 1.0, 2.0), np.float64)
+    G = np.random.default_rng(6).standard_normal((3, 3))
+    G = G + G.T
+
+    def loss(A):
+        w, V = la.eigh(A)
+        return lad.sum(G * lad.matmul(V * lad.expand_dims(lad.exp(w), -2), lad.mH(V)))
+
+    with pytest.warns(lad.GaugeWarning):
+        lad.grad(loss)(A)
+
+
+def test_eigh_phase_dependent_loss_raises():
+    A = M.random_symmetric(np.random.default_rng(7), 3, (), np.complex128)
+    with pytest.raises(ValueError, match="eigh: the loss depends on the phase"):
+        lad.grad(lambda A: lad.sum(lad.real(la.eigh(A)[1])))(A)
+
+
+def test_eigh_phase_invariant_complex_loss_is_exact():
+    rng = np.random.default_rng(8)
+    A = M.random_symmetric(rng, 4, (2,), np.complex128)
+    W = rng.standard_normal((4, 4))
+    with no_gauge_warning():
+        check_grads(lambda A: lad.sum(W * lad.abs(la.eigh(A)[1]) ** 2), (A,), order=2)
+
+
+def test_eigh_subset_by_index_and_eigvals_only():
+    rng = np.random.default_rng(9)
+    A = M.random_symmetric(rng, 5, (), np.float64)
+    w_all, V_all = np.linalg.eigh(A)
+    w, V = la.eigh(A, subset_by_index=(1, 3))
+    np.testing.assert_allclose(w, w_all[1:4], atol=1e-13)
+    np.testing.assert_allclose(np.abs(V), np.abs(V_all[:, 1:4]), atol=1e-12)
+    np.testing.assert_allclose(la.eigh(A, eigvals_only=True), w_all, atol=1e-13)
+    np.testing.assert_allclose(la.eigh(A, lower=False)[0], np.linalg.eigvalsh(A, UPLO="U"),
+                               atol=1e-13)
+    check_grads(lambda A: lad.sum(la.eigh(A, subset_by_index=(1, 3))[0] ** 3), (A,), order=2)
+    with pytest.raises(ValueError, match="subset_by_index"):
+        la.eigh(A, subset_by_index=(2, 7))
+    with pytest.raises(NotImplementedError, match="generalized"):
+        la.eigh(A, b=np.eye(5))
+
+
+def test_eigh_untraced_values_only_and_float32():
+    A = M.random_symmetric(np.random.default_rng(10), 4, (3,), np.float32)
+    w = la.eigvalsh(A)
+    assert w.dtype == np.float32
+    np.testing.assert_allclose(w, np.linalg.eigvalsh(A), rtol=1e-6)
+    assert la.eigh(A).eigenvectors.dtype == np.float32
+    g = lad.grad(lambda A: lad.sum(la.eigvalsh(A) ** 2))(A)
+    assert g.dtype == np.float32
+
+
+# -- svd -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [(), (2,)])
+def test_nuclear_norm_at_repeated_singular_values(dtype, batch):
+    A = with_singular_values(np.random.default_rng(11), 3, 3, (2.0, 2.0, 1.0), dtype, batch)
+    U, s, Vh = np.linalg.svd(A)
+    with no_gauge_warning():
+        g = lad.grad(lambda A: lad.sum(la.svdvals(A)))(A)
+        check_grads(lambda A: lad.sum(la.svdvals(A)), (A,), order=1)
+    assert rel(g, U @ Vh) < 1e-12
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,values", [((3, 3), (2.0, 2.0, 1.0)), ((4, 3), (1.5, 1.5, 1.5)),
+                                          ((3, 5), (1.0, 0.5, 0.5))])
+def test_polar_factor_at_repeated_singular_values(dtype, shape, values):
+    """U Vᴴ is smooth where singular values repeat (not where they vanish): exact."""
+    rng = np.random.default_rng(12)
+    A = with_singular_values(rng, *shape, values, dtype)
+    W = rng.standard_normal(shape)
+
+    def loss(A):
+        U, s, Vh = la.svd(A, full_matrices=False)
+        return lad.sum(lad.real(W * lad.matmul(U, Vh)))
+
+    with no_gauge_warning():
+        check_grads(loss, (A,), order=1)
+
+
+def test_svd_at_the_identity():
+    A = np.eye(3)
+    with no_gauge_warning():
+        g = lad.grad(lambda A: lad.sum(la.svdvals(A) ** 2))(A)
+        h = lad.grad(lambda A: lad.sum(la.svdvals(A)))(A)
+    assert rel(g, 2 * A) < 1e-14 and rel(h, A) < 1e-14
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(4, 4), (5, 3), (3, 5)])
+def test_reconstruction_through_rank_deficient_svd(dtype, shape):
+    """<W, U diag(s) Vᴴ> = <W, A>: gradient W, also at rank 2 (numerically zero s)."""
+    rng = np.random.default_rng(13)
+    m, n = shape
+    A = M.random_rank_deficient(rng, m, n, 2, (), dtype)
+    W = M.random_general(rng, max(m, n), (), dtype)[:m, :n]
+
+    def loss(A):
+        U, s, Vh = la.svd(A, full_matrices=False)
+        return lad.sum(lad.real(lad.conj(W) * lad.matmul(U * lad.expand_dims(s, -2), Vh)))
+
+    with no_gauge_warning():
+        g = lad.grad(loss)(A)
+    assert rel(g, W) < 1e-8
+
+
+def test_exact_zero_singular_values_stay_finite():
+    A = np.zeros((4, 3))
+    A[:2, :2] = [[3.0, 1.0], [1.0, 2.0]]
+    g = lad.grad(lambda A: lad.sum(la.svdvals(A) ** 2))(A)
+    assert rel(g, 2 * A) < 1e-14
+    h = lad.grad(lambda A: lad.sum(la.svdvals(A)))(A)
+    assert np.all(np.isfinite(h))
+
+
+def test_svd_complex_phase_invariant_and_phase_dependent():
+    rng = np.random.default_rng(14)
+    A = M.random_general(rng, 4, (2,), np.complex128)[..., :, :3]
+    W = rng.standard_normal((4, 3))
+
+    def invariant(A):
+        U, s, Vh = la.svd(A, full_matrices=False)
+        return lad.sum(W * lad.abs(U) ** 2) + lad.sum(s)
+
+    with no_gauge_warning():
+        check_grads(invariant, (A,), order=2)
+    with pytest.raises(ValueError, match="svd: the loss depends on the phase"):
+        lad.grad(lambda A: lad.sum(lad.real(la.svd(A, full_matrices=False)[0])))(A)
+
+
+def test_svd_full_matrices_completion_is_not_differentiable():
+    A = M.random_general(np.random.default_rng(15), 5, (), np.float64)[:, :3]
+    with pytest.raises(ValueError, match="completion"):
+        lad.grad(lambda A: lad.sum(la.svd(A)[0][:, 3:]))(A)
+    A = A.T.copy()
+    with pytest.raises(ValueError, match="rows of Vh"):
+        lad.grad(lambda A: lad.sum(la.svd(A)[2][3:, :]))(A)
+
+
+def test_svd_reconstruction_at_repeated_nonzero_values_warns():
+    """The documented limit: <G, U S Vᴴ> at s_1 = s_2 > 0 is not recoverable from (Ū, s̄, V̄)."""
+    rng = np.random.default_rng(16)
+    A = with_singular_values(rng, 3, 3, (2.0, 2.0, 1.0), np.float64)
+    G = rng.standard_normal((3, 3))
+
+    def loss(A):
+        U, s, Vh = la.svd(A)
+        return lad.sum(G * lad.matmul(U * lad.expand_dims(s, -2), Vh))
+
+    with pytest.warns(lad.GaugeWarning, match="svd"):
+        g = lad.grad(loss)(A)
+    assert np.all(np.isfinite(g))
+
+
+def test_spectral_norm_at_a_tie_warns():
+    A = with_singular_values(np.random.default_rng(17), 3, 3, (2.0, 2.0, 1.0), np.float64)
+    with pytest.warns(lad.GaugeWarning):
+        g = lad.grad(lambda A: la.svdvals(A)[0])(A)
+    assert np.all(np.isfinite(g))
+
+
+def test_svd_conventions():
+    rng = np.random.default_rng(18)
+    A = M.random_general(rng, 5, (2,), np.float64)[..., :, :3]
+    U, s, Vh = la.svd(A)
+    assert U.shape == (2, 5, 5) and s.shape == (2, 3) and Vh.shape == (2, 3, 3)
+    np.testing.assert_allclose(s, np.linalg.svd(A, compute_uv=False), rtol=1e-13)
+    np.testing.assert_allclose(la.svd(A, compute_uv=False), s, rtol=1e-13)
+    np.testing.assert_allclose(la.svdvals(A), s, rtol=1e-13)
+    r = la.svd(A, full_matrices=False)
+    assert r.U.shape == (2, 5, 3) and r.Vh.shape == (2, 3, 3)
+    np.testing.assert_allclose((r.U * r.S[..., None, :]) @ r.Vh, A, atol=1e-13)
+
+
+# -- eig -----------------------------------------------------------------------------------
+
+def test_eig_symmetric_function_at_a_repeated_eigenvalue():
+    rng = np.random.default_rng(19)
+    X = M.random_general(rng, 3, (), np.float64, cond=3.0)
+    A = X @ np.diag([1.0, 1.0, 3.0]) @ np.linalg.inv(X)
+
+    def loss(A):
+        return lad.sum(lad.real(lad.exp(la.eigvals(A))))
+
+    with no_gauge_warning():
+        g = lad.grad(loss)(A)
+        check_grads(loss, (A,), order=1)
+    expA_T = (X @ np.diag(np.exp([1.0, 1.0, 3.0])) @ np.linalg.inv(X)).T
+    assert rel(g, expA_T) < 1e-8
+
+
+def test_eig_outputs_are_complex_and_match_numpy():
+    rng = np.random.default_rng(20)
+    A = M.random_symmetric(rng, 4, (), np.float64)          # real eigenvalues: NumPy gives float
+    w, V = la.eig(A)
+    assert w.dtype == np.complex128 and V.dtype == np.complex128
+    np.testing.assert_allclose(np.sort(w.real), np.linalg.eigvalsh(A), atol=1e-12)
+    np.testing.assert_allclose(A @ V, V * w, atol=1e-12)
+    assert la.eigvals(A.astype(np.float32)).dtype == np.complex64
+
+
+def test_eig_phase_dependent_loss_raises():
+    A = M.random_general(np.random.default_rng(21), 3, (), np.complex128)
+    with pytest.raises(ValueError, match="eig: the loss depends on the phase"):
+        lad.grad(lambda A: lad.sum(lad.real(la.eig(A)[1])))(A)
+
+
+def test_eig_real_input_gets_real_gradient_through_a_conjugate_pair():
+    A = np.array([[1.0, 2.0, 0.5], [-2.0, 1.0, 0.3], [0.1, 0.2, 3.0]])
+    c = np.array([0.3, -1.2, 0.7])
+
+    def loss(A):
+        w, V = la.eig(A)
+        return lad.sum(c * lad.imag(w)) + lad.sum(lad.abs(V[0]) ** 2)
+
+    g = lad.grad(loss)(A)
+    assert g.dtype == np.float64
+    check_grads(loss, (A,), order=2)
+
+
+# -- numpy dispatch ------------------------------------------------------------------------
+
+def test_numpy_spectral_functions_route_to_linalgad():
+    A = M.random_symmetric(np.random.default_rng(22), 3, (), np.float64)
+    g = lad.grad(lambda A: np.sum(np.linalg.eigvalsh(A) ** 2) + np.sum(np.linalg.svd(A)[1])
+                 + np.sum(np.real(np.linalg.eigvals(A))))(A)
+    w, V = np.linalg.eigh(A)
+    U, s, Vh = np.linalg.svd(A)
+    want = lower_cotangent(2 * A) + U @ Vh + np.eye(3)
+    assert rel(g, want) < 1e-12
