@@ -115,6 +115,7 @@ def _cmd_check(args):
                         return _rule.fun(*a, **_kw)
                     try:
                         errors = grad_errors(fun, arrays, modes=rule.modes, order=args.order,
+                                             rtol=rule.tolerance(dtype),
                                              seed=args.seed)
                         err_msg = None
                     except Exception as exc:  # report, don't stop the sweep

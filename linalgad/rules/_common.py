@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import ops
 from ..backend import LinAlgError, check_finite as _check_finite, namespace_of
+from ..tape import Primitive
 
 
 def value(x):
@@ -169,16 +170,56 @@ def per_matrix(fn, *arrays, cores):
 
 # -- structured matrices ---------------------------------------------------------------
 
+def _mirror(x, hermitian):
+    xp = namespace_of(x)
+    t = xp.swapaxes(x, -1, -2)
+    return xp.conj(t) if hermitian and x.dtype.kind == "c" else t
+
+
+def _from_triangle_impl(A, lower, hermitian):
+    xp = namespace_of(A)
+    n = A.shape[-1]
+    tri = xp.tril(A, -1) if lower else xp.triu(A, 1)
+    out = tri + _mirror(tri, hermitian)
+    idx = xp.arange(n)
+    d = A[..., idx, idx]
+    out[..., idx, idx] = d.real if hermitian and A.dtype.kind == "c" else d
+    return out
+
+
+def _triangle_cotangent_impl(G, lower, hermitian):
+    xp = namespace_of(G)
+    n = G.shape[-1]
+    both = G + _mirror(G, hermitian)
+    out = xp.tril(both) if lower else xp.triu(both)
+    idx = xp.arange(n)
+    d = G[..., idx, idx]
+    out[..., idx, idx] = d.real if hermitian and G.dtype.kind == "c" else d
+    return out
+
+
+# The two maps are adjoint (w.r.t. <X, Y> = Re tr(XᴴY)) and linear: each one's
+# reverse rule is the other, its forward rule itself.
+_from_triangle = Primitive(
+    "from_triangle", _from_triangle_impl,
+    lambda ct, needs, out, res, A, lower, hermitian:
+        (ops.fit(_triangle_cotangent(ct, lower=lower, hermitian=hermitian), A),),
+    lambda t, out, res, A, lower, hermitian: _from_triangle(t[0], lower=lower,
+                                                            hermitian=hermitian))
+_triangle_cotangent = Primitive(
+    "triangle_cotangent", _triangle_cotangent_impl,
+    lambda ct, needs, out, res, G, lower, hermitian:
+        (ops.fit(_from_triangle(ct, lower=lower, hermitian=hermitian), G),),
+    lambda t, out, res, G, lower, hermitian: _triangle_cotangent(t[0], lower=lower,
+                                                                 hermitian=hermitian))
+
+
 def from_triangle(A, lower, hermitian):
-    """The full symmetric (Hermitian) matrix a solver sees from one triangle of A."""
-    tri = ops.tril(A, -1) if lower else ops.triu(A, 1)
-    d = ops.diagonal(A, 0, -2, -1)
-    if hermitian:
-        off = tri + ops.mH(tri)
-        d = ops.real(d) if ops._is_complex(d) else d
-    else:
-        off = tri + ops.mT(tri)
-    return off + ops._embed_diagonal(d, shape=ops._shape(A), offset=0, axis1=-2, axis2=-1)
+    """The full symmetric (Hermitian) matrix a solver sees from one triangle of A.
+
+    tril(A, −1) + tril(A, −1)ᴴ + Re diag(A) (ᵀ and diag(A) for complex symmetric).
+    """
+    return _from_triangle(A, lower=bool(lower), hermitian=bool(hermitian))
 
 
 def triangle_cotangent(G, lower, hermitian=True):
@@ -186,13 +227,9 @@ def triangle_cotangent(G, lower, hermitian=True):
 
     tril(G + Gᴴ) − Re diag(G) (Gᵀ and diag(G) for complex symmetric): the
     off-diagonal entries appear twice in the full matrix, the diagonal once.
+    The adjoint of :func:`from_triangle`.
     """
-    both = G + (ops.mH(G) if hermitian else ops.mT(G))
-    tri = ops.tril(both) if lower else ops.triu(both)
-    d = ops.diagonal(G, 0, -2, -1)
-    if hermitian and ops._is_complex(d):
-        d = ops.real(d)
-    return tri - ops._embed_diagonal(d, shape=ops._shape(G), offset=0, axis1=-2, axis2=-1)
+    return _triangle_cotangent(G, lower=bool(lower), hermitian=bool(hermitian))
 
 
 def eye_like(n, dtype, like, m=None):

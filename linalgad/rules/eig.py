@@ -8,7 +8,7 @@ differentiated).  Eigenvectors have unit 2-norm, phase as LAPACK returns it.
 Reverse  K = Vᴴ V̄,  Y = K − VᴴV diag(Re diag K),  W = diag(w̄) + conj(E) ∘ Y,
          Ā = V⁻ᴴ W Vᴴ   (Re of it for real A)
 
-Pairs with |w_i − w_j| ≤ √eps·max|w| count as equal (E_ij = 0).  A loss that
+Pairs with |w_i − w_j| ≤ eps^(2/3)·max|w| count as equal (E_ij = 0).  A loss that
 depends on an eigenvector's phase raises ValueError; one that depends on the
 basis inside a cluster of equal eigenvalues gets a GaugeWarning.
 """
@@ -20,7 +20,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import ops
-from ..backend import kernels_for
+from ..backend import kernels_for, namespace_of
 from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
 from ..testing import matrices as M
@@ -41,9 +41,9 @@ def eig_forward(A):
 def eig_vjp(cts, needs, out, res, A):
     w_bar, V_bar = cts
     w, V = out
-    shape = ops._shape(V)
     Wm = Y = None
     mask = S.degenerate_pairs(w)
+    _check_diagonalizable(V, mask)
     if V_bar is not None:
         K = ops.matmul(ops.mH(V), V_bar)
         S.check_phase("eig", K, "an eigenvector")
@@ -51,15 +51,38 @@ def eig_vjp(cts, needs, out, res, A):
         Y = K - ops.matmul(ops.mH(V), V) * ops.expand_dims(d, -2)
         Wm = ops.conj(S.inverse_gaps(w, mask)) * Y
     S.check_clusters("eig", mask, Y, w_bar, hermitian_part_free=False)
-    if w_bar is not None:
-        D = S.embed_diagonal(w_bar, shape)
-        Wm = D if Wm is None else Wm + D
-    if Wm is None:
+    if Wm is None and w_bar is None:
         return (None,)
     Vh = ops.mH(V)
-    # Ā = V⁻ᴴ (W Vᴴ): a solve with Vᴴ
-    A_bar = _solve(Vh, ops.matmul(Wm, Vh), kind="gen")
-    return (ops.fit(A_bar, A),)
+    # Ā = V⁻ᴴ (W Vᴴ), W = diag(w̄) + conj(E) ∘ Y: a solve with Vᴴ
+    rhs = ops.expand_dims(w_bar, -1) * Vh if w_bar is not None else None
+    if Wm is not None:
+        rhs = ops.matmul(Wm, Vh) if rhs is None else ops.matmul(Wm, Vh) + rhs
+    return (ops.fit(_solve_with(Vh, rhs), A),)
+
+
+def _solve_with(M_, B):
+    try:
+        return _solve(M_, B, kind="gen")
+    except C.LinAlgError:
+        raise C.LinAlgError("eig: the eigenvectors are linearly dependent (V is singular): "
+                            "the matrix is defective or nearly so, and its eigenvalues are "
+                            "not differentiable there") from None
+
+
+def _check_diagonalizable(V, mask):
+    """Equal eigenvalues with (nearly) parallel eigenvectors: a Jordan block, not a cluster."""
+    if not bool(mask.any()):
+        return
+    Vv = C.value(V)
+    xp = namespace_of(Vv)
+    cos = xp.abs(xp.matmul(xp.conj(xp.swapaxes(Vv, -1, -2)), Vv))
+    if bool((cos[mask] > 1 - S.values_tol(Vv.dtype)).any()):
+        raise C.LinAlgError(
+            "eig: equal eigenvalues with (nearly) parallel eigenvectors: the matrix is "
+            "defective (a Jordan block) or nearly so; its eigenvalues are not differentiable "
+            "there and no gradient through eig is returned. A symmetric function of them "
+            "(a trace of a matrix function) is smooth: differentiate it without eig.")
 
 
 def eig_jvp(tangents, out, res, A):
@@ -67,7 +90,8 @@ def eig_jvp(tangents, out, res, A):
     w, V = out
     if not ops._is_complex(A_dot):
         A_dot = ops.astype(A_dot, C.value(V).dtype)
-    Z = _solve(V, ops.matmul(A_dot, V), kind="gen")           # V⁻¹ Ȧ V
+    _check_diagonalizable(V, S.degenerate_pairs(w))
+    Z = _solve_with(V, ops.matmul(A_dot, V))                  # V⁻¹ Ȧ V
     w_dot = ops.diagonal(Z, 0, -2, -1)
     T = ops.matmul(V, S.inverse_gaps(w, S.degenerate_pairs(w)) * Z)   # V C₀
     d = ops.real(ops.sum(ops.conj(V) * T, axis=-2))

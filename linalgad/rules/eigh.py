@@ -6,7 +6,7 @@ One triangle of the input is read (lower by default), as LAPACK does.
 Reverse  K = Vᴴ V̄,  Ā_h = V (diag(w̄) + F ∘ K) Vᴴ,  then the triangle projection
 Forward  ẇ = Re diag(Z), V̇ = V (F ∘ Z), Z = Vᴴ Ȧ_h V
 
-Pairs with |w_i − w_j| ≤ √eps·max|w| count as equal: F_ij = 0 there (the
+Pairs with |w_i − w_j| ≤ eps^(2/3)·max|w| count as equal: F_ij = 0 there (the
 rotation inside the cluster is held fixed), which is exact for losses that
 depend on a cluster through symmetric functions of its values and through its
 subspace.  A loss that depends on an eigenvector's phase raises ValueError; one
@@ -40,7 +40,6 @@ def eigh_forward(A, *, lower=True):
 def eigh_vjp(cts, needs, out, res, A, *, lower=True):
     w_bar, V_bar = cts
     w, V = out
-    shape = ops._shape(V)
     Wm = K = None
     mask = S.degenerate_pairs(w)
     if V_bar is not None:
@@ -48,12 +47,13 @@ def eigh_vjp(cts, needs, out, res, A, *, lower=True):
         S.check_phase("eigh", K, "an eigenvector")
         Wm = S.inverse_gaps(w, mask) * K
     S.check_clusters("eigh", mask, K, w_bar)
-    if w_bar is not None:
-        D = S.embed_diagonal(w_bar, shape)
-        Wm = D if Wm is None else Wm + D
-    if Wm is None:
+    if Wm is None and w_bar is None:
         return (None,)
-    Ah_bar = ops.matmul(ops.matmul(V, Wm), ops.mH(V))
+    # Ā_h = (V (F ∘ K) + V diag(w̄)) Vᴴ: two products, the diagonal as a scaling
+    left = V * ops.expand_dims(w_bar, -2) if w_bar is not None else None
+    if Wm is not None:
+        left = ops.matmul(V, Wm) if left is None else ops.matmul(V, Wm) + left
+    Ah_bar = ops.matmul(left, ops.mH(V))
     return (ops.fit(C.triangle_cotangent(Ah_bar, lower, hermitian=True), A),)
 
 
@@ -101,7 +101,7 @@ def eigh(a, UPLO="L", *, lower=None, eigvals_only=False, check_finite=True, b=No
     Valid when: the loss is invariant under the sign (real) or phase
     (complex) of each eigenvector -- a phase-dependent loss raises ValueError
     in reverse mode.  At (nearly) repeated eigenvalues, |w_i − w_j| ≤
-    √eps·max|w|, the gradient is exact for losses that depend on a cluster
+    eps^(2/3)·max|w|, the gradient is exact for losses that depend on a cluster
     only through symmetric functions of its eigenvalues and through its
     eigenspace (sum f(w), traces of matrix functions, A = I); a loss that
     depends on the basis inside the cluster gets a ``GaugeWarning``.  The

@@ -10,7 +10,7 @@ Reverse  J = UᴴŪ, K = VᴴV̄,
     Ā = U [diag(s̄) + sym(Gp ∘ (J + K)) + skew(Gm ∘ (J − K))] Vᴴ
         + (Ū − UJ) S⁻¹ Vᴴ  (m > k)  +  U S⁻¹ (V̄ᴴ − Kᴴ Vᴴ)  (n > k)
 
-Pairs with |s_i − s_j| ≤ √eps·max(s_i, s_j) count as equal (Gp_ij = 0);
+Pairs with |s_i − s_j| ≤ eps^(2/3)·max(s_i, s_j) count as equal (Gp_ij = 0);
 1/(s_i + s_j) and 1/s_i are zeroed only below the smallest normal number.
 With full_matrices and m ≠ n the extra columns of U (rows of Vh) are an
 arbitrary completion: reverse mode raises for a loss that uses them, forward
@@ -81,47 +81,47 @@ def svd_vjp(cts, needs, out, res, A, *, full_matrices=False):
                 _extra_unused("svd", _rows(Vh_bar, k, None), m, n, k, "rows of Vh")
                 Vh_bar = _rows(Vh_bar, 0, k)
             Vh = _rows(Vh, 0, k)
-    shape = ops._shape(U)[:-2] + (k, k)
-    inner = None
-    if s_bar is not None:
-        inner = S.embed_diagonal(s_bar, shape)
     J = ops.matmul(ops.mH(U), U_bar) if U_bar is not None else None
     K = ops.matmul(Vh, ops.mH(Vh_bar)) if Vh_bar is not None else None     # Vᴴ V̄
     mask = S.degenerate_pairs(s, relative=True)
-    plus = minus = None
+    plus = minus = term = None
     if J is not None or K is not None:
         plus = J if K is None else (K if J is None else J + K)
         minus = J if K is None else (-K if J is None else J - K)
         S.check_phase("svd", plus, "a pair of singular vectors (u_i, v_i)")
     S.check_clusters("svd", mask, plus, s_bar, what="singular vectors")
     if plus is not None:
-        Gp = S.inverse_gaps(s, mask)
-        sv = C.value(s)
-        tiny = np.finfo(sv.dtype).tiny
-        Gm = S.inverse_gaps(s, (sv[..., :, None] + sv[..., None, :]) <= tiny, plus=True)
-        Yp = Gp * plus
-        Ym = Gm * minus
+        Yp = S.inverse_gaps(s, mask) * plus
+        Ym = S.inverse_gaps(s, _zero_sums(s), plus=True) * minus
         term = 0.5 * (Yp + ops.mH(Yp)) + 0.5 * (Ym - ops.mH(Ym))
-        inner = term if inner is None else inner + term
+    if term is None and s_bar is None:
+        return (None,)
     s_inv = _inverse(s)
     if m > k and U_bar is not None:
-        # Ā = [U (inner − J S⁻¹) + Ū S⁻¹] Vh
-        mid = -(J * ops.expand_dims(s_inv, -2))
-        if inner is not None:
-            mid = inner + mid
-        left = ops.matmul(U, mid) + U_bar * ops.expand_dims(s_inv, -2)
+        # Ā = [U (term − J S⁻¹) + U diag(s̄) + Ū S⁻¹] Vh
+        inv_row = ops.expand_dims(s_inv, -2)
+        left = ops.matmul(U, term - J * inv_row) + U_bar * inv_row
+        if s_bar is not None:
+            left = left + U * ops.expand_dims(s_bar, -2)
         return (ops.fit(ops.matmul(left, Vh), A),)
     if n > k and Vh_bar is not None:
-        # Ā = U [(inner − S⁻¹ Kᴴ) Vh + S⁻¹ V̄ᴴ]
-        si = ops.expand_dims(s_inv, -1)
-        mid = -(si * ops.mH(K))
-        if inner is not None:
-            mid = inner + mid
-        right = ops.matmul(mid, Vh) + si * Vh_bar
+        # Ā = U [(term − S⁻¹ Kᴴ) Vh + diag(s̄) Vh + S⁻¹ V̄ᴴ]
+        inv_col = ops.expand_dims(s_inv, -1)
+        right = ops.matmul(term - inv_col * ops.mH(K), Vh) + inv_col * Vh_bar
+        if s_bar is not None:
+            right = right + ops.expand_dims(s_bar, -1) * Vh
         return (ops.fit(ops.matmul(U, right), A),)
-    if inner is None:
-        return (None,)
-    return (ops.fit(ops.matmul(ops.matmul(U, inner), Vh), A),)
+    # Ā = [U term + U diag(s̄)] Vh
+    left = U * ops.expand_dims(s_bar, -2) if s_bar is not None else None
+    if term is not None:
+        left = ops.matmul(U, term) if left is None else ops.matmul(U, term) + left
+    return (ops.fit(ops.matmul(left, Vh), A),)
+
+
+def _zero_sums(s):
+    """Concrete mask of s_i + s_j below the smallest normal number (1/(s_i + s_j) → 0)."""
+    sv = C.value(s)
+    return (sv[..., :, None] + sv[..., None, :]) <= np.finfo(sv.dtype).tiny
 
 
 def svd_jvp(tangents, out, res, A, *, full_matrices=False):
@@ -136,10 +136,8 @@ def svd_jvp(tangents, out, res, A, *, full_matrices=False):
     dP = ops.matmul(ops.mH(U1), AV)
     d = ops.diagonal(dP, 0, -2, -1)
     s_dot = ops.real(d) if ops._is_complex(d) else d
-    sv = C.value(s)
     Gp = S.inverse_gaps(s, S.degenerate_pairs(s, relative=True))
-    Gm = S.inverse_gaps(s, (sv[..., :, None] + sv[..., None, :]) <= np.finfo(sv.dtype).tiny,
-                        plus=True)
+    Gm = S.inverse_gaps(s, _zero_sums(s), plus=True)
     dPh = ops.mH(dP)
     Op = Gp * (0.5 * (dP + dPh))
     Om = Gm * (0.5 * (dP - dPh))
@@ -187,7 +185,7 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False, *, overwrite_a=
     Valid when: the loss is invariant under the joint phase of (u_i, v_i)
     (reverse mode raises ValueError otherwise) and, with full_matrices and
     m ≠ n, does not use the completion columns (ValueError).  At repeated
-    singular values, |s_i − s_j| ≤ √eps·max(s_i, s_j), the gradient is exact
+    singular values, |s_i − s_j| ≤ eps^(2/3)·max(s_i, s_j), the gradient is exact
     for losses that depend on a cluster through symmetric functions of its
     values, its singular subspaces and its polar part U_B V_Bᴴ (the nuclear
     norm, sum f(s), U Vᴴ); other losses get a ``GaugeWarning``.  Zero
