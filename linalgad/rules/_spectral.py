@@ -30,6 +30,7 @@ import numpy as np
 from .. import ops
 from ..backend import namespace_of
 from . import _common as C
+from ..tape import Primitive
 
 __all__ = ["GaugeWarning", "degenerate_pairs", "inverse_gaps", "check_phase",
            "check_clusters", "embed_diagonal", "gap_tol", "rel_tol", "values_tol"]
@@ -81,19 +82,41 @@ def degenerate_pairs(w, relative=False):
     return (gap <= tol * scale) & ~xp.eye(k, dtype=bool)
 
 
+def _gaps_impl(w, zero, plus):
+    xp = namespace_of(w)
+    D = w[..., None, :] + w[..., :, None] if plus else w[..., None, :] - w[..., :, None]
+    D[zero] = 1
+    G = 1 / D
+    G[zero] = 0
+    return G
+
+
+def _gaps_vjp(G_bar, needs, G, res, w, zero, plus):
+    H = -ops._conj(G * G) * G_bar          # dG = −G² ∘ dD (holomorphic in w)
+    cols = ops.sum(H, axis=-2)
+    rows = ops.sum(H, axis=-1)
+    return (ops.fit(cols + rows if plus else cols - rows, w),)
+
+
+def _gaps_jvp(tangents, G, res, w, zero, plus):
+    (w_dot,) = tangents
+    dD = ops.expand_dims(w_dot, -2) + ops.expand_dims(w_dot, -1) if plus else \
+        ops.expand_dims(w_dot, -2) - ops.expand_dims(w_dot, -1)
+    return -(G * G) * dD
+
+
+_gaps = Primitive("inverse_gaps", _gaps_impl, _gaps_vjp, _gaps_jvp)
+
+
 def inverse_gaps(w, mask, plus=False):
-    """Differentiable G with G_ij = 1/(w_j − w_i) (or 1/(w_i + w_j) with plus=True).
+    """G with G_ij = 1/(w_j − w_i) (or 1/(w_i + w_j) with plus=True), differentiable in w.
 
     Zero where ``mask`` is True; for the difference also on the diagonal.
     """
-    wi = ops.expand_dims(w, -1)
-    wj = ops.expand_dims(w, -2)
-    D = wi + wj if plus else wj - wi
     xp = namespace_of(C.value(w))
     k = C.value(w).shape[-1]
     zero = mask if plus else (mask | xp.eye(k, dtype=bool))
-    safe = ops.where(zero, 1, D)
-    return ops.where(zero, 0, 1 / safe)
+    return _gaps(w, zero=zero, plus=bool(plus))
 
 
 def embed_diagonal(d, like_shape):
