@@ -176,10 +176,18 @@ def _mirror(x, hermitian):
     return xp.conj(t) if hermitian and x.dtype.kind == "c" else t
 
 
+def _keep(xp, x, k, lower):
+    """tril(x, k) / triu(x, k); NumPy through a cached mask (np.tril rebuilds one per call)."""
+    if xp is np:
+        return np.where(ops._tri_mask(x.shape[-2], x.shape[-1], k, lower), x,
+                        np.zeros((), dtype=x.dtype))
+    return xp.tril(x, k) if lower else xp.triu(x, k)
+
+
 def _from_triangle_impl(A, lower, hermitian):
     xp = namespace_of(A)
     n = A.shape[-1]
-    tri = xp.tril(A, -1) if lower else xp.triu(A, 1)
+    tri = _keep(xp, A, -1 if lower else 1, lower)
     out = tri + _mirror(tri, hermitian)
     idx = xp.arange(n)
     d = A[..., idx, idx]
@@ -191,7 +199,7 @@ def _triangle_cotangent_impl(G, lower, hermitian):
     xp = namespace_of(G)
     n = G.shape[-1]
     both = G + _mirror(G, hermitian)
-    out = xp.tril(both) if lower else xp.triu(both)
+    out = _keep(xp, both, 0, lower)
     idx = xp.arange(n)
     d = G[..., idx, idx]
     out[..., idx, idx] = d.real if hermitian and G.dtype.kind == "c" else d

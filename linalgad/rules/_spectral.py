@@ -48,14 +48,25 @@ class GaugeWarning(RuntimeWarning):
     """
 
 
+_EPS = {}
+
+
+def _eps(dtype):
+    dtype = np.dtype(dtype)
+    e = _EPS.get(dtype)
+    if e is None:
+        e = _EPS[dtype] = float(np.finfo(dtype).eps)
+    return e
+
+
 def gap_tol(dtype):
     """eps^(2/3) of dtype's precision: the relative gap below which values coincide."""
-    return float(np.finfo(np.dtype(dtype)).eps) ** (2.0 / 3.0)
+    return _eps(dtype) ** (2.0 / 3.0)
 
 
 def rel_tol(dtype):
     """√eps: how large (relative) a gauge-dependent part of a cotangent must be to count."""
-    return float(np.sqrt(np.finfo(np.dtype(dtype)).eps))
+    return _eps(dtype) ** 0.5
 
 
 def values_tol(dtype):
@@ -64,31 +75,61 @@ def values_tol(dtype):
     A smooth symmetric loss has w̄_i − w̄_j of order f''·gap there; a loss
     that singles out one value has a difference of order |w̄|.
     """
-    return float(np.finfo(np.dtype(dtype)).eps) ** 0.25
+    return _eps(dtype) ** 0.25
 
 
-def degenerate_pairs(w, relative=False):
-    """Concrete mask (..., k, k): True where i ≠ j and w_i, w_j nearly coincide."""
+def degenerate_pairs(w, relative=False, ordered=False):
+    """Concrete mask (..., k, k): True where i ≠ j and w_i, w_j nearly coincide.
+
+    None when no pair does (the common case).  ``ordered``: w is sorted (eigh,
+    svd), so a cluster shows up between neighbours and an O(k) test decides.
+    """
     wv = C.value(w)
     xp = namespace_of(wv)
+    k = wv.shape[-1]
+    if k < 2 or wv.size == 0:
+        return None
     tol = gap_tol(wv.dtype)
-    gap = xp.abs(wv[..., None, :] - wv[..., :, None])
     aw = xp.abs(wv)
+    if ordered:
+        near = xp.abs(xp.diff(wv, axis=-1))
+        scale = xp.maximum(aw[..., 1:], aw[..., :-1]) if relative else \
+            aw.max(axis=-1, keepdims=True)
+        if not bool((near <= tol * scale).any()):
+            return None
+    gap = xp.abs(wv[..., None, :] - wv[..., :, None])
     if relative:
         scale = xp.maximum(aw[..., None, :], aw[..., :, None])
     else:
-        scale = aw.max(axis=-1, keepdims=True)[..., None] if wv.shape[-1] else aw[..., None]
-    k = wv.shape[-1]
-    return (gap <= tol * scale) & ~xp.eye(k, dtype=bool)
+        scale = aw.max(axis=-1, keepdims=True)[..., None]
+    mask = (gap <= tol * scale) & ~_eye(xp, k)
+    return mask if bool(mask.any()) else None
+
+
+_EYES = {}
+
+
+def _eye(xp, k):
+    if xp is not np:
+        return xp.eye(k, dtype=bool)
+    e = _EYES.get(k)
+    if e is None:
+        if len(_EYES) > 64:
+            _EYES.clear()
+        e = _EYES[k] = np.eye(k, dtype=bool)
+    return e
 
 
 def _gaps_impl(w, zero, plus):
     xp = namespace_of(w)
     D = w[..., None, :] + w[..., :, None] if plus else w[..., None, :] - w[..., :, None]
-    D[zero] = 1
-    G = 1 / D
-    G[zero] = 0
-    return G
+    if zero is None:
+        return 1 / D
+    if xp is np:
+        G = np.zeros_like(D)
+        np.divide(1, D, out=G, where=~zero)
+        return G
+    return xp.where(zero, 0, 1 / xp.where(zero, 1, D))
 
 
 def _gaps_vjp(G_bar, needs, G, res, w, zero, plus):
@@ -111,12 +152,12 @@ _gaps = Primitive("inverse_gaps", _gaps_impl, _gaps_vjp, _gaps_jvp)
 def inverse_gaps(w, mask, plus=False):
     """G with G_ij = 1/(w_j − w_i) (or 1/(w_i + w_j) with plus=True), differentiable in w.
 
-    Zero where ``mask`` is True; for the difference also on the diagonal.
+    Zero where ``mask`` is True (None: nowhere); for the difference also on the diagonal.
     """
-    xp = namespace_of(C.value(w))
-    k = C.value(w).shape[-1]
-    zero = mask if plus else (mask | xp.eye(k, dtype=bool))
-    return _gaps(w, zero=zero, plus=bool(plus))
+    if not plus:
+        eye = _eye(namespace_of(C.value(w)), C.value(w).shape[-1])
+        mask = eye if mask is None else (mask | eye)
+    return _gaps(w, zero=mask, plus=bool(plus))
 
 
 def embed_diagonal(d, like_shape):
@@ -152,7 +193,7 @@ def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="e
     values_bar  the eigenvalue (singular value) cotangent, or None; it must be
                 constant inside a cluster for a loss symmetric in the cluster's values
     """
-    if not bool(mask.any()):
+    if mask is None:
         return
     xp = namespace_of(mask)
     tol = None

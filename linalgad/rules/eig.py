@@ -72,7 +72,7 @@ def _solve_with(M_, B):
 
 def _check_diagonalizable(V, mask):
     """Equal eigenvalues with (nearly) parallel eigenvectors: a Jordan block, not a cluster."""
-    if not bool(mask.any()):
+    if mask is None:
         return
     Vv = C.value(V)
     xp = namespace_of(Vv)

@@ -41,7 +41,7 @@ def eigh_vjp(cts, needs, out, res, A, *, lower=True):
     w_bar, V_bar = cts
     w, V = out
     Wm = K = None
-    mask = S.degenerate_pairs(w)
+    mask = S.degenerate_pairs(w, ordered=True)
     if V_bar is not None:
         K = ops.matmul(ops.mH(V), V_bar)
         S.check_phase("eigh", K, "an eigenvector")
@@ -64,7 +64,7 @@ def eigh_jvp(tangents, out, res, A, *, lower=True):
     Z = ops.matmul(ops.mH(V), ops.matmul(Ah_dot, V))
     d = ops.diagonal(Z, 0, -2, -1)
     w_dot = ops.real(d) if ops._is_complex(d) else d
-    V_dot = ops.matmul(V, S.inverse_gaps(w, S.degenerate_pairs(w)) * Z)
+    V_dot = ops.matmul(V, S.inverse_gaps(w, S.degenerate_pairs(w, ordered=True)) * Z)
     return w_dot, V_dot
 
 

@@ -53,6 +53,8 @@ def _inverse(s):
     """1/s, with 0 where s is below the smallest normal number (differentiable)."""
     sv = C.value(s)
     zero = sv <= np.finfo(sv.dtype).tiny
+    if not bool(zero.any()):
+        return 1 / s
     return ops.where(zero, 0, 1 / ops.where(zero, 1, s))
 
 
@@ -83,7 +85,7 @@ def svd_vjp(cts, needs, out, res, A, *, full_matrices=False):
             Vh = _rows(Vh, 0, k)
     J = ops.matmul(ops.mH(U), U_bar) if U_bar is not None else None
     K = ops.matmul(Vh, ops.mH(Vh_bar)) if Vh_bar is not None else None     # Vᴴ V̄
-    mask = S.degenerate_pairs(s, relative=True)
+    mask = S.degenerate_pairs(s, relative=True, ordered=True)
     plus = minus = term = None
     if J is not None or K is not None:
         plus = J if K is None else (K if J is None else J + K)
@@ -121,7 +123,10 @@ def svd_vjp(cts, needs, out, res, A, *, full_matrices=False):
 def _zero_sums(s):
     """Concrete mask of s_i + s_j below the smallest normal number (1/(s_i + s_j) → 0)."""
     sv = C.value(s)
-    return (sv[..., :, None] + sv[..., None, :]) <= np.finfo(sv.dtype).tiny
+    tiny = np.finfo(sv.dtype).tiny
+    if sv.size == 0 or not bool((sv <= tiny).any()):
+        return None
+    return (sv[..., :, None] + sv[..., None, :]) <= tiny
 
 
 def svd_jvp(tangents, out, res, A, *, full_matrices=False):
@@ -136,7 +141,7 @@ def svd_jvp(tangents, out, res, A, *, full_matrices=False):
     dP = ops.matmul(ops.mH(U1), AV)
     d = ops.diagonal(dP, 0, -2, -1)
     s_dot = ops.real(d) if ops._is_complex(d) else d
-    Gp = S.inverse_gaps(s, S.degenerate_pairs(s, relative=True))
+    Gp = S.inverse_gaps(s, S.degenerate_pairs(s, relative=True, ordered=True))
     Gm = S.inverse_gaps(s, _zero_sums(s), plus=True)
     dPh = ops.mH(dP)
     Op = Gp * (0.5 * (dP + dPh))
