@@ -1,0 +1,154 @@
+"""Spectral gradients agree with PyTorch's and JAX's on random inputs with distinct spectra.
+
+The peers are optional (the ``bench`` extra; torch==2.13.0 CPU): this module is
+skipped where they are not installed, as in CI.  Run it with them:
+
+    taskset -c 0 .venv-bench/bin/python -m pytest -q tests/test_peer_agreement.py
+
+(JAX can deadlock on batched linear algebra on two cores unless pinned to one.)
+Inputs are batched and real or complex; losses are invariant under the
+decomposition's free phases, so every library's gradient is defined.  For
+eigh the peers see the Hermitian matrix built from the lower triangle, and
+their full-matrix gradient G is mapped to the triangle's as tril(G + Gᴴ) −
+Re diag(G).  Complex gradients are compared as ∂L/∂Re + i ∂L/∂Im (PyTorch's
+and linalgad's convention; JAX returns the conjugate).
+"""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+jax = pytest.importorskip("jax")
+
+import jax.numpy as jnp  # noqa: E402
+
+import linalgad as lad  # noqa: E402
+from linalgad import linalg as la  # noqa: E402
+from linalgad.testing import matrices as M  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+torch.set_num_threads(1)
+pytestmark = pytest.mark.peers
+
+RTOL = 1e-9
+
+
+def mH(x):
+    return np.conj(np.swapaxes(x, -1, -2))
+
+
+def lower_cotangent(G):
+    both = np.tril(G + mH(G))
+    return both - np.diagonal(G, 0, -2, -1).real[..., None] * np.eye(G.shape[-1])
+
+
+def hermitian_from_lower(T):
+    L = np.tril(T, -1)
+    return L + mH(L) + np.diagonal(T, 0, -2, -1).real[..., None] * np.eye(T.shape[-1])
+
+
+def rel(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+def torch_grad(loss, A):
+    t = torch.tensor(A, requires_grad=True)
+    loss(t).backward()
+    return t.grad.numpy()
+
+
+def jax_grad(loss, A):
+    return np.conj(np.asarray(jax.grad(loss)(jnp.asarray(A))))
+
+
+CASES = [(np.float64, ()), (np.float64, (2,)), (np.complex128, ()), (np.complex128, (2, 1))]
+
+
+@pytest.mark.parametrize("dtype,batch", CASES)
+def test_eigh_agrees(dtype, batch):
+    rng = np.random.default_rng(0)
+    n = 5
+    T = M.random_symmetric(rng, n, batch, dtype)
+    T = T + np.triu(M.random_general(rng, n, batch, dtype), 1)   # unread upper triangle
+    c, g, W = rng.standard_normal(n), np.linspace(1, 2, n), rng.standard_normal((n, n))
+
+    def ours(A):
+        w, V = la.eigh(A)
+        return lad.sum(c * lad.sin(w)) + lad.sum(W * lad.real(lad.matmul(V * g, lad.mH(V))))
+
+    def theirs(xp, eigh, A):
+        w, V = eigh(A)
+        P = (V * xp.asarray(g)) @ xp.conj(xp.swapaxes(V, -1, -2))
+        return xp.sum(xp.asarray(c) * xp.sin(w)) + xp.sum(xp.asarray(W) * xp.real(P))
+
+    got = lad.grad(ours)(T)
+    H = hermitian_from_lower(T)
+    t = lower_cotangent(torch_grad(lambda A: theirs(torch, torch.linalg.eigh, A), H))
+    j = lower_cotangent(jax_grad(lambda A: theirs(jnp, jnp.linalg.eigh, A), H))
+    assert rel(got, t) < RTOL and rel(got, j) < RTOL
+
+
+@pytest.mark.parametrize("dtype,batch", CASES)
+@pytest.mark.parametrize("shape", [(5, 5), (6, 4), (3, 5)])
+def test_svd_agrees(dtype, batch, shape):
+    rng = np.random.default_rng(1)
+    m, n = shape
+    k = min(m, n)
+    A = np.ascontiguousarray(M.random_general(rng, max(m, n), batch, dtype)[..., :m, :n])
+    c, g = rng.standard_normal(k), np.linspace(1, 2, k)
+    W1, W2 = rng.standard_normal((m, n)), rng.standard_normal((m, m))
+
+    def ours(A):
+        U, s, Vh = la.svd(A, full_matrices=False)
+        return (lad.sum(c * s ** 2) + lad.sum(W1 * lad.real(lad.matmul(U * g, Vh)))
+                + lad.sum(W2 * lad.abs(lad.matmul(U * g, lad.mH(U)))))
+
+    def theirs(xp, svd, A):
+        U, s, Vh = svd(A)
+        return (xp.sum(xp.asarray(c) * s ** 2)
+                + xp.sum(xp.asarray(W1) * xp.real((U * xp.asarray(g)) @ Vh))
+                + xp.sum(xp.asarray(W2) * xp.abs((U * xp.asarray(g))
+                                                  @ xp.conj(xp.swapaxes(U, -1, -2)))))
+
+    got = lad.grad(ours)(A)
+    t = torch_grad(lambda A: theirs(torch, lambda X: torch.linalg.svd(X, full_matrices=False),
+                                    A), A)
+    j = jax_grad(lambda A: theirs(jnp, lambda X: jnp.linalg.svd(X, full_matrices=False), A), A)
+    assert rel(got, t) < RTOL and rel(got, j) < RTOL
+
+
+@pytest.mark.parametrize("dtype,batch", CASES)
+def test_eig_agrees_with_torch(dtype, batch):
+    """JAX's jnp.linalg.eig has no eigenvector derivative by default; PyTorch's is compared."""
+    rng = np.random.default_rng(2)
+    n = 4
+    A = M.random_general(rng, n, batch, dtype)
+    c, W = rng.standard_normal(n), rng.standard_normal((n, n))
+
+    def ours(A):
+        w, V = la.eig(A)
+        return lad.sum(c * lad.real(w)) + lad.sum(c * lad.imag(w)) + \
+            lad.sum(W * lad.abs(V) ** 2)
+
+    def theirs(A):
+        w, V = torch.linalg.eig(A)
+        cc = torch.tensor(c)
+        return (cc * w.real).sum() + (cc * w.imag).sum() + (torch.tensor(W) * V.abs() ** 2).sum()
+
+    got = lad.grad(ours)(A)
+    assert rel(got, torch_grad(theirs, A)) < 1e-8
+
+
+@pytest.mark.parametrize("dtype,batch", CASES)
+def test_values_only_agree(dtype, batch):
+    rng = np.random.default_rng(3)
+    n = 4
+    A = M.random_general(rng, n, batch, dtype)
+    c = rng.standard_normal(n)
+
+    got = lad.grad(lambda A: lad.sum(c * la.svdvals(A)) + lad.sum(c * lad.real(la.eigvals(A))))(A)
+    want = torch_grad(lambda A: (torch.tensor(c) * torch.linalg.svdvals(A)).sum()
+                      + (torch.tensor(c) * torch.linalg.eigvals(A).real).sum(), A)
+    assert rel(got, want) < 1e-8
+    j = jax_grad(lambda A: jnp.sum(jnp.asarray(c) * jnp.linalg.svd(A, compute_uv=False)), A)
+    assert rel(lad.grad(lambda A: lad.sum(c * la.svdvals(A)))(A), j) < RTOL
