@@ -179,8 +179,10 @@ def _mirror(x, hermitian):
 def _keep(xp, x, k, lower):
     """tril(x, k) / triu(x, k); NumPy through a cached mask (np.tril rebuilds one per call)."""
     if xp is np:
-        return np.where(ops._tri_mask(x.shape[-2], x.shape[-1], k, lower), x,
-                        np.zeros((), dtype=x.dtype))
+        n, m = x.shape[-2:]
+        mask = ops._tri_mask(n, m, k, lower).reshape(-1)      # one flat inner loop per matrix
+        return np.where(mask, x.reshape(x.shape[:-2] + (n * m,)),
+                        np.zeros((), dtype=x.dtype)).reshape(x.shape)
     return xp.tril(x, k) if lower else xp.triu(x, k)
 
 

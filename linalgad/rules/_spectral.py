@@ -122,14 +122,19 @@ def _eye(xp, k):
 
 def _gaps_impl(w, zero, plus):
     xp = namespace_of(w)
+    k = w.shape[-1]
     D = w[..., None, :] + w[..., :, None] if plus else w[..., None, :] - w[..., :, None]
-    if zero is None:
-        return 1 / D
-    if xp is np:
-        G = np.zeros_like(D)
-        np.divide(1, D, out=G, where=~zero)
-        return G
-    return xp.where(zero, 0, 1 / xp.where(zero, 1, D))
+    idx = xp.arange(k)
+    if not plus:
+        D[..., idx, idx] = 1              # the diagonal of 1/(w_j − w_i) is set to 0 below
+    if zero is not None:
+        D = xp.where(zero, 1, D)
+    G = 1 / D
+    if not plus:
+        G[..., idx, idx] = 0
+    if zero is not None:
+        G = xp.where(zero, 0, G)
+    return G
 
 
 def _gaps_vjp(G_bar, needs, G, res, w, zero, plus):
@@ -152,11 +157,9 @@ _gaps = Primitive("inverse_gaps", _gaps_impl, _gaps_vjp, _gaps_jvp)
 def inverse_gaps(w, mask, plus=False):
     """G with G_ij = 1/(w_j − w_i) (or 1/(w_i + w_j) with plus=True), differentiable in w.
 
-    Zero where ``mask`` is True (None: nowhere); for the difference also on the diagonal.
+    Zero where ``mask`` (..., k, k) is True (None: nowhere); for the difference also on
+    the diagonal.
     """
-    if not plus:
-        eye = _eye(namespace_of(C.value(w)), C.value(w).shape[-1])
-        mask = eye if mask is None else (mask | eye)
     return _gaps(w, zero=mask, plus=bool(plus))
 
 
