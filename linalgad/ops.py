@@ -712,12 +712,27 @@ def moveaxis(x, source, destination):
 
 def expand_dims(x, axis):
     shape = _shape(x)
-    return reshape(x, np.expand_dims(np.empty(shape, dtype=np.int8), axis).shape)
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    nd = len(shape) + len(axes)
+    axes = sorted(a + nd if a < 0 else a for a in axes)
+    if len(set(axes)) != len(axes) or any(not 0 <= a < nd for a in axes):
+        raise ValueError(f"expand_dims: axis {axis} is out of bounds for the result's "
+                         f"{nd} dimensions")
+    out = list(shape)
+    for a in axes:
+        out.insert(a, 1)
+    return reshape(x, tuple(out))
 
 
 def squeeze(x, axis=None):
     shape = _shape(x)
-    return reshape(x, np.squeeze(np.empty(shape, dtype=np.int8), axis).shape)
+    if axis is None:
+        return reshape(x, tuple(d for d in shape if d != 1))
+    axes = {a + len(shape) if a < 0 else a for a in ((axis,) if isinstance(axis, int)
+                                                      else axis)}
+    if any(not 0 <= a < len(shape) or shape[a] != 1 for a in axes):
+        raise ValueError(f"squeeze: cannot remove axis {axis} from shape {shape}")
+    return reshape(x, tuple(d for i, d in enumerate(shape) if i not in axes))
 
 
 def _broadcast_impl(x, shape):
