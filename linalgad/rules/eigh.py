@@ -104,8 +104,11 @@ def eigh(a, UPLO="L", *, lower=None, eigvals_only=False, check_finite=True, b=No
     eps^(2/3)·max|w|, the gradient is exact for losses that depend on a cluster
     only through symmetric functions of its eigenvalues and through its
     eigenspace (sum f(w), traces of matrix functions, A = I); a loss that
-    depends on the basis inside the cluster gets a ``GaugeWarning``.  The
-    backward pass is three matrix products; nothing is refactored.
+    depends on the basis inside the cluster gets a ``GaugeWarning``.
+    Second derivatives (Hessian-vector products) at an exactly repeated
+    eigenvalue are finite but miss the in-cluster curvature term (eigh.md,
+    section 6).  The backward pass is three matrix products; nothing is
+    refactored.
     """
     op = "eigh"
     if b is not None:
