@@ -481,25 +481,6 @@ RULES = {
 
 
 # --- checking ----------------------------------------------------------------------------
-def rel_err(got, want):
-    """max |got - want| / max |want| over all gradients (inf on a shape mismatch)."""
-    worst = 0.0
-    for g, w in zip(got, want):
-        g = np.asarray(g)
-        if g.shape != w.shape:
-            return np.inf
-        scale = max(1e-300, np.max(np.abs(w)))
-        worst = max(worst, float(np.max(np.abs(g - w))) / scale)
-    return worst
-
-
-def grads_agree(got, want):
-    return len(got) == len(want) and all(
-        np.asarray(g).shape == w.shape
-        and np.allclose(g, w, rtol=RTOL, atol=1e-8 * max(1.0, np.max(np.abs(w))))
-        for g, w in zip(got, want))
-
-
 def check(rule, value, grads, want_value, want_grads):
     """-> (status, rel_err, note): status 'ok', 'conv' (ok after a convention change),
     'n/c' (different factorization: not comparable) or 'wrong'."""
@@ -508,14 +489,14 @@ def check(rule, value, grads, want_value, want_grads):
     if not value_ok and r.convention_dependent_output:
         return "n/c", np.nan, (f"value {value:.6g} vs {want_value:.6g}: a different "
                                "factorization (pivots/signs), gradients not comparable")
-    if grads_agree(grads, want_grads):
-        status, err, note = "ok", rel_err(grads, want_grads), None
-    elif r.convention is not None and grads_agree(
-            [r.convention[1](grads[0])] + list(grads[1:]), want_grads):
+    if common.grads_agree(grads, want_grads, RTOL):
+        status, err, note = "ok", common.rel_err(grads, want_grads), None
+    elif r.convention is not None and common.grads_agree(
+            [r.convention[1](grads[0])] + list(grads[1:]), want_grads, RTOL):
         conv = [r.convention[1](grads[0])] + list(grads[1:])
-        status, err, note = "conv", rel_err(conv, want_grads), r.convention[0]
+        status, err, note = "conv", common.rel_err(conv, want_grads), r.convention[0]
     else:
-        return "wrong", rel_err(grads, want_grads), "gradient disagrees with the closed form"
+        return "wrong", common.rel_err(grads, want_grads), "gradient disagrees with the closed form"
     if not value_ok:
         return "wrong", err, f"value {value:.10g} vs {want_value:.10g}"
     return status, err, note
@@ -617,36 +598,11 @@ def main(argv=None):
         if name in wanted and name not in installed:
             notes.setdefault((None, "not installed"), {}).setdefault(name, [])
 
-    # gradient agreement summary: worst relative error over the shapes, per rule and library
-    agree_rows = []
-    for rule in rules:
-        row = [rule]
-        for name in LIBS:
-            res = agreement.get((rule, name))
-            if not res:
-                row.append("—")
-                continue
-            bad = [lab for lab, st, _ in res if st == "wrong"]
-            nc = [lab for lab, st, _ in res if st == "n/c"]
-            errs = [e for _, st, e in res if st in ("ok", "conv")]
-            conv = any(st == "conv" for _, st, _ in res)
-            parts = []
-            if errs:
-                parts.append(f"✓{'†' if conv else ''} {max(errs):.0e}")
-            if bad:
-                parts.append("✗ " + ", ".join(bad))
-            if nc:
-                parts.append("n/c " + ", ".join(nc))
-            row.append("; ".join(parts))
-        agree_rows.append(row)
+    agree_rows = common.agreement_rows(rules, LIBS, agreement)
 
     mode = " (QUICK smoke run: 3 repeats of >= 5 ms; not for reporting)" if args.quick else ""
     all_shapes = [s[0] for s in shapes]
-    note_lines = []
-    for (rule, text), where in notes.items():
-        who = ", ".join(name + ("" if not labs or labs == all_shapes else f" ({', '.join(labs)})")
-                        for name, labs in where.items())
-        note_lines.append(f"- {rule + ': ' if rule else ''}{who}: {text}")
+    note_lines = common.note_lines(notes, all_shapes)
     if noisy:
         note_lines.append(f"- spread of the repeats (max−min)/median above {NOISY:.0%} "
                           "(the machine was busy; the median is kept): " + "; ".join(noisy))

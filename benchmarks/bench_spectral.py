@@ -428,25 +428,6 @@ INPUT_KINDS = [case_eigh, case_svd, case_eig]  # seeds: rules sharing inputs sha
 
 
 # --- checking ----------------------------------------------------------------------------
-def rel_err(got, want):
-    """max |got - want| / max |want| over all gradients (inf on a shape mismatch)."""
-    worst = 0.0
-    for g, w in zip(got, want):
-        g = np.asarray(g)
-        if g.shape != w.shape:
-            return np.inf
-        scale = max(1e-300, np.max(np.abs(w)))
-        worst = max(worst, float(np.max(np.abs(g - w))) / scale)
-    return worst
-
-
-def grads_agree(got, want):
-    return len(got) == len(want) and all(
-        np.asarray(g).shape == w.shape and np.all(np.isfinite(g))
-        and np.allclose(g, w, rtol=RTOL, atol=1e-8 * max(1.0, np.max(np.abs(w))))
-        for g, w in zip(got, want))
-
-
 def value_agrees(value, want_value):
     return bool(np.isclose(value, want_value, rtol=1e-8, atol=1e-10 * max(1.0, abs(want_value))))
 
@@ -482,16 +463,16 @@ def check(rule, case, name, value, grads):
                                "orders tried: gradient not comparable")
     want_value, want_grads, note = exp
     value_ok = value_agrees(value, want_value)
-    if grads_agree(grads, want_grads):
-        status, err = "ok", rel_err(grads, want_grads)
-    elif r.convention is not None and grads_agree(
-            [r.convention[1](grads[0])] + list(grads[1:]), want_grads):
+    if common.grads_agree(grads, want_grads, RTOL):
+        status, err = "ok", common.rel_err(grads, want_grads)
+    elif r.convention is not None and common.grads_agree(
+            [r.convention[1](grads[0])] + list(grads[1:]), want_grads, RTOL):
         conv = [r.convention[1](grads[0])] + list(grads[1:])
-        status, err, note = "conv", rel_err(conv, want_grads), r.convention[0]
+        status, err, note = "conv", common.rel_err(conv, want_grads), r.convention[0]
     else:
-        conv_err = (rel_err([r.convention[1](grads[0])], want_grads)
+        conv_err = (common.rel_err([r.convention[1](grads[0])], want_grads)
                     if r.convention is not None else np.inf)
-        return "wrong", min(rel_err(grads, want_grads), conv_err), \
+        return "wrong", min(common.rel_err(grads, want_grads), conv_err), \
             "gradient disagrees with the closed form"
     if not value_ok:
         return "wrong", err, f"value {value:.10g} vs {want_value:.10g}"
@@ -623,36 +604,11 @@ def main(argv=None):
         if name in wanted and name not in installed:
             notes.setdefault((None, "not installed"), {}).setdefault(name, [])
 
-    # gradient agreement summary: worst relative error over the shapes, per rule and library
-    agree_rows = []
-    for rule in rules:
-        row = [rule]
-        for name in LIBS:
-            res = agreement.get((rule, name))
-            if not res:
-                row.append("—")
-                continue
-            bad = [lab for lab, st, _ in res if st == "wrong"]
-            nc = [lab for lab, st, _ in res if st == "n/c"]
-            errs = [e for _, st, e in res if st in ("ok", "conv")]
-            conv = any(st == "conv" for _, st, _ in res)
-            parts = []
-            if errs:
-                parts.append(f"✓{'†' if conv else ''} {max(errs):.0e}")
-            if bad:
-                parts.append("✗ " + ", ".join(bad))
-            if nc:
-                parts.append("n/c " + ", ".join(nc))
-            row.append("; ".join(parts))
-        agree_rows.append(row)
+    agree_rows = common.agreement_rows(rules, LIBS, agreement)
 
     mode = " (QUICK smoke run: 3 repeats of >= 5 ms; not for reporting)" if args.quick else ""
     all_shapes = [s[0] for s in shapes]
-    note_lines = []
-    for (rule, text), where in notes.items():
-        who = ", ".join(name + ("" if not labs or labs == all_shapes else f" ({', '.join(labs)})")
-                        for name, labs in where.items())
-        note_lines.append(f"- {rule + ': ' if rule else ''}{who}: {text}")
+    note_lines = common.note_lines(notes, all_shapes)
     if reduced:
         note_lines.append(f"- timed with {args.slow_repeats} repeats (one warm-up) instead of "
                           f"{timer['repeats']} in the cells whose reference forward takes >= "

@@ -202,3 +202,61 @@ def emit(text, out=None):
     if out:
         with open(out, "w") as f:
             f.write(text + "\n")
+
+
+# --- gradient agreement and report pieces shared by the rule benchmarks ---------------
+def rel_err(got, want):
+    """max |got - want| / max |want| over all gradients (inf on a shape mismatch)."""
+    worst = 0.0
+    for g, w in zip(got, want):
+        g = np.asarray(g)
+        if g.shape != w.shape:
+            return np.inf
+        scale = max(1e-300, np.max(np.abs(w)))
+        worst = max(worst, float(np.max(np.abs(g - w))) / scale)
+    return worst
+
+
+def grads_agree(got, want, rtol):
+    """Same shapes, finite, and allclose at rtol (absolute floor 1e-8 of the scale)."""
+    return len(got) == len(want) and all(
+        np.asarray(g).shape == w.shape and np.all(np.isfinite(g))
+        and np.allclose(g, w, rtol=rtol, atol=1e-8 * max(1.0, np.max(np.abs(w))))
+        for g, w in zip(got, want))
+
+
+def agreement_rows(rules, libs, agreement):
+    """Per rule and library: worst error over the shapes (✓, † after a convention change),
+    the shapes where it disagrees (✗) or could not be compared (n/c)."""
+    rows = []
+    for rule in rules:
+        row = [rule]
+        for name in libs:
+            res = agreement.get((rule, name))
+            if not res:
+                row.append("—")
+                continue
+            bad = [lab for lab, st, _ in res if st == "wrong"]
+            nc = [lab for lab, st, _ in res if st == "n/c"]
+            errs = [e for _, st, e in res if st in ("ok", "conv")]
+            conv = any(st == "conv" for _, st, _ in res)
+            parts = []
+            if errs:
+                parts.append(f"✓{'†' if conv else ''} {max(errs):.0e}")
+            if bad:
+                parts.append("✗ " + ", ".join(bad))
+            if nc:
+                parts.append("n/c " + ", ".join(nc))
+            row.append("; ".join(parts))
+        rows.append(row)
+    return rows
+
+
+def note_lines(notes, all_shapes):
+    """notes: {(rule or None, text): {library: [shape labels]}} -> markdown bullet lines."""
+    lines = []
+    for (rule, text), where in notes.items():
+        who = ", ".join(name + ("" if not labs or labs == all_shapes else f" ({', '.join(labs)})")
+                        for name, labs in where.items())
+        lines.append(f"- {rule + ': ' if rule else ''}{who}: {text}")
+    return lines

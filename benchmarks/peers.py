@@ -133,3 +133,35 @@ _FACTORIES = {
 def available(names=PEER_NAMES):
     """{name: factory} for the requested peers that are installed."""
     return {n: _FACTORIES[n][1] for n in names if _FACTORIES[n][0]() is not None}
+
+
+class LossTable:
+    """Each peer's losses for a family of rules, built once per installed peer.
+
+    builders: {peer: () -> {rule: loss function, or a string saying why the peer lacks it}};
+    unbatched_only: {(peer, rule): why} for rules a peer cannot run on a stack.
+    """
+
+    def __init__(self, builders, unbatched_only=None):
+        self._builders = builders
+        self.unbatched_only = dict(unbatched_only or {})
+        self._cache = {}
+
+    def losses(self, peer):
+        """{rule: loss function or reason string} for an installed peer."""
+        if peer not in self._cache:
+            self._cache[peer] = self._builders[peer]()
+        return self._cache[peer]
+
+    def available(self, names=PEER_NAMES):
+        """The requested peers that are installed."""
+        return [n for n in names if _FACTORIES[n][0]() is not None]
+
+    def lacks(self, peer, rule, batched):
+        """None when the peer can run the rule on this kind of shape; else the reason."""
+        loss = self.losses(peer).get(rule, f"{peer} has no {rule}")
+        if isinstance(loss, str):
+            return loss
+        if batched and (peer, rule) in self.unbatched_only:
+            return self.unbatched_only[(peer, rule)]
+        return None

@@ -139,34 +139,13 @@ def _autograd_losses():
 
 _LOSSES = {"jax-jit": _jax_losses, "jax-eager": _jax_losses, "torch": _torch_losses,
            "autograd": _autograd_losses}
-_LOADERS = {"jax-jit": peers.load_jax, "jax-eager": peers.load_jax,
-            "torch": peers.load_torch, "autograd": peers.load_autograd}
-_cache = {}
 
 # Peers whose rule cannot run a stack: (peer, rule) -> why.  (None known.)
 UNBATCHED_ONLY = {}
 
 
-def losses(peer):
-    """{rule: loss function or reason string} for an installed peer."""
-    if peer not in _cache:
-        _cache[peer] = _LOSSES[peer]()
-    return _cache[peer]
-
-
-def available(names=PEER_NAMES):
-    """The requested peers that are installed."""
-    return [n for n in names if _LOADERS[n]() is not None]
-
-
-def lacks(peer, rule, batched):
-    """None when the peer can run the rule on this kind of shape; else the reason."""
-    loss = losses(peer).get(rule, f"{peer} has no {rule}")
-    if isinstance(loss, str):
-        return loss
-    if batched and (peer, rule) in UNBATCHED_ONLY:
-        return UNBATCHED_ONLY[(peer, rule)]
-    return None
+_TABLE = peers.LossTable(_LOSSES, UNBATCHED_ONLY)
+losses, available, lacks = _TABLE.losses, _TABLE.available, _TABLE.lacks
 
 
 def make(peer, rule, A, consts):

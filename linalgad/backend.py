@@ -374,43 +374,35 @@ class CPUKernels(ComposedKernels):
         return np.linalg.qr(A, mode="complete" if complete else "reduced")
 
     def svd(self, A, full_matrices=True, compute_uv=True, op="svd"):
-        try:
-            return np.linalg.svd(A, full_matrices=full_matrices, compute_uv=compute_uv)
-        except LinAlgError:
-            _first_failure(lambda a: np.linalg.svd(a, compute_uv=False), A, op,
-                           "SVD did not converge")
+        return _named(lambda a: np.linalg.svd(a, full_matrices=full_matrices,
+                                              compute_uv=compute_uv),
+                      A, op, "SVD did not converge")
 
     def eigh(self, A, lower=True, op="eigh"):
-        uplo = "L" if lower else "U"
-        try:
-            return np.linalg.eigh(A, UPLO=uplo)
-        except LinAlgError:
-            _first_failure(lambda a: np.linalg.eigvalsh(a, UPLO=uplo), A, op,
-                           "eigenvalues did not converge")
+        return _named(lambda a: np.linalg.eigh(a, UPLO="L" if lower else "U"), A, op,
+                      "eigenvalues did not converge")
 
     def eigvalsh(self, A, lower=True, op="eigvalsh"):
-        uplo = "L" if lower else "U"
-        try:
-            return np.linalg.eigvalsh(A, UPLO=uplo)
-        except LinAlgError:
-            _first_failure(lambda a: np.linalg.eigvalsh(a, UPLO=uplo), A, op,
-                           "eigenvalues did not converge")
+        return _named(lambda a: np.linalg.eigvalsh(a, UPLO="L" if lower else "U"), A, op,
+                      "eigenvalues did not converge")
 
     def eig(self, A, op="eig"):
         """(w, V), always complex (NumPy returns real arrays when every eigenvalue is real)."""
         cdt = _complex_of(A.dtype)
-        try:
-            w, V = np.linalg.eig(A)
-        except LinAlgError:
-            _first_failure(np.linalg.eigvals, A, op, "eigenvalues did not converge")
+        w, V = _named(np.linalg.eig, A, op, "eigenvalues did not converge")
         return w.astype(cdt, copy=False), V.astype(cdt, copy=False)
 
     def eigvals(self, A, op="eigvals"):
-        try:
-            w = np.linalg.eigvals(A)
-        except LinAlgError:
-            _first_failure(np.linalg.eigvals, A, op, "eigenvalues did not converge")
+        w = _named(np.linalg.eigvals, A, op, "eigenvalues did not converge")
         return w.astype(_complex_of(A.dtype), copy=False)
+
+
+def _named(fn, A, op, what):
+    """fn(A); when LAPACK fails on the stack, a LinAlgError naming op and the failing matrix."""
+    try:
+        return fn(A)
+    except LinAlgError:
+        _first_failure(fn, A, op, what)
 
 
 def _complex_of(dtype):

@@ -15,8 +15,8 @@ import cupy
 import numpy as np
 from cupyx.scipy import linalg as _cxl
 
-from ..backend import (ComposedKernels, LinAlgError, LUFactors, _TRANS, _perm_from_swaps,
-                       _where)
+from ..backend import (ComposedKernels, LinAlgError, LUFactors, _TRANS, _complex_of,
+                       _perm_from_swaps, _where)
 
 __all__ = ["GPU", "GPUKernels"]
 
@@ -150,7 +150,7 @@ class GPUKernels(ComposedKernels):
     def eig(self, A, op="eig"):
         """(w, V), complex.  cupy.linalg.eig (CuPy >= 14, cuSOLVER Xgeev) when present;
         otherwise a composed kernel: LAPACK geev on the host, results copied back."""
-        cdt = np.result_type(A.dtype, np.complex64)
+        cdt = _complex_of(A.dtype)
         fn = getattr(cupy.linalg, "eig", None)
         if fn is not None:
             w, V = fn(A)
@@ -160,7 +160,7 @@ class GPUKernels(ComposedKernels):
         return w.astype(cdt, copy=False), V.astype(cdt, copy=False)
 
     def eigvals(self, A, op="eigvals"):
-        cdt = np.result_type(A.dtype, np.complex64)
+        cdt = _complex_of(A.dtype)
         fn = getattr(cupy.linalg, "eigvals", None)
         w = fn(A) if fn is not None else cupy.asarray(np.linalg.eigvals(cupy.asnumpy(A)))
         return w.astype(cdt, copy=False)

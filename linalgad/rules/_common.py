@@ -17,6 +17,7 @@ import numpy as np
 from .. import ops
 from ..backend import LinAlgError, check_finite as _check_finite, namespace_of
 from ..tape import Primitive
+from ..testing import matrices as M
 
 
 def value(x):
@@ -69,6 +70,36 @@ def checked(op, names, values, check_finite):
     if check_finite:
         for name, v in zip(names, values):
             _check_finite(op, name, v)
+
+
+def prepare(op, a, check_finite=True, square=True):
+    """The one-matrix argument of ``op``: shape checked, finite-checked, in its LAPACK dtype."""
+    av = square_matrix(op, a) if square else matrix(op, a)
+    dtype = result_dtype(op, av)
+    checked(op, ("a",), (av,), check_finite)
+    return promote(a, dtype)
+
+
+def submatrix(x, rows=slice(None), cols=slice(None)):
+    """x[..., rows, cols], differentiable."""
+    return ops.getitem(x, (Ellipsis, rows, cols))
+
+
+# -- orthonormal completions (qr 'complete', svd full_matrices) -------------------------
+
+def require_unused(bar, message):
+    """Raise ValueError(message) if a cotangent of completion columns is not zero."""
+    if bar is not None and bool((value(bar) != 0).any()):
+        raise ValueError(message)
+
+
+def completion_tangent(Q1, Q1_dot, Q2):
+    """Tangent of the completion columns Q₂ of [Q₁ Q₂]: −Q₁ (Q̇₁ᴴ Q₂).
+
+    The convention that keeps [Q₁ Q₂] unitary to first order without turning
+    Q₂ inside its own span (qr.md, section 4).
+    """
+    return -ops.matmul(Q1, ops.matmul(ops.mH(Q1_dot), Q2))
 
 
 def rhs_shape(op, a_shape, b_shape):
@@ -186,42 +217,28 @@ def _keep(xp, x, k, lower):
     return xp.tril(x, k) if lower else xp.triu(x, k)
 
 
-def _from_triangle_impl(A, lower, hermitian):
-    xp = namespace_of(A)
-    n = A.shape[-1]
-    tri = _keep(xp, A, -1 if lower else 1, lower)
-    out = tri + _mirror(tri, hermitian)
-    idx = xp.arange(n)
-    d = A[..., idx, idx]
-    out[..., idx, idx] = d.real if hermitian and A.dtype.kind == "c" else d
+def _triangle_impl(x, lower, hermitian, to_full):
+    """to_full: the matrix read from one triangle of x; else: the adjoint map (a cotangent)."""
+    xp = namespace_of(x)
+    if to_full:
+        tri = _keep(xp, x, -1 if lower else 1, lower)
+        out = tri + _mirror(tri, hermitian)
+    else:
+        out = _keep(xp, x + _mirror(x, hermitian), 0, lower)
+    idx = xp.arange(x.shape[-1])
+    d = x[..., idx, idx]
+    out[..., idx, idx] = d.real if hermitian and x.dtype.kind == "c" else d
     return out
 
 
-def _triangle_cotangent_impl(G, lower, hermitian):
-    xp = namespace_of(G)
-    n = G.shape[-1]
-    both = G + _mirror(G, hermitian)
-    out = _keep(xp, both, 0, lower)
-    idx = xp.arange(n)
-    d = G[..., idx, idx]
-    out[..., idx, idx] = d.real if hermitian and G.dtype.kind == "c" else d
-    return out
-
-
-# The two maps are adjoint (w.r.t. <X, Y> = Re tr(XᴴY)) and linear: each one's
-# reverse rule is the other, its forward rule itself.
-_from_triangle = Primitive(
-    "from_triangle", _from_triangle_impl,
-    lambda ct, needs, out, res, A, lower, hermitian:
-        (ops.fit(_triangle_cotangent(ct, lower=lower, hermitian=hermitian), A),),
-    lambda t, out, res, A, lower, hermitian: _from_triangle(t[0], lower=lower,
-                                                            hermitian=hermitian))
-_triangle_cotangent = Primitive(
-    "triangle_cotangent", _triangle_cotangent_impl,
-    lambda ct, needs, out, res, G, lower, hermitian:
-        (ops.fit(_from_triangle(ct, lower=lower, hermitian=hermitian), G),),
-    lambda t, out, res, G, lower, hermitian: _triangle_cotangent(t[0], lower=lower,
-                                                                 hermitian=hermitian))
+# The two maps are linear and adjoint (w.r.t. <X, Y> = Re tr(XᴴY)): each one's reverse
+# rule is the other, its forward rule itself.
+_triangle = Primitive(
+    "triangle", _triangle_impl,
+    lambda ct, needs, out, res, x, lower, hermitian, to_full:
+        (ops.fit(_triangle(ct, lower=lower, hermitian=hermitian, to_full=not to_full), x),),
+    lambda t, out, res, x, lower, hermitian, to_full:
+        _triangle(t[0], lower=lower, hermitian=hermitian, to_full=to_full))
 
 
 def from_triangle(A, lower, hermitian):
@@ -229,7 +246,7 @@ def from_triangle(A, lower, hermitian):
 
     tril(A, −1) + tril(A, −1)ᴴ + Re diag(A) (ᵀ and diag(A) for complex symmetric).
     """
-    return _from_triangle(A, lower=bool(lower), hermitian=bool(hermitian))
+    return _triangle(A, lower=bool(lower), hermitian=bool(hermitian), to_full=True)
 
 
 def triangle_cotangent(G, lower, hermitian=True):
@@ -239,7 +256,15 @@ def triangle_cotangent(G, lower, hermitian=True):
     off-diagonal entries appear twice in the full matrix, the diagonal once.
     The adjoint of :func:`from_triangle`.
     """
-    return _triangle_cotangent(G, lower=bool(lower), hermitian=bool(hermitian))
+    return _triangle(G, lower=bool(lower), hermitian=bool(hermitian), to_full=False)
+
+
+def rect_domain(m, n, **kw):
+    """Registry domain: a well-conditioned m×n matrix (a slice of a random square one)."""
+    def make(rng, _n, batch, dtype):
+        A = M.random_general(rng, max(m, n), batch, dtype)[..., :m, :n]
+        return (np.ascontiguousarray(A),), dict(kw)
+    return make
 
 
 def eye_like(n, dtype, like, m=None):

@@ -33,7 +33,7 @@ from . import _common as C
 from ..tape import Primitive
 
 __all__ = ["GaugeWarning", "degenerate_pairs", "inverse_gaps", "check_phase",
-           "check_clusters", "embed_diagonal", "gap_tol", "rel_tol", "values_tol"]
+           "check_clusters", "gauge_weights", "gap_tol", "rel_tol", "values_tol"]
 
 
 class GaugeWarning(RuntimeWarning):
@@ -163,8 +163,10 @@ def inverse_gaps(w, mask, plus=False):
     return _gaps(w, zero=mask, plus=bool(plus))
 
 
-def embed_diagonal(d, like_shape):
-    return ops._embed_diagonal(d, shape=like_shape, offset=0, axis1=-2, axis2=-1)
+def gauge_weights(k, dtype):
+    """Fixed distinct weights c (k,) for registry losses Σ c_i (vector products), in dtype's
+    real precision: distinct, so eigenvector (singular vector) derivatives are exercised."""
+    return np.linspace(1.0, 2.0, k).astype(np.finfo(np.dtype(dtype)).dtype)
 
 
 def _scale(xv, xp):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..backend import CholFactors, kernels_for
+from ..backend import kernels_for
 from ..registry import Domain, Rule
 from ..tape import Primitive
 from ..testing import matrices as M
@@ -79,13 +79,6 @@ def cholesky_jvp(tangents, C_, res, A, *, lower=True):
 _cholesky = Primitive("cholesky", cholesky_forward, cholesky_vjp, cholesky_jvp)
 
 
-def _prepare(op, a, check_finite):
-    av = C.square_matrix(op, a)
-    dtype = C.result_dtype(op, av)
-    C.checked(op, ("a",), (av,), check_finite)
-    return C.promote(a, dtype)
-
-
 def cholesky(a, lower=None, *, upper=None, overwrite_a=False, check_finite=True):
     """Cholesky factor of a Hermitian positive definite matrix, differentiable.
 
@@ -106,7 +99,7 @@ def cholesky(a, lower=None, *, upper=None, overwrite_a=False, check_finite=True)
     if lower is not None and upper is not None and bool(lower) == bool(upper):
         raise ValueError(f"cholesky: lower={lower!r} and upper={upper!r} contradict")
     low = not upper if upper is not None else (True if lower is None else bool(lower))
-    return _cholesky(_prepare("cholesky", a, check_finite), lower=low)
+    return _cholesky(C.prepare("cholesky", a, check_finite), lower=low)
 
 
 def cho_factor(a, lower=False, overwrite_a=False, check_finite=True):
@@ -118,7 +111,7 @@ def cho_factor(a, lower=False, overwrite_a=False, check_finite=True):
 
     Valid when: a is Hermitian positive definite.
     """
-    c = _cholesky(_prepare("cho_factor", a, check_finite), lower=bool(lower))
+    c = _cholesky(C.prepare("cho_factor", a, check_finite), lower=bool(lower))
     return c, bool(lower)
 
 
@@ -196,7 +189,7 @@ def logdet(a, lower=True, check_finite=True):
 
     Valid when: a is Hermitian positive definite.
     """
-    return _logdet(_prepare("logdet", a, check_finite), lower=bool(lower))
+    return _logdet(C.prepare("logdet", a, check_finite), lower=bool(lower))
 
 
 # -- registry -------------------------------------------------------------------------------

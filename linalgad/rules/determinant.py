@@ -206,10 +206,7 @@ def det(a, overwrite_a=False, check_finite=True):
     need a nonsingular a (LinAlgError otherwise).
     """
     op = "det"
-    av = C.square_matrix(op, a)
-    dtype = C.result_dtype(op, av)
-    C.checked(op, ("a",), (av,), check_finite)
-    return _det(C.promote(a, dtype))
+    return _det(C.prepare(op, a, check_finite))
 
 
 def slogdet(a):
@@ -225,10 +222,7 @@ def slogdet(a):
     log|det| is infinite and the derivative passes raise LinAlgError).
     """
     op = "slogdet"
-    av = C.square_matrix(op, a)
-    dtype = C.result_dtype(op, av)
-    C.checked(op, ("a",), (av,), True)
-    sign, logabs = _slogdet(C.promote(a, dtype))
+    sign, logabs = _slogdet(C.prepare(op, a))
     return SlogdetResult(sign, logabs)
 
 

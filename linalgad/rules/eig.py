@@ -101,13 +101,6 @@ def eig_jvp(tangents, out, res, A):
 _eig = Primitive("eig", eig_forward, eig_vjp, eig_jvp, multiple_results=True)
 
 
-def _prepare(op, a, check_finite):
-    av = C.square_matrix(op, a)
-    dtype = C.result_dtype(op, av)
-    C.checked(op, ("a",), (av,), check_finite)
-    return C.promote(a, dtype)
-
-
 def eig(a, *, check_finite=True):
     """Eigenvalues and right eigenvectors of a general square matrix, differentiable.
 
@@ -126,7 +119,7 @@ def eig(a, *, check_finite=True):
     diagonalizable A (sum f(w)) are exact there; a loss that depends on the
     basis of such a cluster gets a ``GaugeWarning``.
     """
-    A = _prepare("eig", a, check_finite)
+    A = C.prepare("eig", a, check_finite)
     w, V = _eig(A)
     return EigResult(w, V)
 
@@ -143,7 +136,7 @@ def eigvals(a, *, check_finite=True):
     block) the eigenvalues are not differentiable and V is singular: the
     backward solve raises LinAlgError.
     """
-    A = _prepare("eigvals", a, check_finite)
+    A = C.prepare("eigvals", a, check_finite)
     if not isinstance(A, Tracer):
         return kernels_for(A).eigvals(A)
     return _eig(A)[0]
@@ -180,16 +173,17 @@ def _real_pair(rng, n, batch, dtype):
     return (np.ascontiguousarray((X @ D @ np.linalg.inv(X)).astype(dtype)),), {}
 
 
+_DOMAINS = (
+    Domain("general", _general, "random general (well conditioned)"),
+    Domain("conjugate-pair", _real_pair, "real, with a complex-conjugate pair", real_only=True),
+)
+
 RULES = (
     Rule(
         name="eig",
         fun=_eig_fun,
         primitive=_eig,
-        domains=(
-            Domain("general", _general, "random general (well conditioned)"),
-            Domain("conjugate-pair", _real_pair, "real, with a complex-conjugate pair",
-                   real_only=True),
-        ),
+        domains=_DOMAINS,
         derivation="docs/derivations/eig.md",
         reference=eig_reference,
         rtol={"float32": 3e-2, "float64": 1e-6},
@@ -200,11 +194,7 @@ RULES = (
         name="eigvals",
         fun=eigvals,
         primitive=_eig,
-        domains=(
-            Domain("general", _general, "random general"),
-            Domain("conjugate-pair", _real_pair, "real, with a complex-conjugate pair",
-                   real_only=True),
-        ),
+        domains=_DOMAINS,
         derivation="docs/derivations/eig.md",
         reference=lambda a: np.linalg.eigvals(a).astype(np.result_type(a.dtype, np.complex64)),
         references=("Giles 2008",),

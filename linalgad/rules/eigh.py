@@ -79,13 +79,6 @@ def _lower(op, UPLO, lower):
     return UPLO in ("L", "l")
 
 
-def _prepare(op, a, check_finite):
-    av = C.square_matrix(op, a)
-    dtype = C.result_dtype(op, av)
-    C.checked(op, ("a",), (av,), check_finite)
-    return C.promote(a, dtype)
-
-
 def eigh(a, UPLO="L", *, lower=None, eigvals_only=False, check_finite=True, b=None,
          subset_by_index=None):
     """Eigenvalues and eigenvectors of a Hermitian matrix, differentiable (numpy.linalg.eigh).
@@ -115,7 +108,7 @@ def eigh(a, UPLO="L", *, lower=None, eigvals_only=False, check_finite=True, b=No
         raise NotImplementedError("eigh: the generalized problem (b) is not supported yet; "
                                   "reduce it with cholesky: eigh(inv(L) a inv(L)ᴴ)")
     lo = _lower(op, UPLO, lower)
-    A = _prepare(op, a, check_finite)
+    A = C.prepare(op, a, check_finite)
     if eigvals_only and not isinstance(A, Tracer) and subset_by_index is None:
         return kernels_for(A).eigvalsh(A, lower=lo)
     w, V = _eigh(A, lower=lo)
@@ -144,7 +137,7 @@ def eigvalsh(a, UPLO="L", *, lower=None, check_finite=True):
     """
     op = "eigvalsh"
     lo = _lower(op, UPLO, lower)
-    A = _prepare(op, a, check_finite)
+    A = C.prepare(op, a, check_finite)
     if not isinstance(A, Tracer):
         return kernels_for(A).eigvalsh(A, lower=lo)
     return _eigh(A, lower=lo)[0]
@@ -152,14 +145,10 @@ def eigvalsh(a, UPLO="L", *, lower=None, check_finite=True):
 
 # -- registry -------------------------------------------------------------------------------
 
-def _weights(n):
-    return np.linspace(1.0, 2.0, n)
-
-
 def _eigh_fun(a, UPLO="L"):
     """w and Σ c_i v_i v_iᴴ: invariant under each eigenvector's sign/phase."""
     w, V = eigh(a, UPLO=UPLO)
-    c = _weights(ops._shape(V)[-1]).astype(np.finfo(C.value(V).dtype).dtype)
+    c = S.gauge_weights(ops._shape(V)[-1], C.value(V).dtype)
     return w, ops.matmul(V * c, ops.mH(V))
 
 
@@ -168,11 +157,11 @@ _eigh_fun.__doc__ = eigh.__doc__
 
 def eigh_reference(a, UPLO="L"):
     w, V = np.linalg.eigh(a, UPLO=UPLO)
-    return w, (V * _weights(a.shape[-1]).astype(w.dtype)) @ np.conj(np.swapaxes(V, -1, -2))
+    return w, (V * S.gauge_weights(a.shape[-1], w.dtype)) @ np.conj(np.swapaxes(V, -1, -2))
 
 
-def _sym(rng, n, batch, dtype, **kw):
-    return (M.random_symmetric(rng, n, batch, dtype),), kw
+def _sym(rng, n, batch, dtype):
+    return (M.random_symmetric(rng, n, batch, dtype),), {}
 
 
 def _sym_raw_upper(rng, n, batch, dtype):
@@ -182,15 +171,17 @@ def _sym_raw_upper(rng, n, batch, dtype):
     return (np.ascontiguousarray(np.triu(A) + np.tril(junk, -1)),), {"UPLO": "U"}
 
 
+_DOMAINS = (
+    Domain("hermitian", _sym, "spread spectrum, lower triangle read"),
+    Domain("upper", _sym_raw_upper, "UPLO='U', other triangle unrelated"),
+)
+
 RULES = (
     Rule(
         name="eigh",
         fun=_eigh_fun,
         primitive=_eigh,
-        domains=(
-            Domain("hermitian", lambda r, n, b, d: _sym(r, n, b, d), "spread spectrum, lower"),
-            Domain("upper", _sym_raw_upper, "UPLO='U', other triangle unrelated"),
-        ),
+        domains=_DOMAINS,
         derivation="docs/derivations/eigh.md",
         reference=eigh_reference,
         references=("Giles 2008", "Magnus & Neudecker 1999"),
@@ -199,10 +190,7 @@ RULES = (
         name="eigvalsh",
         fun=eigvalsh,
         primitive=_eigh,
-        domains=(
-            Domain("hermitian", lambda r, n, b, d: _sym(r, n, b, d), "spread spectrum"),
-            Domain("upper", _sym_raw_upper, "UPLO='U', other triangle unrelated"),
-        ),
+        domains=_DOMAINS,
         derivation="docs/derivations/eigh.md",
         reference=lambda a, UPLO="L": np.linalg.eigvalsh(a, UPLO=UPLO),
         references=("Giles 2008",),

@@ -64,10 +64,7 @@ def inv(a, overwrite_a=False, check_finite=True):
     ``solve`` when the inverse is only applied to vectors.
     """
     op = "inv"
-    av = C.square_matrix(op, a)
-    dtype = C.result_dtype(op, av)
-    C.checked(op, ("a",), (av,), check_finite)
-    return _inv(C.promote(a, dtype))
+    return _inv(C.prepare(op, a, check_finite))
 
 
 def inv_reference(a):

@@ -129,10 +129,7 @@ _lu = Primitive("lu", lu_forward, lu_vjp, lu_jvp, staged=True)
 
 
 def _factor(op, a, check_finite):
-    av = C.matrix(op, a)
-    dtype = C.result_dtype(op, av)
-    C.checked(op, ("a",), (av,), check_finite)
-    packed, (perm, piv) = _lu.bind_staged((C.promote(a, dtype),), {})
+    packed, (perm, piv) = _lu.bind_staged((C.prepare(op, a, check_finite, square=False),), {})
     return packed, perm, piv
 
 
@@ -239,12 +236,6 @@ def _general(rng, n, batch, dtype):
     return (M.random_general(rng, n, batch, dtype),), {}
 
 
-def _rect(m, n):
-    def make(rng, _n, batch, dtype):
-        A = M.random_general(rng, max(m, n), batch, dtype)[..., :m, :n]
-        return (np.ascontiguousarray(A),), {}
-    return make
-
 
 def _lu_solve_domain(trans):
     def make(rng, n, batch, dtype):
@@ -315,8 +306,8 @@ RULES = (
         primitive=_lu,
         domains=(
             Domain("square", _general, "square"),
-            Domain("tall", _rect(5, 3), "5×3"),
-            Domain("wide", _rect(3, 5), "3×5"),
+            Domain("tall", C.rect_domain(5, 3), "5×3"),
+            Domain("wide", C.rect_domain(3, 5), "3×5"),
         ),
         derivation="docs/derivations/lu.md",
         reference=lu_reference,

@@ -23,7 +23,6 @@ from .. import ops
 from ..backend import kernels_for
 from ..registry import Domain, Rule
 from ..tape import Primitive
-from ..testing import matrices as M
 from . import _common as C
 from .triangular import _trisolve
 
@@ -38,10 +37,6 @@ _MODES = {"reduced": "reduced", "economic": "reduced", "complete": "complete",
 def qr_forward(A, *, complete=False):
     Q, R = kernels_for(A).qr(A, complete=complete)
     return Q, R
-
-
-def _sl(x, rows=slice(None), cols=slice(None)):
-    return ops.getitem(x, (Ellipsis, rows, cols))
 
 
 def _copyltu(Mx):
@@ -74,27 +69,26 @@ def qr_vjp(cts, needs, out, res, A, *, complete=False):
     k = min(m, n)
     if complete and m > n:
         if Q_bar is not None:
-            extra = ops._value(_sl(Q_bar, slice(None), slice(n, None)))
-            if bool((extra != 0).any()):
-                raise ValueError(
-                    "qr(mode='complete'): the loss depends on the last m - n columns of Q "
-                    f"(a is {m}x{n}), which are an arbitrary orthonormal completion, not a "
-                    "function of a; its gradient is not defined. Use mode='reduced' or make "
-                    "the loss depend on Q[..., :, :n] only.")
-            Q_bar = _sl(Q_bar, slice(None), slice(0, n))
-        Q = _sl(Q, slice(None), slice(0, n))
-        R = _sl(R, slice(0, n))
+            C.require_unused(
+                C.submatrix(Q_bar, slice(None), slice(n, None)),
+                "qr(mode='complete'): the loss depends on the last m - n columns of Q "
+                f"(a is {m}x{n}), which are an arbitrary orthonormal completion, not a "
+                "function of a; its gradient is not defined. Use mode='reduced' or make "
+                "the loss depend on Q[..., :, :n] only.")
+            Q_bar = C.submatrix(Q_bar, slice(None), slice(0, n))
+        Q = C.submatrix(Q, slice(None), slice(0, n))
+        R = C.submatrix(R, slice(0, n))
         if R_bar is not None:
-            R_bar = _sl(R_bar, slice(0, n))
+            R_bar = C.submatrix(R_bar, slice(0, n))
     if m >= n:
         return (ops.fit(_square_vjp(Q, R, Q_bar, R_bar), A),)
     # wide: A = Q [R₁ R₂], R₂ = Qᴴ A₂
-    R1 = _sl(R, slice(None), slice(0, k))
-    A2 = _sl(A, slice(None), slice(k, None))
+    R1 = C.submatrix(R, slice(None), slice(0, k))
+    A2 = C.submatrix(A, slice(None), slice(k, None))
     R1_bar = R2_bar = None
     if R_bar is not None:
-        R1_bar = _sl(R_bar, slice(None), slice(0, k))
-        R2_bar = _sl(R_bar, slice(None), slice(k, None))
+        R1_bar = C.submatrix(R_bar, slice(None), slice(0, k))
+        R2_bar = C.submatrix(R_bar, slice(None), slice(k, None))
         extra = ops.matmul(A2, ops.mH(R2_bar))
         Q_bar = extra if Q_bar is None else Q_bar + extra
         A2_bar = ops.matmul(Q, R2_bar)
@@ -123,21 +117,21 @@ def qr_jvp(tangents, out, res, A, *, complete=False):
     m, n = ops._shape(A)[-2:]
     k = min(m, n)
     if m >= n:
-        Q1 = _sl(Q, slice(None), slice(0, n)) if complete and m > n else Q
-        R1 = _sl(R, slice(0, n)) if complete and m > n else R
+        Q1 = C.submatrix(Q, slice(None), slice(0, n)) if complete and m > n else Q
+        R1 = C.submatrix(R, slice(0, n)) if complete and m > n else R
         Q1_dot, R1_dot = _square_jvp(Q1, R1, A_dot)
         if not (complete and m > n):
             return Q1_dot, R1_dot
-        Q2 = _sl(Q, slice(None), slice(n, None))
-        Q2_dot = -ops.matmul(Q1, ops.matmul(ops.mH(Q1_dot), Q2))
-        zeros = ops.zeros_like(_sl(R, slice(n, None)))
+        Q2 = C.submatrix(Q, slice(None), slice(n, None))
+        Q2_dot = C.completion_tangent(Q1, Q1_dot, Q2)
+        zeros = ops.zeros_like(C.submatrix(R, slice(n, None)))
         return (ops.concatenate([Q1_dot, Q2_dot], axis=-1),
                 ops.concatenate([R1_dot, zeros], axis=-2))
-    R1 = _sl(R, slice(None), slice(0, k))
-    A2 = _sl(A, slice(None), slice(k, None))
-    Q_dot, R1_dot = _square_jvp(Q, R1, _sl(A_dot, slice(None), slice(0, k)))
+    R1 = C.submatrix(R, slice(None), slice(0, k))
+    A2 = C.submatrix(A, slice(None), slice(k, None))
+    Q_dot, R1_dot = _square_jvp(Q, R1, C.submatrix(A_dot, slice(None), slice(0, k)))
     R2_dot = ops.matmul(ops.mH(Q_dot), A2) + \
-        ops.matmul(ops.mH(Q), _sl(A_dot, slice(None), slice(k, None)))
+        ops.matmul(ops.mH(Q), C.submatrix(A_dot, slice(None), slice(k, None)))
     return Q_dot, ops.concatenate([R1_dot, R2_dot], axis=-1)
 
 
@@ -172,24 +166,14 @@ def qr(a, mode="reduced", *, pivoting=False, overwrite_a=False, lwork=None,
     if mode not in _MODES:
         raise ValueError(f"qr: mode={mode!r} is not supported; use 'reduced', 'complete' or "
                          "'r' (SciPy's 'economic' and 'full' are accepted)")
-    av = C.matrix(op, a)
-    dtype = C.result_dtype(op, av)
-    C.checked(op, ("a",), (av,), check_finite)
     mode = _MODES[mode]
-    Q, R = _qr(C.promote(a, dtype), complete=(mode == "complete"))
+    Q, R = _qr(C.prepare(op, a, check_finite, square=False), complete=(mode == "complete"))
     if mode == "r":
         return R
     return QRResult(Q, R)
 
 
 # -- registry -------------------------------------------------------------------------------
-
-def _rect(m, n, **kw):
-    def make(rng, _n, batch, dtype):
-        A = M.random_general(rng, max(m, n), batch, dtype)[..., :m, :n]
-        return (np.ascontiguousarray(A),), kw
-    return make
-
 
 def _qr_fun(a, mode="reduced"):
     out = qr(a, mode=mode)
@@ -225,11 +209,11 @@ RULES = (
         fun=_qr_fun,
         primitive=_qr,
         domains=(
-            Domain("square", _rect(3, 3), "3×3, reduced"),
-            Domain("tall", _rect(5, 3), "5×3, reduced"),
-            Domain("wide", _rect(3, 5), "3×5"),
-            Domain("r-tall", _rect(5, 3, mode="r"), "mode 'r'"),
-            Domain("complete-wide", _rect(3, 5, mode="complete"), "'complete', wide"),
+            Domain("square", C.rect_domain(3, 3), "3×3, reduced"),
+            Domain("tall", C.rect_domain(5, 3), "5×3, reduced"),
+            Domain("wide", C.rect_domain(3, 5), "3×5"),
+            Domain("r-tall", C.rect_domain(5, 3, mode="r"), "mode 'r'"),
+            Domain("complete-wide", C.rect_domain(3, 5, mode="complete"), "'complete', wide"),
         ),
         derivation="docs/derivations/qr.md",
         reference=qr_reference,
@@ -239,7 +223,7 @@ RULES = (
         name="qr-complete-tall",
         fun=_qr_complete_used,
         primitive=_qr,
-        domains=(Domain("tall", _rect(5, 3), "5×3 'complete', loss on Q[:, :n] and R"),),
+        domains=(Domain("tall", C.rect_domain(5, 3), "5×3 'complete', loss on Q[:, :n] and R"),),
         derivation="docs/derivations/qr.md",
         reference=qr_complete_used_reference,
         modes=("rev", "fwd"),

@@ -27,7 +27,6 @@ from .. import ops
 from ..backend import kernels_for
 from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
-from ..testing import matrices as M
 from . import _common as C
 from . import _spectral as S
 
@@ -42,11 +41,11 @@ def svd_forward(A, *, full_matrices=False):
 
 
 def _cols(x, lo, hi):
-    return ops.getitem(x, (Ellipsis, slice(None), slice(lo, hi)))
+    return C.submatrix(x, cols=slice(lo, hi))
 
 
 def _rows(x, lo, hi):
-    return ops.getitem(x, (Ellipsis, slice(lo, hi), slice(None)))
+    return C.submatrix(x, rows=slice(lo, hi))
 
 
 def _inverse(s):
@@ -58,13 +57,12 @@ def _inverse(s):
     return ops.where(zero, 0, 1 / ops.where(zero, 1, s))
 
 
-def _extra_unused(op, bar, m, n, k, what):
-    if bool((C.value(bar) != 0).any()):
-        raise ValueError(
-            f"{op}(full_matrices=True): the loss depends on the last {max(m, n) - k} {what}, "
-            f"which are an arbitrary orthonormal completion (a is {m}x{n}), not a function "
-            "of a; its gradient is not defined. Use full_matrices=False or make the loss "
-            "depend on the first min(m, n) singular vectors only.")
+def _extra_unused(bar, m, n, k, what):
+    C.require_unused(
+        bar, f"svd(full_matrices=True): the loss depends on the last {max(m, n) - k} {what}, "
+        f"which are an arbitrary orthonormal completion (a is {m}x{n}), not a function "
+        "of a; its gradient is not defined. Use full_matrices=False or make the loss "
+        "depend on the first min(m, n) singular vectors only.")
 
 
 def svd_vjp(cts, needs, out, res, A, *, full_matrices=False):
@@ -75,12 +73,12 @@ def svd_vjp(cts, needs, out, res, A, *, full_matrices=False):
     if full_matrices and m != n:
         if m > n:
             if U_bar is not None:
-                _extra_unused("svd", _cols(U_bar, k, None), m, n, k, "columns of U")
+                _extra_unused(_cols(U_bar, k, None), m, n, k, "columns of U")
                 U_bar = _cols(U_bar, 0, k)
             U = _cols(U, 0, k)
         else:
             if Vh_bar is not None:
-                _extra_unused("svd", _rows(Vh_bar, k, None), m, n, k, "rows of Vh")
+                _extra_unused(_rows(Vh_bar, k, None), m, n, k, "rows of Vh")
                 Vh_bar = _rows(Vh_bar, 0, k)
             Vh = _rows(Vh, 0, k)
     J = ops.matmul(ops.mH(U), U_bar) if U_bar is not None else None
@@ -156,23 +154,14 @@ def svd_jvp(tangents, out, res, A, *, full_matrices=False):
         V_dot = V_dot + (AhU - ops.matmul(V1, dPh)) * ops.expand_dims(s_inv, -2)
     if full_matrices and m > n:
         U2 = _cols(U, k, None)
-        U_dot = ops.concatenate([U_dot, -ops.matmul(U1, ops.matmul(ops.mH(U_dot), U2))],
-                                axis=-1)
+        U_dot = ops.concatenate([U_dot, C.completion_tangent(U1, U_dot, U2)], axis=-1)
     if full_matrices and n > m:
         V2 = ops.mH(_rows(Vh, k, None))
-        V_dot = ops.concatenate([V_dot, -ops.matmul(V1, ops.matmul(ops.mH(V_dot), V2))],
-                                axis=-1)
+        V_dot = ops.concatenate([V_dot, C.completion_tangent(V1, V_dot, V2)], axis=-1)
     return U_dot, s_dot, ops.mH(V_dot)
 
 
 _svd = Primitive("svd", svd_forward, svd_vjp, svd_jvp, multiple_results=True)
-
-
-def _prepare(op, a, check_finite):
-    av = C.matrix(op, a)
-    dtype = C.result_dtype(op, av)
-    C.checked(op, ("a",), (av,), check_finite)
-    return C.promote(a, dtype)
 
 
 def svd(a, full_matrices=True, compute_uv=True, hermitian=False, *, overwrite_a=False,
@@ -200,7 +189,7 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False, *, overwrite_a=
     """
     op = "svd"
     del hermitian, overwrite_a, lapack_driver
-    A = _prepare(op, a, check_finite)
+    A = C.prepare(op, a, check_finite, square=False)
     if not compute_uv:
         return _values(A)
     U, s, Vh = _svd(A, full_matrices=bool(full_matrices))
@@ -226,18 +215,14 @@ def svdvals(a, *, overwrite_a=False, check_finite=True):
     differentiable at 0; the rule returns the subgradient u_i v_iᴴ s̄_i.
     """
     del overwrite_a
-    return _values(_prepare("svdvals", a, check_finite))
+    return _values(C.prepare("svdvals", a, check_finite, square=False))
 
 
 # -- registry -------------------------------------------------------------------------------
 
-def _weights(k):
-    return np.linspace(1.0, 2.0, k)
-
-
 def _gauge_free(U, s, Vh, k):
     """s, U diag(c) Vh, U diag(c) Uᴴ and Vᴴ diag(c) V: invariant under the joint phases."""
-    c = _weights(k).astype(np.finfo(C.value(U).dtype).dtype)
+    c = S.gauge_weights(k, C.value(U).dtype)
     U1, Vh1 = _cols(U, 0, k), _rows(Vh, 0, k)
     Uc = U1 * c
     return (s, ops.matmul(Uc, Vh1), ops.matmul(Uc, ops.mH(U1)),
@@ -255,31 +240,27 @@ _svd_fun.__doc__ = svd.__doc__
 def svd_reference(a, full_matrices=False):
     U, s, Vh = np.linalg.svd(a, full_matrices=full_matrices)
     k = min(a.shape[-2:])
-    c = _weights(k).astype(s.dtype)
+    c = S.gauge_weights(k, s.dtype)
     U1, Vh1 = U[..., :, :k], Vh[..., :k, :]
     mH = lambda x: np.conj(np.swapaxes(x, -1, -2))   # noqa: E731
     return s, (U1 * c) @ Vh1, (U1 * c) @ mH(U1), (mH(Vh1) * c) @ Vh1
 
 
-def _rect(m, n, **kw):
-    def make(rng, _n, batch, dtype):
-        A = M.random_general(rng, max(m, n), batch, dtype)[..., :m, :n]
-        return (np.ascontiguousarray(A),), kw
-    return make
-
+_THIN = (
+    Domain("square", C.rect_domain(3, 3), "3×3"),
+    Domain("tall", C.rect_domain(4, 3), "4×3"),
+    Domain("wide", C.rect_domain(3, 4), "3×4"),
+)
 
 RULES = (
     Rule(
         name="svd",
         fun=_svd_fun,
         primitive=_svd,
-        domains=(
-            Domain("square", _rect(3, 3), "3×3 thin"),
-            Domain("tall", _rect(4, 3), "4×3 thin"),
-            Domain("wide", _rect(3, 4), "3×4 thin"),
-            Domain("tall-full", _rect(4, 2, full_matrices=True),
+        domains=_THIN + (
+            Domain("tall-full", C.rect_domain(4, 2, full_matrices=True),
                    "4×2 full_matrices, loss on the first 2 columns of U"),
-            Domain("wide-full", _rect(2, 4, full_matrices=True),
+            Domain("wide-full", C.rect_domain(2, 4, full_matrices=True),
                    "2×4 full_matrices, loss on the first 2 rows of Vh"),
         ),
         derivation="docs/derivations/svd.md",
@@ -290,11 +271,7 @@ RULES = (
         name="svdvals",
         fun=svdvals,
         primitive=_svd,
-        domains=(
-            Domain("square", _rect(3, 3), "3×3"),
-            Domain("tall", _rect(4, 3), "4×3"),
-            Domain("wide", _rect(3, 4), "3×4"),
-        ),
+        domains=_THIN,
         derivation="docs/derivations/svd.md",
         reference=lambda a: np.linalg.svd(a, compute_uv=False),
         references=("Townsend 2016",),
