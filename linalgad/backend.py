@@ -396,6 +396,391 @@ class CPUKernels(ComposedKernels):
         w = _named(np.linalg.eigvals, A, op, "eigenvalues did not converge")
         return w.astype(_complex_of(A.dtype), copy=False)
 
+    # -- lstsq family (linalgad/rules/lstsq.py) ----------------------------------------
+    def lstsq_qr(self, M):
+        """QR of a tall stack M (..., m, n), m >= n, for least squares: (F, R).
+
+        F is opaque (read by :meth:`lstsq_qr_apply`); R (..., n, n) is upper
+        triangular.  One matrix: LAPACK geqrf, Q kept as Householder
+        reflectors (Q is never formed; applied by ormqr/unmqr).  A stack:
+        NumPy's stacked QR with Q formed (no per-matrix Python loop).
+        """
+        m, n = M.shape[-2:]
+        if M.shape[:-2]:
+            Q, R = np.linalg.qr(M, mode="reduced")
+            return ("explicit", Q), R
+        geqrf = _lapack_fn("geqrf", M.dtype)
+        h, tau, work, info = geqrf(M, lwork=max(1, 64 * n))
+        R = np.triu(h[:n])
+        return ("householder", h, tau), R
+
+    def lstsq_qr_r(self, M, b):
+        """(R, Qᴴ b) of a tall stack M = Q R (same stack as b), Q never formed.
+
+        One stacked QR of the augmented [M b] in mode 'r': its leading n×n
+        block is R and the next k columns' top n rows are Qᴴ b.
+        """
+        n = M.shape[-1]
+        Raug = np.linalg.qr(np.concatenate([M, b.astype(M.dtype, copy=False)], axis=-1),
+                            mode="r")
+        return Raug[..., :n, :n], Raug[..., :n, n:]        # NumPy's mode 'r' is triu already
+
+    def lstsq_svdvals_small(self, R, max_cond=None):
+        """Singular values of a stack of small triangular R from eigvalsh(Rᴴ R), or None.
+
+        Accurate to about cond(R)²·eps relative (the SVD: cond(R)·eps), so
+        used only when every matrix has cond(R) <= max_cond (32 in double,
+        8 in single precision: at most ~1e3·eps, resp. ~64·eps), checked on
+        the result; None otherwise (the caller then takes the SVD of R).
+        Half the cost of the stacked gesdd for n <= 64.
+        """
+        if max_cond is None:
+            max_cond = 32.0 if np.finfo(R.dtype).eps < 1e-10 else 8.0
+        RH = np.swapaxes(R, -1, -2)
+        if R.dtype.kind == "c":
+            RH = np.conj(RH)
+        lam = np.linalg.eigvalsh(RH @ R)[..., ::-1]
+        top = lam[..., :1]
+        if not bool(np.all(lam[..., -1:] * max_cond ** 2 >= top)) or not bool(np.all(top > 0)):
+            return None
+        return np.sqrt(lam)
+
+    def lstsq_qr_apply(self, F, y, adjoint):
+        """Qᴴ y (adjoint; y (..., m, k) -> (..., n, k)) or Q y ((..., n, k) -> (..., m, k))."""
+        if F[0] == "explicit":
+            Q = F[1]
+            if adjoint:
+                return np.matmul(np.conj(np.swapaxes(Q, -1, -2)) if Q.dtype.kind == "c"
+                                 else np.swapaxes(Q, -1, -2), y)
+            return np.matmul(Q, y)
+        _, h, tau = F
+        m, n = h.shape
+        fn = _lapack_fn("unmqr" if h.dtype.kind == "c" else "ormqr", h.dtype)
+        batch = y.shape[:-2]
+        k = y.shape[-1]
+        # a stack of right-hand sides against one matrix: fold the stack into columns
+        cols = np.moveaxis(y, -2, 0).reshape(y.shape[-2], -1) if batch else y
+        kk = cols.shape[1]
+        if adjoint:
+            c = np.array(cols, dtype=h.dtype, order="F")
+            out = fn("L", "C" if h.dtype.kind == "c" else "T", h, tau, c,
+                     max(1, 64 * kk), overwrite_c=1)[0][:n]
+        else:
+            c = np.zeros((m, kk), dtype=h.dtype, order="F")
+            c[:n] = cols
+            out = fn("L", "N", h, tau, c, max(1, 64 * kk), overwrite_c=1)[0]
+        if batch:
+            out = np.moveaxis(out.reshape((out.shape[0],) + batch + (k,)), 0, -2)
+        return out
+
+    # -- matfuncs family (linalgad/rules/matfuncs.py) ----------------------------------------
+    # SciPy 1.17 batches expm (in C), and expm_frechet / sqrtm / logm (by a loop over the
+    # stack).  Results come back in the input's dtype (SciPy returns float64/complex128 for
+    # float32 sqrtm, logm and expm_frechet).  logm's factors are an upper *triangular*
+    # Schur form (T, Z): real when A is real with a real spectrum, complex otherwise.
+
+    # Stacks of matrices smaller than this get L(A, E) from one batched expm of the 2n×2n
+    # block [[A, E], [0, A]] (C loop); larger ones (and single matrices) from SciPy's
+    # expm_frechet per matrix (about 2.6 expm's, against 5 to 8 for the block).
+    FRECHET_BLOCK_N = 32
+
+    def expm(self, A):
+        from scipy.linalg import expm
+        if A.size == 0:
+            return A.copy()
+        X = expm(A)
+        return X if X.dtype == A.dtype else X.astype(A.dtype)
+
+    @staticmethod
+    def _frechet_block(xp, A, E):
+        """The block [[A, sE], [0, A]] and the scale s (‖sE‖₁ = ‖A‖₁ per matrix: accuracy)."""
+        n = A.shape[-1]
+        na = xp.abs(A).sum(axis=-2).max(axis=-1)
+        ne = xp.abs(E).sum(axis=-2).max(axis=-1)
+        s = xp.where(ne > 0, xp.where(na > 0, na, 1) / xp.where(ne > 0, ne, 1), 1)
+        dtype = np.result_type(A.dtype, E.dtype)
+        X = xp.zeros(A.shape[:-2] + (2 * n, 2 * n), dtype=dtype)
+        X[..., :n, :n] = A
+        X[..., n:, n:] = A
+        X[..., :n, n:] = E * s[..., None, None].astype(E.real.dtype)
+        return X, s
+
+    def expm_frechet(self, A, E, with_expm=False):
+        """L(A, E), the Fréchet derivative of expm at A in E (and e^A first when with_expm).
+
+        A and E are equal stacks (..., n, n); the result has their common dtype.
+        """
+        from scipy.linalg import expm, expm_frechet
+        dtype = np.result_type(A.dtype, E.dtype)
+        n, batch = A.shape[-1], A.shape[:-2]
+        if A.size == 0:
+            L = np.zeros(A.shape, dtype=dtype)
+            return (A.astype(dtype), L) if with_expm else L
+        if batch and n < self.FRECHET_BLOCK_N:
+            X, s = self._frechet_block(np, A, E)
+            F = expm(X)
+            L = F[..., :n, n:] / s[..., None, None].astype(F.real.dtype)
+            L = L.astype(dtype, copy=False)
+            return (F[..., :n, :n].astype(A.dtype, copy=False), L) if with_expm else L
+        fA, fE = A.reshape(-1, n, n), E.reshape(-1, n, n)
+        L = np.empty(fA.shape, dtype=dtype)
+        eA = np.empty(fA.shape, dtype=A.dtype) if with_expm else None
+        for i in range(fA.shape[0]):
+            if with_expm:
+                e, L[i] = expm_frechet(fA[i], fE[i], check_finite=False)
+                eA[i] = e
+            else:
+                L[i] = expm_frechet(fA[i], fE[i], compute_expm=False, check_finite=False)
+        L = L.reshape(A.shape)
+        return (eA.reshape(A.shape), L) if with_expm else L
+
+    def sqrtm(self, A, op="sqrtm"):
+        """The principal square root (SciPy's blocked Schur method); real A must have a real one."""
+        from scipy.linalg import sqrtm
+        if A.size == 0:
+            return A.copy()
+        X = sqrtm(A)
+        if A.dtype.kind == "f" and X.dtype.kind == "c":
+            bad = (X.imag != 0).reshape(-1, A.shape[-1] ** 2).any(axis=-1)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise LinAlgError(
+                    f"{op}: the real matrix has a negative real eigenvalue, so it has no real "
+                    f"principal square root{_where(op, A.shape[:-2], i)}; pass a complex "
+                    "matrix for the complex one")
+            X = X.real
+        return X if X.dtype == A.dtype else X.astype(A.dtype)
+
+    def logm_schur(self, A, op="logm"):
+        """Upper triangular Schur factors (T, Z) of A = Z T Zᴴ for logm, checked.
+
+        LinAlgError when a matrix is singular (to working precision) or, for real A,
+        has a negative real eigenvalue (no real logarithm), naming it in a stack.
+        """
+        from scipy.linalg import rsf2csf, schur
+        n, batch = A.shape[-1], A.shape[:-2]
+        flat = A.reshape(-1, n, n)
+        T = np.empty(flat.shape, dtype=A.dtype)
+        Z = np.empty(flat.shape, dtype=A.dtype)
+        for i in range(flat.shape[0]):
+            T[i], Z[i] = schur(flat[i], check_finite=False)
+        if A.dtype.kind == "f" and n > 1 and (np.diagonal(T, -1, -2, -1) != 0).any():
+            Tc = np.empty(flat.shape, dtype=_complex_of(A.dtype))
+            Zc = np.empty(flat.shape, dtype=Tc.dtype)
+            for i in range(flat.shape[0]):
+                Tc[i], Zc[i] = rsf2csf(T[i], Z[i], check_finite=False)
+            T, Z = Tc, Zc
+        d = np.diagonal(T, 0, -2, -1)
+        tol = n * np.finfo(A.dtype).eps * np.abs(T).max(axis=(-2, -1))[:, None]
+        singular = (np.abs(d) <= tol).any(axis=-1)
+        if singular.any():
+            i = int(np.flatnonzero(singular)[0])
+            raise LinAlgError(f"{op}: the matrix is singular (to working precision), so it has "
+                              f"no logarithm{_where(op, batch, i)}")
+        if A.dtype.kind == "f":
+            negative = ((d.real < 0) & (np.abs(d.imag) <= tol)).any(axis=-1)
+            if negative.any():
+                i = int(np.flatnonzero(negative)[0])
+                raise LinAlgError(
+                    f"{op}: the real matrix has a negative real eigenvalue, so it has no real "
+                    f"logarithm{_where(op, batch, i)}; pass a complex matrix for the "
+                    "principal complex one")
+        return T.reshape(A.shape), Z.reshape(A.shape)
+
+    @staticmethod
+    def _logm_triangular(T, op):
+        """logm of each upper triangular matrix of a flat stack (SciPy's inverse scaling
+        and squaring Schur–Padé method, Al-Mohy & Higham 2012, without logm's O(n³)
+        a-posteriori error estimate)."""
+        try:
+            from scipy.linalg._matfuncs_inv_ssq import _logm
+        except ImportError:           # the private entry point moved: the public one
+            from scipy.linalg import logm as _logm
+        out = np.empty(T.shape, dtype=_complex_of(T.dtype) if T.dtype.kind == "c"
+                       else T.dtype)
+        for i in range(T.shape[0]):
+            U = _logm(T[i])
+            if U.dtype.kind == "c" and out.dtype.kind == "f":
+                U = U.real
+            out[i] = U
+        if not np.isfinite(out).all():
+            raise LinAlgError(f"{op}: the inverse scaling and squaring algorithm failed")
+        return out
+
+    def logm_from_schur(self, T, Z, real, op="logm"):
+        """Z logm(T) Zᴴ per matrix; its real part when ``real``."""
+        n = T.shape[-1]
+        U = self._logm_triangular(T.reshape(-1, n, n), op).reshape(T.shape)
+        L = Z @ U @ self._mf_mH(Z)
+        return L.real if real and L.dtype.kind == "c" else L
+
+    @staticmethod
+    def _mf_mH(x):
+        return np.conj(np.swapaxes(x, -1, -2)) if x.dtype.kind == "c" else np.swapaxes(x, -1, -2)
+
+    def logm_frechet_schur(self, T, Z, E, real, op="logm"):
+        """L_log(A, E) from A's triangular Schur factors: Z · logm([[T, sF], [0, T]])₁₂ · Zᴴ / s.
+
+        F = Zᴴ E Z; the block is upper triangular, so logm skips its Schur form; s
+        makes ‖sF‖₁ = ‖T‖₁.  Real part when ``real`` (A and E real).
+        """
+        n = T.shape[-1]
+        E = np.broadcast_to(E, T.shape[:-2] + E.shape[-2:]) if E.ndim < T.ndim else E
+        F = self._mf_mH(Z) @ E @ Z
+        X, s = self._frechet_block(np, np.broadcast_to(T, F.shape), F)
+        U = self._logm_triangular(X.reshape(-1, 2 * n, 2 * n), op).reshape(X.shape)
+        L = Z @ U[..., :n, n:] @ self._mf_mH(Z) / s[..., None, None].astype(U.real.dtype)
+        return L.real if real and L.dtype.kind == "c" else L
+
+    def logm_block_factors(self, T, Z, E):
+        """Triangular Schur factors of [[A, E], [0, A]] from A's: [[T, ZᴴEZ], [0, T]], diag(Z, Z)."""
+        F = self._mf_mH(Z) @ E @ Z
+        n = T.shape[-1]
+        batch = np.broadcast_shapes(T.shape[:-2], F.shape[:-2])
+        TX = np.zeros(batch + (2 * n, 2 * n), dtype=np.result_type(T.dtype, F.dtype))
+        TX[..., :n, :n] = T
+        TX[..., n:, n:] = T
+        TX[..., :n, n:] = F
+        ZX = np.zeros(batch + (2 * n, 2 * n), dtype=Z.dtype)
+        ZX[..., :n, :n] = Z
+        ZX[..., n:, n:] = Z
+        return TX, ZX
+
+    # -- sylvester family (linalgad/rules/sylvester.py) ----------------------------------------
+    # Schur forms A = Z T Zᴴ are plain (T, Z) stacks: the real Schur form (T quasi-triangular,
+    # 2×2 blocks for complex pairs) for real input, the complex one (T triangular) for
+    # complex input.  A flag ``t`` (True: the factors stand for Aᴴ = Z Tᴴ Zᴴ) selects
+    # LAPACK trsyl's trana/tranb = 'C' ('C' means 'T' for the real routines), so the
+    # factors of A serve Aᴴ without recomputation.
+
+    def schur(self, A, op="schur"):
+        """(T, Z) with A = Z T Zᴴ for a stack (..., n, n); LAPACK ?gees per matrix."""
+        n = A.shape[-1]
+        batch = A.shape[:-2]
+        if n == 0 or A.size == 0:
+            return A.copy(), np.broadcast_to(np.eye(n, dtype=A.dtype), A.shape).copy()
+        gees = _lapack_fn("gees", A.dtype)
+        select = (lambda x, y: 0) if A.dtype.kind == "f" else (lambda x: 0)
+        lwork = max(34 * n, 1)
+        flat = A.reshape(-1, n, n)
+        T = np.empty(flat.shape, dtype=A.dtype)
+        Z = np.empty(flat.shape, dtype=A.dtype)
+        for i in range(flat.shape[0]):
+            out = gees(select, flat[i], lwork=lwork)
+            if out[-1] != 0:
+                raise LinAlgError(f"{op}: the Schur decomposition did not converge"
+                                  f"{_where(op, batch, i)}")
+            T[i], Z[i] = out[0], out[-3]
+        return T.reshape(A.shape), Z.reshape(A.shape)
+
+    def schur_complex(self, T, Z):
+        """The complex Schur form of a real one (rsf2csf per matrix); complex input unchanged."""
+        if T.dtype.kind == "c":
+            return T, Z
+        from scipy.linalg import rsf2csf
+        n = T.shape[-1]
+        cdt = _complex_of(T.dtype)
+        fT, fZ = T.reshape(-1, n, n), Z.reshape(-1, n, n)
+        Tc = np.empty(fT.shape, dtype=cdt)
+        Zc = np.empty(fT.shape, dtype=cdt)
+        for i in range(fT.shape[0]):
+            Tc[i], Zc[i] = rsf2csf(fT[i], fZ[i], check_finite=False)
+        return Tc.reshape(T.shape), Zc.reshape(Z.shape)
+
+    def cayley(self, T, op="solve_discrete_lyapunov"):
+        """(W, S) = ((T + I)⁻¹, (T − I)(T + I)⁻¹ = I − 2W) of a (quasi-)triangular stack.
+
+        The bilinear transform that turns X − A X Aᴴ = Q into a continuous
+        equation in the same Schur basis.  LinAlgError when A has the eigenvalue −1.
+        """
+        n = T.shape[-1]
+        eye = np.eye(n, dtype=T.dtype)
+        W = _named(np.linalg.inv, T + eye, op,
+                   "the matrix has the eigenvalue -1, so the equation is singular")
+        return W, eye - 2 * W
+
+    @staticmethod
+    def _syl_mH(x):
+        return np.conj(np.swapaxes(x, -1, -2)) if x.dtype.kind == "c" else np.swapaxes(x, -1, -2)
+
+    def _trsyl_stack(self, Ta, ta, Tb, tb, F, op, what):
+        """Y with op(Ta) Y + Y op(Tb) = F per matrix of the broadcast stacks (LAPACK ?trsyl)."""
+        m, n = F.shape[-2:]
+        batch = np.broadcast_shapes(Ta.shape[:-2], Tb.shape[:-2], F.shape[:-2])
+        F = np.broadcast_to(F, batch + (m, n))
+        if F.size == 0:
+            return np.zeros(batch + (m, n), dtype=F.dtype)
+
+        def index(shape):
+            count = int(np.prod(shape, dtype=np.intp))
+            return np.broadcast_to(np.arange(count).reshape(shape), batch).ravel()
+        ia, ib = index(Ta.shape[:-2]), index(Tb.shape[:-2])
+        fTa, fTb = Ta.reshape(-1, m, m), Tb.reshape(-1, n, n)
+        fF = F.reshape(-1, m, n)
+        Y = np.empty(fF.shape, dtype=F.dtype)
+        trsyl = _lapack_fn("trsyl", F.dtype)
+        trana, tranb = ("C" if ta else "N"), ("C" if tb else "N")
+        for i in range(fF.shape[0]):
+            y, scale, info = trsyl(fTa[ia[i]], fTb[ib[i]], fF[i], trana=trana, tranb=tranb)
+            if info != 0:
+                raise LinAlgError(f"{op}: {what}{_where(op, batch, i)}")
+            Y[i] = y if scale == 1 else y / scale
+        return Y.reshape(batch + (m, n))
+
+    def sylvester_schur(self, Ta, Za, ta, Tb, Zb, tb, C, op="sylvester"):
+        """X with op(A) X + X op(B) = C from the Schur forms of A (..., m, m), B (..., n, n).
+
+        op(A) is A, or Aᴴ when ``ta`` (likewise B, ``tb``); the stacks broadcast.
+        F = Zaᴴ C Zb, trsyl solves op(Ta) Y + Y op(Tb) = F (its ``scale`` divided
+        out), X = Za Y Zbᴴ.  Real factors with a complex C solve the real and the
+        imaginary part; a real and a complex factor meet in the complex Schur form.
+        LinAlgError when op(A) and −op(B) share an eigenvalue (to working precision).
+        """
+        dtype = np.result_type(Ta.dtype, Tb.dtype, C.dtype)
+        if dtype.kind == "c" and Ta.dtype.kind == "f" and Tb.dtype.kind == "f":
+            re = self.sylvester_schur(Ta, Za, ta, Tb, Zb, tb, np.ascontiguousarray(C.real), op)
+            im = self.sylvester_schur(Ta, Za, ta, Tb, Zb, tb, np.ascontiguousarray(C.imag), op)
+            X = np.empty(re.shape, dtype=dtype)
+            X.real, X.imag = re, im
+            return X
+        if dtype.kind == "c":
+            Ta, Za = self.schur_complex(Ta, Za)
+            Tb, Zb = self.schur_complex(Tb, Zb)
+        Ta, Za, Tb, Zb, C = (x.astype(dtype, copy=False) for x in (Ta, Za, Tb, Zb, C))
+        mH = self._syl_mH
+        F = mH(Za) @ C @ Zb
+        Y = self._trsyl_stack(Ta, ta, Tb, tb, F, op,
+                              "the equation is singular: a and -b have a common (or, to "
+                              "working precision, nearly common) eigenvalue")
+        return Za @ Y @ mH(Zb)
+
+    def stein_schur(self, W, S, Z, t, C, op="solve_discrete_lyapunov"):
+        """X with X − op(A) X op(A)ᴴ = C, from A = Z T Zᴴ and (W, S) = cayley(T).
+
+        op(A) is A, or Aᴴ when ``t``.  In the Schur basis, F = Zᴴ C Z, the bilinear
+        transform G = −2 op(W) F op(W)ᴴ turns Y − op(T) Y op(T)ᴴ = F into
+        op(S) Y + Y op(S)ᴴ = G (trsyl), and X = Z Y Zᴴ.  LinAlgError when
+        λᵢ conj(λⱼ) = 1 for eigenvalues of A (the equation is singular).
+        """
+        dtype = np.result_type(S.dtype, C.dtype)
+        if dtype.kind == "c" and S.dtype.kind == "f":
+            re = self.stein_schur(W, S, Z, t, np.ascontiguousarray(C.real), op)
+            im = self.stein_schur(W, S, Z, t, np.ascontiguousarray(C.imag), op)
+            X = np.empty(re.shape, dtype=dtype)
+            X.real, X.imag = re, im
+            return X
+        W, S, Z, C = (x.astype(dtype, copy=False) for x in (W, S, Z, C))
+        mH = self._syl_mH
+        opW = mH(W) if t else W
+        G = (-2 * opW) @ (mH(Z) @ C @ Z) @ mH(opW)
+        Y = self._trsyl_stack(S, t, S, not t, G, op,
+                              "the equation is singular: a has eigenvalues with "
+                              "lambda_i * conj(lambda_j) = 1 (to working precision)")
+        return Z @ Y @ mH(Z)
+
+
+
+
 
 def _named(fn, A, op, what):
     """fn(A); when LAPACK fails on the stack, a LinAlgError naming op and the failing matrix."""

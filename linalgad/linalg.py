@@ -26,22 +26,33 @@ from __future__ import annotations
 import numpy as np
 
 from ._array_methods import register_numpy_function
-from .ops import norm
 from .rules._spectral import GaugeWarning
 from .rules.cholesky import cho_factor, cho_solve, cholesky, logdet
 from .rules.determinant import SlogdetResult, det, slogdet
 from .rules.eig import EigResult, eig, eigvals
 from .rules.eigh import EighResult, eigh, eigvalsh
 from .rules.inverse import inv
+from .rules.lstsq import lstsq, pinv, pinvh
 from .rules.lu import lu, lu_factor, lu_solve
+from .rules.matfuncs import expm, expm_frechet, logm, sqrtm
+from .rules.norms import (cond, cross, diagonal, matmul, matrix_norm, matrix_power, matrix_rank,
+                          matrix_transpose, multi_dot, norm, outer, tensordot, tensorinv,
+                          tensorsolve, trace, vecdot, vector_norm)
+from .rules.polar import polar
 from .rules.qr import QRResult, qr
 from .rules.solve import solve
 from .rules.svd import SVDResult, svd, svdvals
+from .rules.sylvester import (solve_continuous_lyapunov, solve_discrete_lyapunov,
+                              solve_sylvester)
 from .rules.triangular import solve_triangular
 
 __all__ = ["solve", "solve_triangular", "inv", "det", "slogdet", "cholesky", "cho_factor",
            "cho_solve", "logdet", "lu_factor", "lu_solve", "lu", "qr", "eigh", "eigvalsh", "svd", "svdvals",
-           "eig", "eigvals", "norm", "LinAlgError", "GaugeWarning", "SlogdetResult", "QRResult",
+           "eig", "eigvals", "lstsq", "pinv", "pinvh", "expm", "expm_frechet", "sqrtm", "logm",
+           "solve_sylvester", "solve_continuous_lyapunov", "solve_discrete_lyapunov", "polar",
+           "norm", "matrix_norm", "vector_norm", "cond", "matrix_power", "multi_dot", "trace",
+           "diagonal", "matrix_transpose", "outer", "vecdot", "cross", "tensordot", "matmul",
+           "matrix_rank", "tensorinv", "tensorsolve", "LinAlgError", "GaugeWarning", "SlogdetResult", "QRResult",
            "EighResult", "SVDResult", "EigResult"]
 
 LinAlgError = np.linalg.LinAlgError
@@ -49,6 +60,14 @@ LinAlgError = np.linalg.LinAlgError
 for _np_fn, _fn in ((np.linalg.solve, solve), (np.linalg.inv, inv), (np.linalg.det, det),
                     (np.linalg.slogdet, slogdet), (np.linalg.cholesky, cholesky),
                     (np.linalg.qr, qr), (np.linalg.eigh, eigh), (np.linalg.eigvalsh, eigvalsh),
-                    (np.linalg.svd, svd), (np.linalg.eig, eig), (np.linalg.eigvals, eigvals)) + \
-        (((np.linalg.svdvals, svdvals),) if hasattr(np.linalg, "svdvals") else ()):
+                    (np.linalg.svd, svd), (np.linalg.eig, eig), (np.linalg.eigvals, eigvals),
+                    (np.linalg.lstsq, lstsq), (np.linalg.pinv, pinv), (np.linalg.norm, norm),
+                    (np.linalg.cond, cond), (np.linalg.matrix_power, matrix_power),
+                    (np.linalg.multi_dot, multi_dot)) + \
+        tuple((getattr(np.linalg, name), fn) for name, fn in (
+            ("svdvals", svdvals), ("matrix_norm", matrix_norm), ("vector_norm", vector_norm),
+            ("trace", trace), ("diagonal", diagonal), ("matrix_transpose", matrix_transpose),
+            ("outer", outer), ("vecdot", vecdot), ("cross", cross), ("tensordot", tensordot),
+            ("matmul", matmul), ("matrix_rank", matrix_rank), ("tensorinv", tensorinv),
+            ("tensorsolve", tensorsolve)) if hasattr(np.linalg, name)):
     register_numpy_function(_np_fn, _fn)

@@ -33,6 +33,11 @@ RULE_MODULES = (
     "linalgad.rules.eigh",
     "linalgad.rules.svd",
     "linalgad.rules.eig",
+    "linalgad.rules.lstsq",
+    "linalgad.rules.matfuncs",
+    "linalgad.rules.sylvester",
+    "linalgad.rules.polar",
+    "linalgad.rules.norms",
 )
 
 

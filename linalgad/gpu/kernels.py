@@ -15,8 +15,8 @@ import cupy
 import numpy as np
 from cupyx.scipy import linalg as _cxl
 
-from ..backend import (ComposedKernels, LinAlgError, LUFactors, _TRANS, _complex_of,
-                       _perm_from_swaps, _where)
+from ..backend import (CPU, ComposedKernels, CPUKernels, LinAlgError, LUFactors, _TRANS,
+                       _complex_of, _perm_from_swaps, _where)
 
 __all__ = ["GPU", "GPUKernels"]
 
@@ -164,6 +164,118 @@ class GPUKernels(ComposedKernels):
         fn = getattr(cupy.linalg, "eigvals", None)
         w = fn(A) if fn is not None else cupy.asarray(np.linalg.eigvals(cupy.asnumpy(A)))
         return w.astype(cdt, copy=False)
+
+    # -- lstsq family (linalgad/rules/lstsq.py) ----------------------------------------
+    def lstsq_qr(self, M):
+        """QR of a tall stack M (..., m, n) for least squares: (F, R), Q formed
+        (cuSOLVER geqrf + orgqr through cupy.linalg.qr, matrix by matrix)."""
+        Q, R = self.qr(M, complete=False)
+        return ("explicit", Q), R
+
+    def lstsq_qr_r(self, M, b):
+        """(R, Qᴴ b) from the R factor of the augmented [M b] (Q never formed)."""
+        n = M.shape[-1]
+        aug = cupy.concatenate([M, b.astype(M.dtype, copy=False)], axis=-1)
+        flat = aug.reshape((-1,) + aug.shape[-2:])
+        Raug = cupy.stack([cupy.linalg.qr(a, mode="r") for a in flat])
+        Raug = Raug.reshape(aug.shape[:-2] + Raug.shape[-2:])
+        return cupy.triu(Raug[..., :n, :n]), Raug[..., :n, n:]
+
+    def lstsq_svdvals_small(self, R, max_cond=None):
+        """Singular values from eigvalsh(Rᴴ R) when every cond(R) <= max_cond, else None
+        (max_cond 32 in double, 8 in single precision, as the CPU table)."""
+        if max_cond is None:
+            max_cond = 32.0 if np.finfo(R.dtype).eps < 1e-10 else 8.0
+        RH = cupy.conj(cupy.swapaxes(R, -1, -2))
+        lam = cupy.linalg.eigvalsh(RH @ R)[..., ::-1]
+        top = lam[..., :1]
+        if not bool(cupy.all(lam[..., -1:] * max_cond ** 2 >= top)) or \
+                not bool(cupy.all(top > 0)):
+            return None
+        return cupy.sqrt(lam)
+
+    def lstsq_qr_apply(self, F, y, adjoint):
+        """Qᴴ y (adjoint) or Q y, with the formed Q."""
+        Q = F[1]
+        if adjoint:
+            return cupy.matmul(cupy.conj(cupy.swapaxes(Q, -1, -2)), y)
+        return cupy.matmul(Q, y)
+
+    # -- matfuncs family (linalgad/rules/matfuncs.py) ----------------------------------------
+    # expm: cupyx.scipy.linalg.expm (CuPy >= 13; scaling and squaring on the device), one
+    # matrix at a time; without it, the CPU kernel through the host.  L(A, E): composed on
+    # the device, the (1,2) block of expm of the 2n×2n block [[A, sE], [0, A]] (there is
+    # no Fréchet kernel in CuPy; the block is the standard composition, Higham 2008
+    # eq. (3.16)).  sqrtm and logm: documented host round-trips, like the sylvester
+    # section: CuPy has no Schur decomposition, and a Schur-free composition (Denman–
+    # Beavers / Newton iterations for sqrtm, eigendecomposition for logm) is not stable
+    # for non-normal matrices.  logm's triangular Schur factors stay on the host (only
+    # these kernels read them); each derivative copies its direction to the host and
+    # the result back: O(n²) transfers around O(n³) host work.
+
+    def expm(self, A):
+        if A.size == 0:
+            return A.copy()
+        fn = getattr(_cxl, "expm", None)
+        if fn is None:
+            return cupy.asarray(CPU.expm(cupy.asnumpy(A)))
+        n = A.shape[-1]
+        out = cupy.stack([fn(a) for a in A.reshape(-1, n, n)]).reshape(A.shape)
+        return out.astype(A.dtype, copy=False)
+
+    def expm_frechet(self, A, E, with_expm=False):
+        dtype = np.result_type(A.dtype, E.dtype)
+        n = A.shape[-1]
+        if A.size == 0:
+            L = cupy.zeros(A.shape, dtype=dtype)
+            return (A.astype(dtype), L) if with_expm else L
+        X, s = CPUKernels._frechet_block(cupy, A, E)
+        F = self.expm(X)
+        L = (F[..., :n, n:] / s[..., None, None].astype(F.real.dtype)).astype(dtype, copy=False)
+        return (F[..., :n, :n].astype(A.dtype, copy=False), L) if with_expm else L
+
+    def sqrtm(self, A, op="sqrtm"):
+        return cupy.asarray(CPU.sqrtm(cupy.asnumpy(A), op))
+
+    def logm_schur(self, A, op="logm"):
+        return CPU.logm_schur(cupy.asnumpy(A), op)          # host factors
+
+    def logm_from_schur(self, T, Z, real, op="logm"):
+        return cupy.asarray(CPU.logm_from_schur(T, Z, real, op))
+
+    def logm_frechet_schur(self, T, Z, E, real, op="logm"):
+        return cupy.asarray(CPU.logm_frechet_schur(T, Z, cupy.asnumpy(E), real, op))
+
+    def logm_block_factors(self, T, Z, E):
+        return CPU.logm_block_factors(T, Z, cupy.asnumpy(E))
+
+    # -- sylvester family (linalgad/rules/sylvester.py) ----------------------------------------
+    # Composed kernels with a documented host round-trip (like ``eig`` without Xgeev):
+    # CuPy has neither a Schur decomposition nor a triangular Sylvester solver (trsyl),
+    # and the Schur form has no reasonable composition from cuSOLVER's kernels (a
+    # Hessenberg QR iteration is sequential; an eigendecomposition is not a stable
+    # substitute for non-normal matrices).  So the Schur forms are computed by LAPACK
+    # ?gees on the host and KEPT ON THE HOST (the factor objects are opaque and only
+    # these kernels read them), and each solve copies its right-hand side to the host,
+    # runs the CPU kernel (basis changes + ?trsyl) and copies the solution back:
+    # O(n²) transfers per solve around O(n³) host work.  The differentiable rules
+    # (linalgad/rules/sylvester.py) are unchanged: only these kernels differ.
+
+    def schur(self, A, op="schur"):
+        return CPU.schur(cupy.asnumpy(A), op)
+
+    def schur_complex(self, T, Z):
+        return CPU.schur_complex(T, Z)
+
+    def cayley(self, T, op="solve_discrete_lyapunov"):
+        return CPU.cayley(T, op)
+
+    def sylvester_schur(self, Ta, Za, ta, Tb, Zb, tb, C, op="sylvester"):
+        return cupy.asarray(CPU.sylvester_schur(Ta, Za, ta, Tb, Zb, tb, cupy.asnumpy(C), op))
+
+    def stein_schur(self, W, S, Z, t, C, op="solve_discrete_lyapunov"):
+        return cupy.asarray(CPU.stein_schur(W, S, Z, t, cupy.asnumpy(C), op))
+
 
 
 GPU = GPUKernels()

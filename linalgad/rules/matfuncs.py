@@ -1,0 +1,567 @@
+"""expm, expm_frechet, sqrtm, logm: matrix functions.   Derivation: docs/derivations/matfuncs.md
+
+expm          F = e^A              dF = L(A, dA)            (Fréchet derivative of exp)
+  Reverse     Ā = L(Aᴴ, F̄)   (the adjoint of L(A, ·) is L(Aᴴ, ·))
+  Forward     Ḟ = L(A, Ȧ)
+L(A, E)       the (1,2) block of exp([[A, E], [0, A]]); linear in E.
+  Forward     L̇ = (1,2) block of L(X, Ẋ),  X = [[A, E], [0, A]],  Ẋ = [[Ȧ, Ė], [0, Ȧ]]
+  Reverse     Y = L(Xᴴ, [[0, L̄], [0, 0]]):  Ā = Y₁₁ + Y₂₂,  Ē = Y₁₂   (Ē = L(Aᴴ, L̄) alone)
+sqrtm         X² = A               X dX + dX X = dA          (a Sylvester equation)
+  Forward     X Ẋ + Ẋ X = Ȧ
+  Reverse     Xᴴ Ā + Ā Xᴴ = X̄     (Schur factors of X computed once, reused as .H)
+logm          e^F = A              dF = L_log(A, dA) = L_exp(F, ·)⁻¹(dA)
+  Forward     Ḟ = L_log(A, Ȧ)
+  Reverse     Ā = L_log(Aᴴ, F̄) = L_log(A, F̄ᴴ)ᴴ
+L_log(A, E)   (1,2) block of log([[A, E], [0, A]]), evaluated in A's triangular Schur basis
+              (the block [[T, F], [0, T]] is triangular: no second Schur decomposition);
+              its derivatives by the same block identity as L above.
+
+The Fréchet derivatives are primitives of their own whose derivatives come from
+the block identities, so every order is available (each order doubles the
+matrix size of the innermost call).  First-order values use fast kernels:
+SciPy's expm_frechet (or one batched expm of the 2n block for stacks of small
+matrices), and the triangular Schur form of A cached by logm's forward pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from ..backend import LinAlgError, kernels_for, namespace_of
+from ..registry import Domain, Rule
+from ..tape import Primitive
+from ..testing import matrices as M
+from . import _common as C
+from .sylvester import schur_factors, sylvester
+
+__all__ = ["expm", "expm_frechet", "sqrtm", "logm", "frechet_expm", "frechet_logm", "RULES"]
+
+
+# -- 2×2 block matrices of (possibly traced) stacks ------------------------------------------
+
+def _block(a11, a12, a21, a22):
+    """[[a11, a12], [a21, a22]] (None: a zero block); equal (..., n, n) stacks."""
+    present = [a for a in (a11, a12, a21, a22) if a is not None]
+    dtype = np.result_type(*(ops.asarray_value(a).dtype for a in present))
+    like = present[0]
+
+    def z(a):
+        return ops.zeros_like(like, dtype=dtype) if a is None else a
+    top = ops.concatenate([z(a11), z(a12)], axis=-1)
+    bottom = ops.concatenate([z(a21), z(a22)], axis=-1)
+    return ops.concatenate([top, bottom], axis=-2)
+
+
+def _part(X, i, j, n):
+    return C.submatrix(X, slice(i * n, (i + 1) * n), slice(j * n, (j + 1) * n))
+
+
+def _add(x, y):
+    if x is None:
+        return y
+    return x if y is None else x + y
+
+
+# -- L(A, E): the Fréchet derivative of expm --------------------------------------------------
+
+def _frechet_impl(A, E):
+    K = kernels_for(A, E)
+    L = K.expm_frechet(A, E)
+    dtype = np.result_type(A.dtype, E.dtype)
+    return L if L.dtype == dtype else L.astype(dtype)
+
+
+def _frechet_jvp(tangents, L, res, A, E):
+    """L̇ = L(A, Ė) when only E moves; else the (1,2) block of L(X, Ẋ)."""
+    A_dot, E_dot = tangents
+    if A_dot is None:
+        return None if E_dot is None else _frechet(A, E_dot)
+    n = ops._shape(A)[-1]
+    X = _block(A, E, None, A)
+    X_dot = _block(A_dot, E_dot, None, A_dot)
+    return _part(_frechet(X, X_dot), 0, 1, n)
+
+
+def _frechet_vjp(L_bar, needs, L, res, A, E):
+    """Ē = L(Aᴴ, L̄); with Ā: Y = L(Xᴴ, [[0, L̄], [0, 0]]), Ā = Y₁₁ + Y₂₂, Ē = Y₁₂."""
+    if not needs[0]:
+        return None, ops.fit(_frechet(ops.mH(A), L_bar), E)
+    n = ops._shape(A)[-1]
+    AH = ops.mH(A)
+    XH = _block(AH, None, ops.mH(E), AH)
+    Y = _frechet(XH, _block(None, L_bar, None, None))
+    A_bar = ops.fit(_part(Y, 0, 0, n) + _part(Y, 1, 1, n), A)
+    E_bar = ops.fit(_part(Y, 0, 1, n), E) if needs[1] else None
+    return A_bar, E_bar
+
+
+_frechet = Primitive("expm_frechet", _frechet_impl, _frechet_vjp, _frechet_jvp)
+
+
+def frechet_expm(A, E):
+    """L(A, E) = d/dt expm(A + tE) at t = 0 for checked, equal (..., n, n) stacks (internal).
+
+    Valid when: always (expm is entire); accuracy like SciPy's expm_frechet.
+    """
+    return _frechet(A, E)
+
+
+# -- expm ---------------------------------------------------------------------------------------
+
+def _expm_impl(A):
+    return kernels_for(A).expm(A)
+
+
+def _expm_vjp(F_bar, needs, F, res, A):
+    """Ā = L(Aᴴ, F̄)."""
+    return (ops.fit(_frechet(ops.mH(A), F_bar), A),)
+
+
+def _expm_jvp(tangents, F, res, A):
+    """Ḟ = L(A, Ȧ)."""
+    (A_dot,) = tangents
+    return _frechet(A, A_dot)
+
+
+_expm = Primitive("expm", _expm_impl, _expm_vjp, _expm_jvp)
+
+
+def expm(A):
+    """The matrix exponential e^A of a square matrix or stack (..., n, n), differentiable.
+
+    scipy.linalg.expm: scaling and squaring with Padé approximants (Al-Mohy &
+    Higham 2009); the result has A's shape and (inexact) dtype.  Raises
+    LinAlgError for a non-square input and ValueError for infs or NaNs.  The
+    derivative is the Fréchet derivative L(A, ·) (SciPy's expm_frechet); the
+    gradient is L(Aᴴ, Ḡ).
+
+    Valid when: always (e^A is entire); the derivative's accuracy follows
+    SciPy's expm_frechet, and both grow like e^‖A‖ for large norms.
+    """
+    op = "expm"
+    return _expm(C.prepare(op, A, True))
+
+
+# -- expm_frechet (public) ---------------------------------------------------------------------
+
+def _pair_impl(A, E):
+    K = kernels_for(A, E)
+    eA, L = K.expm_frechet(A, E, with_expm=True)
+    dtype = np.result_type(A.dtype, E.dtype)
+    return eA, (L if L.dtype == dtype else L.astype(dtype))
+
+
+def _pair_vjp(cts, needs, out, res, A, E):
+    F_bar, L_bar = cts
+    A_bar = E_bar = None
+    if L_bar is not None:
+        A_bar, E_bar = _frechet_vjp(L_bar, needs, out[1], None, A, E)
+    if F_bar is not None and needs[0]:
+        A_bar = _add(A_bar, ops.fit(_frechet(ops.mH(A), F_bar), A))
+    return A_bar, E_bar
+
+
+def _pair_jvp(tangents, out, res, A, E):
+    A_dot = tangents[0]
+    F_dot = None if A_dot is None else _frechet(A, A_dot)
+    return F_dot, _frechet_jvp(tangents, out[1], None, A, E)
+
+
+_pair = Primitive("expm_frechet_pair", _pair_impl, _pair_vjp, _pair_jvp, multiple_results=True)
+
+
+def expm_frechet(A, E, method=None, compute_expm=True, check_finite=True):
+    """Fréchet derivative of the matrix exponential of A in the direction E, differentiable.
+
+    scipy.linalg.expm_frechet: returns ``(expm_A, expm_frechet_AE)``, or only
+    the Fréchet derivative when ``compute_expm`` is False.  A and E are square
+    (..., n, n) stacks (broadcast against each other); results have their
+    common inexact dtype.  ``method`` ('SPS' or 'blockEnlarge') is accepted:
+    the value is the same mathematical object, computed by SciPy's SPS
+    algorithm (or, for stacks of small matrices, by one batched expm of the
+    2n×2n block matrix).  Differentiable in A and E, to any order (the
+    derivative of L(A, E) is a Fréchet derivative of a 2n×2n block matrix).
+    ValueError for mismatched shapes, an unknown method, or infs/NaNs when
+    ``check_finite``.
+
+    Valid when: always (exp is entire); every further order of derivative in
+    A doubles the matrix size of its innermost evaluation.
+    """
+    op = "expm_frechet"
+    if method not in (None, "SPS", "blockEnlarge"):
+        raise ValueError(f"{op}: unknown implementation {method!r}; use None, 'SPS' or "
+                         "'blockEnlarge'")
+    av, ev = C.square_matrix(op, A, "A"), C.square_matrix(op, E, "E")
+    if av.shape[-1] != ev.shape[-1]:
+        raise ValueError(f"{op}: expected A and E to be the same shape; got {av.shape} "
+                         f"and {ev.shape}")
+    dtype = C.result_dtype(op, av, ev)
+    C.checked(op, ("A", "E"), (av, ev), check_finite)
+    A, E = C.promote(A, dtype), C.promote(E, dtype)
+    if av.shape != ev.shape:
+        try:
+            shape = np.broadcast_shapes(av.shape, ev.shape)
+        except ValueError:
+            raise ValueError(f"{op}: the stacks of A {av.shape} and E {ev.shape} do not "
+                             "broadcast") from None
+        A = ops.broadcast_to(A, shape) if av.shape != shape else A
+        E = ops.broadcast_to(E, shape) if ev.shape != shape else E
+    if compute_expm:
+        return _pair(A, E)
+    return _frechet(A, E)
+
+
+# -- sqrtm ------------------------------------------------------------------------------------
+
+def _singular_schur(T):
+    """Does the (quasi-)triangular Schur form T have an eigenvalue 0 (to working precision)?
+
+    1×1 blocks are eigenvalues; a real 2×2 block holds a complex pair, never 0.
+    """
+    xp = namespace_of(T)
+    n = T.shape[-1]
+    if T.size == 0:
+        return False
+    d = xp.abs(xp.diagonal(T, 0, -2, -1))
+    if T.dtype.kind == "f" and n > 1:
+        sub = xp.diagonal(T, -1, -2, -1) != 0
+        block = xp.zeros(d.shape, dtype=bool)
+        block[..., :-1] |= sub
+        block[..., 1:] |= sub
+        d = xp.where(block, xp.inf, d)
+    tol = n * np.finfo(T.dtype).eps * xp.abs(T).max(axis=(-2, -1))[..., None]
+    return bool((d <= tol).any())
+
+
+def _sqrtm_impl(A):
+    X = kernels_for(A).sqrtm(A, op="sqrtm")
+    f = schur_factors(X, op="sqrtm")
+    return X, (f, _singular_schur(f.T))
+
+
+def _sqrtm_check(res):
+    if res[1]:
+        raise LinAlgError("sqrtm: the matrix is singular, so its square root X is singular "
+                          "and not differentiable there (X dX + dX X = dA has no unique "
+                          "solution)")
+
+
+def _sqrtm_vjp(X_bar, needs, X, res, A):
+    """Xᴴ Ā + Ā Xᴴ = X̄ (X's Schur factors, read as .H)."""
+    _sqrtm_check(res)
+    f = res[0]
+    XH = ops.mH(X)
+    return (ops.fit(sylvester(XH, XH, X_bar, fa=f.H, fb=f.H, op="sqrtm"), A),)
+
+
+def _sqrtm_jvp(tangents, X, res, A):
+    """X Ẋ + Ẋ X = Ȧ."""
+    _sqrtm_check(res)
+    f = res[0]
+    return sylvester(X, X, tangents[0], fa=f, fb=f, op="sqrtm")
+
+
+_sqrtm = Primitive("sqrtm", _sqrtm_impl, _sqrtm_vjp, _sqrtm_jvp, staged=True)
+
+
+def sqrtm(A, disp=True, blocksize=64):
+    """The principal square root X (X @ X = A) of a square matrix or stack, differentiable.
+
+    scipy.linalg.sqrtm (blocked Schur method, Deadman, Higham & Ralha 2013); the
+    result has A's shape and inexact dtype.  A real matrix with a negative real
+    eigenvalue has no real principal square root: LinAlgError (SciPy would
+    return a complex array; pass a complex matrix for the complex root).  A
+    singular A gives SciPy's root (with its warning), but its derivative
+    raises LinAlgError.  ``disp=False`` also returns SciPy's error estimate
+    ‖X² − A‖²_F / ‖A‖_F (a plain float); ``blocksize`` is accepted and ignored
+    (both are deprecated in SciPy 1.17).  ValueError for infs or NaNs.
+
+    Valid when: A is nonsingular (and, if real, has no negative real
+    eigenvalue).  The derivative solves X dX + dX X = dA, whose conditioning
+    is 1/min|λᵢ(X) + λⱼ(X)|: large when A has eigenvalues near 0.
+    """
+    op = "sqrtm"
+    X = _sqrtm(C.prepare(op, A, True))
+    if disp:
+        return X
+    xv, av = ops.asarray_value(X), ops.asarray_value(A)
+    arg2 = float(np.linalg.norm(xv @ xv - av) ** 2 / np.linalg.norm(av))
+    return X, arg2
+
+
+# -- L_log(A, E): the Fréchet derivative of logm ------------------------------------------------
+
+def _logm_frechet_impl(A, E, *, factors=None):
+    K = kernels_for(A, E)
+    T, Z = K.logm_schur(A, op="logm") if factors is None else factors
+    real = A.dtype.kind == "f" and E.dtype.kind == "f"
+    L = K.logm_frechet_schur(T, Z, E, real, op="logm")
+    dtype = np.result_type(A.dtype, E.dtype)
+    return L if L.dtype == dtype else L.astype(dtype)
+
+
+def _block_factors(factors, E):
+    """Triangular Schur factors of [[A, E], [0, A]] from those of A: [[T, ZᴴEZ], [0, T]], diag(Z, Z).
+
+    Plain values (E's primal): a cache, never differentiated.
+    """
+    if factors is None:
+        return None
+    T, Z = factors
+    Ev = ops.asarray_value(E)
+    return kernels_for(Ev).logm_block_factors(T, Z, Ev)
+
+
+def _logm_frechet_jvp(tangents, L, res, A, E, *, factors=None):
+    """L̇ = L_log(A, Ė) when only E moves; else the (1,2) block of L_log(X, Ẋ)."""
+    A_dot, E_dot = tangents
+    if A_dot is None:
+        return None if E_dot is None else _logm_frechet(A, E_dot, factors=factors)
+    n = ops._shape(A)[-1]
+    X = _block(A, E, None, A)
+    X_dot = _block(A_dot, E_dot, None, A_dot)
+    Y = _logm_frechet(X, X_dot, factors=_block_factors(factors, E))
+    return _part(Y, 0, 1, n)
+
+
+def _logm_frechet_vjp(L_bar, needs, L, res, A, E, *, factors=None):
+    """Ē = L_log(A, L̄ᴴ)ᴴ; with Ā: Y = L_log(X, [[0, 0], [L̄ᴴ, 0]])ᴴ, Ā = Y₁₁ + Y₂₂, Ē = Y₁₂."""
+    if not needs[0]:
+        return None, ops.fit(ops.mH(_logm_frechet(A, ops.mH(L_bar), factors=factors)), E)
+    n = ops._shape(A)[-1]
+    X = _block(A, E, None, A)
+    G = _block(None, None, ops.mH(L_bar), None)
+    Y = ops.mH(_logm_frechet(X, G, factors=_block_factors(factors, E)))
+    A_bar = ops.fit(_part(Y, 0, 0, n) + _part(Y, 1, 1, n), A)
+    E_bar = ops.fit(_part(Y, 0, 1, n), E) if needs[1] else None
+    return A_bar, E_bar
+
+
+_logm_frechet = Primitive("logm_frechet", _logm_frechet_impl, _logm_frechet_vjp,
+                          _logm_frechet_jvp)
+
+
+def frechet_logm(A, E, factors=None):
+    """L_log(A, E) = d/dt logm(A + tE) at t = 0 for checked, equal stacks (internal).
+
+    ``factors``: A's triangular Schur factors (T, Z) (a cache, never differentiated).
+
+    Valid when: A is nonsingular with no eigenvalue on the closed negative real axis.
+    """
+    return _logm_frechet(A, E, factors=factors)
+
+
+# -- logm -------------------------------------------------------------------------------------
+
+def _logm_impl(A):
+    K = kernels_for(A)
+    T, Z = K.logm_schur(A, op="logm")
+    L = K.logm_from_schur(T, Z, A.dtype.kind == "f", op="logm")
+    return (L if L.dtype == A.dtype else L.astype(A.dtype)), (T, Z)
+
+
+def _logm_vjp(F_bar, needs, F, res, A):
+    """Ā = L_log(Aᴴ, F̄) = L_log(A, F̄ᴴ)ᴴ (A's cached Schur factors)."""
+    return (ops.fit(ops.mH(_logm_frechet(A, ops.mH(F_bar), factors=res)), A),)
+
+
+def _logm_jvp(tangents, F, res, A):
+    """Ḟ = L_log(A, Ȧ)."""
+    return _logm_frechet(A, tangents[0], factors=res)
+
+
+_logm = Primitive("logm", _logm_impl, _logm_vjp, _logm_jvp, staged=True)
+
+
+def logm(A, disp=True):
+    """The principal matrix logarithm F (e^F = A) of a square matrix or stack, differentiable.
+
+    scipy.linalg.logm (inverse scaling and squaring, Al-Mohy & Higham 2012),
+    evaluated in A's triangular Schur form; the result has A's shape and
+    inexact dtype.  LinAlgError for a singular matrix, and for a real matrix
+    with a negative real eigenvalue (it has no real logarithm: SciPy would
+    return a complex array; pass a complex matrix for the principal complex
+    one); a stack names the failing matrix.  ValueError for infs or NaNs.
+    ``disp=False`` also returns SciPy's error estimate ‖e^F − A‖₁/‖A‖₁ (a
+    plain float).
+
+    Valid when: A is nonsingular with no eigenvalue on the negative real axis
+    (the branch cut: a complex A with such an eigenvalue gets SciPy's value,
+    but the logarithm is not differentiable there).  The derivative
+    L_log(A, ·) = L_exp(F, ·)⁻¹ grows like 1/min|λᵢ(A)| and like
+    1/|λᵢ − λⱼ| · |log λᵢ − log λⱼ| between eigenvalues.
+    """
+    op = "logm"
+    F = _logm(C.prepare(op, A, True))
+    if disp:
+        return F
+    from scipy.linalg import expm as _sexpm
+    fv, av = ops.asarray_value(F), ops.asarray_value(A)
+    errest = float(np.linalg.norm(_sexpm(fv) - av, 1) / np.linalg.norm(av, 1)) \
+        if fv.ndim == 2 else float("nan")
+    return F, errest
+
+
+# -- references (SciPy alone), results in the input's dtype -------------------------------------
+
+def _as(x, dtype):
+    x = np.asarray(x)
+    if x.dtype.kind == "c" and np.dtype(dtype).kind == "f":
+        x = x.real
+    return x.astype(dtype)
+
+
+def expm_reference(A):
+    import scipy.linalg as sl
+    return _as(sl.expm(A), A.dtype)
+
+
+def expm_frechet_reference(A, E, method=None, compute_expm=True):
+    import scipy.linalg as sl
+    dtype = np.result_type(A.dtype, E.dtype)
+    if compute_expm:
+        F, L = sl.expm_frechet(A, E, method=method)
+        return _as(F, dtype), _as(L, dtype)
+    return _as(sl.expm_frechet(A, E, method=method, compute_expm=False), dtype)
+
+
+def sqrtm_reference(A):
+    import scipy.linalg as sl
+    return _as(sl.sqrtm(A), A.dtype)
+
+
+def logm_reference(A):
+    import warnings
+
+    import scipy.linalg as sl
+    with warnings.catch_warnings():     # SciPy's float32 error estimate is float64-strict
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _as(sl.logm(A), A.dtype)
+
+
+# -- registry domains -----------------------------------------------------------------------
+
+def _finish(x, dtype):
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def _gauss(rng, shape, dtype):
+    if np.dtype(dtype).kind == "c":
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) / np.sqrt(2)
+    return rng.standard_normal(shape)
+
+
+def _nonnormal(rng, n, batch, dtype, lo, hi, offdiag, imag=0.0):
+    """Q (D + N) Qᴴ: eigenvalues D in [lo, hi] (+ i·imag·u for complex), N strictly upper."""
+    shape = tuple(batch) + (n, n)
+    d = rng.uniform(lo, hi, tuple(batch) + (n,))
+    if np.dtype(dtype).kind == "c" and imag:
+        d = d + 1j * imag * rng.uniform(-1, 1, d.shape)
+    N = np.triu(_gauss(rng, shape, dtype), 1) * offdiag / np.sqrt(n)
+    T = N + d[..., None, :] * np.eye(n)
+    Q = M.random_orthogonal(rng, n, batch, np.complex128 if np.dtype(dtype).kind == "c"
+                            else np.float64)
+    return _finish(Q @ T @ np.conj(np.swapaxes(Q, -1, -2)), dtype)
+
+
+def _expm_general(rng, n, batch, dtype):
+    # ‖A‖₂ <= 1.2: e^A stays O(1) and float32 finite differences stay accurate
+    return (_finish(M.random_general(rng, n, batch, np.dtype(dtype), cond=4.0) * 0.3, dtype),), {}
+
+
+def _expm_symmetric(rng, n, batch, dtype):
+    return (M.random_symmetric(rng, n, batch, dtype),), {}
+
+
+def _expm_nonnormal(rng, n, batch, dtype):
+    return (_nonnormal(rng, n, batch, dtype, -1.0, 1.0, 1.5, imag=1.0),), {}
+
+
+def _frechet_domain(compute_expm):
+    def make(rng, n, batch, dtype):
+        A = _finish(M.random_general(rng, n, batch, np.dtype(dtype), cond=4.0) * 0.3, dtype)
+        E = _finish(_gauss(rng, tuple(batch) + (n, n), dtype), dtype)
+        return (A, E), {"compute_expm": compute_expm}
+    return make
+
+
+def _positive_spd(rng, n, batch, dtype):
+    # eigenvalues in [0.5, 2]
+    return (_finish(M.random_spd(rng, n, batch, np.dtype(dtype), cond=4.0) * 0.5, dtype),), {}
+
+
+def _positive_nonnormal(rng, n, batch, dtype):
+    return (_nonnormal(rng, n, batch, dtype, 0.6, 2.0, 0.6, imag=0.5),), {}
+
+
+def _positive_complex_pairs(rng, n, batch, dtype):
+    # real matrices with complex-conjugate eigenvalue pairs (real Schur 2×2 blocks)
+    shape = tuple(batch) + (n, n)
+    R = 1.2 * np.eye(n) + 0.35 * _gauss(rng, shape, np.float64)
+    R = R - 0.35 * np.swapaxes(R, -1, -2) + 0.35 * np.eye(n)
+    return (_finish(R, dtype),), {}
+
+
+_POSITIVE = (
+    Domain("spd", _positive_spd, "symmetric / Hermitian positive definite, eigenvalues in "
+           "[0.5, 2]"),
+    Domain("nonnormal", _positive_nonnormal, "non-normal, eigenvalues with real part in "
+           "[0.6, 2] (complex ones off the real axis for complex dtypes)"),
+    Domain("complex_pairs", _positive_complex_pairs, "real, eigenvalues in complex-conjugate "
+           "pairs in the right half plane (real Schur 2x2 blocks)", real_only=True),
+)
+
+
+RULES = (
+    Rule(
+        name="expm",
+        fun=expm,
+        primitive=_expm,
+        domains=(
+            Domain("general", _expm_general, "well-conditioned general matrices, ‖A‖₂ <= 1.2"),
+            Domain("symmetric", _expm_symmetric, "symmetric / Hermitian (normal), "
+                   "eigenvalues in [-1, 1]"),
+            Domain("nonnormal", _expm_nonnormal, "strongly non-normal (large strictly upper "
+                   "part in a random basis), eigenvalues with real part in [-1, 1]"),
+        ),
+        derivation="docs/derivations/matfuncs.md",
+        reference=expm_reference,
+        references=("Al-Mohy & Higham 2009 (SIMAX 30)", "Najfeld & Havel 1995",
+                    "Higham 2008, Functions of Matrices, ch. 3 and 10"),
+    ),
+    Rule(
+        name="expm_frechet",
+        fun=expm_frechet,
+        primitive=_frechet,
+        domains=(
+            Domain("pair", _frechet_domain(True), "A general with ‖A‖₂ <= 1.2, E Gaussian; "
+                   "returns (expm(A), L(A, E))"),
+            Domain("derivative_only", _frechet_domain(False), "as 'pair', compute_expm=False"),
+        ),
+        derivation="docs/derivations/matfuncs.md",
+        reference=expm_frechet_reference,
+        references=("Al-Mohy & Higham 2009 (SIMAX 30, Fréchet derivative)",
+                    "Higham 2008, Functions of Matrices, eq. (3.16)"),
+    ),
+    Rule(
+        name="sqrtm",
+        fun=sqrtm,
+        primitive=_sqrtm,
+        domains=_POSITIVE,
+        derivation="docs/derivations/matfuncs.md",
+        reference=sqrtm_reference,
+        references=("Deadman, Higham & Ralha 2013", "Higham 1987",
+                    "Higham 2008, Functions of Matrices, ch. 6"),
+    ),
+    Rule(
+        name="logm",
+        fun=logm,
+        primitive=_logm,
+        domains=_POSITIVE,
+        derivation="docs/derivations/matfuncs.md",
+        reference=logm_reference,
+        references=("Al-Mohy & Higham 2012 (SISC 34)", "Al-Mohy, Higham & Relton 2013",
+                    "Higham 2008, Functions of Matrices, ch. 11 and eq. (3.16)"),
+    ),
+)

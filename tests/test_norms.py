@@ -1,0 +1,220 @@
+"""norm, cond, matrix_power, multi_dot and the NumPy 2 helpers: values, ties, errors, stacks."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import linalgad as lad
+from linalgad.rules import norms as N
+from linalgad.testing import check_grads
+
+INF = np.inf
+MATRIX_ORDS = [None, "fro", "nuc", 2, -2, 1, -1, INF, -INF]
+
+
+def _x(shape, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    rng.standard_normal(13)
+    x = rng.standard_normal(shape)
+    if np.dtype(dtype).kind == "c":
+        x = x + 1j * rng.standard_normal(shape)
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("ord", MATRIX_ORDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+def test_matrix_norm_values(ord, dtype):
+    x = _x((3, 4), dtype)
+    got = N.norm(x, ord)
+    want = np.linalg.norm(x, ord)
+    assert got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-5 if np.finfo(dtype).bits <= 32 else 1e-12)
+
+
+@pytest.mark.parametrize("ord", MATRIX_ORDS)
+@pytest.mark.parametrize("axis,keepdims", [((0, 2), False), ((2, 0), True), ((-1, -3), False)])
+def test_matrix_norm_axes_over_stacks(ord, axis, keepdims):
+    x = _x((3, 2, 4), np.complex128)
+    np.testing.assert_allclose(N.norm(x, ord, axis, keepdims),
+                               np.linalg.norm(x, ord, axis, keepdims), rtol=1e-12)
+    check_grads(lambda x: N.norm(x, ord, axis, keepdims), (x,), order=1)
+
+
+@pytest.mark.parametrize("ord", [None, 2, 1, INF, -INF, 3, 0.5, -1, 0])
+@pytest.mark.parametrize("axis", [None, 0, -1])
+def test_vector_norms(ord, axis):
+    x = _x((4, 5), np.complex128)
+    if axis is None:
+        x = x[0]
+    got, want = N.norm(x, ord, axis), np.linalg.norm(x, ord, axis)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert got.dtype == want.dtype
+    if ord != 0:
+        check_grads(lambda x: N.norm(x, ord, axis), (x,), order=1)
+
+
+def test_numpy2_norms():
+    x = _x((2, 3, 4))
+    for ord in ("fro", "nuc", 2, 1, INF):
+        np.testing.assert_allclose(N.matrix_norm(x, ord=ord, keepdims=True),
+                                   np.linalg.matrix_norm(x, ord=ord, keepdims=True))
+    for axis in (None, 1, (0, 2)):
+        for ord in (2, 1, INF, 3):
+            np.testing.assert_allclose(N.vector_norm(x, axis=axis, ord=ord, keepdims=True),
+                                       np.linalg.vector_norm(x, axis=axis, ord=ord,
+                                                             keepdims=True))
+    check_grads(lambda x: N.vector_norm(x, axis=(0, 2), ord=3, keepdims=True), (x,), order=2)
+
+
+def test_ties_give_valid_subgradients():
+    # vector inf-norm at a tie: split equally
+    g = lad.grad(lambda v: N.norm(v, INF))(np.array([3.0, -3.0, 1.0]))
+    np.testing.assert_allclose(g, [0.5, -0.5, 0.0])
+    # tied max row sums (inf-norm)
+    T = np.array([[1.0, 2.0], [-2.0, 1.0]])
+    np.testing.assert_allclose(lad.grad(lambda T: N.norm(T, INF))(T), np.sign(T) / 2)
+    # abs at 0, real and complex: 0
+    np.testing.assert_allclose(lad.grad(lambda v: N.norm(v, 1))(np.array([0.0, 2.0])), [0, 1])
+    gz = lad.grad(lambda v: N.norm(v, 1))(np.array([0j, 1j]))
+    np.testing.assert_allclose(gz, [0, 1j])
+    # 2-norm at 0
+    assert np.all(lad.grad(lambda v: N.norm(v))(np.zeros(3)) == 0)
+    # nuc at zero singular values: subgradient with spectral norm 1, <G, A> = ‖A‖_*
+    A = np.diag([2.0, 1.0, 0.0])
+    G = lad.grad(lambda A: N.norm(A, "nuc"))(A)
+    assert np.all(np.isfinite(G)) and np.isclose(np.sum(G * A), 3.0)
+    assert np.linalg.norm(G, 2) <= 1 + 1e-12
+
+
+@pytest.mark.parametrize("ord", [2, -2])
+def test_repeated_extreme_singular_value(ord):
+    rng = np.random.default_rng(5)
+    Q = np.linalg.qr(rng.standard_normal((4, 4)) + 1j * rng.standard_normal((4, 4)))[0]
+    R = np.linalg.qr(rng.standard_normal((4, 4)) + 1j * rng.standard_normal((4, 4)))[0]
+    s = np.array([3.0, 3.0, 2.0, 1.0]) if ord == 2 else np.array([3.0, 2.0, 1.0, 1.0])
+    A = Q @ np.diag(s) @ R.conj().T
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = lad.grad(lambda A: N.norm(A, ord))(A)
+    idx = slice(0, 2) if ord == 2 else slice(2, 4)
+    np.testing.assert_allclose(g, Q[:, idx] @ R[:, idx].conj().T / 2, atol=1e-12)
+    np.testing.assert_allclose(N.norm(A, ord), np.linalg.norm(A, ord), rtol=1e-14)
+
+
+@pytest.mark.parametrize("p", [None, 2, -2, "fro", "nuc", 1, -1, INF, -INF])
+def test_cond(p):
+    x = _x((3, 3, 3), np.complex128)
+    np.testing.assert_allclose(N.cond(x, p), np.linalg.cond(x, p), rtol=1e-10)
+    check_grads(lambda x: N.cond(x, p), (x,), order=1)
+
+
+def test_cond_singular_and_errors():
+    S = np.stack([np.array([[1.0, 2.0], [2.0, 4.0]]), np.eye(2)])
+    for p in (None, 1, "fro"):
+        want = np.linalg.cond(S, p)
+        got = N.cond(S, p)
+        assert np.isclose(got[1], want[1])
+        assert np.isinf(got[0]) if p is not None else np.isclose(got[0], want[0])
+        g = lad.grad(lambda S: lad.sum(N.cond(S, p)[1:]) + 0 * lad.sum(S))(S)
+        assert np.all(np.isfinite(g))
+    np.testing.assert_allclose(N.cond(_x((4, 3))), np.linalg.cond(_x((4, 3))))
+    with pytest.raises(np.linalg.LinAlgError):
+        N.cond(_x((4, 3)), 1)
+    with pytest.raises(np.linalg.LinAlgError):
+        N.cond(np.ones(3))
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 7, 8, -1, -3])
+def test_matrix_power(n):
+    a = _x((2, 3, 3)) / 2 + np.eye(3)
+    np.testing.assert_allclose(N.matrix_power(a, n), np.linalg.matrix_power(a, n), rtol=1e-10)
+    check_grads(lambda a: N.matrix_power(a, n), (a,), order=2)
+
+
+def test_matrix_power_errors_and_ints():
+    with pytest.raises(np.linalg.LinAlgError, match="matrix_power"):
+        N.matrix_power(np.ones((2, 3)), 2)
+    with pytest.raises(TypeError):
+        N.matrix_power(np.eye(2), 1.5)
+    with pytest.raises(np.linalg.LinAlgError):
+        N.matrix_power(np.zeros((2, 2)), -1)
+    m = np.array([[1, 1], [1, 0]])
+    np.testing.assert_array_equal(N.matrix_power(m, 10), np.linalg.matrix_power(m, 10))
+
+
+@pytest.mark.parametrize("shapes", [[(3, 5), (5, 2)], [(4,), (4, 6), (6, 2)],
+                                    [(3, 7), (7, 2), (2,)], [(5,), (5, 3), (3, 8), (8, 2), (2,)],
+                                    [(10, 2), (2, 9), (9, 3), (3, 7), (7, 4)]])
+def test_multi_dot(shapes):
+    arrs = [_x(s, seed=i) for i, s in enumerate(shapes)]
+    np.testing.assert_allclose(N.multi_dot(arrs), np.linalg.multi_dot(arrs), rtol=1e-12)
+    check_grads(lambda *a: N.multi_dot(a), tuple(arrs), order=1)
+    out = np.empty(np.linalg.multi_dot(arrs).shape)
+    assert N.multi_dot(arrs, out=out) is out
+
+
+def test_multi_dot_errors():
+    with pytest.raises(ValueError):
+        N.multi_dot([np.eye(2)])
+    with pytest.raises(np.linalg.LinAlgError):
+        N.multi_dot([np.eye(2), np.ones((2, 2, 2)), np.eye(2)])
+    with pytest.raises(TypeError, match="out"):
+        lad.grad(lambda a: lad.sum(N.multi_dot([a, a, a], out=np.empty((2, 2)))))(np.eye(2))
+
+
+def test_helpers_match_numpy_and_differentiate():
+    x, y = _x((2, 3, 3), np.complex128), _x((2, 3, 3), np.complex128, seed=1)
+    v, w = _x((4, 3)), _x((4, 3), seed=2)
+    cases = [
+        (lambda x: N.trace(x, offset=1), np.linalg.trace(x, offset=1), (x,)),
+        (lambda x: N.diagonal(x, offset=-1), np.linalg.diagonal(x, offset=-1), (x,)),
+        (N.matrix_transpose, np.linalg.matrix_transpose(x), (x,)),
+        (N.outer, np.linalg.outer(v[0], w[1]), (v[0], w[1])),
+        (N.vecdot, np.linalg.vecdot(x, y), (x, y)),
+        (lambda a, b: N.vecdot(a, b, axis=0), np.linalg.vecdot(v, w, axis=0), (v, w)),
+        (N.cross, np.linalg.cross(v, w), (v, w)),
+        (lambda a, b: N.cross(a, b, axis=0), np.linalg.cross(v[:3], w[:3], axis=0),
+         (v[:3], w[:3])),
+        (N.tensordot, np.linalg.tensordot(x, y.transpose(1, 2, 0)), (x, y.transpose(1, 2, 0))),
+        (lambda a, b: N.tensordot(a, b, axes=([0, 2], [0, 1])),
+         np.linalg.tensordot(x, y, axes=([0, 2], [0, 1])), (x, y)),
+        (N.matmul, np.linalg.matmul(x, y), (x, y)),
+        (N.tensorinv, np.linalg.tensorinv(np.eye(6).reshape(6, 2, 3) + 0.1 * _x((6, 2, 3)), ind=1),
+         (np.eye(6).reshape(6, 2, 3) + 0.1 * _x((6, 2, 3)),)),
+    ]
+    for fn, want, args in cases:
+        if fn is N.tensorinv:
+            fn = lambda a: N.tensorinv(a, ind=1)   # noqa: E731
+        np.testing.assert_allclose(fn(*args), want, rtol=1e-10, atol=1e-12)
+        check_grads(fn, args, order=1)
+    a = np.eye(6).reshape(2, 3, 6) + 0.1 * _x((2, 3, 6))
+    b = _x((2, 3))
+    np.testing.assert_allclose(N.tensorsolve(a, b), np.linalg.tensorsolve(a, b))
+    check_grads(N.tensorsolve, (a, b), order=1)
+
+
+def test_matrix_rank_on_traced_values():
+    A = np.diag([1.0, 2.0, 0.0])
+    assert N.matrix_rank(A) == np.linalg.matrix_rank(A) == 2
+    np.testing.assert_array_equal(N.matrix_rank(np.stack([A, np.eye(3)]), rtol=0.6),
+                                  np.linalg.matrix_rank(np.stack([A, np.eye(3)]), rtol=0.6))
+
+    def f(A):
+        r = N.matrix_rank(A)
+        return lad.sum(A) * int(r)
+    assert np.all(lad.grad(f)(A) == 2)
+
+
+def test_norm_errors():
+    with pytest.raises(ValueError):
+        N.norm(np.ones((2, 2)), "bad")
+    with pytest.raises(ValueError):
+        N.norm(np.ones(3), "fro")
+    with pytest.raises(ValueError):
+        N.norm(np.ones((2, 2, 2)), 2)
+    with pytest.raises(ValueError):
+        N.norm(np.ones((2, 2)), 2, axis=(1, 1))
+    with pytest.raises(ValueError):
+        N.outer(np.ones((2, 2)), np.ones(2))
+    assert N.norm(np.arange(4)).dtype == np.float64
