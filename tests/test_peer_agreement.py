@@ -1,4 +1,8 @@
-"""Spectral gradients agree with PyTorch's and JAX's on random inputs with distinct spectra.
+"""Gradients agree with PyTorch's and JAX's (and autograd's, where only it has the rule).
+
+Spectral rules on random inputs with distinct spectra; expm, pinv (full and constant
+rank), polar, the matrix norms, cond, matrix_power and multi_dot; sqrtm and
+solve_sylvester against HIPS autograd (the only peer with their gradients).
 
 The peers are optional (the ``bench`` extra; torch==2.13.0 CPU): this module is
 skipped where they are not installed, as in CI.  Run it with them:
@@ -152,3 +156,130 @@ def test_values_only_agree(dtype, batch):
     assert rel(got, want) < 1e-8
     j = jax_grad(lambda A: jnp.sum(jnp.asarray(c) * jnp.linalg.svd(A, compute_uv=False)), A)
     assert rel(lad.grad(lambda A: lad.sum(c * la.svdvals(A)))(A), j) < RTOL
+
+
+# -- issue 5: matrix functions, pseudo-inverse, polar, norms ---------------------------------
+
+def _weights(rng, shape, dtype):
+    W = rng.standard_normal(shape)
+    if np.dtype(dtype).kind == "c":
+        W = W + 1j * rng.standard_normal(shape)
+    return W
+
+
+def _re_inner(xp, W, X):
+    """Re sum(conj(W) * X): a real loss touching every entry of X."""
+    W = np.conj(W) if xp is lad else xp.conj(xp.asarray(W))
+    return xp.sum(xp.real(W * X))
+
+
+@pytest.mark.parametrize("dtype,batch", CASES)
+def test_expm_agrees(dtype, batch):
+    rng = np.random.default_rng(4)
+    n = 5
+    A = 0.5 * M.random_general(rng, n, batch, dtype)
+    W = _weights(rng, (n, n), dtype)
+    got = lad.grad(lambda A: _re_inner(lad, W, la.expm(A)))(A)
+    t = torch_grad(lambda A: _re_inner(torch, W, torch.linalg.matrix_exp(A)), A)
+    j = jax_grad(lambda A: _re_inner(jnp, W, jax.scipy.linalg.expm(A)), A)
+    assert rel(got, t) < 1e-8 and rel(got, j) < 1e-8
+
+
+@pytest.mark.parametrize("dtype,batch", CASES)
+@pytest.mark.parametrize("shape,rank", [((5, 3), None), ((3, 5), None), ((5, 4), 2)])
+def test_pinv_agrees(dtype, batch, shape, rank):
+    """Full rank, and rank 2 with the cutoff held (rtol = 1e-6: the rank stays 2 under the
+    perturbation), where every library's derivative is the constant-rank one."""
+    rng = np.random.default_rng(5)
+    m, n = shape
+    if rank is None:
+        A = np.ascontiguousarray(M.random_general(rng, max(m, n), batch, dtype)[..., :m, :n])
+    else:
+        A = M.random_rank_deficient(rng, m, n, rank, batch, dtype, cond=3.0)
+    W = _weights(rng, (n, m), dtype)
+    got = lad.grad(lambda A: _re_inner(lad, W, la.pinv(A, rtol=1e-6)))(A)
+    t = torch_grad(lambda A: _re_inner(torch, W, torch.linalg.pinv(A, rtol=1e-6)),
+                   A)
+    j = jax_grad(lambda A: _re_inner(jnp, W, jnp.linalg.pinv(A, rtol=1e-6)), A)
+    assert rel(got, t) < 1e-8 and rel(got, j) < 1e-8
+
+
+@pytest.mark.parametrize("dtype,batch", CASES)
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_polar_agrees_with_jax(dtype, batch, side):
+    """PyTorch has no polar; JAX's needs method='svd' (its default qdwh has no VJP)."""
+    rng = np.random.default_rng(6)
+    n = 4
+    A = M.random_general(rng, n, batch, dtype)
+    W1, W2 = _weights(rng, (n, n), dtype), _weights(rng, (n, n), dtype)
+
+    def loss(xp, polar, A):
+        u, p = polar(A)
+        return _re_inner(xp, W1, u) + _re_inner(xp, W2, p)
+
+    got = lad.grad(lambda A: loss(lad, lambda X: la.polar(X, side=side), A))(A)
+    if batch:
+        pol = jax.vmap(lambda X: jax.scipy.linalg.polar(X, side=side, method="svd"))
+        for _ in batch[1:]:
+            pol = jax.vmap(pol)
+    else:
+        def pol(X):
+            return jax.scipy.linalg.polar(X, side=side, method="svd")
+    j = jax_grad(lambda A: loss(jnp, pol, A), A)
+    assert rel(got, j) < 1e-8
+
+
+@pytest.mark.parametrize("dtype,batch", CASES)
+@pytest.mark.parametrize("ord", ["fro", "nuc", 2, -2, 1, -1, np.inf, -np.inf])
+def test_matrix_norms_agree(dtype, batch, ord):
+    rng = np.random.default_rng(7)
+    A = M.random_general(rng, 4, batch, dtype)
+    c = rng.standard_normal(batch) if batch else 1.0
+    got = lad.grad(lambda A: lad.sum(c * la.norm(A, ord, axis=(-2, -1))))(A)
+    t = torch_grad(lambda A: (torch.tensor(c) * torch.linalg.matrix_norm(A, ord)).sum(), A)
+    j = jax_grad(lambda A: jnp.sum(c * jnp.linalg.norm(A, ord, axis=(-2, -1))), A)
+    assert rel(got, t) < 1e-8 and rel(got, j) < 1e-8
+
+
+@pytest.mark.parametrize("dtype,batch", CASES)
+def test_cond_matrix_power_multi_dot_agree(dtype, batch):
+    rng = np.random.default_rng(8)
+    n = 4
+    A = M.random_general(rng, n, batch, dtype)
+    W = _weights(rng, (n, n), dtype)
+    B, C = M.random_general(rng, n, (), dtype), M.random_general(rng, n, (), dtype)
+
+    def loss(xp, cond, power, A):
+        return (xp.sum(cond(A)) + _re_inner(xp, W, power(A, 3)) + _re_inner(xp, W, power(A, -2)))
+
+    got = lad.grad(lambda A: loss(lad, la.cond, la.matrix_power, A))(A)
+    t = torch_grad(lambda A: loss(torch, torch.linalg.cond, torch.linalg.matrix_power, A), A)
+    j = jax_grad(lambda A: loss(jnp, jnp.linalg.cond, jnp.linalg.matrix_power, A), A)
+    assert rel(got, t) < 1e-8 and rel(got, j) < 1e-8
+    if not batch:
+        got = lad.grad(lambda A: _re_inner(lad, W, la.multi_dot([A, B, C])))(A)
+        t = torch_grad(lambda A: _re_inner(torch, W, torch.linalg.multi_dot(
+            [A, torch.tensor(B), torch.tensor(C)])), A)
+        assert rel(got, t) < 1e-10
+
+
+@pytest.mark.parametrize("dtype", [np.float64])
+def test_sqrtm_and_sylvester_agree_with_autograd(dtype):
+    """autograd is the only peer with gradients for sqrtm and solve_sylvester (real only)."""
+    ag = pytest.importorskip("autograd")
+    asl = pytest.importorskip("autograd.scipy.linalg")
+    rng = np.random.default_rng(9)
+    n = 4
+    A = M.random_spd(rng, n, (), dtype) + 0.1 * M.random_general(rng, n, (), dtype)
+    B = M.random_spd(rng, n, (), dtype)
+    Q = M.random_general(rng, n, (), dtype)
+    W = rng.standard_normal((n, n))
+    got = lad.grad(lambda A: lad.sum(W * la.sqrtm(A)))(A)
+    want = ag.grad(lambda A: ag.numpy.sum(W * asl.sqrtm(A)))(A)
+    assert rel(got, want) < 1e-8
+    got = lad.grad(lambda A, B, Q: lad.sum(W * la.solve_sylvester(A, B, Q)), argnums=(0, 1, 2))(
+        A, B, Q)
+    want = ag.grad(lambda A, B, Q: ag.numpy.sum(W * asl.solve_sylvester(A, B, Q)), argnum=(0, 1, 2))(
+        A, B, Q)
+    for g, w in zip(got, want):
+        assert rel(g, w) < 1e-8
