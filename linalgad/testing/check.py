@@ -59,17 +59,35 @@ def _random_like(rng, x):
     return v.astype(x.dtype)
 
 
+class _Inner(float):
+    """Re <a, b> summed over leaves, remembering the size of what it summed.
+
+    ``typical`` = Σ|aᵢ||bᵢ| / √N is the size a random-direction inner product
+    of these N terms has.  An inner product much smaller than that has
+    cancelled, and its relative error would measure the cancellation, not the
+    derivative: errors are taken relative to at least ``typical``.
+    """
+
+    typical = 0.0
+
+
 def _inner(a_leaves, b_leaves):
-    total = 0.0
+    total, size, count = 0.0, 0.0, 0
     for a, b in zip(a_leaves, b_leaves):
         a = np.asarray(a, dtype=_double(np.asarray(a).dtype))
         b = np.asarray(b, dtype=_double(np.asarray(b).dtype))
         total += float(np.real(np.vdot(a, b)))
-    return total
+        size += float(np.abs(a).ravel() @ np.abs(b).ravel())
+        count += a.size
+    out = _Inner(total)
+    out.typical = size / np.sqrt(max(count, 1))
+    return out
 
 
 def _rel(a, b, scale):
-    return abs(a - b) / max(abs(a), abs(b), scale, 1e-300)
+    """|a − b| relative to the larger of |a|, |b|, their inner products' typical size, scale."""
+    typical = max(getattr(a, "typical", 0.0), getattr(b, "typical", 0.0))
+    return abs(a - b) / max(abs(a), abs(b), typical, scale, 1e-300)
 
 
 def _float_leaves(leaves):

@@ -1,0 +1,71 @@
+"""The gradient checker itself: it must reject wrong derivatives (first and second
+order, forward and reverse) and must not reject right ones whose random inner
+products happen to cancel."""
+
+import numpy as np
+import pytest
+
+import linalgad as lad
+from linalgad import ops
+from linalgad.tape import Primitive
+from linalgad.testing import GradCheckError, check_grads, grad_errors
+
+
+def _square(forward_factor=1.0, reverse_factor=1.0, transpose_bug=False, frozen=False):
+    """F = A @ A with derivative rules that can be made wrong on purpose."""
+    def impl(A):
+        return A @ A
+
+    def vjp(G, needs, F, res, A):
+        Ac = lad.stop_gradient(A) if frozen else A      # frozen: right value, no 2nd order
+        At = Ac if transpose_bug else ops.mH(Ac)
+        return (reverse_factor * (ops.matmul(G, At) + ops.matmul(At, G)),)
+
+    def jvp(tangents, F, res, A):
+        (Ad,) = tangents
+        Ac = lad.stop_gradient(A) if frozen else A
+        return forward_factor * (ops.matmul(Ad, Ac) + ops.matmul(Ac, Ad))
+
+    return Primitive("square_for_checker_test", impl, vjp, jvp)
+
+
+A = np.random.default_rng(0).standard_normal((4, 4))
+
+
+def test_right_rules_pass_at_second_order():
+    check_grads(_square(), (A,), order=2)
+
+
+@pytest.mark.parametrize("kw, mode", [
+    (dict(reverse_factor=1 + 1e-4), "rev"),
+    (dict(forward_factor=1 + 1e-4), "fwd"),
+    (dict(transpose_bug=True), "rev"),
+])
+def test_wrong_first_derivative_is_caught(kw, mode):
+    with pytest.raises(GradCheckError, match=mode):
+        check_grads(_square(**kw), (A,), modes=(mode,), order=1)
+
+
+def test_wrong_second_derivative_is_caught():
+    prim = _square(frozen=True)          # first derivatives right, their derivatives zero
+    check_grads(prim, (A,), order=1)
+    with pytest.raises(GradCheckError):
+        check_grads(prim, (A,), order=2)
+
+
+def test_cancelled_inner_product_is_measured_against_its_terms():
+    """<w, v> ≈ 0 by cancellation: an absolute difference at finite-difference noise
+    (1e-10 of the terms) is small, not a relative error of 2e-6; an error at the
+    terms' scale still counts in full."""
+    from linalgad.testing.check import _inner, _rel
+    w = [np.array([1.0, 1.0])]
+    a = _inner(w, [np.array([1.0, -1.0 + 1e-4])])
+    b = _inner(w, [np.array([1.0 + 2e-10, -1.0 + 1e-4])])
+    assert abs(a - b) / abs(a) > 1e-6                  # the old measure would fail this
+    assert _rel(a, b, 1e-9) < 1e-9
+    c = _inner(w, [np.array([1.01, -1.0 + 1e-4])])     # a 1% error in one term
+    assert _rel(a, c, 1e-9) > 1e-3
+    bad = Primitive("scaled", lambda x: x * 2.0, lambda g, n, o, r, x: (g * 2.002,),
+                    lambda t, o, r, x: t[0] * 2.0)
+    with pytest.raises(GradCheckError):
+        check_grads(bad, (np.array([0.3, -0.3, 0.3]),), modes=("rev",), order=1)
