@@ -171,6 +171,19 @@ class ComposedKernels:
         """Cholesky factors (the factor array itself, zeros in the other triangle)."""
         return CholFactors(self.cholesky(A, lower, op), lower, A.shape)
 
+    def expm_staged(self, A, op="expm"):
+        """(e^A, factors) for a stack (..., n, n): scaling and squaring, vectorised over
+        the stack, keeping what ``expm_frechet_staged`` reuses (``linalgad._pade``)."""
+        if A.size == 0:
+            return A.copy(), None
+        from ._pade import expm_staged
+        return expm_staged(self, A, op)
+
+    def expm_frechet_staged(self, F, A, E):
+        """L(A, E) from ``expm_staged``'s factors of the same A: products and one solve."""
+        from ._pade import expm_frechet_staged
+        return expm_frechet_staged(F, A, E)
+
     def cho_solve(self, F, b):
         """A x = b with A = L Lᴴ (or Uᴴ U): two triangular solves with the stored factor."""
         c = F.data
@@ -488,6 +501,8 @@ class CPUKernels(ComposedKernels):
         from scipy.linalg import expm
         if A.size == 0:
             return A.copy()
+        if A.ndim > 2:                  # vectorised over the stack (SciPy loops per matrix)
+            return self.expm_staged(A)[0]
         X = expm(A)
         return X if X.dtype == A.dtype else X.astype(A.dtype)
 

@@ -85,6 +85,52 @@ def test_expm_batched_and_float32():
     check_grads(la.expm, (A32,), order=1, rtol=2e-2)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_expm_stack_with_mixed_norms_per_matrix_scaling(dtype):
+    """One Padé degree for the stack, a scaling per matrix: every matrix as SciPy's, and
+    the gradient of each matrix as the adjoint Fréchet derivative SciPy computes."""
+    rng = np.random.default_rng(5)
+    A = gauss(rng, (6, 5, 5), dtype) * np.array([1e-3, 0.1, 1.0, 4.0, 20.0, 60.0])[:, None, None]
+    F = la.expm(A)
+    for a, f in zip(A, F):
+        np.testing.assert_allclose(f, sl.expm(a), rtol=1e-11 * max(1.0, np.abs(a).sum(0).max()))
+    W = gauss(rng, A.shape, dtype)
+    g = lad.grad(lambda a: lad.real(lad.sum(np.conj(W) * la.expm(a))))(A)
+    for a, w, gi in zip(A, W, g):
+        want = sl.expm_frechet(mH(a), w, compute_expm=False)
+        want = want.real if np.dtype(dtype).kind == "f" else want
+        np.testing.assert_allclose(gi, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+    _, factors = mf.kernels_for(A).expm_staged(A)
+    assert factors.m == 13 and list(factors.s[:2]) == [0, 0] and factors.s[-1] >= 4
+
+
+@pytest.mark.parametrize("scale, degree", [(1e-3, 3), (0.05, 5), (0.8, 7), (2.0, 9), (6.0, 13)])
+def test_expm_small_norm_degrees_and_their_frechet(scale, degree):
+    """Each Padé degree below 13 (chosen by the norms) has its own differentiated steps."""
+    rng = np.random.default_rng(6)
+    A = gauss(rng, (4, 4), np.float64)
+    A *= scale / np.linalg.norm(A, 1)
+    E = gauss(rng, (4, 4), np.float64)
+    F, factors = mf.kernels_for(A).expm_staged(A)
+    assert factors.m == degree
+    L = mf.kernels_for(A).expm_frechet_staged(factors, A, E)
+    np.testing.assert_allclose(F, sl.expm(A), rtol=1e-13, atol=1e-16)
+    np.testing.assert_allclose(L, sl.expm_frechet(A, E, compute_expm=False), rtol=1e-12)
+    check_grads(la.expm, (A,), order=2)
+
+
+def test_expm_huge_norm_prescaled_and_single_precision_thresholds():
+    rng = np.random.default_rng(7)
+    Q = M.random_orthogonal(rng, 3, (), np.float64)
+    A = (Q * np.array([-1e6, -2e6, -5.0])) @ Q.T      # ‖A‖₁ > θ₁₃·2¹⁶: pre-scaled powers
+    want = np.exp(-5.0) * np.outer(Q[:, 2], Q[:, 2])
+    np.testing.assert_allclose(la.expm(A), want, rtol=1e-8, atol=1e-12)
+    A32 = (gauss(rng, (4, 4), np.float64) * 3).astype(np.float32)
+    _, factors = mf.kernels_for(A32).expm_staged(A32)
+    assert factors.m <= 7                         # single precision: degrees 3, 5, 7
+    np.testing.assert_allclose(la.expm(A32), sl.expm(A32.astype(np.float64)), rtol=2e-5)
+
+
 def test_expm_errors():
     with pytest.raises(LinAlgError, match="expm"):
         la.expm(np.ones((2, 3)))

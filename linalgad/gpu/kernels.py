@@ -202,7 +202,9 @@ class GPUKernels(ComposedKernels):
         return cupy.matmul(Q, y)
 
     # -- matfuncs family (linalgad/rules/matfuncs.py) ----------------------------------------
-    # expm: cupyx.scipy.linalg.expm (CuPy >= 13; scaling and squaring on the device), one
+    # The expm rule uses the composed, stack-vectorised Padé kernel (ComposedKernels.
+    # expm_staged: batched products on the device, LU per matrix).  ``expm`` below (the
+    # 2n-block Fréchet derivative's kernel): cupyx.scipy.linalg.expm (CuPy >= 13), one
     # matrix at a time; without it, the CPU kernel through the host.  L(A, E): composed on
     # the device, the (1,2) block of expm of the 2n×2n block [[A, sE], [0, A]] (there is
     # no Fréchet kernel in CuPy; the block is the standard composition, Higham 2008

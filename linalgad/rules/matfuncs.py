@@ -19,8 +19,11 @@ L_log(A, E)   (1,2) block of log([[A, E], [0, A]]), evaluated in A's triangular 
 The Fréchet derivatives are primitives of their own whose derivatives come from
 the block identities, so every order is available (each order doubles the
 matrix size of the innermost call).  First-order values use fast kernels:
+expm's own Padé factors, kept by its forward pass (``linalgad/_pade.py``:
+products and one solve with stored LU factors, no second Padé evaluation);
 SciPy's expm_frechet (or one batched expm of the 2n block for stacks of small
-matrices), and the triangular Schur form of A cached by logm's forward pass.
+matrices) for L's own derivatives; the triangular Schur form of A cached by
+logm's forward pass.
 """
 
 from __future__ import annotations
@@ -65,14 +68,16 @@ def _add(x, y):
 
 # -- L(A, E): the Fréchet derivative of expm --------------------------------------------------
 
-def _frechet_impl(A, E):
+def _frechet_impl(A, E, *, value=None):
+    if value is not None:       # computed by the caller from its forward pass's factors
+        return value
     K = kernels_for(A, E)
     L = K.expm_frechet(A, E)
     dtype = np.result_type(A.dtype, E.dtype)
     return L if L.dtype == dtype else L.astype(dtype)
 
 
-def _frechet_jvp(tangents, L, res, A, E):
+def _frechet_jvp(tangents, L, res, A, E, *, value=None):
     """L̇ = L(A, Ė) when only E moves; else the (1,2) block of L(X, Ẋ)."""
     A_dot, E_dot = tangents
     if A_dot is None:
@@ -83,7 +88,7 @@ def _frechet_jvp(tangents, L, res, A, E):
     return _part(_frechet(X, X_dot), 0, 1, n)
 
 
-def _frechet_vjp(L_bar, needs, L, res, A, E):
+def _frechet_vjp(L_bar, needs, L, res, A, E, *, value=None):
     """Ē = L(Aᴴ, L̄); with Ā: Y = L(Xᴴ, [[0, L̄], [0, 0]]), Ā = Y₁₁ + Y₂₂, Ē = Y₁₂."""
     if not needs[0]:
         return None, ops.fit(_frechet(ops.mH(A), L_bar), E)
@@ -110,31 +115,51 @@ def frechet_expm(A, E):
 # -- expm ---------------------------------------------------------------------------------------
 
 def _expm_impl(A):
-    return kernels_for(A).expm(A)
+    return kernels_for(A).expm_staged(A, op="expm")
+
+
+def _frechet_from(res, A, E, adjoint=False):
+    """L(A, E) (L(Aᴴ, E) = L(A, Eᴴ)ᴴ when ``adjoint``) on plain values, from the factors
+    the forward pass kept; None when it kept none (an empty matrix)."""
+    if res is None:
+        return None
+    Av, Ev = ops.asarray_value(A), ops.asarray_value(E)
+    xp = namespace_of(Av, Ev)
+    if adjoint:
+        Ev = xp.conj(xp.swapaxes(Ev, -1, -2))
+    L = kernels_for(Av, Ev).expm_frechet_staged(res, Av, Ev)
+    if adjoint:
+        L = xp.conj(xp.swapaxes(L, -1, -2))
+    dtype = np.result_type(Av.dtype, Ev.dtype)
+    return L if L.dtype == dtype else L.astype(dtype)
 
 
 def _expm_vjp(F_bar, needs, F, res, A):
-    """Ā = L(Aᴴ, F̄)."""
-    return (ops.fit(_frechet(ops.mH(A), F_bar), A),)
+    """Ā = L(Aᴴ, F̄), evaluated as L(A, F̄ᴴ)ᴴ with the forward pass's Padé factors."""
+    value = _frechet_from(res, A, F_bar, adjoint=True)
+    return (ops.fit(_frechet(ops.mH(A), F_bar, value=value), A),)
 
 
 def _expm_jvp(tangents, F, res, A):
-    """Ḟ = L(A, Ȧ)."""
+    """Ḟ = L(A, Ȧ), with the forward pass's Padé factors."""
     (A_dot,) = tangents
-    return _frechet(A, A_dot)
+    return _frechet(A, A_dot, value=_frechet_from(res, A, A_dot))
 
 
-_expm = Primitive("expm", _expm_impl, _expm_vjp, _expm_jvp)
+_expm = Primitive("expm", _expm_impl, _expm_vjp, _expm_jvp, staged=True)
 
 
 def expm(A):
     """The matrix exponential e^A of a square matrix or stack (..., n, n), differentiable.
 
-    scipy.linalg.expm: scaling and squaring with Padé approximants (Al-Mohy &
-    Higham 2009); the result has A's shape and (inexact) dtype.  Raises
-    LinAlgError for a non-square input and ValueError for infs or NaNs.  The
-    derivative is the Fréchet derivative L(A, ·) (SciPy's expm_frechet); the
-    gradient is L(Aᴴ, Ḡ).
+    scipy.linalg.expm's method: scaling and squaring with Padé approximants
+    (Al-Mohy & Higham 2009), vectorised over stacks (one degree for the stack,
+    a scaling per matrix); the result has A's shape and (inexact) dtype and
+    agrees with SciPy's to rounding.  Raises LinAlgError for a non-square
+    input and ValueError for infs or NaNs.  The derivative is the Fréchet
+    derivative L(A, ·), computed from the factors the forward pass keeps
+    (differentiated Padé steps, Al-Mohy & Higham's Alg. 6.4); the gradient is
+    L(Aᴴ, Ḡ) = L(A, Ḡᴴ)ᴴ.
 
     Valid when: always (e^A is entire); the derivative's accuracy follows
     SciPy's expm_frechet, and both grow like e^‖A‖ for large norms.

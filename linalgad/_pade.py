@@ -1,0 +1,203 @@
+"""The matrix exponential by scaling and squaring, keeping what its Fréchet derivative reuses.
+
+A kernel (plain arrays in and out, any array namespace: NumPy or CuPy), used
+by both kernel tables through ``ComposedKernels.expm_staged``.  The algorithm
+is Al-Mohy & Higham's (SIAM J. Matrix Anal. Appl. 31, 2009, Alg. 5.1, the
+method of scipy.linalg.expm) with the exact 1-norms of A², A⁴, A⁶ and their
+product bounds in place of norm estimates (‖A⁸‖ ≤ ‖A⁴‖², ‖A¹⁰‖ ≤ ‖A⁴‖‖A⁶‖;
+bounds can only add squarings, never lose accuracy) and without the extra
+ℓ-correction; its Fréchet derivative is the same authors' Algorithm 6.4
+(Computing the Fréchet derivative of the matrix exponential, ibid. 30, 2009),
+which differentiates every step of the forward pass:
+
+    r_m(X) = (V − U)⁻¹ (V + U),  U = X·Σ b_{2j+1} X^{2j},  V = Σ b_{2j} X^{2j}
+    d r_m   = (V − U)⁻¹ (dU + dV + (dU − dV) r_m)
+    e^A     = r_m(2⁻ˢ A)^(2ˢ),  each squaring R ← R²,  dR ← R dR + dR R
+
+The forward pass keeps the scaled powers, the LU factors of V − U and the
+matrix before every squaring, so L(A, E) costs matrix products and one solve
+with stored factors: no second Padé evaluation, no refactorization.
+
+Stacks are vectorised: one Padé degree for the whole stack (the largest any
+matrix needs), a scaling per matrix, and squarings applied only to the
+matrices that still need them.  Single precision uses single-precision
+thresholds (degrees 3, 5, 7; Higham 2005, Table 2.1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Padé coefficients b_0 … b_m of r_m(x) ≈ e^x (numerator; the denominator is r_m(−x)'s).
+_B = {
+    3: (120., 60., 12., 1.),
+    5: (30240., 15120., 3360., 420., 30., 1.),
+    7: (17297280., 8648640., 1995840., 277200., 25200., 1512., 56., 1.),
+    9: (17643225600., 8821612800., 2075673600., 302702400., 30270240., 2162160., 110880.,
+        3960., 90., 1.),
+    13: (64764752532480000., 32382376266240000., 7771770303897600., 1187353796428800.,
+         129060195264000., 10559470521600., 670442572800., 33522128640., 1323241920.,
+         40840800., 960960., 16380., 182., 1.),
+}
+# θ_m: the largest α for which degree m (without scaling) has backward error ≤ unit roundoff.
+_THETA = {
+    8: ((3, 1.495585217958292e-2), (5, 2.539398330063230e-1), (7, 9.504178996162932e-1),
+        (9, 2.097847961257068e0), (13, 5.371920351148152e0)),
+    4: ((3, 4.258730016922831e-1), (5, 1.880152677804762e0), (7, 3.925724783138660e0)),
+}
+
+
+class ExpmFactors:
+    """What the forward pass of e^A keeps (plain arrays, never differentiated)."""
+
+    __slots__ = ("K", "m", "s", "scale", "pows", "W", "W1", "Z1", "lu", "R", "before")
+
+    def __init__(self, **kw):
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+
+def _norm1(xp, X):
+    return xp.abs(X).sum(axis=-2).max(axis=-1)
+
+
+def _choose(xp, A4, A6, real_size):
+    """Degree m (one for the stack) and scaling s (per matrix), Al-Mohy & Higham Alg. 5.1."""
+    thetas = _THETA[8 if real_size >= 8 else 4]
+    n4, n6 = _norm1(xp, A4), _norm1(xp, A6)
+    d4, d6 = n4 ** 0.25, n6 ** (1 / 6)
+    d8, d10 = d4, (n4 * n6) ** 0.1              # upper bounds of ‖A⁸‖^(1/8), ‖A¹⁰‖^(1/10)
+    eta = {3: xp.maximum(d4, d6), 5: xp.maximum(d4, d6), 7: xp.maximum(d6, d8),
+           9: xp.maximum(d6, d8)}
+    for m, theta in thetas[:-1]:
+        if float(eta[m].max()) <= theta:
+            return m, xp.zeros(eta[m].shape, dtype=np.int64)
+    m, theta = thetas[-1]
+    if m == 13:
+        alpha = xp.minimum(xp.maximum(d6, d8), xp.maximum(d8, d10))
+    else:                                       # single precision: degree 7 with scaling
+        alpha = xp.maximum(d6, d8)
+    alpha = xp.maximum(alpha, np.finfo(np.float64).tiny)
+    s = xp.ceil(xp.log2(alpha / theta))
+    return m, xp.maximum(s, 0).astype(np.int64)
+
+
+def _identity_like(xp, A):
+    return xp.eye(A.shape[-1], dtype=A.dtype)
+
+
+def _scaled(xp, X, scale):
+    return X * scale[..., None, None] if scale is not None else X
+
+
+def _where(xp, mask, a, b):
+    if mask is None:
+        return a
+    return xp.where(mask[..., None, None], a, b)
+
+
+def expm_staged(K, A, op="expm"):
+    """(e^A, ExpmFactors) for a stack (..., n, n) of matrices, in A's dtype."""
+    xp = K.xp
+    real_size = np.dtype(A.real.dtype if A.dtype.kind == "c" else A.dtype).itemsize
+    mm = xp.matmul
+    real = A.real.dtype if A.dtype.kind == "c" else A.dtype
+    s0 = None
+    norm = _norm1(xp, A)
+    big = _THETA[8 if real_size >= 8 else 4][-1][1] * 2.0 ** 16
+    if float(norm.max()) > big:                 # pre-scale so that the powers cannot overflow
+        s0 = xp.maximum(xp.ceil(xp.log2(norm / big)), 0).astype(np.int64)
+        A = _scaled(xp, A, (2.0 ** -s0).astype(real))
+    A2 = mm(A, A)
+    A4 = mm(A2, A2)
+    A6 = mm(A4, A2)
+    m, s = _choose(xp, A4, A6, real_size)
+    smax = int(s.max()) if s.size else 0
+    if smax:
+        sc = (2.0 ** -s).astype(real)
+        sc2 = sc * sc
+        A = _scaled(xp, A, sc)
+        A2 = _scaled(xp, A2, sc2)
+        A4 = _scaled(xp, _scaled(xp, A4, sc2), sc2)
+        A6 = _scaled(xp, _scaled(xp, _scaled(xp, A6, sc2), sc2), sc2)
+    if s0 is not None:
+        s = s + s0
+        smax = int(s.max())
+    scale = (2.0 ** -s).astype(real) if smax else None
+    b = _B[m]
+    ident = _identity_like(xp, A)
+    W1 = Z1 = None
+    if m == 13:
+        W1 = b[13] * A6 + b[11] * A4 + b[9] * A2
+        Z1 = b[12] * A6 + b[10] * A4 + b[8] * A2
+        W = mm(A6, W1) + (b[7] * A6 + b[5] * A4 + b[3] * A2 + b[1] * ident)
+        V = mm(A6, Z1) + (b[6] * A6 + b[4] * A4 + b[2] * A2 + b[0] * ident)
+        pows = (A2, A4, A6)
+    else:
+        pows = (A2, A4, A6, mm(A4, A4))[: (m - 1) // 2]
+        W = b[1] * ident
+        V = b[0] * ident
+        for j, P in enumerate(pows, start=1):
+            W = W + b[2 * j + 1] * P
+            V = V + b[2 * j] * P
+    U = mm(A, W)
+    lu = K.lu_factor(V - U, op=op)
+    R = K.lu_solve(lu, U + V)
+    before = []
+    for k in range(smax):
+        before.append(R)
+        mask = None if bool((s > k).all()) else (s > k)
+        R = _where(xp, mask, mm(R, R), R)
+    return R, ExpmFactors(K=K, m=m, s=s, scale=scale, pows=pows, W=W, W1=W1, Z1=Z1, lu=lu,
+                          R=before[0] if before else R, before=before)
+
+
+def expm_frechet_staged(F, A, E):
+    """L(A, E) from the factors F of e^A (A: the same matrices the factors were made from).
+
+    E: a stack like A (its dtype may be wider: complex E with real A); returns
+    the Fréchet derivative in the common dtype.
+    """
+    K = F.K
+    xp = K.xp
+    mm = xp.matmul
+    b = _B[F.m]
+    if F.scale is not None:
+        A = _scaled(xp, A, F.scale)
+        E = _scaled(xp, E, F.scale)
+    if F.m == 13:
+        A2, A4, A6 = F.pows
+        M2 = mm(A, E) + mm(E, A)
+        M4 = mm(A2, M2) + mm(M2, A2)
+        M6 = mm(A4, M2) + mm(M4, A2)
+        Lw = mm(A6, b[13] * M6 + b[11] * M4 + b[9] * M2) + mm(M6, F.W1) + \
+            (b[7] * M6 + b[5] * M4 + b[3] * M2)
+        Lv = mm(A6, b[12] * M6 + b[10] * M4 + b[8] * M2) + mm(M6, F.Z1) + \
+            (b[6] * M6 + b[4] * M4 + b[2] * M2)
+    else:
+        M = mm(A, E) + mm(E, A)                     # d(A²)
+        Ms = [M]
+        A2 = F.pows[0]
+        for P in F.pows[:-1]:                       # d(A^{2j+2}) = d(A²)A^{2j} + A² d(A^{2j})
+            Ms.append(mm(Ms[0], P) + mm(A2, Ms[-1]))
+        Lw = 0
+        Lv = 0
+        for j, Mj in enumerate(Ms, start=1):
+            Lw = Lw + b[2 * j + 1] * Mj
+            Lv = Lv + b[2 * j] * Mj
+    Lu = mm(A, Lw) + mm(E, F.W)
+    R0 = F.before[0] if F.before else F.R
+    L = K.lu_solve(F.lu, Lu + Lv + mm(Lu - Lv, R0))
+    s = F.s
+    for k, R in enumerate(F.before):
+        mask = None if bool((s > k).all()) else (s > k)
+        L = _where(xp, mask, mm(R, L) + mm(L, R), L)
+    return L
+
+
+def pade_degree_scaling(F):
+    """(m, max s) of a forward pass: for tests and benchmarks."""
+    return F.m, (int(F.s.max()) if F.s.size else 0)
+
+
+__all__ = ["ExpmFactors", "expm_staged", "expm_frechet_staged", "pade_degree_scaling"]
