@@ -959,6 +959,42 @@ def _tri_jvp(t, out, res, x, k, lower):
 _tri = _prim("tril_triu", _tri_impl, _tri_vjp, _tri_jvp)
 
 
+def _tri_matmul_impl(a, b, *, k, lower):
+    G = np.matmul(a, b)             # a fresh array: project it in place (no second
+    if type(G) is np.ndarray:       # large allocation, whose page faults cost more than
+        n, m = G.shape[-2:]         # the pass itself)
+        np.copyto(G, 0, where=~_tri_mask(n, m, k, lower))
+        return G
+    return np.tril(G, k) if lower else np.triu(G, k)
+
+
+def _tri_matmul_vjp(g, needs, out, res, a, b, *, k, lower):
+    """out = P(a b), P self-adjoint:  ā = P(ḡ) bᴴ,  b̄ = aᴴ P(ḡ)."""
+    gp = _tri(g, k=k, lower=lower)
+    return (fit(matmul(gp, mH(b)), a) if needs[0] else None,
+            fit(matmul(mH(a), gp), b) if needs[1] else None)
+
+
+def _tri_matmul_jvp(t, out, res, a, b, *, k, lower):
+    ta, tb = t
+    r = None
+    if ta is not None:
+        r = tri_matmul(ta, b, k=k, lower=lower)
+    if tb is not None:
+        d = tri_matmul(a, tb, k=k, lower=lower)
+        r = d if r is None else r + d
+    return broadcast_to(r, _shape(out)) if _shape(r) != _shape(out) else r
+
+
+_tri_matmul = _prim("tril_triu_matmul", _tri_matmul_impl, _tri_matmul_vjp, _tri_matmul_jvp)
+
+
+def tri_matmul(a, b, k=0, lower=True):
+    """tril(a @ b, k) (triu when not ``lower``) for stacks of matrices, as one primitive:
+    the product is projected in place (the cotangent of a triangular factor)."""
+    return _tri_matmul(a, b, k=k, lower=lower)
+
+
 def tril(x, k=0):
     return _tri(x, k=k, lower=True)
 

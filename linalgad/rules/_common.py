@@ -166,19 +166,25 @@ def adjoint_rhs(solve_op, x_bar, trans):
     return solve_op(x_bar, 2 if trans == 0 else 0)
 
 
-def solve_cotangent(b_bar, x, trans):
+def solve_cotangent(b_bar, x, trans, project=None):
     """Ā of op(A) x = b: −b̄ xᴴ, −conj(x) b̄ᵀ, −x b̄ᴴ for op = I, ᵀ, ᴴ.
 
     The minus sign goes on the smaller factor of the outer product.
+    ``project=(lower, k)``: only tril(·, k) (triu) of it, projected in place.
     """
     n, k = ops._shape(x)[-2:]
     nb = -b_bar if k <= n else b_bar
-    if trans == 0:
-        G = ops.matmul(nb, ops.mH(x))
-    elif trans == 2:
-        G = ops.matmul(x, ops.mH(nb))
+    if project is None:
+        mm = ops.matmul
     else:
-        G = ops.matmul(ops.conj(x), ops.mT(nb))
+        def mm(p, q):
+            return ops.tri_matmul(p, q, k=project[1], lower=project[0])
+    if trans == 0:
+        G = mm(nb, ops.mH(x))
+    elif trans == 2:
+        G = mm(x, ops.mH(nb))
+    else:
+        G = mm(ops.conj(x), ops.mT(nb))
     return -G if k > n else G
 
 

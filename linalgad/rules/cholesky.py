@@ -5,9 +5,10 @@ cholesky   A = L Lᴴ, L lower with a positive diagonal, A read from one triangl
            Reverse: G = Φ(Lᴴ L̄), Ā_h = L⁻ᴴ ½(G + Gᴴ) L⁻¹ — two triangular
            solves and one product, no inverse — then projected onto the
            triangle that was read.  Upper (U = Lᴴ): the same with L = Uᴴ.
-cho_solve  x = (L Lᴴ)⁻¹ b as two differentiable triangular solves with the
-           factor: the gradient w.r.t. the factor and b is their chain rule,
-           O(n² k), the factor reused.
+cho_solve  x = (L Lᴴ)⁻¹ b, one primitive: two triangular solves forward (the
+           half-way y = L⁻¹ b kept), two backward (b̄ = A⁻¹ x̄ via u = L⁻¹ x̄),
+           and the factor's cotangent as ONE projected product
+           L̄ = −tril([b̄ x][y u]ᴴ); O(n² k), the factor reused.
 logdet     ℓ = log det A = 2 Σ log Lᵢᵢ for Hermitian positive definite A.
            Reverse Ā_h = ℓ̄ A⁻¹ (from the forward factor), projected;
            forward ℓ̇ = Re tr(A⁻¹ Ȧ).
@@ -20,7 +21,7 @@ import numpy as np
 from .. import ops
 from ..backend import kernels_for
 from ..registry import Domain, Rule
-from ..tape import Primitive
+from ..tape import Primitive, Tracer
 from ..testing import matrices as M
 from . import _common as C
 from .solve import _solve
@@ -138,9 +139,68 @@ def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):
     C.checked(op, ("c", "b"), (cv, bv), check_finite)
     c, b = C.promote(c, dtype), C.promote(b, dtype)
     lower = bool(lower)
-    first, second = (0, 2) if lower else (2, 0)     # L⁻ᴴ(L⁻¹ b)  or  U⁻¹(U⁻ᴴ b)
-    y = triangular_solve(c, b, lower=lower, trans=first, op=op)
-    return triangular_solve(c, y, lower=lower, trans=second, op=op)
+    return C.on_columns(lambda b_: _chosolve(c, b_, lower=lower), b)
+
+
+def _steps(lower):
+    """The two triangular solves: L⁻ᴴ(L⁻¹ b)  or  U⁻¹(U⁻ᴴ b)."""
+    return (0, 2) if lower else (2, 0)
+
+
+def chosolve_forward(c, b, *, lower):
+    """x = (L Lᴴ)⁻¹ b; the residual is the half-way y = L⁻¹ b (U⁻ᴴ b) = Lᴴ x (U x)."""
+    K = kernels_for(c, b)
+    first, second = _steps(lower)
+    y = C.broadcast_solve(c, b, lambda c_, b_: K.solve_triangular(
+        c_, b_, lower=lower, trans=first, op="cho_solve"))
+    x = C.broadcast_solve(c, y, lambda c_, y_: K.solve_triangular(
+        c_, y_, lower=lower, trans=second, op="cho_solve"))
+    return x, y
+
+
+def _half(y, c, b, lower):
+    """y as a differentiable function of (c, b) when they are traced, else the stored value."""
+    if isinstance(c, Tracer) or isinstance(b, Tracer):
+        return triangular_solve(c, b, lower=lower, trans=_steps(lower)[0], op="cho_solve")
+    return y
+
+
+def chosolve_vjp(x_bar, needs, x, y, c, b, *, lower):
+    """u = L⁻¹ x̄, b̄ = L⁻ᴴ u;  L̄ = −tril(b̄ yᴴ + x uᴴ)   (U: u = U⁻ᴴ x̄, b̄ = U⁻¹ u,
+    Ū = −triu(y b̄ᴴ + u xᴴ)): two triangular solves and ONE projected product."""
+    first, second = _steps(lower)
+    u = triangular_solve(c, x_bar, lower=lower, trans=first, op="cho_solve")
+    b_bar = triangular_solve(c, u, lower=lower, trans=second, op="cho_solve")
+    c_bar = None
+    if needs[0]:
+        yv = _half(y, c, b, lower)
+        P = ops.concatenate([-b_bar, -x], axis=-1)
+        Q = ops.concatenate([yv, u], axis=-1)
+        c_bar = ops.fit(ops.tri_matmul(P, ops.mH(Q), lower=True) if lower
+                        else ops.tri_matmul(Q, ops.mH(P), lower=False), c)
+    return c_bar, (ops.fit(b_bar, b) if needs[1] else None)
+
+
+def chosolve_jvp(tangents, x, y, c, b, *, lower):
+    """With T the read triangle of ċ:  ẋ = A⁻¹(ḃ − T y) − L⁻ᴴ(Tᴴ x)  (lower),
+    ẋ = A⁻¹(ḃ − Tᴴ y) − U⁻¹(T x)  (upper)."""
+    c_dot, b_dot = tangents
+    rhs, extra = b_dot, None
+    if c_dot is not None:
+        first, second = _steps(lower)
+        T = ops.tril(c_dot) if lower else ops.triu(c_dot)
+        yv = _half(y, c, b, lower)
+        rhs_c = -ops.matmul(T if lower else ops.mH(T), yv)
+        rhs = rhs_c if rhs is None else rhs + rhs_c
+        extra = triangular_solve(c, ops.matmul(ops.mH(T) if lower else T, x), lower=lower,
+                                 trans=second, op="cho_solve")
+    out = _chosolve(c, rhs, lower=lower)
+    out = out if extra is None else out - extra
+    shape = ops._shape(x)
+    return ops.broadcast_to(out, shape) if ops._shape(out) != shape else out
+
+
+_chosolve = Primitive("cho_solve", chosolve_forward, chosolve_vjp, chosolve_jvp, staged=True)
 
 
 # -- logdet ---------------------------------------------------------------------------------
@@ -279,7 +339,7 @@ RULES = (
     Rule(
         name="cho_solve",
         fun=_cho_solve_fun,
-        primitive=_trisolve,
+        primitive=_chosolve,
         domains=(
             Domain("lower", _cho_solve_domain(True), "(c, True): lower factor, noise above"),
             Domain("upper", _cho_solve_domain(False), "(c, False): upper factor, noise below"),

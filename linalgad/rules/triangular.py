@@ -33,8 +33,12 @@ def trisolve_forward(A, b, *, lower, trans=0, unit_diagonal=False, op="solve_tri
         A_, b_, lower=lower, trans=trans, unit_diagonal=unit_diagonal, op=op))
 
 
+def _offset(lower, unit_diagonal):
+    return (-1 if lower else 1) if unit_diagonal else 0
+
+
 def _project(G, lower, unit_diagonal):
-    k = (-1 if lower else 1) if unit_diagonal else 0
+    k = _offset(lower, unit_diagonal)
     return ops.tril(G, k) if lower else ops.triu(G, k)
 
 
@@ -46,7 +50,8 @@ def trisolve_vjp(x_bar, needs, x, res, A, b, *, lower, trans=0, unit_diagonal=Fa
                           x_bar, trans)
     A_bar = None
     if needs[0]:
-        A_bar = ops.fit(_project(C.solve_cotangent(b_bar, x, trans), lower, unit_diagonal), A)
+        A_bar = ops.fit(C.solve_cotangent(b_bar, x, trans,
+                                          project=(lower, _offset(lower, unit_diagonal))), A)
     return A_bar, (ops.fit(b_bar, b) if needs[1] else None)
 
 
