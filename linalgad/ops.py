@@ -1155,7 +1155,21 @@ def norm(x, ord=None, axis=None, keepdims=False):
     return power(s, 1.0 / ord)
 
 
+def _sumsq(x, axis):
+    """Σ|x|² over ``axis`` (a tuple of one or two axes) without an array-sized temporary."""
+    nd = x.ndim
+    axes = tuple(a % nd for a in axis)
+    xm = np.moveaxis(x, axes, tuple(range(nd - len(axes), nd)))      # a view
+    spec = "...a,...a->..." if len(axes) == 1 else "...ab,...ab->..."
+    if x.dtype.kind == "c":
+        return np.einsum(spec, xm.real, xm.real) + np.einsum(spec, xm.imag, xm.imag)
+    return np.einsum(spec, xm, xm)
+
+
 def _norm2_impl(x, axis, keepdims):
+    if x.dtype.kind in "fc" and len(axis) in (1, 2) and x.ndim >= len(axis):
+        r = np.sqrt(_sumsq(x, axis))
+        return np.expand_dims(r, axis) if keepdims else r
     xv = np.abs(x)
     return np.sqrt(np.sum(xv * xv, axis=axis, keepdims=keepdims))
 
