@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every benchmark pinned to one core with one thread, and write the results tables.
-#   benchmarks/run_all.sh            full run (several minutes)
+#   benchmarks/run_all.sh            full run (about an hour: the n = 1024 cells dominate)
 #   benchmarks/run_all.sh --quick    smoke run (~70 s), written to results_*.quick.md (git-ignored)
 # PYTHON=... overrides the interpreter (default: .venv-bench/bin/python).
 set -euo pipefail
@@ -21,3 +21,7 @@ echo
 "${PIN[@]}" "$PY" benchmarks/bench_overhead.py --out benchmarks/results_overhead${SUFFIX}.md "${QUICK[@]}"
 echo
 "${PIN[@]}" "$PY" benchmarks/bench_factorizations.py --out benchmarks/results_factorizations${SUFFIX}.md "${QUICK[@]}"
+for b in spectral lstsq matfuncs sylvester norms; do
+  echo
+  "${PIN[@]}" "$PY" benchmarks/bench_${b}.py --out benchmarks/results_${b}${SUFFIX}.md "${QUICK[@]}"
+done
