@@ -82,117 +82,190 @@ def _choose(xp, A4, A6, real_size):
     return m, xp.maximum(s, 0).astype(np.int64)
 
 
-def _identity_like(xp, A):
-    return xp.eye(A.shape[-1], dtype=A.dtype)
+class _Plain:
+    """The kernel's arithmetic: the device's own array functions (no differentiation)."""
+
+    def __init__(self, K):
+        self.K, self.xp = K, K.xp
+
+    def mm(self, a, b):
+        return self.xp.matmul(a, b)
+
+    def scale(self, X, c):
+        return X * c[..., None, None]
+
+    def where(self, mask, a, b):
+        return self.xp.where(mask[..., None, None], a, b)
+
+    def eye(self, A):
+        return self.xp.eye(A.shape[-1], dtype=A.dtype)
+
+    def solve(self, lu, Q, b):
+        return self.K.lu_solve(lu, b)
 
 
-def _scaled(xp, X, scale):
-    return X * scale[..., None, None] if scale is not None else X
+class _Traced:
+    """The same steps with linalgad's differentiable ops: A and E may be traced."""
+
+    def __init__(self, K):
+        from . import ops
+        from .rules.solve import _solve
+        self.K, self.ops, self._solve = K, ops, _solve
+
+    def mm(self, a, b):
+        return self.ops.matmul(a, b)
+
+    def scale(self, X, c):
+        return X * c[..., None, None]
+
+    def where(self, mask, a, b):
+        return self.ops.where(mask[..., None, None], a, b)
+
+    def eye(self, A):
+        v = self.ops.asarray_value(A)
+        return self.K.xp.eye(v.shape[-1], dtype=v.dtype)
+
+    def solve(self, lu, Q, b):          # differentiable in Q and b; the factors are Q's
+        return self._solve(Q, b, kind="gen", factors=lu)
 
 
-def _where(xp, mask, a, b):
-    if mask is None:
-        return a
-    return xp.where(mask[..., None, None], a, b)
+def _mask(s, k):
+    """Which matrices of the stack are still being squared at step k (None: all)."""
+    return None if bool((s > k).all()) else (s > k)
+
+
+def _pade_parts(ar, A, A2, A4, A6, m):
+    """The degree-m Padé pieces of the (scaled) A: powers, W (U = A W), W₁, Z₁, V."""
+    b = _B[m]
+    ident = ar.eye(A)
+    W1 = Z1 = None
+    if m == 13:
+        W1 = b[13] * A6 + b[11] * A4 + b[9] * A2
+        Z1 = b[12] * A6 + b[10] * A4 + b[8] * A2
+        W = ar.mm(A6, W1) + (b[7] * A6 + b[5] * A4 + b[3] * A2 + b[1] * ident)
+        V = ar.mm(A6, Z1) + (b[6] * A6 + b[4] * A4 + b[2] * A2 + b[0] * ident)
+        pows = (A2, A4, A6)
+    else:
+        pows = (A2, A4, A6, ar.mm(A4, A4))[: (m - 1) // 2]
+        W = b[1] * ident
+        V = b[0] * ident
+        for j, P in enumerate(pows, start=1):
+            W = W + b[2 * j + 1] * P
+            V = V + b[2 * j] * P
+    return pows, W, W1, Z1, V
+
+
+def _squarings(ar, R, s):
+    """R^(2^s) per matrix; returns it and the list of matrices before each squaring."""
+    before = []
+    for k in range(int(s.max()) if s.size else 0):
+        before.append(R)
+        R2 = ar.mm(R, R)
+        mask = _mask(s, k)
+        R = R2 if mask is None else ar.where(mask, R2, R)
+    return R, before
+
+
+def _frechet_steps(ar, m, A, E, pows, W, W1, Z1, lu, Q, R0, before, s):
+    """L(A, E) by differentiating each forward step (A, E already scaled by 2^-s)."""
+    mm = ar.mm
+    b = _B[m]
+    if m == 13:
+        A2, A4, A6 = pows
+        M2 = mm(A, E) + mm(E, A)
+        M4 = mm(A2, M2) + mm(M2, A2)
+        M6 = mm(A4, M2) + mm(M4, A2)
+        Lw = mm(A6, b[13] * M6 + b[11] * M4 + b[9] * M2) + mm(M6, W1) + \
+            (b[7] * M6 + b[5] * M4 + b[3] * M2)
+        Lv = mm(A6, b[12] * M6 + b[10] * M4 + b[8] * M2) + mm(M6, Z1) + \
+            (b[6] * M6 + b[4] * M4 + b[2] * M2)
+    else:
+        M = mm(A, E) + mm(E, A)                     # d(A²)
+        Ms = [M]
+        for P in pows[:-1]:                         # d(A^{2j+2}) = d(A²)A^{2j} + A² d(A^{2j})
+            Ms.append(mm(Ms[0], P) + mm(pows[0], Ms[-1]))
+        Lw = Lv = 0
+        for j, Mj in enumerate(Ms, start=1):
+            Lw = Lw + b[2 * j + 1] * Mj
+            Lv = Lv + b[2 * j] * Mj
+    Lu = mm(A, Lw) + mm(E, W)
+    L = ar.solve(lu, Q, Lu + Lv + mm(Lu - Lv, R0))
+    for k, R in enumerate(before):
+        L2 = mm(R, L) + mm(L, R)
+        mask = _mask(s, k)
+        L = L2 if mask is None else ar.where(mask, L2, L)
+    return L
 
 
 def expm_staged(K, A, op="expm"):
     """(e^A, ExpmFactors) for a stack (..., n, n) of matrices, in A's dtype."""
     xp = K.xp
+    ar = _Plain(K)
     real_size = np.dtype(A.real.dtype if A.dtype.kind == "c" else A.dtype).itemsize
-    mm = xp.matmul
     real = A.real.dtype if A.dtype.kind == "c" else A.dtype
     s0 = None
     norm = _norm1(xp, A)
     big = _THETA[8 if real_size >= 8 else 4][-1][1] * 2.0 ** 16
     if float(norm.max()) > big:                 # pre-scale so that the powers cannot overflow
         s0 = xp.maximum(xp.ceil(xp.log2(norm / big)), 0).astype(np.int64)
-        A = _scaled(xp, A, (2.0 ** -s0).astype(real))
-    A2 = mm(A, A)
-    A4 = mm(A2, A2)
-    A6 = mm(A4, A2)
+        A = ar.scale(A, (2.0 ** -s0).astype(real))
+    A2 = ar.mm(A, A)
+    A4 = ar.mm(A2, A2)
+    A6 = ar.mm(A4, A2)
     m, s = _choose(xp, A4, A6, real_size)
-    smax = int(s.max()) if s.size else 0
-    if smax:
+    if s.size and int(s.max()):
         sc = (2.0 ** -s).astype(real)
         sc2 = sc * sc
-        A = _scaled(xp, A, sc)
-        A2 = _scaled(xp, A2, sc2)
-        A4 = _scaled(xp, _scaled(xp, A4, sc2), sc2)
-        A6 = _scaled(xp, _scaled(xp, _scaled(xp, A6, sc2), sc2), sc2)
+        A = ar.scale(A, sc)
+        A2 = ar.scale(A2, sc2)
+        A4 = ar.scale(ar.scale(A4, sc2), sc2)
+        A6 = ar.scale(ar.scale(ar.scale(A6, sc2), sc2), sc2)
     if s0 is not None:
         s = s + s0
-        smax = int(s.max())
-    scale = (2.0 ** -s).astype(real) if smax else None
-    b = _B[m]
-    ident = _identity_like(xp, A)
-    W1 = Z1 = None
-    if m == 13:
-        W1 = b[13] * A6 + b[11] * A4 + b[9] * A2
-        Z1 = b[12] * A6 + b[10] * A4 + b[8] * A2
-        W = mm(A6, W1) + (b[7] * A6 + b[5] * A4 + b[3] * A2 + b[1] * ident)
-        V = mm(A6, Z1) + (b[6] * A6 + b[4] * A4 + b[2] * A2 + b[0] * ident)
-        pows = (A2, A4, A6)
-    else:
-        pows = (A2, A4, A6, mm(A4, A4))[: (m - 1) // 2]
-        W = b[1] * ident
-        V = b[0] * ident
-        for j, P in enumerate(pows, start=1):
-            W = W + b[2 * j + 1] * P
-            V = V + b[2 * j] * P
-    U = mm(A, W)
+    scale = (2.0 ** -s).astype(real) if (s.size and int(s.max())) else None
+    pows, W, W1, Z1, V = _pade_parts(ar, A, A2, A4, A6, m)
+    U = ar.mm(A, W)
     lu = K.lu_factor(V - U, op=op)
-    R = K.lu_solve(lu, U + V)
-    before = []
-    for k in range(smax):
-        before.append(R)
-        mask = None if bool((s > k).all()) else (s > k)
-        R = _where(xp, mask, mm(R, R), R)
+    R0 = K.lu_solve(lu, U + V)
+    R, before = _squarings(ar, R0, s)
     return R, ExpmFactors(K=K, m=m, s=s, scale=scale, pows=pows, W=W, W1=W1, Z1=Z1, lu=lu,
-                          R=before[0] if before else R, before=before)
+                          R=R0, before=before)
 
 
 def expm_frechet_staged(F, A, E):
     """L(A, E) from the factors F of e^A (A: the same matrices the factors were made from).
 
     E: a stack like A (its dtype may be wider: complex E with real A); returns
-    the Fréchet derivative in the common dtype.
+    the Fréchet derivative in the common dtype.  Products and one solve.
     """
-    K = F.K
-    xp = K.xp
-    mm = xp.matmul
-    b = _B[F.m]
+    ar = _Plain(F.K)
     if F.scale is not None:
-        A = _scaled(xp, A, F.scale)
-        E = _scaled(xp, E, F.scale)
-    if F.m == 13:
-        A2, A4, A6 = F.pows
-        M2 = mm(A, E) + mm(E, A)
-        M4 = mm(A2, M2) + mm(M2, A2)
-        M6 = mm(A4, M2) + mm(M4, A2)
-        Lw = mm(A6, b[13] * M6 + b[11] * M4 + b[9] * M2) + mm(M6, F.W1) + \
-            (b[7] * M6 + b[5] * M4 + b[3] * M2)
-        Lv = mm(A6, b[12] * M6 + b[10] * M4 + b[8] * M2) + mm(M6, F.Z1) + \
-            (b[6] * M6 + b[4] * M4 + b[2] * M2)
-    else:
-        M = mm(A, E) + mm(E, A)                     # d(A²)
-        Ms = [M]
-        A2 = F.pows[0]
-        for P in F.pows[:-1]:                       # d(A^{2j+2}) = d(A²)A^{2j} + A² d(A^{2j})
-            Ms.append(mm(Ms[0], P) + mm(A2, Ms[-1]))
-        Lw = 0
-        Lv = 0
-        for j, Mj in enumerate(Ms, start=1):
-            Lw = Lw + b[2 * j + 1] * Mj
-            Lv = Lv + b[2 * j] * Mj
-    Lu = mm(A, Lw) + mm(E, F.W)
-    R0 = F.before[0] if F.before else F.R
-    L = K.lu_solve(F.lu, Lu + Lv + mm(Lu - Lv, R0))
-    s = F.s
-    for k, R in enumerate(F.before):
-        mask = None if bool((s > k).all()) else (s > k)
-        L = _where(xp, mask, mm(R, L) + mm(L, R), L)
-    return L
+        A, E = ar.scale(A, F.scale), ar.scale(E, F.scale)
+    return _frechet_steps(ar, F.m, A, E, F.pows, F.W, F.W1, F.Z1, F.lu, None, F.R, F.before,
+                          F.s)
+
+
+def frechet_traced(F, A, E):
+    """L(A, E) recomputed with linalgad's differentiable ops (A, E possibly traced).
+
+    Every step of the forward pass and of its Fréchet derivative, with F's Padé
+    degree and scalings (piecewise constant in A) and F's LU factors of V − U
+    (for the solves' values; the solves are differentiated in V − U): reverse
+    or forward mode through this is the derivative of the algorithm, i.e. the
+    second Fréchet derivative of the approximant the forward pass used.
+    """
+    ar = _Traced(F.K)
+    if F.scale is not None:
+        A, E = ar.scale(A, F.scale), ar.scale(E, F.scale)
+    A2 = ar.mm(A, A)
+    A4 = ar.mm(A2, A2)
+    A6 = ar.mm(A4, A2)
+    pows, W, W1, Z1, V = _pade_parts(ar, A, A2, A4, A6, F.m)
+    U = ar.mm(A, W)
+    Q = V - U
+    R0 = ar.solve(F.lu, Q, U + V)
+    _, before = _squarings(ar, R0, F.s)
+    return _frechet_steps(ar, F.m, A, E, pows, W, W1, Z1, F.lu, Q, R0, before, F.s)
 
 
 def pade_degree_scaling(F):
@@ -200,4 +273,5 @@ def pade_degree_scaling(F):
     return F.m, (int(F.s.max()) if F.s.size else 0)
 
 
-__all__ = ["ExpmFactors", "expm_staged", "expm_frechet_staged", "pade_degree_scaling"]
+__all__ = ["ExpmFactors", "expm_staged", "expm_frechet_staged", "frechet_traced",
+           "pade_degree_scaling"]

@@ -492,19 +492,7 @@ class CPUKernels(ComposedKernels):
     # float32 sqrtm, logm and expm_frechet).  logm's factors are an upper *triangular*
     # Schur form (T, Z): real when A is real with a real spectrum, complex otherwise.
 
-    # Stacks of matrices smaller than this get L(A, E) from one batched expm of the 2n×2n
-    # block [[A, E], [0, A]] (C loop); larger ones (and single matrices) from SciPy's
-    # expm_frechet per matrix (about 2.6 expm's, against 5 to 8 for the block).
-    FRECHET_BLOCK_N = 32
-
-    def expm(self, A):
-        from scipy.linalg import expm
-        if A.size == 0:
-            return A.copy()
-        if A.ndim > 2:                  # vectorised over the stack (SciPy loops per matrix)
-            return self.expm_staged(A)[0]
-        X = expm(A)
-        return X if X.dtype == A.dtype else X.astype(A.dtype)
+    # expm and its Fréchet derivative: ComposedKernels.expm_staged / expm_frechet_staged.
 
     @staticmethod
     def _frechet_block(xp, A, E):
@@ -519,35 +507,6 @@ class CPUKernels(ComposedKernels):
         X[..., n:, n:] = A
         X[..., :n, n:] = E * s[..., None, None].astype(E.real.dtype)
         return X, s
-
-    def expm_frechet(self, A, E, with_expm=False):
-        """L(A, E), the Fréchet derivative of expm at A in E (and e^A first when with_expm).
-
-        A and E are equal stacks (..., n, n); the result has their common dtype.
-        """
-        from scipy.linalg import expm, expm_frechet
-        dtype = np.result_type(A.dtype, E.dtype)
-        n, batch = A.shape[-1], A.shape[:-2]
-        if A.size == 0:
-            L = np.zeros(A.shape, dtype=dtype)
-            return (A.astype(dtype), L) if with_expm else L
-        if batch and n < self.FRECHET_BLOCK_N:
-            X, s = self._frechet_block(np, A, E)
-            F = expm(X)
-            L = F[..., :n, n:] / s[..., None, None].astype(F.real.dtype)
-            L = L.astype(dtype, copy=False)
-            return (F[..., :n, :n].astype(A.dtype, copy=False), L) if with_expm else L
-        fA, fE = A.reshape(-1, n, n), E.reshape(-1, n, n)
-        L = np.empty(fA.shape, dtype=dtype)
-        eA = np.empty(fA.shape, dtype=A.dtype) if with_expm else None
-        for i in range(fA.shape[0]):
-            if with_expm:
-                e, L[i] = expm_frechet(fA[i], fE[i], check_finite=False)
-                eA[i] = e
-            else:
-                L[i] = expm_frechet(fA[i], fE[i], compute_expm=False, check_finite=False)
-        L = L.reshape(A.shape)
-        return (eA.reshape(A.shape), L) if with_expm else L
 
     def sqrtm(self, A, op="sqrtm"):
         """The principal square root (SciPy's blocked Schur method); real A must have a real one."""

@@ -8,7 +8,7 @@ import pytest
 import linalgad as lad
 from linalgad import ops
 from linalgad.tape import Primitive
-from linalgad.testing import GradCheckError, check_grads, grad_errors
+from linalgad.testing import GradCheckError, check_grads
 
 
 def _square(forward_factor=1.0, reverse_factor=1.0, transpose_bug=False, frozen=False):

@@ -15,7 +15,7 @@ import cupy
 import numpy as np
 from cupyx.scipy import linalg as _cxl
 
-from ..backend import (CPU, ComposedKernels, CPUKernels, LinAlgError, LUFactors, _TRANS,
+from ..backend import (CPU, ComposedKernels, LinAlgError, LUFactors, _TRANS,
                        _complex_of, _perm_from_swaps, _where)
 
 __all__ = ["GPU", "GPUKernels"]
@@ -202,39 +202,14 @@ class GPUKernels(ComposedKernels):
         return cupy.matmul(Q, y)
 
     # -- matfuncs family (linalgad/rules/matfuncs.py) ----------------------------------------
-    # The expm rule uses the composed, stack-vectorised Padé kernel (ComposedKernels.
-    # expm_staged: batched products on the device, LU per matrix).  ``expm`` below (the
-    # 2n-block Fréchet derivative's kernel): cupyx.scipy.linalg.expm (CuPy >= 13), one
-    # matrix at a time; without it, the CPU kernel through the host.  L(A, E): composed on
-    # the device, the (1,2) block of expm of the 2n×2n block [[A, sE], [0, A]] (there is
-    # no Fréchet kernel in CuPy; the block is the standard composition, Higham 2008
-    # eq. (3.16)).  sqrtm and logm: documented host round-trips, like the sylvester
-    # section: CuPy has no Schur decomposition, and a Schur-free composition (Denman–
-    # Beavers / Newton iterations for sqrtm, eigendecomposition for logm) is not stable
-    # for non-normal matrices.  logm's triangular Schur factors stay on the host (only
-    # these kernels read them); each derivative copies its direction to the host and
+    # expm and L(A, E): the composed, stack-vectorised Padé kernel (ComposedKernels.
+    # expm_staged / expm_frechet_staged: batched products on the device, LU per matrix).
+    # sqrtm and logm: documented host round-trips, like the
+    # sylvester section: CuPy has no Schur decomposition, and a Schur-free composition
+    # (Denman–Beavers / Newton iterations for sqrtm, eigendecomposition for logm) is not
+    # stable for non-normal matrices.  logm's triangular Schur factors stay on the host
+    # (only these kernels read them); each derivative copies its direction to the host and
     # the result back: O(n²) transfers around O(n³) host work.
-
-    def expm(self, A):
-        if A.size == 0:
-            return A.copy()
-        fn = getattr(_cxl, "expm", None)
-        if fn is None:
-            return cupy.asarray(CPU.expm(cupy.asnumpy(A)))
-        n = A.shape[-1]
-        out = cupy.stack([fn(a) for a in A.reshape(-1, n, n)]).reshape(A.shape)
-        return out.astype(A.dtype, copy=False)
-
-    def expm_frechet(self, A, E, with_expm=False):
-        dtype = np.result_type(A.dtype, E.dtype)
-        n = A.shape[-1]
-        if A.size == 0:
-            L = cupy.zeros(A.shape, dtype=dtype)
-            return (A.astype(dtype), L) if with_expm else L
-        X, s = CPUKernels._frechet_block(cupy, A, E)
-        F = self.expm(X)
-        L = (F[..., :n, n:] / s[..., None, None].astype(F.real.dtype)).astype(dtype, copy=False)
-        return (F[..., :n, :n].astype(A.dtype, copy=False), L) if with_expm else L
 
     def sqrtm(self, A, op="sqrtm"):
         return cupy.asarray(CPU.sqrtm(cupy.asnumpy(A), op))

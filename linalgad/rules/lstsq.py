@@ -76,7 +76,7 @@ class PinvFactors:
                 return xp.matmul(self.U, self.sinv[..., :, None] * xp.matmul(self.Vh, y))
             return xp.matmul(_mh(self.Vh, xp), self.sinv[..., :, None] *
                              xp.matmul(_mh(self.U, xp), y))
-        R, F = self.R, self.F
+        F = self.F
         if adjoint == self.wide:        # M⁺ y = R⁻¹ (Qᴴ y)
             if F is None:               # Q not kept: Qᴴ y = R⁻ᴴ Mᴴ y (semi-normal equations)
                 t = self._tri(xp.matmul(_mh(self.M, xp), y), 2)

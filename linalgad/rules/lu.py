@@ -77,7 +77,6 @@ def lu_vjp(lu_bar, needs, lu_, res, A):
     L1, U1 = _sl(L, slice(0, k)), _sl(U, slice(None), slice(0, k))
     L1_bar = _sl(L_bar, slice(0, k), slice(0, k))
     U1_bar = _sl(U_bar, slice(0, k), slice(0, k))
-    parts = []
     if m > n:          # tall: L̇₂ = (Ṁ₂ − L₂ U̇₁) U₁⁻¹
         L2, L2_bar = _sl(L, slice(k, None)), _sl(L_bar, slice(k, None))
         M2_bar = _right_solve_UH(sq, L2_bar)                 # L̄₂ U₁⁻ᴴ

@@ -3,9 +3,14 @@
 expm          F = e^A              dF = L(A, dA)            (Fréchet derivative of exp)
   Reverse     Ā = L(Aᴴ, F̄)   (the adjoint of L(A, ·) is L(Aᴴ, ·))
   Forward     Ḟ = L(A, Ȧ)
-L(A, E)       the (1,2) block of exp([[A, E], [0, A]]); linear in E.
-  Forward     L̇ = (1,2) block of L(X, Ẋ),  X = [[A, E], [0, A]],  Ẋ = [[Ȧ, Ė], [0, Ȧ]]
-  Reverse     Y = L(Xᴴ, [[0, L̄], [0, 0]]):  Ā = Y₁₁ + Y₂₂,  Ē = Y₁₂   (Ē = L(Aᴴ, L̄) alone)
+L(A, E)       the (1,2) block of exp([[A, E], [0, A]]); linear in E.  Computed by
+              differentiating the forward pass's Padé steps (products, one solve).
+  Reverse     Ē = L(Aᴴ, L̄) = L(A, L̄ᴴ)ᴴ from A's Padé factors; Ā (a second Fréchet
+              derivative): reverse mode through those steps, recomputed with
+              differentiable ops (the derivative of the algorithm, as JAX does).
+  Forward     L̇ = L(A, Ė) when only E moves; else forward mode through the steps.
+              (Both equal the block rules [L(X, Ẋ)]₁₂ and Y = L(Xᴴ, [[0, L̄], [0, 0]]),
+              Ā = Y₁₁ + Y₂₂, Ē = Y₁₂ of the derivation, at a quarter of the cost.)
 sqrtm         X² = A               X dX + dX X = dA          (a Sylvester equation)
   Forward     X Ẋ + Ẋ X = Ȧ
   Reverse     Xᴴ Ā + Ā Xᴴ = X̄     (Schur factors of X computed once, reused as .H)
@@ -16,21 +21,20 @@ L_log(A, E)   (1,2) block of log([[A, E], [0, A]]), evaluated in A's triangular 
               (the block [[T, F], [0, T]] is triangular: no second Schur decomposition);
               its derivatives by the same block identity as L above.
 
-The Fréchet derivatives are primitives of their own whose derivatives come from
-the block identities, so every order is available (each order doubles the
-matrix size of the innermost call).  First-order values use fast kernels:
-expm's own Padé factors, kept by its forward pass (``linalgad/_pade.py``:
-products and one solve with stored LU factors, no second Padé evaluation);
-SciPy's expm_frechet (or one batched expm of the 2n block for stacks of small
-matrices) for L's own derivatives; the triangular Schur form of A cached by
-logm's forward pass.
+The Fréchet derivatives are primitives of their own, so every order is
+available.  expm keeps its Padé factors (``linalgad/_pade.py``), so its
+gradient is products and one solve with stored LU factors (no second Padé
+evaluation), and L's own derivatives run through the same steps; L_log's
+derivatives come from the block identity (each order doubles the matrix size of
+the innermost call), on the triangular Schur form of A cached by logm's forward
+pass.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from .. import ops, transforms
 from ..backend import LinAlgError, kernels_for, namespace_of
 from ..registry import Domain, Rule
 from ..tape import Primitive
@@ -68,40 +72,63 @@ def _add(x, y):
 
 # -- L(A, E): the Fréchet derivative of expm --------------------------------------------------
 
+def _factors(res, A):
+    """The Padé factors of A's exponential: the forward pass's, or made now (a call that was
+    given its value and so kept none)."""
+    if res is not None:
+        return res
+    Av = ops.asarray_value(A)
+    return kernels_for(Av).expm_staged(Av)[1]
+
+
 def _frechet_impl(A, E, *, value=None):
+    """L(A, E) by the forward pass's steps, differentiated (``linalgad/_pade.py``)."""
     if value is not None:       # computed by the caller from its forward pass's factors
-        return value
+        return value, None
     K = kernels_for(A, E)
-    L = K.expm_frechet(A, E)
     dtype = np.result_type(A.dtype, E.dtype)
-    return L if L.dtype == dtype else L.astype(dtype)
+    _, F = K.expm_staged(A)
+    if F is None:               # empty matrices
+        return K.xp.zeros(A.shape, dtype=dtype), None
+    L = K.expm_frechet_staged(F, A, E)
+    return (L if L.dtype == dtype else L.astype(dtype)), F
+
+
+def _through_algorithm(F, A, E):
+    """(a, e) ↦ L(a, e) recomputed with differentiable ops, F's degree, scalings and factors."""
+    from .._pade import frechet_traced
+    return lambda a, e: frechet_traced(F, a, e)
 
 
 def _frechet_jvp(tangents, L, res, A, E, *, value=None):
-    """L̇ = L(A, Ė) when only E moves; else the (1,2) block of L(X, Ẋ)."""
+    """L̇ = L(A, Ė) when only E moves (from A's factors); else the derivative of the
+    algorithm's steps in (Ȧ, Ė) — forward mode through them."""
     A_dot, E_dot = tangents
+    F = _factors(res, A)
     if A_dot is None:
-        return None if E_dot is None else _frechet(A, E_dot)
-    n = ops._shape(A)[-1]
-    X = _block(A, E, None, A)
-    X_dot = _block(A_dot, E_dot, None, A_dot)
-    return _part(_frechet(X, X_dot), 0, 1, n)
+        return None if E_dot is None else _frechet(A, E_dot, value=_frechet_from(F, A, E_dot))
+    if F is None:
+        return ops.zeros_like(L)
+    if E_dot is None:
+        E_dot = ops.zeros_like(E)
+    return transforms.jvp(_through_algorithm(F, A, E), (A, E), (A_dot, E_dot))[1]
 
 
 def _frechet_vjp(L_bar, needs, L, res, A, E, *, value=None):
-    """Ē = L(Aᴴ, L̄); with Ā: Y = L(Xᴴ, [[0, L̄], [0, 0]]), Ā = Y₁₁ + Y₂₂, Ē = Y₁₂."""
+    """Ē = L(Aᴴ, L̄) = L(A, L̄ᴴ)ᴴ from A's factors; with Ā: reverse mode through the steps."""
+    F = _factors(res, A)
     if not needs[0]:
-        return None, ops.fit(_frechet(ops.mH(A), L_bar), E)
-    n = ops._shape(A)[-1]
-    AH = ops.mH(A)
-    XH = _block(AH, None, ops.mH(E), AH)
-    Y = _frechet(XH, _block(None, L_bar, None, None))
-    A_bar = ops.fit(_part(Y, 0, 0, n) + _part(Y, 1, 1, n), A)
-    E_bar = ops.fit(_part(Y, 0, 1, n), E) if needs[1] else None
-    return A_bar, E_bar
+        value = _frechet_from(F, A, L_bar, adjoint=True)
+        return None, ops.fit(_frechet(ops.mH(A), L_bar, value=value), E)
+    if F is None:
+        return ops.zeros_like(A), (ops.zeros_like(E) if needs[1] else None)
+    _, pull = transforms.vjp(_through_algorithm(F, A, E), A, E)
+    A_bar, E_bar = pull(L_bar)
+    return ops.fit(A_bar, A), (ops.fit(E_bar, E) if needs[1] else None)
 
 
-_frechet = Primitive("expm_frechet", _frechet_impl, _frechet_vjp, _frechet_jvp)
+_frechet = Primitive("expm_frechet", _frechet_impl, _frechet_vjp, _frechet_jvp,
+                     staged=True)
 
 
 def frechet_expm(A, E):
@@ -172,28 +199,35 @@ def expm(A):
 
 def _pair_impl(A, E):
     K = kernels_for(A, E)
-    eA, L = K.expm_frechet(A, E, with_expm=True)
     dtype = np.result_type(A.dtype, E.dtype)
-    return eA, (L if L.dtype == dtype else L.astype(dtype))
+    eA, F = K.expm_staged(A)
+    if F is None:               # empty matrices
+        return (eA, K.xp.zeros(A.shape, dtype=dtype)), None
+    L = K.expm_frechet_staged(F, A, E)
+    return (eA, L if L.dtype == dtype else L.astype(dtype)), F
 
 
 def _pair_vjp(cts, needs, out, res, A, E):
     F_bar, L_bar = cts
     A_bar = E_bar = None
     if L_bar is not None:
-        A_bar, E_bar = _frechet_vjp(L_bar, needs, out[1], None, A, E)
+        A_bar, E_bar = _frechet_vjp(L_bar, needs, out[1], res, A, E)
     if F_bar is not None and needs[0]:
-        A_bar = _add(A_bar, ops.fit(_frechet(ops.mH(A), F_bar), A))
+        F = _factors(res, A)
+        A_bar = _add(A_bar, ops.fit(_frechet(ops.mH(A), F_bar,
+                                             value=_frechet_from(F, A, F_bar, adjoint=True)), A))
     return A_bar, E_bar
 
 
 def _pair_jvp(tangents, out, res, A, E):
     A_dot = tangents[0]
-    F_dot = None if A_dot is None else _frechet(A, A_dot)
-    return F_dot, _frechet_jvp(tangents, out[1], None, A, E)
+    F = _factors(res, A)
+    F_dot = None if A_dot is None else _frechet(A, A_dot, value=_frechet_from(F, A, A_dot))
+    return F_dot, _frechet_jvp(tangents, out[1], res, A, E)
 
 
-_pair = Primitive("expm_frechet_pair", _pair_impl, _pair_vjp, _pair_jvp, multiple_results=True)
+_pair = Primitive("expm_frechet_pair", _pair_impl, _pair_vjp, _pair_jvp, multiple_results=True,
+                  staged=True)
 
 
 def expm_frechet(A, E, method=None, compute_expm=True, check_finite=True):
@@ -204,14 +238,14 @@ def expm_frechet(A, E, method=None, compute_expm=True, check_finite=True):
     (..., n, n) stacks (broadcast against each other); results have their
     common inexact dtype.  ``method`` ('SPS' or 'blockEnlarge') is accepted:
     the value is the same mathematical object, computed by SciPy's SPS
-    algorithm (or, for stacks of small matrices, by one batched expm of the
-    2n×2n block matrix).  Differentiable in A and E, to any order (the
-    derivative of L(A, E) is a Fréchet derivative of a 2n×2n block matrix).
+    algorithm (Al-Mohy & Higham's Alg. 6.4: the Padé steps of expm,
+    differentiated), vectorised over stacks.  Differentiable in A and E, to
+    any order: the gradient in E is L(A, L̄ᴴ)ᴴ from A's Padé factors; in A it
+    is the derivative of those steps (reverse or forward mode through them).
     ValueError for mismatched shapes, an unknown method, or infs/NaNs when
     ``check_finite``.
 
-    Valid when: always (exp is entire); every further order of derivative in
-    A doubles the matrix size of its innermost evaluation.
+    Valid when: always (exp is entire); accuracy like SciPy's expm_frechet.
     """
     op = "expm_frechet"
     if method not in (None, "SPS", "blockEnlarge"):
