@@ -1,7 +1,7 @@
 """Gradients agree with PyTorch's and JAX's (and autograd's, where only it has the rule).
 
-Spectral rules on random inputs with distinct spectra; expm, pinv (full and constant
-rank), polar, the matrix norms, cond, matrix_power and multi_dot; sqrtm and
+Spectral rules on random inputs with distinct spectra; expm, expm_frechet (in A and E,
+vs JAX), pinv (full and constant rank), polar, the matrix norms, cond, matrix_power and multi_dot; sqrtm and
 solve_sylvester against HIPS autograd (the only peer with their gradients).
 
 The peers are optional (the ``bench`` extra; torch==2.13.0 CPU): this module is
@@ -183,6 +183,24 @@ def test_expm_agrees(dtype, batch):
     t = torch_grad(lambda A: _re_inner(torch, W, torch.linalg.matrix_exp(A)), A)
     j = jax_grad(lambda A: _re_inner(jnp, W, jax.scipy.linalg.expm(A)), A)
     assert rel(got, t) < 1e-8 and rel(got, j) < 1e-8
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("scale", [0.3, 4.0])          # Padé without / with squarings
+def test_expm_frechet_agrees_with_jax_in_both_arguments(dtype, scale):
+    """JAX differentiates its own Fréchet algorithm; the A-gradient is a second Fréchet
+    derivative, which linalgad computes through its Padé steps."""
+    rng = np.random.default_rng(9)
+    n = 5
+    A = scale * M.random_general(rng, n, (), dtype) / np.sqrt(n)
+    E = M.random_general(rng, n, (), dtype)
+    W = _weights(rng, (n, n), dtype)
+    gA, gE = lad.grad(lambda a, e: _re_inner(
+        lad, W, la.expm_frechet(a, e, compute_expm=False)), argnums=(0, 1))(A, E)
+    jA, jE = jax.grad(lambda a, e: _re_inner(
+        jnp, W, jax.scipy.linalg.expm_frechet(a, e, compute_expm=False)),
+        argnums=(0, 1))(jnp.asarray(A), jnp.asarray(E))
+    assert rel(gA, np.conj(np.asarray(jA))) < 1e-8 and rel(gE, np.conj(np.asarray(jE))) < 1e-8
 
 
 @pytest.mark.parametrize("dtype,batch", CASES)
