@@ -254,3 +254,24 @@ def test_peers_agree_at_constant_rank():
     np.testing.assert_allclose(jx, ours_x, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(jp, ours_p, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(At.grad.numpy(), ours_p, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [((0, 3), (0,)), ((3, 0), (3,)), ((3, 0), (3, 2)),
+                                              ((0, 0), (0, 2)), ((2, 3, 0), (3, 2))])
+def test_lstsq_empty_matrices_follow_numpy(a_shape, b_shape):
+    """x = 0 with n rows, rank 0, s empty; residues ‖b‖² when m > n (NumPy's shapes), and
+    their gradient in b is 2b (summed over a stack b is broadcast to)."""
+    rng = np.random.default_rng(0)
+    A, b = np.zeros(a_shape), rng.standard_normal(b_shape)
+    x, res, rank, s = la.lstsq(A, b)
+    if len(a_shape) == 2:
+        want = np.linalg.lstsq(A, b, rcond=None)
+        assert x.shape == want[0].shape and res.shape == want[1].shape and s.shape == want[3].shape
+        np.testing.assert_allclose(res, want[1])
+        assert rank == 0 and isinstance(rank, int)
+    else:
+        assert x.shape == (2, 0, 2) and res.shape == (2, 2) and rank.shape == (2,)
+    if res.size:
+        g = lad.grad(lambda b: lad.ops.sum(la.lstsq(A, b)[1]))(b)
+        copies = a_shape[0] if len(a_shape) == 3 else 1     # b broadcast over the stack
+        np.testing.assert_allclose(g, 2 * copies * b)

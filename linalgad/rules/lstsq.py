@@ -273,7 +273,9 @@ def lstsq(a, b, rcond=None, *, cond=None, overwrite_a=False, overwrite_b=False,
     explicitly); a negative value means eps.  ``lapack_driver`` is checked
     ('gelsd', 'gelss', 'gelsy'); with 'gelsy' s is None and residues empty,
     as SciPy.  ``overwrite_*`` are accepted and ignored.  Incompatible shapes
-    raise LinAlgError (a ValueError) naming lstsq.
+    raise LinAlgError (a ValueError) naming lstsq.  Empty matrices (m or n
+    zero) give NumPy's results: x = 0, rank 0, empty s, residues ‖b‖² when
+    m > n.
 
     Full rank uses QR (of a when m ≥ n, of aᴴ when m < n) plus the singular
     values of the triangular factor; otherwise the thin SVD.  The backward
@@ -302,6 +304,8 @@ def lstsq(a, b, rcond=None, *, cond=None, overwrite_a=False, overwrite_b=False,
     eps = float(np.finfo(dtype).eps)
     rc = _rcond(cond if cond is not None else rcond, dtype, eps * max(m, n))
     Bv = C.value(B)
+    if m == 0 or n == 0:
+        return _lstsq_empty(A, B, vector, lapack_driver)
     P, s, rank, x0 = _lstsq_factor(Av, Bv[..., None] if vector else Bv, rc, op)
     if P is not None:
         s_out = _svals(A, s=s) if isinstance(A, Tracer) else s
@@ -333,6 +337,31 @@ def lstsq(a, b, rcond=None, *, cond=None, overwrite_a=False, overwrite_b=False,
     if lapack_driver == "gelsy":
         s_out = None
     return x, residues, rank_out, s_out
+
+
+def _lstsq_empty(A, B, vector, lapack_driver):
+    """m = 0 or n = 0, as NumPy: x = 0 (n rows), rank 0, s empty; residues ‖b‖² per column
+    when m > n (so b itself is the residual: differentiable in b), else empty."""
+    Av, Bv = C.value(A), C.value(B)
+    xp = namespace_of(Av)
+    m, n = Av.shape[-2:]
+    batch = Av.shape[:-2] if vector else np.broadcast_shapes(Av.shape[:-2], Bv.shape[:-2])
+    tail = () if vector else (Bv.shape[-1],)
+    x = xp.zeros(batch + (n,) + tail, dtype=Av.dtype)
+    real = _real_dtype(Av.dtype)
+    if m > n and lapack_driver != "gelsy":
+        r2 = ops.real(B * ops.conj(B)) if ops._is_complex(B) else B * B
+        residues = ops.sum(r2, axis=-1 if vector else -2)
+        want = (1,) if vector and not batch else batch + tail
+        if ops._shape(residues) == ():
+            residues = ops.reshape(residues, (1,))
+        if ops._shape(residues) != want:
+            residues = ops.broadcast_to(residues, want)
+    else:
+        residues = xp.empty(batch + (0,), dtype=real)
+    rank = 0 if not Av.shape[:-2] else xp.zeros(Av.shape[:-2], dtype=np.int64)
+    s = None if lapack_driver == "gelsy" else xp.empty(Av.shape[:-2] + (0,), dtype=real)
+    return x, residues, rank, s
 
 
 def _matvec(A, x, vector):
