@@ -103,6 +103,14 @@ class _Plain:
     def solve(self, lu, Q, b):
         return self.K.lu_solve(lu, b)
 
+    def comb(self, terms, ident=0.0):
+        """Σ cᵢ Xᵢ (+ ident·I)."""
+        out = None
+        for c, X in terms:
+            term = X if c == 1.0 else X * c
+            out = term if out is None else out + term
+        return out + ident * self.eye(out) if ident else out
+
 
 class _Traced:
     """The same steps with linalgad's differentiable ops: A and E may be traced."""
@@ -128,6 +136,15 @@ class _Traced:
     def solve(self, lu, Q, b):          # differentiable in Q and b; the factors are Q's
         return self._solve(Q, b, kind="gen", factors=lu)
 
+    def comb(self, terms, ident=0.0):
+        """Σ cᵢ Xᵢ (+ ident·I) as one recorded primitive."""
+        coefs = [c for c, _ in terms]
+        arrays = [X for _, X in terms]
+        if ident:
+            coefs.append(ident)
+            arrays.append(self.eye(arrays[0]))
+        return self.ops.lincomb(coefs, *arrays)
+
 
 def _mask(s, k):
     """Which matrices of the stack are still being squared at step k (None: all)."""
@@ -137,21 +154,17 @@ def _mask(s, k):
 def _pade_parts(ar, A, A2, A4, A6, m):
     """The degree-m Padé pieces of the (scaled) A: powers, W (U = A W), W₁, Z₁, V."""
     b = _B[m]
-    ident = ar.eye(A)
     W1 = Z1 = None
     if m == 13:
-        W1 = b[13] * A6 + b[11] * A4 + b[9] * A2
-        Z1 = b[12] * A6 + b[10] * A4 + b[8] * A2
-        W = ar.mm(A6, W1) + (b[7] * A6 + b[5] * A4 + b[3] * A2 + b[1] * ident)
-        V = ar.mm(A6, Z1) + (b[6] * A6 + b[4] * A4 + b[2] * A2 + b[0] * ident)
+        W1 = ar.comb(((b[13], A6), (b[11], A4), (b[9], A2)))
+        Z1 = ar.comb(((b[12], A6), (b[10], A4), (b[8], A2)))
+        W = ar.comb(((1.0, ar.mm(A6, W1)), (b[7], A6), (b[5], A4), (b[3], A2)), ident=b[1])
+        V = ar.comb(((1.0, ar.mm(A6, Z1)), (b[6], A6), (b[4], A4), (b[2], A2)), ident=b[0])
         pows = (A2, A4, A6)
     else:
         pows = (A2, A4, A6, ar.mm(A4, A4))[: (m - 1) // 2]
-        W = b[1] * ident
-        V = b[0] * ident
-        for j, P in enumerate(pows, start=1):
-            W = W + b[2 * j + 1] * P
-            V = V + b[2 * j] * P
+        W = ar.comb([(b[2 * j + 1], P) for j, P in enumerate(pows, start=1)], ident=b[1])
+        V = ar.comb([(b[2 * j], P) for j, P in enumerate(pows, start=1)], ident=b[0])
     return pows, W, W1, Z1, V
 
 
@@ -175,19 +188,17 @@ def _frechet_steps(ar, m, A, E, pows, W, W1, Z1, lu, Q, R0, before, s):
         M2 = mm(A, E) + mm(E, A)
         M4 = mm(A2, M2) + mm(M2, A2)
         M6 = mm(A4, M2) + mm(M4, A2)
-        Lw = mm(A6, b[13] * M6 + b[11] * M4 + b[9] * M2) + mm(M6, W1) + \
-            (b[7] * M6 + b[5] * M4 + b[3] * M2)
-        Lv = mm(A6, b[12] * M6 + b[10] * M4 + b[8] * M2) + mm(M6, Z1) + \
-            (b[6] * M6 + b[4] * M4 + b[2] * M2)
+        Lw = ar.comb(((1.0, mm(A6, ar.comb(((b[13], M6), (b[11], M4), (b[9], M2))))),
+                      (1.0, mm(M6, W1)), (b[7], M6), (b[5], M4), (b[3], M2)))
+        Lv = ar.comb(((1.0, mm(A6, ar.comb(((b[12], M6), (b[10], M4), (b[8], M2))))),
+                      (1.0, mm(M6, Z1)), (b[6], M6), (b[4], M4), (b[2], M2)))
     else:
         M = mm(A, E) + mm(E, A)                     # d(A²)
         Ms = [M]
         for P in pows[:-1]:                         # d(A^{2j+2}) = d(A²)A^{2j} + A² d(A^{2j})
             Ms.append(mm(Ms[0], P) + mm(pows[0], Ms[-1]))
-        Lw = Lv = 0
-        for j, Mj in enumerate(Ms, start=1):
-            Lw = Lw + b[2 * j + 1] * Mj
-            Lv = Lv + b[2 * j] * Mj
+        Lw = ar.comb([(b[2 * j + 1], Mj) for j, Mj in enumerate(Ms, start=1)])
+        Lv = ar.comb([(b[2 * j], Mj) for j, Mj in enumerate(Ms, start=1)])
     Lu = mm(A, Lw) + mm(E, W)
     L = ar.solve(lu, Q, Lu + Lv + mm(Lu - Lv, R0))
     for k, R in enumerate(before):

@@ -286,6 +286,50 @@ def _blend_tangents(t, wx, out):
 
 
 add = _prim("add", np.add, _add_vjp, _add_jvp)
+
+
+def _lincomb_impl(*arrays, coefs):
+    if not all(type(x) is np.ndarray for x in arrays):    # CuPy: plain arithmetic
+        out = arrays[0] * coefs[0]
+        for c, x in zip(coefs[1:], arrays[1:]):
+            out = out + x * c
+        return out
+    dtype = np.result_type(*arrays, np.float16)
+    out = np.empty(np.broadcast_shapes(*(x.shape for x in arrays)), dtype=dtype)
+    np.multiply(arrays[0], coefs[0], out=out)
+    tmp = None
+    for c, x in zip(coefs[1:], arrays[1:]):
+        if c == 1.0:
+            np.add(out, x, out=out)
+            continue
+        if tmp is None:
+            tmp = np.empty_like(out)
+        np.multiply(x, c, out=tmp)
+        out += tmp
+    return out
+
+
+def _lincomb_vjp(g, needs, out, res, *arrays, coefs):
+    return tuple((fit(g if c == 1.0 else g * c, x) if need else None)
+                 for c, x, need in zip(coefs, arrays, needs))
+
+
+def _lincomb_jvp(t, out, res, *arrays, coefs):
+    r = None
+    for c, tx in zip(coefs, t):
+        if tx is not None:
+            term = tx if c == 1.0 else tx * c
+            r = term if r is None else r + term
+    return None if r is None else _tangent_like(r, out)
+
+
+_lincomb = _prim("lincomb", _lincomb_impl, _lincomb_vjp, _lincomb_jvp)
+
+
+def lincomb(coefs, *arrays):
+    """Σ cᵢ xᵢ for real scalars cᵢ, as one primitive (one node on the tape, the sum
+    accumulated in place)."""
+    return _lincomb(*arrays, coefs=tuple(float(c) for c in coefs))
 subtract = _prim("subtract", np.subtract, _sub_vjp, _sub_jvp)
 multiply = _prim("multiply", np.multiply, _mul_vjp, _mul_jvp)
 divide = true_divide = _prim("divide", np.true_divide, _div_vjp, _div_jvp)

@@ -473,3 +473,17 @@ def test_subgradient_convention(f, args, expected):
     want = sum(np.real(np.vdot(e, v)) for e, v in zip(expected, vs))
     assert np.isfinite(jv)
     np.testing.assert_allclose(jv, want, rtol=1e-13, atol=1e-15)
+
+
+def test_lincomb_is_one_primitive_with_exact_derivatives():
+    """Σ cᵢ xᵢ: values, broadcasting, complex and real mixed, both modes to second order."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 4))
+    y = rng.standard_normal((4,)) + 1j * rng.standard_normal((4,))
+    z = rng.standard_normal((3, 4))
+    got = lad.ops.lincomb((2.0, -0.5, 1.0), x, y, z)
+    np.testing.assert_allclose(got, 2.0 * x - 0.5 * y + z)
+    assert got.dtype == np.complex128
+    check_grads(lambda a, b, c: lad.ops.lincomb((2.0, -0.5, 1.0), a, b, c), (x, y, z), order=2)
+    f32 = lad.ops.lincomb((3.0,), x.astype(np.float32))
+    assert f32.dtype == np.float32
