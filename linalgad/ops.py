@@ -1007,7 +1007,8 @@ def _tri_matmul_impl(a, b, *, k, lower):
     G = np.matmul(a, b)             # a fresh array: project it in place (no second
     if type(G) is np.ndarray:       # large allocation, whose page faults cost more than
         n, m = G.shape[-2:]         # the pass itself)
-        np.copyto(G, 0, where=~_tri_mask(n, m, k, lower))
+        drop = _tri_mask(n, m, k + 1, False) if lower else _tri_mask(n, m, k - 1, True)
+        np.copyto(G, 0, where=drop)       # the complement of the kept triangle (cached)
         return G
     return np.tril(G, k) if lower else np.triu(G, k)
 
