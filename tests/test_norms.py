@@ -218,3 +218,17 @@ def test_norm_errors():
     with pytest.raises(ValueError):
         N.outer(np.ones((2, 2)), np.ones(2))
     assert N.norm(np.arange(4)).dtype == np.float64
+
+
+def test_matrix_rank_hermitian_counts_eigenvalues_like_numpy():
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((5, 3))
+    H = X @ X.T                                   # rank 3, positive semidefinite
+    stack = np.stack([H, -H, np.eye(5)])          # |eigenvalues| count for indefinite ones
+    for A in (H, stack):
+        np.testing.assert_array_equal(N.matrix_rank(A, hermitian=True),
+                                      np.linalg.matrix_rank(A, hermitian=True))
+    assert N.matrix_rank(H, hermitian=True, rtol=1e-3) == \
+        np.linalg.matrix_rank(H, hermitian=True, rtol=1e-3)
+    with pytest.raises(np.linalg.LinAlgError, match="matrix_rank"):
+        N.matrix_rank(X, hermitian=True)

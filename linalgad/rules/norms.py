@@ -515,11 +515,11 @@ def matrix_rank(A, tol=None, hermitian=False, *, rtol=None):
 
     Integer valued, so there is no gradient; it accepts traced values (their
     plain value is used) so code that branches on a rank works inside
-    differentiated functions.
+    differentiated functions.  ``hermitian=True`` counts |eigenvalues| from
+    eigvalsh (the lower triangle) instead of singular values, as NumPy.
 
     Valid when: always (piecewise constant: its derivative is 0 where defined).
     """
-    del hermitian
     if rtol is not None and tol is not None:
         raise ValueError("matrix_rank: `tol` and `rtol` can't be both set.")
     v = C.value(A)
@@ -528,7 +528,14 @@ def matrix_rank(A, tol=None, hermitian=False, *, rtol=None):
         return int(not bool((v == 0).all()))
     if v.dtype.kind not in "fc":
         v = v.astype(np.float64)
-    s = kernels_for(v).svd(v, full_matrices=False, compute_uv=False, op="matrix_rank")
+    K = kernels_for(v)
+    if hermitian:
+        if v.shape[-1] != v.shape[-2]:
+            raise LinAlgError(f"matrix_rank: hermitian=True needs square matrices; got shape "
+                              f"{v.shape}")
+        s = xp.abs(K.eigvalsh(v, lower=True, op="matrix_rank"))
+    else:
+        s = K.svd(v, full_matrices=False, compute_uv=False, op="matrix_rank")
     if tol is None:
         if rtol is None:
             rtol = max(v.shape[-2:]) * np.finfo(s.dtype).eps
