@@ -132,25 +132,6 @@ LOADERS = {"jax-jit": peers.load_jax, "jax-eager": peers.load_jax, "torch": peer
            "autograd": peers.load_autograd}
 
 
-def interleaved_min(fns, rounds, min_time):
-    """{name: min seconds per call}: every round times every function once (inner loops)."""
-    inner = {}
-    for name, fn in fns.items():
-        fn()
-        t0 = time.perf_counter()
-        fn()
-        t = time.perf_counter() - t0
-        inner[name] = max(1, int(min_time / max(t, 1e-9)))
-    best = {name: np.inf for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(inner[name]):
-                fn()
-            best[name] = min(best[name], (time.perf_counter() - t0) / inner[name])
-    return best
-
-
 def bench(quick):
     rng = np.random.default_rng(common.SEED)
     rounds, min_time = (3, 0.005) if quick else (7, 0.05)
@@ -185,7 +166,7 @@ def bench(quick):
                 continue
             fns[name] = run
             check[name] = out
-        times = interleaved_min(fns, rounds, min_time)
+        times = common.interleaved_min(fns, rounds, min_time)
         refs = {k[4:]: v for k, v in times.items() if k.startswith("ref:")}
         rname = min(refs, key=refs.get)
         tref = refs[rname]

@@ -13,7 +13,6 @@ every library once), so the ratios inside one run are comparable on a noisy mach
 import common  # noqa: F401  (first: pins threads and the core)
 
 import argparse  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import scipy.linalg as sl  # noqa: E402
@@ -122,36 +121,6 @@ PEERS = (("jax-jit", jax_run), ("torch", torch_run), ("autograd", autograd_run))
 LIBS = ("linalgad",) + tuple(p for p, _ in PEERS)
 
 
-def once(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
-
-
-def measure(fns, rounds, min_time):
-    """Min seconds per call over interleaved rounds; fns: {label: fn}; None when too slow."""
-    best = {}
-    inner = {}
-    for lab, fn in fns.items():
-        t, _ = once(fn)                             # warm-up (and jit compile)
-        t, _ = once(fn)
-        if t > SLOW_LIMIT:
-            best[lab] = None
-            continue
-        inner[lab] = max(1, int(min_time / max(t, 1e-9)))
-        best[lab] = t
-    for _ in range(rounds):
-        for lab, fn in fns.items():
-            if best[lab] is None:
-                continue
-            k = inner[lab]
-            t0 = time.perf_counter()
-            for _ in range(k):
-                fn()
-            best[lab] = min(best[lab], (time.perf_counter() - t0) / k)
-    return best
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small shapes, few repeats")
@@ -166,7 +135,7 @@ def main():
                        else "benchmarks/results_matfuncs.md")
     rng = np.random.default_rng(common.SEED)
     info = common.machine_info()
-    rows, agree, notes = [], [], []
+    rows, agree = [], []
     for rule in args.rules.split(","):
         for label, batch, n in shapes:
             if (rule, label) in SKIP:
@@ -179,7 +148,7 @@ def main():
                 made = make(rule, A, E, W)
                 if made is not None:
                     fns[name], unpacks[name] = made
-            best = measure(fns, rounds, min_time)
+            best = common.interleaved_min(fns, rounds, min_time, slow_limit=SLOW_LIMIT)
             g0 = unpacks["linalgad"](fns["linalgad"]())
             cells = []
             for lib in LIBS:

@@ -108,7 +108,7 @@ def main():
     ts = timer_settings(args.quick)
     shapes = [(64,)] if args.quick else [(64,), (256,), (1024,), (10000, 4), (1000, 32)]
     libs = ["linalgad", "jax (jit)", "torch", "autograd"]
-    rows, notes = [], []
+    rows = []
     too_slow = set()                        # (case, library): slower than max_seconds once
     for name, case in CASES.items():
         for sh in shapes:

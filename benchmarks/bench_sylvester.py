@@ -27,7 +27,6 @@ Gradients of each peer are checked once against linalgad's (relative error, max-
 import common  # noqa: F401  (first: pins threads and the core before numpy is imported)
 
 import argparse  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import scipy.linalg as sl  # noqa: E402
@@ -82,24 +81,6 @@ def autograd_run(rule, args, W):
     return (lambda: g(*args)), None
 
 
-def measure(runs, repeats):
-    """{name: min seconds per call}, interleaved: each repeat times every library once."""
-    inner = {}
-    for name, fn in runs.items():       # warm up, and pick an inner count (>= 20 ms)
-        t0 = time.perf_counter()
-        fn()
-        t = time.perf_counter() - t0
-        inner[name] = max(1, int(0.02 / max(t, 1e-9)))
-    best = {name: np.inf for name in runs}
-    for _ in range(repeats):
-        for name, fn in runs.items():
-            t0 = time.perf_counter()
-            for _ in range(inner[name]):
-                fn()
-            best[name] = min(best[name], (time.perf_counter() - t0) / inner[name])
-    return best
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -124,7 +105,7 @@ def main():
                 err = common.rel_err(theirs, [np.asarray(g) for g in mine])
                 checks.append((rule, label, err))
             big = n >= 1024
-            best = measure(runs, 3 if big or opts.quick else 7)
+            best = common.interleaved_min(runs, 3 if big or opts.quick else 7, warmup=False)
             ref = best["scipy fwd"]
             rows.append([rule, label, common.fmt_time(ref),
                          f"{best['linalgad'] / ref:.2f}",

@@ -102,6 +102,34 @@ def timeit(fn, repeats=7, min_repeat_time=0.02, warmup=2):
     return Timing(med, inner, repeats, spread)
 
 
+def interleaved_min(fns, rounds, min_time=0.02, slow_limit=None, warmup=True):
+    """{name: min seconds per call}, every library in every round (inner loops of at least
+    ``min_time`` s), so ratios inside one run are comparable on a noisy machine.
+
+    One untimed warm-up call (JIT compilation, caches) unless ``warmup`` is False, then one
+    timed call that sets the inner count; a function slower than ``slow_limit`` s per call
+    is not repeated and reported as None.
+    """
+    inner, best = {}, {}
+    for name, fn in fns.items():
+        if warmup:
+            fn()
+        t0 = time.perf_counter()
+        fn()
+        t = time.perf_counter() - t0
+        best[name] = None if slow_limit is not None and t > slow_limit else t
+        inner[name] = max(1, int(min_time / max(t, 1e-9)))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            if best[name] is None:
+                continue
+            t0 = time.perf_counter()
+            for _ in range(inner[name]):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - t0) / inner[name])
+    return best
+
+
 def timer_settings(quick):
     """Repeat settings: the real rule (>= 7 repeats of >= 20 ms) or a smoke-run one."""
     return dict(repeats=3, min_repeat_time=0.005, warmup=1) if quick else \

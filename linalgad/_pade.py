@@ -112,19 +112,18 @@ class _Plain:
         return out + ident * self.eye(out) if ident else out
 
 
-class _Traced:
-    """The same steps with linalgad's differentiable ops: A and E may be traced."""
+class _Traced(_Plain):
+    """The same steps with linalgad's differentiable ops: A and E may be traced (``scale``,
+    a product with a plain array, is the same code)."""
 
     def __init__(self, K):
         from . import ops
         from .rules.solve import _solve
-        self.K, self.ops, self._solve = K, ops, _solve
+        super().__init__(K)
+        self.ops, self._solve = ops, _solve
 
     def mm(self, a, b):
         return self.ops.matmul(a, b)
-
-    def scale(self, X, c):
-        return X * c[..., None, None]
 
     def where(self, mask, a, b):
         return self.ops.where(mask[..., None, None], a, b)
@@ -151,8 +150,14 @@ def _mask(s, k):
     return None if bool((s > k).all()) else (s > k)
 
 
+def _powers(ar, A):
+    A2 = ar.mm(A, A)
+    A4 = ar.mm(A2, A2)
+    return A2, A4, ar.mm(A4, A2)
+
+
 def _pade_parts(ar, A, A2, A4, A6, m):
-    """The degree-m Padé pieces of the (scaled) A: powers, W (U = A W), W₁, Z₁, V."""
+    """The degree-m Padé pieces of the (scaled) A: powers, W, W₁, Z₁, V and U = A W."""
     b = _B[m]
     W1 = Z1 = None
     if m == 13:
@@ -165,7 +170,7 @@ def _pade_parts(ar, A, A2, A4, A6, m):
         pows = (A2, A4, A6, ar.mm(A4, A4))[: (m - 1) // 2]
         W = ar.comb([(b[2 * j + 1], P) for j, P in enumerate(pows, start=1)], ident=b[1])
         V = ar.comb([(b[2 * j], P) for j, P in enumerate(pows, start=1)], ident=b[0])
-    return pows, W, W1, Z1, V
+    return pows, W, W1, Z1, V, ar.mm(A, W)
 
 
 def _squarings(ar, R, s):
@@ -212,17 +217,15 @@ def expm_staged(K, A, op="expm"):
     """(e^A, ExpmFactors) for a stack (..., n, n) of matrices, in A's dtype."""
     xp = K.xp
     ar = _Plain(K)
-    real_size = np.dtype(A.real.dtype if A.dtype.kind == "c" else A.dtype).itemsize
     real = A.real.dtype if A.dtype.kind == "c" else A.dtype
+    real_size = np.dtype(real).itemsize
     s0 = None
     norm = _norm1(xp, A)
     big = _THETA[8 if real_size >= 8 else 4][-1][1] * 2.0 ** 16
     if float(norm.max()) > big:                 # pre-scale so that the powers cannot overflow
         s0 = xp.maximum(xp.ceil(xp.log2(norm / big)), 0).astype(np.int64)
         A = ar.scale(A, (2.0 ** -s0).astype(real))
-    A2 = ar.mm(A, A)
-    A4 = ar.mm(A2, A2)
-    A6 = ar.mm(A4, A2)
+    A2, A4, A6 = _powers(ar, A)
     m, s = _choose(xp, A4, A6, real_size)
     if s.size and int(s.max()):
         sc = (2.0 ** -s).astype(real)
@@ -234,8 +237,7 @@ def expm_staged(K, A, op="expm"):
     if s0 is not None:
         s = s + s0
     scale = (2.0 ** -s).astype(real) if (s.size and int(s.max())) else None
-    pows, W, W1, Z1, V = _pade_parts(ar, A, A2, A4, A6, m)
-    U = ar.mm(A, W)
+    pows, W, W1, Z1, V, U = _pade_parts(ar, A, A2, A4, A6, m)
     lu = K.lu_factor(V - U, op=op)
     R0 = K.lu_solve(lu, U + V)
     R, before = _squarings(ar, R0, s)
@@ -268,21 +270,11 @@ def frechet_traced(F, A, E):
     ar = _Traced(F.K)
     if F.scale is not None:
         A, E = ar.scale(A, F.scale), ar.scale(E, F.scale)
-    A2 = ar.mm(A, A)
-    A4 = ar.mm(A2, A2)
-    A6 = ar.mm(A4, A2)
-    pows, W, W1, Z1, V = _pade_parts(ar, A, A2, A4, A6, F.m)
-    U = ar.mm(A, W)
+    pows, W, W1, Z1, V, U = _pade_parts(ar, A, *_powers(ar, A), F.m)
     Q = V - U
     R0 = ar.solve(F.lu, Q, U + V)
     _, before = _squarings(ar, R0, F.s)
     return _frechet_steps(ar, F.m, A, E, pows, W, W1, Z1, F.lu, Q, R0, before, F.s)
 
 
-def pade_degree_scaling(F):
-    """(m, max s) of a forward pass: for tests and benchmarks."""
-    return F.m, (int(F.s.max()) if F.s.size else 0)
-
-
-__all__ = ["ExpmFactors", "expm_staged", "expm_frechet_staged", "frechet_traced",
-           "pade_degree_scaling"]
+__all__ = ["ExpmFactors", "expm_staged", "expm_frechet_staged", "frechet_traced"]

@@ -487,12 +487,11 @@ class CPUKernels(ComposedKernels):
         return out
 
     # -- matfuncs family (linalgad/rules/matfuncs.py) ----------------------------------------
-    # SciPy 1.17 batches expm (in C), and expm_frechet / sqrtm / logm (by a loop over the
-    # stack).  Results come back in the input's dtype (SciPy returns float64/complex128 for
-    # float32 sqrtm, logm and expm_frechet).  logm's factors are an upper *triangular*
-    # Schur form (T, Z): real when A is real with a real spectrum, complex otherwise.
-
     # expm and its Fréchet derivative: ComposedKernels.expm_staged / expm_frechet_staged.
+    # SciPy 1.17 batches sqrtm and logm by a loop over the stack.  Results come back in the
+    # input's dtype (SciPy returns float64/complex128 for float32 sqrtm and logm).  logm's
+    # factors are an upper *triangular* Schur form (T, Z): real when A is real with a real
+    # spectrum, complex otherwise.
 
     @staticmethod
     def _frechet_block(xp, A, E):

@@ -25,7 +25,7 @@ from ..tape import Primitive, Tracer
 from ..testing import matrices as M
 from . import _common as C
 from .solve import _solve
-from .triangular import _trisolve, triangular_solve
+from .triangular import _trisolve, triangular_solve, trisolve_forward
 
 __all__ = ["cholesky", "cho_factor", "cho_solve", "logdet", "RULES"]
 
@@ -149,12 +149,9 @@ def _steps(lower):
 
 def chosolve_forward(c, b, *, lower):
     """x = (L Lᴴ)⁻¹ b; the residual is the half-way y = L⁻¹ b (U⁻ᴴ b) = Lᴴ x (U x)."""
-    K = kernels_for(c, b)
     first, second = _steps(lower)
-    y = C.broadcast_solve(c, b, lambda c_, b_: K.solve_triangular(
-        c_, b_, lower=lower, trans=first, op="cho_solve"))
-    x = C.broadcast_solve(c, y, lambda c_, y_: K.solve_triangular(
-        c_, y_, lower=lower, trans=second, op="cho_solve"))
+    y = trisolve_forward(c, b, lower=lower, trans=first, op="cho_solve")
+    x = trisolve_forward(c, y, lower=lower, trans=second, op="cho_solve")
     return x, y
 
 

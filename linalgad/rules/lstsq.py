@@ -321,18 +321,8 @@ def lstsq(a, b, rcond=None, *, cond=None, overwrite_a=False, overwrite_b=False,
     x = C.on_columns(lambda b_: _pinv_apply(A, b_, P=P, adjoint=False, value=x0), B)
     xp = namespace_of(Av)
     batch = np.broadcast_shapes(Av.shape[:-2], bv.shape[:-2]) if not vector else Av.shape[:-2]
-    if m > n and P.full_col and lapack_driver != "gelsy":
-        r = B - _matvec(A, x, vector)
-        r2 = ops.real(r * ops.conj(r)) if ops._is_complex(r) else r * r
-        if vector:
-            residues = ops.sum(r2, axis=-1)
-            if not batch:
-                residues = ops.reshape(residues, (1,))
-        else:
-            residues = ops.sum(r2, axis=-2)
-    else:
-        shape = batch + (0,)
-        residues = xp.empty(shape, dtype=_real_dtype(dtype))
+    r = B - _matvec(A, x, vector) if m > n and P.full_col else None
+    residues = _residues(r, vector, batch, bv, dtype, xp, lapack_driver)
     rank_out = int(rank) if not Av.shape[:-2] else rank
     if lapack_driver == "gelsy":
         s_out = None
@@ -348,20 +338,27 @@ def _lstsq_empty(A, B, vector, lapack_driver):
     batch = Av.shape[:-2] if vector else np.broadcast_shapes(Av.shape[:-2], Bv.shape[:-2])
     tail = () if vector else (Bv.shape[-1],)
     x = xp.zeros(batch + (n,) + tail, dtype=Av.dtype)
-    real = _real_dtype(Av.dtype)
-    if m > n and lapack_driver != "gelsy":
-        r2 = ops.real(B * ops.conj(B)) if ops._is_complex(B) else B * B
-        residues = ops.sum(r2, axis=-1 if vector else -2)
-        want = (1,) if vector and not batch else batch + tail
-        if ops._shape(residues) == ():
-            residues = ops.reshape(residues, (1,))
-        if ops._shape(residues) != want:
-            residues = ops.broadcast_to(residues, want)
-    else:
-        residues = xp.empty(batch + (0,), dtype=real)
+    residues = _residues(B if m > n else None, vector, batch, Bv, Av.dtype, xp, lapack_driver)
     rank = 0 if not Av.shape[:-2] else xp.zeros(Av.shape[:-2], dtype=np.int64)
-    s = None if lapack_driver == "gelsy" else xp.empty(Av.shape[:-2] + (0,), dtype=real)
+    s = None if lapack_driver == "gelsy" else xp.empty(Av.shape[:-2] + (0,),
+                                                        dtype=_real_dtype(Av.dtype))
     return x, residues, rank, s
+
+
+def _residues(r, vector, batch, bv, dtype, xp, lapack_driver):
+    """‖r‖² per column in NumPy's/SciPy's shapes ((1,) for one matrix and a vector b,
+    (...,) for a stack and a vector b, (..., k) for matrix b), differentiable in r;
+    an empty (..., 0) array when there are none (r None, or 'gelsy')."""
+    if r is None or lapack_driver == "gelsy":
+        return xp.empty(batch + (0,), dtype=_real_dtype(dtype))
+    r2 = ops.real(r * ops.conj(r)) if ops._is_complex(r) else r * r
+    residues = ops.sum(r2, axis=-1 if vector else -2)
+    want = (1,) if vector and not batch else batch + (() if vector else (bv.shape[-1],))
+    if ops._shape(residues) == ():
+        residues = ops.reshape(residues, (1,))
+    if ops._shape(residues) != want:            # b alone is the residual (n = 0): broadcast
+        residues = ops.broadcast_to(residues, want)
+    return residues
 
 
 def _matvec(A, x, vector):

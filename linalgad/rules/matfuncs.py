@@ -81,17 +81,23 @@ def _factors(res, A):
     return kernels_for(Av).expm_staged(Av)[1]
 
 
-def _frechet_impl(A, E, *, value=None):
-    """L(A, E) by the forward pass's steps, differentiated (``linalgad/_pade.py``)."""
-    if value is not None:       # computed by the caller from its forward pass's factors
-        return value, None
+def _staged(A, E):
+    """(e^A, L(A, E), factors) on plain values: the Padé pass and its differentiated steps
+    (``linalgad/_pade.py``); L in the common dtype."""
     K = kernels_for(A, E)
     dtype = np.result_type(A.dtype, E.dtype)
-    _, F = K.expm_staged(A)
+    eA, F = K.expm_staged(A)
     if F is None:               # empty matrices
-        return K.xp.zeros(A.shape, dtype=dtype), None
+        return eA, K.xp.zeros(A.shape, dtype=dtype), None
     L = K.expm_frechet_staged(F, A, E)
-    return (L if L.dtype == dtype else L.astype(dtype)), F
+    return eA, (L if L.dtype == dtype else L.astype(dtype)), F
+
+
+def _frechet_impl(A, E, *, value=None):
+    if value is not None:       # computed by the caller from its forward pass's factors
+        return value, None
+    _, L, F = _staged(A, E)
+    return L, F
 
 
 def _through_algorithm(F, A, E):
@@ -106,7 +112,7 @@ def _frechet_jvp(tangents, L, res, A, E, *, value=None):
     A_dot, E_dot = tangents
     F = _factors(res, A)
     if A_dot is None:
-        return None if E_dot is None else _frechet(A, E_dot, value=_frechet_from(F, A, E_dot))
+        return None if E_dot is None else _frechet_at(F, A, E_dot)
     if F is None:
         return ops.zeros_like(L)
     if E_dot is None:
@@ -118,8 +124,7 @@ def _frechet_vjp(L_bar, needs, L, res, A, E, *, value=None):
     """Ē = L(Aᴴ, L̄) = L(A, L̄ᴴ)ᴴ from A's factors; with Ā: reverse mode through the steps."""
     F = _factors(res, A)
     if not needs[0]:
-        value = _frechet_from(F, A, L_bar, adjoint=True)
-        return None, ops.fit(_frechet(ops.mH(A), L_bar, value=value), E)
+        return None, ops.fit(_frechet_adjoint_at(F, A, L_bar), E)
     if F is None:
         return ops.zeros_like(A), (ops.zeros_like(E) if needs[1] else None)
     _, pull = transforms.vjp(_through_algorithm(F, A, E), A, E)
@@ -145,6 +150,17 @@ def _expm_impl(A):
     return kernels_for(A).expm_staged(A, op="expm")
 
 
+def _frechet_at(F, A, E):
+    """L(A, E), differentiable, its value from A's factors F (products and one solve)."""
+    return _frechet(A, E, value=_frechet_from(F, A, E))
+
+
+def _frechet_adjoint_at(F, A, G):
+    """L(Aᴴ, G) — the adjoint of L(A, ·) applied to G — differentiable, its value
+    L(A, Gᴴ)ᴴ from A's factors F."""
+    return _frechet(ops.mH(A), G, value=_frechet_from(F, A, G, adjoint=True))
+
+
 def _frechet_from(res, A, E, adjoint=False):
     """L(A, E) (L(Aᴴ, E) = L(A, Eᴴ)ᴴ when ``adjoint``) on plain values, from the factors
     the forward pass kept; None when it kept none (an empty matrix)."""
@@ -163,14 +179,13 @@ def _frechet_from(res, A, E, adjoint=False):
 
 def _expm_vjp(F_bar, needs, F, res, A):
     """Ā = L(Aᴴ, F̄), evaluated as L(A, F̄ᴴ)ᴴ with the forward pass's Padé factors."""
-    value = _frechet_from(res, A, F_bar, adjoint=True)
-    return (ops.fit(_frechet(ops.mH(A), F_bar, value=value), A),)
+    return (ops.fit(_frechet_adjoint_at(res, A, F_bar), A),)
 
 
 def _expm_jvp(tangents, F, res, A):
     """Ḟ = L(A, Ȧ), with the forward pass's Padé factors."""
     (A_dot,) = tangents
-    return _frechet(A, A_dot, value=_frechet_from(res, A, A_dot))
+    return _frechet_at(res, A, A_dot)
 
 
 _expm = Primitive("expm", _expm_impl, _expm_vjp, _expm_jvp, staged=True)
@@ -198,13 +213,8 @@ def expm(A):
 # -- expm_frechet (public) ---------------------------------------------------------------------
 
 def _pair_impl(A, E):
-    K = kernels_for(A, E)
-    dtype = np.result_type(A.dtype, E.dtype)
-    eA, F = K.expm_staged(A)
-    if F is None:               # empty matrices
-        return (eA, K.xp.zeros(A.shape, dtype=dtype)), None
-    L = K.expm_frechet_staged(F, A, E)
-    return (eA, L if L.dtype == dtype else L.astype(dtype)), F
+    eA, L, F = _staged(A, E)
+    return (eA, L), F
 
 
 def _pair_vjp(cts, needs, out, res, A, E):
@@ -213,16 +223,13 @@ def _pair_vjp(cts, needs, out, res, A, E):
     if L_bar is not None:
         A_bar, E_bar = _frechet_vjp(L_bar, needs, out[1], res, A, E)
     if F_bar is not None and needs[0]:
-        F = _factors(res, A)
-        A_bar = _add(A_bar, ops.fit(_frechet(ops.mH(A), F_bar,
-                                             value=_frechet_from(F, A, F_bar, adjoint=True)), A))
+        A_bar = _add(A_bar, ops.fit(_frechet_adjoint_at(_factors(res, A), A, F_bar), A))
     return A_bar, E_bar
 
 
 def _pair_jvp(tangents, out, res, A, E):
     A_dot = tangents[0]
-    F = _factors(res, A)
-    F_dot = None if A_dot is None else _frechet(A, A_dot, value=_frechet_from(F, A, A_dot))
+    F_dot = None if A_dot is None else _frechet_at(_factors(res, A), A, A_dot)
     return F_dot, _frechet_jvp(tangents, out[1], res, A, E)
 
 
