@@ -27,6 +27,7 @@ import sys
 
 import numpy as np
 from numpy.linalg import LinAlgError
+from scipy.linalg import blas as _blas
 from scipy.linalg import lapack as _lapack
 
 __all__ = ["kernels_for", "namespace_of", "ComposedKernels", "CPUKernels", "LinAlgError",
@@ -37,6 +38,9 @@ SMALL_N = 8
 # Stacks of triangular matrices at most this large are solved by blocks over the
 # whole stack (batched matrix products), not by one LAPACK call per matrix.
 BLOCKED_TRI_N = 128
+# From this size on, the Cholesky cotangent's L⁻ᴴ S L⁻¹ is one sygst/hegst call (below
+# it the blocked LAPACK routine's unblocked steps make it slower than two solves).
+SANDWICH_GST_N = 256
 
 
 def _is_cupy(x):
@@ -160,6 +164,63 @@ def _lapack_fn(name, dtype):
     return fn
 
 
+def _blas_fn(name, dtype):
+    """A BLAS routine for dtype, looked up once."""
+    key = ("blas", name, dtype.char)
+    fn = _LAPACK.get(key)
+    if fn is None:
+        fn = _LAPACK[key] = _blas.get_blas_funcs((name,), dtype=dtype)[0]
+    return fn
+
+
+_WEIGHTS = {}
+
+
+def _tri_weights(n, lower, strict, diag):
+    """Cached n x n float weights: ``strict`` off the diagonal in the kept triangle,
+    ``diag`` on it, 0 in the other triangle (one multiplication projects and scales)."""
+    key = (n, lower, strict, diag)
+    w = _WEIGHTS.get(key)
+    if w is None:
+        if len(_WEIGHTS) > 64:
+            _WEIGHTS.clear()
+        w = strict * (np.tri(n, k=-1) if lower else np.tri(n, k=-1).T)
+        w[np.diag_indices(n)] = diag
+        _WEIGHTS[key] = w
+    return w
+
+
+def _mH(xp, x):
+    t = xp.swapaxes(x, -1, -2)
+    return xp.conj(t) if x.dtype.kind == "c" else t
+
+
+def _weighted(xp, x, w):
+    """x * w in x's precision, w a cached NumPy weight matrix (moved to x's device when
+    it is not NumPy)."""
+    w = w.astype(x.real.dtype, copy=False) if x.dtype.kind in "fc" else w
+    return x * (w if xp is np else xp.asarray(w))
+
+
+def _chol_sandwich_rhs(xp, X):
+    """S = ½(Φ(X) + Φ(X)ᴴ), Φ(X) = tril(X, −1) + ½ diag(X): ½X below the diagonal,
+    its conjugate mirror above, ½ Re Xᵢᵢ on it."""
+    S = _weighted(xp, X, _tri_weights(X.shape[-1], True, 0.5, 0.25))
+    S += _mH(xp, S)
+    return S
+
+
+def _fold_triangle(xp, Ah, lower):
+    """The cotangent of the triangle a Hermitian solver reads, from the Hermitian Ā:
+    2 tril(Ā, −1) + Re diag(Ā) (triu for the upper triangle)."""
+    out = _weighted(xp, Ah, _tri_weights(Ah.shape[-1], lower, 2.0, 1.0))
+    if out.dtype.kind == "c":
+        d = xp.diagonal(out, 0, -2, -1)
+        idx = xp.arange(out.shape[-1])
+        out[..., idx, idx] = d.real
+    return out
+
+
 class ComposedKernels:
     """Kernels both tables build the same way from their own primitives.
 
@@ -183,6 +244,28 @@ class ComposedKernels:
         """L(A, E) from ``expm_staged``'s factors of the same A: products and one solve."""
         from ._pade import expm_frechet_staged
         return expm_frechet_staged(F, A, E)
+
+    def cholesky_cotangent(self, C, C_bar, lower):
+        """Ā's cotangent on the triangle cholesky read, from the factor C and its cotangent.
+
+        With L = C (lower) or Cᴴ (upper) and L̄ likewise: X = Lᴴ L̄, S = ½(Φ(X) + Φ(X)ᴴ),
+        Ā = L⁻ᴴ S L⁻¹ (two triangular solves), folded onto the triangle
+        (``docs/derivations/cholesky.md`` §2; the rule's composed form is the reference).
+        """
+        xp = self.xp
+        dtype = np.result_type(C.dtype, C_bar.dtype)
+        L, Lb = (C, C_bar) if lower else (_mH(xp, C), _mH(xp, C_bar))
+        S = _chol_sandwich_rhs(xp, xp.matmul(_mH(xp, L), Lb).astype(dtype, copy=False))
+        t = 2 if lower else 0                                 # op(C) = Lᴴ either way
+        Z = self.solve_triangular(C, S, lower=lower, trans=t, op="cholesky")        # L⁻ᴴ S
+        Ah = self.solve_triangular(C, _mH(xp, Z), lower=lower, trans=t, op="cholesky")
+        return _fold_triangle(xp, Ah, lower)
+
+    def cho_inverse(self, F):
+        """A⁻¹ from the Cholesky factors of A (the full Hermitian matrix)."""
+        n = F.shape[-1]
+        return self.cho_solve(F, self.xp.broadcast_to(
+            self.xp.eye(n, dtype=F.data.dtype), F.shape))
 
     def cho_solve(self, F, b):
         """A x = b with A = L Lᴴ (or Uᴴ U): two triangular solves with the stored factor."""
@@ -362,6 +445,81 @@ class CPUKernels(ComposedKernels):
             out[i] = x
         out = out.reshape(b.shape)
         return np.conj(out) if conj else out
+
+    def cholesky_cotangent(self, C, C_bar, lower):
+        """ComposedKernels.cholesky_cotangent with the work shaped for the CPU: one matrix
+        by BLAS trmm (Lᴴ L̄, half a general product's work) and two LAPACK solves; a
+        stack of small matrices through one vectorised triangular inverse and batched
+        products (the stack's triangular solves would be substitutions)."""
+        dtype = np.result_type(C.dtype, C_bar.dtype)
+        n = C.shape[-1]
+        if C.ndim == 2:
+            return self._cholesky_cotangent_one(C.astype(dtype, copy=False),
+                                                C_bar.astype(dtype, copy=False), lower)
+        if n <= SMALL_N:    # tiny matrices: the vectorised substitutions beat products
+            return super().cholesky_cotangent(C, C_bar, lower)
+        if n > BLOCKED_TRI_N:
+            Cs = C.reshape(-1, n, n).astype(dtype, copy=False)
+            Bs = C_bar.reshape(-1, n, n).astype(dtype, copy=False)
+            out = np.empty(Cs.shape, dtype=dtype)
+            for i in range(Cs.shape[0]):
+                out[i] = self._cholesky_cotangent_one(Cs[i], Bs[i], lower)
+            return out.reshape(C.shape)
+        L, Lb = (C, C_bar) if lower else (_mH(np, C), _mH(np, C_bar))
+        S = _chol_sandwich_rhs(np, np.matmul(_mH(np, L), Lb).astype(dtype, copy=False))
+        Li = _tri_inverse(L.astype(dtype, copy=False))                 # L⁻¹, lower
+        Ah = np.matmul(_mH(np, Li), S)
+        Ah = np.matmul(Ah, Li, out=S)
+        return _fold_triangle(np, Ah, lower)
+
+    def cho_inverse(self, F):
+        """A⁻¹ = L⁻ᴴ L⁻¹ from the factor: LAPACK potri for one matrix (a third of the work
+        of solving with the identity); a stack of small matrices through the vectorised
+        triangular inverse and one batched product."""
+        c, lower = F.data, F.lower
+        n = c.shape[-1]
+        if c.ndim > 2 and n <= SMALL_N:
+            return super().cho_inverse(F)
+        if c.ndim == 2 or n > BLOCKED_TRI_N:
+            potri = _lapack_fn("potri", c.dtype)
+            flat = c.reshape(-1, n, n)
+            out = np.empty(flat.shape, dtype=c.dtype)
+            for i in range(flat.shape[0]):
+                inv, info = potri(flat[i], lower=lower)      # A⁻¹ in the factor's triangle
+                if info != 0:
+                    raise LinAlgError(f"cholesky inverse: LAPACK potri returned {info}")
+                if lower:
+                    out[i] = np.tril(inv) + _mH(np, np.tril(inv, -1))
+                else:
+                    out[i] = np.triu(inv) + _mH(np, np.triu(inv, 1))
+            return out.reshape(c.shape)
+        L = c if lower else _mH(np, c)
+        Li = _tri_inverse(L)
+        return np.matmul(_mH(np, Li), Li)
+
+    def _cholesky_cotangent_one(self, C, C_bar, lower):
+        dtype = C.dtype
+        # X = Lᴴ L̄: lower, L = C, trmm with op(C) = Cᴴ; upper, Lᴴ L̄ = C C̄ᴴ, op = none
+        trmm = _blas_fn("trmm", dtype)
+        if lower:
+            X = trmm(1.0, C, C_bar, side=0, lower=1, trans_a=2 if dtype.kind == "c" else 1)
+        else:
+            X = trmm(1.0, C, _mH(np, C_bar), side=0, lower=0, trans_a=0)
+        S = _chol_sandwich_rhs(np, X)
+        if C.shape[-1] >= SANDWICH_GST_N:
+            # L⁻ᴴ S L⁻¹ by LAPACK sygst/hegst (half the work of two solves: S and the
+            # result are Hermitian).  It computes inv(Uᴴ) S inv(U) for an upper U, or
+            # inv(L) S inv(Lᴴ) for a lower L; reversing rows and columns (J·J) turns
+            # our factor into the other triangle and the product into the one we need.
+            gst = _lapack_fn("hegst" if dtype.kind == "c" else "sygst", dtype)
+            R, info = gst(S[::-1, ::-1], C[::-1, ::-1], itype=1, lower=0 if lower else 1)
+            if info != 0:
+                raise LinAlgError(f"cholesky: LAPACK sygst/hegst returned {info}")
+            return _fold_triangle(np, R[::-1, ::-1], lower)
+        t = 2 if lower else 0
+        Z = self.solve_triangular(C, S, lower=lower, trans=t, op="cholesky")        # L⁻ᴴ S
+        Ah = self.solve_triangular(C, _mH(np, Z), lower=lower, trans=t, op="cholesky")
+        return _fold_triangle(np, Ah, lower)
 
     # -- Cholesky as a result --------------------------------------------------
     def cholesky(self, A, lower=True, op="cholesky"):
@@ -957,6 +1115,41 @@ def _vector_tri_solve(A, b, lower, trans, unit, op, check=True):
     return np.moveaxis(y, -1, 0).reshape(batch + (n, k))
 
 
+def _tri_inverse_leaf(T):
+    """Inverse of a stack (B, n, n) of small lower-triangular matrices by substitution,
+    vectorised across the stack (batch-last): row i of T⁻¹ from the rows above it."""
+    B, n, _ = T.shape
+    Tb = np.moveaxis(T, 0, -1)                                       # (n, n, B) view
+    d = 1.0 / np.diagonal(Tb, 0, 0, 1).T                             # (n, B)
+    X = np.zeros((n, n, B), dtype=np.result_type(T.dtype, d.dtype))
+    X[0, 0] = d[0]
+    for i in range(1, n):
+        X[i, :i] = np.einsum("jb,jcb->cb", Tb[i, :i], X[:i, :i]) * -d[i]
+        X[i, i] = d[i]
+    return np.moveaxis(X, -1, 0)
+
+
+def _tri_inverse(T, leaf=SMALL_N):
+    """Inverse of a stack of nonsingular lower-triangular matrices (..., n, n), by
+    halving: inv([[A, 0], [C, D]]) = [[A⁻¹, 0], [−D⁻¹ C A⁻¹, D⁻¹]] with batched products
+    and vectorised leaves, no per-matrix Python loop (the diagonal is not checked)."""
+    shape = T.shape
+    n = shape[-1]
+    T = T.reshape((-1, n, n))
+    if n <= leaf:
+        return _tri_inverse_leaf(T).reshape(shape)
+    m = n // 2
+    out = np.zeros(T.shape, dtype=T.dtype)
+    Ai = _tri_inverse(T[:, :m, :m], leaf)
+    Di = _tri_inverse(T[:, m:, m:], leaf)
+    out[:, :m, :m] = Ai
+    out[:, m:, m:] = Di
+    low = out[:, m:, :m]
+    np.matmul(Di, T[:, m:, :m] @ Ai, out=low)
+    np.negative(low, out=low)
+    return out.reshape(shape)
+
+
 def _blocked_tri_solve(A, b, lower, trans, unit, op):
     """Triangular solves over a stack by recursive halving: the off-diagonal updates
     are batched matrix products, the diagonal blocks (n <= SMALL_N) are solved by
@@ -978,8 +1171,14 @@ def _blocked_tri_solve(A, b, lower, trans, unit, op):
     def leaf(lo, hi):
         # the inverse of a small diagonal block by vectorised substitution, then one
         # batched product (what blocked batched trsm kernels do)
-        eye = np.broadcast_to(np.eye(hi - lo, dtype=dtype), (T.shape[0], hi - lo, hi - lo))
-        inv = _vector_tri_solve(T[:, lo:hi, lo:hi], eye, lower, 0, unit, op, check=False)
+        if unit:
+            eye = np.broadcast_to(np.eye(hi - lo, dtype=dtype), (T.shape[0], hi - lo, hi - lo))
+            inv = _vector_tri_solve(T[:, lo:hi, lo:hi], eye, lower, 0, unit, op, check=False)
+        elif lower:
+            inv = _tri_inverse_leaf(T[:, lo:hi, lo:hi])
+        else:     # inv(U) = inv(Uᵀ)ᵀ, Uᵀ lower
+            inv = np.swapaxes(_tri_inverse_leaf(np.swapaxes(T[:, lo:hi, lo:hi], -1, -2)),
+                              -1, -2)
         x[:, lo:hi] = inv @ x[:, lo:hi]
 
     def solve(lo, hi):

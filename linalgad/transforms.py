@@ -431,31 +431,56 @@ def checkpoint(fun):
 
 
 def _checkpoint_primitive(flat_fun, name):
-    def impl(*flat):
-        return tuple(flat_fun(*flat))
+    return _traced_rule_primitive(f"checkpoint({name})", lambda *flat: tuple(flat_fun(*flat)),
+                                  flat_fun, multiple_results=True)
 
-    def ck_vjp(cts, needs, out, res, *flat):
+
+def fused(name, kernel, reference):
+    """A primitive whose value is ``kernel(*args, **params)`` and whose derivatives are
+    those of ``reference(*args, **params)``.
+
+    ``reference`` computes the same function with differentiable operations: it is
+    the definition (the one a derivation document derives and the tests compare
+    against); ``kernel`` is a fused fast path on plain arrays for it.  Under a
+    first-order transform only the kernel runs; a derivative of the primitive
+    (second order, or forward mode over it) is taken by tracing ``reference``,
+    like :func:`checkpoint` re-traces its function.
+    """
+    return _traced_rule_primitive(name, kernel, reference, multiple_results=False)
+
+
+def _moving(ref, args, params, positions):
+    """ref as a function of the arguments at ``positions`` only, the others fixed."""
+    def part(*xs):
+        full = list(args)
+        for i, x in zip(positions, xs):
+            full[i] = x
+        return ref(*full, **params)
+    return part
+
+
+def _traced_rule_primitive(name, impl, ref, multiple_results):
+    """Primitive(impl) whose VJP and JVP are those of the traced function ``ref``."""
+
+    def traced_vjp(cts, needs, out, res, *args, **params):
         diff = [i for i, n in enumerate(needs) if n]
-        fixed = list(flat)
-
-        def part(*xs):
-            full = list(fixed)
-            for i, x in zip(diff, xs):
-                full[i] = x
-            return flat_fun(*full)
-
-        _, pull = vjp(part, *[flat[i] for i in diff])
-        cts_full = tuple(c if c is not None else _zeros(o) for c, o in zip(cts, out))
-        grads = pull(cts_full)
-        result = [None] * len(flat)
+        _, pull = vjp(_moving(ref, args, params, diff), *[args[i] for i in diff])
+        if multiple_results:
+            cts = tuple(c if c is not None else _zeros(o) for c, o in zip(cts, out))
+        grads = pull(cts)
+        result = [None] * len(args)
         for i, g in zip(diff, grads):
             result[i] = g
         return tuple(result)
 
-    def ck_jvp(tangents, out, res, *flat):
-        tans = tuple(t if t is not None else _zeros(x) for t, x in zip(tangents, flat))
-        return tuple(jvp(lambda *xs: flat_fun(*xs), flat, tans)[1])
+    def traced_jvp(tangents, out, res, *args, **params):
+        moving = [i for i, t in enumerate(tangents) if t is not None]
+        if not moving:
+            return (None,) * len(out) if multiple_results else None
+        t_out = jvp(_moving(ref, args, params, moving), tuple(args[i] for i in moving),
+                    tuple(tangents[i] for i in moving))[1]
+        return tuple(t_out) if multiple_results else t_out
 
-    ck_vjp.__name__ = f"checkpoint_{name}_vjp"
-    ck_jvp.__name__ = f"checkpoint_{name}_jvp"
-    return Primitive(f"checkpoint({name})", impl, ck_vjp, ck_jvp, multiple_results=True)
+    traced_vjp.__name__ = f"{name}_vjp"
+    traced_jvp.__name__ = f"{name}_jvp"
+    return Primitive(name, impl, traced_vjp, traced_jvp, multiple_results=multiple_results)

@@ -1,0 +1,124 @@
+"""Fused kernels against the composed rules they stand for.
+
+A rule's derivative that runs as one kernel call (``transforms.fused``) must
+equal its composed definition in differentiable operations on every path the
+CPU table takes: one matrix (two solves below ``SANDWICH_GST_N``, sygst/hegst
+from it), stacks of tiny matrices (substitution), stacks of 9..128 (the
+vectorised triangular inverse) and stacks of larger ones (per matrix), both
+triangles, all four dtypes.  Second derivatives through the fused primitives
+are covered by the registry's order-2 checks.
+"""
+
+import numpy as np
+import pytest
+
+from linalgad import backend, linalg as la, transforms
+from linalgad.backend import CPU
+from linalgad.rules import cholesky as R
+
+DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
+SHAPES = [((), 1), ((), 5), ((), 40), ((3,), 4), ((2, 2), 8), ((5,), 9), ((4,), 33),
+          ((2,), 130)]
+
+
+def _spd(rng, batch, n, dtype):
+    A = rng.standard_normal(batch + (n, n))
+    if np.dtype(dtype).kind == "c":
+        A = A + 1j * rng.standard_normal(batch + (n, n))
+    return (A @ np.conj(np.swapaxes(A, -1, -2)) / n + np.eye(n)).astype(dtype)
+
+
+def _tol(dtype):
+    return 2e-4 if np.dtype(dtype) in (np.float32, np.complex64) else 1e-10
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch,n", SHAPES)
+@pytest.mark.parametrize("lower", [True, False])
+def test_cholesky_cotangent_kernel_matches_composed(batch, n, dtype, lower):
+    rng = np.random.default_rng(n + len(batch))
+    C = la.cholesky(_spd(rng, batch, n, dtype), lower=lower)
+    C_bar = rng.standard_normal(C.shape).astype(dtype)
+    want = R._cotangent_composed(C, C_bar, lower=lower)
+    got = CPU.cholesky_cotangent(C, C_bar, lower)
+    # the kernel keeps the factor's precision (the composed form promotes float32 on the
+    # way; the rule casts its result to the input's dtype either way)
+    assert got.dtype == np.dtype(dtype) and got.shape == want.shape
+    assert np.abs(got - want).max() <= _tol(dtype) * np.abs(want).max()
+    # the triangle that was not read gets nothing
+    other = np.triu(got, 1) if lower else np.tril(got, -1)
+    assert not other.any()
+
+
+@pytest.mark.parametrize("n", [64, 300])
+def test_cholesky_cotangent_sygst_path_and_solves_agree(n, monkeypatch):
+    rng = np.random.default_rng(n)
+    for dtype in (np.float64, np.complex128):
+        for lower in (True, False):
+            C = la.cholesky(_spd(rng, (), n, dtype), lower=lower)
+            C_bar = rng.standard_normal(C.shape).astype(dtype)
+            monkeypatch.setattr(backend, "SANDWICH_GST_N", 1)
+            a = CPU.cholesky_cotangent(C, C_bar, lower)
+            monkeypatch.setattr(backend, "SANDWICH_GST_N", 10 ** 9)
+            b = CPU.cholesky_cotangent(C, C_bar, lower)
+            assert np.abs(a - b).max() <= 1e-10 * np.abs(b).max()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch,n", SHAPES)
+@pytest.mark.parametrize("lower", [True, False])
+def test_cho_inverse_kernel(batch, n, dtype, lower):
+    rng = np.random.default_rng(7 * n)
+    A = _spd(rng, batch, n, dtype)
+    got = CPU.cho_inverse(CPU.cho_factor(A, lower))
+    want = np.linalg.inv(A.astype(np.complex128 if np.dtype(dtype).kind == "c"
+                                  else np.float64))
+    assert got.dtype == np.dtype(dtype) and got.shape == A.shape
+    assert np.abs(got - want).max() <= _tol(dtype) * np.abs(want).max()
+
+
+@pytest.mark.parametrize("batch,n", [((), 6), ((3,), 12)])
+def test_tri_inverse(batch, n):
+    rng = np.random.default_rng(0)
+    L = np.linalg.cholesky(_spd(rng, batch, n, np.complex128))
+    Li = backend._tri_inverse(L)
+    assert np.abs(Li @ L - np.eye(n)).max() < 1e-13
+    assert not np.triu(Li, 1).any()
+
+
+def test_fused_primitive_derivatives_trace_the_reference():
+    """A fused primitive with a deliberately different kernel: first-order results come
+    from the kernel, derivatives of its derivatives from the reference."""
+    from linalgad import ops
+
+    prim = transforms.fused("square_plus", lambda x: x * x + 1.0, lambda x: x * x)
+    x = np.array([1.5, -2.0])
+    assert np.allclose(prim(x), x * x + 1.0)                       # the kernel runs
+    g = transforms.grad(lambda x: ops.sum(prim(x)))(x)             # d/dx of x² (reference)
+    assert np.allclose(g, 2 * x)
+    t = transforms.jvp(prim, (x,), (np.ones(2),))[1]
+    assert np.allclose(t, 2 * x)
+    h = transforms.grad(lambda x: ops.sum(transforms.grad(lambda y: ops.sum(prim(y) * y))(x)))(x)
+    assert np.allclose(h, 6 * x)                                   # d²/dx² of x³ summed
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.complex128])
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("trans", [0, 1, 2])
+@pytest.mark.parametrize("unit", [False, True])
+def test_blocked_stack_triangular_solve(dtype, lower, trans, unit):
+    """The stack solver for 8 < n <= BLOCKED_TRI_N (halving, inverted diagonal blocks)
+    against SciPy matrix by matrix."""
+    import scipy.linalg
+
+    rng = np.random.default_rng(3)
+    n = 21
+    A = rng.standard_normal((4, n, n)) + n * np.eye(n)
+    if np.dtype(dtype).kind == "c":
+        A = A + 1j * rng.standard_normal((4, n, n))
+    A, b = A.astype(dtype), rng.standard_normal((4, n, 3)).astype(dtype)
+    got = CPU.solve_triangular(A, b, lower=lower, trans=trans, unit_diagonal=unit)
+    for i in range(4):
+        want = scipy.linalg.solve_triangular(A[i], b[i], lower=lower, trans=trans,
+                                             unit_diagonal=unit)
+        assert np.abs(got[i] - want).max() <= _tol(dtype) * np.abs(want).max()
