@@ -195,11 +195,11 @@ def _mH(xp, x):
     return xp.conj(t) if x.dtype.kind == "c" else t
 
 
-def _weighted(xp, x, w):
+def _weighted(xp, x, w, **kw):
     """x * w in x's precision, w a cached NumPy weight matrix (moved to x's device when
-    it is not NumPy)."""
+    it is not NumPy); ``kw`` (order=, out=) as for np.multiply."""
     w = w.astype(x.real.dtype, copy=False) if x.dtype.kind in "fc" else w
-    return x * (w if xp is np else xp.asarray(w))
+    return xp.multiply(x, w if xp is np else xp.asarray(w), **kw)
 
 
 def _chol_sandwich_rhs(xp, X):
@@ -260,6 +260,11 @@ class ComposedKernels:
         Z = self.solve_triangular(C, S, lower=lower, trans=t, op="cholesky")        # L⁻ᴴ S
         Ah = self.solve_triangular(C, _mH(xp, Z), lower=lower, trans=t, op="cholesky")
         return _fold_triangle(xp, Ah, lower)
+
+    def lu_cotangent(self, lu, lu_bar, perm):
+        """Ā of lu_factor from the packed factor's cotangent, or None where this table has
+        no fused kernel for the shape (the rule then evaluates its composed form)."""
+        return None
 
     def cho_inverse(self, F):
         """A⁻¹ from the Cholesky factors of A (the full Hermitian matrix)."""
@@ -390,6 +395,9 @@ class CPUKernels(ComposedKernels):
             F = _vector_lu_factor(A, op, singular_ok=True)
             lu = np.moveaxis(F.data, -1, 0).reshape(A.shape)
             piv = np.ascontiguousarray(F.swaps.T).reshape(batch + (n,))
+        elif not batch:     # one matrix: LAPACK's Fortran-ordered result as it is (no copy)
+            lu, piv, info = _lapack_fn("getrf", A.dtype)(A)
+            piv = piv[:k].astype(np.intp)
         else:
             getrf = _lapack_fn("getrf", A.dtype)
             flat = A.reshape((-1, m, n))
@@ -496,6 +504,34 @@ class CPUKernels(ComposedKernels):
         L = c if lower else _mH(np, c)
         Li = _tri_inverse(L)
         return np.matmul(_mH(np, Li), Li)
+
+    def lu_cotangent(self, lu, lu_bar, perm):
+        """One square matrix: M̄ = L⁻ᴴ [tril(Lᴴ L̄, −1) + triu(Ū Uᴴ)] U⁻ᴴ with BLAS on the
+        packed factor (trmm with the unit lower triangle and with the upper one, two
+        trsm: 4n³ flops where general products take 6n³), then Ā[perm] = M̄."""
+        n = lu.shape[-1]
+        if lu.ndim != 2 or lu.shape[0] != n:
+            return None
+        dtype = np.result_type(lu.dtype, lu_bar.dtype)
+        if not np.diagonal(lu).all():
+            return None          # singular U: the composed form's solves raise, naming it
+        a = np.asfortranarray(lu, dtype=dtype)
+        g = lu_bar.astype(dtype, copy=False)
+        t = 2 if dtype.kind == "c" else 1
+        trmm, trsm = _blas_fn("trmm", dtype), _blas_fn("trsm", dtype)
+        # every BLAS operand is made in Fortran order and overwritten in place: no copies
+        below, upper = _tri_weights(n, True, 1.0, 0.0), _tri_weights(n, False, 1.0, 1.0)
+        X = trmm(1.0, a, _weighted(np, g, below, order="F"), side=0, lower=1, trans_a=t,
+                 diag=1, overwrite_b=1)                                    # Lᴴ L̄
+        _weighted(np, X, below, out=X)                                     # tril(·, −1)
+        Y = trmm(1.0, a, _weighted(np, g, upper, order="F"), side=1, lower=0, trans_a=t,
+                 overwrite_b=1)                                            # Ū Uᴴ
+        X += _weighted(np, Y, upper, out=Y)                                # + triu(·)
+        X = trsm(1.0, a, X, side=0, lower=1, trans_a=t, diag=1, overwrite_b=1)   # L⁻ᴴ ·
+        X = trsm(1.0, a, X, side=1, lower=0, trans_a=t, overwrite_b=1)           # · U⁻ᴴ
+        out = np.empty((n, n), dtype=dtype)
+        out[perm] = X
+        return out
 
     def _cholesky_cotangent_one(self, C, C_bar, lower):
         dtype = C.dtype

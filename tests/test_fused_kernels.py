@@ -122,3 +122,31 @@ def test_blocked_stack_triangular_solve(dtype, lower, trans, unit):
         want = scipy.linalg.solve_triangular(A[i], b[i], lower=lower, trans=trans,
                                              unit_diagonal=unit)
         assert np.abs(got[i] - want).max() <= _tol(dtype) * np.abs(want).max()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 2, 7, 70])
+def test_lu_cotangent_kernel_matches_composed(n, dtype):
+    from linalgad.rules import lu as LU
+
+    rng = np.random.default_rng(n)
+    A = rng.standard_normal((n, n)) + (1j * rng.standard_normal((n, n))
+                                       if np.dtype(dtype).kind == "c" else 0)
+    lu_, perm, _ = CPU.lu_packed(A.astype(dtype))
+    g = rng.standard_normal((n, n)).astype(dtype)
+    want = LU._cotangent_composed(lu_, g, perm=perm)
+    got = CPU.lu_cotangent(lu_, g, perm)
+    assert got.dtype == np.dtype(dtype)
+    assert np.abs(got - want).max() <= 10 * _tol(dtype) * np.abs(want).max()
+
+
+def test_lu_cotangent_kernel_declines_what_it_does_not_fuse():
+    rng = np.random.default_rng(0)
+    for shape in [(3, 4, 4), (5, 3), (3, 5)]:
+        lu_, perm, _ = CPU.lu_packed(rng.standard_normal(shape))
+        assert CPU.lu_cotangent(lu_, np.ones(shape), perm) is None
+    from scipy.linalg import LinAlgWarning
+
+    with pytest.warns(LinAlgWarning, match="singular"):
+        lu_, perm, _ = CPU.lu_packed(np.array([[1.0, 2.0], [2.0, 4.0]]))     # U₂₂ = 0
+    assert CPU.lu_cotangent(lu_, np.ones((2, 2)), perm) is None

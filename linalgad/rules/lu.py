@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
+from .. import ops, transforms
 from ..backend import _TRANS, kernels_for
 from ..registry import Domain, Rule
 from ..tape import Primitive
@@ -66,9 +66,10 @@ def _right_solve_UH(U1, B):
     return ops.mH(_trisolve(U1, ops.mH(B), lower=False, trans=0, op="lu"))
 
 
-def lu_vjp(lu_bar, needs, lu_, res, A):
-    """M̄₁ = L₁⁻ᴴ [tril(L₁ᴴ L̄₁, −1) + triu(Ū₁ U₁ᴴ)] U₁⁻ᴴ, plus the tall/wide blocks."""
-    perm, _ = res
+def _cotangent_composed(lu_, lu_bar, *, perm):
+    """M̄₁ = L₁⁻ᴴ [tril(L₁ᴴ L̄₁, −1) + triu(Ū₁ U₁ᴴ)] U₁⁻ᴴ, plus the tall/wide blocks, rows
+    un-permuted — in differentiable operations: the definition, and what its
+    derivatives trace."""
     m, n = ops._shape(lu_)[-2:]
     k = min(m, n)
     L, U = _blocks(lu_)
@@ -94,8 +95,25 @@ def lu_vjp(lu_bar, needs, lu_, res, A):
         M_bar = ops.concatenate([M1_bar, M2_bar], axis=-1)
     else:
         M_bar = M1_bar
-    A_bar = C.gather_rows(M_bar, C.inverse_permutation(perm))       # Ā[perm] = M̄
-    return (ops.fit(A_bar, A),)
+    return C.gather_rows(M_bar, C.inverse_permutation(perm))        # Ā[perm] = M̄
+
+
+def _cotangent_kernel(lu_, lu_bar, *, perm):
+    """The same map as one kernel call where the table has one (a single square matrix on
+    the CPU: BLAS trmm and trsm on the packed factor); otherwise the composed form."""
+    out = kernels_for(lu_, lu_bar).lu_cotangent(lu_, lu_bar, perm)
+    return _cotangent_composed(lu_, lu_bar, perm=perm) if out is None else out
+
+
+_cotangent = transforms.fused("lu_cotangent", _cotangent_kernel, _cotangent_composed)
+
+
+def lu_vjp(lu_bar, needs, lu_, res, A):
+    """Ā from the packed factor's cotangent (``_cotangent_composed``)."""
+    perm, _ = res
+    return (ops.fit(_cotangent(lu_, lu_bar, perm=perm), A),)
+
+
 
 
 def lu_jvp(tangents, lu_, res, A):
