@@ -266,6 +266,11 @@ class ComposedKernels:
         no fused kernel for the shape (the rule then evaluates its composed form)."""
         return None
 
+    def qr_cotangent(self, Q, R, Q_bar, R_bar):
+        """Ā of the reduced QR (R square) from (Q̄, R̄), either may be None; or None where
+        this table has no fused kernel for the shape (the rule evaluates its composed form)."""
+        return None
+
     def cho_inverse(self, F):
         """A⁻¹ from the Cholesky factors of A (the full Hermitian matrix)."""
         n = F.shape[-1]
@@ -533,6 +538,37 @@ class CPUKernels(ComposedKernels):
         out[perm] = X
         return out
 
+    def qr_cotangent(self, Q, R, Q_bar, R_bar):
+        """One matrix: Ā = (Q̄ + Q copyltu(M)) R⁻ᴴ, M = R R̄ᴴ − Q̄ᴴ Q, with BLAS — trmm for
+        R R̄ᴴ, gemm accumulating −Q̄ᴴ Q and Q̄ + Q (·) in place, one trsm from the right."""
+        if Q.ndim != 2:
+            return None
+        if not np.diagonal(R).all():
+            return None          # rank-deficient: the composed form's solve raises, naming it
+        n = R.shape[-1]
+        dtype = np.result_type(*(x.dtype for x in (Q, R, Q_bar, R_bar) if x is not None))
+        t = 2 if dtype.kind == "c" else 1
+        gemm, trmm, trsm = (_blas_fn(f, dtype) for f in ("gemm", "trmm", "trsm"))
+        # Fortran operands (SciPy's factors are) so that f2py copies nothing; B starts as
+        # Q̄'s one copy, read by the first product before the second overwrites it
+        Rf = np.asfortranarray(R, dtype=dtype)
+        Qf = np.asfortranarray(Q, dtype=dtype)
+        if R_bar is not None:
+            M = trmm(1.0, Rf, np.array(_mH(np, R_bar), dtype=dtype, order="F"), side=0,
+                     lower=0, overwrite_b=1)                                  # R R̄ᴴ
+        else:
+            M = np.zeros((n, n), dtype=dtype, order="F")
+        if Q_bar is not None:
+            B = np.array(Q_bar, dtype=dtype, order="F")
+            M = gemm(-1.0, B, Qf, beta=1.0, c=M, trans_a=t, overwrite_c=1)   # − Q̄ᴴ Q
+        else:
+            B = np.zeros(Q.shape, dtype=dtype, order="F")
+        # Q copyltu(M): copyltu(M) is the Hermitian matrix whose lower triangle is M's with
+        # a real diagonal — exactly what symm/hemm read from M (the rest is never touched)
+        hemm = _blas_fn("hemm" if dtype.kind == "c" else "symm", dtype)
+        B = hemm(1.0, M, Qf, beta=1.0, c=B, side=1, lower=1, overwrite_c=1)  # Q̄ + Q copyltu(M)
+        return trsm(1.0, Rf, B, side=1, lower=0, trans_a=t, overwrite_b=1)   # · R⁻ᴴ
+
     def _cholesky_cotangent_one(self, C, C_bar, lower):
         dtype = C.dtype
         # X = Lᴴ L̄: lower, L = C, trmm with op(C) = Cᴴ; upper, Lᴴ L̄ = C C̄ᴴ, op = none
@@ -578,6 +614,11 @@ class CPUKernels(ComposedKernels):
 
     # -- QR, SVD ----------------------------------------------------------------
     def qr(self, A, complete=False):
+        if A.ndim == 2 and A.size:
+            # SciPy's geqrf + orgqr: about 1.5x faster than NumPy's path at n >= 256, and
+            # Fortran-ordered results that the BLAS calls of the reverse pass take as they are
+            from scipy.linalg import qr
+            return qr(A, mode="full" if complete else "economic", check_finite=False)
         return np.linalg.qr(A, mode="complete" if complete else "reduced")
 
     def svd(self, A, full_matrices=True, compute_uv=True, op="svd"):

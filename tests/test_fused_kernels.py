@@ -150,3 +150,29 @@ def test_lu_cotangent_kernel_declines_what_it_does_not_fuse():
     with pytest.warns(LinAlgWarning, match="singular"):
         lu_, perm, _ = CPU.lu_packed(np.array([[1.0, 2.0], [2.0, 4.0]]))     # U₂₂ = 0
     assert CPU.lu_cotangent(lu_, np.ones((2, 2)), perm) is None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,n", [(1, 1), (4, 4), (9, 5), (60, 60)])
+@pytest.mark.parametrize("which", ["both", "Q", "R"])
+def test_qr_cotangent_kernel_matches_composed(m, n, dtype, which):
+    from linalgad.rules import qr as QR
+
+    rng = np.random.default_rng(m * n)
+    A = rng.standard_normal((m, n)) + (1j * rng.standard_normal((m, n))
+                                       if np.dtype(dtype).kind == "c" else 0)
+    Q, R = np.linalg.qr(A.astype(dtype))
+    Q_bar = rng.standard_normal(Q.shape).astype(dtype) if which != "R" else None
+    R_bar = rng.standard_normal(R.shape).astype(dtype) if which != "Q" else None
+    want = QR._square_composed(Q, R, Q_bar, R_bar)
+    got = CPU.qr_cotangent(Q, R, Q_bar, R_bar)
+    assert got.dtype == np.dtype(dtype) and got.shape == A.shape
+    scale = max(np.abs(want).max(), 1.0)
+    assert np.abs(got - want).max() <= 10 * _tol(dtype) * scale
+
+
+def test_qr_cotangent_kernel_declines_stacks_and_rank_deficiency():
+    Q, R = np.linalg.qr(np.ones((3, 4, 4)) + np.eye(4))
+    assert CPU.qr_cotangent(Q, R, Q, None) is None
+    Q, R = np.linalg.qr(np.array([[1.0, 0.0], [0.0, 0.0]]))              # R₂₂ = 0
+    assert CPU.qr_cotangent(Q, R, None, R) is None

@@ -19,7 +19,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .. import ops
+from .. import ops, transforms
 from ..backend import kernels_for
 from ..registry import Domain, Rule
 from ..tape import Primitive
@@ -49,7 +49,18 @@ def _copyltu(Mx):
 
 
 def _square_vjp(Q, R, Q_bar, R_bar):
-    """Ā = (Q̄ + Q copyltu(M)) R⁻ᴴ, M = R R̄ᴴ − Q̄ᴴ Q (R square, n×n)."""
+    """Ā = (Q̄ + Q copyltu(M)) R⁻ᴴ, M = R R̄ᴴ − Q̄ᴴ Q (R square, n×n): one kernel call where
+    the table has one, the composed form below otherwise and for derivatives."""
+    return _square_cotangent(Q, R, Q_bar, R_bar)
+
+
+def _square_cotangent_kernel(Q, R, Q_bar, R_bar):
+    out = kernels_for(Q, R).qr_cotangent(Q, R, Q_bar, R_bar)
+    return _square_composed(Q, R, Q_bar, R_bar) if out is None else out
+
+
+def _square_composed(Q, R, Q_bar, R_bar):
+    """Ā = (Q̄ + Q copyltu(M)) R⁻ᴴ, M = R R̄ᴴ − Q̄ᴴ Q, in differentiable operations."""
     Mx = None
     if R_bar is not None:
         Mx = ops.matmul(R, ops.mH(R_bar))
@@ -96,6 +107,9 @@ def qr_vjp(cts, needs, out, res, A, *, complete=False):
         A2_bar = ops.zeros_like(A2)
     A1_bar = _square_vjp(Q, R1, Q_bar, R1_bar)
     return (ops.fit(ops.concatenate([A1_bar, A2_bar], axis=-1), A),)
+
+
+_square_cotangent = transforms.fused("qr_cotangent", _square_cotangent_kernel, _square_composed)
 
 
 def _square_jvp(Q, R, A_dot):
