@@ -271,6 +271,28 @@ class ComposedKernels:
         this table has no fused kernel for the shape (the rule evaluates its composed form)."""
         return None
 
+    def eigh_cotangent(self, w, V, w_bar, V_bar, lower):
+        """Ā of eigh (on the triangle read) from (w̄, V̄), either may be None, for
+        eigenvalues without near-coincidences (the rule checks):
+        V (diag(w̄) + F ∘ VᴴV̄) Vᴴ, Fᵢⱼ = 1/(wⱼ − wᵢ), folded onto the triangle."""
+        xp = self.xp
+        dtype = np.result_type(V.dtype, *(x.dtype for x in (w_bar, V_bar) if x is not None))
+        if V_bar is not None:
+            D = w[..., None, :] - w[..., :, None]
+            k = w.shape[-1]
+            idx = xp.arange(k)
+            D[..., idx, idx] = 1
+            M = xp.matmul(_mH(xp, V), V_bar)
+            M /= D
+            M[..., idx, idx] = 0 if w_bar is None else w_bar
+        else:
+            M = None
+        left = V * w_bar[..., None, :] if M is None else xp.matmul(V, M)
+        X = xp.matmul(left, _mH(xp, V)).astype(dtype, copy=False)    # not Hermitian
+        # the adjoint of reading one triangle: tril(X + Xᴴ, −1) + Re diag(X) (triu)
+        X = X + _mH(xp, X)
+        return _weighted(xp, X, _tri_weights(X.shape[-1], lower, 1.0, 0.5))
+
     def cho_inverse(self, F):
         """A⁻¹ from the Cholesky factors of A (the full Hermitian matrix)."""
         n = F.shape[-1]

@@ -176,3 +176,45 @@ def test_qr_cotangent_kernel_declines_stacks_and_rank_deficiency():
     assert CPU.qr_cotangent(Q, R, Q, None) is None
     Q, R = np.linalg.qr(np.array([[1.0, 0.0], [0.0, 0.0]]))              # R₂₂ = 0
     assert CPU.qr_cotangent(Q, R, None, R) is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch,n", [((), 1), ((), 6), ((3,), 5), ((2, 2), 20)])
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("which", ["both", "w", "V"])
+def test_eigh_cotangent_kernel_matches_composed(batch, n, dtype, lower, which):
+    from linalgad.rules import eigh as E
+
+    rng = np.random.default_rng(n)
+    A = rng.standard_normal(batch + (n, n)).astype(dtype)
+    w, V = np.linalg.eigh(A + np.swapaxes(A, -1, -2))
+    w_bar = rng.standard_normal(w.shape).astype(dtype) if which != "V" else None
+    V_bar = rng.standard_normal(V.shape).astype(dtype) if which != "w" else None
+    want = E._cotangent_composed(w, V, w_bar, V_bar, lower=lower)
+    got = CPU.eigh_cotangent(w, V, w_bar, V_bar, lower)
+    assert got.dtype == np.dtype(dtype)
+    assert np.abs(got - want).max() <= 10 * _tol(dtype) * max(np.abs(want).max(), 1.0)
+
+
+def test_eigh_kernel_not_used_at_a_cluster():
+    """At repeated eigenvalues the rule keeps the composed form: it drops the gap terms
+    inside the cluster and warns when the loss depends on the basis there."""
+    import warnings
+
+    from linalgad import GaugeWarning
+    from linalgad.rules import eigh as E
+
+    w = np.array([1.0, 1.0, 3.0])
+    V = np.eye(3)
+    V_bar = np.arange(9.0).reshape(3, 3)
+    with pytest.warns(GaugeWarning):
+        got = E._cotangent_kernel(w, V, None, V_bar, lower=True)
+    assert np.isfinite(got).all()
+    # a basis-independent cotangent (V̄ = V S, S symmetric) at the cluster: no warning, and
+    # the gradient of Σ f(w)-type losses is exact
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = E._cotangent_kernel(w, V, np.array([2.0, 2.0, 1.0]), V @ np.diag([1.0, 1, 2]),
+                                  lower=True)
+    want = np.diag([2.0, 2.0, 1.0])                  # V diag(w̄) Vᴴ, folded (diagonal)
+    assert np.allclose(got, want)

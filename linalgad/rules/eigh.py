@@ -19,7 +19,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .. import ops
+from .. import ops, transforms
 from ..backend import kernels_for
 from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
@@ -37,9 +37,10 @@ def eigh_forward(A, *, lower=True):
     return w, V
 
 
-def eigh_vjp(cts, needs, out, res, A, *, lower=True):
-    w_bar, V_bar = cts
-    w, V = out
+def _cotangent_composed(w, V, w_bar, V_bar, *, lower):
+    """Ā from (w̄, V̄): Ā_h = V (diag(w̄) + F ∘ VᴴV̄) Vᴴ onto the triangle read, gap terms
+    dropped (and the loss checked) inside clusters — in differentiable operations: the
+    definition, and what derivatives of the rule trace."""
     Wm = K = None
     mask = S.degenerate_pairs(w, ordered=True)
     if V_bar is not None:
@@ -47,14 +48,30 @@ def eigh_vjp(cts, needs, out, res, A, *, lower=True):
         S.check_phase("eigh", K, "an eigenvector")
         Wm = S.inverse_gaps(w, mask) * K
     S.check_clusters("eigh", mask, K, w_bar)
-    if Wm is None and w_bar is None:
-        return (None,)
     # Ā_h = (V (F ∘ K) + V diag(w̄)) Vᴴ: two products, the diagonal as a scaling
     left = V * ops.expand_dims(w_bar, -2) if w_bar is not None else None
     if Wm is not None:
         left = ops.matmul(V, Wm) if left is None else ops.matmul(V, Wm) + left
     Ah_bar = ops.matmul(left, ops.mH(V))
-    return (ops.fit(C.triangle_cotangent(Ah_bar, lower, hermitian=True), A),)
+    return C.triangle_cotangent(Ah_bar, lower, hermitian=True)
+
+
+def _cotangent_kernel(w, V, w_bar, V_bar, *, lower):
+    """One kernel call in the common case (real, no cluster: nothing to check or drop)."""
+    if V.dtype.kind == "f" and S.degenerate_pairs(w, ordered=True) is None:
+        return kernels_for(V).eigh_cotangent(w, V, w_bar, V_bar, lower)
+    return _cotangent_composed(w, V, w_bar, V_bar, lower=lower)
+
+
+_cotangent = transforms.fused("eigh_cotangent", _cotangent_kernel, _cotangent_composed)
+
+
+def eigh_vjp(cts, needs, out, res, A, *, lower=True):
+    w_bar, V_bar = cts
+    w, V = out
+    if w_bar is None and V_bar is None:
+        return (None,)
+    return (ops.fit(_cotangent(w, V, w_bar, V_bar, lower=lower), A),)
 
 
 def eigh_jvp(tangents, out, res, A, *, lower=True):
