@@ -218,3 +218,25 @@ def test_eigh_kernel_not_used_at_a_cluster():
                                   lower=True)
     want = np.diag([2.0, 2.0, 1.0])                  # V diag(w̄) Vᴴ, folded (diagonal)
     assert np.allclose(got, want)
+
+
+# The device-neutral versions in ComposedKernels are what the CuPy table runs; with the
+# NumPy table as their device they must give the CPU kernels' results.
+
+@pytest.mark.parametrize("dtype", [np.float32, np.complex128])
+@pytest.mark.parametrize("batch,n", [((), 5), ((3,), 9)])
+@pytest.mark.parametrize("lower", [True, False])
+def test_device_neutral_cholesky_kernels(batch, n, dtype, lower):
+    from linalgad.backend import ComposedKernels
+
+    rng = np.random.default_rng(11)
+    A = _spd(rng, batch, n, dtype)
+    C = la.cholesky(A, lower=lower)
+    C_bar = rng.standard_normal(C.shape).astype(dtype)
+    got = ComposedKernels.cholesky_cotangent(CPU, C, C_bar, lower)
+    want = CPU.cholesky_cotangent(C, C_bar, lower)
+    assert np.abs(got - want).max() <= 10 * _tol(dtype) * np.abs(want).max()
+    F = CPU.cho_factor(A, lower)
+    got = ComposedKernels.cho_inverse(CPU, F)
+    want = CPU.cho_inverse(F)
+    assert np.abs(got - want).max() <= 10 * _tol(dtype) * np.abs(want).max()
