@@ -96,17 +96,16 @@ def svd_vjp(cts, needs, out, res, A, *, full_matrices=False):
         term = 0.5 * (Yp + ops.mH(Yp)) + 0.5 * (Ym - ops.mH(Ym))
     if term is None and s_bar is None:
         return (None,)
-    s_inv = _inverse(s)
     if m > k and U_bar is not None:
         # Ā = [U (term − J S⁻¹) + U diag(s̄) + Ū S⁻¹] Vh
-        inv_row = ops.expand_dims(s_inv, -2)
+        inv_row = ops.expand_dims(_inverse(s), -2)
         left = ops.matmul(U, term - J * inv_row) + U_bar * inv_row
         if s_bar is not None:
             left = left + U * ops.expand_dims(s_bar, -2)
         return (ops.fit(ops.matmul(left, Vh), A),)
     if n > k and Vh_bar is not None:
         # Ā = U [(term − S⁻¹ Kᴴ) Vh + diag(s̄) Vh + S⁻¹ V̄ᴴ]
-        inv_col = ops.expand_dims(s_inv, -1)
+        inv_col = ops.expand_dims(_inverse(s), -1)
         right = ops.matmul(term - inv_col * ops.mH(K), Vh) + inv_col * Vh_bar
         if s_bar is not None:
             right = right + ops.expand_dims(s_bar, -1) * Vh
