@@ -122,8 +122,13 @@ def main(argv=None):
         for name, factory in libs.items():
             try:
                 run, unpack = factory(A, b, W)
-                ok = agrees(unpack(run()), want)
+                # the checked result stays alive while timing: a held array keeps glibc
+                # from trimming the heap after each call, so every call would otherwise
+                # fault in fresh pages (benchmarks/README.md, "Allocator trap")
+                held = unpack(run())
+                ok = agrees(held, want)
                 t = common.timeit(run, **timer)
+                del held
             except Exception as e:
                 cells[name] = abs_cells[name] = "error"
                 notes.append(f"- {name} {label}: {type(e).__name__}: {e}")
