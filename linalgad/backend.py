@@ -52,10 +52,10 @@ def namespace_of(*arrays):
     """numpy, or cupy when the arrays are CuPy arrays.  Mixing is an error."""
     gpu = cpu = False
     for a in arrays:
-        if isinstance(a, np.ndarray) or np.isscalar(a) or a is None:
-            cpu = cpu or isinstance(a, np.ndarray)
-        elif _is_cupy(a):
+        if _is_cupy(a):      # first: an array type of CuPy's (or of tests' emulation of it)
             gpu = True
+        elif isinstance(a, np.ndarray) or np.isscalar(a) or a is None:
+            cpu = cpu or isinstance(a, np.ndarray)
         else:
             cpu = True
     if gpu and cpu:

@@ -117,7 +117,7 @@ def ones_like(x, dtype=None):
 
 
 def _xp(v):
-    if isinstance(v, np.ndarray) or np.isscalar(v):
+    if type(v) is np.ndarray or np.isscalar(v):
         return np
     from .backend import namespace_of
     return namespace_of(v)

@@ -163,10 +163,13 @@ def inverse_gaps(w, mask, plus=False):
     return _gaps(w, zero=mask, plus=bool(plus))
 
 
-def gauge_weights(k, dtype):
-    """Fixed distinct weights c (k,) for registry losses Σ c_i (vector products), in dtype's
-    real precision: distinct, so eigenvector (singular vector) derivatives are exercised."""
-    return np.linspace(1.0, 2.0, k).astype(np.finfo(np.dtype(dtype)).dtype)
+def gauge_weights(k, like):
+    """Fixed distinct weights c (k,) for registry losses Σ c_i (vector products), in the
+    real precision and on the device of the array ``like``: distinct, so eigenvector
+    (singular vector) derivatives are exercised."""
+    v = C.value(like)
+    c = np.linspace(1.0, 2.0, k).astype(np.finfo(v.dtype).dtype)
+    return c if type(v) is np.ndarray else namespace_of(v).asarray(c)
 
 
 def _scale(xv, xp):

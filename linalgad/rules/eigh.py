@@ -165,7 +165,7 @@ def eigvalsh(a, UPLO="L", *, lower=None, check_finite=True):
 def _eigh_fun(a, UPLO="L"):
     """w and Σ c_i v_i v_iᴴ: invariant under each eigenvector's sign/phase."""
     w, V = eigh(a, UPLO=UPLO)
-    c = S.gauge_weights(ops._shape(V)[-1], C.value(V).dtype)
+    c = S.gauge_weights(ops._shape(V)[-1], V)
     return w, ops.matmul(V * c, ops.mH(V))
 
 
@@ -174,7 +174,7 @@ _eigh_fun.__doc__ = eigh.__doc__
 
 def eigh_reference(a, UPLO="L"):
     w, V = np.linalg.eigh(a, UPLO=UPLO)
-    return w, (V * S.gauge_weights(a.shape[-1], w.dtype)) @ np.conj(np.swapaxes(V, -1, -2))
+    return w, (V * S.gauge_weights(a.shape[-1], w)) @ np.conj(np.swapaxes(V, -1, -2))
 
 
 def _sym(rng, n, batch, dtype):

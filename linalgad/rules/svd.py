@@ -221,7 +221,7 @@ def svdvals(a, *, overwrite_a=False, check_finite=True):
 
 def _gauge_free(U, s, Vh, k):
     """s, U diag(c) Vh, U diag(c) Uᴴ and Vᴴ diag(c) V: invariant under the joint phases."""
-    c = S.gauge_weights(k, C.value(U).dtype)
+    c = S.gauge_weights(k, U)
     U1, Vh1 = _cols(U, 0, k), _rows(Vh, 0, k)
     Uc = U1 * c
     return (s, ops.matmul(Uc, Vh1), ops.matmul(Uc, ops.mH(U1)),
@@ -239,7 +239,7 @@ _svd_fun.__doc__ = svd.__doc__
 def svd_reference(a, full_matrices=False):
     U, s, Vh = np.linalg.svd(a, full_matrices=full_matrices)
     k = min(a.shape[-2:])
-    c = S.gauge_weights(k, s.dtype)
+    c = S.gauge_weights(k, s)
     U1, Vh1 = U[..., :, :k], Vh[..., :k, :]
     mH = lambda x: np.conj(np.swapaxes(x, -1, -2))   # noqa: E731
     return s, (U1 * c) @ Vh1, (U1 * c) @ mH(U1), (mH(Vh1) * c) @ Vh1

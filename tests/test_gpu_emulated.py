@@ -1,0 +1,74 @@
+"""The CuPy kernel table's own logic, run on an emulated CuPy (``tests/_fake_cupy.py``).
+
+No GPU was ever lent to this project's sessions, so ``pytest -m gpu`` has not run.
+These tests run every registered GPU rule through ``linalgad.gpu.kernels.GPU`` with
+NumPy standing in for CuPy: values and gradients must match the CPU table's, stay
+"on the device", and no host array may leak into a device operation. They catch
+mistakes in the GPU table's Python (wrong names, layouts, stacking, host/device
+mixing), not CuPy's numerics — the real check remains ``pytest -m gpu`` on a device.
+"""
+
+import numpy as np
+import pytest
+
+import linalgad as lad
+from linalgad._tree import tree_flatten
+
+import _fake_cupy
+
+# the cases the real GPU test runs (every rule, domain, dtype and batch shape of the registry)
+from test_gpu import CASES  # noqa: E402
+
+
+@pytest.fixture
+def cupy(monkeypatch):
+    return _fake_cupy.install(monkeypatch)
+
+
+@pytest.mark.parametrize("rule,domain,dtype,batch", CASES)
+def test_rule_through_the_gpu_table(cupy, rule, domain, dtype, batch):
+    args, kwargs = domain.make(np.random.default_rng(0), 3, batch, dtype)
+    dargs = tuple(cupy.asarray(a) for a in args)
+    dkwargs = {k: cupy.asarray(v) if isinstance(v, np.ndarray) else v
+               for k, v in kwargs.items()}
+
+    def fun(*a):
+        on_device = isinstance(a[0], cupy.ndarray) or isinstance(
+            getattr(a[0], "value", None), cupy.ndarray)
+        return rule.fun(*a, **(dkwargs if on_device else kwargs))
+
+    out_cpu, _ = tree_flatten(fun(*args))
+    out_dev, _ = tree_flatten(fun(*dargs))
+    tol = 1e-4 if np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.complex64)) else 1e-9
+    for c, d in zip(out_cpu, out_dev):
+        assert isinstance(d, cupy.ndarray), type(d)
+        np.testing.assert_allclose(cupy.asnumpy(d), c, rtol=tol, atol=tol)
+
+    def loss(*a):
+        return sum(lad.sum(lad.real(o)) for o in tree_flatten(fun(*a))[0])
+
+    n = len(args)
+    g_cpu = lad.grad(loss, argnums=tuple(range(n)))(*args)
+    g_dev = lad.grad(loss, argnums=tuple(range(n)))(*dargs)
+    for c, d in zip(g_cpu, g_dev):
+        assert isinstance(d, cupy.ndarray), type(d)
+        np.testing.assert_allclose(cupy.asnumpy(d), c, rtol=10 * tol, atol=10 * tol)
+
+
+def test_emulation_rejects_host_arrays(cupy):
+    x = cupy.asarray(np.ones(3))
+    with pytest.raises(TypeError, match="host NumPy array"):
+        x + np.ones(3)
+    assert isinstance(x + 1.0, cupy.ndarray)
+
+
+def test_check_command_on_the_gpu_table(cupy, capsys):
+    """``python -m linalgad check --device gpu`` end to end (second order) on the emulation."""
+    from linalgad.__main__ import main
+
+    rc = main(["check", "--device", "gpu", "--rule", "solve", "--rule", "cholesky",
+               "--rule", "eigh", "--rule", "svd", "--dtype", "float64", "--dtype",
+               "complex64"])
+    out = capsys.readouterr().out
+    assert rc in (0, None), out
+    assert "0 failed" in out and "device gpu" in out, out
