@@ -8,6 +8,9 @@ it would real CuPy arrays. Every function is NumPy's (or SciPy's) with device ar
 in and out, and — like CuPy — an operation that mixes a device array with a host NumPy
 array raises TypeError, so a host array leaking into device code is caught.
 
+From the shell: ``python tests/_fake_cupy.py check --device gpu`` runs linalgad's command
+line under the emulation.
+
 What this cannot show: CuPy-specific behaviour (its kernels, cuSOLVER's numerics,
 functions CuPy lacks or implements with other signatures). It runs the GPU table's own
 Python logic; the real check is ``pytest -m gpu`` on a device.
@@ -142,3 +145,17 @@ def install(monkeypatch):
     import linalgad.gpu
     monkeypatch.delattr(linalgad.gpu, "kernels", raising=False)
     return cupy
+
+
+if __name__ == "__main__":
+    # python tests/_fake_cupy.py check --device gpu [...]: linalgad's command line with the
+    # emulation installed (for the whole registry at order 2, ~3.5 min on one core)
+    import pytest
+
+    patch = pytest.MonkeyPatch()
+    install(patch)
+    from linalgad.__main__ import main
+    try:
+        sys.exit(main(sys.argv[1:]))
+    finally:
+        patch.undo()
