@@ -23,6 +23,7 @@ failing matrix.
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import numpy as np
@@ -203,12 +204,32 @@ def _weighted(xp, x, w, **kw):
     NumPy multiplies a Fortran- by a C-ordered 256×256 array 6 to 40 times slower than
     two arrays of one order."""
     if xp is not np:
-        return xp.multiply(x, xp.asarray(w, dtype=x.real.dtype), **kw)
+        return xp.multiply(x, _on_device(xp, w, x.real.dtype), **kw)
     fortran = x.ndim == 2 and x.flags.f_contiguous and not x.flags.c_contiguous
     return np.multiply(x, _variant(w, x.real.dtype, fortran), **kw)
 
 
 _VARIANTS = {}
+_DEVICE = {}
+
+
+def _on_device(xp, w, dtype):
+    """The cached weight matrix w on xp's (current) device in dtype, copied there once."""
+    key = (id(w), np.dtype(dtype).char, xp.__name__, _device_id(xp))
+    hit = _DEVICE.get(key)
+    if hit is None or hit[0] is not w:
+        if len(_DEVICE) > 128:
+            _DEVICE.clear()
+        hit = _DEVICE[key] = (w, xp.asarray(w, dtype=dtype))
+    return hit[1]
+
+
+def _device_id(xp):
+    cuda = getattr(xp, "cuda", None)
+    try:
+        return cuda.Device().id
+    except Exception:        # no device notion (an emulation) or no CUDA context yet
+        return None
 
 
 def _variant(w, dtype, fortran):
@@ -224,12 +245,30 @@ def _variant(w, dtype, fortran):
     return hit[1]
 
 
+def _mirror(xp, x, hermitian=True):
+    """xᴴ (xᵀ for a complex symmetric map)."""
+    return _mH(xp, x) if hermitian else xp.swapaxes(x, -1, -2)
+
+
+def full_from_triangle(xp, x, lower, hermitian=True, scale=1.0):
+    """scale times the Hermitian (complex symmetric when not ``hermitian``) matrix whose
+    ``lower`` (else upper) triangle is x's: T + Tᴴ with T = x's triangle, its diagonal
+    halved (so the diagonal comes out as Re xᵢᵢ, resp. xᵢᵢ); one weighted pass and one
+    mirrored sum."""
+    T = _weighted(xp, x, _tri_weights(x.shape[-1], lower, scale, 0.5 * scale))
+    return T + _mirror(xp, T, hermitian)
+
+
+def triangle_cotangent(xp, G, lower, hermitian=True):
+    """The adjoint of :func:`full_from_triangle` (scale 1): the cotangent of the triangle
+    read, tril(G + Gᴴ) with Re Gᵢᵢ on the diagonal (triu; Gᵀ and Gᵢᵢ when not Hermitian)."""
+    return _weighted(xp, G + _mirror(xp, G, hermitian), _tri_weights(G.shape[-1], lower, 1.0, 0.5))
+
+
 def _chol_sandwich_rhs(xp, X):
     """S = ½(Φ(X) + Φ(X)ᴴ), Φ(X) = tril(X, −1) + ½ diag(X): ½X below the diagonal,
     its conjugate mirror above, ½ Re Xᵢᵢ on it."""
-    S = _weighted(xp, X, _tri_weights(X.shape[-1], True, 0.5, 0.25))
-    S += _mH(xp, S)
-    return S
+    return full_from_triangle(xp, X, True, scale=0.5)
 
 
 def _fold_triangle(xp, Ah, lower):
@@ -311,9 +350,7 @@ class ComposedKernels:
             M = None
         left = V * w_bar[..., None, :] if M is None else xp.matmul(V, M)
         X = xp.matmul(left, _mH(xp, V)).astype(dtype, copy=False)    # not Hermitian
-        # the adjoint of reading one triangle: tril(X + Xᴴ, −1) + Re diag(X) (triu)
-        X = X + _mH(xp, X)
-        return _weighted(xp, X, _tri_weights(X.shape[-1], lower, 1.0, 0.5))
+        return triangle_cotangent(xp, X, lower)
 
     def cho_inverse(self, F):
         """A⁻¹ from the Cholesky factors of A (the full Hermitian matrix)."""
@@ -883,12 +920,8 @@ class CPUKernels(ComposedKernels):
         """Z logm(T) Zᴴ per matrix; its real part when ``real``."""
         n = T.shape[-1]
         U = self._logm_triangular(T.reshape(-1, n, n), op).reshape(T.shape)
-        L = Z @ U @ self._mf_mH(Z)
+        L = Z @ U @ _mH(np, Z)
         return L.real if real and L.dtype.kind == "c" else L
-
-    @staticmethod
-    def _mf_mH(x):
-        return np.conj(np.swapaxes(x, -1, -2)) if x.dtype.kind == "c" else np.swapaxes(x, -1, -2)
 
     def logm_frechet_schur(self, T, Z, E, real, op="logm"):
         """L_log(A, E) from A's triangular Schur factors: Z · logm([[T, sF], [0, T]])₁₂ · Zᴴ / s.
@@ -898,15 +931,15 @@ class CPUKernels(ComposedKernels):
         """
         n = T.shape[-1]
         E = np.broadcast_to(E, T.shape[:-2] + E.shape[-2:]) if E.ndim < T.ndim else E
-        F = self._mf_mH(Z) @ E @ Z
+        F = _mH(np, Z) @ E @ Z
         X, s = self._frechet_block(np, np.broadcast_to(T, F.shape), F)
         U = self._logm_triangular(X.reshape(-1, 2 * n, 2 * n), op).reshape(X.shape)
-        L = Z @ U[..., :n, n:] @ self._mf_mH(Z) / s[..., None, None].astype(U.real.dtype)
+        L = Z @ U[..., :n, n:] @ _mH(np, Z) / s[..., None, None].astype(U.real.dtype)
         return L.real if real and L.dtype.kind == "c" else L
 
     def logm_block_factors(self, T, Z, E):
         """Triangular Schur factors of [[A, E], [0, A]] from A's: [[T, ZᴴEZ], [0, T]], diag(Z, Z)."""
-        F = self._mf_mH(Z) @ E @ Z
+        F = _mH(np, Z) @ E @ Z
         n = T.shape[-1]
         batch = np.broadcast_shapes(T.shape[:-2], F.shape[:-2])
         TX = np.zeros(batch + (2 * n, 2 * n), dtype=np.result_type(T.dtype, F.dtype))
@@ -971,10 +1004,6 @@ class CPUKernels(ComposedKernels):
                    "the matrix has the eigenvalue -1, so the equation is singular")
         return W, eye - 2 * W
 
-    @staticmethod
-    def _syl_mH(x):
-        return np.conj(np.swapaxes(x, -1, -2)) if x.dtype.kind == "c" else np.swapaxes(x, -1, -2)
-
     def _trsyl_stack(self, Ta, ta, Tb, tb, F, op, what):
         """Y with op(Ta) Y + Y op(Tb) = F per matrix of the broadcast stacks (LAPACK ?trsyl)."""
         m, n = F.shape[-2:]
@@ -1019,7 +1048,7 @@ class CPUKernels(ComposedKernels):
             Ta, Za = self.schur_complex(Ta, Za)
             Tb, Zb = self.schur_complex(Tb, Zb)
         Ta, Za, Tb, Zb, C = (x.astype(dtype, copy=False) for x in (Ta, Za, Tb, Zb, C))
-        mH = self._syl_mH
+        mH = functools.partial(_mH, np)
         F = mH(Za) @ C @ Zb
         Y = self._trsyl_stack(Ta, ta, Tb, tb, F, op,
                               "the equation is singular: a and -b have a common (or, to "
@@ -1042,7 +1071,7 @@ class CPUKernels(ComposedKernels):
             X.real, X.imag = re, im
             return X
         W, S, Z, C = (x.astype(dtype, copy=False) for x in (W, S, Z, C))
-        mH = self._syl_mH
+        mH = functools.partial(_mH, np)
         opW = mH(W) if t else W
         G = (-2 * opW) @ (mH(Z) @ C @ Z) @ mH(opW)
         Y = self._trsyl_stack(S, t, S, not t, G, op,

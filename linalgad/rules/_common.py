@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
+from .. import backend as _backend
 from ..backend import LinAlgError, check_finite as _check_finite, namespace_of
 from ..tape import Primitive
 from ..testing import matrices as M
@@ -207,34 +208,12 @@ def per_matrix(fn, *arrays, cores):
 
 # -- structured matrices ---------------------------------------------------------------
 
-def _mirror(x, hermitian):
-    xp = namespace_of(x)
-    t = xp.swapaxes(x, -1, -2)
-    return xp.conj(t) if hermitian and x.dtype.kind == "c" else t
-
-
-def _keep(xp, x, k, lower):
-    """tril(x, k) / triu(x, k); NumPy through a cached mask (np.tril rebuilds one per call)."""
-    if xp is np:
-        n, m = x.shape[-2:]
-        mask = ops._tri_mask(n, m, k, lower).reshape(-1)      # one flat inner loop per matrix
-        return np.where(mask, x.reshape(x.shape[:-2] + (n * m,)),
-                        np.zeros((), dtype=x.dtype)).reshape(x.shape)
-    return xp.tril(x, k) if lower else xp.triu(x, k)
-
-
 def _triangle_impl(x, lower, hermitian, to_full):
     """to_full: the matrix read from one triangle of x; else: the adjoint map (a cotangent)."""
     xp = namespace_of(x)
     if to_full:
-        tri = _keep(xp, x, -1 if lower else 1, lower)
-        out = tri + _mirror(tri, hermitian)
-    else:
-        out = _keep(xp, x + _mirror(x, hermitian), 0, lower)
-    idx = xp.arange(x.shape[-1])
-    d = x[..., idx, idx]
-    out[..., idx, idx] = d.real if hermitian and x.dtype.kind == "c" else d
-    return out
+        return _backend.full_from_triangle(xp, x, lower, hermitian)
+    return _backend.triangle_cotangent(xp, x, lower, hermitian)
 
 
 # The two maps are linear and adjoint (w.r.t. <X, Y> = Re tr(XᴴY)): each one's reverse

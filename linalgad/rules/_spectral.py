@@ -168,8 +168,7 @@ def gauge_weights(k, like):
     real precision and on the device of the array ``like``: distinct, so eigenvector
     (singular vector) derivatives are exercised."""
     v = C.value(like)
-    c = np.linspace(1.0, 2.0, k).astype(np.finfo(v.dtype).dtype)
-    return c if type(v) is np.ndarray else namespace_of(v).asarray(c)
+    return namespace_of(v).asarray(np.linspace(1.0, 2.0, k).astype(np.finfo(v.dtype).dtype))
 
 
 def _scale(xv, xp):

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import namespace_of
+
 from .._tree import tree_flatten, tree_unflatten
 from ..transforms import jvp, vjp
 
@@ -216,10 +218,8 @@ class _Checker:
 
 def _like_device(ref, x):
     """Put the NumPy array x on ref's device (CuPy arrays stay on the GPU)."""
-    if type(ref).__module__.startswith("cupy"):      # CuPy's arrays (or an emulation's)
-        import cupy
-        return cupy.asarray(x)
-    return x
+    xp = namespace_of(ref)
+    return x if xp is np else xp.asarray(x)
 
 
 def grad_errors(fun, args, modes=("fwd", "rev"), order=1, rtol=None, atol=None, eps=None,
