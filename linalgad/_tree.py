@@ -13,12 +13,15 @@ __all__ = ["tree_flatten", "tree_unflatten", "tree_map"]
 class TreeDef:
     """The shape of a nested structure, without its leaves."""
 
-    __slots__ = ("kind", "meta", "children")
+    __slots__ = ("kind", "meta", "children", "flat")
 
     def __init__(self, kind, meta, children):
         self.kind = kind          # "leaf", "none", tuple, list or dict
         self.meta = meta          # dict keys (sorted) for dicts, else None
         self.children = children  # tuple of TreeDef
+        # a plain tuple or list whose children are all leaves (argument tuples)
+        self.flat = (kind is tuple or kind is list) and meta is None and \
+            all(c.kind == "leaf" for c in children)
 
     @property
     def num_leaves(self):
@@ -55,8 +58,23 @@ _LEAF = TreeDef("leaf", None, ())
 _NONE = TreeDef("none", None, ())
 
 
+_CONTAINERS = (tuple, list, dict)
+_FLAT = {}   # (tuple or list, length) -> TreeDef: the common argument tuples, built once
+
+
 def tree_flatten(tree):
     """Return (leaves, treedef).  None is an empty subtree, not a leaf."""
+    kind = type(tree)
+    if kind is tuple or kind is list:
+        for t in tree:           # a flat tuple of leaves: no recursion, a cached TreeDef
+            if t is None or isinstance(t, _CONTAINERS):
+                break
+        else:
+            key = (kind, len(tree))
+            treedef = _FLAT.get(key)
+            if treedef is None:
+                treedef = _FLAT[key] = TreeDef(kind, None, (_LEAF,) * len(tree))
+            return list(tree), treedef
     leaves = []
     treedef = _flatten(tree, leaves)
     return leaves, treedef
@@ -79,6 +97,10 @@ def _flatten(tree, leaves):
 
 def tree_unflatten(treedef, leaves):
     """Inverse of tree_flatten."""
+    if treedef.flat:
+        return treedef.kind(leaves)
+    if treedef is _LEAF:
+        return leaves[0]
     it = iter(leaves)
     out = _unflatten(treedef, it)
     return out

@@ -608,7 +608,12 @@ def _restore_reduced(g, shape, axis, keepdims):
 
 
 def _sum_impl(x, axis=None, keepdims=False):
+    if x.__class__ is _ndarray:
+        return _add_reduce(x, axis, keepdims=keepdims)   # np.sum without its dispatch
     return np.sum(x, axis=axis, keepdims=keepdims)
+
+
+_add_reduce = np.add.reduce
 
 
 def _sum_vjp(g, needs, out, res, x, axis=None, keepdims=False):
@@ -780,6 +785,12 @@ def squeeze(x, axis=None):
 
 
 def _broadcast_impl(x, shape):
+    if x.__class__ is _ndarray and x.ndim == 0:
+        # a read-only view with zero strides (what broadcast_to makes, at a quarter of
+        # its cost): free at any size, where full() would write every entry
+        v = _ndarray(shape, x.dtype, buffer=x, strides=(0,) * len(shape))
+        v.flags.writeable = False
+        return v
     if getattr(x, "ndim", 0) == 0:
         return _xp(x).full(shape, x)     # much cheaper than broadcast_to for a scalar
     return np.broadcast_to(x, shape)

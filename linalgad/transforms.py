@@ -51,6 +51,8 @@ def _check_finite_cts(prim, cts):
 
 def _as_input(x, what):
     """Validate a differentiable input; returns a float/complex array (or tracer)."""
+    if type(x) is np.ndarray and x.dtype.kind in "fc":
+        return x
     if isinstance(x, Tracer):
         return x
     if isinstance(x, (bool, np.bool_)):
@@ -91,20 +93,25 @@ def _ct_like(ct, primal, what):
 
 
 def _zeros(x):
+    if type(x) is np.ndarray:
+        return np.zeros(x.shape, x.dtype)
     v = ops.asarray_value(x)
     return ops.zeros_like(v)
 
 
 def _select(args, argnums, fname):
+    n = len(args)
     if isinstance(argnums, int):
+        if 0 <= argnums < n:
+            return (argnums,), True
         nums, single = (argnums,), True
     else:
         nums, single = tuple(argnums), False
     for i in nums:
-        if not -len(args) <= i < len(args):
-            raise ValueError(f"{fname}: argnums {argnums} out of range for {len(args)} "
+        if not -n <= i < n:
+            raise ValueError(f"{fname}: argnums {argnums} out of range for {n} "
                              "positional arguments")
-    return tuple(i % len(args) for i in nums), single
+    return tuple(i % n for i in nums), single
 
 
 def _restrict(fun, args, kwargs, argnums, fname):
@@ -113,6 +120,8 @@ def _restrict(fun, args, kwargs, argnums, fname):
     Returns (partial, chosen arguments, whether argnums was a single int).
     """
     nums, single = _select(args, argnums, fname)
+    if not kwargs and len(nums) == len(args) and nums == tuple(range(len(args))):
+        return fun, args, single          # every argument, in order: fun itself
 
     def partial(*xs):
         full = list(args)
@@ -248,6 +257,21 @@ def jvp(fun, primals, tangents, has_aux=False):
 
 # -- grad family ----------------------------------------------------------------
 
+_ONES = {}   # dtype -> read-only NumPy scalar 1: the seed cotangent of grad, made once
+
+
+def _one(out):
+    """The cotangent 1 of a scalar output (read-only: no rule may write into it)."""
+    if type(out) is np.ndarray or isinstance(out, np.generic):
+        one = _ONES.get(out.dtype)
+        if one is None:
+            one = np.ones((), dtype=out.dtype)
+            one.flags.writeable = False
+            _ONES[out.dtype] = one
+        return one
+    return ops.ones_like(out)
+
+
 def value_and_grad(fun, argnums=0, has_aux=False):
     """Return a function computing ``(fun(*args), gradient)``.
 
@@ -273,7 +297,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
                 raise TypeError("grad requires a real output; the function returned dtype "
                                 f"{out.dtype} (take .real or abs() of it, or use vjp)")
             raise TypeError(f"grad requires a floating output, got dtype {out.dtype}")
-        grads = _pull(rec, [ops.ones_like(out)])
+        grads = _pull(rec, [_one(out)])
         g = grads[0] if single else grads
         if has_aux:
             return (out, rec.aux), g
