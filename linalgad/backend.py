@@ -42,6 +42,9 @@ BLOCKED_TRI_N = 128
 # From this size on, the Cholesky cotangent's L⁻ᴴ S L⁻¹ is one sygst/hegst call (below
 # it the blocked LAPACK routine's unblocked steps make it slower than two solves).
 SANDWICH_GST_N = 256
+# from this order on, the eigenvalue-only backward of eigh (V diag(w̄) Vᵀ) is a syrk:
+# 0.38 vs 0.67 ms at n = 256, 20 vs 43 ms at 1024; at 64 the general product is faster
+SYRK_N = 128
 
 
 def _is_cupy(x):
@@ -280,6 +283,32 @@ def _fold_triangle(xp, Ah, lower):
         idx = xp.arange(out.shape[-1])
         out[..., idx, idx] = d.real
     return out
+
+
+def _eigenvalue_cotangent_syrk(V, w_bar, lower):
+    """Ā of w = eigvalsh(A) on the triangle read, for one real matrix: V diag(w̄) Vᵀ folded,
+    by one symmetric rank-n update instead of a general product (half the flops).
+
+    V is orthogonal, so V diag(w̄) Vᵀ = V diag(w̄ − m) Vᵀ + m I with m = min w̄: the
+    shifted weights are non-negative, and the product is syrk of V diag(√(w̄ − m)),
+    which computes one triangle only.  (A constant w̄, as for a trace, comes out as
+    exactly m I.)  The error is that of the product, O(n ε max|w̄|) per entry.
+    """
+    n = V.shape[-1]
+    m = w_bar.min()
+    Vs = V * np.sqrt(w_bar - m)
+    syrk = _blas_fn("syrk", V.dtype)
+    c = np.zeros((n, n), dtype=V.dtype, order="F")   # syrk leaves the other triangle alone
+    if Vs.flags.c_contiguous:
+        # Vsᵀ is a Fortran view: ask for the opposite triangle of the Fortran result,
+        # whose transpose (a C-ordered view) holds the one wanted
+        X = syrk(1.0, Vs.T, c=c, trans=1, lower=not lower, overwrite_c=1).T
+    else:
+        X = syrk(1.0, Vs, c=c, trans=0, lower=lower, overwrite_c=1)
+    idx = np.arange(n)
+    X[idx, idx] += m
+    # the fold of a symmetric X onto the triangle: 2 X off the diagonal, X on it
+    return _weighted(np, X, _tri_weights(n, lower, 2.0, 1.0))
 
 
 class ComposedKernels:
@@ -712,6 +741,12 @@ class CPUKernels(ComposedKernels):
         if info < 0:
             raise LinAlgError(f"{op}: LAPACK potrf rejected argument {-info}")
         return c.T
+
+    def eigh_cotangent(self, w, V, w_bar, V_bar, lower):
+        if (V_bar is None and V.ndim == 2 and V.shape[-1] >= SYRK_N and V.dtype.kind == "f"
+                and w_bar.dtype.kind == "f"):
+            return _eigenvalue_cotangent_syrk(V, w_bar.astype(V.dtype, copy=False), lower)
+        return super().eigh_cotangent(w, V, w_bar, V_bar, lower)
 
     # -- QR, SVD ----------------------------------------------------------------
     def qr(self, A, complete=False):

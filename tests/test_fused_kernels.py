@@ -196,6 +196,37 @@ def test_eigh_cotangent_kernel_matches_composed(batch, n, dtype, lower, which):
     assert np.abs(got - want).max() <= 10 * _tol(dtype) * max(np.abs(want).max(), 1.0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_eigenvalue_cotangent_by_syrk_matches_composed(dtype, lower, order):
+    """From SYRK_N on, V diag(w̄) Vᵀ is one syrk of V √(w̄ − min w̄) plus a shift."""
+    from linalgad.rules import eigh as E
+
+    n = backend.SYRK_N + 3
+    rng = np.random.default_rng(7)
+    A = rng.standard_normal((n, n)).astype(dtype)
+    w, V = np.linalg.eigh(A + A.T)
+    V = np.asarray(V, order=order)
+    w_bar = rng.standard_normal(n).astype(dtype)
+    want = E._cotangent_composed(w, V, w_bar, None, lower=lower)
+    got = CPU.eigh_cotangent(w, V, w_bar, None, lower)
+    assert got.dtype == np.dtype(dtype)
+    assert np.abs(got - want).max() <= 10 * _tol(dtype) * np.abs(want).max()
+    other = np.triu(got, 1) if lower else np.tril(got, -1)
+    assert not other.any()                       # only the triangle read gets gradient
+
+
+def test_eigenvalue_cotangent_by_syrk_is_exact_for_constant_weights():
+    """Σ w = trace A: Ā is exactly c I (the shift carries it; no product rounding)."""
+
+    n = backend.SYRK_N + 1
+    A = np.random.default_rng(3).standard_normal((n, n))
+    w, V = np.linalg.eigh(A + A.T)
+    got = CPU.eigh_cotangent(w, V, np.full(n, 2.5), None, True)
+    assert np.array_equal(got, 2.5 * np.eye(n))
+
+
 def test_eigh_kernel_not_used_at_a_cluster():
     """At repeated eigenvalues the rule keeps the composed form: it drops the gap terms
     inside the cluster and warns when the loss depends on the basis there."""
