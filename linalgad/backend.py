@@ -265,7 +265,9 @@ def full_from_triangle(xp, x, lower, hermitian=True, scale=1.0):
 def triangle_cotangent(xp, G, lower, hermitian=True):
     """The adjoint of :func:`full_from_triangle` (scale 1): the cotangent of the triangle
     read, tril(G + Gᴴ) with Re Gᵢᵢ on the diagonal (triu; Gᵀ and Gᵢᵢ when not Hermitian)."""
-    return _weighted(xp, G + _mirror(xp, G, hermitian), _tri_weights(G.shape[-1], lower, 1.0, 0.5))
+    S = G + _mirror(xp, G, hermitian)
+    # in place: a second fresh array of a large stack costs its page faults, more than the pass
+    return _weighted(xp, S, _tri_weights(G.shape[-1], lower, 1.0, 0.5), out=S)
 
 
 def _chol_sandwich_rhs(xp, X):
@@ -274,10 +276,10 @@ def _chol_sandwich_rhs(xp, X):
     return full_from_triangle(xp, X, True, scale=0.5)
 
 
-def _fold_triangle(xp, Ah, lower):
+def _fold_triangle(xp, Ah, lower, out=None):
     """The cotangent of the triangle a Hermitian solver reads, from the Hermitian Ā:
-    2 tril(Ā, −1) + Re diag(Ā) (triu for the upper triangle)."""
-    out = _weighted(xp, Ah, _tri_weights(Ah.shape[-1], lower, 2.0, 1.0))
+    2 tril(Ā, −1) + Re diag(Ā) (triu for the upper triangle); ``out=Ah`` works in place."""
+    out = _weighted(xp, Ah, _tri_weights(Ah.shape[-1], lower, 2.0, 1.0), out=out)
     if out.dtype.kind == "c":
         d = xp.diagonal(out, 0, -2, -1)
         idx = xp.arange(out.shape[-1])
@@ -378,8 +380,11 @@ class ComposedKernels:
         else:
             M = None
         left = V * w_bar[..., None, :] if M is None else xp.matmul(V, M)
-        X = xp.matmul(left, _mH(xp, V)).astype(dtype, copy=False)    # not Hermitian
-        return triangle_cotangent(xp, X, lower)
+        X = xp.matmul(left, _mH(xp, V)).astype(dtype, copy=False)
+        if M is None and dtype.kind == "f":
+            # V diag(w̄) Vᵀ is symmetric: fold its triangle (one pass, in place)
+            return _fold_triangle(xp, X, lower, out=X)
+        return triangle_cotangent(xp, X, lower)                       # not Hermitian
 
     def cho_inverse(self, F):
         """A⁻¹ from the Cholesky factors of A (the full Hermitian matrix)."""
@@ -595,7 +600,7 @@ class CPUKernels(ComposedKernels):
         Li = _tri_inverse(L.astype(dtype, copy=False))                 # L⁻¹, lower
         Ah = np.matmul(_mH(np, Li), S)
         Ah = np.matmul(Ah, Li, out=S)
-        return _fold_triangle(np, Ah, lower)
+        return _fold_triangle(np, Ah, lower, out=Ah)
 
     def cho_inverse(self, F):
         """A⁻¹ = L⁻ᴴ L⁻¹ from the factor: LAPACK potri for one matrix (a third of the work
