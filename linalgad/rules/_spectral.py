@@ -181,9 +181,18 @@ def check_phase(op, K, what):
     if Kv.dtype.kind != "c" or not Kv.size:
         return
     xp = namespace_of(Kv)
-    tol = rel_tol(Kv.dtype)
-    im = xp.abs(xp.diagonal(Kv, 0, -2, -1).imag)
-    if bool((im > tol * _scale(Kv, xp)[..., None]).any()):
+    check_phase_diagonal(op, xp.diagonal(Kv, 0, -2, -1), _scale(Kv, xp), what)
+
+
+def check_phase_diagonal(op, kd, scale, what):
+    """check_phase given diag(K) (..., n) and the per-matrix scale of K (...)."""
+    kd = C.value(kd)
+    if kd.dtype.kind != "c" or not kd.size:
+        return
+    xp = namespace_of(kd)
+    tol = rel_tol(kd.dtype)
+    im = xp.abs(kd.imag)
+    if bool((im > tol * C.value(scale)[..., None]).any()):
         raise ValueError(
             f"{op}: the loss depends on the phase of {what}, which is arbitrary (any "
             "e^{iφ} multiple is an equally valid output), so its gradient is not defined. "

@@ -45,10 +45,17 @@ def eig_vjp(cts, needs, out, res, A):
     mask = S.degenerate_pairs(w)
     _check_diagonalizable(V, mask)
     if V_bar is not None:
-        K = ops.matmul(ops.mH(V), V_bar)
-        S.check_phase("eig", K, "an eigenvector")
-        d = ops.real(ops.diagonal(K, 0, -2, -1))
-        Y = K - ops.matmul(ops.mH(V), V) * ops.expand_dims(d, -2)
+        # Y = K − VᴴV diag(d) with K = VᴴV̄ and d = Re diag(K), as one product:
+        # Y = Vᴴ (V̄ − V diag(d)), diag(K) being column sums (eig.md, section 5)
+        kd = ops.sum(ops.conj(V) * V_bar, axis=-2)
+        d = ops.real(kd)
+        Y = ops.matmul(ops.mH(V), V_bar - V * ops.expand_dims(d, -2))
+        # |Kᵢⱼ| ≤ |Yᵢⱼ| + |dⱼ| (unit columns): the scale of K, to a factor 2
+        Yv, kv = C.value(Y), C.value(kd)
+        xp = namespace_of(Yv)
+        scale = xp.maximum(xp.abs(Yv).max(axis=(-2, -1)), xp.abs(kv).max(axis=-1)) \
+            if Yv.size else 0.0
+        S.check_phase_diagonal("eig", kd, scale, "an eigenvector")
         Wm = ops.conj(S.inverse_gaps(w, mask)) * Y
     S.check_clusters("eig", mask, Y, w_bar, hermitian_part_free=False)
     if Wm is None and w_bar is None:
