@@ -1165,14 +1165,14 @@ def _perm_from_swaps(piv, m):
     flat = piv.reshape(-1, piv.shape[-1])
     B = flat.shape[0]
     if B <= 8:
-        # a few matrices: the swap sequence on plain lists (a NumPy call per swap
-        # costs microseconds; this is 1 ms -> 0.1 ms at n = 1024)
+        # a few matrices: LAPACK laswp applies the swap sequence to the row indices
+        # (2.6 µs at n = 1024; a NumPy call per swap costs microseconds each, and the
+        # same loop on Python lists 54 µs)
         out = np.empty((B, m), dtype=np.intp)
-        for r, row in enumerate(flat.tolist()):
-            perm = list(range(m))
-            for i, p in enumerate(row):
-                perm[i], perm[p] = perm[p], perm[i]
-            out[r] = perm
+        laswp = _lapack_fn("laswp", np.dtype(np.float64))
+        rows = np.arange(m, dtype=np.float64)[:, None]     # exact: m < 2⁵³
+        for r in range(B):
+            out[r] = laswp(rows, flat[r].astype(np.int32, copy=False))[:, 0]
         return out.reshape(batch + (m,))
     perm = np.broadcast_to(np.arange(m), (B, m)).copy()
     rows = np.arange(B)

@@ -25,7 +25,7 @@ import numpy as np
 from .. import ops, transforms
 from ..backend import _TRANS, kernels_for
 from ..registry import Domain, Rule
-from ..tape import Primitive
+from ..tape import Primitive, Tracer
 from ..testing import matrices as M
 from . import _common as C
 from .triangular import _trisolve, triangular_solve
@@ -233,18 +233,103 @@ def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
     C.checked(op, ("lu", "b"), (lv, bv), check_finite)
     lu_, b = C.promote(lu_, dtype), C.promote(b, dtype)
     perm = kernels_for(lv).perm_from_swaps(piv, n)
+    return C.on_columns(lambda b_: _lusolve(lu_, b_, perm=perm, trans=trans), b)
 
-    def solve_cols(b):
-        if trans == 0:        # L U x = b[perm]
-            y = triangular_solve(lu_, C.gather_rows(b, perm), lower=True, unit_diagonal=True,
-                                 op=op)
-            return triangular_solve(lu_, y, lower=False, op=op)
-        # op(U) op(L) (Pᵀ x) = b
-        y = triangular_solve(lu_, b, lower=False, trans=trans, op=op)
-        y = triangular_solve(lu_, y, lower=True, trans=trans, unit_diagonal=True, op=op)
-        return C.gather_rows(y, C.inverse_permutation(perm))
 
-    return C.on_columns(solve_cols, b)
+# -- lu_solve as one primitive ----------------------------------------------------------
+#
+# trans 0:  L y = b[perm],  U x = y.
+# trans t:  op(U) y = b,  op(L) z = y,  x = Pᵀ z  (x[perm] = z).
+# The half-way y is the residual; the reverse pass is two triangular solves with the
+# adjoint ops and the two projected products of triangular.md, one per factor (lu.md §5).
+
+def _first_stage(lu, b, perm, trans):
+    """y as a function of (lu, b): L⁻¹ b[perm] (trans 0) or op(U)⁻¹ b."""
+    if trans == 0:
+        return triangular_solve(lu, C.gather_rows(b, perm), lower=True, unit_diagonal=True,
+                                op="lu_solve")
+    return triangular_solve(lu, b, lower=False, trans=trans, op="lu_solve")
+
+
+def lusolve_forward(lu, b, *, perm, trans):
+    y = _first_stage(lu, b, perm, trans)
+    if trans == 0:
+        return triangular_solve(lu, y, lower=False, op="lu_solve"), y
+    z = triangular_solve(lu, y, lower=True, trans=trans, unit_diagonal=True, op="lu_solve")
+    return C.gather_rows(z, C.inverse_permutation(perm)), y
+
+
+def _stored_or_traced(y, lu, b, perm, trans):
+    """The residual y, recomputed with differentiable ops when lu or b is traced (so that
+    the reverse rule itself can be differentiated)."""
+    if isinstance(lu, Tracer) or isinstance(b, Tracer):
+        return _first_stage(lu, b, perm, trans)
+    return y
+
+
+def lusolve_vjp(x_bar, needs, x, y, lu, b, *, perm, trans):
+    """trans 0: u = U⁻ᴴ x̄, v = L⁻ᴴ u;  b̄ = Pᵀ v,  L̄ = −tril(v yᴴ, −1),  Ū = −triu(u xᴴ).
+    trans t: w = op(L)⁻ᴴ (P x̄), s = op(U)⁻ᴴ w;  b̄ = s, L̄ and Ū from (w, z) and (s, y)
+    as for op(T) x = b (triangular.md)."""
+    op = "lu_solve"
+    if trans == 0:
+        u = triangular_solve(lu, x_bar, lower=False, trans=2, op=op)
+        v = triangular_solve(lu, u, lower=True, trans=2, unit_diagonal=True, op=op)
+        b_bar = C.gather_rows(v, C.inverse_permutation(perm)) if needs[1] else None
+        lu_bar = None
+        if needs[0]:
+            yv = _stored_or_traced(y, lu, b, perm, trans)
+            lu_bar = (C.solve_cotangent(v, yv, 0, project=(True, -1))
+                      + C.solve_cotangent(u, x, 0, project=(False, 0)))
+    else:
+        z_bar = C.gather_rows(x_bar, perm)
+        w = C.adjoint_rhs(lambda rhs, t: triangular_solve(
+            lu, rhs, lower=True, trans=t, unit_diagonal=True, op=op), z_bar, trans)
+        s = C.adjoint_rhs(lambda rhs, t: triangular_solve(lu, rhs, lower=False, trans=t, op=op),
+                          w, trans)
+        b_bar = s if needs[1] else None
+        lu_bar = None
+        if needs[0]:
+            yv = _stored_or_traced(y, lu, b, perm, trans)
+            z = C.gather_rows(x, perm)
+            lu_bar = (C.solve_cotangent(w, z, trans, project=(True, -1))
+                      + C.solve_cotangent(s, yv, trans, project=(False, 0)))
+    return (ops.fit(lu_bar, lu) if lu_bar is not None else None,
+            ops.fit(b_bar, b) if b_bar is not None else None)
+
+
+def lusolve_jvp(tangents, x, y, lu, b, *, perm, trans):
+    """trans 0: ẋ = U⁻¹(L⁻¹(ḃ[perm] − L̇ y) − U̇ x);
+    trans t: ẏ = op(U)⁻¹(ḃ − op(U̇) y), ż = op(L)⁻¹(ẏ − op(L̇) z), ẋ = Pᵀ ż;
+    L̇ = tril(l̇u, −1), U̇ = triu(l̇u)."""
+    op = "lu_solve"
+    lu_dot, b_dot = tangents
+    yv = _stored_or_traced(y, lu, b, perm, trans) if lu_dot is not None else y
+    if trans == 0:
+        r = C.gather_rows(b_dot, perm) if b_dot is not None else None
+        if lu_dot is not None:
+            d = -ops.matmul(ops.tril(lu_dot, -1), yv)
+            r = d if r is None else r + d
+        t = triangular_solve(lu, r, lower=True, unit_diagonal=True, op=op)
+        if lu_dot is not None:
+            t = t - ops.matmul(ops.triu(lu_dot), x)
+        out = triangular_solve(lu, t, lower=False, op=op)
+    else:
+        r = b_dot
+        if lu_dot is not None:
+            d = -ops.matmul(C.op(ops.triu(lu_dot), trans), yv)
+            r = d if r is None else r + d
+        y_dot = triangular_solve(lu, r, lower=False, trans=trans, op=op)
+        if lu_dot is not None:
+            z = C.gather_rows(x, perm)
+            y_dot = y_dot - ops.matmul(C.op(ops.tril(lu_dot, -1), trans), z)
+        z_dot = triangular_solve(lu, y_dot, lower=True, trans=trans, unit_diagonal=True, op=op)
+        out = C.gather_rows(z_dot, C.inverse_permutation(perm))
+    shape = ops._shape(x)
+    return ops.broadcast_to(out, shape) if ops._shape(out) != shape else out
+
+
+_lusolve = Primitive("lu_solve", lusolve_forward, lusolve_vjp, lusolve_jvp, staged=True)
 
 
 # -- registry -------------------------------------------------------------------------------
