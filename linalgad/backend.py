@@ -488,11 +488,14 @@ class CPUKernels(ComposedKernels):
         lus, pivs = ([F.data], [F.piv]) if single else (F.data, F.piv)
         getri = _lapack_fn("getri", lus[0].dtype)
         lwork = _getri_lwork(lus[0].dtype, n)
+        if single:
+            inv_t, info = getri(F.data, F.piv, lwork=lwork)
+            return inv_t.T      # getri's Fortran-ordered (Aᵀ)⁻¹, transposed: a C-ordered view
         out = np.empty((len(lus), n, n), dtype=lus[0].dtype)
         for i, (lu, piv) in enumerate(zip(lus, pivs)):
             inv_t, info = getri(lu, piv, lwork=lwork)
             out[i] = inv_t.T          # the factors are of Aᵀ: getri gives A⁻ᵀ
-        return out[0] if single else out.reshape(F.shape)
+        return out.reshape(F.shape)
 
     def inv(self, A, op="inv"):
         if not A.shape[:-2]:
