@@ -217,6 +217,35 @@ def test_eigenvalue_cotangent_by_syrk_matches_composed(dtype, lower, order):
     assert not other.any()                       # only the triangle read gets gradient
 
 
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("with_w", [True, False])
+def test_eigh_cotangent_by_triangle_product_matches_composed(lower, with_w):
+    """From TRIANGLE_PRODUCT_N on, the last product of V S Vᵀ is one triangle, by row blocks."""
+    from linalgad.rules import eigh as E
+
+    n = backend.TRIANGLE_PRODUCT_N + 5
+    rng = np.random.default_rng(11)
+    A = rng.standard_normal((n, n))
+    w, V = np.linalg.eigh(A + A.T)
+    w_bar = rng.standard_normal(n) if with_w else None
+    V_bar = rng.standard_normal((n, n))
+    want = E._cotangent_composed(w, V, w_bar, V_bar, lower=lower)
+    got = CPU.eigh_cotangent(w, V, w_bar, V_bar, lower)
+    assert np.abs(got - want).max() <= 10 * _tol(np.float64) * np.abs(want).max()
+    other = np.triu(got, 1) if lower else np.tril(got, -1)
+    assert not other.any()
+
+
+@pytest.mark.parametrize("n", [5, 256, 600])
+@pytest.mark.parametrize("lower", [True, False])
+def test_triangle_product(n, lower):
+    rng = np.random.default_rng(n)
+    P, Q = rng.standard_normal((n, n)), rng.standard_normal((n, n))
+    X = backend._triangle_product(P, Q, lower)
+    tri = np.tril if lower else np.triu
+    np.testing.assert_allclose(tri(X), tri(P @ Q), rtol=1e-12, atol=1e-12 * n)
+
+
 def test_eigenvalue_cotangent_by_syrk_is_exact_for_constant_weights():
     """Σ w = trace A: Ā is exactly c I (the shift carries it; no product rounding)."""
 
