@@ -184,8 +184,57 @@ def test_eigh_subset_by_index_and_eigvals_only():
     check_grads(lambda A: lad.sum(la.eigh(A, subset_by_index=(1, 3))[0] ** 3), (A,), order=2)
     with pytest.raises(ValueError, match="subset_by_index"):
         la.eigh(A, subset_by_index=(2, 7))
-    with pytest.raises(NotImplementedError, match="generalized"):
-        la.eigh(A, b=np.eye(5))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+def test_eigh_generalized_matches_scipy(dtype):
+    """eigh(a, b, type=t): SciPy's values and normalization, one triangle of each read."""
+    import scipy.linalg
+
+    rng = np.random.default_rng(21)
+    n = 5
+    A = M.random_symmetric(rng, n, (), dtype)
+    B = M.random_spd(rng, n, (), dtype, cond=3.0)
+    tol = 1e-4 if np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.complex64)) else 1e-11
+    for t in (1, 2, 3):
+        for lower in (True, False):
+            junk = (np.triu if lower else np.tril)(np.full((n, n), 9.0), 1 if lower else -1)
+            w, V = la.eigh(A + junk.astype(dtype), B + junk.astype(dtype), lower=lower, type=t)
+            ws, Vs = scipy.linalg.eigh(A, B, type=t)
+            assert w.dtype == np.zeros(0, dtype).real.dtype and V.dtype == np.dtype(dtype)
+            np.testing.assert_allclose(w, ws, rtol=tol, atol=tol)
+            Bn = np.linalg.inv(B) if t == 3 else B          # SciPy's normalization
+            np.testing.assert_allclose(np.conj(V.T) @ Bn @ V, np.eye(n), atol=10 * tol)
+            # columns agree up to phase: compare V diag(c) Vᴴ
+            c = np.arange(1.0, n + 1)
+            np.testing.assert_allclose((V * c) @ np.conj(V.T), (Vs * c) @ np.conj(Vs.T),
+                                       atol=10 * tol)
+    np.testing.assert_allclose(la.eigh(A, b=B, eigvals_only=True), scipy.linalg.eigh(
+        A, B, eigvals_only=True), rtol=tol, atol=tol)
+
+
+def test_eigh_generalized_stacks_and_errors():
+    import scipy.linalg
+
+    rng = np.random.default_rng(22)
+    A = M.random_symmetric(rng, 4, (3,), np.float64)
+    B = M.random_spd(rng, 4, (), np.float64)
+    w = la.eigh(A, B, eigvals_only=True)                     # one b for the whole stack
+    assert w.shape == (3, 4)
+    for i in range(3):
+        np.testing.assert_allclose(w[i], scipy.linalg.eigh(A[i], B, eigvals_only=True),
+                                   atol=1e-12)
+    check_grads(lambda A, B: lad.sum(la.eigh(A, B, eigvals_only=True) ** 2), (A, B), order=2)
+    with pytest.raises(ValueError, match="type must be 1, 2 or 3"):
+        la.eigh(A, B, type=4)
+    with pytest.raises(ValueError, match="type=2 needs b"):
+        la.eigh(A, type=2)
+    with pytest.raises(TypeError, match="b given twice"):
+        la.eigh(A, B, b=B)
+    with pytest.raises(ValueError, match="same n"):
+        la.eigh(A, np.eye(5))
+    with pytest.raises(np.linalg.LinAlgError, match="eigh: b is not positive definite"):
+        la.eigh(A, -np.eye(4))
 
 
 def test_eigh_untraced_values_only_and_float32():

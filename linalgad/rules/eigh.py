@@ -97,7 +97,7 @@ def _lower(op, UPLO, lower):
 
 
 def eigh(a, UPLO="L", *, lower=None, eigvals_only=False, check_finite=True, b=None,
-         subset_by_index=None):
+         subset_by_index=None, type=1):
     """Eigenvalues and eigenvectors of a Hermitian matrix, differentiable (numpy.linalg.eigh).
 
     ``a`` is (..., n, n); only one triangle is read: the lower one unless
@@ -106,7 +106,16 @@ def eigh(a, UPLO="L", *, lower=None, eigvals_only=False, check_finite=True, b=No
     with w's matrices' columns as eigenvectors.  ``eigvals_only=True``
     returns w (like :func:`eigvalsh`); ``subset_by_index=(lo, hi)`` keeps the
     eigenpairs lo..hi (inclusive, SciPy), differentiated through the full
-    decomposition.  The generalized problem (``b``) is not supported.
+    decomposition.
+
+    ``b`` (Hermitian positive definite, SciPy's second argument: ``eigh(a, b)``
+    works too) solves the generalized problem of ``type`` 1 (a v = w b v), 2
+    (a b v = w v) or 3 (b a v = w v), with SciPy's normalization Vᴴ b V = I
+    (types 1, 2) or Vᴴ b⁻¹ V = I (type 3); the same triangle of a and b is read.
+    It is the reduction LAPACK uses, b = L Lᴴ and the standard problem of
+    L⁻¹ a L⁻ᴴ (type 1) or Lᴴ a L (types 2, 3), differentiated through the
+    cholesky, triangular-solve and eigh rules (eigh.md, section 8): gradients
+    flow to a and b.
 
     Valid when: the loss is invariant under the sign (real) or phase
     (complex) of each eigenvector -- a phase-dependent loss raises ValueError
@@ -121,14 +130,20 @@ def eigh(a, UPLO="L", *, lower=None, eigvals_only=False, check_finite=True, b=No
     refactored.
     """
     op = "eigh"
-    if b is not None:
-        raise NotImplementedError("eigh: the generalized problem (b) is not supported yet; "
-                                  "reduce it with cholesky: eigh(inv(L) a inv(L)ᴴ)")
+    if not isinstance(UPLO, str):          # SciPy's positional b: eigh(a, b)
+        if b is not None:
+            raise TypeError("eigh: b given twice (as the second argument and as b=)")
+        UPLO, b = "L", UPLO
     lo = _lower(op, UPLO, lower)
     A = C.prepare(op, a, check_finite)
-    if eigvals_only and not isinstance(A, Tracer) and subset_by_index is None:
+    if b is not None:
+        w, V = _generalized(A, b, lo, type, check_finite)
+    elif type != 1:
+        raise ValueError(f"eigh: type={type!r} needs b (the generalized problem)")
+    elif eigvals_only and not isinstance(A, Tracer) and subset_by_index is None:
         return kernels_for(A).eigvalsh(A, lower=lo)
-    w, V = _eigh(A, lower=lo)
+    else:
+        w, V = _eigh(A, lower=lo)
     if subset_by_index is not None:
         first, last = (int(i) for i in subset_by_index)
         n = C.value(A).shape[-1]
@@ -138,6 +153,45 @@ def eigh(a, UPLO="L", *, lower=None, eigvals_only=False, check_finite=True, b=No
         w = ops.getitem(w, (Ellipsis, slice(first, last + 1)))
         V = ops.getitem(V, (Ellipsis, slice(None), slice(first, last + 1)))
     return w if eigvals_only else EighResult(w, V)
+
+
+def _generalized(A, b, lower, type_, check_finite):
+    """(w, V) of the generalized problem by the Cholesky reduction (eigh.md, section 8)."""
+    op = "eigh"
+    if type_ not in (1, 2, 3):
+        raise ValueError(f"{op}: type must be 1, 2 or 3; got {type_!r}")
+    av, bv = C.value(A), C.square_matrix(op, b, "b")
+    if bv.shape[-1] != av.shape[-1]:
+        raise ValueError(f"{op}: a has shape {av.shape} and b has shape {bv.shape}; they must "
+                         "be (..., n, n) with the same n")
+    try:
+        np.broadcast_shapes(av.shape[:-2], bv.shape[:-2])
+    except ValueError:
+        raise ValueError(f"{op}: the stacks of a {av.shape} and b {bv.shape} do not "
+                         "broadcast") from None
+    dtype = C.result_dtype(op, av, bv)
+    C.checked(op, ("b",), (bv,), check_finite)
+    A, B = C.promote(A, dtype), C.promote(b, dtype)
+    from .cholesky import _cholesky            # a sibling family: imported when needed
+    from .triangular import triangular_solve
+    try:
+        L = _cholesky(B, lower=lower)
+    except C.LinAlgError as e:
+        raise C.LinAlgError(f"{op}: b is not positive definite ({e})") from None
+    if not lower:
+        L = ops.mH(L)                          # b = Uᴴ U = L Lᴴ with L = Uᴴ
+    Ah = C.from_triangle(A, lower, hermitian=True)
+
+    def solve_l(X, t):                         # L⁻¹ X (t = 0) or L⁻ᴴ X (t = 2)
+        return triangular_solve(L, X, lower=True, trans=t, op=op)
+
+    if type_ == 1:                             # L⁻¹ a L⁻ᴴ
+        Cm = ops.mH(solve_l(ops.mH(solve_l(Ah, 0)), 0))
+    else:                                      # Lᴴ a L
+        Cm = ops.matmul(ops.mH(L), ops.matmul(Ah, L))
+    w, Y = _eigh(Cm, lower=True)
+    V = solve_l(Y, 2) if type_ in (1, 2) else ops.matmul(L, Y)
+    return w, V
 
 
 def eigvalsh(a, UPLO="L", *, lower=None, check_finite=True):
@@ -193,6 +247,39 @@ _DOMAINS = (
     Domain("upper", _sym_raw_upper, "UPLO='U', other triangle unrelated"),
 )
 
+
+def _eigh_generalized_fun(a, b, lower=True, type=1):
+    """w and Σ c_i v_i v_iᴴ of the generalized problem: invariant under each v_i's phase."""
+    w, V = eigh(a, b=b, lower=lower, type=type)
+    c = S.gauge_weights(ops._shape(V)[-1], V)
+    return w, ops.matmul(V * c, ops.mH(V))
+
+
+_eigh_generalized_fun.__doc__ = eigh.__doc__
+
+
+def eigh_generalized_reference(a, b, lower=True, type=1):
+    import scipy.linalg
+
+    def one(ai, bi):
+        w, V = scipy.linalg.eigh(ai, bi, lower=lower, type=type)
+        return np.concatenate([w[:, None], (V * S.gauge_weights(len(w), w)) @ V.conj().T],
+                              axis=1)
+    out = C.per_matrix(one, a, b, cores=(2, 2))
+    return out[..., 0].real.astype(np.result_type(a.real.dtype, b.real.dtype)), out[..., 1:]
+
+
+def _generalized_domain(type_, lower):
+    def make(rng, n, batch, dtype):
+        A = M.random_symmetric(rng, n, batch, dtype)
+        B = M.random_spd(rng, n, batch, dtype, cond=1.3)
+        # the triangle not read holds unrelated data (it must get zero gradient)
+        tri = (lambda X: np.triu(X, 1)) if lower else (lambda X: np.tril(X, -1))
+        A = A + tri(M.random_general(rng, n, batch, dtype))
+        B = B + tri(M.random_general(rng, n, batch, dtype))
+        return (A.astype(dtype), B.astype(dtype)), {"lower": lower, "type": type_}
+    return make
+
 RULES = (
     Rule(
         name="eigh",
@@ -202,6 +289,20 @@ RULES = (
         derivation="docs/derivations/eigh.md",
         reference=eigh_reference,
         references=("Giles 2008", "Magnus & Neudecker 1999"),
+    ),
+    Rule(
+        name="eigh_generalized",
+        fun=_eigh_generalized_fun,
+        primitive=_eigh,
+        domains=(
+            Domain("type1", _generalized_domain(1, True), "a v = w b v, lower triangles read"),
+            Domain("type1-upper", _generalized_domain(1, False), "upper triangles read"),
+            Domain("type2", _generalized_domain(2, True), "a b v = w v"),
+            Domain("type3", _generalized_domain(3, False), "b a v = w v, upper"),
+        ),
+        derivation="docs/derivations/eigh.md",
+        reference=eigh_generalized_reference,
+        references=("Golub & Van Loan 2013, section 8.7 (the Cholesky reduction)",),
     ),
     Rule(
         name="eigvalsh",
