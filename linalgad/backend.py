@@ -796,6 +796,18 @@ class CPUKernels(ComposedKernels):
             return qr(A, mode="full" if complete else "economic", check_finite=False)
         return np.linalg.qr(A, mode="complete" if complete else "reduced")
 
+    def qr_pivoted(self, A, complete=False):
+        """(Q, R, P) with A[..., :, P] = Q R, LAPACK geqp3 per matrix (P: int32, (..., n))."""
+        from scipy.linalg import qr
+        mode = "full" if complete else "economic"
+        if A.ndim == 2:
+            return qr(A, mode=mode, pivoting=True, check_finite=False)
+        flat = A.reshape((-1,) + A.shape[-2:])
+        qs, rs, ps = zip(*(qr(a, mode=mode, pivoting=True, check_finite=False)
+                           for a in flat))
+        batch = A.shape[:-2]
+        return tuple(np.stack(x).reshape(batch + x[0].shape) for x in (qs, rs, ps))
+
     def svd(self, A, full_matrices=True, compute_uv=True, op="svd"):
         return _named(lambda a: np.linalg.svd(a, full_matrices=full_matrices,
                                               compute_uv=compute_uv),

@@ -278,8 +278,9 @@ def test_qr_modes_follow_numpy():
         assert np.all(np.imag(np.diagonal(la.qr(A).R, 0, -2, -1)) == 0)
     with pytest.raises(ValueError, match="mode='raw' is not supported"):
         la.qr(np.eye(3), mode="raw")
-    with pytest.raises(NotImplementedError, match="pivoting=True"):
-        la.qr(np.eye(3), pivoting=True)
+    Q, R, P = la.qr(np.diag([1.0, 3.0, 2.0]), pivoting=True)   # largest column first
+    np.testing.assert_array_equal(P, [1, 2, 0])
+    np.testing.assert_allclose(np.abs(np.diag(R)), [3.0, 2.0, 1.0])
 
 
 def test_qr_complete_reports_a_loss_on_the_undetermined_columns():
@@ -390,3 +391,29 @@ def test_single_precision_in_single_precision_out(fn, dtype):
     assert out.dtype in (np.dtype(dtype), np.dtype(dtype).type(0).real.dtype)
     g = lad.grad(lambda A: lad.real(lad.sum(fn(A))))(A)
     assert g.dtype == np.dtype(dtype)
+
+
+def test_qr_pivoting_matches_scipy_on_stacks_and_dtypes():
+    """qr(pivoting=True): SciPy's (Q, R, P) per matrix, P int32 per matrix of a stack."""
+    import scipy.linalg
+
+    rng = np.random.default_rng(31)
+    for dtype in (np.float32, np.float64, np.complex64, np.complex128):
+        A = (rng.standard_normal((2, 5, 4)) * 2.0 ** -np.arange(4))[..., [2, 0, 3, 1]]
+        A = A.astype(dtype)
+        Q, R, P = la.qr(A, pivoting=True)
+        assert P.shape == (2, 4) and P.dtype == np.int32
+        assert Q.dtype == np.dtype(dtype) and R.dtype == np.dtype(dtype)
+        single = np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.complex64))
+        tol = 1e-5 if single else 1e-12
+        for i in range(2):
+            Qs, Rs, Ps = scipy.linalg.qr(A[i], mode="economic", pivoting=True)
+            assert np.array_equal(P[i], Ps)
+            np.testing.assert_allclose(Q[i], Qs, atol=tol)
+            np.testing.assert_allclose(R[i], Rs, atol=tol)
+            np.testing.assert_allclose(Q[i] @ R[i], A[i][:, P[i]], atol=tol)
+        R2, P2 = la.qr(A, mode="r", pivoting=True)
+        np.testing.assert_array_equal(P2, P)
+        np.testing.assert_allclose(R2, R, atol=tol)
+    Qc, Rc, Pc = la.qr(A[0], mode="complete", pivoting=True)
+    assert Qc.shape == (5, 5) and Rc.shape == (5, 4)

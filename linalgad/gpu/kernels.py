@@ -129,6 +129,11 @@ class GPUKernels(ComposedKernels):
                               f"{_where(op, A.shape[:-2], bad)}")
         return L if lower else cupy.conj(cupy.swapaxes(L, -1, -2))
 
+    def qr_pivoted(self, A, complete=False):
+        """cuSOLVER has no column-pivoted QR: LAPACK geqp3 on the host, results copied
+        back (a documented host round-trip, like eig)."""
+        return tuple(cupy.asarray(x) for x in CPU.qr_pivoted(cupy.asnumpy(A), complete))
+
     def qr(self, A, complete=False):
         mode = "complete" if complete else "reduced"
         if A.ndim == 2:

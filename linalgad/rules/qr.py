@@ -23,6 +23,7 @@ from .. import ops, transforms
 from ..backend import kernels_for
 from ..registry import Domain, Rule
 from ..tape import Primitive
+from ..testing import matrices as M
 from . import _common as C
 from .triangular import _trisolve
 
@@ -34,7 +35,11 @@ _MODES = {"reduced": "reduced", "economic": "reduced", "complete": "complete",
           "full": "complete", "r": "r"}
 
 
-def qr_forward(A, *, complete=False):
+def qr_forward(A, *, complete=False, given=None):
+    """(Q, R); ``given``: the factors of this A already computed (pivoted QR's geqp3 gives
+    those of A[:, P], whose derivative is this rule's)."""
+    if given is not None:
+        return given
     Q, R = kernels_for(A).qr(A, complete=complete)
     return Q, R
 
@@ -73,7 +78,7 @@ def _square_composed(Q, R, Q_bar, R_bar):
     return ops.mH(_trisolve(R, ops.mH(B), lower=False, trans=0, op="qr"))    # B R⁻ᴴ
 
 
-def qr_vjp(cts, needs, out, res, A, *, complete=False):
+def qr_vjp(cts, needs, out, res, A, *, complete=False, given=None):
     Q_bar, R_bar = cts
     Q, R = out
     m, n = ops._shape(A)[-2:]
@@ -125,7 +130,7 @@ def _square_jvp(Q, R, A_dot):
     return D - ops.matmul(Q, Xi), ops.matmul(Xi, R)
 
 
-def qr_jvp(tangents, out, res, A, *, complete=False):
+def qr_jvp(tangents, out, res, A, *, complete=False, given=None):
     (A_dot,) = tangents
     Q, R = out
     m, n = ops._shape(A)[-2:]
@@ -165,23 +170,33 @@ def qr(a, mode="reduced", *, pivoting=False, overwrite_a=False, lwork=None,
     orthonormal completion: reverse mode raises ValueError for a loss that
     depends on them; forward mode gives them the tangent −Q₁(Q̇₁ᴴQ₂).
 
+    ``pivoting=True`` (SciPy): column-pivoted QR (LAPACK geqp3), returning
+    ``(Q, R, P)`` (``(R, P)`` for mode 'r') with ``a[..., :, P] = Q @ R`` and
+    |diag R| non-increasing; P (int32, per matrix of a stack) is piecewise
+    constant, and Q, R are differentiated as the QR of a[..., :, P] (qr.md,
+    section 8), valid where the pivot order does not change.
+
     SciPy's keywords: ``check_finite`` as SciPy; ``overwrite_a`` and ``lwork``
-    are accepted and ignored; ``pivoting=True`` raises NotImplementedError.
+    are accepted and ignored.
 
     Valid when: the leading min(m, n) columns of a are linearly independent
     (R's leading block nonsingular).  The backward pass is matrix products
     and one triangular solve.
     """
     op = "qr"
-    if pivoting:
-        raise NotImplementedError("qr: pivoting=True (column-pivoted QR) is not supported yet; "
-                                  "differentiate the QR of a[..., :, p] for a fixed "
-                                  "permutation p instead")
     if mode not in _MODES:
         raise ValueError(f"qr: mode={mode!r} is not supported; use 'reduced', 'complete' or "
                          "'r' (SciPy's 'economic' and 'full' are accepted)")
     mode = _MODES[mode]
-    Q, R = _qr(C.prepare(op, a, check_finite, square=False), complete=(mode == "complete"))
+    A = C.prepare(op, a, check_finite, square=False)
+    complete = mode == "complete"
+    if pivoting:
+        Q0, R0, P = kernels_for(C.value(A)).qr_pivoted(C.value(A), complete)
+        # the columns in pivot order, differentiably: a[..., :, P] = Q R
+        A_perm = ops.mT(C.gather_rows(ops.mT(A), P))
+        Q, R = _qr(A_perm, complete=complete, given=(Q0, R0))
+        return (R, P) if mode == "r" else (Q, R, P)
+    Q, R = _qr(A, complete=complete)
     if mode == "r":
         return R
     return QRResult(Q, R)
@@ -217,6 +232,38 @@ def qr_complete_used_reference(a):
     return Q[..., :, :a.shape[-1]], R
 
 
+def _qr_pivoted_fun(a, mode="reduced"):
+    out = qr(a, mode=mode, pivoting=True)
+    return out[0] if mode == "r" else tuple(out[:2])      # P is an integer constant
+
+
+_qr_pivoted_fun.__doc__ = qr.__doc__
+
+
+def qr_pivoted_reference(a, mode="reduced"):
+    import scipy.linalg
+
+    def one(ai):
+        Q, R, _ = scipy.linalg.qr(ai, mode="economic", pivoting=True)
+        return Q, R
+    flat = a.reshape((-1,) + a.shape[-2:])
+    Qs, Rs = zip(*(one(ai) for ai in flat))
+    Q = np.stack(Qs).reshape(a.shape[:-2] + Qs[0].shape)
+    R = np.stack(Rs).reshape(a.shape[:-2] + Rs[0].shape)
+    return R if mode == "r" else (Q, R)
+
+
+def _pivoting_domain(m, n, **kw):
+    """Columns of well-separated norms (ratio 2), in shuffled order: pivoting reorders
+    them, and a finite-difference step cannot change the order."""
+    def make(rng, _n, batch, dtype):
+        A = M.random_general(rng, max(m, n), batch, dtype)[..., :m, :n]
+        A = A * (2.0 ** -np.arange(n))
+        A = A[..., rng.permutation(n)]
+        return (np.ascontiguousarray(A).astype(dtype),), dict(kw)
+    return make
+
+
 RULES = (
     Rule(
         name="qr",
@@ -232,6 +279,20 @@ RULES = (
         derivation="docs/derivations/qr.md",
         reference=qr_reference,
         references=("Walter & Lehmann 2018", "Liao et al. 2019"),
+    ),
+    Rule(
+        name="qr-pivoting",
+        fun=_qr_pivoted_fun,
+        primitive=_qr,
+        domains=(
+            Domain("tall", _pivoting_domain(5, 3), "5×3, column norms 1, ½, ¼ shuffled"),
+            Domain("square", _pivoting_domain(4, 4), "4×4"),
+            Domain("wide", _pivoting_domain(3, 5), "3×5"),
+            Domain("r-tall", _pivoting_domain(5, 3, mode="r"), "mode 'r'"),
+        ),
+        derivation="docs/derivations/qr.md",
+        reference=qr_pivoted_reference,
+        references=("Businger & Golub 1965 (column pivoting)", "Walter & Lehmann 2018"),
     ),
     Rule(
         name="qr-complete-tall",
