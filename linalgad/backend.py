@@ -135,6 +135,16 @@ def _all_finite(a):
     return bool(np.isfinite(a).all())
 
 
+class TridiagonalFactors:
+    """LAPACK gttrf's factors (dl, d, du, du2, ipiv) of one tridiagonal matrix."""
+
+    __slots__ = ("data", "shape")
+
+    def __init__(self, data, shape):
+        self.data = data
+        self.shape = shape
+
+
 class LUFactors:
     """P A = L U of a stack of square matrices, in a table-private layout."""
 
@@ -355,6 +365,14 @@ class ComposedKernels:
         """Cholesky factors (the factor array itself, zeros in the other triangle)."""
         return CholFactors(self.cholesky(A, lower, op), lower, A.shape)
 
+    def tridiagonal_factor(self, A, op="solve"):
+        """Factors of a tridiagonal A (given as a dense array, zero outside the band).
+        Here: the general LU; the CPU table uses LAPACK's O(n) gttrf for one matrix."""
+        return self.lu_factor(A, op=op)
+
+    def tridiagonal_solve(self, F, b, trans=0):
+        return self.lu_solve(F, b, trans)
+
     def expm_staged(self, A, op="expm"):
         """(e^A, factors) for a stack (..., n, n): scaling and squaring, vectorised over
         the stack, keeping what ``expm_frechet_staged`` reuses (``linalgad._pade``)."""
@@ -481,6 +499,28 @@ class CPUKernels(ComposedKernels):
                 x[i], info = getrs(lu, piv, flat_b[i], trans=t)
             x = x.reshape(b.shape[:-2] + (n, k))
         return np.conj(x) if conj else x
+
+    # -- tridiagonal ------------------------------------------------------
+    def tridiagonal_factor(self, A, op="solve"):
+        """One matrix of order n >= 3: LAPACK gttrf on its three diagonals (O(n)); stacks
+        and smaller matrices: the general LU."""
+        n = A.shape[-1]
+        if A.ndim != 2 or n < 3:
+            return self.lu_factor(A, op=op)
+        gttrf = _lapack_fn("gttrf", A.dtype)
+        dl, d, du, du2, ipiv, info = gttrf(np.diagonal(A, -1), np.diagonal(A),
+                                           np.diagonal(A, 1))
+        if info > 0:
+            raise LinAlgError(f"{op}: matrix is singular (U[{info - 1}, {info - 1}] = 0 in "
+                              f"its tridiagonal LU factorization); shape {A.shape}")
+        return TridiagonalFactors((dl, d, du, du2, ipiv), A.shape)
+
+    def tridiagonal_solve(self, F, b, trans=0):
+        if not isinstance(F, TridiagonalFactors):
+            return self.lu_solve(F, b, trans)
+        gttrs = _lapack_fn("gttrs", np.result_type(F.data[1], b))
+        x, info = gttrs(*F.data, b, trans="NTC"[_TRANS[trans]])
+        return x
 
     # -- Cholesky ---------------------------------------------------------
     # -- from LU factors --------------------------------------------------

@@ -7,6 +7,7 @@ import linalgad as lad
 from linalgad import backend
 from linalgad import linalg as la
 from linalgad.testing import matrices as M
+from numpy.linalg import LinAlgError
 
 RNG = np.random.default_rng(20261122)
 
@@ -249,3 +250,49 @@ def test_float32_gradients_are_accurate():
         A.astype(np.float32))
     assert g32.dtype == np.float32
     assert _rel(g32, g64) < 1e-5
+
+
+def test_structured_assume_a_reads_only_its_structure():
+    """SciPy's 'diagonal', 'tridiagonal', 'banded', 'upper/lower triangular': the values
+    SciPy computes, and gradient only on the entries each one reads."""
+    import scipy.linalg
+
+    rng = np.random.default_rng(41)
+    n = 6
+    A = rng.standard_normal((n, n)) + 4 * np.eye(n)
+    b, W = rng.standard_normal((n, 3)), rng.standard_normal((n, 3))
+    i, j = np.indices((n, n))
+    reads = {"diagonal": i == j, "tridiagonal": abs(i - j) <= 1,
+             "upper triangular": i <= j, "lower triangular": i >= j}
+    for kind, mask in reads.items():
+        x = la.solve(A, b, assume_a=kind)
+        np.testing.assert_allclose(x, scipy.linalg.solve(A, b, assume_a=kind), atol=1e-12)
+        g = lad.grad(lambda A: lad.sum(la.solve(A, b, assume_a=kind) * W))(A)
+        assert not g[~mask].any()
+        S = np.where(mask, A, 0)                    # the matrix the solver sees
+        want = -np.linalg.solve(S.T, W) @ np.linalg.solve(S, b).T
+        np.testing.assert_allclose(g, np.where(mask, want, 0), atol=1e-12)
+    # 'banded': the band of the nonzeros, detected over the whole stack
+    Bd = np.stack([np.triu(np.tril(A, 2), -1), np.triu(np.tril(A, 1), -1)])
+    x = la.solve(Bd, b, assume_a="banded")
+    np.testing.assert_allclose(x, np.linalg.solve(Bd, b), atol=1e-12)
+    g = lad.grad(lambda A: lad.sum(la.solve(A, b, assume_a="banded") * W))(Bd)
+    assert not g[:, (i - j > 1) | (j - i > 2)].any() and g[1, (j - i == 2)].any()
+
+
+def test_structured_assume_a_errors_and_kernels():
+    from linalgad.backend import CPU, TridiagonalFactors
+
+    with pytest.raises(LinAlgError, match=r"solve: matrix is singular.*\(1,\)"):
+        la.solve(np.stack([np.eye(3), np.diag([1.0, 0.0, 2.0])]), np.ones((2, 3, 1)),
+                 assume_a="diagonal")
+    with pytest.raises(LinAlgError, match="solve"):
+        la.solve(np.zeros((4, 4)), np.ones(4), assume_a="tridiagonal")
+    with pytest.raises(LinAlgError, match="singular"):
+        la.solve(np.triu(np.ones((3, 3))) - np.eye(3), np.ones(3), assume_a="upper triangular")
+    T = np.diag(np.full(5, 3.0)) + np.diag(np.ones(4), 1) + np.diag(np.ones(4), -1)
+    assert isinstance(CPU.tridiagonal_factor(T), TridiagonalFactors)     # O(n) gttrf
+    x = la.solve(T, np.arange(5.0), assume_a="tridiagonal", transposed=True)
+    np.testing.assert_allclose(T.T @ x, np.arange(5.0), atol=1e-12)
+    with pytest.raises(ValueError, match="assume_a"):
+        la.solve(T, np.ones(5), assume_a="bidiagonal")

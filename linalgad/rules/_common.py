@@ -257,6 +257,38 @@ def eye_like(n, dtype, like, m=None):
     return xp.eye(n, m, dtype=dtype)
 
 
+# -- banded matrices -------------------------------------------------------------------------
+
+def bandwidth(a):
+    """(lower, upper) bandwidth of the nonzeros of a plain (..., n, n) stack, over the whole
+    stack: the band SciPy's assume_a='banded' reads."""
+    xp = namespace_of(a)
+    nz = (a != 0).reshape((-1,) + a.shape[-2:]).any(axis=0)
+    i, j = xp.nonzero(nz)
+    if not i.size:
+        return 0, 0
+    d = i - j
+    return max(int(d.max()), 0), max(int(-d.min()), 0)
+
+
+def band(a, lower, upper):
+    """a with the entries outside the band (lower sub-, upper superdiagonals) zeroed,
+    differentiable: those entries get no gradient."""
+    return ops.tril(ops.triu(a, -lower), upper)
+
+
+def check_nonzero_diagonal(op, d):
+    """LinAlgError naming op and the matrix of a stack when the diagonal d (..., n) has a
+    zero (a singular diagonal or triangular matrix)."""
+    xp = namespace_of(d)
+    zero = d == 0
+    if bool(zero.any()):
+        flat = zero.reshape(-1, d.shape[-1]).any(axis=1)
+        i = int(xp.flatnonzero(flat)[0])
+        raise LinAlgError(f"{op}: matrix is singular (a zero on the diagonal)"
+                          f"{_backend._where(op, d.shape[:-1], i)}")
+
+
 # -- row permutations ---------------------------------------------------------------------
 
 def gather_rows(X, idx):

@@ -28,6 +28,7 @@ from ..registry import Domain, Rule
 from ..tape import Primitive
 from ..testing import matrices as M
 from . import _common as C
+from .triangular import triangular_solve
 
 __all__ = ["solve", "RULES"]
 
@@ -36,6 +37,8 @@ _ASSUME = {
     "sym": "sym", "symmetric": "sym",
     "her": "her", "hermitian": "her",
     "pos": "pos", "positive definite": "pos",
+    "diagonal": "diagonal", "tridiagonal": "tri", "banded": "banded",
+    "upper triangular": "upper", "lower triangular": "lower",
 }
 
 
@@ -61,6 +64,8 @@ def solve_forward(A, b, *, kind, trans=0, factors=None):
 def _factor(K, A, kind):
     if kind == "pos":
         return K.cho_factor(A, lower=True, op="solve")
+    if kind == "tri":
+        return K.tridiagonal_factor(A, op="solve")
     return K.lu_factor(A, op="solve")
 
 
@@ -70,6 +75,8 @@ def _apply(K, factors, b, kind, trans):
         if trans == 1:
             return np.conj(K.cho_solve(factors, np.conj(b)))
         return K.cho_solve(factors, b)
+    if kind == "tri":
+        return K.tridiagonal_solve(factors, b, trans)
     return K.lu_solve(factors, b, trans)
 
 
@@ -113,7 +120,13 @@ def solve(a, b, lower=False, overwrite_a=False, overwrite_b=False, check_finite=
     matrix is read from one triangle, chosen by ``lower``), or 'pos'
     (positive definite: Cholesky, also one triangle).  With 'sym'/'her'/'pos'
     only the referenced triangle receives gradient (and for 'her'/'pos' only
-    the real part of the diagonal, as SciPy reads it).
+    the real part of the diagonal, as SciPy reads it).  SciPy's structured
+    solvers: 'diagonal', 'tridiagonal' (LAPACK gttrf/gttrs: O(n) factor and
+    solves), 'upper triangular', 'lower triangular' read only that part of
+    ``a``, which alone receives gradient; 'banded' reads the band that holds
+    a's nonzero entries (detected over the whole stack, as SciPy detects it)
+    and solves it by dense LU.  ``None`` means 'gen': the derivative with
+    respect to every entry (SciPy would pick a solver from the values).
 
     ``transposed=True`` solves ``a.T @ x = b``.  ``check_finite=True`` (the
     default) raises ValueError on infs or NaNs; ``overwrite_*`` are accepted
@@ -136,9 +149,21 @@ def solve(a, b, lower=False, overwrite_a=False, overwrite_b=False, check_finite=
     dtype = C.result_dtype(op_name, av, bv)
     C.checked(op_name, ("a", "b"), (av, bv), check_finite)
     a, b = C.promote(a, dtype), C.promote(b, dtype)
-    if kind != "gen":
+    trans = 1 if transposed else 0
+    if kind in ("upper", "lower"):
+        return triangular_solve(a, b, lower=(kind == "lower"), trans=trans, op=op_name)
+    if kind == "diagonal":
+        d = ops.diagonal(a, 0, -2, -1)
+        C.check_nonzero_diagonal(op_name, C.value(d))
+        return C.on_columns(lambda b_: b_ / ops.expand_dims(d, -1), b)
+    if kind in ("tri", "banded"):
+        lo, up = (1, 1) if kind == "tri" else C.bandwidth(av)
+        a = C.band(a, lo, up)          # the part read: the only entries with a gradient
+        if kind == "banded":
+            kind = "gen"
+    elif kind != "gen":
         a = C.from_triangle(a, lower, hermitian=(kind != "sym" and dtype.kind == "c"))
-    return C.on_columns(lambda b_: _solve(a, b_, kind=kind, trans=1 if transposed else 0), b)
+    return C.on_columns(lambda b_: _solve(a, b_, kind=kind, trans=trans), b)
 
 
 # -- registry -------------------------------------------------------------------
@@ -147,7 +172,8 @@ def solve_reference(a, b, lower=False, assume_a=None, transposed=False):
     """scipy.linalg.solve applied matrix by matrix over the broadcast stack."""
     import scipy.linalg
     vector = b.ndim == 1
-    # SciPy refuses transposed=True for complex input: pass the transpose itself
+    # SciPy refuses transposed=True for complex input: pass the transpose itself (the
+    # structures the domains use transposed, general and diagonal, are closed under it)
     x = C.per_matrix(lambda ai, bi: scipy.linalg.solve(ai.T if transposed else ai, bi,
                                                        lower=lower, assume_a=assume_a or "gen"),
                      a, b[:, None] if vector else b, cores=(2, 2))
@@ -180,6 +206,32 @@ def _domain_sym_upper(rng, n, batch, dtype):
         {"assume_a": kind, "lower": False}
 
 
+def _with_junk(A, keep, rng, n, batch, dtype):
+    """A where ``keep`` (an n x n bool mask) holds, unrelated values elsewhere: the entries
+    the solver must not read (they must get zero gradient)."""
+    junk = M.random_general(rng, n, batch, dtype)
+    return np.where(keep, A, junk).astype(dtype)
+
+
+def _domain_tridiagonal(rng, n, batch, dtype):
+    band = np.abs(np.subtract.outer(np.arange(n), np.arange(n))) <= 1
+    T = 0.4 * M.random_general(rng, n, batch, dtype) + 2 * np.eye(n)    # diagonally dominant
+    return (_with_junk(T, band, rng, n, batch, dtype), M.random_rhs(rng, n, 2, batch, dtype)), \
+        {"assume_a": "tridiagonal"}
+
+
+def _domain_lower_triangular(rng, n, batch, dtype):
+    L = M.random_triangular(rng, n, batch, dtype, lower=True)
+    return (_with_junk(L, np.tri(n, dtype=bool), rng, n, batch, dtype),
+            M.random_rhs(rng, n, 2, batch, dtype)), {"assume_a": "lower triangular"}
+
+
+def _domain_diagonal(rng, n, batch, dtype):
+    D = M.random_triangular(rng, n, batch, dtype, lower=True)
+    return (_with_junk(D, np.eye(n, dtype=bool), rng, n, batch, dtype),
+            M.random_rhs(rng, n, 2, batch, dtype)), {"assume_a": "diagonal", "transposed": True}
+
+
 def _domain_transposed(rng, n, batch, dtype):
     return _domain_general(rng, n, batch, dtype)[0], {"transposed": True}
 
@@ -197,6 +249,10 @@ RULES = (
             Domain("structured-upper", _domain_sym_upper,
                    "sym/her read from the upper triangle of a non-symmetric array"),
             Domain("transposed", _domain_transposed, "solve a.T x = b"),
+            Domain("tridiagonal", _domain_tridiagonal, "assume_a='tridiagonal', junk off the band"),
+            Domain("lower-triangular", _domain_lower_triangular,
+                   "assume_a='lower triangular', junk above"),
+            Domain("diagonal", _domain_diagonal, "assume_a='diagonal', transposed, junk off it"),
         ),
         derivation="docs/derivations/solve.md",
         reference=solve_reference,
