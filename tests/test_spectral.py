@@ -225,6 +225,7 @@ def test_eigh_generalized_stacks_and_errors():
         np.testing.assert_allclose(w[i], scipy.linalg.eigh(A[i], B, eigvals_only=True),
                                    atol=1e-12)
     check_grads(lambda A, B: lad.sum(la.eigh(A, B, eigvals_only=True) ** 2), (A, B), order=2)
+    np.testing.assert_allclose(la.eigvalsh(A, B), w, atol=1e-13)       # SciPy's eigvalsh(a, b)
     with pytest.raises(ValueError, match="type must be 1, 2 or 3"):
         la.eigh(A, B, type=4)
     with pytest.raises(ValueError, match="type=2 needs b"):

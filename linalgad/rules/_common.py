@@ -245,9 +245,14 @@ def triangle_cotangent(G, lower, hermitian=True):
 
 
 def rect_domain(m, n, **kw):
-    """Registry domain: a well-conditioned m×n matrix (a slice of a random square one)."""
+    """Registry domain: a well-conditioned m×n matrix.  Tall: a slice of a random square
+    one (its singular values interlace, so cond ≤ 10); wide: [B₁ B₂] with B₁ a random
+    well-conditioned m×m block, since LU and QR of a wide matrix need B₁ invertible and
+    their derivatives grow with ‖B₁⁻¹‖ (a slice leaves it uncontrolled)."""
     def make(rng, _n, batch, dtype):
         A = M.random_general(rng, max(m, n), batch, dtype)[..., :m, :n]
+        if m < n:
+            A = np.concatenate([M.random_general(rng, m, batch, dtype), A[..., m:]], axis=-1)
         return (np.ascontiguousarray(A),), dict(kw)
     return make
 

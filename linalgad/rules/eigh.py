@@ -197,9 +197,11 @@ def _generalized(A, b, lower, type_, check_finite):
 def eigvalsh(a, UPLO="L", *, lower=None, check_finite=True):
     """Eigenvalues of a Hermitian matrix, ascending, differentiable (numpy.linalg.eigvalsh).
 
-    Reads one triangle like :func:`eigh`.  Untraced, only the eigenvalues are
-    computed; traced, the eigenvectors are kept for the backward pass
-    Ā = V diag(w̄) Vᴴ (projected onto the triangle read).
+    Reads one triangle like :func:`eigh`; ``eigvalsh(a, b)`` (SciPy) gives the
+    eigenvalues of the generalized problem a v = w b v (see :func:`eigh`).
+    Untraced, only the eigenvalues are computed; traced, the eigenvectors are
+    kept for the backward pass Ā = V diag(w̄) Vᴴ (projected onto the triangle
+    read).
 
     Valid when: always for losses symmetric in the eigenvalues of each
     cluster of equal ones (sum f(w), a norm, a log-determinant); a loss that
@@ -207,6 +209,9 @@ def eigvalsh(a, UPLO="L", *, lower=None, check_finite=True):
     differentiable there, gets a GaugeWarning and one of its subgradients.
     """
     op = "eigvalsh"
+    if not isinstance(UPLO, str):          # SciPy's eigvalsh(a, b): the generalized problem
+        return eigh(a, UPLO, lower=lower if lower is not None else True, eigvals_only=True,
+                    check_finite=check_finite)
     lo = _lower(op, UPLO, lower)
     A = C.prepare(op, a, check_finite)
     if not isinstance(A, Tracer):
