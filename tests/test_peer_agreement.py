@@ -301,3 +301,42 @@ def test_sqrtm_and_sylvester_agree_with_autograd(dtype):
         A, B, Q)
     for g, w in zip(got, want):
         assert rel(g, w) < 1e-8
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("shape", [(5, 3), (4, 4), (3, 5)])
+def test_pivoted_qr_agrees_with_jax(dtype, shape):
+    """JAX's qr(pivoting=True) is differentiable too (PyTorch has no pivoted QR): the same
+    pivots, and the same gradient of a loss on Q and R (columns of distinct norms)."""
+    rng = np.random.default_rng(12)
+    m, n = shape
+    A = (rng.standard_normal(shape) * 2.0 ** -np.arange(n))[:, rng.permutation(n)]
+    if np.dtype(dtype).kind == "c":
+        A = A + 0.1j * rng.standard_normal(shape)
+    k = min(m, n)
+    WQ, WR = _weights(rng, (m, k), dtype), _weights(rng, (k, n), dtype)
+
+    def loss(xp, Q, R):
+        return _re_inner(xp, WQ, Q) + _re_inner(xp, WR, R)
+
+    Q, R, P = la.qr(A, pivoting=True)
+    _, _, Pj = jax.scipy.linalg.qr(jnp.asarray(A), mode="economic", pivoting=True)
+    np.testing.assert_array_equal(P, np.asarray(Pj))
+    got = lad.grad(lambda A: loss(lad, *la.qr(A, pivoting=True)[:2]))(A)
+    j = jax_grad(lambda A: loss(jnp, *jax.scipy.linalg.qr(A, mode="economic",
+                                                           pivoting=True)[:2]), A)
+    if m >= n:
+        assert rel(got, j) < RTOL
+        return
+    # wide: JAX 0.10.2's gradient is wrong in the columns past the first m pivots (qr.md,
+    # section 8); linalgad's is checked against central differences instead
+    h = 1e-6
+    fd = np.zeros_like(A)
+    for idx in np.ndindex(A.shape):
+        for unit in ((1, 1j) if np.iscomplexobj(A) else (1,)):
+            E = np.zeros_like(A)
+            E[idx] = unit * h
+            fp = float(loss(lad, *la.qr(A + E, pivoting=True)[:2]))
+            fm = float(loss(lad, *la.qr(A - E, pivoting=True)[:2]))
+            fd[idx] += unit * (fp - fm) / (2 * h)
+    assert rel(got, fd) < 1e-7
