@@ -350,8 +350,7 @@ def _eigenvalue_cotangent_syrk(V, w_bar, lower):
         X = syrk(1.0, Vs, c=c, trans=0, lower=lower, overwrite_c=1)
     idx = np.arange(n)
     X[idx, idx] += m
-    # the fold of a symmetric X onto the triangle: 2 X off the diagonal, X on it
-    return _weighted(np, X, _tri_weights(n, lower, 2.0, 1.0))
+    return _fold_triangle(np, X, lower, out=X)
 
 
 class ComposedKernels:
@@ -819,12 +818,13 @@ class CPUKernels(ComposedKernels):
         if (V_bar is not None and V.ndim == 2 and V.shape[-1] >= TRIANGLE_PRODUCT_N
                 and V.dtype.kind == "f" and V_bar.dtype == V.dtype
                 and (w_bar is None or w_bar.dtype == V.dtype)):
-            # the fold needs tril(X + Xᵀ) of X = V M Vᵀ only: with S = M + Mᵀ that is the
-            # triangle of V S Vᵀ, whose last product is computed by row blocks
+            # the fold reads one triangle of the symmetric Ā_h = V sym(M) Vᵀ (the
+            # antisymmetric part of M does not count): its last product by row blocks
             M = _eigh_core(np, w, V, w_bar, V_bar)
             S = M + M.T
+            S *= 0.5
             X = _triangle_product(V @ S, V.T, lower)
-            return _weighted(np, X, _tri_weights(V.shape[-1], lower, 1.0, 0.5), out=X)
+            return _fold_triangle(np, X, lower, out=X)
         return super().eigh_cotangent(w, V, w_bar, V_bar, lower)
 
     # -- QR, SVD ----------------------------------------------------------------
@@ -1373,12 +1373,14 @@ def _vector_lu_solve(F, b, trans):
     return x.reshape(b.shape[:-2] + (n, k))
 
 
-def _check_diagonal(d, batch, op):
-    """Raise naming the matrix of the stack whose triangular factor has a zero on d."""
+def check_diagonal(d, batch, op, what="triangular matrix"):
+    """Raise LinAlgError naming the matrix of the stack (of shape ``batch``) whose diagonal
+    d (..., n) has a zero: a singular triangular (or diagonal) matrix.  Any backend."""
     zero = d == 0
-    if zero.any():
-        i, j = np.argwhere(zero.reshape(-1, d.shape[-1]))[0]
-        raise LinAlgError(f"{op}: triangular matrix is singular (diagonal entry {j} is "
+    if bool(zero.any()):
+        xp = namespace_of(d)
+        i, j = divmod(int(xp.flatnonzero(zero.reshape(-1))[0]), d.shape[-1])
+        raise LinAlgError(f"{op}: {what} is singular (diagonal entry {j} is "
                           f"zero){_where(op, batch, i)}")
 
 
@@ -1396,7 +1398,7 @@ def _vector_tri_solve(A, b, lower, trans, unit, op, check=True):
         lower = not lower
     T = np.ascontiguousarray(T, dtype=dtype)
     if check and not unit:
-        _check_diagonal(np.diagonal(T, 0, 0, 1), batch, op)              # (B, n)
+        check_diagonal(np.diagonal(T, 0, 0, 1), batch, op)              # (B, n)
     y = np.moveaxis(b.reshape(B, n, k), 0, -1).astype(dtype, order="C")  # (n, k, B)
     tmp = np.empty((k, B), dtype=dtype)
     order = range(n) if lower else range(n - 1, -1, -1)
@@ -1454,7 +1456,7 @@ def _blocked_tri_solve(A, b, lower, trans, unit, op):
     batch = A.shape[:-2]
     dtype = np.result_type(A.dtype, b.dtype)
     if not unit:
-        _check_diagonal(np.diagonal(A, 0, -2, -1), batch, op)
+        check_diagonal(np.diagonal(A, 0, -2, -1), batch, op)
     T = A.reshape((-1, n, n))
     if trans:
         T = np.swapaxes(T, -1, -2)

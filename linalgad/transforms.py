@@ -92,13 +92,6 @@ def _ct_like(ct, primal, what):
     return ct_arr
 
 
-def _zeros(x):
-    if type(x) is np.ndarray:
-        return np.zeros(x.shape, x.dtype)
-    v = ops.asarray_value(x)
-    return ops.zeros_like(v)
-
-
 def _select(args, argnums, fname):
     n = len(args)
     if isinstance(argnums, int):
@@ -182,7 +175,7 @@ def _pull(rec, ct_leaves):
     for node, x in zip(rec.in_nodes, rec.leaves):
         g = acc[node.idx]
         if g is None:
-            g = _zeros(x)
+            g = ops.zeros_like(x)
         elif ops._is_complex(g) and not ops._is_complex(x):
             g = ops.real(g)
         grads.append(g)
@@ -248,7 +241,7 @@ def jvp(fun, primals, tangents, has_aux=False):
         else:
             o = o if hasattr(o, "shape") else np.asarray(o)
             vals.append(o)
-            tans.append(_zeros(o))
+            tans.append(ops.zeros_like(o))
     out = (tree_unflatten(out_def, vals), tree_unflatten(out_def, tans))
     if has_aux:
         return out + (_strip(aux, trace),)
@@ -377,7 +370,7 @@ def jacfwd(fun, argnums=0, has_aux=False):
         for k, x in enumerate(chosen):
             cols = []
             for e in _basis(x):
-                tangents = tuple(e if j == k else _zeros(c) for j, c in enumerate(chosen))
+                tangents = tuple(e if j == k else ops.zeros_like(c) for j, c in enumerate(chosen))
                 res = jvp(partial, chosen, tangents, has_aux=has_aux)
                 out, t = res[0], res[1]
                 if has_aux:
@@ -490,7 +483,7 @@ def _traced_rule_primitive(name, impl, ref, multiple_results):
         diff = [i for i, n in enumerate(needs) if n]
         _, pull = vjp(_moving(ref, args, params, diff), *[args[i] for i in diff])
         if multiple_results:
-            cts = tuple(c if c is not None else _zeros(o) for c, o in zip(cts, out))
+            cts = tuple(c if c is not None else ops.zeros_like(o) for c, o in zip(cts, out))
         grads = pull(cts)
         result = [None] * len(args)
         for i, g in zip(diff, grads):

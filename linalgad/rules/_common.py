@@ -282,18 +282,6 @@ def band(a, lower, upper):
     return ops.tril(ops.triu(a, -lower), upper)
 
 
-def check_nonzero_diagonal(op, d):
-    """LinAlgError naming op and the matrix of a stack when the diagonal d (..., n) has a
-    zero (a singular diagonal or triangular matrix)."""
-    xp = namespace_of(d)
-    zero = d == 0
-    if bool(zero.any()):
-        flat = zero.reshape(-1, d.shape[-1]).any(axis=1)
-        i = int(xp.flatnonzero(flat)[0])
-        raise LinAlgError(f"{op}: matrix is singular (a zero on the diagonal)"
-                          f"{_backend._where(op, d.shape[:-1], i)}")
-
-
 # -- row permutations ---------------------------------------------------------------------
 
 def gather_rows(X, idx):

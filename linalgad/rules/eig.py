@@ -53,8 +53,7 @@ def eig_vjp(cts, needs, out, res, A):
         # |Kᵢⱼ| ≤ |Yᵢⱼ| + |dⱼ| (unit columns): the scale of K, to a factor 2
         Yv, kv = C.value(Y), C.value(kd)
         xp = namespace_of(Yv)
-        scale = xp.maximum(xp.abs(Yv).max(axis=(-2, -1)), xp.abs(kv).max(axis=-1)) \
-            if Yv.size else 0.0
+        scale = xp.maximum(S._scale(Yv, xp), xp.abs(kv).max(axis=-1)) if Yv.size else 0.0
         S.check_phase_diagonal("eig", kd, scale, "an eigenvector")
         Wm = ops.conj(S.inverse_gaps(w, mask)) * Y
     S.check_clusters("eig", mask, Y, w_bar, hermitian_part_free=False)

@@ -23,7 +23,6 @@ from .. import ops, transforms
 from ..backend import kernels_for
 from ..registry import Domain, Rule
 from ..tape import Primitive
-from ..testing import matrices as M
 from . import _common as C
 from .triangular import _trisolve
 
@@ -243,24 +242,21 @@ _qr_pivoted_fun.__doc__ = qr.__doc__
 def qr_pivoted_reference(a, mode="reduced"):
     import scipy.linalg
 
-    def one(ai):
-        Q, R, _ = scipy.linalg.qr(ai, mode="economic", pivoting=True)
-        return Q, R
-    flat = a.reshape((-1,) + a.shape[-2:])
-    Qs, Rs = zip(*(one(ai) for ai in flat))
-    Q = np.stack(Qs).reshape(a.shape[:-2] + Qs[0].shape)
-    R = np.stack(Rs).reshape(a.shape[:-2] + Rs[0].shape)
-    return R if mode == "r" else (Q, R)
+    def factor(i):
+        return lambda ai: scipy.linalg.qr(ai, mode="economic", pivoting=True)[i]
+    R = C.per_matrix(factor(1), a, cores=(2,))
+    return R if mode == "r" else (C.per_matrix(factor(0), a, cores=(2,)), R)
 
 
 def _pivoting_domain(m, n, **kw):
-    """Columns of well-separated norms (ratio 2), in shuffled order: pivoting reorders
-    them, and a finite-difference step cannot change the order."""
+    """rect_domain's matrices with columns of well-separated norms (ratio 2), in shuffled
+    order: pivoting reorders them, and a finite-difference step cannot change the order."""
+    base = C.rect_domain(m, n, **kw)
+
     def make(rng, _n, batch, dtype):
-        A = M.random_general(rng, max(m, n), batch, dtype)[..., :m, :n]
-        A = A * (2.0 ** -np.arange(n))
-        A = A[..., rng.permutation(n)]
-        return (np.ascontiguousarray(A).astype(dtype),), dict(kw)
+        (A,), kwargs = base(rng, _n, batch, dtype)
+        A = (A * 2.0 ** -np.arange(n))[..., rng.permutation(n)]
+        return (np.ascontiguousarray(A, dtype=dtype),), kwargs
     return make
 
 

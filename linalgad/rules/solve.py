@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..backend import kernels_for
+from ..backend import check_diagonal, kernels_for
 from ..registry import Domain, Rule
 from ..tape import Primitive
 from ..testing import matrices as M
@@ -154,7 +154,8 @@ def solve(a, b, lower=False, overwrite_a=False, overwrite_b=False, check_finite=
         return triangular_solve(a, b, lower=(kind == "lower"), trans=trans, op=op_name)
     if kind == "diagonal":
         d = ops.diagonal(a, 0, -2, -1)
-        C.check_nonzero_diagonal(op_name, C.value(d))
+        dv = C.value(d)
+        check_diagonal(dv, dv.shape[:-1], op_name, what="matrix")
         return C.on_columns(lambda b_: b_ / ops.expand_dims(d, -1), b)
     if kind in ("tri", "banded"):
         lo, up = (1, 1) if kind == "tri" else C.bandwidth(av)
