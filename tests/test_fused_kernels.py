@@ -300,3 +300,74 @@ def test_device_neutral_cholesky_kernels(batch, n, dtype, lower):
     got = ComposedKernels.cho_inverse(CPU, F)
     want = CPU.cho_inverse(F)
     assert np.abs(got - want).max() <= 10 * _tol(dtype) * np.abs(want).max()
+
+
+# -- triangle-restricted products (ops.tri_matmul, ops.split_matmul) -------------------
+
+def _split_reference(lo, up, k):
+    out = 0
+    if lo is not None:
+        out = out + np.tril(np.matmul(*lo), k - 1)
+    if up is not None:
+        out = out + np.triu(np.matmul(*up), k)
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,m,kdim,batch", [(6, 6, 2, ()), (9, 5, 3, (2,)), (5, 9, 4, ()),
+                                            (17, 17, 1, (3,)), (20, 13, 6, (2, 1)),
+                                            (13, 20, 2, ())])
+@pytest.mark.parametrize("k", [-20, -3, -1, 0, 1, 4, 25])
+@pytest.mark.parametrize("blocked", [False, True])
+def test_split_product_every_path(dtype, n, m, kdim, batch, k, blocked, monkeypatch):
+    """Whole product and masked copy, or row blocks (forced with tiny blocks here); each
+    side alone (tril / triu of one product) and both; offsets past either edge."""
+    from linalgad import ops
+    if blocked:
+        monkeypatch.setattr(ops, "TRI_PRODUCT_WORK", 1)
+        monkeypatch.setattr(ops, "TRI_PRODUCT_BLOCK", 2)
+    rng = np.random.default_rng(n * 31 + m + kdim)
+    cplx = np.dtype(dtype).kind == "c"
+
+    def draw(shape):
+        x = rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if cplx else 0)
+        return x.astype(dtype)
+    lo = (draw(batch + (n, kdim)), draw((kdim, m)))
+    up = (draw((n, kdim)), draw(batch + (kdim, m)))
+    tol = _tol(dtype) * 10
+    for a, b in [(lo, None), (None, up), (lo, up)]:
+        got = ops._split_product(a, b, k)
+        want = _split_reference(a, b, k)
+        assert got.shape == want.shape and got.dtype == np.dtype(dtype)
+        assert np.abs(got - want).max() <= tol * max(np.abs(want).max(), 1)
+        # entries outside the kept triangles are exact zeros, not tiny leftovers
+        if b is None:
+            assert not np.triu(got, k).any()
+        if a is None:
+            assert not np.tril(got, k - 1).any()
+    got = ops.tri_matmul(lo[0], lo[1], k=k, lower=True)
+    assert np.allclose(got, np.tril(np.matmul(*lo), k), atol=tol, rtol=tol)
+    got = ops.tri_matmul(up[0], up[1], k=k, lower=False)
+    assert np.allclose(got, np.triu(np.matmul(*up), k), atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("blocked", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_split_and_triangle_products_are_differentiable(blocked, dtype, monkeypatch):
+    """Both primitives to second order (JVP, VJP, finite differences, dot-product test)
+    on both kernel paths; the input shapes broadcast a stack."""
+    from linalgad import ops
+    from linalgad.testing import check_grads
+    if blocked:
+        monkeypatch.setattr(ops, "TRI_PRODUCT_WORK", 1)
+        monkeypatch.setattr(ops, "TRI_PRODUCT_BLOCK", 2)
+    rng = np.random.default_rng(7)
+    cplx = np.dtype(dtype).kind == "c"
+
+    def draw(*shape):
+        x = rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if cplx else 0)
+        return x.astype(dtype)
+    p, q, r, s = draw(2, 5, 3), draw(3, 6), draw(5, 3), draw(2, 3, 6)
+    check_grads(lambda p, q, r, s: ops.split_matmul(p, q, r, s, k=1), (p, q, r, s), order=2)
+    check_grads(lambda p, q: ops.tri_matmul(p, q, k=-1, lower=True), (p, q), order=2)
+    check_grads(lambda r, s: ops.tri_matmul(r, s, k=2, lower=False), (r, s), order=2)

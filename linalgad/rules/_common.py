@@ -167,26 +167,40 @@ def adjoint_rhs(solve_op, x_bar, trans):
     return solve_op(x_bar, 2 if trans == 0 else 0)
 
 
-def solve_cotangent(b_bar, x, trans, project=None):
-    """Ā of op(A) x = b: −b̄ xᴴ, −conj(x) b̄ᵀ, −x b̄ᴴ for op = I, ᵀ, ᴴ.
-
-    The minus sign goes on the smaller factor of the outer product.
-    ``project=(lower, k)``: only tril(·, k) (triu) of it, projected in place.
-    """
+def cotangent_factors(b_bar, x, trans):
+    """(p, q, negate): Ā of op(A) x = b is p q (−p q when ``negate``), the outer
+    product −b̄ xᴴ, −conj(x) b̄ᵀ or −x b̄ᴴ for op = I, ᵀ, ᴴ.  The minus sign goes on the
+    smaller side: the n×k factor when k ≤ n, else the n×n product."""
     n, k = ops._shape(x)[-2:]
-    nb = -b_bar if k <= n else b_bar
-    if project is None:
-        mm = ops.matmul
-    else:
-        def mm(p, q):
-            return ops.tri_matmul(p, q, k=project[1], lower=project[0])
+    negate = k > n
+    nb = b_bar if negate else -b_bar
     if trans == 0:
-        G = mm(nb, ops.mH(x))
-    elif trans == 2:
-        G = mm(x, ops.mH(nb))
+        return nb, ops.mH(x), negate
+    if trans == 2:
+        return x, ops.mH(nb), negate
+    return ops.conj(x), ops.mT(nb), negate
+
+
+def solve_cotangent(b_bar, x, trans, project=None):
+    """Ā of op(A) x = b (cotangent_factors' product).
+
+    ``project=(lower, k)``: only tril(·, k) (triu) of it, by ops.tri_matmul.
+    """
+    p, q, negate = cotangent_factors(b_bar, x, trans)
+    if project is None:
+        G = ops.matmul(p, q)
     else:
-        G = mm(ops.conj(x), ops.mT(nb))
-    return -G if k > n else G
+        G = ops.tri_matmul(p, q, k=project[1], lower=project[0])
+    return -G if negate else G
+
+
+def split_cotangent(lower, upper, trans):
+    """tril(Ā₁, −1) + triu(Ā₂) in one array, Ā₁ and Ā₂ the solve cotangents of the
+    (b̄, x) pairs ``lower`` and ``upper`` (the two triangles of one packed LU factor)."""
+    p, q, negate = cotangent_factors(*lower, trans)
+    r, s, _ = cotangent_factors(*upper, trans)
+    G = ops.split_matmul(p, q, r, s, k=0)
+    return -G if negate else G
 
 
 def per_matrix_scalar(x):

@@ -279,8 +279,7 @@ def lusolve_vjp(x_bar, needs, x, y, lu, b, *, perm, trans):
         lu_bar = None
         if needs[0]:
             yv = _stored_or_traced(y, lu, b, perm, trans)
-            lu_bar = (C.solve_cotangent(v, yv, 0, project=(True, -1))
-                      + C.solve_cotangent(u, x, 0, project=(False, 0)))
+            lu_bar = C.split_cotangent((v, yv), (u, x), 0)
     else:
         z_bar = C.gather_rows(x_bar, perm)
         w = C.adjoint_rhs(lambda rhs, t: triangular_solve(
@@ -292,8 +291,7 @@ def lusolve_vjp(x_bar, needs, x, y, lu, b, *, perm, trans):
         if needs[0]:
             yv = _stored_or_traced(y, lu, b, perm, trans)
             z = C.gather_rows(x, perm)
-            lu_bar = (C.solve_cotangent(w, z, trans, project=(True, -1))
-                      + C.solve_cotangent(s, yv, trans, project=(False, 0)))
+            lu_bar = C.split_cotangent((w, z), (s, yv), trans)
     return (ops.fit(lu_bar, lu) if lu_bar is not None else None,
             ops.fit(b_bar, b) if b_bar is not None else None)
 
