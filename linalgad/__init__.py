@@ -16,6 +16,8 @@ gradients use the convention X̄ = ∂L/∂Re X + i ∂L/∂Im X.
 """
 
 from . import _array_methods  # noqa: F401  (makes traced values array-like)
+from . import _memory
+from ._memory import keep_freed_memory
 from . import linalg, testing
 from .rules._spectral import GaugeWarning
 from .ops import (abs, absolute, add, amax, amin, astype, broadcast_to, concatenate, conj,
@@ -32,9 +34,12 @@ from .transforms import (checkpoint, debug_nans, grad, hvp, jacfwd, jacrev, jvp,
 
 __version__ = "0.1.0"
 
+_memory.configure_from_environment()   # keep freed heap memory for reuse (see _memory)
+
 __all__ = [
     "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "hvp", "checkpoint",
-    "stop_gradient", "debug_nans", "linalg", "testing", "Tracer", "GaugeWarning",
+    "stop_gradient", "debug_nans", "keep_freed_memory", "linalg", "testing", "Tracer",
+    "GaugeWarning",
     "abs", "absolute", "add", "amax", "amin", "astype", "broadcast_to", "concatenate", "conj",
     "conjugate", "cos", "cosh", "diag", "diagonal", "divide", "dot", "einsum", "exp",
     "expand_dims", "expm1", "imag", "inner", "log", "log1p", "matmul", "matrix_transpose",
