@@ -312,26 +312,26 @@ def refs_eigvals(case, batched):
 # --- linalgad, through its public API only ----------------------------------------------
 def linalgad_losses(lad, la):
     def eigh(A, c):
-        w, V = la.eigh(A)
+        w, V = la.eigh(A, check_finite=False)
         return lad.sum(c["c"] * w) + lad.sum(c["W"] * ((V * c["g"]) @ lad.mT(V)))
 
     def eigvalsh(A, c):
-        return lad.sum(c["c"] * la.eigvalsh(A))
+        return lad.sum(c["c"] * la.eigvalsh(A, check_finite=False))
 
     def svd(A, c):
-        U, s, Vh = la.svd(A, full_matrices=False)
+        U, s, Vh = la.svd(A, full_matrices=False, check_finite=False)
         return lad.sum(c["c"] * s) + lad.sum(c["W"] * ((U * c["g"]) @ Vh))
 
     def svdvals(A, c):
-        return lad.sum(c["c"] * la.svdvals(A))
+        return lad.sum(c["c"] * la.svdvals(A, check_finite=False))
 
     def eig(A, c):
-        w, V = la.eig(A)
+        w, V = la.eig(A, check_finite=False)
         return (lad.real(lad.sum(c["c"] * w))
                 + lad.sum(c["W"] * (lad.real(V) ** 2 + lad.imag(V) ** 2)))
 
     def eigvals(A, c):
-        return lad.real(lad.sum(c["c"] * la.eigvals(A)))
+        return lad.real(lad.sum(c["c"] * la.eigvals(A, check_finite=False)))
 
     return dict(eigh=eigh, eigvalsh=eigvalsh, svd=svd, svdvals=svdvals, eig=eig,
                 eigvals=eigvals)
@@ -634,7 +634,7 @@ def main(argv=None):
         "eigvalsh or scipy eigh(eigvals_only, 'evd'); svd: numpy svd (gesdd) or scipy svd "
         "gesdd, both thin; svdvals: numpy svd(compute_uv=False) or scipy svdvals; eig, "
         "eigvals: numpy or scipy eig, eigvals; check_finite=False; SciPy only for single "
-        "matrices). "
+        "matrices); linalgad is called with check_finite=False too. "
         "JAX's eig loss uses jax.lax.linalg.eig(enable_eigvec_derivs=True) "
         "(jnp.linalg.eig refuses eigenvector derivatives). Every library gets the same "
         "C-ordered inputs (converted once to its own array type). Median of repeats after "

@@ -380,6 +380,11 @@ def test_bad_arguments_raise_clear_errors():
         la.solve_triangular(np.diag([1., 0., 1.]), np.ones(3))
     with pytest.raises(ValueError, match="inv: a contains infs or NaNs"):
         la.inv(np.full((2, 2), np.nan))
+    with pytest.raises(ValueError, match=r"slogdet: a contains infs or NaNs \(matrix \(1,\)"):
+        la.slogdet(np.stack([np.eye(2), np.full((2, 2), np.inf)]))
+    # check_finite=False: no scan, IEEE propagation (as SciPy's check_finite=False)
+    sign, logabs = la.slogdet(np.full((2, 2), np.nan), check_finite=False)
+    assert np.isnan(logabs)
 
 
 @pytest.mark.parametrize("fn", [la.inv, la.det, lambda a: la.slogdet(a)[1], la.cholesky,

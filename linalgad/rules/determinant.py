@@ -209,11 +209,12 @@ def det(a, overwrite_a=False, check_finite=True):
     return _det(C.prepare(op, a, check_finite))
 
 
-def slogdet(a):
+def slogdet(a, *, check_finite=True):
     """Sign and natural log of |det(a)|, differentiable: ``(sign, logabsdet)``.
 
     numpy.linalg.slogdet: ``a`` is (..., n, n); ``sign`` has a's dtype (a unit
     complex number for complex input, ±1 for real), ``logabsdet`` is real.
+    ``check_finite=False`` skips the input scan for infs/NaNs (as in SciPy's functions).
     A singular matrix gives (0, -inf), as NumPy.  The backward pass reuses the
     forward LU factors (getri), it does not factor again.  Real input: sign is
     piecewise constant, its cotangent is ignored.
@@ -222,7 +223,7 @@ def slogdet(a):
     log|det| is infinite and the derivative passes raise LinAlgError).
     """
     op = "slogdet"
-    sign, logabs = _slogdet(C.prepare(op, a))
+    sign, logabs = _slogdet(C.prepare(op, a, check_finite))
     return SlogdetResult(sign, logabs)
 
 
