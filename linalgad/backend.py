@@ -696,8 +696,10 @@ class CPUKernels(ComposedKernels):
         packed factor (trmm with the unit lower triangle and with the upper one, two
         trsm: 4n³ flops where general products take 6n³), then Ā[perm] = M̄."""
         n = lu.shape[-1]
-        if lu.ndim != 2 or lu.shape[0] != n:
+        if lu.shape[-2] != n:
             return None
+        if lu.ndim > 2:
+            return self._lu_cotangent_stack(lu, lu_bar, perm) if n <= BLOCKED_TRI_N else None
         dtype = np.result_type(lu.dtype, lu_bar.dtype)
         if not np.diagonal(lu).all():
             return None          # singular U: the composed form's solves raise, naming it
@@ -736,6 +738,34 @@ class CPUKernels(ComposedKernels):
         out = np.empty((n, n), dtype=dtype)
         out[perm] = X
         return out
+
+    def _lu_cotangent_stack(self, lu, lu_bar, perm):
+        """A stack of square factors (n <= BLOCKED_TRI_N): the same map with every step
+        batched — X̄ = tril(Lᴴ L̄, −1) + triu(Ū Uᴴ) as one split product, the two
+        triangular solves of the stack table (substitution, or blocks), one scatter of
+        the rows — instead of some twenty recorded operations over the whole stack."""
+        from .ops import _split_product, _tri_mask
+        n = lu.shape[-1]
+        if not np.diagonal(lu, 0, -2, -1).all():
+            return None          # singular U: the composed form's solves raise, naming it
+        dtype = np.result_type(lu.dtype, lu_bar.dtype)
+        lu = lu.astype(dtype, copy=False)
+        strict, upper = _tri_mask(n, n, -1, True), _tri_mask(n, n, 0, False)
+        L = np.where(strict, lu, np.eye(n, dtype=dtype))               # unit lower
+        U = np.where(upper, lu, np.zeros((), dtype=dtype))
+        g = lu_bar.astype(dtype, copy=False)
+        Lb = np.where(strict, g, np.zeros((), dtype=dtype))
+        Ub = np.where(upper, g, np.zeros((), dtype=dtype))
+        X = _split_product((_mH(np, L), Lb), (Ub, _mH(np, U)), 0)
+        Y = self.solve_triangular(lu, X, lower=True, trans=2, unit_diagonal=True,
+                                  op="lu_factor")                       # L⁻ᴴ X̄
+        M = _mH(np, self.solve_triangular(lu, _mH(np, Y), lower=False, op="lu_factor"))
+        B = M.size // (n * n)                                           # Ā[perm] = M̄:
+        rows = (np.broadcast_to(perm, M.shape[:-1]).reshape(B, n)        # one scatter of
+                + n * np.arange(B)[:, None]).reshape(-1)                # rows of a 2-D view
+        out = np.empty((B * n, n), dtype=dtype)
+        out[rows] = M.reshape(B * n, n)
+        return out.reshape(M.shape)
 
     def qr_cotangent(self, Q, R, Q_bar, R_bar):
         """One matrix: Ā = (Q̄ + Q copyltu(M)) R⁻ᴴ, M = R R̄ᴴ − Q̄ᴴ Q, with BLAS — trmm for

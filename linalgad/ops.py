@@ -886,6 +886,38 @@ def getitem(x, idx):
     return _getitem(x, idx=idx)
 
 
+def _permute_rows_impl(x, perm):
+    xp = _xp(x)
+    m = x.shape[-2]
+    if perm.ndim == 1:
+        return xp.take(x, perm, axis=-2)
+    batch = np.broadcast_shapes(x.shape[:-2], perm.shape[:-1])
+    B = int(np.prod(batch))
+    x = xp.broadcast_to(x, batch + x.shape[-2:]).reshape((B * m,) + x.shape[-1:])
+    rows = (xp.broadcast_to(perm, batch + (m,)).reshape(B, m)
+            + m * xp.arange(B, dtype=perm.dtype)[:, None]).reshape(-1)
+    # take along the first axis of a 2-D view: 10× faster than x[rows, perm] on NumPy
+    return xp.take(x, rows, axis=0).reshape(batch + (m,) + x.shape[-1:])
+
+
+def _permute_rows_vjp(g, needs, out, res, x, perm):
+    return (fit(permute_rows(g, _xp(perm).argsort(perm, axis=-1)), x),)
+
+
+def _permute_rows_jvp(t, out, res, x, perm):
+    r = permute_rows(t[0], perm)
+    return broadcast_to(r, _shape(out)) if _shape(r) != _shape(out) else r
+
+
+_permute_rows = _prim("permute_rows", _permute_rows_impl, _permute_rows_vjp, _permute_rows_jvp)
+
+
+def permute_rows(x, perm):
+    """x[..., perm, :] for a permutation perm (..., m) of x's m rows, stacks broadcast:
+    a gather whose reverse is the gather by the inverse permutation (no scatter-add)."""
+    return _permute_rows(x, perm=perm)
+
+
 # diagonals ---------------------------------------------------------------------
 
 def _diagonal_impl(x, offset, axis1, axis2):

@@ -125,15 +125,19 @@ def test_blocked_stack_triangular_solve(dtype, lower, trans, unit):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n", [1, 2, 7, 70])
-def test_lu_cotangent_kernel_matches_composed(n, dtype):
+@pytest.mark.parametrize("batch,n", [((), 1), ((), 2), ((), 7), ((), 70), ((3,), 1),
+                                     ((2, 3), 4), ((5,), 8), ((4,), 9), ((2,), 33)])
+def test_lu_cotangent_kernel_matches_composed(batch, n, dtype):
+    """One matrix (BLAS on the packed factor) and stacks (batched steps; substitution
+    up to SMALL_N, blocks above)."""
     from linalgad.rules import lu as LU
 
-    rng = np.random.default_rng(n)
-    A = rng.standard_normal((n, n)) + (1j * rng.standard_normal((n, n))
-                                       if np.dtype(dtype).kind == "c" else 0)
+    rng = np.random.default_rng(n + len(batch))
+    shape = batch + (n, n)
+    A = rng.standard_normal(shape) + (1j * rng.standard_normal(shape)
+                                      if np.dtype(dtype).kind == "c" else 0)
     lu_, perm, _ = CPU.lu_packed(A.astype(dtype))
-    g = rng.standard_normal((n, n)).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
     want = LU._cotangent_composed(lu_, g, perm=perm)
     got = CPU.lu_cotangent(lu_, g, perm)
     assert got.dtype == np.dtype(dtype)
@@ -142,7 +146,7 @@ def test_lu_cotangent_kernel_matches_composed(n, dtype):
 
 def test_lu_cotangent_kernel_declines_what_it_does_not_fuse():
     rng = np.random.default_rng(0)
-    for shape in [(3, 4, 4), (5, 3), (3, 5)]:
+    for shape in [(2, 130, 130), (5, 3), (3, 5), (2, 5, 3)]:
         lu_, perm, _ = CPU.lu_packed(rng.standard_normal(shape))
         assert CPU.lu_cotangent(lu_, np.ones(shape), perm) is None
     from scipy.linalg import LinAlgWarning
@@ -150,6 +154,9 @@ def test_lu_cotangent_kernel_declines_what_it_does_not_fuse():
     with pytest.warns(LinAlgWarning, match="singular"):
         lu_, perm, _ = CPU.lu_packed(np.array([[1.0, 2.0], [2.0, 4.0]]))     # U₂₂ = 0
     assert CPU.lu_cotangent(lu_, np.ones((2, 2)), perm) is None
+    with pytest.warns(LinAlgWarning, match="singular"):
+        lu_, perm, _ = CPU.lu_packed(np.array([np.eye(2), [[1.0, 2.0], [2.0, 4.0]]]))
+    assert CPU.lu_cotangent(lu_, np.ones((2, 2, 2)), perm) is None
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

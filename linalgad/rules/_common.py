@@ -298,21 +298,10 @@ def band(a, lower, upper):
 
 # -- row permutations ---------------------------------------------------------------------
 
-def gather_rows(X, idx):
-    """X[..., idx, :] with idx (..., m) batched like X, differentiable in X."""
-    shape = ops._shape(X)
-    idx_batch = idx.shape[:-1]
-    if not idx_batch:
-        return ops.getitem(X, (Ellipsis, idx, slice(None)))
-    batch = np.broadcast_shapes(shape[:-2], idx_batch)
-    X = ops.broadcast_to(X, batch + shape[-2:]) if shape[:-2] != batch else X
-    xp = namespace_of(idx)
-    idx = xp.broadcast_to(idx, batch + idx.shape[-1:])
-    B = int(np.prod(batch))
-    flat = ops.reshape(X, (B,) + shape[-2:])
-    rows = xp.arange(B)[:, None]
-    out = ops.getitem(flat, (rows, idx.reshape(B, -1)))
-    return ops.reshape(out, batch + (idx.shape[-1], shape[-1]))
+def gather_rows(X, perm):
+    """X[..., perm, :] for a permutation perm (..., m) of X's rows, batched like X,
+    differentiable in X (ops.permute_rows)."""
+    return ops.permute_rows(X, perm)
 
 
 def inverse_permutation(perm):
