@@ -34,6 +34,7 @@ __all__ = [
     "diag", "trace", "tril", "triu", "concatenate", "stack", "real", "imag",
     "conj", "conjugate", "outer", "dot", "vdot", "inner", "einsum", "norm",
     "zeros_like", "ones_like", "astype", "fit", "unbroadcast", "asarray_value",
+    "permute_rows", "tri_matmul", "split_matmul",
 ]
 
 

@@ -242,6 +242,22 @@ for name in ("tril", "triu"):
     case(f"{name}-k-pos", lambda x, f=f: f(x, 1), A(3, 5))
     case(f"{name}-k-neg-batched", lambda x, f=f: f(x, -1), A(2, 4, 3))
 
+# row permutations (a permutation per matrix of a stack; x broadcast against it)
+PERMS = np.array([[2, 0, 1], [1, 2, 0]])
+case("permute_rows", lambda x: ops.permute_rows(x, PERMS), A(2, 3, 4), f32=True)
+case("permute_rows-broadcast", lambda x: ops.permute_rows(x, PERMS), A(3, 2),
+     ops=("permute_rows",))
+case("permute_rows-one", lambda x: ops.permute_rows(x, PERMS[1]), A(2, 3, 2),
+     ops=("permute_rows",))
+
+# triangle-restricted products (the cotangents of triangular factors); the row-block
+# path is exercised in test_fused_kernels.py
+case("tri_matmul", lambda a, b: ops.tri_matmul(a, b, k=-1), A(2, 4, 3), A(3, 5))
+case("tri_matmul-upper", lambda a, b: ops.tri_matmul(a, b, k=1, lower=False), A(4, 2), A(2, 4),
+     ops=("tri_matmul",))
+case("split_matmul", lambda p, q, r, s: ops.split_matmul(p, q, r, s, k=0),
+     A(4, 2), A(2, 3), A(2, 4, 2), A(2, 3))
+
 # joining
 case("concatenate", lambda x, y: lad.concatenate([x, y]), A(2, 3), A(4, 3), f32=True)
 case("concatenate-neg-axis", lambda x, y: lad.concatenate((x, y), axis=-1), A(2, 3, 1), A(2, 3, 2))
