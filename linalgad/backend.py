@@ -42,6 +42,10 @@ BLOCKED_TRI_N = 128
 # From this size on, the Cholesky cotangent's L⁻ᴴ S L⁻¹ is one sygst/hegst call (below
 # it the blocked LAPACK routine's unblocked steps make it slower than two solves).
 SANDWICH_GST_N = 256
+# Stacks of at least JACOBI_MIN_BATCH[n] real symmetric matrices of order n <= JACOBI_N:
+# eigh by vectorised Jacobi rotations (below, NumPy's per-matrix LAPACK call is faster).
+JACOBI_N = 4
+JACOBI_MIN_BATCH = {2: 3000, 3: 1000, 4: 3000}
 # from this order on, the eigenvalue-only backward of eigh (V diag(w̄) Vᵀ) is a syrk:
 # 0.38 vs 0.67 ms at n = 256, 20 vs 43 ms at 1024; at 64 the general product is faster
 SYRK_N = 128
@@ -884,6 +888,10 @@ class CPUKernels(ComposedKernels):
                       A, op, "SVD did not converge")
 
     def eigh(self, A, lower=True, op="eigh"):
+        n = A.shape[-1]
+        if A.ndim > 2 and A.dtype.kind == "f" and 2 <= n <= JACOBI_N and \
+                A.size // (n * n) >= JACOBI_MIN_BATCH[n] and _all_finite(A):
+            return _jacobi_eigh(A, lower)
         return _named(lambda a: np.linalg.eigh(a, UPLO="L" if lower else "U"), A, op,
                       "eigenvalues did not converge")
 
@@ -1401,6 +1409,64 @@ def _vector_lu_solve(F, b, trans):
     x = np.empty((B * n, k), dtype=dtype)
     x[rows] = np.moveaxis(y, -1, 0).reshape(B * n, k)                  # x = Pᵀ y
     return x.reshape(b.shape[:-2] + (n, k))
+
+
+def _jacobi_eigh(A, lower):
+    """(w, V) of a large stack of tiny real symmetric matrices (n <= JACOBI_N), read from
+    one triangle, by cyclic Jacobi rotations vectorised across the stack (batch-last, every
+    step one NumPy operation over all matrices): 1.25–1.8× faster than NumPy's per-matrix
+    LAPACK call for 10,000 matrices of order 2–4.  Each matrix is scaled by its largest
+    entry; sweeps stop when the off-diagonal part is below eps·‖A‖ in every matrix (2–5
+    sweeps: Jacobi converges quadratically, clusters included), at most 30.  Eigenvalues
+    ascending, as LAPACK's; backward stable like it (Demmel–Veselić: more accurate for
+    graded matrices).  Computed in double precision for float32 input too."""
+    shape = A.shape
+    n = shape[-1]
+    dtype = np.dtype(np.float64)          # float32 too: rotations accumulate rounding, so
+    B = A.size // (n * n)                 # they run in double and the result is rounded once
+    S = full_from_triangle(np, A.reshape(B, n, n).astype(dtype, copy=False), lower)
+    m = np.abs(S).max(axis=(-2, -1))
+    m[m == 0] = 1
+    a = np.moveaxis(S / m[:, None, None], 0, -1).copy()          # (n, n, B), |a| <= 1
+    v = np.zeros((n, n, B), dtype)
+    for i in range(n):
+        v[i, i] = 1
+    norm2 = np.einsum("ijb,ijb->b", a, a)
+    tol = np.finfo(dtype).eps ** 2 * norm2
+    t1, t2 = np.empty((n, B), dtype), np.empty((n, B), dtype)
+
+    def rotate(xp, xq, c, s):
+        """(xp, xq) <- (c xp − s xq, s xp + c xq), in place."""
+        np.multiply(s, xp, out=t1)
+        np.multiply(c, xp, out=t2)
+        np.subtract(t2, s * xq, out=t2)
+        np.multiply(xq, c, out=xq)
+        np.add(xq, t1, out=xq)
+        xp[...] = t2
+
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for sweep in range(30):
+            for p in range(n - 1):
+                for q in range(p + 1, n):
+                    apq = a[p, q]
+                    tau = (a[q, q] - a[p, p]) / (2 * apq)       # ±inf or nan where apq = 0
+                    t = np.copysign(1 / (np.abs(tau) + np.hypot(1, tau)), tau)
+                    t[apq == 0] = 0
+                    c = 1 / np.sqrt(1 + t * t)
+                    s = t * c
+                    rotate(a[p], a[q], c, s)                  # rows, then columns
+                    rotate(a[:, p], a[:, q], c, s)
+                    rotate(v[:, p], v[:, q], c, s)
+            iu = np.triu_indices(n, 1)                       # the off-diagonal part,
+            off = 2 * np.einsum("kb,kb->b", a[iu], a[iu])    # summed directly (not as a
+            if bool(np.all(off <= tol)):                     # difference: it cancels)
+                break
+    w = np.diagonal(a, 0, 0, 1)                                  # (B, n)
+    order = np.argsort(w, axis=-1)
+    w = np.take_along_axis(w, order, -1) * m[:, None]
+    V = np.take_along_axis(np.moveaxis(v, -1, 0), order[:, None, :], -1)
+    return (w.reshape(shape[:-1]).astype(A.dtype, copy=False),
+            np.ascontiguousarray(V, dtype=A.dtype).reshape(shape))
 
 
 def check_diagonal(d, batch, op, what="triangular matrix"):

@@ -378,3 +378,77 @@ def test_split_and_triangle_products_are_differentiable(blocked, dtype, monkeypa
     check_grads(lambda p, q, r, s: ops.split_matmul(p, q, r, s, k=1), (p, q, r, s), order=2)
     check_grads(lambda p, q: ops.tri_matmul(p, q, k=-1, lower=True), (p, q), order=2)
     check_grads(lambda r, s: ops.tri_matmul(r, s, k=2, lower=False), (r, s), order=2)
+
+
+# -- eigh of large stacks of tiny real symmetric matrices (vectorised Jacobi) ---------
+
+def _jacobi_cases(rng, n, big=1e150):
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    special = [np.zeros((n, n)), np.eye(n), np.diag(np.arange(n, 0, -1.0)),
+               Q @ np.diag([1.0] * (n - 1) + [2.0]) @ Q.T,                 # a cluster
+               Q @ np.diag(np.geomspace(1e-12, 1, n)) @ Q.T,              # graded
+               big * (Q @ np.diag(np.linspace(-1, 1, n)) @ Q.T),           # huge
+               (1 / big) * (Q @ np.diag(np.linspace(-1, 1, n)) @ Q.T)]     # tiny
+    X = rng.standard_normal((41, n, n))
+    return np.concatenate([np.stack(special), X + np.swapaxes(X, -1, -2)])
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("lower", [True, False])
+def test_jacobi_eigh_matches_lapack(n, dtype, lower):
+    """Eigenvalues ascending and equal to LAPACK's to a few eps·‖A‖, V orthogonal, A = V W Vᵀ
+    rebuilt from the triangle read (junk in the other one), on clusters, graded, zero and
+    extreme-scale matrices; float32 rounds a double-precision result."""
+    rng = np.random.default_rng(n)
+    S = _jacobi_cases(rng, n, big=1e150 if dtype == np.float64 else 1e15)
+    junk = rng.standard_normal(S.shape)
+    A = np.where(np.tri(n, dtype=bool) if lower else np.tri(n, dtype=bool).T, S, junk)
+    A = A.astype(dtype).reshape((2, -1, n, n))                       # a 2-D batch
+    w, V = backend._jacobi_eigh(A, lower)
+    assert w.dtype == V.dtype == np.dtype(dtype) and w.shape == A.shape[:-1]
+    w_ref = np.linalg.eigvalsh(A, UPLO="L" if lower else "U")
+    S = S.astype(dtype).astype(np.float64).reshape(A.shape)
+    scale = np.abs(S).max(axis=(-2, -1))[..., None] + 1e-300
+    eps = np.finfo(dtype).eps
+    assert np.all(np.diff(w, axis=-1) >= 0)
+    assert (np.abs(w - w_ref) / scale).max() <= 50 * eps
+    V64, w64 = V.astype(np.float64), w.astype(np.float64)
+    rebuilt = V64 @ (w64[..., None] * np.swapaxes(V64, -1, -2))
+    assert (np.abs(rebuilt - S).max(axis=-1) / scale).max() <= 60 * eps
+    assert np.abs(np.swapaxes(V64, -1, -2) @ V64 - np.eye(n)).max() <= 20 * eps
+
+
+def test_jacobi_eigh_is_taken_by_shape_and_gradients_through_it(monkeypatch):
+    """CPU.eigh takes the Jacobi kernel for large real stacks of order <= 4 only, and the
+    rule's derivatives (to second order) are right through it; non-finite input falls back
+    to LAPACK, whose error names the matrix."""
+    from linalgad.testing import check_grads
+    calls = []
+    real = backend._jacobi_eigh
+    monkeypatch.setattr(backend, "_jacobi_eigh", lambda A, lower: calls.append(A.shape)
+                        or real(A, lower))
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((backend.JACOBI_MIN_BATCH[3], 3, 3))
+    CPU.eigh(X)
+    CPU.eigh(X[:10])                                        # small stack: LAPACK
+    CPU.eigh(X.astype(np.complex128))                       # complex: LAPACK
+    CPU.eigh(np.zeros((5000, 5, 5)))                        # order 5: LAPACK
+    assert calls == [X.shape]
+    monkeypatch.setattr(backend, "JACOBI_MIN_BATCH", {2: 1, 3: 1, 4: 1})
+    A = rng.standard_normal((3, 4, 4))
+    A = A + np.swapaxes(A, -1, -2)
+    calls.clear()
+    check_grads(lambda A: la.eigh(A)[0], (A,), order=2)
+    check_grads(lambda A: la.eigh(A, UPLO="U")[1] @ np.diag([1.0, 2.0, 3.0, 4.0])
+                @ lad_mT(la.eigh(A, UPLO="U")[1]), (A,), order=1)
+    assert calls                                            # the kernel ran
+    bad = A.copy()
+    bad[1, 0, 0] = np.nan
+    with pytest.raises(np.linalg.LinAlgError, match=r"eigh: .*\(matrix \(1,\)"):
+        la.eigh(bad, check_finite=False)
+
+
+def lad_mT(x):
+    import linalgad as lad
+    return lad.mT(x)
