@@ -429,11 +429,20 @@ class ComposedKernels:
             return _fold_triangle(xp, X, lower, out=X)
         return triangle_cotangent(xp, X, lower)                       # not Hermitian
 
-    def cho_inverse(self, F):
-        """A⁻¹ from the Cholesky factors of A (the full Hermitian matrix)."""
+    def cho_inverse(self, F, full=True):
+        """A⁻¹ from the Cholesky factors of A (the full Hermitian matrix; with
+        ``full=False`` only the factor's triangle of it need be valid)."""
         n = F.shape[-1]
         return self.cho_solve(F, self.xp.broadcast_to(
             self.xp.eye(n, dtype=F.data.dtype), F.shape))
+
+    def logdet_cotangent(self, F, l_bar):
+        """Ā of logdet on the triangle read, ℓ̄ (2 tril(A⁻¹, −1) + Re diag A⁻¹), from the
+        factor (cholesky.md): one fold of the inverse's triangle, scaled per matrix."""
+        X = self.cho_inverse(F, full=False)
+        X = _fold_triangle(self.xp, X, F.lower, out=X)
+        X *= l_bar[..., None, None]
+        return X
 
     def cho_solve(self, F, b):
         """A x = b with A = L Lᴴ (or Uᴴ U): two triangular solves with the stored factor."""
@@ -670,14 +679,20 @@ class CPUKernels(ComposedKernels):
         Ah = np.matmul(Ah, Li, out=S)
         return _fold_triangle(np, Ah, lower, out=Ah)
 
-    def cho_inverse(self, F):
+    def cho_inverse(self, F, full=True):
         """A⁻¹ = L⁻ᴴ L⁻¹ from the factor: LAPACK potri for one matrix (a third of the work
-        of solving with the identity); a stack of small matrices through the vectorised
+        of solving with the identity; ``full=False`` returns its triangle as potri leaves
+        it, the other one unspecified); a stack of small matrices through the vectorised
         triangular inverse and one batched product."""
         c, lower = F.data, F.lower
         n = c.shape[-1]
         if c.ndim > 2 and n <= SMALL_N:
             return super().cho_inverse(F)
+        if c.ndim == 2 and not full:
+            inv, info = _lapack_fn("potri", c.dtype)(c, lower=lower)
+            if info != 0:
+                raise LinAlgError(f"cholesky inverse: LAPACK potri returned {info}")
+            return inv
         if c.ndim == 2 or n > BLOCKED_TRI_N:
             potri = _lapack_fn("potri", c.dtype)
             flat = c.reshape(-1, n, n)

@@ -243,10 +243,26 @@ def _inverse_pd(A, F, lower):
     return _inverse_from_factor(full, F=F)
 
 
+def _logdet_cotangent_composed(A, l_bar, *, F, lower):
+    """Ā_h = ℓ̄ A⁻¹, projected onto the triangle read: the definition (differentiable)."""
+    Ah = _inverse_pd(A, F, lower) * C.per_matrix_scalar(l_bar)
+    return C.triangle_cotangent(Ah, lower, _hermitian(ops._value(A).dtype))
+
+
+def _logdet_cotangent_kernel(A, l_bar, *, F, lower):
+    return kernels_for(A).logdet_cotangent(F, l_bar)
+
+
+# At first order one kernel call: potri's triangle of A⁻¹, folded and scaled in place
+# (the full inverse, its mirror and the triangle projection of the composed form are
+# never formed).
+_logdet_cotangent = transforms.fused("logdet_cotangent", _logdet_cotangent_kernel,
+                                     _logdet_cotangent_composed)
+
+
 def logdet_vjp(l_bar, needs, l, F, A, *, lower=True):
     """Ā_h = ℓ̄ A⁻¹, projected onto the triangle read."""
-    Ah = _inverse_pd(A, F, lower) * C.per_matrix_scalar(l_bar)
-    return (ops.fit(C.triangle_cotangent(Ah, lower, _hermitian(ops._value(A).dtype)), A),)
+    return (ops.fit(_logdet_cotangent(A, l_bar, F=F, lower=lower), A),)
 
 
 def logdet_jvp(tangents, l, F, A, *, lower=True):
