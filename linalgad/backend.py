@@ -640,6 +640,12 @@ class CPUKernels(ComposedKernels):
         t = 1 if trans == 0 else 0
         if conj:
             b = np.conj(b)
+        if not batch and A.dtype == dtype:     # one matrix: LAPACK's own result, no copy
+            x, info = trtrs(A.T, b, lower=not lower, trans=t, unitdiag=unit_diagonal)
+            if info > 0:
+                raise LinAlgError(f"{op}: triangular matrix is singular (diagonal entry "
+                                  f"{info - 1} is zero)")
+            return np.conj(x) if conj else x
         flat_a = A.reshape((-1, n, n)).astype(dtype, copy=False)
         flat_b = b.reshape((-1, n, k))
         out = np.empty(flat_b.shape, dtype=dtype)
