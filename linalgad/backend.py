@@ -436,6 +436,10 @@ class ComposedKernels:
         return self.cho_solve(F, self.xp.broadcast_to(
             self.xp.eye(n, dtype=F.data.dtype), F.shape))
 
+    def lu_inverse_h(self, F, scale):
+        """scale · A⁻ᴴ (scale (...) per matrix) from A's LU factors: slogdet's cotangent."""
+        return _mH(self.xp, self.lu_inverse(F)) * self.xp.asarray(scale)[..., None, None]
+
     def logdet_cotangent(self, F, l_bar):
         """Ā of logdet on the triangle read, ℓ̄ (2 tril(A⁻¹, −1) + Re diag A⁻¹), from the
         factor (cholesky.md): one fold of the inverse's triangle, scaled per matrix."""
@@ -570,6 +574,20 @@ class CPUKernels(ComposedKernels):
             inv_t, info = getri(lu, piv, lwork=lwork)
             out[i] = inv_t.T          # the factors are of Aᵀ: getri gives A⁻ᵀ
         return out.reshape(F.shape)
+
+    def lu_inverse_h(self, F, scale):
+        """scale · A⁻ᴴ from the factors.  One matrix: the factors are of Aᵀ, so getri
+        returns A⁻ᵀ, which is A⁻ᴴ (conjugated), scaled in place with no transpose at all.
+        Stacks: the inverse, then one vectorised pass (per-matrix steps cost more there)."""
+        if F.kind == "vector" or isinstance(F.data, list):
+            return super().lu_inverse_h(F, scale)
+        scale = np.asarray(scale)
+        getri = _lapack_fn("getri", F.data.dtype)
+        inv_t, info = getri(F.data, F.piv, lwork=_getri_lwork(F.data.dtype, F.shape[-1]))
+        if inv_t.dtype.kind == "c":
+            np.conjugate(inv_t, out=inv_t)
+        dtype = np.result_type(inv_t.dtype, scale.dtype)
+        return np.multiply(inv_t, scale, out=inv_t if inv_t.dtype == dtype else None)
 
     def inv(self, A, op="inv"):
         if not A.shape[:-2]:
