@@ -845,8 +845,11 @@ class CPUKernels(ComposedKernels):
         dtype = C.dtype
         # X = Lᴴ L̄: lower, L = C, trmm with op(C) = Cᴴ; upper, Lᴴ L̄ = C C̄ᴴ, op = none
         trmm = _blas_fn("trmm", dtype)
-        if lower:
-            X = trmm(1.0, C, C_bar, side=0, lower=1, trans_a=2 if dtype.kind == "c" else 1)
+        if dtype.kind == "f":       # the factor as its free Fortran view Cᵀ (no copy)
+            X = (trmm(1.0, C.T, C_bar, side=0, lower=0, trans_a=0) if lower      # Lᵀ L̄
+                 else trmm(1.0, C.T, C_bar.T, side=0, lower=1, trans_a=1))       # U C̄ᵀ
+        elif lower:
+            X = trmm(1.0, C, C_bar, side=0, lower=1, trans_a=2)
         else:
             X = trmm(1.0, C, _mH(np, C_bar), side=0, lower=0, trans_a=0)
         S = _chol_sandwich_rhs(np, X)
@@ -860,6 +863,17 @@ class CPUKernels(ComposedKernels):
             if info != 0:
                 raise LinAlgError(f"cholesky: LAPACK sygst/hegst returned {info}")
             return _fold_triangle(np, R[::-1, ::-1], lower)
+        if dtype.kind == "f":
+            # real: two BLAS trsm on the free Fortran view Cᵀ, the second from the right,
+            # S passed as Sᵀ (= S): no copies, no transposes (44 → 36 µs at n = 64)
+            trsm = _blas_fn("trsm", dtype)
+            if lower:           # Z = L⁻ᵀ S (Cᵀ = Lᵀ upper), Ā_h = Z L⁻¹
+                Z = trsm(1.0, C.T, S.T, side=0, lower=0, trans_a=0)
+                Ah = trsm(1.0, C.T, Z, side=1, lower=0, trans_a=1, overwrite_b=1)
+            else:               # Z = U⁻¹ S (Cᵀ = Uᵀ lower), Ā_h = Z U⁻ᵀ
+                Z = trsm(1.0, C.T, S.T, side=0, lower=1, trans_a=1)
+                Ah = trsm(1.0, C.T, Z, side=1, lower=1, trans_a=0, overwrite_b=1)
+            return _fold_triangle(np, Ah, lower, out=Ah)
         t = 2 if lower else 0
         Z = self.solve_triangular(C, S, lower=lower, trans=t, op="cholesky")        # L⁻ᴴ S
         Ah = self.solve_triangular(C, _mH(np, Z), lower=lower, trans=t, op="cholesky")
