@@ -1116,13 +1116,14 @@ def _split_product(lo, up, k):
             part(lo, rows, slice(0, c0))
             part(up, rows, slice(c1, m))
             continue
-        above = _tri_mask(j - i, c1 - c0, k - (c0 - i), False)   # the block the cut crosses
+        kk = k - (c0 - i)       # the cut's offset in the block it crosses (cached masks)
+        above = _tri_mask(j - i, c1 - c0, kk, False)
         if up is None:          # one product over the columns kept, then the block's cut
             part(lo, rows, slice(0, c1))
             np.copyto(out[..., rows, c0:c1], 0, where=above)
         elif lo is None:
             part(up, rows, slice(c0, m))
-            np.copyto(out[..., rows, c0:c1], 0, where=~above)
+            np.copyto(out[..., rows, c0:c1], 0, where=_tri_mask(j - i, c1 - c0, kk - 1, True))
         else:                   # both sides: each outside the block, merged inside it
             part(lo, rows, slice(0, c1))
             part(up, rows, slice(c1, m))
