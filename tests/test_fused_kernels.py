@@ -417,6 +417,9 @@ def test_jacobi_eigh_matches_lapack(n, dtype, lower):
     rebuilt = V64 @ (w64[..., None] * np.swapaxes(V64, -1, -2))
     assert (np.abs(rebuilt - S).max(axis=-1) / scale).max() <= 60 * eps
     assert np.abs(np.swapaxes(V64, -1, -2) @ V64 - np.eye(n)).max() <= 20 * eps
+    w_only = backend._jacobi_eigh(A, lower, vectors=False)       # eigenvalues alone
+    assert w_only.dtype == np.dtype(dtype) and w_only.shape == w.shape
+    assert (np.abs(w_only - w_ref) / scale).max() <= 50 * eps
 
 
 def test_jacobi_eigh_is_taken_by_shape_and_gradients_through_it(monkeypatch):
@@ -426,8 +429,8 @@ def test_jacobi_eigh_is_taken_by_shape_and_gradients_through_it(monkeypatch):
     from linalgad.testing import check_grads
     calls = []
     real = backend._jacobi_eigh
-    monkeypatch.setattr(backend, "_jacobi_eigh", lambda A, lower: calls.append(A.shape)
-                        or real(A, lower))
+    monkeypatch.setattr(backend, "_jacobi_eigh", lambda A, lower, vectors=True:
+                        calls.append(A.shape) or real(A, lower, vectors))
     rng = np.random.default_rng(3)
     X = rng.standard_normal((backend.JACOBI_MIN_BATCH[3], 3, 3))
     CPU.eigh(X)
@@ -435,6 +438,12 @@ def test_jacobi_eigh_is_taken_by_shape_and_gradients_through_it(monkeypatch):
     CPU.eigh(X.astype(np.complex128))                       # complex: LAPACK
     CPU.eigh(np.zeros((5000, 5, 5)))                        # order 5: LAPACK
     assert calls == [X.shape]
+    calls.clear()
+    Y = rng.standard_normal((backend.JACOBI_VALUES_MIN_BATCH[3], 3, 3))
+    assert np.allclose(CPU.eigvalsh(Y, lower=False), np.linalg.eigvalsh(Y, UPLO="U"),
+                       rtol=0, atol=1e-13)                  # eigenvalues alone, order 3
+    CPU.eigvalsh(rng.standard_normal((5000, 4, 4)))         # order 4: LAPACK
+    assert calls == [Y.shape]
     monkeypatch.setattr(backend, "JACOBI_MIN_BATCH", {2: 1, 3: 1, 4: 1})
     A = rng.standard_normal((3, 4, 4))
     A = A + np.swapaxes(A, -1, -2)
