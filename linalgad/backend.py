@@ -49,6 +49,10 @@ JACOBI_MIN_BATCH = {2: 3000, 3: 1000, 4: 3000}
 # eigenvalues alone: only order 3 beats LAPACK's syevd without vectors (3.1 vs 4.3 ms for
 # 10,000 matrices; 4×4 ties, 2×2 loses)
 JACOBI_VALUES_MIN_BATCH = {3: 3000}
+# svd of stacks of square real matrices of order 2-4 by one-sided Jacobi from these sizes
+# (with vectors / singular values alone; measured crossovers against NumPy's gesdd)
+JACOBI_SVD_MIN_BATCH = {2: 300, 3: 600, 4: 1500}
+JACOBI_SVDVALS_MIN_BATCH = {2: 300, 3: 1000, 4: 3000}
 # from this order on, the eigenvalue-only backward of eigh (V diag(w̄) Vᵀ) is a syrk:
 # 0.38 vs 0.67 ms at n = 256, 20 vs 43 ms at 1024; at 64 the general product is faster
 SYRK_N = 128
@@ -939,6 +943,11 @@ class CPUKernels(ComposedKernels):
         return tuple(np.stack(x).reshape(batch + x[0].shape) for x in (qs, rs, ps))
 
     def svd(self, A, full_matrices=True, compute_uv=True, op="svd"):
+        n = A.shape[-1]
+        limits = JACOBI_SVD_MIN_BATCH if compute_uv else JACOBI_SVDVALS_MIN_BATCH
+        if A.ndim > 2 and A.dtype.kind == "f" and A.shape[-2] == n and n in limits and \
+                A.size // (n * n) >= limits[n] and _all_finite(A):
+            return _jacobi_svd(A, vectors=compute_uv)
         return _named(lambda a: np.linalg.svd(a, full_matrices=full_matrices,
                                               compute_uv=compute_uv),
                       A, op, "SVD did not converge")
@@ -1531,6 +1540,80 @@ def _jacobi_eigh(A, lower, vectors=True):
     V = np.take_along_axis(np.moveaxis(v, -1, 0), order[:, None, :], -1)
     return (w.reshape(shape[:-1]).astype(A.dtype, copy=False),
             np.ascontiguousarray(V, dtype=A.dtype).reshape(shape))
+
+
+def _jacobi_svd(A, vectors=True):
+    """SVD of a large stack of tiny real square matrices (n <= JACOBI_N) by one-sided
+    (Hestenes) Jacobi rotations of the columns, vectorised across the stack like
+    :func:`_jacobi_eigh`: 1.9–3.8× faster than NumPy's per-matrix gesdd for 10,000
+    matrices of order 4–2.  Returns (U, s, Vh) with s descending, or s alone.  The columns
+    are rotated until every pair is orthogonal to 8 eps; singular values come out as column
+    norms, to high relative accuracy.  U is the normalised columns, orthonormal to about
+    eps·σ₁/σₙ: matrices with σₙ < σ₁/1000 (rank deficient ones included) are redone by
+    LAPACK when U is wanted.  Double precision inside, float32 rounded once."""
+    shape = A.shape
+    n = shape[-1]
+    B = A.size // (n * n)
+    dtype = np.dtype(np.float64)
+    flat = A.reshape(B, n, n)
+    g = np.moveaxis(flat.astype(dtype, copy=False), 0, -1).copy()    # (rows, cols, B)
+    m = np.abs(g).max(axis=(0, 1))
+    m[m == 0] = 1
+    g /= m
+    v = None
+    if vectors:
+        v = np.zeros((n, n, B), dtype)
+        for i in range(n):
+            v[i, i] = 1
+    tol = 8 * np.finfo(dtype).eps
+    t1, t2 = np.empty((n, B), dtype), np.empty((n, B), dtype)
+
+    def rotate(xp, xq, c, s):
+        """(xp, xq) <- (c xp − s xq, s xp + c xq), in place."""
+        np.multiply(s, xp, out=t1)
+        np.multiply(c, xp, out=t2)
+        np.subtract(t2, s * xq, out=t2)
+        np.multiply(xq, c, out=xq)
+        np.add(xq, t1, out=xq)
+        xp[...] = t2
+
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for sweep in range(30):
+            worst = np.zeros(B, dtype)
+            for p in range(n - 1):
+                for q in range(p + 1, n):
+                    gp, gq = g[:, p], g[:, q]
+                    al = np.einsum("ib,ib->b", gp, gp)
+                    be = np.einsum("ib,ib->b", gq, gq)
+                    ga = np.einsum("ib,ib->b", gp, gq)
+                    rel = np.abs(ga) / np.sqrt(al * be)
+                    rel[~np.isfinite(rel)] = 0                 # a zero column: nothing to do
+                    np.maximum(worst, rel, out=worst)
+                    zeta = (be - al) / (2 * ga)
+                    t = np.copysign(1 / (np.abs(zeta) + np.hypot(1, zeta)), zeta)
+                    t[ga == 0] = 0
+                    c = 1 / np.sqrt(1 + t * t)
+                    s = t * c
+                    rotate(gp, gq, c, s)
+                    if vectors:
+                        rotate(v[:, p], v[:, q], c, s)
+            if bool(np.all(worst <= tol)):
+                break
+    sig = np.sqrt(np.einsum("ijb,ijb->jb", g, g))                  # (cols, B)
+    order = np.argsort(-sig, axis=0)
+    s_out = (np.take_along_axis(sig, order, 0) * m).T               # (B, n), descending
+    if not vectors:
+        return s_out.reshape(shape[:-1]).astype(A.dtype, copy=False)
+    U = np.moveaxis(g / np.where(sig == 0, 1, sig)[None], -1, 0)     # (B, rows, cols)
+    U = np.take_along_axis(U, order.T[:, None, :], -1)
+    Vh = np.swapaxes(np.take_along_axis(np.moveaxis(v, -1, 0), order.T[:, None, :], -1),
+                     -1, -2)
+    redo = np.flatnonzero(~(s_out[:, -1] * 1000 > s_out[:, 0]))     # zero matrices too
+    if redo.size:
+        U[redo], s_out[redo], Vh[redo] = np.linalg.svd(flat[redo].astype(dtype))
+    return (np.ascontiguousarray(U, dtype=A.dtype).reshape(shape),
+            s_out.astype(A.dtype).reshape(shape[:-1]),
+            np.ascontiguousarray(Vh, dtype=A.dtype).reshape(shape))
 
 
 def check_diagonal(d, batch, op, what="triangular matrix"):

@@ -502,3 +502,65 @@ def test_slogdet_cotangent_kernel_matches_composed(batch, n, dtype):
     got = CPU.lu_inverse_h(F, w)
     assert got.dtype == np.dtype(dtype) and got.shape == A.shape
     assert np.abs(got - want).max() <= 10 * _tol(dtype) * np.abs(want).max()
+
+
+# -- svd of large stacks of tiny real square matrices (one-sided Jacobi) ---------------
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_jacobi_svd_matches_lapack(n, dtype):
+    """s descending and equal to LAPACK's to a few eps·‖A‖, U and V orthogonal, A rebuilt,
+    on zero, identity, rank-deficient, ill-conditioned (redone by LAPACK) and extreme-scale
+    matrices; singular values alone without the vectors."""
+    rng = np.random.default_rng(10 + n)
+    A = rng.standard_normal((2, 30, n, n))
+    A[0, 0] = 0
+    A[0, 1] = np.eye(n)
+    A[0, 2, :, 0] = A[0, 2, :, 1]                                # rank deficient
+    A[0, 3] = np.diag(np.geomspace(1, 1e-9, n))                  # ill-conditioned
+    big = 1e150 if dtype == np.float64 else 1e15
+    A[0, 4] *= big
+    A[0, 5] /= big
+    A = A.astype(dtype)
+    U, s, Vh = backend._jacobi_svd(A)
+    assert U.dtype == s.dtype == Vh.dtype == np.dtype(dtype)
+    assert U.shape == Vh.shape == A.shape and s.shape == A.shape[:-1]
+    A64 = A.astype(np.float64)
+    s_ref = np.linalg.svd(A64, compute_uv=False)
+    scale = np.abs(A64).max(axis=(-2, -1)) + 1e-300
+    eps = np.finfo(dtype).eps
+    assert np.all(np.diff(s, axis=-1) <= 0)
+    assert (np.abs(s - s_ref).max(axis=-1) / scale).max() <= 20 * eps
+    U64, s64, Vh64 = U.astype(np.float64), s.astype(np.float64), Vh.astype(np.float64)
+    rebuilt = (U64 * s64[..., None, :]) @ Vh64
+    assert (np.abs(rebuilt - A64).max(axis=(-2, -1)) / scale).max() <= 30 * eps
+    eye = np.eye(n)
+    assert np.abs(np.swapaxes(U64, -1, -2) @ U64 - eye).max() <= 30 * eps
+    assert np.abs(Vh64 @ np.swapaxes(Vh64, -1, -2) - eye).max() <= 30 * eps
+    s_only = backend._jacobi_svd(A, vectors=False)
+    assert s_only.dtype == np.dtype(dtype)
+    assert (np.abs(s_only - s_ref).max(axis=-1) / scale).max() <= 20 * eps
+
+
+def test_jacobi_svd_is_taken_by_shape_and_gradients_through_it(monkeypatch):
+    """CPU.svd takes the kernel for large real square stacks of order <= 4 only (with and
+    without vectors), and the svd rule's derivatives are right through it."""
+    from linalgad.testing import check_grads
+    calls = []
+    real = backend._jacobi_svd
+    monkeypatch.setattr(backend, "_jacobi_svd", lambda A, vectors=True:
+                        calls.append((A.shape, vectors)) or real(A, vectors))
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((backend.JACOBI_SVDVALS_MIN_BATCH[4], 4, 4))
+    CPU.svd(X)
+    CPU.svd(X, compute_uv=False)
+    CPU.svd(X[:10])                                          # small stack: LAPACK
+    CPU.svd(rng.standard_normal((5000, 4, 3)))               # not square: LAPACK
+    CPU.svd(X.astype(np.complex128))                         # complex: LAPACK
+    assert calls == [(X.shape, True), (X.shape, False)]
+    monkeypatch.setattr(backend, "JACOBI_SVD_MIN_BATCH", {2: 1, 3: 1, 4: 1})
+    A = rng.standard_normal((3, 3, 3)) + 2 * np.eye(3)
+    calls.clear()
+    check_grads(lambda A: la.svd(A)[1], (A,), order=2)
+    check_grads(lambda A: la.svd(A)[0] @ la.svd(A)[2], (A,), order=1)     # the polar factor
+    assert calls
