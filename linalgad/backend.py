@@ -45,6 +45,10 @@ SANDWICH_GST_N = 256
 # Stacks of at least JACOBI_MIN_BATCH[n] real symmetric matrices of order n <= JACOBI_N:
 # eigh by vectorised Jacobi rotations (below, NumPy's per-matrix LAPACK call is faster).
 JACOBI_N = 4
+# inv of stacks of at least VECTOR_INV_BATCH matrices of order <= VECTOR_INV_N: the
+# vectorised LU (below, or for larger orders, NumPy's per-matrix gesv is as fast)
+VECTOR_INV_N = 6
+VECTOR_INV_BATCH = 1000
 JACOBI_MIN_BATCH = {2: 3000, 3: 1000, 4: 3000}
 # eigenvalues alone: only order 3 beats LAPACK's syevd without vectors (3.1 vs 4.3 ms for
 # 10,000 matrices; 4×4 ties, 2×2 loses)
@@ -597,7 +601,10 @@ class CPUKernels(ComposedKernels):
         return np.multiply(inv_t, scale, out=inv_t if inv_t.dtype == dtype else None)
 
     def inv(self, A, op="inv"):
-        if not A.shape[:-2]:
+        n = A.shape[-1]
+        if not A.shape[:-2] or (n <= VECTOR_INV_N and A.size // (n * n) >= VECTOR_INV_BATCH):
+            # one matrix: getrf + getri; a large stack of tiny ones: the vectorised LU and
+            # its solve with the identity (10,000 4×4: 1.0 ms against NumPy's 2.3)
             return self.lu_inverse(self.lu_factor(A, op))
         try:
             return np.linalg.inv(A)

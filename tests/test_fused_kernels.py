@@ -564,3 +564,23 @@ def test_jacobi_svd_is_taken_by_shape_and_gradients_through_it(monkeypatch):
     check_grads(lambda A: la.svd(A)[1], (A,), order=2)
     check_grads(lambda A: la.svd(A)[0] @ la.svd(A)[2], (A,), order=1)     # the polar factor
     assert calls
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [2, 4, 6])
+def test_inv_of_large_tiny_stacks_by_the_vectorised_lu(n, dtype):
+    """From VECTOR_INV_BATCH matrices of order <= VECTOR_INV_N, inv is the vectorised LU and
+    its solve with the identity: equal to LAPACK's inverse (same partial pivoting), and a
+    singular matrix named by its index."""
+    rng = np.random.default_rng(n)
+    shape = (backend.VECTOR_INV_BATCH, n, n)
+    cplx = np.dtype(dtype).kind == "c"
+    A = (rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if cplx else 0)
+         + 3 * np.eye(n)).astype(dtype)
+    got = CPU.inv(A)
+    want = np.linalg.inv(A.astype(np.complex128 if cplx else np.float64))
+    assert got.dtype == np.dtype(dtype)
+    assert np.abs(got - want).max() <= 50 * _tol(dtype) * np.abs(want).max()
+    A[7] = 0
+    with pytest.raises(np.linalg.LinAlgError, match=r"inv: matrix is singular.*\(matrix \(7,\)"):
+        la.inv(A)
