@@ -42,13 +42,13 @@ BLOCKED_TRI_N = 128
 # From this size on, the Cholesky cotangent's L⁻ᴴ S L⁻¹ is one sygst/hegst call (below
 # it the blocked LAPACK routine's unblocked steps make it slower than two solves).
 SANDWICH_GST_N = 256
-# Stacks of at least JACOBI_MIN_BATCH[n] real symmetric matrices of order n <= JACOBI_N:
-# eigh by vectorised Jacobi rotations (below, NumPy's per-matrix LAPACK call is faster).
-JACOBI_N = 4
 # inv of stacks of at least VECTOR_INV_BATCH matrices of order <= VECTOR_INV_N: the
 # vectorised LU (below, or for larger orders, NumPy's per-matrix gesv is as fast)
 VECTOR_INV_N = 6
 VECTOR_INV_BATCH = 1000
+# Stacks of at least JACOBI_MIN_BATCH[n] real symmetric matrices of order n (the orders
+# listed): eigh by vectorised Jacobi rotations (below, NumPy's per-matrix LAPACK call is
+# faster; from order 5 on it is faster at any size).
 JACOBI_MIN_BATCH = {2: 3000, 3: 1000, 4: 3000}
 # eigenvalues alone: only order 3 beats LAPACK's syevd without vectors (3.1 vs 4.3 ms for
 # 10,000 matrices; 4×4 ties, 2×2 loses)
@@ -573,17 +573,13 @@ class CPUKernels(ComposedKernels):
         if F.kind == "vector":
             eye = np.broadcast_to(np.eye(n, dtype=F.data.dtype), F.shape)
             return _vector_lu_solve(F, eye, 0)
-        single = not isinstance(F.data, list)
-        lus, pivs = ([F.data], [F.piv]) if single else (F.data, F.piv)
-        getri = _lapack_fn("getri", lus[0].dtype)
-        lwork = _getri_lwork(lus[0].dtype, n)
-        if single:
-            inv_t, info = getri(F.data, F.piv, lwork=lwork)
-            return inv_t.T      # getri's Fortran-ordered (Aᵀ)⁻¹, transposed: a C-ordered view
-        out = np.empty((len(lus), n, n), dtype=lus[0].dtype)
-        for i, (lu, piv) in enumerate(zip(lus, pivs)):
-            inv_t, info = getri(lu, piv, lwork=lwork)
-            out[i] = inv_t.T          # the factors are of Aᵀ: getri gives A⁻ᵀ
+        # the factors are of Aᵀ: getri gives A⁻ᵀ (Fortran-ordered), whose .T is A⁻¹ as a
+        # C-ordered view
+        if not isinstance(F.data, list):
+            return _inverse_transposed(F.data, F.piv).T
+        out = np.empty((len(F.data), n, n), dtype=F.data[0].dtype)
+        for i, (lu, piv) in enumerate(zip(F.data, F.piv)):
+            out[i] = _inverse_transposed(lu, piv).T
         return out.reshape(F.shape)
 
     def lu_inverse_h(self, F, scale):
@@ -593,8 +589,7 @@ class CPUKernels(ComposedKernels):
         if F.kind == "vector" or isinstance(F.data, list):
             return super().lu_inverse_h(F, scale)
         scale = np.asarray(scale)
-        getri = _lapack_fn("getri", F.data.dtype)
-        inv_t, info = getri(F.data, F.piv, lwork=_getri_lwork(F.data.dtype, F.shape[-1]))
+        inv_t = _inverse_transposed(F.data, F.piv)
         if inv_t.dtype.kind == "c":
             np.conjugate(inv_t, out=inv_t)
         dtype = np.result_type(inv_t.dtype, scale.dtype)
@@ -672,23 +667,23 @@ class CPUKernels(ComposedKernels):
         t = 1 if trans == 0 else 0
         if conj:
             b = np.conj(b)
-        if not batch and A.dtype == dtype:     # one matrix: LAPACK's own result, no copy
-            x, info = trtrs(A.T, b, lower=not lower, trans=t, unitdiag=unit_diagonal)
-            if info > 0:
-                raise LinAlgError(f"{op}: triangular matrix is singular (diagonal entry "
-                                  f"{info - 1} is zero)")
-            return np.conj(x) if conj else x
-        flat_a = A.reshape((-1, n, n)).astype(dtype, copy=False)
-        flat_b = b.reshape((-1, n, k))
-        out = np.empty(flat_b.shape, dtype=dtype)
-        for i in range(flat_a.shape[0]):
-            x, info = trtrs(flat_a[i].T, flat_b[i], lower=not lower, trans=t,
-                            unitdiag=unit_diagonal)
+
+        def solve_one(a, rhs, i=0):
+            x, info = trtrs(a.T, rhs, lower=not lower, trans=t, unitdiag=unit_diagonal)
             if info > 0:
                 raise LinAlgError(f"{op}: triangular matrix is singular (diagonal entry "
                                   f"{info - 1} is zero){_where(op, batch, i)}")
-            out[i] = x
-        out = out.reshape(b.shape)
+            return x
+
+        if not batch:               # one matrix: LAPACK's own (Fortran-ordered) result
+            out = solve_one(A.astype(dtype, copy=False), b)
+        else:
+            flat_a = A.reshape((-1, n, n)).astype(dtype, copy=False)
+            flat_b = b.reshape((-1, n, k))
+            out = np.empty(flat_b.shape, dtype=dtype)
+            for i in range(flat_a.shape[0]):
+                out[i] = solve_one(flat_a[i], flat_b[i], i)
+            out = out.reshape(b.shape)
         return np.conj(out) if conj else out
 
     def cholesky_cotangent(self, C, C_bar, lower):
@@ -817,12 +812,10 @@ class CPUKernels(ComposedKernels):
         Y = self.solve_triangular(lu, X, lower=True, trans=2, unit_diagonal=True,
                                   op="lu_factor")                       # L⁻ᴴ X̄
         M = _mH(np, self.solve_triangular(lu, _mH(np, Y), lower=False, op="lu_factor"))
-        B = M.size // (n * n)                                           # Ā[perm] = M̄:
-        rows = (np.broadcast_to(perm, M.shape[:-1]).reshape(B, n)        # one gather of
-                + n * np.arange(B)[:, None]).reshape(-1)                # rows of a 2-D view
-        inv = np.empty_like(rows)                                       # by the inverse
-        inv[rows] = np.arange(rows.size)                                # permutation
-        return np.take(M.reshape(B * n, n), inv, axis=0).reshape(M.shape)
+        B = M.size // (n * n)                                           # Ā[perm] = M̄
+        rows = (np.broadcast_to(perm, M.shape[:-1]).reshape(B, n)        # (rows of a 2-D
+                + n * np.arange(B)[:, None]).reshape(-1)                # view)
+        return _scatter_rows(M.reshape(B * n, n), rows).reshape(M.shape)
 
     def qr_cotangent(self, Q, R, Q_bar, R_bar):
         """One matrix: Ā = (Q̄ + Q copyltu(M)) R⁻ᴴ, M = R R̄ᴴ − Q̄ᴴ Q, with BLAS — trmm for
@@ -950,27 +943,20 @@ class CPUKernels(ComposedKernels):
         return tuple(np.stack(x).reshape(batch + x[0].shape) for x in (qs, rs, ps))
 
     def svd(self, A, full_matrices=True, compute_uv=True, op="svd"):
-        n = A.shape[-1]
-        limits = JACOBI_SVD_MIN_BATCH if compute_uv else JACOBI_SVDVALS_MIN_BATCH
-        if A.ndim > 2 and A.dtype.kind == "f" and A.shape[-2] == n and n in limits and \
-                A.size // (n * n) >= limits[n] and _all_finite(A):
+        if _jacobi_stack(A, JACOBI_SVD_MIN_BATCH if compute_uv else JACOBI_SVDVALS_MIN_BATCH):
             return _jacobi_svd(A, vectors=compute_uv)
         return _named(lambda a: np.linalg.svd(a, full_matrices=full_matrices,
                                               compute_uv=compute_uv),
                       A, op, "SVD did not converge")
 
     def eigh(self, A, lower=True, op="eigh"):
-        n = A.shape[-1]
-        if A.ndim > 2 and A.dtype.kind == "f" and 2 <= n <= JACOBI_N and \
-                A.size // (n * n) >= JACOBI_MIN_BATCH[n] and _all_finite(A):
+        if _jacobi_stack(A, JACOBI_MIN_BATCH):
             return _jacobi_eigh(A, lower)
         return _named(lambda a: np.linalg.eigh(a, UPLO="L" if lower else "U"), A, op,
                       "eigenvalues did not converge")
 
     def eigvalsh(self, A, lower=True, op="eigvalsh"):
-        n = A.shape[-1]
-        if A.ndim > 2 and A.dtype.kind == "f" and n in JACOBI_VALUES_MIN_BATCH and \
-                A.size // (n * n) >= JACOBI_VALUES_MIN_BATCH[n] and _all_finite(A):
+        if _jacobi_stack(A, JACOBI_VALUES_MIN_BATCH):
             return _jacobi_eigh(A, lower, vectors=False)
         return _named(lambda a: np.linalg.eigvalsh(a, UPLO="L" if lower else "U"), A, op,
                       "eigenvalues did not converge")
@@ -1338,6 +1324,21 @@ def _complex_of(dtype):
 _GETRI_LWORK = {}
 
 
+def _scatter_rows(X, rows):
+    """out with out[rows] = X (X 2-D, rows a permutation of its rows), as a gather by the
+    inverse permutation: np.take is 4-10× faster than a scatter for short rows."""
+    inv = np.empty_like(rows)
+    inv[rows] = np.arange(rows.size)
+    return np.take(X, inv, axis=0)
+
+
+def _inverse_transposed(lu, piv):
+    """LAPACK getri on the factors of one matrix M: M⁻¹, Fortran-ordered.  linalgad's LU
+    factors are of Aᵀ (the free Fortran view of a C-ordered A), so this is A⁻ᵀ."""
+    getri = _lapack_fn("getri", lu.dtype)
+    return getri(lu, piv, lwork=_getri_lwork(lu.dtype, lu.shape[-1]))[0]
+
+
 def _getri_lwork(dtype, n):
     key = (np.dtype(dtype).char, n)
     w = _GETRI_LWORK.get(key)
@@ -1482,38 +1483,57 @@ def _vector_lu_solve(F, b, trans):
         for j in range(i + 1, n):
             np.multiply(a[j, i], y[j], out=tmp)
             yi -= tmp
-    inv = np.empty_like(rows)                  # x = Pᵀ y: a gather by the inverse rows
-    inv[rows] = np.arange(rows.size)            # (4× faster than scattering the values)
-    x = np.take(np.moveaxis(y, -1, 0).reshape(B * n, k), inv, axis=0)
+    x = _scatter_rows(np.moveaxis(y, -1, 0).reshape(B * n, k), rows)      # x = Pᵀ y
     return x.reshape(b.shape[:-2] + (n, k))
 
 
-def _jacobi_eigh(A, lower, vectors=True):
-    """(w, V) of a large stack of tiny real symmetric matrices (n <= JACOBI_N), read from
-    one triangle, by cyclic Jacobi rotations vectorised across the stack (batch-last, every
-    step one NumPy operation over all matrices): 1.25–1.8× faster than NumPy's per-matrix
-    LAPACK call for 10,000 matrices of order 2–4.  Each matrix is scaled by its largest
-    entry; sweeps stop when the off-diagonal part is below eps·‖A‖ in every matrix (2–5
-    sweeps: Jacobi converges quadratically, clusters included), at most 30.  Eigenvalues
-    ascending, as LAPACK's; backward stable like it (Demmel–Veselić: more accurate for
-    graded matrices).  Computed in double precision for float32 input too."""
-    shape = A.shape
-    n = shape[-1]
-    dtype = np.dtype(np.float64)          # float32 too: rotations accumulate rounding, so
-    B = A.size // (n * n)                 # they run in double and the result is rounded once
-    S = full_from_triangle(np, A.reshape(B, n, n).astype(dtype, copy=False), lower)
-    m = np.abs(S).max(axis=(-2, -1))
-    m[m == 0] = 1
-    a = np.moveaxis(S / m[:, None, None], 0, -1).copy()          # (n, n, B), |a| <= 1
-    v = np.zeros((n, n, B), dtype) if vectors else None
-    for i in range(n if vectors else 0):
-        v[i, i] = 1
-    norm2 = np.einsum("ijb,ijb->b", a, a)
-    tol = np.finfo(dtype).eps ** 2 * norm2
-    t1, t2 = np.empty((n, B), dtype), np.empty((n, B), dtype)
+def _jacobi_stack(A, min_batch):
+    """Whether A is a stack of at least min_batch[n] finite real square matrices of an
+    order n that min_batch lists: the cases the vectorised Jacobi kernels beat LAPACK."""
+    n = A.shape[-1]
+    return (A.ndim > 2 and A.dtype.kind == "f" and A.shape[-2] == n and n in min_batch
+            and A.size // (n * n) >= min_batch[n] and _all_finite(A))
 
-    def rotate(xp, xq, c, s):
+
+class _Rotations:
+    """Plane (Jacobi) rotations over a stack laid out batch-last, every step one NumPy
+    operation over all B matrices; shared by :func:`_jacobi_eigh` and :func:`_jacobi_svd`.
+    Works in double precision (float32 input too: the rotations accumulate rounding, so
+    they run in double and the result is rounded once); ``v`` accumulates the rotations
+    (the eigen- or right singular vectors) when ``vectors``."""
+
+    dtype = np.dtype(np.float64)
+
+    def __init__(self, n, B, vectors):
+        self.t1 = np.empty((n, B), self.dtype)
+        self.t2 = np.empty((n, B), self.dtype)
+        self.v = None
+        if vectors:
+            self.v = np.zeros((n, n, B), self.dtype)
+            for i in range(n):
+                self.v[i, i] = 1
+
+    @staticmethod
+    def scaled(S):
+        """S (B, n, n) divided by each matrix's largest entry, batch-last (n, n, B), and
+        the scales (1 for a zero matrix)."""
+        m = np.abs(S).max(axis=(-2, -1))
+        m[m == 0] = 1
+        return np.moveaxis(S / m[:, None, None], 0, -1).copy(), m
+
+    @staticmethod
+    def angle(num, den):
+        """(c, s) of the rotation with tan 2θ = 2·den / num, i.e. t = tan θ the smaller root
+        of t² + 2ζt − 1 = 0, ζ = num / (2 den); the identity where den = 0."""
+        zeta = num / (2 * den)                               # ±inf or nan where den = 0
+        t = np.copysign(1 / (np.abs(zeta) + np.hypot(1, zeta)), zeta)
+        t[den == 0] = 0
+        c = 1 / np.sqrt(1 + t * t)
+        return c, t * c
+
+    def rotate(self, xp, xq, c, s):
         """(xp, xq) <- (c xp − s xq, s xp + c xq), in place."""
+        t1, t2 = self.t1, self.t2
         np.multiply(s, xp, out=t1)
         np.multiply(c, xp, out=t2)
         np.subtract(t2, s * xq, out=t2)
@@ -1521,72 +1541,70 @@ def _jacobi_eigh(A, lower, vectors=True):
         np.add(xq, t1, out=xq)
         xp[...] = t2
 
+    def rotate_vectors(self, p, q, c, s):
+        if self.v is not None:
+            self.rotate(self.v[:, p], self.v[:, q], c, s)
+
+    def vectors(self, order):
+        """The accumulated vectors (B, n, n), columns in ``order`` (B, n)."""
+        return np.take_along_axis(np.moveaxis(self.v, -1, 0), order[:, None, :], -1)
+
+
+def _jacobi_eigh(A, lower, vectors=True):
+    """(w, V) of a large stack of tiny real symmetric matrices (JACOBI_MIN_BATCH), read from
+    one triangle, by cyclic Jacobi rotations vectorised across the stack (:class:`_Rotations`):
+    1.25–1.8× faster than NumPy's per-matrix LAPACK call for 10,000 matrices of order 2–4.
+    Each matrix is scaled by its largest entry; sweeps stop when the off-diagonal part is
+    below eps·‖A‖ in every matrix (2–5 sweeps: Jacobi converges quadratically, clusters
+    included), at most 30.  Eigenvalues ascending, as LAPACK's; backward stable like it
+    (Demmel–Veselić: more accurate for graded matrices)."""
+    shape = A.shape
+    n = shape[-1]
+    B = A.size // (n * n)
+    R = _Rotations(n, B, vectors)
+    a, m = R.scaled(full_from_triangle(np, A.reshape(B, n, n).astype(R.dtype, copy=False),
+                                       lower))                         # (n, n, B), |a| <= 1
+    tol = np.finfo(R.dtype).eps ** 2 * np.einsum("ijb,ijb->b", a, a)
+    iu = np.triu_indices(n, 1)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for sweep in range(30):
             for p in range(n - 1):
                 for q in range(p + 1, n):
-                    apq = a[p, q]
-                    tau = (a[q, q] - a[p, p]) / (2 * apq)       # ±inf or nan where apq = 0
-                    t = np.copysign(1 / (np.abs(tau) + np.hypot(1, tau)), tau)
-                    t[apq == 0] = 0
-                    c = 1 / np.sqrt(1 + t * t)
-                    s = t * c
-                    rotate(a[p], a[q], c, s)                  # rows, then columns
-                    rotate(a[:, p], a[:, q], c, s)
-                    if vectors:
-                        rotate(v[:, p], v[:, q], c, s)
-            iu = np.triu_indices(n, 1)                       # the off-diagonal part,
-            off = 2 * np.einsum("kb,kb->b", a[iu], a[iu])    # summed directly (not as a
-            if bool(np.all(off <= tol)):                     # difference: it cancels)
+                    c, s = R.angle(a[q, q] - a[p, p], a[p, q])
+                    R.rotate(a[p], a[q], c, s)                # rows, then columns
+                    R.rotate(a[:, p], a[:, q], c, s)
+                    R.rotate_vectors(p, q, c, s)
+            off = 2 * np.einsum("kb,kb->b", a[iu], a[iu])    # the off-diagonal part, summed
+            if bool(np.all(off <= tol)):                     # directly (a difference cancels)
                 break
     w = np.diagonal(a, 0, 0, 1)                                  # (B, n)
     order = np.argsort(w, axis=-1)
-    w = np.take_along_axis(w, order, -1) * m[:, None]
+    w = (np.take_along_axis(w, order, -1) * m[:, None]).reshape(shape[:-1])
+    w = w.astype(A.dtype, copy=False)
     if not vectors:
-        return w.reshape(shape[:-1]).astype(A.dtype, copy=False)
-    V = np.take_along_axis(np.moveaxis(v, -1, 0), order[:, None, :], -1)
-    return (w.reshape(shape[:-1]).astype(A.dtype, copy=False),
-            np.ascontiguousarray(V, dtype=A.dtype).reshape(shape))
+        return w
+    return w, np.ascontiguousarray(R.vectors(order), dtype=A.dtype).reshape(shape)
 
 
 def _jacobi_svd(A, vectors=True):
-    """SVD of a large stack of tiny real square matrices (n <= JACOBI_N) by one-sided
+    """SVD of a large stack of tiny real square matrices (JACOBI_SVD_MIN_BATCH) by one-sided
     (Hestenes) Jacobi rotations of the columns, vectorised across the stack like
     :func:`_jacobi_eigh`: 1.9–3.8× faster than NumPy's per-matrix gesdd for 10,000
     matrices of order 4–2.  Returns (U, s, Vh) with s descending, or s alone.  The columns
     are rotated until every pair is orthogonal to 8 eps; singular values come out as column
     norms, to high relative accuracy.  U is the normalised columns, orthonormal to about
     eps·σ₁/σₙ: matrices with σₙ < σ₁/1000 (rank deficient ones included) are redone by
-    LAPACK when U is wanted.  Double precision inside, float32 rounded once."""
+    LAPACK when U is wanted."""
     shape = A.shape
     n = shape[-1]
     B = A.size // (n * n)
-    dtype = np.dtype(np.float64)
-    flat = A.reshape(B, n, n)
-    g = np.moveaxis(flat.astype(dtype, copy=False), 0, -1).copy()    # (rows, cols, B)
-    m = np.abs(g).max(axis=(0, 1))
-    m[m == 0] = 1
-    g /= m
-    v = None
-    if vectors:
-        v = np.zeros((n, n, B), dtype)
-        for i in range(n):
-            v[i, i] = 1
-    tol = 8 * np.finfo(dtype).eps
-    t1, t2 = np.empty((n, B), dtype), np.empty((n, B), dtype)
-
-    def rotate(xp, xq, c, s):
-        """(xp, xq) <- (c xp − s xq, s xp + c xq), in place."""
-        np.multiply(s, xp, out=t1)
-        np.multiply(c, xp, out=t2)
-        np.subtract(t2, s * xq, out=t2)
-        np.multiply(xq, c, out=xq)
-        np.add(xq, t1, out=xq)
-        xp[...] = t2
-
+    R = _Rotations(n, B, vectors)
+    flat = A.reshape(B, n, n).astype(R.dtype, copy=False)
+    g, m = R.scaled(flat)                                             # (rows, cols, B)
+    tol = 8 * np.finfo(R.dtype).eps
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for sweep in range(30):
-            worst = np.zeros(B, dtype)
+            worst = np.zeros(B, R.dtype)
             for p in range(n - 1):
                 for q in range(p + 1, n):
                     gp, gq = g[:, p], g[:, q]
@@ -1596,28 +1614,22 @@ def _jacobi_svd(A, vectors=True):
                     rel = np.abs(ga) / np.sqrt(al * be)
                     rel[~np.isfinite(rel)] = 0                 # a zero column: nothing to do
                     np.maximum(worst, rel, out=worst)
-                    zeta = (be - al) / (2 * ga)
-                    t = np.copysign(1 / (np.abs(zeta) + np.hypot(1, zeta)), zeta)
-                    t[ga == 0] = 0
-                    c = 1 / np.sqrt(1 + t * t)
-                    s = t * c
-                    rotate(gp, gq, c, s)
-                    if vectors:
-                        rotate(v[:, p], v[:, q], c, s)
+                    c, s = R.angle(be - al, ga)
+                    R.rotate(gp, gq, c, s)
+                    R.rotate_vectors(p, q, c, s)
             if bool(np.all(worst <= tol)):
                 break
     sig = np.sqrt(np.einsum("ijb,ijb->jb", g, g))                  # (cols, B)
-    order = np.argsort(-sig, axis=0)
-    s_out = (np.take_along_axis(sig, order, 0) * m).T               # (B, n), descending
+    order = np.argsort(-sig, axis=0).T                              # (B, n), descending
+    s_out = np.take_along_axis(sig.T, order, -1) * m[:, None]
     if not vectors:
         return s_out.reshape(shape[:-1]).astype(A.dtype, copy=False)
     U = np.moveaxis(g / np.where(sig == 0, 1, sig)[None], -1, 0)     # (B, rows, cols)
-    U = np.take_along_axis(U, order.T[:, None, :], -1)
-    Vh = np.swapaxes(np.take_along_axis(np.moveaxis(v, -1, 0), order.T[:, None, :], -1),
-                     -1, -2)
+    U = np.take_along_axis(U, order[:, None, :], -1)
+    Vh = np.swapaxes(R.vectors(order), -1, -2)
     redo = np.flatnonzero(~(s_out[:, -1] * 1000 > s_out[:, 0]))     # zero matrices too
     if redo.size:
-        U[redo], s_out[redo], Vh[redo] = np.linalg.svd(flat[redo].astype(dtype))
+        U[redo], s_out[redo], Vh[redo] = np.linalg.svd(flat[redo])
     return (np.ascontiguousarray(U, dtype=A.dtype).reshape(shape),
             s_out.astype(A.dtype).reshape(shape[:-1]),
             np.ascontiguousarray(Vh, dtype=A.dtype).reshape(shape))

@@ -1065,10 +1065,9 @@ TRI_PRODUCT_BLOCK = 64
 def _split_product(lo, up, k):
     """tril(p q, k − 1) + triu(r s, k) for lo = (p, q), up = (r, s); a missing pair is
     zero.  Stacks broadcast.  NumPy arrays: by row blocks, each entry computed once."""
-    a, b = lo if lo is not None else up
-    if type(a) is not np.ndarray or type(b) is not np.ndarray or \
-            (up is not None and lo is not None and
-             (type(up[0]) is not np.ndarray or type(up[1]) is not np.ndarray)):
+    pairs = [x for x in (lo, up) if x is not None]
+    a, b = pairs[0]
+    if any(type(x) is not np.ndarray for pair in pairs for x in pair):   # CuPy: whole products
         xp = _xp(a)
         out = xp.tril(xp.matmul(*lo), k - 1) if lo is not None else None
         if up is not None:
@@ -1076,7 +1075,6 @@ def _split_product(lo, up, k):
             out = u if out is None else out + u
         return out
     n, m = a.shape[-2], b.shape[-1]
-    pairs = [x for x in (lo, up) if x is not None]
     # two sides: by blocks whenever two fit; the whole-product route needs a second full
     # temporary, whose allocation can cost page faults (glibc trims the heap behind it)
     work = n * m * a.shape[-1] * (TRI_PRODUCT_WORK if len(pairs) == 2 else 1)

@@ -12,6 +12,7 @@ are covered by the registry's order-2 checks.
 import numpy as np
 import pytest
 
+import linalgad as lad
 from linalgad import backend, linalg as la, transforms
 from linalgad.backend import CPU
 from linalgad.rules import cholesky as R
@@ -450,17 +451,12 @@ def test_jacobi_eigh_is_taken_by_shape_and_gradients_through_it(monkeypatch):
     calls.clear()
     check_grads(lambda A: la.eigh(A)[0], (A,), order=2)
     check_grads(lambda A: la.eigh(A, UPLO="U")[1] @ np.diag([1.0, 2.0, 3.0, 4.0])
-                @ lad_mT(la.eigh(A, UPLO="U")[1]), (A,), order=1)
+                @ lad.mT(la.eigh(A, UPLO="U")[1]), (A,), order=1)
     assert calls                                            # the kernel ran
     bad = A.copy()
     bad[1, 0, 0] = np.nan
     with pytest.raises(np.linalg.LinAlgError, match=r"eigh: .*\(matrix \(1,\)"):
         la.eigh(bad, check_finite=False)
-
-
-def lad_mT(x):
-    import linalgad as lad
-    return lad.mT(x)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -7,7 +7,7 @@
   matching projection of cotangents (:func:`triangle_cotangent`);
 * stacked solves that broadcast the matrix's and the right-hand side's stacks
   (:func:`broadcast_solve`);
-* batched row gathers (:func:`gather_rows`), differentiable.
+* the inverse of a batch of row permutations (gathers are ``ops.permute_rows``).
 """
 
 from __future__ import annotations
@@ -297,12 +297,6 @@ def band(a, lower, upper):
 
 
 # -- row permutations ---------------------------------------------------------------------
-
-def gather_rows(X, perm):
-    """X[..., perm, :] for a permutation perm (..., m) of X's rows, batched like X,
-    differentiable in X (ops.permute_rows)."""
-    return ops.permute_rows(X, perm)
-
 
 def inverse_permutation(perm):
     xp = namespace_of(perm)

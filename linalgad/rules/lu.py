@@ -95,7 +95,7 @@ def _cotangent_composed(lu_, lu_bar, *, perm):
         M_bar = ops.concatenate([M1_bar, M2_bar], axis=-1)
     else:
         M_bar = M1_bar
-    return C.gather_rows(M_bar, C.inverse_permutation(perm))        # Ā[perm] = M̄
+    return ops.permute_rows(M_bar, C.inverse_permutation(perm))        # Ā[perm] = M̄
 
 
 def _cotangent_kernel(lu_, lu_bar, *, perm):
@@ -124,7 +124,7 @@ def lu_jvp(tangents, lu_, res, A):
     L, U = _blocks(lu_)
     sq = _sl(lu_, slice(0, k), slice(0, k))
     L1, U1 = _sl(L, slice(0, k)), _sl(U, slice(None), slice(0, k))
-    M_dot = C.gather_rows(A_dot, perm)
+    M_dot = ops.permute_rows(A_dot, perm)
     M1 = _sl(M_dot, slice(0, k), slice(0, k))
     X = _right_solve_U(sq, _trisolve(sq, M1, lower=True, trans=0, unit_diagonal=True, op="lu"))
     L1_dot = ops.matmul(L1, ops.tril(X, -1))
@@ -184,7 +184,7 @@ def lu(a, permute_l=False, overwrite_a=False, check_finite=True, p_indices=False
     L, U = _blocks(packed)
     inv_perm = C.inverse_permutation(perm)
     if permute_l:
-        return C.gather_rows(L, inv_perm), U
+        return ops.permute_rows(L, inv_perm), U
     if p_indices:
         return inv_perm, L, U
     real = np.empty(0, dtype=ops._value(packed).dtype).real.dtype
@@ -246,7 +246,7 @@ def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
 def _first_stage(lu, b, perm, trans):
     """y as a function of (lu, b): L⁻¹ b[perm] (trans 0) or op(U)⁻¹ b."""
     if trans == 0:
-        return triangular_solve(lu, C.gather_rows(b, perm), lower=True, unit_diagonal=True,
+        return triangular_solve(lu, ops.permute_rows(b, perm), lower=True, unit_diagonal=True,
                                 op="lu_solve")
     return triangular_solve(lu, b, lower=False, trans=trans, op="lu_solve")
 
@@ -256,7 +256,7 @@ def lusolve_forward(lu, b, *, perm, trans):
     if trans == 0:
         return triangular_solve(lu, y, lower=False, op="lu_solve"), y
     z = triangular_solve(lu, y, lower=True, trans=trans, unit_diagonal=True, op="lu_solve")
-    return C.gather_rows(z, C.inverse_permutation(perm)), y
+    return ops.permute_rows(z, C.inverse_permutation(perm)), y
 
 
 def _stored_or_traced(y, lu, b, perm, trans):
@@ -275,13 +275,13 @@ def lusolve_vjp(x_bar, needs, x, y, lu, b, *, perm, trans):
     if trans == 0:
         u = triangular_solve(lu, x_bar, lower=False, trans=2, op=op)
         v = triangular_solve(lu, u, lower=True, trans=2, unit_diagonal=True, op=op)
-        b_bar = C.gather_rows(v, C.inverse_permutation(perm)) if needs[1] else None
+        b_bar = ops.permute_rows(v, C.inverse_permutation(perm)) if needs[1] else None
         lu_bar = None
         if needs[0]:
             yv = _stored_or_traced(y, lu, b, perm, trans)
             lu_bar = C.split_cotangent((v, yv), (u, x), 0)
     else:
-        z_bar = C.gather_rows(x_bar, perm)
+        z_bar = ops.permute_rows(x_bar, perm)
         w = C.adjoint_rhs(lambda rhs, t: triangular_solve(
             lu, rhs, lower=True, trans=t, unit_diagonal=True, op=op), z_bar, trans)
         s = C.adjoint_rhs(lambda rhs, t: triangular_solve(lu, rhs, lower=False, trans=t, op=op),
@@ -290,7 +290,7 @@ def lusolve_vjp(x_bar, needs, x, y, lu, b, *, perm, trans):
         lu_bar = None
         if needs[0]:
             yv = _stored_or_traced(y, lu, b, perm, trans)
-            z = C.gather_rows(x, perm)
+            z = ops.permute_rows(x, perm)
             lu_bar = C.split_cotangent((w, z), (s, yv), trans)
     return (ops.fit(lu_bar, lu) if lu_bar is not None else None,
             ops.fit(b_bar, b) if b_bar is not None else None)
@@ -304,7 +304,7 @@ def lusolve_jvp(tangents, x, y, lu, b, *, perm, trans):
     lu_dot, b_dot = tangents
     yv = _stored_or_traced(y, lu, b, perm, trans) if lu_dot is not None else y
     if trans == 0:
-        r = C.gather_rows(b_dot, perm) if b_dot is not None else None
+        r = ops.permute_rows(b_dot, perm) if b_dot is not None else None
         if lu_dot is not None:
             d = -ops.matmul(ops.tril(lu_dot, -1), yv)
             r = d if r is None else r + d
@@ -319,10 +319,10 @@ def lusolve_jvp(tangents, x, y, lu, b, *, perm, trans):
             r = d if r is None else r + d
         y_dot = triangular_solve(lu, r, lower=False, trans=trans, op=op)
         if lu_dot is not None:
-            z = C.gather_rows(x, perm)
+            z = ops.permute_rows(x, perm)
             y_dot = y_dot - ops.matmul(C.op(ops.tril(lu_dot, -1), trans), z)
         z_dot = triangular_solve(lu, y_dot, lower=True, trans=trans, unit_diagonal=True, op=op)
-        out = C.gather_rows(z_dot, C.inverse_permutation(perm))
+        out = ops.permute_rows(z_dot, C.inverse_permutation(perm))
     shape = ops._shape(x)
     return ops.broadcast_to(out, shape) if ops._shape(out) != shape else out
 

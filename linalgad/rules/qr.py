@@ -192,7 +192,7 @@ def qr(a, mode="reduced", *, pivoting=False, overwrite_a=False, lwork=None,
     if pivoting:
         Q0, R0, P = kernels_for(C.value(A)).qr_pivoted(C.value(A), complete)
         # the columns in pivot order, differentiably: a[..., :, P] = Q R
-        A_perm = ops.mT(C.gather_rows(ops.mT(A), P))
+        A_perm = ops.mT(ops.permute_rows(ops.mT(A), P))
         Q, R = _qr(A_perm, complete=complete, given=(Q0, R0))
         return (R, P) if mode == "r" else (Q, R, P)
     Q, R = _qr(A, complete=complete)
