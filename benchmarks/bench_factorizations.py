@@ -40,7 +40,7 @@ import scipy.linalg  # noqa: E402
 import peers_factorizations as pf  # noqa: E402
 
 K = 8  # right-hand sides of the solves
-LIBS = ("linalgad",) + pf.PEER_NAMES
+LIBS = ("linalgad", "linalgad-jit") + pf.PEER_NAMES   # -jit: lad.jit(value_and_grad(...))
 SHAPES = [s for s in common.SHAPES if s[0] != "16x16"]  # n = 64, 256, 1024 and the stacks
 QUICK_SHAPES = {"64x64", "10000x4x4"}
 RTOL = 1e-6  # gradient agreement, float64
@@ -420,7 +420,7 @@ def linalgad_lacks(rule):
     return f"la.{', la.'.join(missing)} not implemented yet" if missing else None
 
 
-def linalgad_make(rule, diff, consts):
+def linalgad_make(rule, diff, consts, jit=False):
     lad, la = load_linalgad()
     loss = linalgad_losses(lad, la)[rule]
 
@@ -428,6 +428,8 @@ def linalgad_make(rule, diff, consts):
         return loss(*d, consts)
 
     vg = lad.value_and_grad(f, argnums=tuple(range(len(diff))))
+    if jit:
+        vg = lad.jit(vg)
 
     def run():
         return vg(*diff)
@@ -526,7 +528,8 @@ def main(argv=None):
     if set(wanted) - set(LIBS):
         ap.error(f"unknown peers {sorted(set(wanted) - set(LIBS))}; choose from {','.join(LIBS)}")
     installed = pf.available([p for p in pf.PEER_NAMES if p in wanted])
-    libs = [name for name in LIBS if name in wanted and (name == "linalgad" or name in installed)]
+    libs = [name for name in LIBS if name in wanted and (name.startswith("linalgad")
+                                                          or name in installed)]
 
     shapes = SHAPES
     if args.shapes:
@@ -558,15 +561,16 @@ def main(argv=None):
                 noisy.append(f"{rule} {label} ref {ref.spread:.0%}")
             cells, abs_cells, ratios = {}, {}, {}
             for name in libs:
-                why = linalgad_lacks(rule) if name == "linalgad" else \
+                why = linalgad_lacks(rule) if name.startswith("linalgad") else \
                     pf.lacks(name, rule, bool(batch))
                 if why is not None:
-                    cells[name] = abs_cells[name] = "n/a" if name == "linalgad" else "—"
+                    cells[name] = abs_cells[name] = "n/a" if name.startswith("linalgad") else "—"
                     notes.setdefault((rule, why), {}).setdefault(name, []).append(label)
                     continue
                 try:
-                    run, unpack = (linalgad_make(rule, case.diff, case.consts)
-                                   if name == "linalgad" else
+                    run, unpack = (linalgad_make(rule, case.diff, case.consts,
+                                                 jit=name == "linalgad-jit")
+                                   if name.startswith("linalgad") else
                                    pf.make(name, rule, case.diff, case.consts))
                     value, grads = unpack(run())
                     status, err, note = check(rule, value, grads, want_value, want_grads)

@@ -19,7 +19,9 @@ import scipy.linalg  # noqa: E402
 import peers  # noqa: E402
 
 K = 8  # right-hand sides
-LIBS = ("linalgad",) + peers.PEER_NAMES
+# linalgad eager, and linalgad.jit(value_and_grad(...)) (replayed kernels: the
+# counterpart of jax.jit; see benchmarks/README.md)
+LIBS = ("linalgad", "linalgad-jit") + peers.PEER_NAMES
 
 
 # --- linalgad, through its public API only ----------------------------------------------
@@ -39,13 +41,15 @@ def load_linalgad():
 LINALGAD_MISSING = None
 
 
-def linalgad_solve(A, b, W):
+def linalgad_solve(A, b, W, jit=False):
     lad, la = load_linalgad()
 
     def loss(A, b):
         return lad.sum(la.solve(A, b, check_finite=False) * W)
 
     vg = lad.value_and_grad(loss, argnums=(0, 1))
+    if jit:
+        vg = lad.jit(vg)
 
     def run():
         return vg(A, b)
@@ -100,6 +104,8 @@ def main(argv=None):
     libs = {}
     if "linalgad" in wanted and load_linalgad() is not None:
         libs["linalgad"] = linalgad_solve
+    if "linalgad-jit" in wanted and load_linalgad() is not None:
+        libs["linalgad-jit"] = lambda A, b, W: linalgad_solve(A, b, W, jit=True)
     libs.update(peers.available([p for p in peers.PEER_NAMES if p in wanted]))
 
     shapes = common.SHAPES

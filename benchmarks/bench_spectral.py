@@ -43,7 +43,7 @@ import scipy.linalg  # noqa: E402
 
 import peers_spectral as ps  # noqa: E402
 
-LIBS = ("linalgad",) + ps.PEER_NAMES
+LIBS = ("linalgad", "linalgad-jit") + ps.PEER_NAMES   # -jit: lad.jit(value_and_grad(...))
 SHAPES = [s for s in common.SHAPES if s[0] != "16x16"]  # n = 64, 256, 1024 and the stacks
 QUICK_SHAPES = {"64x64", "10000x4x4"}
 RTOL = 1e-6  # gradient agreement, float64
@@ -362,7 +362,7 @@ def linalgad_lacks(rule):
     return f"la.{', la.'.join(missing)} not implemented yet" if missing else None
 
 
-def linalgad_make(rule, A, consts):
+def linalgad_make(rule, A, consts, jit=False):
     lad, la = load_linalgad()
     loss = linalgad_losses(lad, la)[rule]
 
@@ -370,6 +370,8 @@ def linalgad_make(rule, A, consts):
         return loss(A, consts)
 
     vg = lad.value_and_grad(f)
+    if jit:
+        vg = lad.jit(vg)
 
     def run():
         return vg(A)
@@ -394,7 +396,7 @@ def linalgad_probes(A):
 
 
 def probes(name, A):
-    return linalgad_probes(A) if name == "linalgad" else ps.eigenvalue_probes(name, A)
+    return linalgad_probes(A) if name.startswith("linalgad") else ps.eigenvalue_probes(name, A)
 
 
 # --- the rules ---------------------------------------------------------------------------
@@ -511,7 +513,8 @@ def main(argv=None):
     if args.slow_repeats is not None and args.slow_repeats < 3:
         ap.error("--slow-repeats must be >= 3")
     installed = ps.available([p for p in ps.PEER_NAMES if p in wanted])
-    libs = [name for name in LIBS if name in wanted and (name == "linalgad" or name in installed)]
+    libs = [name for name in LIBS if name in wanted and (name.startswith("linalgad")
+                                                          or name in installed)]
 
     shapes = SHAPES
     if args.shapes:
@@ -558,15 +561,16 @@ def main(argv=None):
                 noisy.append(f"{rule} {label} ref {ref.spread:.0%}")
             cells, abs_cells, ratios = {}, {}, {}
             for name in libs:
-                why = linalgad_lacks(rule) if name == "linalgad" else \
+                why = linalgad_lacks(rule) if name.startswith("linalgad") else \
                     ps.lacks(name, rule, bool(batch))
                 if why is not None:
-                    cells[name] = abs_cells[name] = "n/a" if name == "linalgad" else "—"
+                    cells[name] = abs_cells[name] = "n/a" if name.startswith("linalgad") else "—"
                     notes.setdefault((rule, why), {}).setdefault(name, []).append(label)
                     continue
                 try:
-                    run, unpack = (linalgad_make(rule, case.A, case.consts)
-                                   if name == "linalgad" else
+                    run, unpack = (linalgad_make(rule, case.A, case.consts,
+                                                 jit=name == "linalgad-jit")
+                                   if name.startswith("linalgad") else
                                    ps.make(name, rule, case.A, case.consts))
                     # `grads` stays alive while `run` is timed, for every library alike: the
                     # held array keeps glibc from trimming the heap after each call, so the

@@ -29,15 +29,15 @@ from .ops import (abs, absolute, add, amax, amin, astype, broadcast_to, concaten
                   vdot, where, zeros_like)
 from .ops import getitem as take_index  # x[idx] as a function (basic, integer, boolean)
 from .tape import Tracer
-from .transforms import (checkpoint, debug_nans, grad, hvp, jacfwd, jacrev, jvp, stop_gradient,
-                         value_and_grad, vjp)
+from .transforms import (checkpoint, debug_nans, grad, hvp, jacfwd, jacrev, jit, jvp,
+                         stop_gradient, value_and_grad, vjp)
 
 __version__ = "0.1.0"
 
 _memory.configure_from_environment()   # keep freed heap memory for reuse (see _memory)
 
 __all__ = [
-    "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "hvp", "checkpoint",
+    "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "hvp", "checkpoint", "jit",
     "stop_gradient", "debug_nans", "keep_freed_memory", "linalg", "testing", "Tracer",
     "GaugeWarning",
     "abs", "absolute", "add", "amax", "amin", "astype", "broadcast_to", "concatenate", "conj",

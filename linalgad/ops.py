@@ -22,7 +22,7 @@ import string
 
 import numpy as np
 
-from .tape import Primitive, Tracer
+from .tape import JitTracer, Primitive, Tracer, peek
 
 __all__ = [
     "add", "subtract", "multiply", "divide", "true_divide", "power", "negative",
@@ -47,10 +47,17 @@ _ndarray = np.ndarray
 
 
 def _value(x):
-    """The plain array inside any number of tracers."""
+    """The plain array inside any number of tracers, for its values.  (A recording for
+    linalgad.jit that reads a value this way is not replayed: use _peek for the shape,
+    dtype or type alone.)"""
     while isinstance(x, Tracer):
+        if x.__class__ is JitTracer:
+            x._trace.escape("a traced value was read into Python")
         x = x.value
     return x
+
+
+_peek = peek
 
 
 def asarray_value(x):
@@ -99,15 +106,15 @@ def fit(g, x):
     if _is_complex(g) and not _is_complex(x):
         g = real(g)
     g = unbroadcast(g, _shape(x))
-    xd = getattr(_value(x), "dtype", None)
-    if xd is not None and xd.kind in "fc" and np.result_type(_value(g)) != xd:
+    xd = getattr(_peek(x), "dtype", None)
+    if xd is not None and xd.kind in "fc" and np.result_type(_peek(g)) != xd:
         g = astype(g, xd)
     return g
 
 
 def zeros_like(x, dtype=None):
     """A plain (never traced) zero array shaped like x."""
-    v = _value(x)
+    v = _peek(x)
     if v.__class__ is _ndarray and dtype is None and v.flags.c_contiguous:
         return np.zeros(v.shape, v.dtype)      # a quarter of zeros_like's cost, same array
     return _xp(v).zeros_like(v, dtype=dtype)
@@ -115,7 +122,7 @@ def zeros_like(x, dtype=None):
 
 def ones_like(x, dtype=None):
     """A plain (never traced) array of ones shaped like x."""
-    v = _value(x)
+    v = _peek(x)
     return _xp(v).ones(v.shape, dtype=dtype or v.dtype)
 
 
@@ -149,8 +156,8 @@ def _tangent_like(r, out):
     """
     if _shape(r) != _shape(out):
         r = broadcast_to(r, _shape(out))
-    dt = np.result_type(_value(out))
-    if np.result_type(_value(r)) != dt:
+    dt = np.result_type(_peek(out))
+    if np.result_type(_peek(r)) != dt:
         r = astype(r, dt)
     return r
 
@@ -486,7 +493,7 @@ sign = _prim("sign", np.sign, _sign_vjp, _sign_jvp)
 def _real_vjp(g, needs, out, res, x):
     g = fit(g, x)
     if _is_complex(x) and not _is_complex(g):
-        g = astype(g, np.result_type(_value(x)))    # a complex input gets a complex cotangent
+        g = astype(g, np.result_type(_peek(x)))    # a complex input gets a complex cotangent
     return (g,)
 
 
@@ -522,7 +529,7 @@ def _astype_impl(x, dtype):
 
 
 def _astype_vjp(g, needs, out, res, x, dtype):
-    xd = np.result_type(_value(x))
+    xd = np.result_type(_peek(x))
     if xd.kind != "c" and _is_complex(g):
         g = real(g)
     return (astype(g, xd) if np.result_type(_value(g)) != xd else g,)
@@ -538,7 +545,7 @@ _astype = _prim("astype", _astype_impl, _astype_vjp, _astype_jvp)
 def astype(x, dtype):
     """Cast to ``dtype`` (differentiable between floating/complex dtypes)."""
     dtype = np.dtype(dtype)
-    if np.result_type(_value(x)) == dtype:
+    if np.result_type(_peek(x)) == dtype:
         return x
     return _astype(x, dtype=dtype)
 
@@ -620,6 +627,9 @@ _add_reduce = np.add.reduce
 
 
 def _sum_vjp(g, needs, out, res, x, axis=None, keepdims=False):
+    if axis is None and g.__class__ is _ndarray and x.__class__ is _ndarray and \
+            g.dtype == x.dtype:
+        return (_broadcast_impl(g, x.shape),)        # the common loss: a read-only view
     return (_restore_reduced(fit(g, g) if _is_complex(x) else real(g) if _is_complex(g) else g,
                              _shape(x), axis, keepdims),)
 
@@ -1230,7 +1240,7 @@ def _concat_vjp(g, needs, out, res, *arrays, axis):
 
 
 def _concat_jvp(t, out, res, *arrays, axis):
-    parts = [ti if ti is not None else zeros_like(a, dtype=np.result_type(_value(out)))
+    parts = [ti if ti is not None else zeros_like(a, dtype=np.result_type(_peek(out)))
              for ti, a in zip(t, arrays)]
     return _concatenate(*parts, axis=axis)
 

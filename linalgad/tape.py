@@ -31,9 +31,12 @@ share one.
 from __future__ import annotations
 
 import itertools
+from operator import itemgetter
 
-__all__ = ["Primitive", "Tracer", "ReverseTracer", "ForwardTracer",
-           "ReverseTrace", "ForwardTrace", "new_level", "backward_pass"]
+import numpy as np
+
+__all__ = ["Primitive", "Tracer", "ReverseTracer", "ForwardTracer", "JitTracer",
+           "ReverseTrace", "ForwardTrace", "JitTrace", "new_level", "backward_pass"]
 
 # itertools.count.__next__ is atomic under the GIL: levels are unique across
 # threads, and increase with nesting inside one thread.
@@ -90,7 +93,25 @@ class Primitive:
         return top.process(self, args, params)[0]
 
     def bind_staged(self, args, params):
-        """Call on possibly traced args; return (output, residuals)."""
+        """Call on possibly traced args; return (output, residuals).
+
+        The residuals come back to the caller as plain data; under :func:`linalgad.jit`
+        whatever the caller derives from them would be a stale constant on replay, so a
+        recording that hands them out is not replayed.
+        """
+        top = _top_trace(args)
+        if top is None:
+            if self.staged:
+                return self.impl(*args, **params)
+            return self.impl(*args, **params), None
+        out, res = top.process(self, args, params)
+        if res is not None:
+            _escape(out[0] if self.multiple_results else out,
+                    f"the residuals of {self.name} were returned to Python")
+        return out, res
+
+    def _bind(self, args, params):
+        """bind_staged for the tape itself (the residuals stay on the tape)."""
         top = _top_trace(args)
         if top is None:
             if self.staged:
@@ -141,6 +162,7 @@ class Tracer:
 
     def primal(self):
         """The innermost plain array (all traces removed)."""
+        _escape(self, "a traced value was read (primal())")
         v = self.value
         while isinstance(v, Tracer):
             v = v.value
@@ -164,7 +186,7 @@ class Tracer:
         self._concrete("index")
 
     def __repr__(self):
-        return f"{type(self).__name__}(level={self._trace.level}, {self.primal()!r})"
+        return f"{type(self).__name__}(level={self._trace.level}, {peek(self)!r})"
 
 
 class ReverseTracer(Tracer):
@@ -193,7 +215,7 @@ def _run(prim, vals, params, inner):
     which case that trace takes the call; otherwise the kernel runs.
     """
     if inner:
-        return prim.bind_staged(vals, params)
+        return prim._bind(vals, params)
     if prim.staged:
         return prim.impl(*vals, **params)
     return prim.impl(*vals, **params), None
@@ -202,9 +224,9 @@ def _run(prim, vals, params, inner):
 class Node:
     """One recorded primitive application on a reverse tape."""
 
-    __slots__ = ("prim", "args", "params", "out", "res", "parents", "needs", "idx")
+    __slots__ = ("prim", "args", "params", "out", "res", "parents", "needs", "idx", "unit")
 
-    def __init__(self, prim, args, params, out, res, parents, needs, idx):
+    def __init__(self, prim, args, params, out, res, parents, needs, idx, unit=None):
         self.prim = prim
         self.args = args        # values (inner level), tuple
         self.params = params
@@ -213,6 +235,7 @@ class Node:
         self.parents = parents  # tuple of (node, output index) or None
         self.needs = needs      # tuple of bool: which arguments want a cotangent
         self.idx = idx          # position on the tape
+        self.unit = unit        # the JitTrace the values live on, when that is all they hold
 
 
 class ReverseTrace:
@@ -268,7 +291,8 @@ class ReverseTrace:
         """Run prim on the unwrapped values, append its node, box its outputs."""
         out, res = _run(prim, vals, params, inner)
         nodes = self.nodes
-        node = Node(prim, vals, params, out, res, parents, needs, len(nodes))
+        node = Node(prim, vals, params, out, res, parents, needs, len(nodes),
+                    _jit_below(vals) if inner else None)
         nodes.append(node)
         if prim.multiple_results:
             boxed = tuple(ReverseTracer(o, self, node, i) for i, o in enumerate(out))
@@ -303,7 +327,12 @@ class ForwardTrace:
         out, res = _run(prim, vals, params, inner)
         if prim.jvp is None:
             raise NotImplementedError(f"forward mode is not defined for {prim.name}")
-        out_t = prim.jvp(tuple(tans), out, res, *vals, **params)
+        tans = tuple(tans)
+        unit = _jit_below(vals) if inner else None
+        if unit is not None and unit.owns(tans):
+            out_t = unit.call(prim.jvp, (tans, out, res) + vals, params, prim.name)
+        else:
+            out_t = prim.jvp(tans, out, res, *vals, **params)
         if prim.multiple_results:
             boxed = tuple(o if t is None else ForwardTracer(o, self, t)
                           for o, t in zip(out, out_t))
@@ -312,6 +341,326 @@ class ForwardTrace:
         else:
             boxed = ForwardTracer(out, self, out_t)
         return boxed, res
+
+
+# -- recording for replay (linalgad.jit) ------------------------------------------
+
+class JitTracer(Tracer):
+    """A value of a call that :func:`linalgad.jit` is recording; ``slot`` names it in the
+    program being recorded."""
+
+    __slots__ = ("slot",)
+
+    def __init__(self, value, trace, slot):
+        self.value = value
+        self._trace = trace
+        self.slot = slot
+
+
+_STATIC = (type(None), bool, int, float, complex, str, bytes, slice, type(Ellipsis), np.dtype,
+           type, np.generic)
+
+
+class JitTrace:
+    """One call of a :func:`linalgad.jit` function, run eagerly on real values while the
+    kernels it runs are written down as a straight-line program.
+
+    It is always the innermost trace: the transforms inside the call stack their traces
+    on top of it, and every kernel of every level lands here.  A step is one primitive's
+    kernel, or, at first order, one rule's whole VJP or JVP called on plain arrays (so its
+    fused kernels are replayed as they run eagerly).  The program holds the slots
+    (inputs, constants, outputs and residuals of every step) and the steps; ``escaped``
+    records the first thing that makes a replay unsafe (a value read into Python, a
+    residual handed out, an unknown object among a kernel's parameters), in which case
+    the function is run eagerly instead.
+    """
+
+    __slots__ = ("level", "steps", "template", "ids", "keep", "escaped", "__weakref__")
+
+    def __init__(self):
+        self.level = new_level()
+        self.steps = []        # (fn(S), slots read, slots written)
+        self.template = []     # the slots: constants in place, None for computed values
+        self.ids = {}          # id(object) -> slot, for constants and residuals
+        self.keep = []         # those objects, alive while recording (ids stay unique)
+        self.escaped = None
+
+    def escape(self, why):
+        if self.escaped is None:
+            self.escaped = why
+
+    def _slot(self, value=None):
+        self.template.append(value)
+        return len(self.template) - 1
+
+    def new_input(self, value):
+        return JitTracer(value, self, self._slot())
+
+    def _known(self, x, value):
+        """Slot for a constant or a residual (registered by identity)."""
+        s = self.ids.get(id(x))
+        if s is None:
+            s = self._slot(value)
+            self.ids[id(x)] = s
+            self.keep.append(x)
+        return s
+
+    def _ref(self, x):
+        if x.__class__ is JitTracer and x._trace is self:
+            return x.slot
+        if isinstance(x, Tracer):
+            self.escape(f"a value of another trace ({type(x).__name__}) reached a kernel")
+        if isinstance(x, _STATIC):
+            return self._slot(x)
+        return self._known(x, x)
+
+    def _params(self, name, params):
+        """(params, [(key, slot)]): the keys bound to residuals are filled in on replay."""
+        dyn = []
+        for k, v in params.items():
+            s = self.ids.get(id(v))
+            if s is not None and self.template[s] is None:
+                dyn.append((k, s))
+            elif not _static_param(v):
+                self.escape(f"parameter {k}={type(v).__name__} of {name} is not a constant")
+        return params, tuple(dyn)
+
+    def process(self, prim, args, params):
+        vals = tuple(a.value if a.__class__ is JitTracer and a._trace is self else a
+                     for a in args)
+        refs = tuple(self._ref(a) for a in args)
+        out, res = _run(prim, vals, params, False)
+        params, dyn = self._params(prim.name, params)
+        res_slot = self._slot() if prim.staged else None
+        if prim.multiple_results:
+            outs = tuple(self._slot() for _ in out)
+            boxed = tuple(JitTracer(o, self, s) for o, s in zip(out, outs))
+        else:
+            outs = self._slot()
+            boxed = JitTracer(out, self, outs)
+        writes = (outs if prim.multiple_results else (outs,)) + \
+            ((res_slot,) if res_slot is not None else ())
+        self.steps.append((_kernel_step(prim, refs, params, dyn, outs, res_slot),
+                           refs + tuple(s for _, s in dyn), writes))
+        if res_slot is not None:
+            self._res(res, res_slot)
+        return boxed, res
+
+    def _res(self, res, slot):
+        """Register a residual (and, for a tuple, its parts) as computed by the step."""
+        if res is None:
+            return
+        self.ids[id(res)] = slot
+        self.keep.append(res)
+        if type(res) is tuple:
+            for i, r in enumerate(res):
+                if r is not None and not isinstance(r, _STATIC) and id(r) not in self.ids:
+                    s = self._slot()
+                    self.ids[id(r)] = s
+                    self.keep.append(r)
+                    self.steps.append((_item_step(slot, i, s), (slot,), (s,)))
+
+    def owns(self, x):
+        """Does x (a value, or a tuple of them) hold no tracer but this trace's?"""
+        if type(x) is tuple or type(x) is list:
+            return all(self.owns(e) for e in x)
+        return not isinstance(x, Tracer) or (x.__class__ is JitTracer and x._trace is self)
+
+    def call(self, fn, args, params, name):
+        """fn(*args, **params) on plain values, recorded as one step; returns its result
+        with the arrays boxed (a tuple result stays a tuple)."""
+        refs = []        # per position: a slot, or (container type, slots) for a tuple
+        for a in args:
+            if (type(a) is tuple or type(a) is list) and not self._is_residual(a):
+                refs.append((type(a), tuple(self._arg_slot(e, name) for e in a)))
+            else:
+                refs.append(self._arg_slot(a, name))
+        params, pdyn = self._params(name, params)
+        reads = [r for r in refs if type(r) is int]
+        for r in refs:
+            if type(r) is tuple:
+                reads.extend(r[1])
+        reads.extend(s for _, s in pdyn)
+        plain = [type(a)(_unbox(e) for e in a) if type(r) is tuple else _unbox(a)
+                 for a, r in zip(args, refs)]
+        result = fn(*plain, **params)
+        if type(result) is tuple or type(result) is list:
+            outs = tuple(None if r is None else self._slot() for r in result)
+            boxed = type(result)(None if r is None else JitTracer(r, self, s)
+                                 for r, s in zip(result, outs))
+            writes = tuple(s for s in outs if s is not None)
+            many = True
+        else:
+            outs = None if result is None else self._slot()
+            boxed = None if result is None else JitTracer(result, self, outs)
+            writes = () if outs is None else (outs,)
+            many = False
+        self.steps.append((_call_step(fn, tuple(refs), params, pdyn, outs, many),
+                           tuple(reads), writes))
+        return boxed
+
+    def _is_residual(self, x):
+        s = self.ids.get(id(x))
+        return s is not None and self.template[s] is None
+
+    def _arg_slot(self, x, name):
+        """The slot of an argument of a recorded call (constants get slots of their own)."""
+        if x.__class__ is JitTracer and x._trace is self:
+            return x.slot
+        s = self.ids.get(id(x))
+        if s is not None:
+            return s
+        if isinstance(x, _STATIC):
+            return self._slot(x)
+        if isinstance(x, Tracer):
+            self.escape(f"a value of another trace reached {name}")
+        elif not (hasattr(x, "shape") or _static_param(x)):
+            self.escape(f"an argument of {name} ({type(x).__name__}) is not a constant")
+        return self._known(x, x)
+
+    def guard(self, x, check):
+        """Run check(value of x) now and on every replay (input checks that raise)."""
+        s = x.slot
+        self.steps.append((_guard_step(check, s), (s,), ()))
+        check(x.value)
+
+
+def _unbox(x):
+    return x.value if x.__class__ is JitTracer else x
+
+
+def _static_param(v):
+    if isinstance(v, _STATIC) or callable(v):
+        return True
+    if type(v) is tuple or type(v) is list:
+        return all(_static_param(e) for e in v)
+    if type(v) is dict:
+        return all(_static_param(e) for e in v.values())
+    return isinstance(v, np.ndarray)
+
+
+def _kernel_step(prim, refs, params, dyn, outs, res_slot):
+    impl = prim.impl
+    n = len(refs)
+    if n == 1:
+        r0 = refs[0]
+
+        def get(S):
+            return (S[r0],)
+    elif n:
+        get = itemgetter(*refs)
+    else:
+        def get(S):
+            return ()
+    staged, multiple = prim.staged, prim.multiple_results
+
+    if not dyn and not staged and not multiple:
+        def step(S):
+            S[outs] = impl(*get(S), **params)
+        return step
+
+    def step(S):
+        p = params
+        if dyn:
+            p = dict(params)
+            for k, s in dyn:
+                p[k] = S[s]
+        r = impl(*get(S), **p)
+        if staged:
+            r, S[res_slot] = r
+        if multiple:
+            for s, o in zip(outs, r):
+                S[s] = o
+        else:
+            S[outs] = r
+    return step
+
+
+def _item_step(src, i, dst):
+    def step(S):
+        S[dst] = S[src][i]
+    return step
+
+
+def _call_step(fn, refs, params, pdyn, outs, many):
+    if all(type(r) is int for r in refs) and not pdyn:
+        get = itemgetter(*refs) if len(refs) > 1 else (lambda S, r=refs[0]: (S[r],))
+        if many:
+            def step(S):
+                for s, o in zip(outs, fn(*get(S), **params)):
+                    if s is not None:
+                        S[s] = o
+        elif outs is None:
+            def step(S):
+                fn(*get(S), **params)
+        else:
+            def step(S):
+                S[outs] = fn(*get(S), **params)
+        return step
+
+    def step(S):
+        args = [S[r] if type(r) is int else r[0]([S[i] for i in r[1]]) for r in refs]
+        p = params
+        if pdyn:
+            p = dict(params)
+            for k, s in pdyn:
+                p[k] = S[s]
+        r = fn(*args, **p)
+        if many:
+            for s, o in zip(outs, r):
+                if s is not None:
+                    S[s] = o
+        elif outs is not None:
+            S[outs] = r
+    return step
+
+
+def _guard_step(check, s):
+    def step(S):
+        check(S[s])
+    return step
+
+
+def _jit_below(vals):
+    """The JitTrace the values live on, when they are plain or its tracers only."""
+    unit = None
+    for v in vals:
+        if v.__class__ is JitTracer:
+            if unit is None:
+                unit = v._trace
+            elif v._trace is not unit:
+                return None
+        elif isinstance(v, Tracer):
+            return None
+    return unit
+
+
+def _escape(x, why):
+    """Mark the recording under x (if any) as not replayable."""
+    while isinstance(x, Tracer):
+        if x.__class__ is JitTracer:
+            x._trace.escape(why)
+            return
+        x = x.value
+
+
+def peek(x):
+    """The plain array inside x, for its shape, dtype or type only (never its values:
+    under linalgad.jit those would not be replayed; read values with ops._value)."""
+    while isinstance(x, Tracer):
+        x = x.value
+    return x
+
+
+def guard(x, check):
+    """check(the plain value of x), now and, under linalgad.jit, on every replay."""
+    v = x
+    while isinstance(v, Tracer):
+        if v.__class__ is JitTracer:
+            v._trace.guard(v, check)
+            return
+        v = v.value
+    check(v)
 
 
 def backward_pass(trace, out_refs, out_cts, check_finite=None):
@@ -346,7 +695,14 @@ def backward_pass(trace, out_refs, out_cts, check_finite=None):
         vjp = prim.vjp
         if vjp is None:
             raise NotImplementedError(f"reverse mode is not defined for {prim.name}")
-        in_cts = vjp(ct, node.needs, node.out, node.res, *node.args, **node.params)
+        unit = node.unit
+        if unit is not None and unit.owns(ct):
+            # first order on a recording for linalgad.jit: the rule runs as one step on
+            # plain arrays (its fused kernels included) and is replayed as one
+            in_cts = unit.call(vjp, (ct, node.needs, node.out, node.res) + node.args,
+                               node.params, prim.name)
+        else:
+            in_cts = vjp(ct, node.needs, node.out, node.res, *node.args, **node.params)
         if check_finite is not None:
             check_finite(prim, in_cts)
         for parent, g in zip(node.parents, in_cts):

@@ -17,21 +17,36 @@ import numpy as np
 from .. import ops
 from .. import backend as _backend
 from ..backend import LinAlgError, check_finite as _check_finite, namespace_of
-from ..tape import Primitive
+from ..tape import Primitive, guard as _tape_guard
 from ..testing import matrices as M
 
 
 def value(x):
-    """The plain array inside x (x itself when it is plain), as an array."""
+    """The plain array inside x (x itself when it is plain), as an array, for its values.
+
+    Under linalgad.jit a recording that reads a traced value is not replayed (the value
+    would be stale): use :func:`peek` for shapes and dtypes, :func:`guard` for checks.
+    """
     v = ops.asarray_value(x)
     if not hasattr(v, "shape"):
         v = np.asarray(v)
     return v
 
 
+def peek(x):
+    """The plain array inside x, as an array, for its shape, dtype and type only."""
+    v = ops._peek(x)
+    if not hasattr(v, "shape"):
+        v = np.asarray(v)
+    return v
+
+
+guard = _tape_guard
+
+
 def promote(x, dtype):
     """x cast (differentiably) to dtype; unchanged when it already has it."""
-    v = ops.asarray_value(x)
+    v = ops._peek(x)
     if not hasattr(v, "dtype"):
         return np.asarray(v, dtype=dtype)
     if v.dtype == dtype:
@@ -51,8 +66,8 @@ def result_dtype(op, *values):
 
 
 def square_matrix(op, a, name="a"):
-    """(traced-or-plain a, its value); a must be (..., n, n)."""
-    v = value(a)
+    """a's plain array (for its shape and dtype); a must be (..., n, n)."""
+    v = peek(a)
     if v.ndim < 2 or v.shape[-1] != v.shape[-2]:
         raise LinAlgError(f"{op}: {name} must be a square matrix or a stack of square "
                           f"matrices (..., n, n); got shape {v.shape}")
@@ -60,24 +75,26 @@ def square_matrix(op, a, name="a"):
 
 
 def matrix(op, a, name="a"):
-    v = value(a)
+    v = peek(a)
     if v.ndim < 2:
         raise LinAlgError(f"{op}: {name} must be a matrix or a stack of matrices (..., m, n); "
                           f"got shape {v.shape}")
     return v
 
 
-def checked(op, names, values, check_finite):
+def checked(op, names, arrays, check_finite):
+    """check_finite's scan of the (traced or plain) arrays, which raises ValueError naming
+    the argument; under linalgad.jit it is repeated on every replay."""
     if check_finite:
-        for name, v in zip(names, values):
-            _check_finite(op, name, v)
+        for name, a in zip(names, arrays):
+            guard(a, lambda v, name=name: _check_finite(op, name, v))
 
 
 def prepare(op, a, check_finite=True, square=True):
     """The one-matrix argument of ``op``: shape checked, finite-checked, in its LAPACK dtype."""
     av = square_matrix(op, a) if square else matrix(op, a)
     dtype = result_dtype(op, av)
-    checked(op, ("a",), (av,), check_finite)
+    checked(op, ("a",), (a,), check_finite)
     return promote(a, dtype)
 
 

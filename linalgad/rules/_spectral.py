@@ -167,7 +167,7 @@ def gauge_weights(k, like):
     """Fixed distinct weights c (k,) for registry losses Σ c_i (vector products), in the
     real precision and on the device of the array ``like``: distinct, so eigenvector
     (singular vector) derivatives are exercised."""
-    v = C.value(like)
+    v = C.peek(like)
     return namespace_of(v).asarray(np.linspace(1.0, 2.0, k).astype(np.finfo(v.dtype).dtype))
 
 

@@ -148,10 +148,10 @@ def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):
         raise TypeError("cho_solve: the first argument must be the pair (c, lower) "
                         "returned by cho_factor") from None
     cv = C.square_matrix(op, c, "c")
-    bv = C.value(b)
+    bv = C.peek(b)
     C.rhs_shape(op, cv.shape, bv.shape)
     dtype = C.result_dtype(op, cv, bv)
-    C.checked(op, ("c", "b"), (cv, bv), check_finite)
+    C.checked(op, ("c", "b"), (c, b), check_finite)
     c, b = C.promote(c, dtype), C.promote(b, dtype)
     lower = bool(lower)
     return C.on_columns(lambda b_: _chosolve(c, b_, lower=lower), b)

@@ -160,7 +160,7 @@ def _generalized(A, b, lower, type_, check_finite):
     op = "eigh"
     if type_ not in (1, 2, 3):
         raise ValueError(f"{op}: type must be 1, 2 or 3; got {type_!r}")
-    av, bv = C.value(A), C.square_matrix(op, b, "b")
+    av, bv = C.peek(A), C.square_matrix(op, b, "b")
     if bv.shape[-1] != av.shape[-1]:
         raise ValueError(f"{op}: a has shape {av.shape} and b has shape {bv.shape}; they must "
                          "be (..., n, n) with the same n")
@@ -170,7 +170,7 @@ def _generalized(A, b, lower, type_, check_finite):
         raise ValueError(f"{op}: the stacks of a {av.shape} and b {bv.shape} do not "
                          "broadcast") from None
     dtype = C.result_dtype(op, av, bv)
-    C.checked(op, ("b",), (bv,), check_finite)
+    C.checked(op, ("b",), (b,), check_finite)
     A, B = C.promote(A, dtype), C.promote(b, dtype)
     from .cholesky import _cholesky            # a sibling family: imported when needed
     from .triangular import triangular_solve

@@ -294,10 +294,10 @@ def lstsq(a, b, rcond=None, *, cond=None, overwrite_a=False, overwrite_b=False,
         raise ValueError(f'lstsq: LAPACK driver "{lapack_driver}" is not found')
     del overwrite_a, overwrite_b
     av = C.matrix(op, a)
-    bv = C.value(b)
+    bv = C.peek(b)
     vector = _check_rhs(op, av.shape, bv.shape)
     dtype = C.result_dtype(op, av, bv)
-    C.checked(op, ("a", "b"), (av, bv), check_finite)
+    C.checked(op, ("a", "b"), (a, b), check_finite)
     A, B = C.promote(a, dtype), C.promote(b, dtype)
     Av = C.value(A)
     m, n = Av.shape[-2:]

@@ -222,7 +222,7 @@ def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
         raise ValueError(f"{op}: trans must be 0, 1, 2, 'N', 'T' or 'C'; got {trans!r}")
     trans = _TRANS[trans]
     lv = C.square_matrix(op, lu_, "lu")
-    bv = C.value(b)
+    bv = C.peek(b)
     piv = C.value(piv)
     n = lv.shape[-1]
     if piv.shape != lv.shape[:-1]:
@@ -230,7 +230,7 @@ def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
                          f"of shape {lv.shape}")
     C.rhs_shape(op, lv.shape, bv.shape)
     dtype = C.result_dtype(op, lv, bv)
-    C.checked(op, ("lu", "b"), (lv, bv), check_finite)
+    C.checked(op, ("lu", "b"), (lu_, b), check_finite)
     lu_, b = C.promote(lu_, dtype), C.promote(b, dtype)
     perm = kernels_for(lv).perm_from_swaps(piv, n)
     return C.on_columns(lambda b_: _lusolve(lu_, b_, perm=perm, trans=trans), b)

@@ -263,7 +263,7 @@ def expm_frechet(A, E, method=None, compute_expm=True, check_finite=True):
         raise ValueError(f"{op}: expected A and E to be the same shape; got {av.shape} "
                          f"and {ev.shape}")
     dtype = C.result_dtype(op, av, ev)
-    C.checked(op, ("A", "E"), (av, ev), check_finite)
+    C.checked(op, ("A", "E"), (A, E), check_finite)
     A, E = C.promote(A, dtype), C.promote(E, dtype)
     if av.shape != ev.shape:
         try:

@@ -45,7 +45,7 @@ __all__ = ["norm", "matrix_norm", "vector_norm", "cond", "matrix_power", "multi_
 
 def _inexact(x):
     """x promoted (differentiably) to an inexact dtype as numpy.linalg.norm does (ints → float64)."""
-    v = C.value(x)
+    v = C.peek(x)
     if v.dtype.kind in "fc":
         return x
     return C.promote(x, np.float64)

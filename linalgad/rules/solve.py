@@ -140,22 +140,21 @@ def solve(a, b, lower=False, overwrite_a=False, overwrite_b=False, check_finite=
     """
     op_name = "solve"
     av = C.square_matrix(op_name, a)
-    bv = C.value(b)
+    bv = C.peek(b)
     C.rhs_shape(op_name, av.shape, bv.shape)
     kind = _ASSUME.get(assume_a if assume_a is not None else "gen")
     if kind is None:
         raise ValueError(f"solve: assume_a={assume_a!r} is not supported; use one of "
                          f"{sorted(set(_ASSUME))}")
     dtype = C.result_dtype(op_name, av, bv)
-    C.checked(op_name, ("a", "b"), (av, bv), check_finite)
+    C.checked(op_name, ("a", "b"), (a, b), check_finite)
     a, b = C.promote(a, dtype), C.promote(b, dtype)
     trans = 1 if transposed else 0
     if kind in ("upper", "lower"):
         return triangular_solve(a, b, lower=(kind == "lower"), trans=trans, op=op_name)
     if kind == "diagonal":
         d = ops.diagonal(a, 0, -2, -1)
-        dv = C.value(d)
-        check_diagonal(dv, dv.shape[:-1], op_name, what="matrix")
+        C.guard(d, lambda dv: check_diagonal(dv, dv.shape[:-1], op_name, what="matrix"))
         return C.on_columns(lambda b_: b_ / ops.expand_dims(d, -1), b)
     if kind in ("tri", "banded"):
         lo, up = (1, 1) if kind == "tri" else C.bandwidth(av)

@@ -213,9 +213,9 @@ def _batch(op, *named):
 
 
 def _prepare(op, arrays, names):
-    values = [C.value(a) for a in arrays]
+    values = [C.peek(a) for a in arrays]
     dtype = C.result_dtype(op, *values)
-    C.checked(op, names, values, True)
+    C.checked(op, names, arrays, True)
     return [C.promote(a, dtype) for a in arrays], values
 
 

@@ -99,10 +99,10 @@ def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_
         raise ValueError(f"{op}: trans must be 0, 1, 2, 'N', 'T' or 'C'; got {trans!r}")
     trans = _TRANS[trans]
     av = C.square_matrix(op, a)
-    bv = C.value(b)
+    bv = C.peek(b)
     C.rhs_shape(op, av.shape, bv.shape)
     dtype = C.result_dtype(op, av, bv)
-    C.checked(op, ("a", "b"), (av, bv), check_finite)
+    C.checked(op, ("a", "b"), (a, b), check_finite)
     return triangular_solve(C.promote(a, dtype), C.promote(b, dtype), lower=bool(lower),
                             trans=trans, unit_diagonal=bool(unit_diagonal))
 

@@ -1,0 +1,302 @@
+"""linalgad.jit: record one call, replay the kernels on later calls.
+
+Generated from the registry like test_rules.py: for every rule, domain and batch shape
+(float64 and complex128, plus float32 on one matrix), a function computing the rule's
+value, a VJP and a JVP is jitted, recorded on one input and called on a second one; the
+result must equal the eager result on the second input.  The rules the benchmarks time
+must be replayed, not merely fall back to eager.  The rest covers what makes a
+recording unsafe to replay (values read into Python, residuals handed out), the checks
+that must run again on every replay, the cache's keys, threads and nesting.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+
+import linalgad as lad
+from linalgad import linalg as la
+from linalgad._tree import tree_flatten
+from linalgad.backend import LinAlgError
+from linalgad.registry import all_rules
+
+RULES = all_rules()
+
+
+def _cases():
+    for rule in RULES:
+        for domain in rule.domains:
+            for dtype in (np.float64, np.complex128, np.float32):
+                if not domain.applies_to(dtype) or np.dtype(dtype) not in map(np.dtype,
+                                                                               rule.dtypes):
+                    continue
+                batches = rule.batch_shapes if dtype != np.float32 else ((),)
+                for batch in batches:
+                    bid = "x".join(map(str, batch)) or "single"
+                    yield pytest.param(rule, domain, dtype, batch,
+                                       id=f"{rule.name}-{domain.name}-{np.dtype(dtype).name}-{bid}")
+
+
+def _probe(x, seed):
+    """A fixed array shaped like x (a constant of the jitted function: it depends on the
+    shape and dtype only)."""
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal(x.shape)
+    if x.dtype.kind == "c":
+        v = v + 1j * rng.standard_normal(x.shape)
+    return v.astype(x.dtype)
+
+
+def _value_vjp_jvp(fun, modes):
+    def both(*args):
+        out, pull = lad.vjp(fun, *args)
+        leaves, treedef = tree_flatten(out)
+        cts = [_probe(o, 10 + i) for i, o in enumerate(leaves)]
+        from linalgad._tree import tree_unflatten
+        result = [out]
+        if "rev" in modes:
+            result.append(pull(tree_unflatten(treedef, cts)))
+        if "fwd" in modes:
+            tangents = tuple(_probe(a, 20 + i) for i, a in enumerate(args))
+            result.append(lad.jvp(fun, args, tangents)[1])
+        return tuple(result)
+    return both
+
+
+def _close(got, want, dtype):
+    g, gd = tree_flatten(got)
+    w, wd = tree_flatten(want)
+    assert gd == wd
+    tol = 1e-4 if np.dtype(dtype).itemsize <= 8 and np.dtype(dtype).kind == "f" or \
+        np.dtype(dtype) == np.complex64 else 1e-12
+    for a, b in zip(g, w):
+        assert np.shape(a) == np.shape(b)
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+# the rules the benchmarks time: their value and gradient must be replayed.  (lstsq and
+# pinv decide the numerical rank in Python, norm's 2 and −2 look for tied singular values
+# and p-norms for zero vectors: those run eagerly under jit, which test_replay_matches_eager
+# checks is right.)
+MUST_REPLAY = {"solve", "inv", "det", "slogdet", "cholesky", "cho_solve", "solve_triangular",
+               "lu_solve", "qr", "logdet", "eigh", "eigvalsh", "svd", "svdvals", "eig",
+               "eigvals", "expm", "norm"}
+
+
+@pytest.mark.parametrize("rule,domain,dtype,batch", list(_cases()))
+def test_replay_matches_eager(rule, domain, dtype, batch):
+    rng0, rng1 = np.random.default_rng(0), np.random.default_rng(1)
+    args0, kwargs = domain.make(rng0, 3, batch, dtype)
+    args1, kwargs1 = domain.make(rng1, 3, batch, dtype)
+
+    def fun(*a):
+        return rule.fun(*a, **kwargs)
+    both = _value_vjp_jvp(fun, rule.modes)
+    jitted = lad.jit(both)
+    _close(jitted(*args0), both(*args0), dtype)         # the recording call
+    _close(jitted(*args1), both(*args1), dtype)         # replayed (or run eagerly)
+    _close(jitted(*args0), both(*args0), dtype)
+    status = list(jitted.explain().values())
+    assert len(status) == 1
+    if rule.name in MUST_REPLAY and (rule.name != "norm" or "fro" in domain.name
+                                     or "nuc" in domain.name):
+        vg = lad.jit(lad.value_and_grad(lambda *a: lad.sum(lad.real(
+            lad.sum(lad.abs(tree_flatten(fun(*a))[0][0]))))))
+        vg(*args0)
+        assert "replayed" in list(vg.explain().values())[0], vg.explain()
+
+
+# -- what a replay must not get wrong ----------------------------------------------
+
+def _mat(n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, n)) + n * np.eye(n)
+
+
+def test_value_read_into_python_is_not_replayed():
+    def f(x):                       # the comparison reads x's values
+        return lad.sum(lad.where(x > 0, x * x, -x))
+    g = lad.jit(lad.grad(f))
+    x = np.array([1.0, -2.0, 3.0])
+    np.testing.assert_allclose(g(x), [2.0, -1.0, 6.0])
+    np.testing.assert_allclose(g(-x), [-1.0, 4.0, -1.0])     # other signs, other branch
+    assert "eager" in list(g.explain().values())[0]
+
+
+def test_primal_is_not_replayed():
+    def f(x):
+        scale = float(np.max(x.primal()))
+        return lad.sum(x * scale)
+    g = lad.jit(lad.grad(f))
+    np.testing.assert_allclose(g(np.array([1.0, 2.0])), [2.0, 2.0])
+    np.testing.assert_allclose(g(np.array([1.0, 5.0])), [5.0, 5.0])
+    assert "primal" in list(g.explain().values())[0]
+
+
+def test_pivots_handed_out_are_not_replayed():
+    """lu_factor returns the pivots of this call's matrix: a replay would keep them."""
+    def f(a, b):
+        return lad.sum(la.lu_solve(la.lu_factor(a), b))
+    g = lad.jit(lad.grad(f))
+    a1 = np.array([[1.0, 2.0], [3.0, 4.0]])      # pivots on row 1
+    a2 = np.array([[4.0, 3.0], [2.0, 1.0]])      # no row exchange
+    b = np.array([1.0, 1.0])
+    g(a1, b)
+    np.testing.assert_allclose(g(a2, b), lad.grad(f)(a2, b))
+    assert "residuals" in list(g.explain().values())[0]
+
+
+def test_lu_solve_with_given_pivots_is_replayed():
+    a = _mat()
+    lu, piv = la.lu_factor(a)
+    b = np.ones((4, 2))
+    f = lad.value_and_grad(lambda lu_, b_: lad.sum(la.lu_solve((lu_, piv), b_)), (0, 1))
+    g = lad.jit(f)
+    g(lu, b)
+    lu2 = lu + 0.01
+    _close(g(lu2, 2 * b), f(lu2, 2 * b), np.float64)
+    assert "replayed" in list(g.explain().values())[0]
+
+
+def test_stop_gradient_inside_is_replayed():
+    f = lad.grad(lambda x: lad.sum(x * lad.stop_gradient(x)))
+    g = lad.jit(f)
+    x = np.array([1.0, 2.0])
+    g(x)
+    np.testing.assert_allclose(g(3 * x), [3.0, 6.0])
+    assert "replayed" in list(g.explain().values())[0]
+
+
+def test_checks_run_again_on_replay():
+    f = lad.jit(lad.grad(lambda a: la.det(la.inv(a))))
+    a = _mat()
+    f(a)
+    bad = a.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="infs or NaNs"):
+        f(bad)
+    with pytest.raises(LinAlgError, match="singular"):
+        f(np.zeros((4, 4)))
+    stack = np.stack([a, np.zeros((4, 4)), a])
+    g = lad.jit(lad.grad(lambda s: lad.sum(la.solve(s, np.ones((3, 4, 1))))))
+    g(np.stack([a, a, a]))
+    with pytest.raises(LinAlgError, match=r"matrix \(1,\) of the stack"):
+        g(stack)
+    assert "replayed" in list(g.explain().values())[0]
+
+
+def test_signatures():
+    calls = []
+
+    def f(x, scale):
+        calls.append(1)                 # runs on recording calls only
+        return lad.sum(x * x) * scale
+    g = lad.jit(lad.grad(f))
+    x = np.arange(3.0)
+    np.testing.assert_allclose(g(x, 2.0), 4 * x)
+    np.testing.assert_allclose(g(x + 1, 2.0), 4 * (x + 1))
+    assert len(calls) == 1
+    np.testing.assert_allclose(g(x, 3.0), 6 * x)           # a Python number is a constant
+    np.testing.assert_allclose(g(np.arange(4.0), 2.0), 4 * np.arange(4.0))       # a shape
+    np.testing.assert_allclose(g(x.astype(np.float32), 2.0), 4 * x)             # a dtype
+    y = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_allclose(g(y.T, 2.0), 4 * y.T)                            # an order
+    np.testing.assert_allclose(g(y, 2.0), 4 * y)
+    assert len(calls) == 6
+    np.testing.assert_allclose(g(x, scale=2.0), 4 * x)      # keywords: another signature
+    assert len(calls) == 7
+
+
+def test_integer_arrays_are_constants_by_content():
+    f = lad.jit(lad.grad(lambda x, idx: lad.sum(x[idx] ** 2)))
+    x = np.arange(4.0)
+    idx = np.array([0, 2])
+    np.testing.assert_allclose(f(x, idx), [0, 0, 4, 0])
+    idx[0] = 1                                  # the caller's array changes: a new key
+    np.testing.assert_allclose(f(x, idx), [0, 2, 4, 0])
+
+
+def test_nested_structures_and_aux():
+    def loss(p):
+        x = la.solve(p["A"], p["b"])
+        return lad.sum(x * x), x
+    f = lad.value_and_grad(loss, has_aux=True)
+    g = lad.jit(f)
+    p = {"A": _mat(3), "b": np.ones(3)}
+    g(p)
+    q = {"A": _mat(3, seed=4), "b": np.arange(3.0)}
+    (v1, x1), g1 = g(q)
+    (v2, x2), g2 = f(q)
+    np.testing.assert_allclose(v1, v2)
+    np.testing.assert_allclose(x1, x2)
+    np.testing.assert_allclose(g1["A"], g2["A"])
+    np.testing.assert_allclose(g1["b"], g2["b"])
+    assert "replayed" in list(g.explain().values())[0]
+
+
+def test_called_inside_a_transform_runs_eagerly():
+    inner = lad.jit(lambda a: la.slogdet(a)[1])
+    a = _mat()
+    inner(a)
+    np.testing.assert_allclose(lad.grad(inner)(a), np.linalg.inv(a).T, rtol=1e-12)
+
+
+def test_higher_order_inside():
+    f = lambda a: la.slogdet(a)[1]                           # noqa: E731
+    h = lad.jit(lambda a, v: lad.hvp(f, (a,), (v,)))
+    a, v = _mat(), _mat(seed=3)
+    h(a, v)
+    a2 = _mat(seed=5)
+    np.testing.assert_allclose(h(a2, v), lad.hvp(f, (a2,), (v,)), rtol=1e-12)
+    g2 = lad.jit(lad.grad(lambda a: lad.sum(lad.grad(f)(a) * v)))
+    g2(a)
+    np.testing.assert_allclose(g2(a2), lad.grad(lambda a: lad.sum(lad.grad(f)(a) * v))(a2),
+                               rtol=1e-12)
+
+
+def test_threads():
+    f = lad.value_and_grad(lambda a, b: lad.sum(la.solve(a, b)), (0, 1))
+    g = lad.jit(f)
+    g(_mat(8), np.ones((8, 2)))
+    errors = []
+
+    def work(seed):
+        rng = np.random.default_rng(seed)
+        for _ in range(50):
+            a, b = _mat(8, seed=int(rng.integers(1000))), rng.standard_normal((8, 2))
+            got, want = g(a, b), f(a, b)
+            try:
+                _close(got, want, np.float64)
+            except AssertionError as e:
+                errors.append(e)
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_intermediates_are_freed():
+    """A replay keeps no array past its last use (the eager backward pass frees as it
+    goes; so does the program)."""
+    import weakref
+    seen = []
+    real_inv = np.linalg.inv
+
+    def f(a):
+        return lad.sum(la.inv(a) @ a)
+    g = lad.jit(lad.grad(f))
+    a = _mat()
+    g(a)
+    try:
+        def spy(x):
+            r = real_inv(x)
+            seen.append(weakref.ref(r) if isinstance(r, np.ndarray) and r.base is None
+                        else None)
+            return r
+        np.linalg.inv = spy
+        g(a)
+    finally:
+        np.linalg.inv = real_inv
+    assert all(w is None or w() is None for w in seen)
