@@ -16,7 +16,7 @@ import inspect
 import numpy as np
 
 from . import ops
-from .tape import Tracer
+from .tape import JitTracer, Tracer
 
 __all__ = ["register_numpy_function", "NUMPY_FUNCTIONS", "NUMPY_UFUNCS"]
 
@@ -176,3 +176,67 @@ def _accepts(impl, args, kwargs):
 
 Tracer.__array_ufunc__ = _array_ufunc
 Tracer.__array_function__ = _array_function
+
+
+# -- values of a linalgad.jit recording -----------------------------------------------------
+# A JitTracer carries no derivative: anything a plain array does that linalgad has no
+# operation for (a NumPy function without a rule, float(x), x.item(), x.flags, np.asarray)
+# runs on its value, as it would eagerly, and marks the recording as not replayable.
+# Where a derivative trace is involved too, the rules above apply unchanged.
+
+def _only_jit(values):
+    """True when no value is a tracer other than a JitTracer."""
+    return all(not isinstance(v, Tracer) or v.__class__ is JitTracer for v in values)
+
+
+def _plain(x, why):
+    if x.__class__ is JitTracer:
+        x._trace.escape(why)
+        return x.value
+    if isinstance(x, (tuple, list)):
+        return type(x)(_plain(e, why) for e in x)
+    return x
+
+
+def _jit_array_ufunc(self, ufunc, method, *inputs, **kwargs):
+    if (method == "__call__" and not kwargs and ufunc in NUMPY_UFUNCS) or \
+            not _only_jit(inputs + tuple(kwargs.values())):
+        return _array_ufunc(self, ufunc, method, *inputs, **kwargs)
+    why = f"numpy.{ufunc.__name__} ran on a traced value"
+    return getattr(ufunc, method)(*_plain(inputs, why),
+                                  **{k: _plain(v, why) for k, v in kwargs.items()})
+
+
+def _jit_array_function(self, func, types, args, kwargs):
+    if func in NUMPY_FUNCTIONS or not _only_jit(list(args) + list(kwargs.values())):
+        return _array_function(self, func, types, args, kwargs)
+    why = f"{_qualname(func)} ran on a traced value"
+    return func(*_plain(args, why), **{k: _plain(v, why) for k, v in kwargs.items()})
+
+
+def _jit_value_method(name):
+    def method(self, *args):
+        self._trace.escape(f"{name}() of a traced value")
+        return getattr(self.value, name)(*args)
+    method.__name__ = name
+    return method
+
+
+def _jit_getattr(self, name):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    self._trace.escape(f".{name} of a traced value")
+    return getattr(self.value, name)
+
+
+def _jit_array(self, dtype=None, copy=None):
+    self._trace.escape("a traced value was converted to a NumPy array")
+    return np.asarray(self.value, dtype=dtype)
+
+
+JitTracer.__array_ufunc__ = _jit_array_ufunc
+JitTracer.__array_function__ = _jit_array_function
+JitTracer.__array__ = _jit_array
+JitTracer.__getattr__ = _jit_getattr
+for _name in ("__bool__", "__float__", "__int__", "__complex__", "__index__"):
+    setattr(JitTracer, _name, _jit_value_method(_name))

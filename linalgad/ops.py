@@ -103,6 +103,9 @@ def fit(g, x):
         return g              # the common case, decided without further calls
     if g is None:
         return None
+    if isinstance(g, np.generic) and (type(x) is _ndarray or type(x) is type(g)) and \
+            x.shape == () and g.dtype == x.dtype:
+        return g              # a NumPy scalar for a 0-d array (or scalar) of its dtype
     if _is_complex(g) and not _is_complex(x):
         g = real(g)
     g = unbroadcast(g, _shape(x))
@@ -619,7 +622,11 @@ def _restore_reduced(g, shape, axis, keepdims):
 
 def _sum_impl(x, axis=None, keepdims=False):
     if x.__class__ is _ndarray:
+        if not x.ndim and axis is None and not keepdims:
+            return x[()]                   # the scalar np.sum returns, at a fifteenth the cost
         return _add_reduce(x, axis, keepdims=keepdims)   # np.sum without its dispatch
+    if isinstance(x, np.generic) and axis is None and not keepdims:
+        return x
     return np.sum(x, axis=axis, keepdims=keepdims)
 
 

@@ -22,6 +22,15 @@ how grad-of-grad, jvp-of-grad (Hessian-vector products) and jacfwd-of-jacrev
 compose.  Levels keep nested traces from confusing each other's
 perturbations.
 
+A third kind of trace, :class:`JitTrace`, serves :func:`linalgad.jit`: it sits below
+every other trace of a call, computes on real values like the others, and writes down
+each kernel it runs (and, at first order, each rule's VJP or JVP as one step) as a
+straight-line program over numbered slots, which later calls replay on new arrays.
+Anything that would make a replay differ from an eager call — a traced value read into
+Python (``ops._value``, ``primal()``), residuals handed back to a caller — marks the
+recording as not replayable; shapes and dtypes are read with :func:`peek`, and checks
+that must run on every call with :func:`guard`.
+
 Nothing here is global except a counter that hands out levels: a trace is an
 ordinary object referenced only by its tracers and by the transform call that
 created it, so it is gone when the call returns or raises, and threads never
@@ -642,6 +651,23 @@ def _escape(x, why):
             x._trace.escape(why)
             return
         x = x.value
+
+
+def expose(part, like):
+    """A residual (or a part of one) that a rule hands to its caller, as a value of the
+    jit recording under ``like`` (so a replay returns the new one, and reading it into
+    Python marks the recording), or as it is when there is no recording."""
+    v = like
+    while isinstance(v, Tracer):
+        if v.__class__ is JitTracer:
+            trace = v._trace
+            s = trace.ids.get(id(part))
+            if s is None or trace.template[s] is not None:
+                trace.escape("a residual was returned to Python")
+                return part
+            return JitTracer(part, trace, s)
+        v = v.value
+    return part
 
 
 def peek(x):

@@ -133,8 +133,9 @@ def test_primal_is_not_replayed():
     assert "primal" in list(g.explain().values())[0]
 
 
-def test_pivots_handed_out_are_not_replayed():
-    """lu_factor returns the pivots of this call's matrix: a replay would keep them."""
+def test_pivots_read_into_python_are_not_replayed():
+    """lu_solve turns the pivots lu_factor returned into a permutation in Python: a
+    replay would keep this call's."""
     def f(a, b):
         return lad.sum(la.lu_solve(la.lu_factor(a), b))
     g = lad.jit(lad.grad(f))
@@ -143,7 +144,35 @@ def test_pivots_handed_out_are_not_replayed():
     b = np.array([1.0, 1.0])
     g(a1, b)
     np.testing.assert_allclose(g(a2, b), lad.grad(f)(a2, b))
-    assert "residuals" in list(g.explain().values())[0]
+    assert "eager" in list(g.explain().values())[0]          # lu_solve read the pivots
+
+
+def test_lu_factor_is_replayed_and_returns_this_calls_pivots():
+    f = lad.jit(lambda a: la.lu_factor(a))
+    g = lad.jit(lad.grad(lambda a: lad.sum(la.lu_factor(a)[0] ** 2)))
+    a1 = np.array([[1.0, 2.0], [3.0, 4.0]])
+    a2 = np.array([[4.0, 3.0], [2.0, 1.0]])
+    f(a1)
+    g(a1)
+    for got, want in zip(f(a2), la.lu_factor(a2)):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(g(a2), lad.grad(lambda a: lad.sum(la.lu_factor(a)[0] ** 2))(a2))
+    assert "replayed" in list(f.explain().values())[0]
+    assert "replayed" in list(g.explain().values())[0]
+    P, L, U = lad.jit(la.lu)(a2)                     # lu builds P from the pivots in Python
+    np.testing.assert_allclose(P @ L @ U, a2)
+
+
+def test_works_where_eager_works():
+    """What a plain array does and linalgad has no operation for runs on the value."""
+    def f(x):
+        r = np.linalg.matrix_rank(x)
+        s = float(x[0, 0]) if bool(x[0, 0] > 0) else 0.0
+        return lad.sum(x * x) * r + s + x.item(0) + len(x.tolist()) + np.asarray(x)[1, 1]
+    j = lad.jit(f)
+    for x in (np.eye(3), 2 * np.eye(3), -np.eye(3)):
+        np.testing.assert_allclose(j(x), f(x))
+    assert "eager" in list(j.explain().values())[0]
 
 
 def test_lu_solve_with_given_pivots_is_replayed():
