@@ -539,8 +539,12 @@ def _unbox(x):
 
 
 def _static_param(v):
-    if isinstance(v, _STATIC) or callable(v):
+    if isinstance(v, _STATIC):
         return True
+    if callable(v):     # code; but a closure or a bound method could carry stale data
+        owner = getattr(v, "__self__", None)
+        return not getattr(v, "__closure__", None) and (
+            owner is None or isinstance(owner, (type, type(np))))
     if type(v) is tuple or type(v) is list:
         return all(_static_param(e) for e in v)
     if type(v) is dict:

@@ -602,8 +602,10 @@ def jit(fun):
     float or complex array's type, shape, dtype and memory order (its values
     change freely between calls); the value of anything else (Python numbers,
     strings, integer and boolean arrays such as pivots), which is baked in.
-    Arrays the function closes over are baked in too, as in ``jax.jit``: pass
-    values that change as arguments.  Side effects of ``fun`` (printing,
+    Arrays the function closes over are baked in too, as in ``jax.jit``: a replay
+    reads the same array objects (writing into one reaches the replay, binding the
+    name to another array does not), so pass values that change as arguments.
+    Side effects of ``fun`` (printing,
     appending to a list) happen on recording calls only.
 
     Correctness does not rest on the function being "jittable": a recording
@@ -659,7 +661,10 @@ def jit(fun):
         leaves, treedef = tree_flatten((args, kwargs))
         result, entry = _record_call(fun, leaves, treedef)
         if len(cache) >= JIT_CACHE_SIZE:
-            cache.pop(next(iter(cache)))
+            try:
+                cache.pop(next(iter(cache)), None)
+            except (StopIteration, RuntimeError):     # another thread got there first
+                pass
         cache[key] = entry
         return result
 
