@@ -48,13 +48,14 @@ def reference(rule, A, E):
     return lambda: getattr(sl, rule)(A)
 
 
-def linalgad_run(rule, A, E, W):
+def linalgad_run(rule, A, E, W, jit=False):
+    wrap = lad.jit if jit else (lambda f: f)
     if rule == "expm_frechet":
-        vg = lad.value_and_grad(lambda a, e: lad.sum(W * la.expm_frechet(a, e, compute_expm=False)),
-                                argnums=(0, 1))
+        vg = wrap(lad.value_and_grad(
+            lambda a, e: lad.sum(W * la.expm_frechet(a, e, compute_expm=False)), argnums=(0, 1)))
         return lambda: vg(A, E), lambda out: out[1][0]
     fun = getattr(la, rule)
-    vg = lad.value_and_grad(lambda a: lad.sum(W * fun(a)))
+    vg = wrap(lad.value_and_grad(lambda a: lad.sum(W * fun(a))))
     return lambda: vg(A), lambda out: out[1]
 
 
@@ -118,7 +119,7 @@ def autograd_run(rule, A, E, W):
 
 
 PEERS = (("jax-jit", jax_run), ("torch", torch_run), ("autograd", autograd_run))
-LIBS = ("linalgad",) + tuple(p for p, _ in PEERS)
+LIBS = ("linalgad", "linalgad-jit") + tuple(p for p, _ in PEERS)   # -jit: lad.jit(value_and_grad)
 
 
 def main():
@@ -144,6 +145,7 @@ def main():
             fns, unpacks = {"ref": reference(rule, A, E)}, {}
             run, unpack = linalgad_run(rule, A, E, W)
             fns["linalgad"], unpacks["linalgad"] = run, unpack
+            fns["linalgad-jit"], unpacks["linalgad-jit"] = linalgad_run(rule, A, E, W, jit=True)
             for name, make in PEERS:
                 made = make(rule, A, E, W)
                 if made is not None:
@@ -167,7 +169,7 @@ def main():
                     cell += mark
                 cells.append(cell)
             ref = "—" if best["ref"] is None else common.fmt_time(best["ref"])
-            peer_ratios = [best[p] / best["ref"] for p in LIBS[1:] if p in fns and best.get(p)
+            peer_ratios = [best[p] / best["ref"] for p in LIBS[2:] if p in fns and best.get(p)
                            and best["ref"]]
             rows.append([rule, label, ref] + cells +
                          [f"{min(peer_ratios):.2f}" if peer_ratios else "—"])

@@ -72,3 +72,8 @@ def test_check_command_on_the_gpu_table(cupy, capsys):
     out = capsys.readouterr().out
     assert rc in (0, None), out
     assert "0 failed" in out and "device gpu" in out, out
+
+
+def test_jit_through_the_gpu_table(cupy):
+    from test_gpu import _jit_on
+    _jit_on(cupy)
