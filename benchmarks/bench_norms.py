@@ -70,6 +70,8 @@ def value_and_grad_fns(name, A, W):
     def lad_loss(a):
         return sum(lad.sum(w * o) for w, o in zip(W, _flat(ours(a))))
     fns["linalgad"] = lambda: lad.value_and_grad(lad_loss)(A)[1]
+    replayed = lad.jit(lad.value_and_grad(lad_loss))      # kernels recorded once, replayed
+    fns["linalgad (jit)"] = lambda: replayed(A)[1]
     jax = peers.load_jax()
     if jax is not None and jf is not None:
         import jax.numpy as jnp
@@ -107,7 +109,7 @@ def main():
     args = p.parse_args()
     ts = timer_settings(args.quick)
     shapes = [(64,)] if args.quick else [(64,), (256,), (1024,), (10000, 4), (1000, 32)]
-    libs = ["linalgad", "jax (jit)", "torch", "autograd"]
+    libs = ["linalgad", "linalgad (jit)", "jax (jit)", "torch", "autograd"]
     rows = []
     too_slow = set()                        # (case, library): slower than max_seconds once
     for name, case in CASES.items():
@@ -146,6 +148,9 @@ def main():
                     cells.append("skipped (>20 s/call)")
                     continue
                 mark = "" if lib == "linalgad" or grads_agree([g], [ref], 1e-6) else " ≠"
+                if lib == "linalgad (jit)":
+                    g = fns[lib]()              # the first call recorded; check a replay too
+                    mark = "" if grads_agree([g], [ref], 1e-12) else " ≠"
                 t = timeit(fns[lib], **ts).per_call
                 cells.append(f"{t / fwd:.1f}×{mark}")
             rows.append([name, label, fmt_time(fwd)] + cells)

@@ -94,13 +94,19 @@ def solve_vjp(x_bar, needs, x, res, A, b, *, kind, trans=0, factors=None):
     return A_bar, (ops.fit(b_bar, b) if needs[1] else None)
 
 
+def _same(x):
+    return x
+
+
 def _solve_vjp_plain(x_bar, needs, x, res, A, b, kind, trans):
     """solve_vjp at first order on plain arrays of one stack: the same two formulas as
     kernel calls (one solve with the stored factors, one product), without the
     differentiable ops' dispatch (a third of the backward pass at n = 16)."""
     K = kernels_for(A)
+    complex_ = x.dtype.kind == "c" or x_bar.dtype.kind == "c"
+    conj = np.conj if complex_ else _same          # np.conj copies a real array
     if trans == 1:
-        b_bar = np.conj(_apply(K, res, np.conj(x_bar), kind, 0))
+        b_bar = conj(_apply(K, res, conj(x_bar), kind, 0))
     else:
         b_bar = _apply(K, res, x_bar, kind, 2 if trans == 0 else 0)
     A_bar = None
@@ -108,11 +114,11 @@ def _solve_vjp_plain(x_bar, needs, x, res, A, b, kind, trans):
         n, k = x.shape[-2:]
         nb = np.negative(b_bar) if k <= n else b_bar
         if trans == 0:
-            G = np.matmul(nb, np.conj(np.swapaxes(x, -1, -2)))
+            G = np.matmul(nb, conj(np.swapaxes(x, -1, -2)))
         elif trans == 2:
-            G = np.matmul(x, np.conj(np.swapaxes(nb, -1, -2)))
+            G = np.matmul(x, conj(np.swapaxes(nb, -1, -2)))
         else:
-            G = np.matmul(np.conj(x), np.swapaxes(nb, -1, -2))
+            G = np.matmul(conj(x), np.swapaxes(nb, -1, -2))
         if k > n:
             np.negative(G, out=G)
         A_bar = ops.fit(G, A)
