@@ -4,7 +4,10 @@
            domains and derivation document.
 ``check``  gradient-checks every registered rule on random matrices (VJP and
            JVP against finite differences, the dot-product test, and second
-           order) and times it: forward, forward+backward, their ratio.
+           order) and times it: forward, forward+backward, their ratio; then
+           ``jit(value_and_grad)`` is recorded on those inputs and called on new
+           ones, must equal the eager result, and its replay is timed ("eager"
+           where the rule reads values into Python and jit runs it eagerly).
            Exits with status 1 if any check fails.
 """
 
@@ -97,7 +100,7 @@ def _cmd_check(args):
     batches = [tuple(int(s) for s in b.split(",") if s) for b in args.batch] if args.batch \
         else [(), (3,)]
     rows = [("rule", "domain", "dtype", "batch", "mode", "max rel err", "tol", "fwd",
-             "fwd+bwd", "ratio", "status")]
+             "fwd+bwd", "ratio", "jit", "status")]
     failures = 0
     selected = [r for r in all_rules() if not args.rule or r.name in args.rule]
     for rule in selected:
@@ -133,8 +136,13 @@ def _cmd_check(args):
                     loss = _scalar_loss(rule, kwargs, weights)
                     t_fwd = _timeit(lambda: _sync(fun(*arrays)))
                     argnums = tuple(range(len(arrays)))
-                    t_rev = _timeit(lambda: _sync(transforms.value_and_grad(
-                        loss, argnums=argnums)(*arrays)))
+                    vg = transforms.value_and_grad(loss, argnums=argnums)
+                    t_rev = _timeit(lambda: _sync(vg(*arrays)))
+                    other, _ = domain.make(np.random.default_rng([args.seed, 1, rng.integers(
+                        1 << 30)]), args.size, batch, dtype)
+                    jit_cell, jit_ok = _jit_check(transforms.jit(vg), vg, arrays,
+                                                  tuple(_to_device(a, args.device)
+                                                        for a in other), dtype)
                     tangents = tuple(a * 0 + 1 for a in arrays)
                     t_fwdmode = _timeit(lambda: _sync(transforms.jvp(fun, arrays, tangents)))
                     for mode, t_both in (("rev", t_rev), ("fwd", t_fwdmode)):
@@ -143,11 +151,14 @@ def _cmd_check(args):
                         mine = [(e, t) for w, e, t in errors if w.startswith(mode)]
                         worst = max(mine, key=lambda et: et[0] / et[1], default=(float("nan"), 0))
                         ok = err_msg is None and all(e <= t for e, t in mine) and mine
+                        if mode == "rev":
+                            ok = ok and jit_ok
                         failures += 0 if ok else 1
                         rows.append((rule.name, domain.name, np.dtype(dtype).name,
                                      str(batch) if batch else "-", mode, f"{worst[0]:.1e}",
                                      f"{worst[1]:.0e}", _fmt_time(t_fwd), _fmt_time(t_both),
-                                     f"{t_both / t_fwd:.2f}", "ok" if ok else "FAIL"))
+                                     f"{t_both / t_fwd:.2f}", jit_cell if mode == "rev" else "-",
+                                     "ok" if ok else "FAIL"))
                         if err_msg and mode == rule.modes[0]:
                             print(f"{rule.name}/{domain.name}/{np.dtype(dtype).name}: {err_msg}",
                                   file=sys.stderr)
@@ -156,6 +167,32 @@ def _cmd_check(args):
     print(f"\n{checked - failures} passed, {failures} failed "
           f"(order {args.order}, size {args.size}, device {args.device})")
     return 1 if failures or not checked else 0
+
+
+def _jit_check(jitted, vg, arrays, other, dtype):
+    """(cell, ok): jit(value_and_grad) recorded on ``arrays`` and called on ``other`` must
+    equal the eager result there; the cell is the replayed call's time, or "eager" when
+    the recording read values into Python (then jit runs the function eagerly)."""
+    from ._tree import tree_flatten
+    try:
+        jitted(*arrays)
+        got, _ = tree_flatten(jitted(*other))
+        want, _ = tree_flatten(vg(*other))
+    except Exception as exc:  # noqa: BLE001  (reported as a failure of the row)
+        print(f"jit: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return "error", False
+    tol = 1e-4 if np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.complex64)) else 1e-10
+    ok = len(got) == len(want) and all(
+        np.allclose(_host(g), _host(w), rtol=tol, atol=tol) for g, w in zip(got, want))
+    if not ok:
+        return "MISMATCH", False
+    if "replayed" not in " ".join(jitted.explain().values()):
+        return "eager", True
+    return _fmt_time(_timeit(lambda: _sync(jitted(*other)))), True
+
+
+def _host(x):
+    return x.get() if hasattr(x, "get") and not isinstance(x, np.ndarray) else np.asarray(x)
 
 
 def _sync(result):

@@ -36,6 +36,24 @@ def test_check_fails_when_a_rule_is_wrong(monkeypatch, capsys):
     assert "FAIL" in capsys.readouterr().out
 
 
+def test_check_compares_jit_replays_with_eager(monkeypatch, capsys):
+    """A replay that differed from the eager result would be a FAIL of the rev row."""
+    from linalgad import transforms
+    original = transforms._Program.run
+
+    def stale(self, arrays):
+        value, grads = original(self, arrays)
+        return value, tuple(1.01 * g for g in grads)
+
+    assert main(["check", "--rule", "solve", "--size", "3", "--dtype", "float64",
+                 "--batch", ""]) == 0
+    assert "jit" in capsys.readouterr().out
+    monkeypatch.setattr(transforms._Program, "run", stale)
+    assert main(["check", "--rule", "solve", "--size", "3", "--dtype", "float64",
+                 "--batch", ""]) == 1
+    assert "MISMATCH" in capsys.readouterr().out
+
+
 def test_gpu_check_without_a_gpu_says_so():
     from linalgad.gpu import available
     if available():

@@ -80,7 +80,8 @@ def _close(got, want, dtype):
 # checks is right.)
 MUST_REPLAY = {"solve", "inv", "det", "slogdet", "cholesky", "cho_solve", "solve_triangular",
                "lu_solve", "qr", "logdet", "eigh", "eigvalsh", "svd", "svdvals", "eig",
-               "eigvals", "expm", "norm"}
+               "eigvals", "expm", "norm", "matrix_power", "polar", "multi_dot", "logm",
+               "sqrtm"}
 
 
 @pytest.mark.parametrize("rule,domain,dtype,batch", list(_cases()))

@@ -237,7 +237,7 @@ def cond(x, p=None):
     norm ord 2); at a singular matrix the value is inf and the gradient is 0
     (not NaN).
     """
-    v = C.value(x)
+    v = C.peek(x)
     if v.ndim < 2:
         raise LinAlgError(f"cond: {v.ndim}-dimensional array given; x must be at least "
                           "two-dimensional")
@@ -283,7 +283,7 @@ def matrix_power(a, n):
     Valid when: always for n ≥ 0 (a polynomial); for n < 0, a nonsingular
     (the gradient grows like cond(a)^(|n|+1)).
     """
-    v = C.value(a)
+    v = C.peek(a)
     if v.ndim < 2 or v.shape[-1] != v.shape[-2]:
         raise LinAlgError(f"matrix_power: a must be a square matrix or a stack of square "
                           f"matrices (..., m, m); got shape {v.shape}")

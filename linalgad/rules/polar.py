@@ -207,7 +207,7 @@ def polar(a, side="right", *, check_finite=True):
     op = "polar"
     if side not in ("right", "left"):
         raise ValueError(f"{op}: `side` must be either 'right' or 'left'; got {side!r}")
-    v = C.value(a)
+    v = C.peek(a)
     if v.ndim < 2:
         raise ValueError(f"{op}: `a` must be a 2-D array (or a stack of them); got shape "
                          f"{v.shape}")
