@@ -622,10 +622,10 @@ def _restore_reduced(g, shape, axis, keepdims):
 
 def _sum_impl(x, axis=None, keepdims=False):
     if x.__class__ is _ndarray:
-        if not x.ndim and axis is None and not keepdims:
+        if not x.ndim and axis is None and not keepdims and x.dtype.kind in "fc":
             return x[()]                   # the scalar np.sum returns, at a fifteenth the cost
         return _add_reduce(x, axis, keepdims=keepdims)   # np.sum without its dispatch
-    if isinstance(x, np.generic) and axis is None and not keepdims:
+    if isinstance(x, np.inexact) and axis is None and not keepdims:
         return x
     return np.sum(x, axis=axis, keepdims=keepdims)
 
