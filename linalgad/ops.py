@@ -535,7 +535,7 @@ def _astype_vjp(g, needs, out, res, x, dtype):
     xd = np.result_type(_peek(x))
     if xd.kind != "c" and _is_complex(g):
         g = real(g)
-    return (astype(g, xd) if np.result_type(_value(g)) != xd else g,)
+    return (astype(g, xd) if np.result_type(_peek(g)) != xd else g,)
 
 
 def _astype_jvp(t, out, res, x, dtype):

@@ -27,8 +27,8 @@ every other trace of a call, computes on real values like the others, and writes
 each kernel it runs (and, at first order, each rule's VJP or JVP as one step) as a
 straight-line program over numbered slots, which later calls replay on new arrays.
 Anything that would make a replay differ from an eager call — a traced value read into
-Python (``ops._value``, ``primal()``), residuals handed back to a caller — marks the
-recording as not replayable; shapes and dtypes are read with :func:`peek`, and checks
+Python (``ops._value``, ``primal()``, a residual handed to a caller and read there) —
+marks the recording as not replayable; shapes and dtypes are read with :func:`peek`, and checks
 that must run on every call with :func:`guard`.
 
 Nothing here is global except a counter that hands out levels: a trace is an
@@ -104,19 +104,15 @@ class Primitive:
     def bind_staged(self, args, params):
         """Call on possibly traced args; return (output, residuals).
 
-        The residuals come back to the caller as plain data; under :func:`linalgad.jit`
-        whatever the caller derives from them would be a stale constant on replay, so a
-        recording that hands them out is not replayed.
+        The residuals come back to the caller as plain data; under :func:`linalgad.jit` they
+        come back as values of the recording (:func:`expose`: a tuple part by part), so a
+        replay hands out the new call's, and reading them into Python marks the recording.
         """
-        top = _top_trace(args)
-        if top is None:
-            if self.staged:
-                return self.impl(*args, **params)
-            return self.impl(*args, **params), None
-        out, res = top.process(self, args, params)
+        out, res = self._bind(args, params)
         if res is not None:
-            _escape(out[0] if self.multiple_results else out,
-                    f"the residuals of {self.name} were returned to Python")
+            like = out[0] if self.multiple_results else out
+            res = tuple(expose(r, like) for r in res) if type(res) is tuple else \
+                expose(res, like)
         return out, res
 
     def _bind(self, args, params):
@@ -379,8 +375,8 @@ class JitTrace:
     kernel, or, at first order, one rule's whole VJP or JVP called on plain arrays (so its
     fused kernels are replayed as they run eagerly).  The program holds the slots
     (inputs, constants, outputs and residuals of every step) and the steps; ``escaped``
-    records the first thing that makes a replay unsafe (a value read into Python, a
-    residual handed out, an unknown object among a kernel's parameters), in which case
+    records the first thing that makes a replay unsafe (a value or a residual read into
+    Python, an unknown object among a kernel's parameters), in which case
     the function is run eagerly instead.
     """
 
@@ -405,54 +401,66 @@ class JitTrace:
     def new_input(self, value):
         return JitTracer(value, self, self._slot())
 
-    def _known(self, x, value):
-        """Slot for a constant or a residual (registered by identity)."""
+    def _residual(self, x):
+        """The slot of a residual (a value some step computes), or None."""
         s = self.ids.get(id(x))
-        if s is None:
-            s = self._slot(value)
-            self.ids[id(x)] = s
-            self.keep.append(x)
-        return s
+        return s if s is not None and self.template[s] is None else None
 
-    def _ref(self, x):
+    def _arg_slot(self, x, name):
+        """The slot of an argument: its tracer's, a residual's, or a constant's own."""
         if x.__class__ is JitTracer and x._trace is self:
             return x.slot
-        if isinstance(x, Tracer):
-            self.escape(f"a value of another trace ({type(x).__name__}) reached a kernel")
+        s = self.ids.get(id(x))
+        if s is not None:
+            return s
         if isinstance(x, _STATIC):
             return self._slot(x)
-        return self._known(x, x)
+        if isinstance(x, Tracer):
+            self.escape(f"a value of another trace reached {name}")
+        elif not (hasattr(x, "shape") or _static_param(x)):
+            self.escape(f"an argument of {name} ({type(x).__name__}) is not a constant")
+        s = self.ids[id(x)] = self._slot(x)
+        self.keep.append(x)           # alive while recording: its id stays unique
+        return s
 
     def _params(self, name, params):
-        """(params, [(key, slot)]): the keys bound to residuals are filled in on replay."""
+        """[(key, slot)] for the parameters bound to residuals (filled in on replay)."""
         dyn = []
         for k, v in params.items():
-            s = self.ids.get(id(v))
-            if s is not None and self.template[s] is None:
+            s = self._residual(v)
+            if s is not None:
                 dyn.append((k, s))
             elif not _static_param(v):
                 self.escape(f"parameter {k}={type(v).__name__} of {name} is not a constant")
-        return params, tuple(dyn)
+        return tuple(dyn)
+
+    def _record(self, fn, args, params, name, out):
+        """Append the step fn(*args, **params) writing its result to the slots ``out``."""
+        refs = tuple((type(a), tuple(self._arg_slot(e, name) for e in a))
+                     if (type(a) is tuple or type(a) is list) and self._residual(a) is None
+                     else self._arg_slot(a, name) for a in args)
+        dyn = self._params(name, params)
+        reads = [s for r in refs for s in ((r,) if type(r) is int else r[1])]
+        reads.extend(s for _, s in dyn)
+        self.steps.append((_step(fn, refs, params, dyn, out), tuple(reads),
+                           tuple(_flat_slots(out))))
 
     def process(self, prim, args, params):
         vals = tuple(a.value if a.__class__ is JitTracer and a._trace is self else a
                      for a in args)
-        refs = tuple(self._ref(a) for a in args)
         out, res = _run(prim, vals, params, False)
-        params, dyn = self._params(prim.name, params)
-        res_slot = self._slot() if prim.staged else None
         if prim.multiple_results:
             outs = tuple(self._slot() for _ in out)
             boxed = tuple(JitTracer(o, self, s) for o, s in zip(out, outs))
         else:
             outs = self._slot()
             boxed = JitTracer(out, self, outs)
-        writes = (outs if prim.multiple_results else (outs,)) + \
-            ((res_slot,) if res_slot is not None else ())
-        self.steps.append((_kernel_step(prim, refs, params, dyn, outs, res_slot),
-                           refs + tuple(s for _, s in dyn), writes))
-        if res_slot is not None:
+        if prim.staged:       # the kernel returns (output, residuals)
+            res_slot = self._slot()
+            self._record(prim.impl, args, params, prim.name, (outs, res_slot))
             self._res(res, res_slot)
+        else:
+            self._record(prim.impl, args, params, prim.name, outs)
         return boxed, res
 
     def _res(self, res, slot):
@@ -464,8 +472,7 @@ class JitTrace:
         if type(res) is tuple:
             for i, r in enumerate(res):
                 if r is not None and not isinstance(r, _STATIC) and id(r) not in self.ids:
-                    s = self._slot()
-                    self.ids[id(r)] = s
+                    s = self.ids[id(r)] = self._slot()
                     self.keep.append(r)
                     self.steps.append((_item_step(slot, i, s), (slot,), (s,)))
 
@@ -478,59 +485,22 @@ class JitTrace:
     def call(self, fn, args, params, name):
         """fn(*args, **params) on plain values, recorded as one step; returns its result
         with the arrays boxed (a tuple result stays a tuple)."""
-        refs = []        # per position: a slot, or (container type, slots) for a tuple
-        for a in args:
-            if (type(a) is tuple or type(a) is list) and not self._is_residual(a):
-                refs.append((type(a), tuple(self._arg_slot(e, name) for e in a)))
-            else:
-                refs.append(self._arg_slot(a, name))
-        params, pdyn = self._params(name, params)
-        reads = [r for r in refs if type(r) is int]
-        for r in refs:
-            if type(r) is tuple:
-                reads.extend(r[1])
-        reads.extend(s for _, s in pdyn)
-        plain = [type(a)(_unbox(e) for e in a) if type(r) is tuple else _unbox(a)
-                 for a, r in zip(args, refs)]
+        plain = [type(a)(_unbox(e) for e in a) if type(a) is tuple or type(a) is list
+                 else _unbox(a) for a in args]
         result = fn(*plain, **params)
         if type(result) is tuple or type(result) is list:
-            outs = tuple(None if r is None else self._slot() for r in result)
+            out = tuple(None if r is None else self._slot() for r in result)
             boxed = type(result)(None if r is None else JitTracer(r, self, s)
-                                 for r, s in zip(result, outs))
-            writes = tuple(s for s in outs if s is not None)
-            many = True
+                                 for r, s in zip(result, out))
         else:
-            outs = None if result is None else self._slot()
-            boxed = None if result is None else JitTracer(result, self, outs)
-            writes = () if outs is None else (outs,)
-            many = False
-        self.steps.append((_call_step(fn, tuple(refs), params, pdyn, outs, many),
-                           tuple(reads), writes))
+            out = None if result is None else self._slot()
+            boxed = None if result is None else JitTracer(result, self, out)
+        self._record(fn, args, params, name, out)
         return boxed
-
-    def _is_residual(self, x):
-        s = self.ids.get(id(x))
-        return s is not None and self.template[s] is None
-
-    def _arg_slot(self, x, name):
-        """The slot of an argument of a recorded call (constants get slots of their own)."""
-        if x.__class__ is JitTracer and x._trace is self:
-            return x.slot
-        s = self.ids.get(id(x))
-        if s is not None:
-            return s
-        if isinstance(x, _STATIC):
-            return self._slot(x)
-        if isinstance(x, Tracer):
-            self.escape(f"a value of another trace reached {name}")
-        elif not (hasattr(x, "shape") or _static_param(x)):
-            self.escape(f"an argument of {name} ({type(x).__name__}) is not a constant")
-        return self._known(x, x)
 
     def guard(self, x, check):
         """Run check(value of x) now and on every replay (input checks that raise)."""
-        s = x.slot
-        self.steps.append((_guard_step(check, s), (s,), ()))
+        self._record(check, (x,), {}, "a check", None)
         check(x.value)
 
 
@@ -552,25 +522,46 @@ def _static_param(v):
     return isinstance(v, np.ndarray)
 
 
-def _kernel_step(prim, refs, params, dyn, outs, res_slot):
-    impl = prim.impl
-    n = len(refs)
-    if n == 1:
-        r0 = refs[0]
+def _flat_slots(out):
+    """The slots an output spec writes (a slot, None, or a nested tuple of them)."""
+    if type(out) is int:
+        yield out
+    elif out is not None:
+        for o in out:
+            yield from _flat_slots(o)
 
-        def get(S):
-            return (S[r0],)
-    elif n:
-        get = itemgetter(*refs)
+
+def _writer(out):
+    """S, result -> None: store a result in the slots of the spec ``out``."""
+    if out is None:
+        return None
+    if type(out) is int:
+        def write(S, r):
+            S[out] = r
+        return write
+    parts = tuple(_writer(o) for o in out)
+
+    def write(S, r):
+        for w, x in zip(parts, r):
+            if w is not None:
+                w(S, x)
+    return write
+
+
+def _step(fn, refs, params, dyn, out):
+    """The replay of fn(*args, **params): arguments from their slots (a tuple argument
+    from several), parameters bound to residuals filled in, the result stored by ``out``."""
+    if all(type(r) is int for r in refs):
+        get = itemgetter(*refs) if len(refs) > 1 else \
+            (lambda S, r=refs[0]: (S[r],)) if refs else (lambda S: ())
     else:
         def get(S):
-            return ()
-    staged, multiple = prim.staged, prim.multiple_results
-
-    if not dyn and not staged and not multiple:
+            return [S[r] if type(r) is int else r[0]([S[i] for i in r[1]]) for r in refs]
+    if not dyn and type(out) is int:          # the common kernel: one output
         def step(S):
-            S[outs] = impl(*get(S), **params)
+            S[out] = fn(*get(S), **params)
         return step
+    write = _writer(out)
 
     def step(S):
         p = params
@@ -578,59 +569,15 @@ def _kernel_step(prim, refs, params, dyn, outs, res_slot):
             p = dict(params)
             for k, s in dyn:
                 p[k] = S[s]
-        r = impl(*get(S), **p)
-        if staged:
-            r, S[res_slot] = r
-        if multiple:
-            for s, o in zip(outs, r):
-                S[s] = o
-        else:
-            S[outs] = r
+        r = fn(*get(S), **p)
+        if write is not None:
+            write(S, r)
     return step
 
 
 def _item_step(src, i, dst):
     def step(S):
         S[dst] = S[src][i]
-    return step
-
-
-def _call_step(fn, refs, params, pdyn, outs, many):
-    if all(type(r) is int for r in refs) and not pdyn:
-        get = itemgetter(*refs) if len(refs) > 1 else (lambda S, r=refs[0]: (S[r],))
-        if many:
-            def step(S):
-                for s, o in zip(outs, fn(*get(S), **params)):
-                    if s is not None:
-                        S[s] = o
-        elif outs is None:
-            def step(S):
-                fn(*get(S), **params)
-        else:
-            def step(S):
-                S[outs] = fn(*get(S), **params)
-        return step
-
-    def step(S):
-        args = [S[r] if type(r) is int else r[0]([S[i] for i in r[1]]) for r in refs]
-        p = params
-        if pdyn:
-            p = dict(params)
-            for k, s in pdyn:
-                p[k] = S[s]
-        r = fn(*args, **p)
-        if many:
-            for s, o in zip(outs, r):
-                if s is not None:
-                    S[s] = o
-        elif outs is not None:
-            S[outs] = r
-    return step
-
-
-def _guard_step(check, s):
-    def step(S):
-        check(S[s])
     return step
 
 

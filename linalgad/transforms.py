@@ -568,17 +568,20 @@ def _is_array(x):
                                          and hasattr(x, "dtype"))
 
 
+def _is_input(x):
+    """A float or complex array: a replayed input (anything else is a constant)."""
+    return _is_array(x) and x.dtype.kind in "fc"
+
+
 def _leaf_key(x):
     """(key part, kind): kind 'array' for a replayed input, 'static' for a constant."""
+    if _is_input(x):
+        device = getattr(getattr(x, "device", None), "id", None)
+        return (type(x), x.shape, x.dtype, x.strides, device), "array"
     if _is_array(x):
-        dt = x.dtype
-        if dt.kind in "fc":
-            device = getattr(getattr(x, "device", None), "id", None)
-            return (type(x), x.shape, dt, x.strides, device), "array"
         # integer and boolean arrays (pivots, indices) are constants, keyed by content
-        xp = np if isinstance(x, np.ndarray) else None
-        data = x.tobytes() if xp is not None else x.get().tobytes()
-        return (type(x), x.shape, dt, data), "static"
+        data = (x if isinstance(x, np.ndarray) else x.get()).tobytes()
+        return (type(x), x.shape, x.dtype, data), "static"
     try:
         hash(x)
     except TypeError:
@@ -610,7 +613,7 @@ def jit(fun):
 
     Correctness does not rest on the function being "jittable": a recording
     that read a traced value into Python (a comparison, ``float(x)``, a rule that
-    branches on values, ``lu_factor``'s pivots handed back to the caller) is
+    branches on values, ``lu_solve`` reading ``lu_factor``'s pivots) is
     detected and that signature runs eagerly from then on; ``explain()`` on the
     returned function says why.  Kernels re-check what they check eagerly
     (singular matrices, ``check_finite``) on every replay, and their own choices
@@ -683,7 +686,7 @@ def _record_call(fun, leaves, treedef):
     trace = JitTrace()
     boxed, slots = [], []
     for x in leaves:
-        if _is_array(x) and x.dtype.kind in "fc":
+        if _is_input(x):
             b = trace.new_input(x)
             slots.append(b.slot)
             boxed.append(b)

@@ -190,12 +190,36 @@ def cotangent_factors(b_bar, x, trans):
     smaller side: the n×k factor when k ≤ n, else the n×n product."""
     n, k = ops._shape(x)[-2:]
     negate = k > n
-    nb = b_bar if negate else -b_bar
+    o = _PLAIN if type(b_bar) is np.ndarray and type(x) is np.ndarray else _TRACED
+    nb = b_bar if negate else o.negative(b_bar)
     if trans == 0:
-        return nb, ops.mH(x), negate
+        return nb, o.mH(x), negate
     if trans == 2:
-        return x, ops.mH(nb), negate
-    return ops.conj(x), ops.mT(nb), negate
+        return x, o.mH(nb), negate
+    return o.conj(x), o.mT(nb), negate
+
+
+class _TRACED:
+    """The differentiable operations cotangent_factors uses (any array, traced or not)."""
+    negative, mH, mT, conj = ops.negative, ops.mH, ops.mT, ops.conj
+
+
+class _PLAIN:
+    """The same on plain NumPy arrays, without the primitives' dispatch (first order: these
+    helpers run once per backward pass of every solve-like rule)."""
+    negative = np.negative
+
+    @staticmethod
+    def mH(x):
+        return _backend._mH(np, x)
+
+    @staticmethod
+    def mT(x):
+        return np.swapaxes(x, -1, -2)
+
+    @staticmethod
+    def conj(x):
+        return np.conj(x) if x.dtype.kind == "c" else x
 
 
 def solve_cotangent(b_bar, x, trans, project=None):
@@ -208,7 +232,9 @@ def solve_cotangent(b_bar, x, trans, project=None):
         G = ops.matmul(p, q)
     else:
         G = ops.tri_matmul(p, q, k=project[1], lower=project[0])
-    return -G if negate else G
+    if negate:
+        return np.negative(G, out=G) if type(G) is np.ndarray else -G
+    return G
 
 
 def split_cotangent(lower, upper, trans):

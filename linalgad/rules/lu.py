@@ -25,7 +25,7 @@ import numpy as np
 from .. import ops, transforms
 from ..backend import _TRANS, kernels_for
 from ..registry import Domain, Rule
-from ..tape import Primitive, Tracer, expose
+from ..tape import Primitive, Tracer
 from ..testing import matrices as M
 from . import _common as C
 from .triangular import _trisolve, triangular_solve
@@ -146,9 +146,9 @@ _lu = Primitive("lu", lu_forward, lu_vjp, lu_jvp, staged=True)
 
 
 def _factor(op, a, check_finite):
-    packed, (perm, piv) = _lu._bind((C.prepare(op, a, check_finite, square=False),), {})
     # the pivots are this call's: under linalgad.jit, values of the recording
-    return packed, expose(perm, packed), expose(piv, packed)
+    packed, (perm, piv) = _lu.bind_staged((C.prepare(op, a, check_finite, square=False),), {})
+    return packed, perm, piv
 
 
 def lu_factor(a, overwrite_a=False, check_finite=True):
