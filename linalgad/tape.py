@@ -28,8 +28,10 @@ each kernel it runs (and, at first order, each rule's VJP or JVP as one step) as
 straight-line program over numbered slots, which later calls replay on new arrays.
 Anything that would make a replay differ from an eager call — a traced value read into
 Python (``ops._value``, ``primal()``, a residual handed to a caller and read there) —
-marks the recording as not replayable; shapes and dtypes are read with :func:`peek`, and checks
-that must run on every call with :func:`guard`.
+marks the recording as not replayable; shapes and dtypes are read with :func:`peek`, checks
+that must run on every call with :func:`guard`, and the values a rule computes on for itself
+(a factorization it keeps, a rank it branches on) with :func:`compute`, whose recorded
+decisions a replay re-checks (when they differ, the call is recorded again).
 
 Nothing here is global except a counter that hands out levels: a trace is an
 ordinary object referenced only by its tracers and by the transform call that
@@ -45,7 +47,8 @@ from operator import itemgetter
 import numpy as np
 
 __all__ = ["Primitive", "Tracer", "ReverseTracer", "ForwardTracer", "JitTracer",
-           "ReverseTrace", "ForwardTrace", "JitTrace", "new_level", "backward_pass"]
+           "ReverseTrace", "ForwardTrace", "JitTrace", "Retrace", "new_level", "backward_pass",
+           "compute"]
 
 # itertools.count.__next__ is atomic under the GIL: levels are unique across
 # threads, and increase with nesting inside one thread.
@@ -503,6 +506,25 @@ class JitTrace:
         self._record(check, (x,), {}, "a check", None)
         check(x.value)
 
+    def compute(self, fn, args, decide, name):
+        """fn(*values of args) now, as a step of the program; its result a residual."""
+        result = fn(*[_unbox(a) for a in args])
+        step = fn
+        if decide is not None:
+            recorded = decide(result)
+
+            def step(*values):
+                r = fn(*values)
+                now = decide(r)
+                if now != recorded:
+                    raise Retrace(f"{name} decided {now!r} on this call, {recorded!r} "
+                                  f"when recorded")
+                return r
+        slot = self._slot()
+        self._record(step, args, {}, name, slot)
+        self._res(result, slot)
+        return result
+
 
 def _unbox(x):
     return x.value if x.__class__ is JitTracer else x
@@ -638,6 +660,40 @@ def guard(x, check):
             return
         v = v.value
     check(v)
+
+
+class Retrace(Exception):
+    """Raised inside a replay whose :func:`compute` decided otherwise than when it was
+    recorded (a rank, a branch); linalgad.jit then records the call again."""
+
+
+def compute(fn, args, decide=None, name="a computation"):
+    """fn(*the plain values of args): work on values that no derivative passes through.
+
+    It is how a rule computes what it hands its primitives as parameters (lstsq's and
+    pinv's factorization) and the Python decisions it takes on values (a rank, which
+    branch): plain values, never differentiated; under linalgad.jit one step of the
+    recording, run again on every replay, its result (and each part of a tuple result)
+    a residual of the recording (a primitive's parameter; :func:`expose` hands it to the
+    user).  ``decide(result)``, hashable, is everything the caller's Python reads from
+    the result; a replay whose result decides otherwise stops and the call is recorded
+    again, so no Python branch is taken on stale values.  ``fn`` must depend on its
+    arguments and on constants only.
+    """
+    trace = None
+    peeled = []
+    for a in args:
+        while isinstance(a, Tracer) and a.__class__ is not JitTracer:
+            a = a.value
+        if a.__class__ is JitTracer:
+            if trace is None:
+                trace = a._trace
+            elif a._trace is not trace:
+                trace.escape(f"{name} read values of two recordings")
+        peeled.append(a)
+    if trace is None:
+        return fn(*peeled)
+    return trace.compute(fn, peeled, decide, name)
 
 
 def backward_pass(trace, out_refs, out_cts, check_finite=None):

@@ -18,8 +18,8 @@ import numpy as np
 
 from . import ops
 from ._tree import tree_flatten, tree_unflatten
-from .tape import (ForwardTrace, ForwardTracer, JitTrace, JitTracer, Primitive, ReverseTrace,
-                   Tracer, backward_pass)
+from .tape import (ForwardTrace, ForwardTracer, JitTrace, JitTracer, Primitive, Retrace,
+                   ReverseTrace, Tracer, backward_pass)
 
 __all__ = ["vjp", "jvp", "grad", "value_and_grad", "jacrev", "jacfwd", "hvp",
            "checkpoint", "stop_gradient", "debug_nans", "jit"]
@@ -515,6 +515,7 @@ def _traced_rule_primitive(name, impl, ref, multiple_results):
 # -- jit --------------------------------------------------------------------------
 
 JIT_CACHE_SIZE = 64      # recordings kept per jitted function (the oldest go first)
+JIT_MAX_RETRACES = 8     # re-recordings on changed decisions before a signature runs eagerly
 _ndarray = np.ndarray
 
 
@@ -522,9 +523,10 @@ class _Program:
     """A recording replayed: the slots' template, the input slots, the steps (each with
     the slots it leaves dead, freed at once), and where the outputs are."""
 
-    __slots__ = ("template", "inputs", "steps", "out_def", "outs", "nsteps")
+    __slots__ = ("template", "inputs", "steps", "out_def", "outs", "nsteps", "retraces")
 
     def __init__(self, trace, input_slots, out_def, outs):
+        self.retraces = 0       # how often a changed decision had this signature recorded again
         self.template = trace.template
         self.inputs = tuple(input_slots)
         self.out_def = out_def
@@ -615,10 +617,13 @@ def jit(fun):
     that read a traced value into Python (a comparison, ``float(x)``, a rule that
     branches on values, ``lu_solve`` reading ``lu_factor``'s pivots) is
     detected and that signature runs eagerly from then on; ``explain()`` on the
-    returned function says why.  Kernels re-check what they check eagerly
-    (singular matrices, ``check_finite``) on every replay, and their own choices
-    (a Jacobi kernel for a stack, LAPACK for a badly conditioned matrix) are made
-    again on the new values.  Called with traced arguments (inside ``grad`` of
+    returned function says why.  Rules that decide something on values for
+    themselves (lstsq's and pinv's numerical rank) record that decision: a replay
+    on which it comes out otherwise (a new rank) stops and records the call again,
+    and a signature whose decisions keep changing runs eagerly.  Kernels re-check
+    what they check eagerly (singular matrices, ``check_finite``) on every replay,
+    and their own choices (a Jacobi kernel for a stack, LAPACK for a badly
+    conditioned matrix) are made again on the new values.  Called with traced arguments (inside ``grad`` of
     something else), the function runs eagerly and is differentiated as usual.
     """
     cache = {}
@@ -636,7 +641,10 @@ def jit(fun):
                 key = tuple(key)
                 entry = cache.get(key)
                 if entry.__class__ is _Program:
-                    return entry.run(args)
+                    try:
+                        return entry.run(args)
+                    except Retrace:
+                        return _again(key, entry, args, kwargs)
                 if entry is None:
                     return _first_call(key, args, kwargs)
                 return fun(*args, **kwargs)
@@ -656,7 +664,10 @@ def jit(fun):
         entry = cache.get(key)
         if entry is not None:
             if entry.__class__ is _Program:
-                return entry.run(arrays)
+                try:
+                    return entry.run(arrays)
+                except Retrace:
+                    return _again(key, entry, args, kwargs)
             return fun(*args, **kwargs)
         return _first_call(key, args, kwargs)
 
@@ -671,10 +682,28 @@ def jit(fun):
         cache[key] = entry
         return result
 
+    def _again(key, old, args, kwargs):
+        """A replay stopped on a changed decision (tape.compute): record this call again;
+        a signature whose decisions keep changing runs eagerly from then on."""
+        leaves, treedef = tree_flatten((args, kwargs))
+        result, entry = _record_call(fun, leaves, treedef)
+        if entry.__class__ is _Program:
+            entry.retraces = old.retraces + 1
+            if entry.retraces > JIT_MAX_RETRACES:
+                entry = _Eager(f"a decision on values (a rank, a branch) changed on "
+                               f"{entry.retraces} replays")
+        cache[key] = entry
+        return result
+
+    def _describe(v):
+        if v.__class__ is not _Program:
+            return f"eager: {v.why}"
+        again = f", recorded again {v.retraces}×" if v.retraces else ""
+        return f"replayed ({v.nsteps} steps{again})"
+
     def explain():
         """{signature: 'replayed (k steps)' or 'eager: <reason>'} for the signatures seen."""
-        return {k: (f"replayed ({v.nsteps} steps)" if v.__class__ is _Program
-                    else f"eager: {v.why}") for k, v in cache.items()}
+        return {k: _describe(v) for k, v in cache.items()}
 
     jitted.explain = explain
     jitted.clear = cache.clear

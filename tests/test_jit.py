@@ -74,14 +74,14 @@ def _close(got, want, dtype):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
 
-# the rules the benchmarks time: their value and gradient must be replayed.  (lstsq and
-# pinv decide the numerical rank in Python, norm's 2 and −2 look for tied singular values
-# and p-norms for zero vectors: those run eagerly under jit, which test_replay_matches_eager
-# checks is right.)
+# the rules the benchmarks time: their value and gradient must be replayed.  (norm's 2 and
+# −2 look for tied singular values and p-norms for zero vectors in Python: those run
+# eagerly under jit, which test_replay_matches_eager checks is right.  lstsq and pinv
+# decide the rank with tape.compute, re-checked on every replay.)
 MUST_REPLAY = {"solve", "inv", "det", "slogdet", "cholesky", "cho_solve", "solve_triangular",
                "lu_solve", "qr", "logdet", "eigh", "eigvalsh", "svd", "svdvals", "eig",
                "eigvals", "expm", "norm", "matrix_power", "polar", "multi_dot", "logm",
-               "sqrtm"}
+               "sqrtm", "lstsq", "pinv", "pinvh"}
 
 
 @pytest.mark.parametrize("rule,domain,dtype,batch", list(_cases()))
@@ -330,6 +330,112 @@ def test_intermediates_are_freed():
     finally:
         np.linalg.inv = real_inv
     assert all(w is None or w() is None for w in seen)
+
+
+# -- decisions on values (tape.compute): re-checked on every replay ------------------------
+
+def _tall(seed, m=7, n=4, dup=None):
+    a = np.random.default_rng(seed).standard_normal((m, n))
+    if dup is not None:                     # column dup[1] := column dup[0]: rank n - 1
+        a[:, dup[1]] = a[:, dup[0]]
+    return a
+
+
+def _lstsq_all(a, b, w):
+    x, residues, rank, s = la.lstsq(a, b)
+    return lad.sum(x * w) + lad.sum(residues) + lad.sum(s[..., :2]), rank
+
+
+def _lstsq_vg():
+    return lad.value_and_grad(_lstsq_all, argnums=(0, 1), has_aux=True)
+
+
+def _same(got, want):
+    g, gd = tree_flatten(got)
+    w, wd = tree_flatten(want)
+    assert gd == wd
+    for x, y in zip(g, w):
+        assert type(x) is type(y) or (np.ndim(x) and np.ndim(y)), (type(x), type(y))
+        np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-12)
+
+
+def test_rank_change_records_again():
+    """lstsq decides the rank (QR or SVD, the flags, an int rank) in Python: recorded on a
+    full-rank matrix, a replay on a rank-deficient one must not take the QR path."""
+    vg = _lstsq_vg()
+    j = lad.jit(vg)
+    b, w = np.arange(7.0), np.ones(4)
+    full, deficient = _tall(0), _tall(1, dup=(0, 2))
+    _same(j(full, b, w), vg(full, b, w))
+    _same(j(_tall(2), b, w), vg(_tall(2), b, w))
+    status = list(j.explain().values())[0]
+    assert status.startswith("replayed") and "again" not in status
+    got = j(deficient, b, w)
+    assert got[0][1] == 3 and type(got[0][1]) is int
+    _same(got, vg(deficient, b, w))
+    assert "recorded again 1×" in list(j.explain().values())[0]
+    # another matrix of the same rank: the same decisions, replayed as recorded
+    other = _tall(3, dup=(1, 3))
+    _same(j(other, b, w), vg(other, b, w))
+    assert "recorded again 1×" in list(j.explain().values())[0]
+    _same(j(full, b, w), vg(full, b, w))                 # and back
+    assert "recorded again 2×" in list(j.explain().values())[0]
+
+
+def test_stack_ranks_are_values_of_the_recording():
+    """A stack's rank array is returned as a value: a replay returns this call's ranks,
+    also where the decisions (full rank somewhere or not) stay the same."""
+    def f(a, b):
+        x, _, rank, s = la.lstsq(a, b)
+        return x, rank, s
+    j = lad.jit(f)
+    b = np.ones((3, 7, 2))
+    first = np.stack([_tall(0, dup=(0, 1)), _tall(1), _tall(2)])
+    second = np.stack([_tall(3), _tall(4, dup=(2, 3)), _tall(5, dup=(0, 3))])
+    _same(j(first, b), f(first, b))
+    got = j(second, b)
+    np.testing.assert_array_equal(got[1], [4, 3, 3])
+    _same(got, f(second, b))
+    assert "recorded again" not in list(j.explain().values())[0]
+
+
+def test_decisions_that_keep_changing_run_eagerly():
+    from linalgad.transforms import JIT_MAX_RETRACES
+    vg = _lstsq_vg()
+    j = lad.jit(vg)
+    b, w = np.arange(7.0), np.ones(4)
+    for i in range(JIT_MAX_RETRACES + 3):
+        a = _tall(i, dup=(0, 1)) if i % 2 else _tall(i)
+        _same(j(a, b, w), vg(a, b, w))
+    assert "eager: a decision on values" in list(j.explain().values())[0]
+
+
+def test_pinv_rank_decisions():
+    """pinv: the int rank of return_rank is decided (a new rank records again); without
+    it only the full-rank flags are, and a new partial rank replays with its own 1/s."""
+    def deficient(seed, r):
+        rng = np.random.default_rng(seed)
+        return rng.standard_normal((5, r)) @ rng.standard_normal((r, 5))
+    p = lad.jit(lambda a: la.pinv(a, return_rank=True))
+    p(deficient(0, 3))
+    y, r = p(deficient(1, 2))
+    assert r == 2 and type(r) is int
+    np.testing.assert_allclose(y, np.linalg.pinv(deficient(1, 2), rcond=1e-12), atol=1e-10)
+    assert "recorded again 1×" in list(p.explain().values())[0]
+    g = lad.jit(lad.grad(lambda a: lad.sum(la.pinv(a) * np.arange(25.0).reshape(5, 5))))
+    eager = lad.grad(lambda a: lad.sum(la.pinv(a) * np.arange(25.0).reshape(5, 5)))
+    g(deficient(0, 3))
+    np.testing.assert_allclose(g(deficient(1, 2)), eager(deficient(1, 2)), rtol=1e-9, atol=1e-9)
+    assert list(g.explain().values())[0].startswith("replayed") and \
+        "again" not in list(g.explain().values())[0]
+
+
+def test_compute_without_a_recording_is_a_call():
+    from linalgad.tape import compute
+    calls = []
+    assert compute(lambda x: calls.append(1) or x * 2, (np.ones(2),),
+                   decide=lambda r: calls.append(2))[0] == 2
+    assert calls == [1]                       # no recording: decide is never needed
 
 
 def test_the_document_runs():

@@ -17,7 +17,8 @@ import numpy as np
 from .. import ops
 from .. import backend as _backend
 from ..backend import LinAlgError, check_finite as _check_finite, namespace_of
-from ..tape import Primitive, guard as _tape_guard
+from ..tape import Primitive, compute as _tape_compute, expose as _tape_expose, \
+    guard as _tape_guard
 from ..testing import matrices as M
 
 
@@ -42,6 +43,8 @@ def peek(x):
 
 
 guard = _tape_guard
+compute = _tape_compute      # values a rule computes on for itself (factors, a rank): replayed
+expose = _tape_expose
 
 
 def promote(x, dtype):

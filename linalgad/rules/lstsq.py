@@ -230,6 +230,30 @@ def _lstsq_factor(A, b, rcond, op):
     return P, s, rank, x
 
 
+def _qr_taken(factored):
+    """What lstsq's Python reads from _lstsq_factor's result: whether QR sufficed."""
+    return factored[0] is not None
+
+
+def _rank_decided(single, with_rank=True):
+    """What the Python reads from (P, rank): the full-rank flags, and one matrix's rank
+    (returned as an int) — a stack's rank array is returned as a value (expose)."""
+    if single and with_rank:
+        return lambda r: (r[0].full_col, r[0].full_row, int(r[1]))
+    return lambda r: (r[0].full_col, r[0].full_row)
+
+
+def _rank_out(rank, single, args):
+    """The rank as NumPy/SciPy return it: an int for one matrix (decided, so fixed for a
+    recording), an integer array for a stack (a value of the recording under jit)."""
+    if single:
+        return int(rank)
+    for a in args:
+        if isinstance(a, Tracer):
+            return C.expose(rank, a)
+    return rank
+
+
 def _rcond(rcond, dtype, default):
     eps = float(np.finfo(dtype).eps)
     if rcond is None:
@@ -299,31 +323,35 @@ def lstsq(a, b, rcond=None, *, cond=None, overwrite_a=False, overwrite_b=False,
     dtype = C.result_dtype(op, av, bv)
     C.checked(op, ("a", "b"), (a, b), check_finite)
     A, B = C.promote(a, dtype), C.promote(b, dtype)
-    Av = C.value(A)
+    Av = C.peek(A)
     m, n = Av.shape[-2:]
     eps = float(np.finfo(dtype).eps)
     rc = _rcond(cond if cond is not None else rcond, dtype, eps * max(m, n))
-    Bv = C.value(B)
     if m == 0 or n == 0:
         return _lstsq_empty(A, B, vector, lapack_driver)
-    P, s, rank, x0 = _lstsq_factor(Av, Bv[..., None] if vector else Bv, rc, op)
+    single = not Av.shape[:-2]
+    # the factorization and the rank are values the rule computes on for itself: under
+    # linalgad.jit they are recomputed on every replay, which re-checks the branch taken
+    P, s, rank, x0 = C.compute(
+        lambda Av_, Bv_: _lstsq_factor(Av_, Bv_[..., None] if vector else Bv_, rc, op),
+        (A, B), decide=_qr_taken, name="lstsq's rank (QR)")
     if P is not None:
         s_out = _svals(A, s=s) if isinstance(A, Tracer) else s
     else:
         K = kernels_for(Av)
         if isinstance(A, Tracer):
             U, s_out, Vh = _svd(A, full_matrices=False)
-            U, s, Vh = C.value(U), C.value(s_out), C.value(Vh)
         else:
-            U, s, Vh = K.svd(Av, full_matrices=False, compute_uv=True, op=op)
-            s_out = s
-        P, rank = _svd_factors(K, U, s, Vh, rc * s[..., :1], m, n)
+            U, s_out, Vh = K.svd(Av, full_matrices=False, compute_uv=True, op=op)
+        P, rank = C.compute(
+            lambda U_, s_, Vh_: _svd_factors(K, U_, s_, Vh_, rc * s_[..., :1], m, n),
+            (U, s_out, Vh), decide=_rank_decided(single), name="lstsq's rank (SVD)")
     x = C.on_columns(lambda b_: _pinv_apply(A, b_, P=P, adjoint=False, value=x0), B)
     xp = namespace_of(Av)
     batch = np.broadcast_shapes(Av.shape[:-2], bv.shape[:-2]) if not vector else Av.shape[:-2]
     r = B - _matvec(A, x, vector) if m > n and P.full_col else None
     residues = _residues(r, vector, batch, bv, dtype, xp, lapack_driver)
-    rank_out = int(rank) if not Av.shape[:-2] else rank
+    rank_out = _rank_out(rank, single, (A, B))
     if lapack_driver == "gelsy":
         s_out = None
     return x, residues, rank_out, s_out
@@ -332,7 +360,7 @@ def lstsq(a, b, rcond=None, *, cond=None, overwrite_a=False, overwrite_b=False,
 def _lstsq_empty(A, B, vector, lapack_driver):
     """m = 0 or n = 0, as NumPy: x = 0 (n rows), rank 0, s empty; residues ‖b‖² per column
     when m > n (so b itself is the residual: differentiable in b), else empty."""
-    Av, Bv = C.value(A), C.value(B)
+    Av, Bv = C.peek(A), C.peek(B)
     xp = namespace_of(Av)
     m, n = Av.shape[-2:]
     batch = Av.shape[:-2] if vector else np.broadcast_shapes(Av.shape[:-2], Bv.shape[:-2])
@@ -397,7 +425,7 @@ def pinv(a, rcond=None, hermitian=False, *, rtol=_NoValue, atol=None, return_ran
     if rcond is not None and rtol is not _NoValue:
         raise ValueError("pinv: `rtol` and `rcond` can't be both set.")
     A = C.prepare(op, a, check_finite, square=bool(hermitian))
-    Av = C.value(A)
+    Av = C.peek(A)
     m, n = Av.shape[-2:]
     eps = float(np.finfo(Av.dtype).eps)
     if atol is not None:                   # SciPy's semantics
@@ -417,34 +445,44 @@ def pinv(a, rcond=None, hermitian=False, *, rtol=_NoValue, atol=None, return_ran
     if hermitian:
         return _pinv_hermitian(op, A, True, atol_, rtol_, return_rank)
     K = kernels_for(Av)
-    U, s, Vh = K.svd(Av, full_matrices=False, compute_uv=True, op=op)
-    smax = s.max(axis=-1, keepdims=True, initial=0.0) if K.xp is np else \
-        (s[..., :1] if s.shape[-1] else s)
-    P, rank = _svd_factors(K, U, s, Vh, atol_ + rtol_ * smax, m, n)
+    single = not Av.shape[:-2]
+
+    def factor(Av_):
+        U, s, Vh = K.svd(Av_, full_matrices=False, compute_uv=True, op=op)
+        smax = s.max(axis=-1, keepdims=True, initial=0.0) if K.xp is np else \
+            (s[..., :1] if s.shape[-1] else s)
+        return _svd_factors(K, U, s, Vh, atol_ + rtol_ * smax, m, n)
+
+    P, rank = C.compute(factor, (A,), decide=_rank_decided(single, return_rank),
+                        name="pinv's rank")
     Y = _identity_apply(A, P, m, Av.dtype, K.xp)
-    return (Y, _rank_out(rank, Av)) if return_rank else Y
-
-
-def _rank_out(rank, Av):
-    return int(rank) if not Av.shape[:-2] else rank
+    return (Y, _rank_out(rank, single, (A,))) if return_rank else Y
 
 
 def _pinv_hermitian(op, A, lower, atol_, rtol_, return_rank):
     H = C.from_triangle(A, lower=lower, hermitian=True)
-    Av = C.value(A)
+    Av = C.peek(A)
     K = kernels_for(Av)
     xp = K.xp
-    w, V = K.eigh(Av, lower=lower, op=op)
-    aw = xp.abs(w)
     n = Av.shape[-1]
-    smax = aw.max(axis=-1, keepdims=True) if n else aw
-    keep = aw > atol_ + rtol_ * smax
-    sinv = xp.where(keep, 1 / xp.where(keep, w, 1), 0).astype(w.dtype)
-    rank = xp.count_nonzero(keep, axis=-1)
-    full = bool(xp.all(rank == n))
-    P = PinvFactors("svd", K, U=V, sinv=sinv, Vh=_mh(V, xp), full_col=full, full_row=full)
+    single = not Av.shape[:-2]
+
+    def factor(Av_):
+        w, V = K.eigh(Av_, lower=lower, op=op)
+        aw = xp.abs(w)
+        smax = aw.max(axis=-1, keepdims=True) if n else aw
+        keep = aw > atol_ + rtol_ * smax
+        sinv = xp.where(keep, 1 / xp.where(keep, w, 1), 0).astype(w.dtype)
+        rank = xp.count_nonzero(keep, axis=-1)
+        full = bool(xp.all(rank == n))
+        P = PinvFactors("svd", K, U=V, sinv=sinv, Vh=_mh(V, xp), full_col=full,
+                        full_row=full)
+        return P, rank
+
+    P, rank = C.compute(factor, (A,), decide=_rank_decided(single, return_rank),
+                        name=f"{op}'s rank")
     Y = _identity_apply(H, P, n, Av.dtype, xp)
-    return (Y, _rank_out(rank, Av)) if return_rank else Y
+    return (Y, _rank_out(rank, single, (A,))) if return_rank else Y
 
 
 def pinvh(a, atol=None, rtol=None, lower=True, return_rank=False, check_finite=True):
@@ -463,8 +501,8 @@ def pinvh(a, atol=None, rtol=None, lower=True, return_rank=False, check_finite=T
     """
     op = "pinvh"
     A = C.prepare(op, a, check_finite, square=True)
-    n = C.value(A).shape[-1]
-    eps = float(np.finfo(C.value(A).dtype).eps)
+    n = C.peek(A).shape[-1]
+    eps = float(np.finfo(C.peek(A).dtype).eps)
     atol_ = 0.0 if atol is None else float(atol)
     rtol_ = n * eps if rtol is None else float(rtol)
     if atol_ < 0 or rtol_ < 0:
