@@ -441,6 +441,7 @@ class JitTrace:
         """Append the step fn(*args, **params) writing its result to the slots ``out``."""
         refs = tuple((type(a), tuple(self._arg_slot(e, name) for e in a))
                      if (type(a) is tuple or type(a) is list) and self._residual(a) is None
+                     and not _all_static(a)
                      else self._arg_slot(a, name) for a in args)
         dyn = self._params(name, params)
         reads = [s for r in refs for s in ((r,) if type(r) is int else r[1])]
@@ -524,6 +525,14 @@ class JitTrace:
         self._record(step, args, {}, name, slot)
         self._res(result, slot)
         return result
+
+
+def _all_static(a):
+    """A tuple of constants only (a VJP's ``needs``): one constant slot, not one per item."""
+    return type(a) is tuple and all(e is None or type(e) in _SCALARS for e in a)
+
+
+_SCALARS = {bool, int, float, complex, str}
 
 
 def _unbox(x):
