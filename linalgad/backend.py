@@ -379,6 +379,20 @@ class ComposedKernels:
         """Cholesky factors (the factor array itself, zeros in the other triangle)."""
         return CholFactors(self.cholesky(A, lower, op), lower, A.shape)
 
+    def triangular_cond_bound(self, R):
+        """‖R‖_F ‖R⁻¹‖_F per matrix of a stack of upper-triangular R (..., n, n): an upper
+        bound on the 2-norm condition number s_max / s_min (inf or nan when R is
+        singular), for a tenth of the cost of R's singular values."""
+        xp = self.xp
+        n = R.shape[-1]
+        eye = xp.broadcast_to(xp.eye(n, dtype=R.dtype), R.shape)
+        with np.errstate(all="ignore"):
+            try:
+                Ri = self.solve_triangular(R, eye, lower=False, op="lstsq")
+            except LinAlgError:
+                return xp.full(R.shape[:-2], xp.inf)
+            return _frobenius(xp, R) * _frobenius(xp, Ri)
+
     def tridiagonal_factor(self, A, op="solve"):
         """Factors of a tridiagonal A (given as a dense array, zero outside the band).
         Here: the general LU; the CPU table uses LAPACK's O(n) gttrf for one matrix."""
@@ -653,6 +667,16 @@ class CPUKernels(ComposedKernels):
     def solve_triangular(self, A, b, lower=False, trans=0, unit_diagonal=False,
                          op="solve_triangular"):
         """op(T) x = b with T one triangle of A; A (..., n, n), b (..., n, k) same stack."""
+        if A.ndim == 2 and b.ndim == 2 and A.dtype == b.dtype and A.dtype.kind == "f":
+            # the common call (one real matrix, matching dtypes), with nothing to decide:
+            # LAPACK on Aᵀ, the free Fortran view (opposite triangle, opposite op)
+            x, info = _lapack_fn("trtrs", A.dtype)(A.T, b, lower=not lower,
+                                                   trans=0 if _TRANS[trans] else 1,
+                                                   unitdiag=unit_diagonal)
+            if info > 0:
+                raise LinAlgError(f"{op}: triangular matrix is singular (diagonal entry "
+                                  f"{info - 1} is zero)")
+            return x
         trans = _TRANS[trans]
         n, k = b.shape[-2:]
         batch = A.shape[:-2]
@@ -986,7 +1010,7 @@ class CPUKernels(ComposedKernels):
             return ("explicit", Q), R
         geqrf = _lapack_fn("geqrf", M.dtype)
         h, tau, work, info = geqrf(M, lwork=max(1, 64 * n))
-        R = np.triu(h[:n])
+        R = np.where(_upper_mask(n), h[:n], 0)        # np.triu: 3.7 µs at n = 16, this 1
         return ("householder", h, tau), R
 
     def lstsq_qr_r(self, M, b):
@@ -999,6 +1023,18 @@ class CPUKernels(ComposedKernels):
         Raug = np.linalg.qr(np.concatenate([M, b.astype(M.dtype, copy=False)], axis=-1),
                             mode="r")
         return Raug[..., :n, :n], Raug[..., :n, n:]        # NumPy's mode 'r' is triu already
+
+    def triangular_cond_bound(self, R):
+        """ComposedKernels.triangular_cond_bound with R⁻¹ from LAPACK trtri (one matrix) or
+        the vectorised halving inverse (a stack)."""
+        if R.ndim == 2:
+            Ri, info = _lapack_fn("trtri", R.dtype)(R, lower=0)
+            if info != 0:
+                return np.inf
+            return float(np.sqrt(np.vdot(R, R).real * np.vdot(Ri, Ri).real))
+        with np.errstate(all="ignore"):
+            Ri = _tri_inverse(np.swapaxes(R, -1, -2))              # (R⁻¹)ᵀ: the same norm
+            return _frobenius(np, R) * _frobenius(np, Ri)
 
     def lstsq_svdvals_small(self, R, max_cond=None):
         """Singular values of a stack of small triangular R from eigvalsh(Rᴴ R), or None.
@@ -1322,6 +1358,25 @@ def _complex_of(dtype):
 
 
 _GETRI_LWORK = {}
+
+
+_UPPER_MASKS = {}
+
+
+def _upper_mask(n):
+    """The (n, n) boolean mask of the upper triangle, diagonal included (cached)."""
+    m = _UPPER_MASKS.get(n)
+    if m is None:
+        m = _UPPER_MASKS[n] = np.triu(np.ones((n, n), dtype=bool))
+        m.flags.writeable = False
+    return m
+
+
+def _frobenius(xp, X):
+    """‖X‖_F of each matrix of a stack (X real or complex)."""
+    if X.dtype.kind == "c":
+        X = xp.abs(X)
+    return xp.sqrt(xp.einsum("...ij,...ij->...", X, X))
 
 
 def _scatter_rows(X, rows):

@@ -569,6 +569,8 @@ def mH(x):
 
 
 def _matmul_vjp(g, needs, out, res, x, y):
+    if g.__class__ is _ndarray and x.__class__ is _ndarray and y.__class__ is _ndarray:
+        return _matmul_vjp_plain(g, needs, x, y)
     xs, ys = _shape(x), _shape(y)
     xe = reshape(x, (1,) + xs) if len(xs) == 1 else x
     ye = reshape(y, ys + (1,)) if len(ys) == 1 else y
@@ -583,6 +585,28 @@ def _matmul_vjp(g, needs, out, res, x, y):
         gx = reshape(gx, xs)
     if gy is not None and len(ys) == 1:
         gy = reshape(gy, ys)
+    return gx, gy
+
+
+def _matmul_vjp_plain(g, needs, x, y):
+    """_matmul_vjp on plain NumPy arrays (a first-order pass), the same steps without the
+    primitives' dispatch."""
+    def mh(a):
+        a = np.swapaxes(a, -1, -2)
+        return np.conj(a) if a.dtype.kind == "c" else a
+    xe = x[None] if x.ndim == 1 else x
+    ye = y[:, None] if y.ndim == 1 else y
+    ge = g
+    if x.ndim == 1:
+        ge = np.expand_dims(ge, -2 if y.ndim > 1 else -1)
+    if y.ndim == 1:
+        ge = ge[..., None]
+    gx = fit(np.matmul(ge, mh(ye)), xe) if needs[0] else None
+    gy = fit(np.matmul(mh(xe), ge), ye) if needs[1] else None
+    if gx is not None and x.ndim == 1:
+        gx = gx.reshape(x.shape)
+    if gy is not None and y.ndim == 1:
+        gy = gy.reshape(y.shape)
     return gx, gy
 
 

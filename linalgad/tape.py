@@ -48,7 +48,7 @@ import numpy as np
 
 __all__ = ["Primitive", "Tracer", "ReverseTracer", "ForwardTracer", "JitTracer",
            "ReverseTrace", "ForwardTrace", "JitTrace", "Retrace", "new_level", "backward_pass",
-           "compute"]
+           "compute", "recording"]
 
 # itertools.count.__next__ is atomic under the GIL: levels are unique across
 # threads, and increase with nesting inside one thread.
@@ -383,11 +383,13 @@ class JitTrace:
     the function is run eagerly instead.
     """
 
-    __slots__ = ("level", "steps", "template", "ids", "keep", "escaped", "__weakref__")
+    __slots__ = ("level", "steps", "template", "ids", "keep", "escaped", "effects",
+                 "__weakref__")
 
     def __init__(self):
         self.level = new_level()
         self.steps = []        # (fn(S), slots read, slots written)
+        self.effects = set()   # steps replayed even when nothing reads their results
         self.template = []     # the slots: constants in place, None for computed values
         self.ids = {}          # id(object) -> slot, for constants and residuals
         self.keep = []         # those objects, alive while recording (ids stay unique)
@@ -523,6 +525,8 @@ class JitTrace:
                 return r
         slot = self._slot()
         self._record(step, args, {}, name, slot)
+        if decide is not None:
+            self.effects.add(len(self.steps) - 1)
         self._res(result, slot)
         return result
 
@@ -650,6 +654,17 @@ def expose(part, like):
             return JitTracer(part, trace, s)
         v = v.value
     return part
+
+
+def recording(*xs):
+    """Whether any of xs is, or holds, a value of a linalgad.jit recording (a rule may then
+    lay its work out in separate steps, so that the replay skips what nothing reads)."""
+    for x in xs:
+        while isinstance(x, Tracer):
+            if x.__class__ is JitTracer:
+                return True
+            x = x.value
+    return False
 
 
 def peek(x):

@@ -532,17 +532,29 @@ class _Program:
         self.out_def = out_def
         self.outs = tuple(outs)
         keep = {s for is_slot, s in outs if is_slot}
+        # dead code: a step whose results nothing reads (an output of lstsq the function
+        # ignores, a cotangent no input needs) is not replayed; checks and recorded
+        # decisions always are
+        live = set(keep)
+        steps = []
+        for i in range(len(trace.steps) - 1, -1, -1):
+            step = trace.steps[i]
+            if step[2] and i not in trace.effects and live.isdisjoint(step[2]):
+                continue
+            live.update(step[1])
+            steps.append(step)
+        steps.reverse()
         last = {}
-        for i, (_, reads, writes) in enumerate(trace.steps):
+        for i, (_, reads, writes) in enumerate(steps):
             for s in writes:
                 last.setdefault(s, i)          # written and never read: dead at once
             for s in reads:
                 last[s] = i
-        dead = [[] for _ in trace.steps]
+        dead = [[] for _ in steps]
         for s, i in last.items():
             if s not in keep:
                 dead[i].append(s)
-        self.steps = tuple((fn, tuple(d)) for (fn, _, _), d in zip(trace.steps, dead))
+        self.steps = tuple((fn, tuple(d)) for (fn, _, _), d in zip(steps, dead))
         self.nsteps = len(self.steps)
 
     def run(self, arrays):

@@ -18,7 +18,7 @@ from .. import ops
 from .. import backend as _backend
 from ..backend import LinAlgError, check_finite as _check_finite, namespace_of
 from ..tape import Primitive, compute as _tape_compute, expose as _tape_expose, \
-    guard as _tape_guard
+    guard as _tape_guard, recording as _tape_recording
 from ..testing import matrices as M
 
 
@@ -45,6 +45,7 @@ def peek(x):
 guard = _tape_guard
 compute = _tape_compute      # values a rule computes on for itself (factors, a rank): replayed
 expose = _tape_expose
+recording = _tape_recording
 
 
 def promote(x, dtype):
@@ -202,15 +203,28 @@ def cotangent_factors(b_bar, x, trans):
     return o.conj(x), o.mT(nb), negate
 
 
+def ops_for(*xs):
+    """The operations for a derivative rule's arguments: NumPy's directly when every one
+    is a plain NumPy array (or None) — a first-order pass, where nothing is traced and the
+    primitives' dispatch would only cost time — else linalgad's differentiable ones."""
+    for x in xs:
+        if x is not None and type(x) is not np.ndarray:
+            return _TRACED
+    return _PLAIN
+
+
 class _TRACED:
     """The differentiable operations cotangent_factors uses (any array, traced or not)."""
-    negative, mH, mT, conj = ops.negative, ops.mH, ops.mT, ops.conj
+    plain = False
+    negative, mH, mT, conj, matmul = ops.negative, ops.mH, ops.mT, ops.conj, ops.matmul
 
 
 class _PLAIN:
     """The same on plain NumPy arrays, without the primitives' dispatch (first order: these
     helpers run once per backward pass of every solve-like rule)."""
+    plain = True
     negative = np.negative
+    matmul = np.matmul
 
     @staticmethod
     def mH(x):

@@ -59,18 +59,28 @@ class PinvFactors:
     Never differentiated: the derivative of A⁺ is expressed through A.
     """
 
-    __slots__ = ("kind", "wide", "F", "R", "M", "U", "sinv", "Vh", "full_col", "full_row", "K")
+    __slots__ = ("kind", "wide", "F", "R", "M", "U", "sinv", "Vh", "full_col", "full_row", "K",
+                 "s")
 
     def __init__(self, kind, K, *, wide=False, F=None, R=None, M=None, U=None, sinv=None,
-                 Vh=None, full_col=False, full_row=False):
+                 Vh=None, full_col=False, full_row=False, s=None):
         self.kind, self.K, self.wide, self.M = kind, K, wide, M
         self.F, self.R, self.U, self.sinv, self.Vh = F, R, U, sinv, Vh
         self.full_col, self.full_row = full_col, full_row
+        self.s = s
+
+    def singular_values(self):
+        """The singular values of A (kind 'qr': of R), descending; computed once."""
+        if self.s is None:
+            self.s = _r_svdvals(self.K, self.R, "lstsq")
+        return self.s
 
     def apply(self, y, adjoint):
         """A⁺ y, or A⁺ᴴ y when ``adjoint``; y (..., m, k) (resp. (..., n, k)), stacks broadcast."""
         K = self.K
         xp = K.xp
+        if y.ndim == 1:                 # one right-hand side of one matrix
+            return self.apply(y[:, None], adjoint)[:, 0]
         if self.kind == "svd":
             if adjoint:     # A⁺ᴴ = U S⁺ Vᴴ
                 return xp.matmul(self.U, self.sinv[..., :, None] * xp.matmul(self.Vh, y))
@@ -89,6 +99,18 @@ class PinvFactors:
             return xp.matmul(self.M, self._tri(t, 0))
         return K.lstsq_qr_apply(F, t, False)
 
+    def gram_pair(self, v):
+        """(M⁺ᴴ v, M⁺M⁺ᴴ v) = (Q R⁻ᴴ v, R⁻¹ R⁻ᴴ v) for kind 'qr', sharing R⁻ᴴ v (QᴴQ = I):
+        B⁺ᴴ x̄ and B⁺B⁺ᴴ x̄ of the VJP with one triangular solve and one Q fewer."""
+        if v.ndim == 1:
+            w, u = self.gram_pair(v[:, None])
+            return w[:, 0], u[:, 0]
+        t = self._tri(v, 2)
+        u = self._tri(t, 0)
+        if self.F is None:                      # Q t = M R⁻¹ t = M u
+            return self.K.xp.matmul(self.M, u), u
+        return self.K.lstsq_qr_apply(self.F, t, False), u
+
     def _tri(self, y, trans):
         K = self.K
         return C.broadcast_solve(self.R, y, lambda R_, y_: K.solve_triangular(
@@ -100,16 +122,24 @@ def pinv_apply_forward(A, y, *, P, adjoint=False, value=None):
     return P.apply(y, adjoint) if value is None else value
 
 
-def _pieces(A, P, adjoint):
-    """B⁺·, B⁺ᴴ·, B·, and B's full column / row rank, for B = A (or Aᴴ when adjoint)."""
-    def Bp(v):
-        return _pinv_apply(A, v, P=P, adjoint=adjoint)
+def _pieces(A, P, adjoint, o):
+    """B⁺·, B⁺ᴴ·, B·, and B's full column / row rank, for B = A (or Aᴴ when adjoint);
+    with ``o`` plain (first order), straight from the factors."""
+    if o.plain:
+        def Bp(v):
+            return P.apply(v, adjoint)
 
-    def BpH(v):
-        return _pinv_apply(A, v, P=P, adjoint=not adjoint)
+        def BpH(v):
+            return P.apply(v, not adjoint)
+    else:
+        def Bp(v):
+            return _pinv_apply(A, v, P=P, adjoint=adjoint)
+
+        def BpH(v):
+            return _pinv_apply(A, v, P=P, adjoint=not adjoint)
 
     def Bm(v):
-        return ops.matmul(ops.mH(A) if adjoint else A, v)
+        return o.matmul(o.mH(A) if adjoint else A, v)
 
     if adjoint:
         return Bp, BpH, Bm, P.full_row, P.full_col
@@ -118,26 +148,41 @@ def _pieces(A, P, adjoint):
 
 def pinv_apply_vjp(x_bar, needs, x, res, A, y, *, P, adjoint=False, value=None):
     """w = B⁺ᴴ x̄, ȳ = w, B̄ = −w xᴴ + r (B⁺w)ᴴ + t (x̄ − B⁺B x̄)ᴴ."""
-    Bp, BpH, Bm, full_col, full_row = _pieces(A, P, adjoint)
-    w = BpH(x_bar)
+    o = C.ops_for(x_bar, x, A, y)
+    Bp, BpH, Bm, full_col, full_row = _pieces(A, P, adjoint, o)
+    BpBpH = None
+    if o.plain and needs[0] and not full_row and P.kind == "qr" and adjoint == P.wide:
+        w, BpBpH = P.gram_pair(x_bar)          # B⁺ = M⁺: B⁺B⁺ᴴ x̄ = R⁻¹R⁻ᴴ x̄
+    else:
+        w = BpH(x_bar)
     y_bar = ops.fit(w, y) if needs[1] else None
     A_bar = None
     if needs[0]:
-        G = -ops.matmul(w, ops.mH(x))
+        G = -_outer(o, w, x)
         if not full_row:
             r = y - Bm(x)
-            G = G + ops.matmul(r, ops.mH(Bp(w)))
+            G = G + _outer(o, r, Bp(w) if BpBpH is None else BpBpH)
         if not full_col:
             t = BpH(x)
-            G = G + ops.matmul(t, ops.mH(x_bar - Bp(Bm(x_bar))))
-        A_bar = ops.fit(ops.mH(G) if adjoint else G, A)
+            G = G + _outer(o, t, x_bar - Bp(Bm(x_bar)))
+        A_bar = ops.fit(o.mH(G) if adjoint else G, A)
     return A_bar, y_bar
+
+
+def _outer(o, u, v):
+    """u vᴴ: of (..., m, k) and (..., n, k) blocks, or of vectors (one right-hand side)."""
+    if len(ops._shape(u)) > 1:
+        return o.matmul(u, o.mH(v))
+    if o.plain:
+        return np.multiply.outer(u, np.conj(v) if v.dtype.kind == "c" else v)
+    return ops.outer(u, ops.conj(v))
 
 
 def pinv_apply_jvp(tangents, x, res, A, y, *, P, adjoint=False, value=None):
     """ẋ = q + B⁺(ẏ − Ḃ x + B⁺ᴴ Ḃᴴ r − B q),  q = Ḃᴴ B⁺ᴴ x."""
     A_dot, y_dot = tangents
-    Bp, BpH, Bm, full_col, full_row = _pieces(A, P, adjoint)
+    Bp, BpH, Bm, full_col, full_row = _pieces(A, P, adjoint,
+                                              C.ops_for(A_dot, y_dot, x, A, y))
     rhs, q = y_dot, None
     if A_dot is not None:
         B_dot = ops.mH(A_dot) if adjoint else A_dot
@@ -198,13 +243,27 @@ def _svd_factors(K, U, s, Vh, thr, m, n):
     return P, rank
 
 
-def _lstsq_factor(A, b, rcond, op):
-    """(P, s, rank, x) by QR when every matrix has rank min(m, n); (None,)*4 otherwise.
+def _r_svdvals(K, R, op):
+    """Singular values of the triangular factor(s) R: eigvalsh(Rᴴ R) for a stack of small
+    well-conditioned ones (checked), the SVD otherwise."""
+    n = R.shape[-1]
+    s = K.lstsq_svdvals_small(R) if R.ndim > 2 and n <= 64 else None
+    if s is None:
+        s = K.svd(R, full_matrices=False, compute_uv=False, op=op)
+    return s
+
+
+def _lstsq_factor(A, b, rcond, op, certify=False):
+    """(P, rank, x) by QR when every matrix has rank min(m, n); (None,)*3 otherwise.
 
     b is (..., m, k).  A stack of tall matrices with b on the same stack: one
     stacked QR of [A b] in mode 'r' (R and Qᴴb, Q never formed) and x = R⁻¹Qᴴb;
     otherwise QR with Q kept (Householder for one matrix) and x = None (the
-    primitive applies A⁺).
+    primitive applies A⁺).  The rank is decided by R's singular values, kept in P;
+    with ``certify`` (under linalgad.jit), first by the bound s_max/s_min <= ‖R‖_F‖R⁻¹‖_F
+    (a tenth of their cost): when it shows every matrix far from rank deficient, the
+    singular values are left to a step of their own, which a replay skips when the
+    function does not use them.
     """
     K = kernels_for(A)
     xp = K.xp
@@ -217,17 +276,21 @@ def _lstsq_factor(A, b, rcond, op):
         R, c = K.lstsq_qr_r(A, b)
     else:
         F, R = K.lstsq_qr(Mx)
-    s = K.lstsq_svdvals_small(R) if batch and n <= 64 else None
-    if s is None:
-        s = K.svd(R, full_matrices=False, compute_uv=False, op=op)
-    thr = rcond * s[..., :1]
-    rank = xp.count_nonzero(s > thr, axis=-1)
-    if not bool(xp.all(rank == min(m, n))):
-        return None, None, None, None
-    P = PinvFactors("qr", K, wide=wide, F=F, R=R, M=Mx, full_col=not wide, full_row=m <= n)
+    k = min(m, n)
+    s = None
+    if certify and bool(xp.all(K.triangular_cond_bound(R) * rcond < 1)):
+        # s_min >= 1/‖R⁻¹‖_F > rcond ‖R‖_F >= rcond s_max: full rank, as s would say
+        rank = xp.full(batch, k, dtype=np.intp) if batch else k
+    else:
+        s = _r_svdvals(K, R, op)
+        rank = xp.count_nonzero(s > rcond * s[..., :1], axis=-1)
+        if not bool(xp.all(rank == k)):
+            return None, None, None
+    P = PinvFactors("qr", K, wide=wide, F=F, R=R, M=Mx, full_col=not wide, full_row=m <= n,
+                    s=s)
     if F is None:
         x = P._tri(c, 0)
-    return P, s, rank, x
+    return P, rank, x
 
 
 def _qr_taken(factored):
@@ -332,10 +395,14 @@ def lstsq(a, b, rcond=None, *, cond=None, overwrite_a=False, overwrite_b=False,
     single = not Av.shape[:-2]
     # the factorization and the rank are values the rule computes on for itself: under
     # linalgad.jit they are recomputed on every replay, which re-checks the branch taken
-    P, s, rank, x0 = C.compute(
-        lambda Av_, Bv_: _lstsq_factor(Av_, Bv_[..., None] if vector else Bv_, rc, op),
+    certify = C.recording(A, B)
+    P, rank, x0 = C.compute(
+        lambda Av_, Bv_: _lstsq_factor(Av_, Bv_[..., None] if vector else Bv_, rc, op,
+                                       certify),
         (A, B), decide=_qr_taken, name="lstsq's rank (QR)")
     if P is not None:
+        s = P.singular_values() if not certify else C.compute(
+            lambda A_, P_: P_.singular_values(), (A, P), name="lstsq's singular values")
         s_out = _svals(A, s=s) if isinstance(A, Tracer) else s
     else:
         K = kernels_for(Av)
@@ -346,7 +413,10 @@ def lstsq(a, b, rcond=None, *, cond=None, overwrite_a=False, overwrite_b=False,
         P, rank = C.compute(
             lambda U_, s_, Vh_: _svd_factors(K, U_, s_, Vh_, rc * s_[..., :1], m, n),
             (U, s_out, Vh), decide=_rank_decided(single), name="lstsq's rank (SVD)")
-    x = C.on_columns(lambda b_: _pinv_apply(A, b_, P=P, adjoint=False, value=x0), B)
+    if vector and single:         # b (m,): the primitive takes it as it is
+        x = _pinv_apply(A, B, P=P, adjoint=False, value=x0)
+    else:
+        x = C.on_columns(lambda b_: _pinv_apply(A, b_, P=P, adjoint=False, value=x0), B)
     xp = namespace_of(Av)
     batch = np.broadcast_shapes(Av.shape[:-2], bv.shape[:-2]) if not vector else Av.shape[:-2]
     r = B - _matvec(A, x, vector) if m > n and P.full_col else None
@@ -380,8 +450,9 @@ def _residues(r, vector, batch, bv, dtype, xp, lapack_driver):
     if r is None or lapack_driver == "gelsy":
         return xp.empty(batch + (0,), dtype=_real_dtype(dtype))
     r2 = ops.real(r * ops.conj(r)) if ops._is_complex(r) else r * r
-    residues = ops.sum(r2, axis=-1 if vector else -2)
     want = (1,) if vector and not batch else batch + (() if vector else (bv.shape[-1],))
+    residues = ops.sum(r2, axis=-1 if vector else -2, keepdims=want == (1,) and
+                       len(ops._shape(r2)) == 1)
     if ops._shape(residues) == ():
         residues = ops.reshape(residues, (1,))
     if ops._shape(residues) != want:            # b alone is the residual (n = 0): broadcast
@@ -390,7 +461,7 @@ def _residues(r, vector, batch, bv, dtype, xp, lapack_driver):
 
 
 def _matvec(A, x, vector):
-    if not vector:
+    if not vector or len(ops._shape(A)) == 2:
         return ops.matmul(A, x)
     shape = ops._shape(x)
     return ops.reshape(ops.matmul(A, ops.reshape(x, shape + (1,))), ops._shape(A)[:-1])
