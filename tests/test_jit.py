@@ -430,6 +430,53 @@ def test_pinv_rank_decisions():
         "again" not in list(g.explain().values())[0]
 
 
+def test_lstsq_rank_certificate_and_its_fallback():
+    """Under jit lstsq decides full rank by the bound ‖R‖_F‖R⁻¹‖_F first; where the bound is
+    too loose (cond near 1/rcond) the singular values decide, with the same decision: both
+    replay one recording and equal eager, s included."""
+    rng = np.random.default_rng(5)
+    U, _ = np.linalg.qr(rng.standard_normal((9, 4)))
+    V, _ = np.linalg.qr(rng.standard_normal((4, 4)))
+    tight = (U * np.array([1.0, 1.0, 1.0, 2.6e-15])) @ V.T     # full rank, bound > 1/rcond
+    easy = rng.standard_normal((9, 4))
+    b = rng.standard_normal(9)
+
+    def f(a, b):
+        x, res, rank, s = la.lstsq(a, b)
+        return lad.sum(x) + lad.sum(res) + lad.sum(s), rank
+    g = lad.value_and_grad(f, argnums=(0, 1), has_aux=True)
+    j = lad.jit(g)
+    for a in (easy, tight, easy, tight):
+        got, want = j(a, b), g(a, b)
+        assert got[0][1] == want[0][1] == 4
+        np.testing.assert_allclose(got[0][0], want[0][0], rtol=1e-9)
+        for x, y in zip(got[1], want[1]):
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6 * np.abs(y).max())
+    assert "again" not in list(j.explain().values())[0]
+
+
+def test_steps_nothing_reads_are_not_replayed():
+    """Dead code: lstsq's singular values are a step of their own under jit; a function
+    that ignores them does not pay for them, one that uses them gets this call's."""
+    a = _tall(0)
+    b = np.arange(7.0)
+    x_only = lad.jit(lambda a, b: la.lstsq(a, b)[0])
+    with_s = lad.jit(lambda a, b: la.lstsq(a, b)[3])
+    x_only(a, b)
+    with_s(a, b)
+    steps = [int(list(f.explain().values())[0].split("(")[1].split()[0])
+             for f in (x_only, with_s)]
+    assert steps[0] < steps[1]
+    a2 = _tall(1)
+    np.testing.assert_allclose(x_only(a2, b), np.linalg.lstsq(a2, b, rcond=None)[0])
+    np.testing.assert_allclose(with_s(a2, b), np.linalg.svd(a2, compute_uv=False))
+    # a check runs on every replay even though it writes nothing
+    bad = a2.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError):
+        x_only(bad, b)
+
+
 def test_compute_without_a_recording_is_a_call():
     from linalgad.tape import compute
     calls = []
