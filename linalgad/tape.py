@@ -42,7 +42,6 @@ share one.
 from __future__ import annotations
 
 import itertools
-from operator import itemgetter
 
 import numpy as np
 
@@ -388,7 +387,8 @@ class JitTrace:
 
     def __init__(self):
         self.level = new_level()
-        self.steps = []        # (fn(S), slots read, slots written)
+        self.steps = []        # (what the step does, slots read, slots written): see
+        #                        linalgad.transforms._compile for how one is replayed
         self.effects = set()   # steps replayed even when nothing reads their results
         self.template = []     # the slots: constants in place, None for computed values
         self.ids = {}          # id(object) -> slot, for constants and residuals
@@ -448,7 +448,7 @@ class JitTrace:
         dyn = self._params(name, params)
         reads = [s for r in refs for s in ((r,) if type(r) is int else r[1])]
         reads.extend(s for _, s in dyn)
-        self.steps.append((_step(fn, refs, params, dyn, out), tuple(reads),
+        self.steps.append((("call", fn, refs, params, dyn, out), tuple(reads),
                            tuple(_flat_slots(out))))
 
     def process(self, prim, args, params):
@@ -480,7 +480,7 @@ class JitTrace:
                 if r is not None and not isinstance(r, _STATIC) and id(r) not in self.ids:
                     s = self.ids[id(r)] = self._slot()
                     self.keep.append(r)
-                    self.steps.append((_item_step(slot, i, s), (slot,), (s,)))
+                    self.steps.append((("item", slot, i, s), (slot,), (s,)))
 
     def owns(self, x):
         """Does x (a value, or a tuple of them) hold no tracer but this trace's?"""
@@ -512,23 +512,24 @@ class JitTrace:
     def compute(self, fn, args, decide, name):
         """fn(*values of args) now, as a step of the program; its result a residual."""
         result = fn(*[_unbox(a) for a in args])
-        step = fn
-        if decide is not None:
-            recorded = decide(result)
-
-            def step(*values):
-                r = fn(*values)
-                now = decide(r)
-                if now != recorded:
-                    raise Retrace(f"{name} decided {now!r} on this call, {recorded!r} "
-                                  f"when recorded")
-                return r
+        step = fn if decide is None else _checked_decision(fn, decide, decide(result), name)
         slot = self._slot()
         self._record(step, args, {}, name, slot)
         if decide is not None:
             self.effects.add(len(self.steps) - 1)
         self._res(result, slot)
         return result
+
+
+def _checked_decision(fn, decide, recorded, name):
+    """fn, raising Retrace when its result decides otherwise than ``recorded``."""
+    def step(*values):
+        r = fn(*values)
+        now = decide(r)
+        if now != recorded:
+            raise Retrace(f"{name} decided {now!r} on this call, {recorded!r} when recorded")
+        return r
+    return step
 
 
 def _all_static(a):
@@ -564,56 +565,6 @@ def _flat_slots(out):
     elif out is not None:
         for o in out:
             yield from _flat_slots(o)
-
-
-def _writer(out):
-    """S, result -> None: store a result in the slots of the spec ``out``."""
-    if out is None:
-        return None
-    if type(out) is int:
-        def write(S, r):
-            S[out] = r
-        return write
-    parts = tuple(_writer(o) for o in out)
-
-    def write(S, r):
-        for w, x in zip(parts, r):
-            if w is not None:
-                w(S, x)
-    return write
-
-
-def _step(fn, refs, params, dyn, out):
-    """The replay of fn(*args, **params): arguments from their slots (a tuple argument
-    from several), parameters bound to residuals filled in, the result stored by ``out``."""
-    if all(type(r) is int for r in refs):
-        get = itemgetter(*refs) if len(refs) > 1 else \
-            (lambda S, r=refs[0]: (S[r],)) if refs else (lambda S: ())
-    else:
-        def get(S):
-            return [S[r] if type(r) is int else r[0]([S[i] for i in r[1]]) for r in refs]
-    if not dyn and type(out) is int:          # the common kernel: one output
-        def step(S):
-            S[out] = fn(*get(S), **params)
-        return step
-    write = _writer(out)
-
-    def step(S):
-        p = params
-        if dyn:
-            p = dict(params)
-            for k, s in dyn:
-                p[k] = S[s]
-        r = fn(*get(S), **p)
-        if write is not None:
-            write(S, r)
-    return step
-
-
-def _item_step(src, i, dst):
-    def step(S):
-        S[dst] = S[src][i]
-    return step
 
 
 def _jit_below(vals):

@@ -520,17 +520,13 @@ _ndarray = np.ndarray
 
 
 class _Program:
-    """A recording replayed: the slots' template, the input slots, the steps (each with
-    the slots it leaves dead, freed at once), and where the outputs are."""
+    """A recording replayed: its steps compiled into one Python function of the input
+    arrays (``fn``), which frees each intermediate after its last use."""
 
-    __slots__ = ("template", "inputs", "steps", "out_def", "outs", "nsteps", "retraces")
+    __slots__ = ("fn", "nsteps", "retraces", "source")
 
     def __init__(self, trace, input_slots, out_def, outs):
         self.retraces = 0       # how often a changed decision had this signature recorded again
-        self.template = trace.template
-        self.inputs = tuple(input_slots)
-        self.out_def = out_def
-        self.outs = tuple(outs)
         keep = {s for is_slot, s in outs if is_slot}
         # dead code: a step whose results nothing reads (an output of lstsq the function
         # ignores, a cotangent no input needs) is not replayed; checks and recorded
@@ -554,18 +550,84 @@ class _Program:
         for s, i in last.items():
             if s not in keep:
                 dead[i].append(s)
-        self.steps = tuple((fn, tuple(d)) for (fn, _, _), d in zip(steps, dead))
-        self.nsteps = len(self.steps)
+        self.nsteps = len(steps)
+        self.fn, self.source = _compile(trace.template, tuple(input_slots), steps, dead,
+                                        out_def, outs)
 
     def run(self, arrays):
-        S = self.template.copy()
-        for s, x in zip(self.inputs, arrays):
-            S[s] = x
-        for step, dead in self.steps:
-            step(S)
-            for d in dead:
-                S[d] = None
-        return tree_unflatten(self.out_def, [S[v] if is_slot else v for is_slot, v in self.outs])
+        return self.fn(*arrays)
+
+
+def _compile(template, inputs, steps, dead, out_def, outs):
+    """The replay as the source of one function: slot s is the local ``s<s>`` (an input is
+    a parameter), a constant a global of the function, each step one call, and ``del``
+    after an intermediate's last use.  Straight-line code has none of an interpreter
+    loop's per-step cost (the slot list, the argument getters, a closure per step)."""
+    computed = set(inputs)
+    for _, _, writes in steps:
+        computed.update(writes)
+    ns = {"_unflatten": tree_unflatten, "_out_def": out_def}
+
+    def ref(s):
+        if s in computed:
+            return f"s{s}"
+        name = f"k{s}"
+        ns[name] = template[s]
+        return name
+
+    def arg(r):
+        if type(r) is int:
+            return ref(r)
+        kind, slots = r
+        items = ", ".join(ref(x) for x in slots)
+        return f"[{items}]" if kind is list else f"({items}{',' if len(slots) == 1 else ''})"
+
+    def unpack(spec, value, lines, tag):
+        for j, o in enumerate(spec):
+            if type(o) is int:
+                lines.append(f"    s{o} = {value}[{j}]")
+            elif o is not None:
+                name = f"{tag}_{j}"
+                lines.append(f"    {name} = {value}[{j}]")
+                unpack(o, name, lines, name)
+
+    lines = [f"def replay({', '.join(f's{x}' for x in inputs)}):"]
+    for i, ((kind, *data), _, _) in enumerate(steps):
+        if kind == "item":
+            src, index, dst = data
+            lines.append(f"    s{dst} = {ref(src)}[{index}]")
+        else:
+            fn, refs, params, dyn, out = data
+            ns[f"f{i}"] = fn
+            args = [arg(r) for r in refs]
+            dynamic = {k for k, _ in dyn}
+            fixed = {k: v for k, v in params.items() if k not in dynamic}
+            if fixed:
+                ns[f"p{i}"] = fixed
+                args.append(f"**p{i}")
+            args.extend(f"{k}={ref(x)}" for k, x in dyn)
+            call = f"f{i}({', '.join(args)})"
+            if out is None:
+                lines.append(f"    {call}")
+            elif type(out) is int:
+                lines.append(f"    s{out} = {call}")
+            else:
+                lines.append(f"    t{i} = {call}")
+                unpack(out, f"t{i}", lines, f"t{i}")
+        gone = [f"s{d}" for d in dead[i] if d in computed]
+        if gone:
+            lines.append(f"    del {', '.join(gone)}")
+    results = []
+    for j, (is_slot, v) in enumerate(outs):
+        if is_slot:
+            results.append(ref(v))
+        else:
+            ns[f"o{j}"] = v
+            results.append(f"o{j}")
+    lines.append(f"    return _unflatten(_out_def, [{', '.join(results)}])")
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, "<linalgad.jit replay>", "exec"), ns)
+    return ns["replay"], source
 
 
 class _Eager:
@@ -654,7 +716,7 @@ def jit(fun):
                 entry = cache.get(key)
                 if entry.__class__ is _Program:
                     try:
-                        return entry.run(args)
+                        return entry.fn(*args)
                     except Retrace:
                         return _again(key, entry, args, kwargs)
                 if entry is None:
@@ -677,7 +739,7 @@ def jit(fun):
         if entry is not None:
             if entry.__class__ is _Program:
                 try:
-                    return entry.run(arrays)
+                    return entry.fn(*arrays)
                 except Retrace:
                     return _again(key, entry, args, kwargs)
             return fun(*args, **kwargs)
