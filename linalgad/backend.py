@@ -31,6 +31,8 @@ from numpy.linalg import LinAlgError
 from scipy.linalg import blas as _blas
 from scipy.linalg import lapack as _lapack
 
+from . import _lapack_stack
+
 __all__ = ["kernels_for", "namespace_of", "ComposedKernels", "CPUKernels", "LinAlgError",
            "check_finite", "batch_index"]
 
@@ -166,7 +168,8 @@ class LUFactors:
     __slots__ = ("kind", "data", "piv", "shape", "swaps", "rdiag")
 
     def __init__(self, kind, data, piv, shape, swaps=None, rdiag=None):
-        self.kind = kind      # "lapack" (list or single) or "vector" (batch-last arrays)
+        self.kind = kind      # "lapack" (list or single), "stack" (one (B, n, n) array of
+        #                       Fortran factors of Aᵀ, 1-based int32 piv) or "vector"
         self.data = data
         self.piv = piv
         self.shape = shape    # shape of the factored stack, (..., n, n)
@@ -508,6 +511,16 @@ class CPUKernels(ComposedKernels):
                 raise LinAlgError(f"{op}: matrix is singular (a zero pivot in its LU "
                                   f"factorization); shape {A.shape}")
             return LUFactors("lapack", lu, piv, A.shape)
+        if n and _lapack_stack.available(A.dtype):
+            # the whole stack in one C-ordered copy (Aᵀ of each matrix, to Fortran), and
+            # one direct LAPACK call per matrix (linalgad._lapack_stack)
+            lu = np.array(A.reshape(-1, n, n), order="C", copy=True)
+            piv, info = _lapack_stack.getrf(lu)
+            if not singular_ok and info.any():
+                i = int(np.flatnonzero(info)[0])
+                raise LinAlgError(f"{op}: matrix is singular (a zero pivot in its LU "
+                                  f"factorization){_where(op, batch, i)}")
+            return LUFactors("stack", lu, piv, A.shape)
         flat = A.reshape(-1, n, n)
         lus, pivs = [], []
         for i, a in enumerate(flat):
@@ -524,6 +537,8 @@ class CPUKernels(ComposedKernels):
         trans = _TRANS[trans]
         if F.kind == "vector":
             return _vector_lu_solve(F, b, trans)
+        if F.kind == "stack":
+            return _stack_lu_solve(F, b, trans)
         data = F.data
         getrs = _lapack_fn("getrs", np.result_type(data[0] if isinstance(data, list) else data, b))
         # the factors are of Aᵀ:  A = (Aᵀ)ᵀ,  Aᵀ itself,  Aᴴ = conj(Aᵀ)
@@ -573,6 +588,9 @@ class CPUKernels(ComposedKernels):
         if F.kind == "vector":
             d = np.diagonal(F.data, 0, 0, 1)                         # (B, n)
             odd = np.count_nonzero(F.swaps != np.arange(n)[:, None], axis=0) % 2
+        elif F.kind == "stack":                                      # LAPACK's 1-based piv
+            d = np.diagonal(F.data, 0, -2, -1)
+            odd = np.count_nonzero(F.piv != np.arange(1, n + 1), axis=-1) % 2
         elif isinstance(F.data, list):
             d = np.stack([np.diagonal(lu) for lu in F.data])
             odd = np.count_nonzero(np.stack(F.piv) != np.arange(n), axis=-1) % 2
@@ -588,6 +606,8 @@ class CPUKernels(ComposedKernels):
         if F.kind == "vector":
             eye = np.broadcast_to(np.eye(n, dtype=F.data.dtype), F.shape)
             return _vector_lu_solve(F, eye, 0)
+        if F.kind == "stack":       # in the C-ordered stack, getri's (Aᵀ)⁻¹ reads as A⁻¹
+            return _lapack_stack.getri(F.data.copy(), F.piv).reshape(F.shape)
         # the factors are of Aᵀ: getri gives A⁻ᵀ (Fortran-ordered), whose .T is A⁻¹ as a
         # C-ordered view
         if not isinstance(F.data, list):
@@ -601,7 +621,7 @@ class CPUKernels(ComposedKernels):
         """scale · A⁻ᴴ from the factors.  One matrix: the factors are of Aᵀ, so getri
         returns A⁻ᵀ, which is A⁻ᴴ (conjugated), scaled in place with no transpose at all.
         Stacks: the inverse, then one vectorised pass (per-matrix steps cost more there)."""
-        if F.kind == "vector" or isinstance(F.data, list):
+        if F.kind != "lapack" or isinstance(F.data, list):
             return super().lu_inverse_h(F, scale)
         scale = np.asarray(scale)
         inv_t = _inverse_transposed(F.data, F.piv)
@@ -639,6 +659,13 @@ class CPUKernels(ComposedKernels):
             # (copying it to C order would cost as much as a quarter of getrf at n = 256)
             lu, piv, info = _lapack_fn("getrf", A.dtype)(A)
             piv = piv[:k].astype(np.intp)
+        elif m == n and n and _lapack_stack.available(A.dtype):
+            # the stack copied once with each matrix in Fortran order, getrf on each in
+            # place; the factors come back as the (Fortran-ordered) view SciPy's are
+            work = np.array(np.swapaxes(A.reshape(-1, n, n), -1, -2), order="C")
+            piv1, info = _lapack_stack.getrf(work)
+            lu = np.swapaxes(work, -1, -2).reshape(A.shape)
+            piv = (piv1 - 1).astype(np.intp).reshape(batch + (n,))
         else:
             getrf = _lapack_fn("getrf", A.dtype)
             flat = A.reshape((-1, m, n))
@@ -1360,6 +1387,26 @@ def _complex_of(dtype):
 
 
 _GETRI_LWORK = {}
+
+
+def _stack_lu_solve(F, b, trans):
+    """lu_solve with "stack" factors (Aᵀ's, from _lapack_stack.getrf): the right-hand
+    sides copied once to Fortran blocks, one getrs per matrix, read back as a view."""
+    lu = F.data
+    n, k = b.shape[-2:]
+    dtype = np.result_type(lu.dtype, b.dtype)
+    if dtype != lu.dtype:                   # real factors, complex right-hand sides
+        lu = lu.astype(dtype)
+    # A x = b is (Aᵀ)ᵀ x = b; Aᵀ x = b itself; Aᴴ x = b is Aᵀ conj(x) = conj(b)
+    conj = trans == 2 and dtype.kind == "c"
+    bt = np.array(np.swapaxes(b.reshape(-1, n, k), -1, -2), dtype=dtype, order="C", copy=True)
+    if conj:
+        np.conjugate(bt, out=bt)
+    _lapack_stack.getrs(lu, F.piv, bt, "T" if trans == 0 else "N")
+    x = np.swapaxes(bt, -1, -2)
+    if conj:
+        np.conjugate(x, out=x)
+    return x.reshape(b.shape[:-2] + (n, k))
 
 
 def _frobenius(xp, X):

@@ -1,0 +1,116 @@
+"""LAPACK on every matrix of a stack: one Python loop of direct C calls.
+
+NumPy's stacked gufuncs loop in C but keep no LU factors; SciPy's f2py wrappers take
+1-3 µs per call to check arguments, copy each right-hand side to Fortran order and
+allocate the result.  For a stack of mid-size matrices (1,000 of order 32) that per-call
+cost is most of the difference to a batched kernel.  Here the stack is one C-contiguous
+array, copied once, and each matrix is handed to LAPACK by address: SciPy's own LAPACK,
+through the C function pointers ``scipy.linalg.cython_lapack`` exports (its public
+Cython API), called with ctypes (about 0.5 µs a call; ctypes releases the GIL).
+
+Layout: a C-contiguous (B, n, n) array is, to Fortran, B matrices M[i] = a[i].T.  So
+``getrf(a)`` factors Aᵀ of each C-ordered A — the factors linalgad's LU kernels keep —
+and right-hand sides are passed as (B, k, n) arrays (Fortran (n, k) blocks).
+
+:func:`available` is False where SciPy does not export these functions with the
+expected signatures; the callers then loop over SciPy's wrappers as before.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+__all__ = ["available", "getrf", "getrs", "getri"]
+
+_PREFIX = {np.dtype(np.float32): "s", np.dtype(np.float64): "d",
+           np.dtype(np.complex64): "c", np.dtype(np.complex128): "z"}
+_NARGS = {"getrf": 6, "getrs": 9, "getri": 7}
+_FUNCS = {}
+
+
+def _load(name, dtype):
+    """The ctypes function for LAPACK's <prefix><name>, or None."""
+    key = (name, dtype)
+    if key in _FUNCS:
+        return _FUNCS[key]
+    fn = None
+    try:
+        from scipy.linalg import cython_lapack
+        capsule = cython_lapack.__pyx_capi__[_PREFIX[dtype] + name]
+        get_name = ctypes.pythonapi.PyCapsule_GetName
+        get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+        signature = get_name(capsule).decode()
+        params = signature[signature.index("(") + 1:signature.rindex(")")].split(",")
+        # void f(pointer, ...): every argument a pointer, ints of C's int (LP64 LAPACK)
+        if signature.startswith("void") and len(params) == _NARGS[name] and all(
+                p.strip().endswith("*") for p in params) and "long" not in signature:
+            get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+            get_pointer.restype = ctypes.c_void_p
+            get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+            address = get_pointer(capsule, signature.encode())
+            fn = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * _NARGS[name])(address)
+    except Exception:          # no such export, or another layout: use the wrappers
+        fn = None
+    _FUNCS[key] = fn
+    return fn
+
+
+def available(dtype):
+    """Whether getrf, getrs and getri can be called directly for this dtype."""
+    dtype = np.dtype(dtype)
+    return dtype in _PREFIX and all(_load(name, dtype) is not None for name in _NARGS)
+
+
+def _int(value):
+    return ctypes.byref(ctypes.c_int(value))
+
+
+def getrf(a):
+    """LU with partial pivoting of each Fortran matrix a[i].T, in place.
+
+    a: C-contiguous (B, n, n), n >= 1.  Returns (piv, info): piv (B, n) int32, LAPACK's
+    1-based row interchanges; info (B,) int32, > 0 where U has an exactly zero pivot.
+    """
+    B, n = a.shape[0], a.shape[-1]
+    piv = np.empty((B, n), dtype=np.int32)
+    info = np.zeros(B, dtype=np.int32)
+    fn = _load("getrf", a.dtype)
+    pn = _int(n)
+    base, step = a.ctypes.data, a.strides[0]
+    pbase, info_base = piv.ctypes.data, info.ctypes.data
+    for i in range(B):
+        fn(pn, pn, base + i * step, pn, pbase + 4 * n * i, info_base + 4 * i)
+    return piv, info
+
+
+def getrs(lu, piv, bt, trans):
+    """Solve op(M[i]) X = B[i] in place for the factors of getrf; op by ``trans`` 'N',
+    'T' or 'C'.  bt: C-contiguous (B, k, n), the Fortran (n, k) right-hand sides."""
+    B, n = lu.shape[0], lu.shape[-1]
+    k = bt.shape[1]
+    fn = _load("getrs", lu.dtype)
+    code = ctypes.c_char(trans.encode())
+    pt, pn, pk, info = ctypes.byref(code), _int(n), _int(k), _int(0)
+    base, step = lu.ctypes.data, lu.strides[0]
+    pbase = piv.ctypes.data
+    bbase, bstep = bt.ctypes.data, bt.strides[0]
+    for i in range(B):
+        fn(pt, pn, pk, base + i * step, pn, pbase + 4 * n * i, bbase + i * bstep, pn, info)
+    return bt
+
+
+def getri(lu, piv):
+    """The inverse of each M[i] from its getrf factors, in place (so the C-ordered a[i]
+    becomes (M[i]⁻¹)ᵀ = A[i]⁻¹ for the M = Aᵀ of getrf's layout)."""
+    B, n = lu.shape[0], lu.shape[-1]
+    fn = _load("getri", lu.dtype)
+    lwork = max(1, 64 * n)
+    work = np.empty(lwork, dtype=lu.dtype)
+    pn, plw, info = _int(n), _int(lwork), _int(0)
+    base, step = lu.ctypes.data, lu.strides[0]
+    pbase, wbase = piv.ctypes.data, work.ctypes.data
+    for i in range(B):
+        fn(pn, base + i * step, pn, pbase + 4 * n * i, wbase, plw, info)
+    return lu

@@ -1,0 +1,139 @@
+"""LU of stacks of mid-size matrices by direct LAPACK calls (linalgad._lapack_stack).
+
+Stacks of order above backend.SMALL_N are factored by one getrf call per matrix on one
+C-ordered copy of the stack; these tests check those factors and every kernel that reads
+them (solves in the three ops, the diagonal and permutation sign, the inverse) against
+NumPy, the rules built on them against finite differences, the errors, and that the
+fallback (SciPy's wrappers, where the direct calls are unavailable) agrees.
+"""
+
+import numpy as np
+import pytest
+
+import linalgad as lad
+from linalgad import _lapack_stack, backend, linalg as la
+from linalgad.backend import CPU, LinAlgError
+from linalgad.testing import check_grads
+
+DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
+STACKS = [((3,), 9), ((2,), 17), ((2, 2), 12)]
+
+
+def _mat(rng, shape, dtype):
+    A = rng.standard_normal(shape)
+    if np.dtype(dtype).kind == "c":
+        A = A + 1j * rng.standard_normal(shape)
+    return A.astype(dtype)
+
+
+def _tol(dtype):
+    return 1e-4 if np.dtype(dtype) in (np.float32, np.complex64) else 1e-11
+
+
+def _op(A, trans):
+    t = np.swapaxes(A, -1, -2)
+    return A if trans == 0 else t if trans == 1 else np.conj(t)
+
+
+def test_available_for_every_dtype():
+    assert all(_lapack_stack.available(d) for d in DTYPES)
+    assert not _lapack_stack.available(np.int64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch,n", STACKS)
+@pytest.mark.parametrize("direct", [True, False])
+def test_factors_and_what_reads_them(batch, n, dtype, direct, monkeypatch):
+    if not direct:
+        monkeypatch.setattr(_lapack_stack, "available", lambda dtype: False)
+    rng = np.random.default_rng(n)
+    A = _mat(rng, batch + (n, n), dtype) + n * np.eye(n, dtype=dtype)
+    b = _mat(rng, batch + (n, 3), dtype)
+    A0, b0 = A.copy(), b.copy()
+    F = CPU.lu_factor(A)
+    assert F.kind == ("stack" if direct else "lapack")
+    tol = _tol(dtype)
+    for trans in (0, 1, 2):
+        x = CPU.lu_solve(F, b, trans)
+        np.testing.assert_allclose(x, np.linalg.solve(_op(A, trans), b), rtol=tol, atol=tol)
+    one = b[..., :1]                         # k = 1: the transposed copy must still copy
+    CPU.lu_solve(F, one, 0)
+    np.testing.assert_array_equal(b, b0)
+    np.testing.assert_array_equal(A, A0)
+    d, sign = CPU.lu_diagonal(F)
+    np.testing.assert_allclose(sign * np.prod(d, axis=-1), np.linalg.det(A),
+                               rtol=20 * tol)
+    np.testing.assert_allclose(CPU.lu_inverse(F), np.linalg.inv(A), rtol=tol, atol=tol)
+
+
+def test_real_factors_with_complex_right_hand_sides():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((4, 10, 10)) + 10 * np.eye(10)
+    b = _mat(rng, (4, 10, 2), np.complex128)
+    F = CPU.lu_factor(A)
+    for trans in (0, 1, 2):
+        np.testing.assert_allclose(CPU.lu_solve(F, b, trans),
+                                   np.linalg.solve(_op(A, trans), b), rtol=1e-12)
+
+
+def test_singular_matrix_is_named_by_its_index():
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((2, 3, 10, 10))
+    A[1, 2, :, 4] = 0.0
+    with pytest.raises(LinAlgError, match=r"solve.*singular.*\(1, 2\)"):
+        la.solve(A, rng.standard_normal((2, 3, 10, 1)))
+    # det and slogdet keep the factors: zero, and -inf
+    np.testing.assert_array_equal(la.det(A)[1, 2], 0.0)
+    assert la.slogdet(A)[1][1, 2] == -np.inf
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_rules_on_stacks_against_finite_differences(dtype):
+    rng = np.random.default_rng(2)
+    A = _mat(rng, (2, 10, 10), dtype) + 10 * np.eye(10, dtype=dtype)
+    b = _mat(rng, (2, 10, 2), dtype)
+    check_grads(lambda A, b: la.solve(A, b), (A, b), order=1)
+    check_grads(lambda A, b: la.solve(A, b, transposed=True), (A, b), order=1)
+    check_grads(la.det, (A,), order=1)
+    check_grads(lambda A: la.slogdet(A)[1], (A,), order=1)
+    check_grads(la.inv, (A,), order=1)
+
+
+def test_gradients_equal_the_fallbacks(monkeypatch):
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((5, 12, 12)) + 12 * np.eye(12)
+    b = rng.standard_normal((5, 12, 3))
+    W = rng.standard_normal((5, 12, 3))
+
+    def loss(A, b):
+        return lad.sum(la.solve(A, b) * W) + lad.sum(la.slogdet(A)[1]) + lad.sum(la.det(A))
+    direct = lad.value_and_grad(loss, argnums=(0, 1))(A, b)
+    monkeypatch.setattr(_lapack_stack, "available", lambda dtype: False)
+    wrapped = lad.value_and_grad(loss, argnums=(0, 1))(A, b)
+    np.testing.assert_allclose(direct[0], wrapped[0], rtol=1e-12)
+    for g, h in zip(direct[1], wrapped[1]):
+        np.testing.assert_allclose(g, h, rtol=1e-10, atol=1e-12)
+    assert backend.SMALL_N < 12
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("direct", [True, False])
+def test_lu_factor_of_a_stack_is_scipys(dtype, direct, monkeypatch):
+    import scipy.linalg
+    if not direct:
+        monkeypatch.setattr(_lapack_stack, "available", lambda dtype: False)
+    rng = np.random.default_rng(4)
+    A = _mat(rng, (2, 3, 11, 11), dtype)
+    lu, piv = la.lu_factor(A)
+    for idx in np.ndindex(2, 3):
+        lu1, piv1 = scipy.linalg.lu_factor(A[idx])
+        np.testing.assert_allclose(lu[idx], lu1, rtol=_tol(dtype), atol=_tol(dtype))
+        np.testing.assert_array_equal(piv[idx], piv1)
+    P, L, U = la.lu(A)
+    np.testing.assert_allclose(P @ L @ U, A, atol=10 * _tol(dtype))
+
+
+def test_lu_factor_gradient_on_a_stack():
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((2, 10, 10)) + 10 * np.eye(10)
+    check_grads(lambda A: la.lu_factor(A)[0], (A,), order=1)
