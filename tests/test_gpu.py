@@ -81,7 +81,9 @@ def _jit_on(xp):
 
     def loss(a, b):
         w, V = la.eigh(a + a.T)
-        return lad.sum(la.solve(a, b) ** 2) + la.slogdet(a)[1] + lad.sum(w * w)
+        x, residues, rank, s = la.lstsq(a[:, :3], b)        # the rank decided on replay too
+        return (lad.sum(la.solve(a, b) ** 2) + la.slogdet(a)[1] + lad.sum(w * w)
+                + lad.sum(x) + lad.sum(residues))
     f = lad.value_and_grad(loss, (0, 1))
     g = lad.jit(f)
     for seed in range(3):
