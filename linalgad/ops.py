@@ -1403,6 +1403,8 @@ def norm(x, ord=None, axis=None, keepdims=False):
 def _sumsq(x, axis):
     """Σ|x|² over ``axis`` (a tuple of one or two axes) without an array-sized temporary."""
     nd = x.ndim
+    if nd == len(axis) and x.__class__ is _ndarray:   # the whole array: one BLAS dot
+        return np.vdot(x, x).real
     axes = tuple(a % nd for a in axis)
     xm = np.moveaxis(x, axes, tuple(range(nd - len(axes), nd)))      # a view
     spec = "...a,...a->..." if len(axes) == 1 else "...ab,...ab->..."
@@ -1420,6 +1422,14 @@ def _norm2_impl(x, axis, keepdims):
 
 
 def _norm2_vjp(g, needs, out, res, x, axis, keepdims):
+    if x.__class__ is _ndarray and not isinstance(g, Tracer) and not isinstance(out, Tracer):
+        # first order on plain values: x ḡ / ‖x‖ (0 where ‖x‖ = 0) in NumPy directly
+        if np.ndim(out) == 0:                     # one norm: a scalar scale
+            return (fit(x * (g / out if out != 0 else 0 * g), x),)
+        o = out if keepdims else np.expand_dims(out, axis)
+        gb = g if keepdims else np.expand_dims(g, axis)
+        zero = o == 0
+        return (fit(x * np.where(zero, 0.0, gb / np.where(zero, 1.0, o)), x),)
     o = out if keepdims else expand_dims(out, axis)
     gb = g if keepdims else expand_dims(g, axis)
     zero = _value(o) == 0
