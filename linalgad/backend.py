@@ -15,7 +15,10 @@ reads, so a table is free to choose the fastest correct representation:
   partial pivoting vectorised across the stack (one NumPy operation handles
   every matrix of the stack at once), which is faster than a LAPACK call per
   matrix when matrices are tiny;
-* a stack of larger matrices: one LAPACK call per matrix, factors kept.
+* a stack of larger matrices: one LAPACK call per matrix, factors kept — for LU, on
+  one C-ordered copy of the stack by address (``linalgad._lapack_stack``: SciPy's
+  LAPACK through its Cython function pointers, without the f2py wrappers' per-call
+  checks and copies).
 
 Errors name the operation, the shapes and, in a stack, the index of the
 failing matrix.
