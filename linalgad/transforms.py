@@ -697,7 +697,10 @@ def jit(fun):
     and a signature whose decisions keep changing runs eagerly.  Kernels re-check
     what they check eagerly (singular matrices, ``check_finite``) on every replay,
     and their own choices (a Jacobi kernel for a stack, LAPACK for a badly
-    conditioned matrix) are made again on the new values.  Called with traced arguments (inside ``grad`` of
+    conditioned matrix) are made again on the new values.  A replay that raises
+    (a singular matrix, say) is not the last word: that call runs eagerly, which
+    raises the same error, or returns what the function makes of it (``cond``
+    of a singular matrix is inf; a ``try``/``except`` in the function catches it).  Called with traced arguments (inside ``grad`` of
     something else), the function runs eagerly and is differentiated as usual.
     """
     cache = {}
@@ -719,6 +722,8 @@ def jit(fun):
                         return entry.fn(*args)
                     except Retrace:
                         return _again(key, entry, args, kwargs)
+                    except Exception:
+                        return fun(*args, **kwargs)     # eager decides (see the docstring)
                 if entry is None:
                     return _first_call(key, args, kwargs)
                 return fun(*args, **kwargs)
@@ -742,6 +747,8 @@ def jit(fun):
                     return entry.fn(*arrays)
                 except Retrace:
                     return _again(key, entry, args, kwargs)
+                except Exception:
+                    return fun(*args, **kwargs)
             return fun(*args, **kwargs)
         return _first_call(key, args, kwargs)
 

@@ -477,6 +477,29 @@ def test_steps_nothing_reads_are_not_replayed():
         x_only(bad, b)
 
 
+def test_an_error_on_replay_is_decided_eagerly():
+    """A kernel that raises on replay hands the call to eager, which may catch it: cond of a
+    singular matrix is inf, and a try/except in the function sees the error as eagerly."""
+    cond = lad.jit(lambda a: la.cond(a, "fro"))
+    cond(_mat(3))
+    assert cond(np.ones((3, 3))) == np.inf
+    np.testing.assert_allclose(cond(_mat(3, 1)), la.cond(_mat(3, 1), "fro"))
+    assert "replayed" in list(cond.explain().values())[0]
+
+    def guarded(a, b):
+        try:
+            return lad.sum(la.solve(a, b))
+        except LinAlgError:
+            return lad.sum(b)
+    g = lad.jit(lad.grad(guarded, argnums=1))
+    g(_mat(3), np.ones(3))
+    np.testing.assert_array_equal(g(np.zeros((3, 3)), np.ones(3)), np.ones(3))
+    f = lad.jit(la.inv)
+    f(_mat(3))
+    with pytest.raises(LinAlgError, match="singular"):     # and an uncaught one still raises
+        f(np.zeros((3, 3)))
+
+
 def test_compute_without_a_recording_is_a_call():
     from linalgad.tape import compute
     calls = []
