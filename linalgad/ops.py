@@ -22,7 +22,7 @@ import string
 
 import numpy as np
 
-from .tape import JitTracer, Primitive, Tracer, peek
+from .tape import JitTracer, Primitive, Tracer, compute, peek
 
 __all__ = [
     "add", "subtract", "multiply", "divide", "true_divide", "power", "negative",
@@ -1392,8 +1392,9 @@ def norm(x, ord=None, axis=None, keepdims=False):
     if ord == 0:
         return sum(a != 0, axis=axes, keepdims=keepdims)
     s = sum(power(a, ord), axis=axes, keepdims=keepdims)
-    zero = _value(s) == 0
-    if np.any(zero):
+    zero = compute(lambda v: v == 0, (s,), decide=lambda z: bool(z.any()),
+                   name="norm's zero check")       # re-checked on every jit replay
+    if zero.any():
         # not differentiable at 0: take the subgradient 0 there (as for the 2-norm),
         # where s ** (1/ord - 1) would otherwise make the gradient inf * 0 = NaN
         return where(zero, 0.0, power(where(zero, 1.0, s), 1.0 / ord))

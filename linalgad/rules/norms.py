@@ -62,20 +62,31 @@ def _extreme(s, last):
     values within eps^(2/3) (relative) of it, so a tie gets the minimum-norm
     subgradient U_k V_kᴴ / k and svdvals sees a symmetric loss (no GaugeWarning).
     """
-    sv = C.value(s)
-    idx = sv.shape[-1] - 1 if last else 0
+    k = C.peek(s).shape[-1]
+    idx = k - 1 if last else 0
     pick = ops.getitem(s, (Ellipsis, idx))
-    if sv.shape[-1] < 2:
+    if k < 2:
         return pick
+    # the weights are values the rule computes for itself (under jit: again on every
+    # replay, whether there is a tie at all being the decision re-checked)
+    w = C.compute(lambda sv: _tie_weights(sv, idx), (s,), decide=lambda w: w is None,
+                  name="norm's tie check")
+    if w is None:
+        return pick
+    avg = ops.sum(s * w, axis=-1)
+    # value s[idx], derivative of the mean: avg plus the (constant) difference
+    return avg + C.compute(lambda p, a: p - a, (pick, avg), name="norm's tie value")
+
+
+def _tie_weights(sv, idx):
+    """Weights 1/k on the k values tied with sv[..., idx] (None when no matrix has a tie)."""
     xp = namespace_of(sv)
     ref = sv[..., idx:idx + 1]
     tied = xp.abs(sv - ref) <= S.gap_tol(sv.dtype) * xp.maximum(sv, ref)
     count = tied.sum(axis=-1, keepdims=True)
     if not bool((count > 1).any()):
-        return pick
-    w = (tied / count).astype(sv.dtype)
-    avg = ops.sum(s * w, axis=-1)
-    return avg + (C.value(pick) - C.value(avg))      # value s[idx], derivative of the mean
+        return None
+    return (tied / count).astype(sv.dtype)
 
 
 def _restore_axes(r, shape, axes):
@@ -248,8 +259,9 @@ def cond(x, p=None):
         s = svdvals(X, check_finite=False)
         hi, lo = _extreme(s, last=False), _extreme(s, last=True)
         num, den = (lo, hi) if p == -2 else (hi, lo)
-        zero = C.value(den) == 0
-        if not bool(np.any(zero)):
+        zero = C.compute(lambda d: d == 0, (den,), decide=lambda z: bool(z.any()),
+                         name="cond's singular check")
+        if not bool(zero.any()):
             return num / den
         return ops.where(zero, np.inf, num / ops.where(zero, 1, den))
     C.square_matrix("cond", X, "x")
