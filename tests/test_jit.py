@@ -81,7 +81,7 @@ def _close(got, want, dtype):
 MUST_REPLAY = {"solve", "inv", "det", "slogdet", "cholesky", "cho_solve", "solve_triangular",
                "lu_solve", "qr", "logdet", "eigh", "eigvalsh", "svd", "svdvals", "eig",
                "eigvals", "expm", "norm", "matrix_power", "polar", "multi_dot", "logm",
-               "sqrtm", "lstsq", "pinv", "pinvh", "cond"}
+               "sqrtm", "lstsq", "pinv", "pinvh", "cond", "lu"}
 
 
 @pytest.mark.parametrize("rule,domain,dtype,batch", list(_cases()))
@@ -517,6 +517,18 @@ def test_norm_ties_and_zeros_are_decided_on_replay():
     c = lad.jit(la.cond)
     c(_mat(3))
     assert c(np.zeros((3, 3))) == np.inf
+
+
+@pytest.mark.parametrize("form", [{}, {"p_indices": True}, {"permute_l": True}])
+def test_lu_returns_this_calls_permutation(form):
+    """lu's P (or p, or P L) comes from the pivots: a replay returns the new call's."""
+    f = lad.jit(lambda a: la.lu(a, **form))
+    a0 = np.array([[1.0, 2.0, 0.0], [3.0, 1.0, 1.0], [0.0, 1.0, 4.0]])
+    a1 = a0[[2, 0, 1]] + 0.01                       # other pivots
+    f(a0)
+    for got, want in zip(f(a1), la.lu(a1, **form)):
+        np.testing.assert_array_equal(got, want)
+    assert "replayed" in list(f.explain().values())[0]
 
 
 def test_compute_without_a_recording_is_a_call():

@@ -42,14 +42,15 @@ def _blocks(lu_):
     """L (m×k) and U (k×n) from the packed factor, differentiable."""
     m, n = ops._shape(lu_)[-2:]
     k = min(m, n)
-    xp = C.namespace_of(ops._value(lu_))
+    v = C.peek(lu_)
+    xp = C.namespace_of(v)
     L = ops.tril(lu_, -1)
     U = ops.triu(lu_)
     if n > k:
         L = ops.getitem(L, (Ellipsis, slice(None), slice(0, k)))
     if m > k:
         U = ops.getitem(U, (Ellipsis, slice(0, k), slice(None)))
-    return L + xp.eye(m, k, dtype=ops._value(lu_).dtype), U
+    return L + xp.eye(m, k, dtype=v.dtype), U
 
 
 def _sl(x, rows=slice(None), cols=slice(None)):
@@ -183,13 +184,16 @@ def lu(a, permute_l=False, overwrite_a=False, check_finite=True, p_indices=False
     """
     packed, perm, piv = _factor("lu", a, check_finite)
     L, U = _blocks(packed)
-    inv_perm = C.inverse_permutation(perm)
+    # P and p are made from this call's pivots: under linalgad.jit, steps of the recording
+    # whose results are values of it (so a replay returns the new call's)
+    inv_perm = C.compute(C.inverse_permutation, (perm,), name="lu's row order")
     if permute_l:
         return ops.permute_rows(L, inv_perm), U
     if p_indices:
-        return inv_perm, L, U
-    real = np.empty(0, dtype=ops._value(packed).dtype).real.dtype
-    return _perm_matrix(perm, real), L, U
+        return C.expose(inv_perm, perm), L, U
+    real = np.empty(0, dtype=C.peek(packed).dtype).real.dtype
+    P = C.compute(lambda p: _perm_matrix(p, real), (perm,), name="lu's P")
+    return C.expose(P, perm), L, U
 
 
 def _perm_matrix(perm, dtype):
