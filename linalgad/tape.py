@@ -429,12 +429,16 @@ class JitTrace:
         return s
 
     def _params(self, name, params):
-        """[(key, slot)] for the parameters bound to residuals (filled in on replay)."""
+        """[(key, slot)] for the parameters bound to residuals (filled in on replay); a
+        tuple holding residuals is (key, (tuple, slots)), rebuilt on replay."""
         dyn = []
         for k, v in params.items():
             s = self._residual(v)
             if s is not None:
                 dyn.append((k, s))
+            elif (type(v) is tuple or type(v) is list) and any(
+                    not isinstance(e, _STATIC) and self._residual(e) is not None for e in v):
+                dyn.append((k, (type(v), tuple(self._arg_slot(e, name) for e in v))))
             elif not _static_param(v):
                 self.escape(f"parameter {k}={type(v).__name__} of {name} is not a constant")
         return tuple(dyn)
@@ -447,7 +451,8 @@ class JitTrace:
                      else self._arg_slot(a, name) for a in args)
         dyn = self._params(name, params)
         reads = [s for r in refs for s in ((r,) if type(r) is int else r[1])]
-        reads.extend(s for _, s in dyn)
+        for _, s in dyn:
+            reads.extend((s,) if type(s) is int else s[1])
         self.steps.append((("call", fn, refs, params, dyn, out), tuple(reads),
                            tuple(_flat_slots(out))))
 

@@ -605,7 +605,7 @@ def _compile(template, inputs, steps, dead, out_def, outs):
             if fixed:
                 ns[f"p{i}"] = fixed
                 args.append(f"**p{i}")
-            args.extend(f"{k}={ref(x)}" for k, x in dyn)
+            args.extend(f"{k}={arg(x)}" for k, x in dyn)
             call = f"f{i}({', '.join(args)})"
             if out is None:
                 lines.append(f"    {call}")

@@ -190,10 +190,14 @@ def qr(a, mode="reduced", *, pivoting=False, overwrite_a=False, lwork=None,
     A = C.prepare(op, a, check_finite, square=False)
     complete = mode == "complete"
     if pivoting:
-        Q0, R0, P = kernels_for(C.value(A)).qr_pivoted(C.value(A), complete)
+        # geqp3's factors and pivots are values the rule computes for itself (under
+        # linalgad.jit, a step of the recording; P is returned as a value of it)
+        Q0, R0, P = C.compute(lambda a_: kernels_for(a_).qr_pivoted(a_, complete), (A,),
+                              name="qr's column pivoting")
         # the columns in pivot order, differentiably: a[..., :, P] = Q R
         A_perm = ops.mT(ops.permute_rows(ops.mT(A), P))
         Q, R = _qr(A_perm, complete=complete, given=(Q0, R0))
+        P = C.expose(P, A)
         return (R, P) if mode == "r" else (Q, R, P)
     Q, R = _qr(A, complete=complete)
     if mode == "r":
