@@ -81,7 +81,8 @@ def _close(got, want, dtype):
 MUST_REPLAY = {"solve", "inv", "det", "slogdet", "cholesky", "cho_solve", "solve_triangular",
                "lu_solve", "qr", "logdet", "eigh", "eigvalsh", "svd", "svdvals", "eig",
                "eigvals", "expm", "norm", "matrix_power", "polar", "multi_dot", "logm",
-               "sqrtm", "lstsq", "pinv", "pinvh", "cond", "lu", "qr-pivoting"}
+               "sqrtm", "lstsq", "pinv", "pinvh", "cond", "lu", "qr-pivoting",
+               "solve_sylvester", "solve_continuous_lyapunov", "solve_discrete_lyapunov"}
 
 
 @pytest.mark.parametrize("rule,domain,dtype,batch", list(_cases()))

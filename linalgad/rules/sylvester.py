@@ -85,10 +85,10 @@ class SchurFactors:
 
 
 def schur_factors(A, op="schur"):
-    """The Schur factors of the plain value of A (..., n, n) (a tracer's primal is used)."""
-    v = ops.asarray_value(A)
-    T, Z = kernels_for(v).schur(v, op=op)
-    return SchurFactors(T, Z)
+    """The Schur factors of the plain value of A (..., n, n) (a tracer's primal is used):
+    values the rule computes for itself (under linalgad.jit, a step of the recording)."""
+    return C.compute(lambda v: SchurFactors(*kernels_for(v).schur(v, op=op)), (A,),
+                     name=f"{op}'s Schur factors")
 
 
 def _check_factors(f, v, name, op):
@@ -275,7 +275,9 @@ def solve_continuous_lyapunov(a, q):
     _batch(op, ("a", av), ("q", qv))
     (a, q), _ = _prepare(op, (a, q), ("a", "q"))
     f = schur_factors(a, op)
-    return _sylvester(a, ops.mH(a), q, fa=f, fb=f.H, op=op)
+    # f.H, a new object, derived in a step of its own (a is passed to find the recording)
+    fh = C.compute(lambda a_, f_: f_.H, (a, f), name=f"{op}'s adjoint Schur factors")
+    return _sylvester(a, ops.mH(a), q, fa=f, fb=fh, op=op)
 
 
 _METHODS = ("direct", "bilinear")
