@@ -658,7 +658,10 @@ def compute(fn, args, decide=None, name="a computation"):
     user).  ``decide(result)``, hashable, is everything the caller's Python reads from
     the result; a replay whose result decides otherwise stops and the call is recorded
     again, so no Python branch is taken on stale values.  ``fn`` must depend on its
-    arguments and on constants only.
+    arguments and on constants only.  The recording is found through the arguments: pass
+    at least one value of the call (a traced array) even when ``fn`` reads only an earlier
+    compute's result (as ``solve_continuous_lyapunov`` passes ``a`` with its factors);
+    arguments that are all plain make a constant, computed once.
     """
     trace = None
     peeled = []
