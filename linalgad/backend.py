@@ -390,15 +390,21 @@ class ComposedKernels:
         """‖R‖_F ‖R⁻¹‖_F per matrix of a stack of upper-triangular R (..., n, n): an upper
         bound on the 2-norm condition number s_max / s_min (inf or nan when R is
         singular), for a tenth of the cost of R's singular values."""
-        xp = self.xp
-        n = R.shape[-1]
-        eye = xp.broadcast_to(xp.eye(n, dtype=R.dtype), R.shape)
+        from .ops import _sumsq
         with np.errstate(all="ignore"):
-            try:
-                Ri = self.solve_triangular(R, eye, lower=False, op="lstsq")
-            except LinAlgError:
-                return xp.full(R.shape[:-2], xp.inf)
-            return _frobenius(xp, R) * _frobenius(xp, Ri)
+            Ri = self.upper_inverse(R)
+            if Ri is None:
+                return self.xp.full(R.shape[:-2], self.xp.inf)
+            return self.xp.sqrt(_sumsq(R, (-2, -1)) * _sumsq(Ri, (-2, -1)))
+
+    def upper_inverse(self, R):
+        """R⁻¹ (or its transpose: same norms) of upper-triangular R, None when singular;
+        here by a solve with the identity."""
+        eye = self.xp.broadcast_to(self.xp.eye(R.shape[-1], dtype=R.dtype), R.shape)
+        try:
+            return self.solve_triangular(R, eye, lower=False, op="lstsq")
+        except LinAlgError:
+            return None
 
     def tridiagonal_factor(self, A, op="solve"):
         """Factors of a tridiagonal A (given as a dense array, zero outside the band).
@@ -1056,17 +1062,13 @@ class CPUKernels(ComposedKernels):
                             mode="r")
         return Raug[..., :n, :n], Raug[..., :n, n:]        # NumPy's mode 'r' is triu already
 
-    def triangular_cond_bound(self, R):
-        """ComposedKernels.triangular_cond_bound with R⁻¹ from LAPACK trtri (one matrix) or
-        the vectorised halving inverse (a stack)."""
+    def upper_inverse(self, R):
+        """LAPACK trtri (one matrix) or the vectorised halving inverse of the stack's
+        transposes, (R⁻¹)ᵀ (non-finite where R is singular)."""
         if R.ndim == 2:
             Ri, info = _lapack_fn("trtri", R.dtype)(R, lower=0)
-            if info != 0:
-                return np.inf
-            return float(np.sqrt(np.vdot(R, R).real * np.vdot(Ri, Ri).real))
-        with np.errstate(all="ignore"):
-            Ri = _tri_inverse(np.swapaxes(R, -1, -2))              # (R⁻¹)ᵀ: the same norm
-            return _frobenius(np, R) * _frobenius(np, Ri)
+            return None if info != 0 else Ri
+        return _tri_inverse(np.swapaxes(R, -1, -2))
 
     def lstsq_svdvals_small(self, R, max_cond=None):
         """Singular values of a stack of small triangular R from eigvalsh(Rᴴ R), or None.
@@ -1410,13 +1412,6 @@ def _stack_lu_solve(F, b, trans):
     if conj:
         np.conjugate(x, out=x)
     return x.reshape(b.shape[:-2] + (n, k))
-
-
-def _frobenius(xp, X):
-    """‖X‖_F of each matrix of a stack (X real or complex)."""
-    if X.dtype.kind == "c":
-        X = xp.abs(X)
-    return xp.sqrt(xp.einsum("...ij,...ij->...", X, X))
 
 
 def _scatter_rows(X, rows):

@@ -569,44 +569,21 @@ def mH(x):
 
 
 def _matmul_vjp(g, needs, out, res, x, y):
-    if g.__class__ is _ndarray and x.__class__ is _ndarray and y.__class__ is _ndarray:
-        return _matmul_vjp_plain(g, needs, x, y)
+    o = ops_for(g, x, y)            # NumPy directly at first order on plain arrays
     xs, ys = _shape(x), _shape(y)
-    xe = reshape(x, (1,) + xs) if len(xs) == 1 else x
-    ye = reshape(y, ys + (1,)) if len(ys) == 1 else y
+    xe = o.reshape(x, (1,) + xs) if len(xs) == 1 else x
+    ye = o.reshape(y, ys + (1,)) if len(ys) == 1 else y
     ge = g
     if len(xs) == 1:
-        ge = expand_dims(ge, -2 if len(ys) > 1 else -1)
+        ge = o.expand_dims(ge, -2 if len(ys) > 1 else -1)
     if len(ys) == 1:
-        ge = expand_dims(ge, -1)
-    gx = fit(matmul(ge, mH(ye)), xe) if needs[0] else None
-    gy = fit(matmul(mH(xe), ge), ye) if needs[1] else None
+        ge = o.expand_dims(ge, -1)
+    gx = fit(o.matmul(ge, o.mH(ye)), xe) if needs[0] else None
+    gy = fit(o.matmul(o.mH(xe), ge), ye) if needs[1] else None
     if gx is not None and len(xs) == 1:
-        gx = reshape(gx, xs)
+        gx = o.reshape(gx, xs)
     if gy is not None and len(ys) == 1:
-        gy = reshape(gy, ys)
-    return gx, gy
-
-
-def _matmul_vjp_plain(g, needs, x, y):
-    """_matmul_vjp on plain NumPy arrays (a first-order pass), the same steps without the
-    primitives' dispatch."""
-    def mh(a):
-        a = np.swapaxes(a, -1, -2)
-        return np.conj(a) if a.dtype.kind == "c" else a
-    xe = x[None] if x.ndim == 1 else x
-    ye = y[:, None] if y.ndim == 1 else y
-    ge = g
-    if x.ndim == 1:
-        ge = np.expand_dims(ge, -2 if y.ndim > 1 else -1)
-    if y.ndim == 1:
-        ge = ge[..., None]
-    gx = fit(np.matmul(ge, mh(ye)), xe) if needs[0] else None
-    gy = fit(np.matmul(mh(xe), ge), ye) if needs[1] else None
-    if gx is not None and x.ndim == 1:
-        gx = gx.reshape(x.shape)
-    if gy is not None and y.ndim == 1:
-        gy = gy.reshape(y.shape)
+        gy = o.reshape(gy, ys)
     return gx, gy
 
 
@@ -1553,3 +1530,40 @@ def einsum(subscripts, *operands):
             raise NotImplementedError(f"einsum: repeated index within one operand ({s!r}) is "
                                       "not differentiable here; use diagonal() or trace()")
     return _einsum(*operands, spec=(tuple(ins), out))
+
+
+# -- the operations a derivative rule runs, by the kind of its arguments -------------------
+
+def ops_for(*xs):
+    """The operations for a derivative rule's arguments: NumPy's directly when every one
+    is a plain NumPy array (or None) — a first-order pass, where nothing is traced and the
+    primitives' dispatch would only cost time — else linalgad's differentiable ones."""
+    for x in xs:
+        if x is not None and x.__class__ is not _ndarray:
+            return _TracedOps
+    return _PlainOps
+
+
+class _TracedOps:
+    """linalgad's differentiable operations (any array, traced or not)."""
+    plain = False
+    negative, mH, mT, conj, matmul = negative, mH, mT, conj, matmul
+    reshape, expand_dims = reshape, expand_dims
+
+
+class _PlainOps:
+    """The same on plain NumPy arrays, without the primitives' dispatch."""
+    plain = True
+    negative, matmul, reshape, expand_dims = np.negative, np.matmul, np.reshape, np.expand_dims
+
+    @staticmethod
+    def mT(x):
+        return np.swapaxes(x, -1, -2)
+
+    @staticmethod
+    def conj(x):
+        return np.conj(x) if x.dtype.kind == "c" else x
+
+    @staticmethod
+    def mH(x):
+        return _PlainOps.conj(np.swapaxes(x, -1, -2))

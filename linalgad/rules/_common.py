@@ -194,7 +194,7 @@ def cotangent_factors(b_bar, x, trans):
     smaller side: the n×k factor when k ≤ n, else the n×n product."""
     n, k = ops._shape(x)[-2:]
     negate = k > n
-    o = _PLAIN if type(b_bar) is np.ndarray and type(x) is np.ndarray else _TRACED
+    o = ops_for(b_bar, x)
     nb = b_bar if negate else o.negative(b_bar)
     if trans == 0:
         return nb, o.mH(x), negate
@@ -203,40 +203,7 @@ def cotangent_factors(b_bar, x, trans):
     return o.conj(x), o.mT(nb), negate
 
 
-def ops_for(*xs):
-    """The operations for a derivative rule's arguments: NumPy's directly when every one
-    is a plain NumPy array (or None) — a first-order pass, where nothing is traced and the
-    primitives' dispatch would only cost time — else linalgad's differentiable ones."""
-    for x in xs:
-        if x is not None and type(x) is not np.ndarray:
-            return _TRACED
-    return _PLAIN
-
-
-class _TRACED:
-    """The differentiable operations cotangent_factors uses (any array, traced or not)."""
-    plain = False
-    negative, mH, mT, conj, matmul = ops.negative, ops.mH, ops.mT, ops.conj, ops.matmul
-
-
-class _PLAIN:
-    """The same on plain NumPy arrays, without the primitives' dispatch (first order: these
-    helpers run once per backward pass of every solve-like rule)."""
-    plain = True
-    negative = np.negative
-    matmul = np.matmul
-
-    @staticmethod
-    def mH(x):
-        return _backend._mH(np, x)
-
-    @staticmethod
-    def mT(x):
-        return np.swapaxes(x, -1, -2)
-
-    @staticmethod
-    def conj(x):
-        return np.conj(x) if x.dtype.kind == "c" else x
+ops_for = ops.ops_for
 
 
 def solve_cotangent(b_bar, x, trans, project=None):
