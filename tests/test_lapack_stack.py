@@ -137,3 +137,94 @@ def test_lu_factor_gradient_on_a_stack():
     rng = np.random.default_rng(5)
     A = rng.standard_normal((2, 10, 10)) + 10 * np.eye(10)
     check_grads(lambda A: la.lu_factor(A)[0], (A,), order=1)
+
+
+# -- triangular solves of stacks by direct BLAS trsm calls ---------------------------------
+
+TRSM_STACKS = [((3,), 32, 8), ((2, 2), 40, 1), ((2,), 16, 16)]   # where backend picks trsm
+
+
+def test_trsm_available_for_every_dtype():
+    assert all(_lapack_stack.trsm_available(d) for d in DTYPES)
+    assert not _lapack_stack.trsm_available(np.int64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch,n,k", TRSM_STACKS)
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("unit", [False, True])
+def test_stack_triangular_solves(batch, n, k, dtype, lower, unit):
+    assert backend._stack_trsm_pays(n, k)
+    rng = np.random.default_rng(n + k)
+    # off-diagonal entries of order 1/n: well conditioned with a unit diagonal too
+    A = _mat(rng, batch + (n, n), dtype) / n + 2 * np.eye(n, dtype=dtype)
+    b = _mat(rng, batch + (n, k), dtype)
+    A0, b0 = A.copy(), b.copy()
+    T = np.tril(A) if lower else np.triu(A)
+    if unit:
+        T = T - T * np.eye(n, dtype=dtype) + np.eye(n, dtype=dtype)
+    tol = _tol(dtype)
+    for trans in (0, 1, 2, "N", "T", "C"):
+        t = {"N": 0, "T": 1, "C": 2}.get(trans, trans)
+        x = CPU.solve_triangular(A, b, lower=lower, trans=trans, unit_diagonal=unit)
+        assert x.dtype == dtype and x.shape == b.shape
+        np.testing.assert_allclose(_op(T, t) @ x, b, rtol=tol, atol=tol * n)
+        # the same solve on the matrices' transposes (views, no copy), and the blocked
+        # substitution the stack would otherwise take, agree with it
+        y = CPU.solve_triangular(np.ascontiguousarray(np.swapaxes(A, -1, -2)).swapaxes(-1, -2),
+                                 b, lower=lower, trans=trans, unit_diagonal=unit)
+        z = backend._blocked_tri_solve(A, b, lower, t, unit, "solve_triangular")
+        np.testing.assert_allclose(y, x, rtol=tol, atol=tol)
+        np.testing.assert_allclose(z, x, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(A, A0)                 # nothing overwritten
+    np.testing.assert_array_equal(b, b0)
+
+
+def test_stack_triangular_solve_mixed_dtypes_and_empty_stack():
+    rng = np.random.default_rng(6)
+    A = rng.standard_normal((3, 32, 32)) + 32 * np.eye(32)
+    b = _mat(rng, (3, 32, 4), np.complex64)
+    x = CPU.solve_triangular(A, b, lower=True, trans=2)
+    assert x.dtype == np.complex128
+    np.testing.assert_allclose(np.swapaxes(np.tril(A), -1, -2) @ x, b, rtol=1e-6, atol=1e-6)
+    empty = CPU.solve_triangular(np.zeros((0, 32, 32)), np.zeros((0, 32, 8)), lower=True)
+    assert empty.shape == (0, 32, 8)
+
+
+def test_stack_triangular_singular_is_named_by_its_index():
+    rng = np.random.default_rng(7)
+    A = np.tril(rng.standard_normal((2, 3, 32, 32))) + 32 * np.eye(32)
+    A[1, 0, 5, 5] = 0.0
+    b = rng.standard_normal((2, 3, 32, 8))
+    with pytest.raises(LinAlgError, match=r"solve_triangular.*singular.*entry 5.*\(1, 0\)"):
+        la.solve_triangular(A, b, lower=True)
+    la.solve_triangular(A, b, lower=True, unit_diagonal=True)     # diagonal not read
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_stack_triangular_rules_against_finite_differences(dtype):
+    rng = np.random.default_rng(8)
+    A = _mat(rng, (2, 32, 32), dtype) + 32 * np.eye(32, dtype=dtype)
+    b = _mat(rng, (2, 32, 3), dtype)
+    for trans in (0, 2):
+        check_grads(lambda A, b: la.solve_triangular(A, b, lower=True, trans=trans), (A, b),
+                    order=1)
+    S = np.swapaxes(A.conj(), -1, -2) @ A / 32
+    C = np.linalg.cholesky(S)
+    check_grads(lambda C, b: la.cho_solve((C, True), b), (C, b), order=1)
+
+
+def test_stack_triangular_gradients_equal_the_blocked_ones(monkeypatch):
+    rng = np.random.default_rng(9)
+    A = rng.standard_normal((4, 32, 32)) + 32 * np.eye(32)
+    b = rng.standard_normal((4, 32, 8))
+    W = rng.standard_normal((4, 32, 8))
+
+    def loss(A, b):
+        return lad.sum(la.solve_triangular(A, b, lower=False, trans=1) * W)
+    direct = lad.value_and_grad(loss, argnums=(0, 1))(A, b)
+    monkeypatch.setattr(_lapack_stack, "trsm_available", lambda dtype: False)
+    blocked = lad.value_and_grad(loss, argnums=(0, 1))(A, b)
+    np.testing.assert_allclose(direct[0], blocked[0], rtol=1e-12)
+    for g, h in zip(direct[1], blocked[1]):
+        np.testing.assert_allclose(g, h, rtol=1e-10, atol=1e-12)
