@@ -147,28 +147,36 @@ def getri(lu, piv):
 _TRSM_OP = ("N", "T", "C")
 
 
-def trsm(t, x, lower, trans, unit):
-    """Solve op(T[i]) X[i] = X[i] in place for a stack of C-ordered triangular matrices.
+def trsm(t, x, lower, trans, unit, right=False):
+    """Solve op(T[i]) X[i] = X[i] (or, ``right``, X[i] op(T[i]) = X[i]) in place for a
+    stack of C-ordered triangular matrices.
 
     t: C-contiguous (B, n, n), the triangle ``lower`` (or upper) read; x: C-contiguous
-    (B, n, k) right-hand sides, overwritten by the solutions; op by ``trans`` 0, 1, 2
-    (none, transpose, conjugate transpose).  The diagonal is not checked.
+    (B, n, k) right-hand sides ((B, k, n) when ``right``), overwritten by the solutions;
+    op by ``trans`` 0, 1, 2 (none, transpose, conjugate transpose).  The diagonal is not
+    checked.
 
     To Fortran the C-ordered T[i] is M = T[i]ᵀ (the opposite triangle) and X[i] is the
-    (k, n) matrix X[i]ᵀ, so op(T) X = B is solved as Xᵀ op(T)ᵀ = Bᵀ: trsm from the right,
-    with op(T)ᵀ = M, Mᵀ, Mᴴ for op = none, ᵀ, ᴴ (conj(T) = conj(Mᵀ) = Mᴴ).  No copies.
+    matrix X[i]ᵀ, so op(T) X = B is solved as Xᵀ op(T)ᵀ = Bᵀ (trsm from the right) and
+    X op(T) = B as op(T)ᵀ Xᵀ = Bᵀ (from the left), with op(T)ᵀ = M, Mᵀ, Mᴴ for op = none,
+    ᵀ, ᴴ (conj(T) = conj(Mᵀ) = Mᴴ).  No copies.
     """
-    B, n, k = x.shape
+    B, rows, cols = x.shape
+    n = t.shape[-1]
+    k = rows if right else cols     # X[i]'s dimension other than n
     fn = _load("trsm", t.dtype)
     one = np.ones(1, dtype=t.dtype)
-    codes = [ctypes.c_char(c.encode()) for c in ("R", "U" if lower else "L",
+    codes = [ctypes.c_char(c.encode()) for c in ("L" if right else "R",
+                                                 "U" if lower else "L",
                                                  _TRSM_OP[trans], "U" if unit else "N")]
     side, uplo, op, diag = (ctypes.byref(c) for c in codes)
     pn, pk = _int(n), _int(k)
+    # Fortran dimensions of Xᵀ: (k, n) from the right, (n, k) from the left
+    pm_, pn_, pld = (pn, pk, pn) if right else (pk, pn, pk)
     base, step = t.ctypes.data, t.strides[0]
     xbase, xstep = x.ctypes.data, x.strides[0]
     alpha, pa, px = _ptr(one.ctypes.data), _ptr(), _ptr()
     for i in range(B):
         pa.value, px.value = base + i * step, xbase + i * xstep
-        fn(side, uplo, op, diag, pk, pn, alpha, pa, pn, px, pk)
+        fn(side, uplo, op, diag, pm_, pn_, alpha, pa, pn, px, pld)
     return x

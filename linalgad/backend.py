@@ -878,17 +878,27 @@ class CPUKernels(ComposedKernels):
         X = _split_product((_mH(np, L), Lb), (Ub, _mH(np, U)), 0)
         Y = self.solve_triangular(lu, X, lower=True, trans=2, unit_diagonal=True,
                                   op="lu_factor")                       # L⁻ᴴ X̄
-        M = _mH(np, self.solve_triangular(lu, _mH(np, Y), lower=False, op="lu_factor"))
-        B = M.size // (n * n)                                           # Ā[perm] = M̄
-        rows = (np.broadcast_to(perm, M.shape[:-1]).reshape(B, n)        # (rows of a 2-D
+        B = Y.size // (n * n)                                           # Ā[perm] = M̄
+        rows = (np.broadcast_to(perm, Y.shape[:-1]).reshape(B, n)        # (rows of a 2-D
                 + n * np.arange(B)[:, None]).reshape(-1)                # view)
+        if _stack_trsm_pays(n, n) and _lapack_stack.trsm_available(dtype):
+            # M̄ = Y U⁻ᴴ acts on rows, so Ā = (Pᵀ Y) U⁻ᴴ: the row scatter first (a fresh
+            # array), then one trsm per matrix from the right on it, in place
+            Z = _scatter_rows(Y.reshape(B * n, n), rows)
+            _lapack_stack.trsm(np.ascontiguousarray(lu).reshape(B, n, n),
+                               Z.reshape(B, n, n), False, 2 if dtype.kind == "c" else 1,
+                               False, right=True)
+            return Z.reshape(Y.shape)
+        M = _mH(np, self.solve_triangular(lu, _mH(np, Y), lower=False, op="lu_factor"))
         return _scatter_rows(M.reshape(B * n, n), rows).reshape(M.shape)
 
     def qr_cotangent(self, Q, R, Q_bar, R_bar):
         """One matrix: Ā = (Q̄ + Q copyltu(M)) R⁻ᴴ, M = R R̄ᴴ − Q̄ᴴ Q, with BLAS — trmm for
-        R R̄ᴴ, gemm accumulating −Q̄ᴴ Q and Q̄ + Q (·) in place, one trsm from the right."""
+        R R̄ᴴ, gemm accumulating −Q̄ᴴ Q and Q̄ + Q (·) in place, one trsm from the right.
+        A stack: batched products, copyltu in one select, and one trsm per matrix from
+        the right on the product's own array (_qr_cotangent_stack)."""
         if Q.ndim != 2:
-            return None
+            return self._qr_cotangent_stack(Q, R, Q_bar, R_bar)
         if not np.diagonal(R).all():
             return None          # rank-deficient: the composed form's solve raises, naming it
         n = R.shape[-1]
@@ -914,6 +924,36 @@ class CPUKernels(ComposedKernels):
         hemm = _blas_fn("hemm" if dtype.kind == "c" else "symm", dtype)
         B = hemm(1.0, M, Qf, beta=1.0, c=B, side=1, lower=1, overwrite_c=1)  # Q̄ + Q copyltu(M)
         return trsm(1.0, Rf, B, side=1, lower=0, trans_a=t, overwrite_b=1)   # · R⁻ᴴ
+
+    def _qr_cotangent_stack(self, Q, R, Q_bar, R_bar):
+        """The stack form of qr_cotangent where direct trsm calls pay (else None: the
+        composed form).  Ā = (Q̄ + Q copyltu(M)) R⁻ᴴ, every step over the whole stack
+        but the last, which solves X Rᴴ = B in place matrix by matrix (no transposes)."""
+        m, n = Q.shape[-2:]
+        dtype = np.result_type(*(x.dtype for x in (Q, R, Q_bar, R_bar) if x is not None))
+        if (not _stack_trsm_pays(n, m) or not _lapack_stack.trsm_available(dtype)
+                or not np.diagonal(R, 0, -2, -1).all()):
+            return None       # (a zero on R's diagonal: the composed form raises, naming it)
+        M = None
+        if R_bar is not None:
+            M = np.matmul(R, _mH(np, R_bar))                                   # R R̄ᴴ
+        if Q_bar is not None:
+            t = np.matmul(_mH(np, Q_bar), Q)
+            M = np.negative(t, out=t) if M is None else np.subtract(M, t, out=t)
+        # copyltu(M) = tril(M, −1) + tril(M, −1)ᴴ + Re diag(M): one select
+        from .ops import _tri_mask
+        Mc = np.where(_tri_mask(n, n, -1, True), M, _mH(np, M))
+        if Mc.dtype.kind == "c":
+            idx = np.arange(n)
+            Mc[..., idx, idx] = Mc[..., idx, idx].real
+        B = np.matmul(Q, Mc).astype(dtype, copy=False)
+        if Q_bar is not None:
+            B += Q_bar
+        B = np.ascontiguousarray(B)
+        Rc = np.ascontiguousarray(R, dtype=dtype).reshape(-1, n, n)
+        _lapack_stack.trsm(Rc, B.reshape(-1, m, n), False, 2 if dtype.kind == "c" else 1,
+                           False, right=True)                                   # B R⁻ᴴ
+        return B
 
     def _cholesky_cotangent_one(self, C, C_bar, lower):
         dtype = C.dtype

@@ -127,10 +127,11 @@ def test_blocked_stack_triangular_solve(dtype, lower, trans, unit):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("batch,n", [((), 1), ((), 2), ((), 7), ((), 70), ((3,), 1),
-                                     ((2, 3), 4), ((5,), 8), ((4,), 9), ((2,), 33)])
+                                     ((2, 3), 4), ((5,), 8), ((4,), 9), ((2, 2), 16),
+                                     ((2,), 33)])
 def test_lu_cotangent_kernel_matches_composed(batch, n, dtype):
     """One matrix (BLAS on the packed factor) and stacks (batched steps; substitution
-    up to SMALL_N, blocks above)."""
+    up to SMALL_N, blocks above, direct trsm calls from order 16 and 32)."""
     from linalgad.rules import lu as LU
 
     rng = np.random.default_rng(n + len(batch))
@@ -179,10 +180,46 @@ def test_qr_cotangent_kernel_matches_composed(m, n, dtype, which):
     assert np.abs(got - want).max() <= 10 * _tol(dtype) * scale
 
 
-def test_qr_cotangent_kernel_declines_stacks_and_rank_deficiency():
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch,m,n", [((3,), 40, 32), ((2, 2), 16, 16), ((2,), 33, 32)])
+@pytest.mark.parametrize("which", ["both", "Q", "R"])
+def test_qr_cotangent_stack_kernel_matches_composed(batch, m, n, dtype, which):
+    # stacks whose matrices are large enough for one trsm call each (backend.STACK_TRSM_N)
+    from linalgad.rules import qr as QR
+
+    rng = np.random.default_rng(m * n + len(batch))
+    shape = batch + (m, n)
+    A = rng.standard_normal(shape) + (1j * rng.standard_normal(shape)
+                                      if np.dtype(dtype).kind == "c" else 0)
+    Q, R = np.linalg.qr(A.astype(dtype))
+    Q_bar = rng.standard_normal(Q.shape).astype(dtype) if which != "R" else None
+    R_bar = rng.standard_normal(R.shape).astype(dtype) if which != "Q" else None
+    want = QR._square_composed(Q, R, Q_bar, R_bar)
+    got = CPU.qr_cotangent(Q, R, Q_bar, R_bar)
+    assert got is not None and got.dtype == np.dtype(dtype) and got.shape == A.shape
+    scale = max(np.abs(want).max(), 1.0)
+    assert np.abs(got - want).max() <= 10 * _tol(dtype) * scale
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_qr_rule_on_a_stack_through_the_stack_kernel(dtype):
+    from linalgad.testing import check_grads
+
+    rng = np.random.default_rng(11)
+    A = rng.standard_normal((2, 17, 16)) + (1j * rng.standard_normal((2, 17, 16))
+                                            if np.dtype(dtype).kind == "c" else 0)
+    assert backend._stack_trsm_pays(16, 17)
+    check_grads(lambda a: la.qr(a), (A.astype(dtype),), order=1)
+
+
+def test_qr_cotangent_kernel_declines_tiny_stacks_and_rank_deficiency():
     Q, R = np.linalg.qr(np.ones((3, 4, 4)) + np.eye(4))
-    assert CPU.qr_cotangent(Q, R, Q, None) is None
+    assert CPU.qr_cotangent(Q, R, Q, None) is None       # substitutions win: composed form
     Q, R = np.linalg.qr(np.array([[1.0, 0.0], [0.0, 0.0]]))              # R₂₂ = 0
+    assert CPU.qr_cotangent(Q, R, None, R) is None
+    A = np.tile(np.eye(32), (2, 1, 1))
+    A[1, :, 7] = 0.0
+    Q, R = np.linalg.qr(A)
     assert CPU.qr_cotangent(Q, R, None, R) is None
 
 

@@ -228,3 +228,22 @@ def test_stack_triangular_gradients_equal_the_blocked_ones(monkeypatch):
     np.testing.assert_allclose(direct[0], blocked[0], rtol=1e-12)
     for g, h in zip(direct[1], blocked[1]):
         np.testing.assert_allclose(g, h, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("right", [False, True])
+def test_trsm_from_either_side(dtype, right):
+    # op(T) X = B (left) or X op(T) = B (right), every triangle, op and diagonal kind
+    rng = np.random.default_rng(10)
+    B, n, k = 4, 7, 3
+    for lower in (True, False):
+        for trans in (0, 1, 2):
+            for unit in (False, True):
+                T = _mat(rng, (B, n, n), dtype) / n + 2 * np.eye(n, dtype=dtype)
+                b = _mat(rng, (B, k, n) if right else (B, n, k), dtype)
+                Tm = np.tril(T) if lower else np.triu(T)
+                if unit:
+                    Tm[:, range(n), range(n)] = 1
+                x = _lapack_stack.trsm(T, b.copy(), lower, trans, unit, right=right)
+                got = x @ _op(Tm, trans) if right else _op(Tm, trans) @ x
+                np.testing.assert_allclose(got, b, rtol=_tol(dtype), atol=_tol(dtype))
