@@ -72,6 +72,12 @@ _trisolve = Primitive("solve_triangular", trisolve_forward, trisolve_vjp, trisol
 
 def triangular_solve(a, b, *, lower, trans=0, unit_diagonal=False, op="solve_triangular"):
     """The primitive on checked, promoted arguments; b (n,) or (..., n, k)."""
+    if (type(a) is np.ndarray and type(b) is np.ndarray and b.ndim == a.ndim
+            and a.shape[:-2] == b.shape[:-2]):
+        # plain arrays of one stack (what first-order reverse passes solve with): the
+        # kernel itself, without the primitive's dispatch and the stack broadcasting
+        return kernels_for(a).solve_triangular(a, b, lower=lower, trans=trans,
+                                               unit_diagonal=unit_diagonal, op=op)
     return C.on_columns(lambda b_: _trisolve(a, b_, lower=lower, trans=trans,
                                              unit_diagonal=unit_diagonal, op=op), b)
 
