@@ -163,6 +163,8 @@ def trsm(t, x, lower, trans, unit, right=False):
     """
     B, rows, cols = x.shape
     n = t.shape[-1]
+    if x.size == 0:             # nothing to solve (and ldb = 0 would be illegal)
+        return x
     k = rows if right else cols     # X[i]'s dimension other than n
     fn = _load("trsm", t.dtype)
     one = np.ones(1, dtype=t.dtype)

@@ -563,7 +563,7 @@ class CPUKernels(ComposedKernels):
             x, info = getrs(data, F.piv, b, trans=t)
         else:
             n, k = b.shape[-2:]
-            flat_b = b.reshape(-1, n, k)
+            flat_b = b.reshape(len(data), n, k)           # (k may be 0: no -1)
             x = np.empty(flat_b.shape, dtype=np.result_type(data[0], b))
             for i, (lu, piv) in enumerate(zip(data, F.piv)):
                 x[i], info = getrs(lu, piv, flat_b[i], trans=t)
@@ -746,7 +746,7 @@ class CPUKernels(ComposedKernels):
             out = solve_one(A.astype(dtype, copy=False), b)
         else:
             flat_a = A.reshape((-1, n, n)).astype(dtype, copy=False)
-            flat_b = b.reshape((-1, n, k))
+            flat_b = b.reshape((flat_a.shape[0], n, k))
             out = np.empty(flat_b.shape, dtype=dtype)
             for i in range(flat_a.shape[0]):
                 out[i] = solve_one(flat_a[i], flat_b[i], i)
@@ -1450,7 +1450,8 @@ def _stack_lu_solve(F, b, trans):
         lu = lu.astype(dtype)
     # A x = b is (Aᵀ)ᵀ x = b; Aᵀ x = b itself; Aᴴ x = b is Aᵀ conj(x) = conj(b)
     conj = trans == 2 and dtype.kind == "c"
-    bt = np.array(np.swapaxes(b.reshape(-1, n, k), -1, -2), dtype=dtype, order="C", copy=True)
+    bt = np.array(np.swapaxes(b.reshape(lu.shape[0], n, k), -1, -2), dtype=dtype, order="C",
+                  copy=True)
     if conj:
         np.conjugate(bt, out=bt)
     _lapack_stack.getrs(lu, F.piv, bt, "T" if trans == 0 else "N")
@@ -1880,7 +1881,7 @@ def _stack_tri_solve(A, b, lower, trans, unit, op):
             T = np.ascontiguousarray(T, dtype=dtype)
     if not unit:
         check_diagonal(np.diagonal(T, 0, -2, -1), batch, op)
-    x = np.array(b.reshape((-1, n, k)), dtype=dtype, order="C")   # solved in place
+    x = np.array(b.reshape((T.shape[0], n, k)), dtype=dtype, order="C")   # solved in place
     _lapack_stack.trsm(T, x, lower, trans, unit)
     return x.reshape(b.shape[:-2] + (n, k))
 
@@ -1901,7 +1902,7 @@ def _blocked_tri_solve(A, b, lower, trans, unit, op):
             T = T.conj()
         lower = not lower
     T = T.astype(dtype, copy=False)
-    x = np.array(b.reshape((-1, n, k)), dtype=dtype)          # solved in place, by blocks
+    x = np.array(b.reshape((T.shape[0], n, k)), dtype=dtype)  # solved in place, by blocks
 
     def leaf(lo, hi):
         # the inverse of a small diagonal block by vectorised substitution, then one

@@ -247,3 +247,21 @@ def test_trsm_from_either_side(dtype, right):
                 x = _lapack_stack.trsm(T, b.copy(), lower, trans, unit, right=right)
                 got = x @ _op(Tm, trans) if right else _op(Tm, trans) @ x
                 np.testing.assert_allclose(got, b, rtol=_tol(dtype), atol=_tol(dtype))
+
+
+@pytest.mark.parametrize("n", [4, 12, 40, 200])   # substitution, blocks, trsm, per matrix
+def test_stacks_with_no_right_hand_sides(n):
+    # k = 0 columns: empty solutions and zero gradients on every stack path (a reshape
+    # with -1 cannot size an empty array, and BLAS rejects a leading dimension of 0)
+    rng = np.random.default_rng(n)
+    A = np.tril(rng.standard_normal((3, n, n))) + n * np.eye(n)
+    C = np.linalg.cholesky(A @ np.swapaxes(A, -1, -2))
+    b = np.zeros((3, n, 0))
+    for x in (la.solve_triangular(A, b, lower=True), la.solve(A, b),
+              la.solve(A @ np.swapaxes(A, -1, -2), b, assume_a="pos"),
+              la.cho_solve((C, True), b), la.lu_solve(la.lu_factor(A), b)):
+        assert x.shape == (3, n, 0)
+    g = lad.grad(lambda A, b: lad.sum(la.solve_triangular(A, b, lower=True, trans=1)))(A, b)
+    np.testing.assert_array_equal(g, np.zeros_like(A))
+    g = lad.grad(lambda A, b: lad.sum(la.solve(A, b)))(A, b)
+    np.testing.assert_array_equal(g, np.zeros_like(A))

@@ -55,7 +55,7 @@ class GPUKernels(ComposedKernels):
         if not isinstance(F.data, list):
             return _cxl.lu_solve((F.data, F.piv), b, trans=trans, check_finite=False)
         n, k = b.shape[-2:]
-        flat_b = b.reshape(-1, n, k)
+        flat_b = b.reshape(len(F.data), n, k)               # (k may be 0: no -1)
         out = cupy.stack([_cxl.lu_solve((lu, piv), bi, trans=trans, check_finite=False)
                           for lu, piv, bi in zip(F.data, F.piv, flat_b)])
         return out.reshape(b.shape[:-2] + (n, k))
@@ -112,7 +112,8 @@ class GPUKernels(ComposedKernels):
         if not batch:
             return _cxl.solve_triangular(A, b, trans=trans, lower=lower,
                                          unit_diagonal=unit_diagonal, check_finite=False)
-        fa, fb = A.reshape(-1, n, n), b.reshape(-1, n, k)
+        fa = A.reshape(-1, n, n)
+        fb = b.reshape(fa.shape[0], n, k)
         out = cupy.stack([_cxl.solve_triangular(a, x, trans=trans, lower=lower,
                                                 unit_diagonal=unit_diagonal,
                                                 check_finite=False) for a, x in zip(fa, fb)])
