@@ -162,33 +162,15 @@ def test_lu_cotangent_kernel_declines_what_it_does_not_fuse():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m,n", [(1, 1), (4, 4), (9, 5), (60, 60)])
+@pytest.mark.parametrize("shape", [(1, 1), (4, 4), (9, 5), (60, 60),
+                                   # stacks of matrices large enough for one trsm call
+                                   # each (backend.STACK_TRSM_N): the stack kernel
+                                   (3, 40, 32), (2, 2, 16, 16), (2, 33, 32)])
 @pytest.mark.parametrize("which", ["both", "Q", "R"])
-def test_qr_cotangent_kernel_matches_composed(m, n, dtype, which):
+def test_qr_cotangent_kernel_matches_composed(shape, dtype, which):
     from linalgad.rules import qr as QR
 
-    rng = np.random.default_rng(m * n)
-    A = rng.standard_normal((m, n)) + (1j * rng.standard_normal((m, n))
-                                       if np.dtype(dtype).kind == "c" else 0)
-    Q, R = np.linalg.qr(A.astype(dtype))
-    Q_bar = rng.standard_normal(Q.shape).astype(dtype) if which != "R" else None
-    R_bar = rng.standard_normal(R.shape).astype(dtype) if which != "Q" else None
-    want = QR._square_composed(Q, R, Q_bar, R_bar)
-    got = CPU.qr_cotangent(Q, R, Q_bar, R_bar)
-    assert got.dtype == np.dtype(dtype) and got.shape == A.shape
-    scale = max(np.abs(want).max(), 1.0)
-    assert np.abs(got - want).max() <= 10 * _tol(dtype) * scale
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("batch,m,n", [((3,), 40, 32), ((2, 2), 16, 16), ((2,), 33, 32)])
-@pytest.mark.parametrize("which", ["both", "Q", "R"])
-def test_qr_cotangent_stack_kernel_matches_composed(batch, m, n, dtype, which):
-    # stacks whose matrices are large enough for one trsm call each (backend.STACK_TRSM_N)
-    from linalgad.rules import qr as QR
-
-    rng = np.random.default_rng(m * n + len(batch))
-    shape = batch + (m, n)
+    rng = np.random.default_rng(sum(shape))
     A = rng.standard_normal(shape) + (1j * rng.standard_normal(shape)
                                       if np.dtype(dtype).kind == "c" else 0)
     Q, R = np.linalg.qr(A.astype(dtype))

@@ -36,8 +36,9 @@ def _op(A, trans):
 
 
 def test_available_for_every_dtype():
-    assert all(_lapack_stack.available(d) for d in DTYPES)
-    assert not _lapack_stack.available(np.int64)
+    for available in (_lapack_stack.available, _lapack_stack.trsm_available):
+        assert all(available(d) for d in DTYPES)
+        assert not available(np.int64)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -99,21 +100,30 @@ def test_rules_on_stacks_against_finite_differences(dtype):
     check_grads(la.inv, (A,), order=1)
 
 
-def test_gradients_equal_the_fallbacks(monkeypatch):
-    rng = np.random.default_rng(3)
-    A = rng.standard_normal((5, 12, 12)) + 12 * np.eye(12)
-    b = rng.standard_normal((5, 12, 3))
-    W = rng.standard_normal((5, 12, 3))
+def _solve_det_loss(A, b, W):
+    return lad.sum(la.solve(A, b) * W) + lad.sum(la.slogdet(A)[1]) + lad.sum(la.det(A))
 
-    def loss(A, b):
-        return lad.sum(la.solve(A, b) * W) + lad.sum(la.slogdet(A)[1]) + lad.sum(la.det(A))
-    direct = lad.value_and_grad(loss, argnums=(0, 1))(A, b)
-    monkeypatch.setattr(_lapack_stack, "available", lambda dtype: False)
-    wrapped = lad.value_and_grad(loss, argnums=(0, 1))(A, b)
-    np.testing.assert_allclose(direct[0], wrapped[0], rtol=1e-12)
-    for g, h in zip(direct[1], wrapped[1]):
+
+def _triangular_loss(A, b, W):
+    return lad.sum(la.solve_triangular(A, b, lower=False, trans=1) * W)
+
+
+@pytest.mark.parametrize("switch,n,loss", [
+    ("available", 12, _solve_det_loss),            # LU by direct calls / SciPy's wrappers
+    ("trsm_available", 32, _triangular_loss),      # trsm by direct calls / blocked solves
+])
+def test_gradients_equal_the_fallbacks(switch, n, loss, monkeypatch):
+    assert backend.SMALL_N < n
+    rng = np.random.default_rng(n)
+    A = rng.standard_normal((4, n, n)) + n * np.eye(n)
+    b = rng.standard_normal((4, n, 3))
+    W = rng.standard_normal((4, n, 3))
+    direct = lad.value_and_grad(loss, argnums=(0, 1))(A, b, W)
+    monkeypatch.setattr(_lapack_stack, switch, lambda dtype: False)
+    other = lad.value_and_grad(loss, argnums=(0, 1))(A, b, W)
+    np.testing.assert_allclose(direct[0], other[0], rtol=1e-12)
+    for g, h in zip(direct[1], other[1]):
         np.testing.assert_allclose(g, h, rtol=1e-10, atol=1e-12)
-    assert backend.SMALL_N < 12
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -142,11 +152,6 @@ def test_lu_factor_gradient_on_a_stack():
 # -- triangular solves of stacks by direct BLAS trsm calls ---------------------------------
 
 TRSM_STACKS = [((3,), 32, 8), ((2, 2), 40, 1), ((2,), 16, 16)]   # where backend picks trsm
-
-
-def test_trsm_available_for_every_dtype():
-    assert all(_lapack_stack.trsm_available(d) for d in DTYPES)
-    assert not _lapack_stack.trsm_available(np.int64)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -213,21 +218,6 @@ def test_stack_triangular_rules_against_finite_differences(dtype):
     C = np.linalg.cholesky(S)
     check_grads(lambda C, b: la.cho_solve((C, True), b), (C, b), order=1)
 
-
-def test_stack_triangular_gradients_equal_the_blocked_ones(monkeypatch):
-    rng = np.random.default_rng(9)
-    A = rng.standard_normal((4, 32, 32)) + 32 * np.eye(32)
-    b = rng.standard_normal((4, 32, 8))
-    W = rng.standard_normal((4, 32, 8))
-
-    def loss(A, b):
-        return lad.sum(la.solve_triangular(A, b, lower=False, trans=1) * W)
-    direct = lad.value_and_grad(loss, argnums=(0, 1))(A, b)
-    monkeypatch.setattr(_lapack_stack, "trsm_available", lambda dtype: False)
-    blocked = lad.value_and_grad(loss, argnums=(0, 1))(A, b)
-    np.testing.assert_allclose(direct[0], blocked[0], rtol=1e-12)
-    for g, h in zip(direct[1], blocked[1]):
-        np.testing.assert_allclose(g, h, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
