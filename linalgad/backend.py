@@ -950,8 +950,9 @@ class CPUKernels(ComposedKernels):
         if Q_bar is not None:
             B += Q_bar
         B = np.ascontiguousarray(B)
-        Rc = np.ascontiguousarray(R, dtype=dtype).reshape(-1, n, n)
-        _lapack_stack.trsm(Rc, B.reshape(-1, m, n), False, 2 if dtype.kind == "c" else 1,
+        count = B.size // (m * n)             # matrices in the stack (reshape(-1) fails at 0)
+        Rc = np.ascontiguousarray(R, dtype=dtype).reshape(count, n, n)
+        _lapack_stack.trsm(Rc, B.reshape(count, m, n), False, 2 if dtype.kind == "c" else 1,
                            False, right=True)                                   # B R⁻ᴴ
         return B
 

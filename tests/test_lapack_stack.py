@@ -255,3 +255,15 @@ def test_stacks_with_no_right_hand_sides(n):
     np.testing.assert_array_equal(g, np.zeros_like(A))
     g = lad.grad(lambda A, b: lad.sum(la.solve(A, b)))(A, b)
     np.testing.assert_array_equal(g, np.zeros_like(A))
+
+
+@pytest.mark.parametrize("shape", [(0, 40, 32), (0, 32, 32), (2, 0, 33, 33)])
+def test_empty_stacks_of_large_matrices(shape):
+    # no matrices at all, of orders where the direct-call kernels would run
+    A = np.zeros(shape)
+    g = lad.grad(lambda A: lad.sum(la.qr(A)[0]) + lad.sum(la.qr(A)[1]))(A)
+    assert g.shape == shape
+    if shape[-1] == shape[-2]:
+        assert lad.grad(lambda A: lad.sum(la.lu_factor(A)[0]))(A).shape == shape
+        b = np.zeros(shape[:-1] + (3,))
+        assert lad.grad(lambda A, b: lad.sum(la.solve_triangular(A, b)))(A, b).shape == shape
