@@ -884,11 +884,8 @@ class CPUKernels(ComposedKernels):
         if _stack_trsm_pays(n, n) and _lapack_stack.trsm_available(dtype):
             # M̄ = Y U⁻ᴴ acts on rows, so Ā = (Pᵀ Y) U⁻ᴴ: the row scatter first (a fresh
             # array), then one trsm per matrix from the right on it, in place
-            Z = _scatter_rows(Y.reshape(B * n, n), rows)
-            _lapack_stack.trsm(np.ascontiguousarray(lu).reshape(B, n, n),
-                               Z.reshape(B, n, n), False, 2 if dtype.kind == "c" else 1,
-                               False, right=True)
-            return Z.reshape(Y.shape)
+            Z = _scatter_rows(Y.reshape(B * n, n), rows).reshape(Y.shape)
+            return _stack_tri_solve_right(lu, Z, False, 2)
         M = _mH(np, self.solve_triangular(lu, _mH(np, Y), lower=False, op="lu_factor"))
         return _scatter_rows(M.reshape(B * n, n), rows).reshape(M.shape)
 
@@ -940,21 +937,12 @@ class CPUKernels(ComposedKernels):
         if Q_bar is not None:
             t = np.matmul(_mH(np, Q_bar), Q)
             M = np.negative(t, out=t) if M is None else np.subtract(M, t, out=t)
-        # copyltu(M) = tril(M, −1) + tril(M, −1)ᴴ + Re diag(M): one select
-        from .ops import _tri_mask
-        Mc = np.where(_tri_mask(n, n, -1, True), M, _mH(np, M))
-        if Mc.dtype.kind == "c":
-            idx = np.arange(n)
-            Mc[..., idx, idx] = Mc[..., idx, idx].real
-        B = np.matmul(Q, Mc).astype(dtype, copy=False)
+        # copyltu(M) = tril(M, −1) + tril(M, −1)ᴴ + Re diag(M): the Hermitian matrix read
+        # from M's lower triangle
+        B = np.matmul(Q, full_from_triangle(np, M, True)).astype(dtype, copy=False)
         if Q_bar is not None:
             B += Q_bar
-        B = np.ascontiguousarray(B)
-        count = B.size // (m * n)             # matrices in the stack (reshape(-1) fails at 0)
-        Rc = np.ascontiguousarray(R, dtype=dtype).reshape(count, n, n)
-        _lapack_stack.trsm(Rc, B.reshape(count, m, n), False, 2 if dtype.kind == "c" else 1,
-                           False, right=True)                                   # B R⁻ᴴ
-        return B
+        return _stack_tri_solve_right(R, np.ascontiguousarray(B), False, 2)   # B R⁻ᴴ
 
     def _cholesky_cotangent_one(self, C, C_bar, lower):
         dtype = C.dtype
@@ -1865,26 +1853,42 @@ def _stack_trsm_pays(n, k):
     return n >= STACK_TRSM_N or (n >= STACK_TRSM_N // 2 and k >= n)
 
 
-def _stack_tri_solve(A, b, lower, trans, unit, op):
-    """Triangular solves over a stack, one BLAS trsm call per matrix by address
-    (linalgad._lapack_stack.trsm); the diagonal is checked here, as trtrs would."""
-    n, k = b.shape[-2:]
-    batch = A.shape[:-2]
-    dtype = np.result_type(A.dtype, b.dtype)
+def _trsm_operand(A, dtype, lower, trans):
+    """(T, lower, trans): the stack A (..., n, n) as _lapack_stack.trsm reads it, a
+    C-contiguous (B, n, n) array of ``dtype`` — the transposes' C-contiguous view as it is
+    (opposite triangle, ᵀ toggled), else a copy — and op(T) the same operator as op(A)."""
+    n = A.shape[-1]
     if trans == 2 and dtype.kind != "c":
         trans = 1
     T = A.reshape((-1, n, n))
     if not (T.flags.c_contiguous and T.dtype == dtype):
         Tt = np.swapaxes(T, -1, -2)
         if Tt.flags.c_contiguous and T.dtype == dtype and trans != 2:
-            T, lower, trans = Tt, not lower, 1 - trans      # op(T) = op'(Tᵀ), no copy
-        else:
-            T = np.ascontiguousarray(T, dtype=dtype)
+            return Tt, not lower, 1 - trans                 # op(T) = op'(Tᵀ), no copy
+        T = np.ascontiguousarray(T, dtype=dtype)
+    return T, lower, trans
+
+
+def _stack_tri_solve(A, b, lower, trans, unit, op):
+    """Triangular solves over a stack, one BLAS trsm call per matrix by address
+    (linalgad._lapack_stack.trsm); the diagonal is checked here, as trtrs would."""
+    n, k = b.shape[-2:]
+    T, lower, trans = _trsm_operand(A, np.result_type(A.dtype, b.dtype), lower, trans)
     if not unit:
-        check_diagonal(np.diagonal(T, 0, -2, -1), batch, op)
-    x = np.array(b.reshape((T.shape[0], n, k)), dtype=dtype, order="C")   # solved in place
+        check_diagonal(np.diagonal(T, 0, -2, -1), A.shape[:-2], op)
+    x = np.array(b.reshape((T.shape[0], n, k)), dtype=T.dtype, order="C")  # solved in place
     _lapack_stack.trsm(T, x, lower, trans, unit)
     return x.reshape(b.shape[:-2] + (n, k))
+
+
+def _stack_tri_solve_right(A, X, lower, trans):
+    """X op(T) = X in place: X a C-contiguous stack (..., m, n) of A's stack and dtype, T
+    the nonsingular triangle ``lower`` of each A; one trsm per matrix from the right.
+    (A row operation: the caller may permute X's rows before or after.)"""
+    T, lower, trans = _trsm_operand(A, X.dtype, lower, trans)
+    _lapack_stack.trsm(T, X.reshape((T.shape[0],) + X.shape[-2:]), lower, trans, False,
+                       right=True)
+    return X
 
 
 def _blocked_tri_solve(A, b, lower, trans, unit, op):

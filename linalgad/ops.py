@@ -1418,19 +1418,14 @@ def _norm2_impl(x, axis, keepdims):
 
 
 def _norm2_vjp(g, needs, out, res, x, axis, keepdims):
-    if x.__class__ is _ndarray and not isinstance(g, Tracer) and not isinstance(out, Tracer):
-        # first order on plain values: x ḡ / ‖x‖ (0 where ‖x‖ = 0) in NumPy directly
-        if np.ndim(out) == 0:                     # one norm: a scalar scale
-            return (fit(x * (g / out if out != 0 else 0 * g), x),)
-        o = out if keepdims else np.expand_dims(out, axis)
-        gb = g if keepdims else np.expand_dims(g, axis)
-        zero = o == 0
-        return (fit(x * np.where(zero, 0.0, gb / np.where(zero, 1.0, o)), x),)
-    o = out if keepdims else expand_dims(out, axis)
-    gb = g if keepdims else expand_dims(g, axis)
-    zero = _value(o) == 0
-    scale = where(zero, 0.0, gb / where(zero, 1.0, o))
-    return (fit(x * scale, x),)
+    """x ḡ / ‖x‖ (0 where ‖x‖ = 0); NumPy's operations directly at first order."""
+    o = ops_for(g, out, x)
+    if o.plain and np.ndim(out) == 0:             # one norm: a scalar scale
+        return (fit(x * (g / out if out != 0 else 0 * g), x),)
+    ob = out if keepdims else o.expand_dims(out, axis)
+    gb = g if keepdims else o.expand_dims(g, axis)
+    zero = _value(ob) == 0
+    return (fit(x * o.where(zero, 0.0, gb / o.where(zero, 1.0, ob)), x),)
 
 
 def _norm2_jvp(t, out, res, x, axis, keepdims):
@@ -1544,10 +1539,11 @@ def einsum(subscripts, *operands):
 
 def ops_for(*xs):
     """The operations for a derivative rule's arguments: NumPy's directly when every one
-    is a plain NumPy array (or None) — a first-order pass, where nothing is traced and the
-    primitives' dispatch would only cost time — else linalgad's differentiable ones."""
+    is a plain NumPy array or scalar (or None) — a first-order pass, where nothing is
+    traced and the primitives' dispatch would only cost time — else linalgad's
+    differentiable ones."""
     for x in xs:
-        if x is not None and x.__class__ is not _ndarray:
+        if x is not None and x.__class__ is not _ndarray and not isinstance(x, np.generic):
             return _TracedOps
     return _PlainOps
 
@@ -1556,13 +1552,14 @@ class _TracedOps:
     """linalgad's differentiable operations (any array, traced or not)."""
     plain = False
     negative, mH, mT, conj, matmul = negative, mH, mT, conj, matmul
-    reshape, expand_dims = reshape, expand_dims
+    reshape, expand_dims, where = reshape, expand_dims, where
 
 
 class _PlainOps:
     """The same on plain NumPy arrays, without the primitives' dispatch."""
     plain = True
     negative, matmul, reshape, expand_dims = np.negative, np.matmul, np.reshape, np.expand_dims
+    where = np.where
 
     @staticmethod
     def mT(x):

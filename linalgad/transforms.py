@@ -554,9 +554,6 @@ class _Program:
         self.fn, self.source = _compile(trace.template, tuple(input_slots), steps, dead,
                                         out_def, outs)
 
-    def run(self, arrays):
-        return self.fn(*arrays)
-
 
 def _compile(template, inputs, steps, dead, out_def, outs):
     """The replay as the source of one function: slot s is the local ``s<s>`` (an input is
@@ -716,17 +713,7 @@ def jit(fun):
                 key.append((x.shape, x.dtype, x.strides))
             else:
                 key = tuple(key)
-                entry = cache.get(key)
-                if entry.__class__ is _Program:
-                    try:
-                        return entry.fn(*args)
-                    except Retrace:
-                        return _again(key, entry, args, kwargs)
-                    except Exception:
-                        return fun(*args, **kwargs)     # eager decides (see the docstring)
-                if entry is None:
-                    return _first_call(key, args, kwargs)
-                return fun(*args, **kwargs)
+                return _use(key, cache.get(key), args, args, kwargs)
         leaves, treedef = tree_flatten((args, kwargs))
         parts = [treedef]
         arrays = []
@@ -740,17 +727,21 @@ def jit(fun):
             if kind == "array":
                 arrays.append(x)
         key = tuple(parts)
-        entry = cache.get(key)
-        if entry is not None:
-            if entry.__class__ is _Program:
-                try:
-                    return entry.fn(*arrays)
-                except Retrace:
-                    return _again(key, entry, args, kwargs)
-                except Exception:
-                    return fun(*args, **kwargs)
-            return fun(*args, **kwargs)
-        return _first_call(key, args, kwargs)
+        return _use(key, cache.get(key), arrays, args, kwargs)
+
+    def _use(key, entry, arrays, args, kwargs):
+        """The call by its cache entry: the replay (on the arrays), a first call that
+        records, or the function itself (a signature that runs eagerly)."""
+        if entry.__class__ is _Program:
+            try:
+                return entry.fn(*arrays)
+            except Retrace:
+                return _again(key, entry, args, kwargs)
+            except Exception:
+                return fun(*args, **kwargs)     # eager decides (see the docstring)
+        if entry is None:
+            return _first_call(key, args, kwargs)
+        return fun(*args, **kwargs)
 
     def _first_call(key, args, kwargs):
         leaves, treedef = tree_flatten((args, kwargs))

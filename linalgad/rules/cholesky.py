@@ -186,12 +186,10 @@ def chosolve_vjp(x_bar, needs, x, y, c, b, *, lower):
     c_bar = None
     if needs[0]:
         yv = _half(y, c, b, lower)
-        P = ops.concatenate([b_bar, x], axis=-1)
+        P = ops.concatenate([-b_bar, -x], axis=-1)
         Q = ops.concatenate([yv, u], axis=-1)
-        G = (ops.tri_matmul(P, ops.mH(Q), lower=True) if lower
-             else ops.tri_matmul(Q, ops.mH(P), lower=False))
-        # the sign on the n×n product, in place on a plain array (one pass, no n×2k copy)
-        c_bar = ops.fit(np.negative(G, out=G) if type(G) is np.ndarray else -G, c)
+        c_bar = ops.fit(ops.tri_matmul(P, ops.mH(Q), lower=True) if lower
+                        else ops.tri_matmul(Q, ops.mH(P), lower=False), c)
     return c_bar, (ops.fit(b_bar, b) if needs[1] else None)
 
 

@@ -125,18 +125,13 @@ def pinv_apply_forward(A, y, *, P, adjoint=False, value=None):
 def _pieces(A, P, adjoint, o):
     """B⁺·, B⁺ᴴ·, B·, and B's full column / row rank, for B = A (or Aᴴ when adjoint);
     with ``o`` plain (first order), straight from the factors."""
-    if o.plain:
-        def Bp(v):
-            return P.apply(v, adjoint)
+    apply = P.apply if o.plain else (lambda v, adj: _pinv_apply(A, v, P=P, adjoint=adj))
 
-        def BpH(v):
-            return P.apply(v, not adjoint)
-    else:
-        def Bp(v):
-            return _pinv_apply(A, v, P=P, adjoint=adjoint)
+    def Bp(v):
+        return apply(v, adjoint)
 
-        def BpH(v):
-            return _pinv_apply(A, v, P=P, adjoint=not adjoint)
+    def BpH(v):
+        return apply(v, not adjoint)
 
     def Bm(v):
         return o.matmul(o.mH(A) if adjoint else A, v)
@@ -173,9 +168,7 @@ def _outer(o, u, v):
     """u vᴴ: of (..., m, k) and (..., n, k) blocks, or of vectors (one right-hand side)."""
     if len(ops._shape(u)) > 1:
         return o.matmul(u, o.mH(v))
-    if o.plain:
-        return np.multiply.outer(u, np.conj(v) if v.dtype.kind == "c" else v)
-    return ops.outer(u, ops.conj(v))
+    return (np.multiply.outer if o.plain else ops.outer)(u, o.conj(v))
 
 
 def pinv_apply_jvp(tangents, x, res, A, y, *, P, adjoint=False, value=None):
