@@ -169,9 +169,36 @@ def _blas_of(module):
     try:
         deps = module.show_config(mode="dicts")["Build Dependencies"]
         blas = deps.get("blas", {})
-        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+        text = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
     except Exception:  # older versions or unusual builds
         return "?"
+    core = _openblas_core(module)
+    return f"{text}, {core} kernels" if core else text
+
+
+def _openblas_core(module):
+    """The kernel set a wheel's bundled OpenBLAS runs (openblas_get_corename), or None.
+
+    OpenBLAS picks kernels for the CPU at load time unless OPENBLAS_CORETYPE names a set;
+    on a CPU with AVX-512, Haswell's (AVX2) kernels run matrix products at about half the
+    speed (machine_info prints the variable: the tables' GEMM-bound cells depend on it).
+    """
+    import ctypes
+    import glob
+    root = os.path.dirname(os.path.dirname(module.__file__))
+    libs = glob.glob(os.path.join(root, module.__name__ + ".libs", "*openblas*"))
+    for lib in libs:
+        try:
+            handle = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
+                     "openblas_get_corename64_", "openblas_get_corename"):
+            fn = getattr(handle, name, None)
+            if fn is not None:
+                fn.restype = ctypes.c_char_p
+                return fn().decode()
+    return None
 
 
 def _version(dist):
@@ -210,7 +237,8 @@ def machine_info():
         f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs, "
         f"Python {platform.python_version()}, {platform.system()} {platform.release()}",
         f"- pinning: process affinity {affinity}, "
-        + ", ".join(f"{v}={os.environ.get(v)}" for v in THREAD_VARS[:3]),
+        + ", ".join(f"{v}={os.environ.get(v)}" for v in THREAD_VARS[:3])
+        + f", OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}",
         f"- numpy {np.__version__} ({_blas_of(np)}), scipy {scipy.__version__} ({_blas_of(scipy)})",
         "- peers: " + ", ".join(peers) + f"; checkout {repo_commit() or '?'}",
         f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",

@@ -740,7 +740,10 @@ def _transpose_impl(x, axes):
 
 
 def _transpose_vjp(g, needs, out, res, x, axes):
-    return (transpose(g, tuple(np.argsort(axes))),)
+    inverse = [0] * len(axes)          # the inverse permutation (np.argsort costs ~2 µs)
+    for i, a in enumerate(axes):
+        inverse[a] = i
+    return (_transpose(g, axes=tuple(inverse)),)
 
 
 def _transpose_jvp(t, out, res, x, axes):
