@@ -479,3 +479,29 @@ def test_large_single_matrices_by_scipy_agree_with_numpy_path(dtype, monkeypatch
     np.testing.assert_allclose(s, np.linalg.svd(T, compute_uv=False), rtol=tol, atol=0)
     assert np.abs((U[:, :n] * s) @ Vh - T).max() <= tol * np.abs(T).max() * 10
     np.testing.assert_allclose(la.svdvals(T), s, rtol=tol, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (7, 7), (40, 40), (5, 6, 6), (30, 4, 4)])
+def test_eigvals_of_real_input_backward_in_real_arithmetic(dtype, shape):
+    """A real A's eigenvalue cotangent Re(V⁻ᴴ diag(w̄) Vᴴ) by LAPACK's real eigenvector
+    matrix (pairs as (Re v, Im v)) and a real solve equals the complex closed form, with
+    complex-conjugate pairs, real eigenvalues only, and stacks mixing both."""
+    from linalgad.rules import eig as E
+
+    rng = np.random.default_rng(shape[-1])
+    A = rng.standard_normal(shape).astype(dtype)
+    if shape == (7, 7):
+        A = np.triu(A) + np.diag(np.arange(7.0)).astype(dtype)     # real eigenvalues only
+    c = rng.standard_normal(shape[:-1]) + 1j * rng.standard_normal(shape[:-1])
+    w, V = np.linalg.eig(A.astype(np.float64))
+    Vh = mH(V.astype(complex))
+    want = np.linalg.solve(Vh, np.conj(c)[..., :, None] * Vh).real       # V⁻ᴴ diag(c̄) Vᴴ
+    w32, V32 = la.eig(A)
+    assert E._conjugate_pairs(A, w32, V32) is not None     # the real path is the one taken
+    got = lad.grad(lambda a: lad.sum(lad.real(c * la.eigvals(a))))(A)
+    assert got.dtype == np.dtype(dtype)
+    tol = 1e-3 if dtype == np.float32 else 1e-10
+    assert np.abs(got - want).max() <= tol * np.abs(want).max()
+    # and the layouts it must not take: complex input, an eigenvector cotangent (complex)
+    assert E._conjugate_pairs(A.astype(np.complex128), *la.eig(A.astype(np.complex128))) is None
