@@ -505,3 +505,31 @@ def test_eigvals_of_real_input_backward_in_real_arithmetic(dtype, shape):
     assert np.abs(got - want).max() <= tol * np.abs(want).max()
     # and the layouts it must not take: complex input, an eigenvector cotangent (complex)
     assert E._conjugate_pairs(A.astype(np.complex128), *la.eig(A.astype(np.complex128))) is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (7, 7), (40, 40), (5, 6, 6)])
+def test_eig_forward_mode_of_real_input_in_real_arithmetic(dtype, shape):
+    """Forward mode for real A and Ȧ: Z = V⁻¹ Ȧ V as P⁻¹ (Vr⁻¹ Ȧ Vr) P (a real solve and
+    O(n²) pair transforms) gives the same (ẇ, V̇) as the complex solve."""
+    from linalgad.rules import eig as E
+
+    rng = np.random.default_rng(shape[-1] + 1)
+    A = rng.standard_normal(shape).astype(dtype)
+    if shape == (7, 7):
+        A = np.triu(A) + np.diag(np.arange(7.0)).astype(dtype)     # real eigenvalues only
+    A_dot = rng.standard_normal(shape).astype(dtype)
+    w, V = la.eig(A)
+    assert E._conjugate_pairs(A, w, V) is not None      # the real path is the one taken
+    w_dot, V_dot = E.eig_jvp((A_dot,), (w, V), None, A)
+    # the complex closed form: Z = V⁻¹ Ȧ V, ẇ = diag Z, V̇ = V C₀ − V diag(Re diag(Vᴴ V C₀))
+    Z = np.linalg.solve(V, A_dot.astype(V.dtype) @ V)
+    assert w_dot.dtype == V_dot.dtype == V.dtype
+    tol = 1e-3 if dtype == np.float32 else 1e-10
+    want_w = np.diagonal(Z, 0, -2, -1)
+    assert np.abs(w_dot - want_w).max() <= tol * np.abs(want_w).max()
+    gaps = w[..., None, :] - w[..., :, None]
+    E_ = np.where(np.eye(shape[-1], dtype=bool), 0, 1 / np.where(gaps == 0, 1, gaps))
+    T = V @ (E_ * Z)
+    want_V = T - V * np.sum(np.conj(V) * T, axis=-2).real[..., None, :]
+    assert np.abs(V_dot - want_V).max() <= tol * max(np.abs(want_V).max(), 1)

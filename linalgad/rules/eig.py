@@ -73,7 +73,7 @@ def eig_vjp(cts, needs, out, res, A):
     return (ops.fit(_solve_with(Vh, rhs), A),)
 
 
-# -- real input, eigenvalues alone: the solve in real arithmetic (eig.md, section 5) --------
+# -- real input: the solves in real arithmetic (eig.md, section 5) --------------------------
 #
 # LAPACK's real geev returns a real matrix Vr whose columns are v (a real eigenvalue) or,
 # for a pair w = a ± ib (Im w > 0 first), Re v and Im v; NumPy's complex V = Vr P with
@@ -85,6 +85,7 @@ def eig_vjp(cts, needs, out, res, A):
 # solve (a quarter of the complex one's work: 38 against 101 µs at n = 64).  With an
 # eigenvector cotangent the complex path stays: transforming the full W costs more than
 # the real solve saves on stacks (measured at 1000×32×32).
+# Forward mode: V⁻¹ Ȧ V = P⁻¹ (Vr⁻¹ Ȧ Vr) P for real Ȧ (_real_similarity).
 
 def _conjugate_pairs(A, w, V):
     """(p, second): the partner of each eigenvalue (..., n) and the mask of the second of
@@ -116,6 +117,26 @@ def _real_cotangent(V, w_bar, p, second):
     return _solve_with(Vrt, G)
 
 
+def _real_similarity(V, A_dot, p, second):
+    """V⁻¹ Ȧ V for real A and Ȧ, as P⁻¹ (Vr⁻¹ Ȧ Vr) P: a real product and a real solve,
+    then the pair blocks P⁻¹ = ½[[1, −i], [1, i]] on rows and P = [[1, 1], [i, −i]] on
+    columns, O(n²) gathers along the pairing (forward mode's counterpart of
+    _real_cotangent)."""
+    Vr = ops.where(second[..., None, :], -ops.imag(V), ops.real(V))
+    Y = _solve_with(Vr, ops.matmul(A_dot, Vr))
+    n = p.shape[-1]
+    first = p > np.arange(n)
+    # rows: ½ (y_j − i y_p) on the first of a pair, ½ (y_p + i y_k) on the second
+    a = np.where(first, 0.5, np.where(second, 0.5j, 1.0))[..., :, None]
+    b = np.where(first, -0.5j, np.where(second, 0.5, 0.0))[..., :, None]
+    X = a * Y + b * ops.permute_rows(Y, p)
+    # columns: x_j + i x_p on the first, x_p − i x_k on the second
+    e = np.where(second, -1j, 1.0 + 0j)[..., None, :]
+    f = np.where(first, 1j, np.where(second, 1.0, 0.0))[..., None, :]
+    Z = e * X + f * ops.mT(ops.permute_rows(ops.mT(X), p))
+    return ops.astype(Z, C.value(V).dtype)
+
+
 def _solve_with(M_, B):
     try:
         return _solve(M_, B, kind="gen")
@@ -143,10 +164,14 @@ def _check_diagonalizable(V, mask):
 def eig_jvp(tangents, out, res, A):
     (A_dot,) = tangents
     w, V = out
-    if not ops._is_complex(A_dot):
-        A_dot = ops.astype(A_dot, C.value(V).dtype)
     _check_diagonalizable(V, S.degenerate_pairs(w))
-    Z = _solve_with(V, ops.matmul(A_dot, V))                  # V⁻¹ Ȧ V
+    pairs = _conjugate_pairs(A, w, V) if not isinstance(V, Tracer) else None
+    if pairs is not None and not ops._is_complex(A_dot):
+        Z = _real_similarity(V, A_dot, *pairs)                 # V⁻¹ Ȧ V, real solve
+    else:
+        if not ops._is_complex(A_dot):
+            A_dot = ops.astype(A_dot, C.value(V).dtype)
+        Z = _solve_with(V, ops.matmul(A_dot, V))              # V⁻¹ Ȧ V
     w_dot = ops.diagonal(Z, 0, -2, -1)
     T = ops.matmul(V, S.inverse_gaps(w, S.degenerate_pairs(w)) * Z)   # V C₀
     d = ops.real(ops.sum(ops.conj(V) * T, axis=-2))
