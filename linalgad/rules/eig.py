@@ -59,12 +59,9 @@ def eig_vjp(cts, needs, out, res, A):
     S.check_clusters("eig", mask, Y, w_bar, hermitian_part_free=False)
     if Wm is None and w_bar is None:
         return (None,)
-    # eigenvalues alone of a real A: a real solve.  Only on plain V: Vr is not invariant
-    # under the eigenvectors' phases, so a derivative of this pass (which sees V move by
-    # the rule's own phase convention) must differentiate the invariant complex form
-    pairs = _conjugate_pairs(A, w, V) if Wm is None and not isinstance(V, Tracer) else None
-    if pairs is not None:
-        return (ops.fit(_real_cotangent(V, w_bar, *pairs), A),)
+    p = _conjugate_pairs(A, w, V) if Wm is None else None
+    if p is not None:              # eigenvalues alone of a real A: a real solve
+        return (ops.fit(_real_cotangent(V, w_bar, p), A),)
     Vh = ops.mH(V)
     # Ā = V⁻ᴴ (W Vᴴ), W = diag(w̄) + conj(E) ∘ Y: a solve with Vᴴ
     rhs = ops.expand_dims(w_bar, -1) * Vh if w_bar is not None else None
@@ -88,11 +85,14 @@ def eig_vjp(cts, needs, out, res, A):
 # Forward mode: V⁻¹ Ȧ V = P⁻¹ (Vr⁻¹ Ȧ Vr) P for real Ȧ (_real_similarity).
 
 def _conjugate_pairs(A, w, V):
-    """(p, second): the partner of each eigenvalue (..., n) and the mask of the second of
-    each pair, for a real A whose (w, V) came from NumPy's eig (LAPACK's real geev:
-    w_{j+1} = conj w_j exactly with Im w_j > 0, v_{j+1} = conj v_j by construction);
-    None for complex A, other array types, or any other layout (the complex solve then)."""
-    if ops._is_complex(A):
+    """p, the partner of each eigenvalue (..., n) (p > j: the first of a pair, p < j: the
+    second, p = j: real), for a real A whose plain (w, V) came from NumPy's eig (LAPACK's
+    real geev: w_{j+1} = conj w_j exactly with Im w_j > 0, v_{j+1} = conj v_j by
+    construction); None for complex A, other array types, any other layout, or a traced V
+    (the complex forms then).  Vr is not invariant under the eigenvectors' phases, so a
+    derivative of a pass that sees V move (by the rule's own phase convention) must
+    differentiate the invariant complex form."""
+    if ops._is_complex(A) or isinstance(V, Tracer):
         return None
     wv = C.value(w)
     if type(wv) is not np.ndarray or type(C.value(V)) is not np.ndarray or wv.shape[-1] == 0:
@@ -102,30 +102,36 @@ def _conjugate_pairs(A, w, V):
             (second[..., 1:] != first[..., :-1]).any() or \
             (first[..., :-1] & (wv[..., 1:] != wv[..., :-1].conj())).any():
         return None
-    p = np.arange(wv.shape[-1]) + first.astype(np.intp) - second.astype(np.intp)
-    return p, second
+    return np.arange(wv.shape[-1]) + first.astype(np.intp) - second.astype(np.intp)
 
 
-def _real_cotangent(V, w_bar, p, second):
+def _real_vectors(V, p):
+    """LAPACK's real eigenvector matrix Vr from V = Vr P: Re v, and −Im v = Im of the
+    first's vector on the second of a pair."""
+    second = p < np.arange(p.shape[-1])
+    return ops.where(second[..., None, :], -ops.imag(V), ops.real(V))
+
+
+def _real_cotangent(V, w_bar, p):
     """Re(V⁻ᴴ diag(w̄) Vᴴ) for real A, in real arithmetic: Vr⁻ᵀ G with G = Re(P⁻ᴴ diag(w̄)
     Pᴴ) Vrᵀ, whose row j is ½ Re(w̄ⱼ + w̄ₚ) rⱼ + ½ Im(w̄ⱼ − w̄ₚ) rₚ (r the rows of Vrᵀ; the
     same formula on a pair's two rows and, p(j) = j, on a real eigenvalue's)."""
-    Vrt = ops.mT(ops.where(second[..., None, :], -ops.imag(V), ops.real(V)))    # Vrᵀ
+    Vrt = ops.mT(_real_vectors(V, p))
     wc = ops.expand_dims(w_bar, -1)
     wp = ops.permute_rows(wc, p)
     G = 0.5 * (ops.real(wc + wp) * Vrt + ops.imag(wc - wp) * ops.permute_rows(Vrt, p))
     return _solve_with(Vrt, G)
 
 
-def _real_similarity(V, A_dot, p, second):
+def _real_similarity(V, A_dot, p):
     """V⁻¹ Ȧ V for real A and Ȧ, as P⁻¹ (Vr⁻¹ Ȧ Vr) P: a real product and a real solve,
     then the pair blocks P⁻¹ = ½[[1, −i], [1, i]] on rows and P = [[1, 1], [i, −i]] on
     columns, O(n²) gathers along the pairing (forward mode's counterpart of
     _real_cotangent)."""
-    Vr = ops.where(second[..., None, :], -ops.imag(V), ops.real(V))
+    Vr = _real_vectors(V, p)
     Y = _solve_with(Vr, ops.matmul(A_dot, Vr))
-    n = p.shape[-1]
-    first = p > np.arange(n)
+    idx = np.arange(p.shape[-1])
+    first, second = p > idx, p < idx
     # rows: ½ (y_j − i y_p) on the first of a pair, ½ (y_p + i y_k) on the second
     a = np.where(first, 0.5, np.where(second, 0.5j, 1.0))[..., :, None]
     b = np.where(first, -0.5j, np.where(second, 0.5, 0.0))[..., :, None]
@@ -164,16 +170,17 @@ def _check_diagonalizable(V, mask):
 def eig_jvp(tangents, out, res, A):
     (A_dot,) = tangents
     w, V = out
-    _check_diagonalizable(V, S.degenerate_pairs(w))
-    pairs = _conjugate_pairs(A, w, V) if not isinstance(V, Tracer) else None
-    if pairs is not None and not ops._is_complex(A_dot):
-        Z = _real_similarity(V, A_dot, *pairs)                 # V⁻¹ Ȧ V, real solve
+    mask = S.degenerate_pairs(w)
+    _check_diagonalizable(V, mask)
+    p = None if ops._is_complex(A_dot) else _conjugate_pairs(A, w, V)
+    if p is not None:
+        Z = _real_similarity(V, A_dot, p)                       # V⁻¹ Ȧ V, real solve
     else:
         if not ops._is_complex(A_dot):
             A_dot = ops.astype(A_dot, C.value(V).dtype)
         Z = _solve_with(V, ops.matmul(A_dot, V))              # V⁻¹ Ȧ V
     w_dot = ops.diagonal(Z, 0, -2, -1)
-    T = ops.matmul(V, S.inverse_gaps(w, S.degenerate_pairs(w)) * Z)   # V C₀
+    T = ops.matmul(V, S.inverse_gaps(w, mask) * Z)             # V C₀
     d = ops.real(ops.sum(ops.conj(V) * T, axis=-2))
     return w_dot, T - V * ops.expand_dims(d, -2)
 
