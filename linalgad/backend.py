@@ -477,6 +477,50 @@ class ComposedKernels:
             return _fold_triangle(xp, X, lower, out=X)
         return triangle_cotangent(xp, X, lower)                       # not Hermitian
 
+    def svd_cotangent(self, U, s, Vh, U_bar, s_bar, Vh_bar):
+        """Ā of the thin SVD of a real matrix from (Ū, s̄, V̄h), any two may be None,
+        for singular values without near-coincidences and, where the 1/s term is needed,
+        without zeros (the rule checks):
+
+            Ā = U X Vᵀ (+ the terms of the extra rows or columns),
+            X = diag(s̄) + E ∘ (Jₐ diag(s) + diag(s) Kₐ),  E_ij = 1/((s_j − s_i)(s_j + s_i)),
+
+        Jₐ = J − Jᵀ, Kₐ = K − Kᵀ with J = UᵀŪ, K = VᵀV̄: the rule's two gap terms
+        sym(Gp∘(J+K)) + skew(Gm∘(J−K)) summed into one (svd.md, section 3)."""
+        xp = self.xp
+        m, k = U.shape[-2:]
+        n = Vh.shape[-1]
+        J = None if U_bar is None else xp.matmul(_mH(xp, U), U_bar)             # UᵀŪ
+        K = None if Vh_bar is None else xp.matmul(Vh, _mH(xp, Vh_bar))          # VᵀV̄
+        X = None
+        if J is not None:
+            X = J - xp.swapaxes(J, -1, -2)
+            X *= s[..., None, :]
+        if K is not None:
+            Y = K - xp.swapaxes(K, -1, -2)
+            Y *= s[..., :, None]
+            X = Y if X is None else xp.add(X, Y, out=X)
+        idx = xp.arange(k)
+        if X is None:
+            X = xp.zeros(s.shape + (k,), dtype=np.result_type(U.dtype, s_bar.dtype))
+        else:
+            D = s[..., None, :] - s[..., :, None]
+            D *= s[..., None, :] + s[..., :, None]
+            D[..., idx, idx] = 1
+            X /= D
+        X[..., idx, idx] = 0 if s_bar is None else s_bar
+        if m > k and U_bar is not None:
+            # Ā = [U (X − J S⁻¹) + Ū S⁻¹] Vᵀ
+            inv = 1 / s[..., None, :]
+            X -= J * inv
+            return xp.matmul(xp.matmul(U, X) + U_bar * inv, Vh)
+        if n > k and Vh_bar is not None:
+            # Ā = U [(X − S⁻¹ Kᵀ) Vᵀ + S⁻¹ V̄ᵀ]
+            inv = 1 / s[..., :, None]
+            X -= xp.swapaxes(K, -1, -2) * inv
+            return xp.matmul(U, xp.matmul(X, Vh) + Vh_bar * inv)
+        return xp.matmul(xp.matmul(U, X), Vh)
+
     def cho_inverse(self, F, full=True):
         """A⁻¹ from the Cholesky factors of A (the full Hermitian matrix; with
         ``full=False`` only the factor's triangle of it need be valid)."""

@@ -599,3 +599,52 @@ def test_inv_of_large_tiny_stacks_by_the_vectorised_lu(n, dtype):
     A[7] = 0
     with pytest.raises(np.linalg.LinAlgError, match=r"inv: matrix is singular.*\(matrix \(7,\)"):
         la.inv(A)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch,m,n", [((), 1, 1), ((), 6, 6), ((), 9, 4), ((), 4, 9),
+                                       ((3,), 5, 5), ((2, 2), 7, 3), ((2,), 3, 8),
+                                       ((4,), 20, 20)])
+@pytest.mark.parametrize("which", ["Usv", "U", "v", "s", "Us", "sv", "Uv"])
+def test_svd_cotangent_kernel_matches_composed(batch, m, n, dtype, which):
+    from linalgad.rules import svd as SV
+
+    rng = np.random.default_rng(m * 10 + n)
+    A = rng.standard_normal(batch + (m, n)).astype(dtype)
+    U, s, Vh = np.linalg.svd(A, full_matrices=False)
+    U_bar = rng.standard_normal(U.shape).astype(dtype) if "U" in which else None
+    s_bar = rng.standard_normal(s.shape).astype(dtype) if "s" in which else None
+    Vh_bar = rng.standard_normal(Vh.shape).astype(dtype) if "v" in which else None
+    want = SV._cotangent_composed(U, s, Vh, U_bar, s_bar, Vh_bar)
+    got = CPU.svd_cotangent(U, s, Vh, U_bar, s_bar, Vh_bar)
+    assert got.dtype == np.dtype(dtype) and got.shape == A.shape
+    # the gap terms amplify rounding by s_max / min gap; these spectra keep it below ~1e3
+    assert np.abs(got - want).max() <= 1e3 * _tol(dtype) * max(np.abs(want).max(), 1.0)
+
+
+def test_svd_backward_takes_the_kernel_only_where_nothing_is_dropped(monkeypatch):
+    """Real, distinct, nonzero singular values: one kernel call; a cluster, a zero
+    singular value with a 1/s term, or complex input: the composed form (which checks)."""
+    from linalgad.rules import svd as SV
+
+    calls = []
+    real = CPU.svd_cotangent
+    monkeypatch.setattr(CPU, "svd_cotangent", lambda *a: calls.append(1) or real(*a))
+
+    def loss(A):
+        U, s, Vh = la.svd(A, full_matrices=False)
+        return lad.sum(U[..., :2] ** 3) + lad.sum(s ** 2) + lad.sum(Vh ** 3)
+
+    rng = np.random.default_rng(0)
+    lad.grad(loss)(rng.standard_normal((5, 3)))
+    assert len(calls) == 1
+    Q1, Q2 = np.linalg.qr(rng.standard_normal((2, 3, 3)))[0]
+    with pytest.warns(lad.GaugeWarning):
+        lad.grad(loss)(Q1 @ np.diag([2.0, 1.0, 1.0]) @ Q2.T)          # a cluster
+    lad.grad(lambda A: lad.sum(la.svd(A)[1] ** 2))(np.diag([0.0, 1.0, 2.0]))
+    lad.grad(lambda A: lad.sum(lad.abs(la.svd(A)[0] @ la.svd(A)[2]) ** 2) + lad.sum(
+        la.svdvals(A) ** 3))(rng.standard_normal((3, 3)) + 1j * rng.standard_normal((3, 3)))
+    assert len(calls) == 2      # a zero singular value without a 1/s term: still the kernel
+    g = lad.grad(lambda A: lad.sum(SV.svd(A, full_matrices=False)[0] ** 3))(
+        np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]))                 # zero s, 1/s term
+    assert np.isfinite(g).all() and len(calls) == 2

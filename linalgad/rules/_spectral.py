@@ -92,10 +92,12 @@ def degenerate_pairs(w, relative=False, ordered=False):
     tol = gap_tol(wv.dtype)
     aw = xp.abs(wv)
     if ordered:
-        near = xp.abs(xp.diff(wv, axis=-1))
+        near = wv[..., 1:] - wv[..., :-1]
+        near = xp.abs(near, out=near)
         scale = xp.maximum(aw[..., 1:], aw[..., :-1]) if relative else \
             aw.max(axis=-1, keepdims=True)
-        if not bool((near <= tol * scale).any()):
+        scale *= tol
+        if not bool((near <= scale).any()):
             return None
     gap = xp.abs(wv[..., None, :] - wv[..., :, None])
     if relative:

@@ -23,7 +23,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .. import ops
+from .. import ops, transforms
 from ..backend import kernels_for
 from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
@@ -81,6 +81,17 @@ def svd_vjp(cts, needs, out, res, A, *, full_matrices=False):
                 _extra_unused(_rows(Vh_bar, k, None), m, n, k, "rows of Vh")
                 Vh_bar = _rows(Vh_bar, 0, k)
             Vh = _rows(Vh, 0, k)
+    if U_bar is None and s_bar is None and Vh_bar is None:
+        return (None,)
+    return (ops.fit(_cotangent(U, s, Vh, U_bar, s_bar, Vh_bar), A),)
+
+
+def _cotangent_composed(U, s, Vh, U_bar, s_bar, Vh_bar):
+    """Ā of the thin SVD from (Ū, s̄, V̄h) in differentiable operations, gap terms dropped
+    (and the loss checked) inside clusters: the definition, and what derivatives of the
+    rule trace."""
+    m, n = ops._shape(U)[-2], ops._shape(Vh)[-1]
+    k = min(m, n)
     J = ops.matmul(ops.mH(U), U_bar) if U_bar is not None else None
     K = ops.matmul(Vh, ops.mH(Vh_bar)) if Vh_bar is not None else None     # Vᴴ V̄
     mask = S.degenerate_pairs(s, relative=True, ordered=True)
@@ -94,27 +105,42 @@ def svd_vjp(cts, needs, out, res, A, *, full_matrices=False):
         Yp = S.inverse_gaps(s, mask) * plus
         Ym = S.inverse_gaps(s, _zero_sums(s), plus=True) * minus
         term = 0.5 * (Yp + ops.mH(Yp)) + 0.5 * (Ym - ops.mH(Ym))
-    if term is None and s_bar is None:
-        return (None,)
     if m > k and U_bar is not None:
         # Ā = [U (term − J S⁻¹) + U diag(s̄) + Ū S⁻¹] Vh
         inv_row = ops.expand_dims(_inverse(s), -2)
         left = ops.matmul(U, term - J * inv_row) + U_bar * inv_row
         if s_bar is not None:
             left = left + U * ops.expand_dims(s_bar, -2)
-        return (ops.fit(ops.matmul(left, Vh), A),)
+        return ops.matmul(left, Vh)
     if n > k and Vh_bar is not None:
         # Ā = U [(term − S⁻¹ Kᴴ) Vh + diag(s̄) Vh + S⁻¹ V̄ᴴ]
         inv_col = ops.expand_dims(_inverse(s), -1)
         right = ops.matmul(term - inv_col * ops.mH(K), Vh) + inv_col * Vh_bar
         if s_bar is not None:
             right = right + ops.expand_dims(s_bar, -1) * Vh
-        return (ops.fit(ops.matmul(U, right), A),)
+        return ops.matmul(U, right)
     # Ā = [U term + U diag(s̄)] Vh
     left = U * ops.expand_dims(s_bar, -2) if s_bar is not None else None
     if term is not None:
         left = ops.matmul(U, term) if left is None else ops.matmul(U, term) + left
-    return (ops.fit(ops.matmul(left, Vh), A),)
+    return ops.matmul(left, Vh)
+
+
+def _cotangent_kernel(U, s, Vh, U_bar, s_bar, Vh_bar):
+    """One kernel call in the common case (real, every cotangent of the factors' dtype,
+    no cluster, and no zero singular value where 1/s is needed: nothing to check or
+    drop)."""
+    dtype = U.dtype
+    m, k, n = U.shape[-2], s.shape[-1], Vh.shape[-1]
+    inverse = (m > k and U_bar is not None) or (n > k and Vh_bar is not None)    # 1/s used
+    if dtype.kind == "f" and all(x is None or x.dtype == dtype for x in (U_bar, s_bar, Vh_bar)) \
+            and S.degenerate_pairs(s, relative=True, ordered=True) is None \
+            and not (inverse and s.size and bool(s.min() <= np.finfo(dtype).tiny)):
+        return kernels_for(U).svd_cotangent(U, s, Vh, U_bar, s_bar, Vh_bar)
+    return _cotangent_composed(U, s, Vh, U_bar, s_bar, Vh_bar)
+
+
+_cotangent = transforms.fused("svd_cotangent", _cotangent_kernel, _cotangent_composed)
 
 
 def _zero_sums(s):
