@@ -533,3 +533,65 @@ def test_eig_forward_mode_of_real_input_in_real_arithmetic(dtype, shape):
     T = V @ (E_ * Z)
     want_V = T - V * np.sum(np.conj(V) * T, axis=-2).real[..., None, :]
     assert np.abs(V_dot - want_V).max() <= tol * max(np.abs(want_V).max(), 1)
+
+
+def _full_mask(w, relative=False):
+    """degenerate_pairs' definition, the k × k gap matrix computed outright."""
+    from linalgad.rules._spectral import gap_tol
+    aw = np.abs(w)
+    gap = np.abs(w[..., None, :] - w[..., :, None])
+    scale = (np.maximum(aw[..., None, :], aw[..., :, None]) if relative
+             else aw.max(axis=-1, keepdims=True)[..., None])
+    return (gap <= gap_tol(w.dtype) * scale) & ~np.eye(w.shape[-1], dtype=bool)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128, np.float64])
+def test_degenerate_pairs_quick_test_never_misses_a_pair(dtype):
+    """The unordered test sorts by real part and compares near neighbours only: it must
+    say "no pair" exactly when the full gap matrix has none — conjugate pairs (equal real
+    parts), clusters several places apart in that order, imaginary spectra (every real
+    part equal: the quick test gives up), stacks."""
+    from linalgad.rules._spectral import degenerate_pairs
+
+    rng = np.random.default_rng(3)
+    tol = 10 * np.finfo(dtype).eps ** (2 / 3)
+    cases = []
+    for k in (2, 3, 5, 9, 16):
+        for _ in range(30):
+            re = rng.choice([0.0, 1.0, -0.5], size=k) if rng.random() < 0.5 \
+                else rng.standard_normal(k)
+            im = rng.standard_normal(k) if np.dtype(dtype).kind == "c" else 0
+            w = (re + 1j * im) if np.dtype(dtype).kind == "c" else re
+            if np.dtype(dtype).kind == "c" and rng.random() < 0.5:
+                w[1::2] = np.conj(w[0::2][: k // 2])          # conjugate pairs
+            if rng.random() < 0.5:                             # a near-tie somewhere
+                i, j = rng.choice(k, 2, replace=False)
+                w[i] = w[j] * (1 + tol * rng.choice([0.01, 100]))
+            cases.append(w.astype(dtype))
+        cases.append((1j * np.linspace(-1, 1, k)).astype(dtype) if np.dtype(dtype).kind == "c"
+                     else np.zeros(k, dtype))
+    from linalgad.rules._spectral import _no_close_pair, gap_tol
+
+    said_none = 0
+    for w in cases:
+        want = _full_mask(w)
+        delta = gap_tol(w.dtype) * np.abs(w).max(axis=-1, keepdims=True)
+        quick = _no_close_pair(w, delta)
+        assert not (quick and want.any())           # "no pair" only when there is none
+        said_none += quick
+    assert said_none >= len(cases) // 4            # and it does say so (not vacuous)
+    # through degenerate_pairs, where the quick test is used (large stacks)
+    for k in (16, 32):
+        ws = np.stack([c for c in cases if c.shape[-1] == 16][:64]) if k == 16 else \
+            np.linalg.eigvals(rng.standard_normal((40, 32, 32))).astype(
+                np.result_type(dtype, np.complex64))
+        if np.dtype(dtype).kind != "c":
+            ws = ws.real.astype(dtype) if k == 32 else ws
+        tied = ws.copy()
+        tied[5, 3] = tied[5, 7] * (1 + tol / 100)            # one near-tie in one matrix
+        for w in (ws, tied):
+            want = _full_mask(w)
+            got = degenerate_pairs(w)
+            assert (got is None) == (not want.any())
+            if got is not None:
+                np.testing.assert_array_equal(got, want)
