@@ -490,6 +490,8 @@ class ComposedKernels:
         xp = self.xp
         m, k = U.shape[-2:]
         n = Vh.shape[-1]
+        if U_bar is None and Vh_bar is None:
+            return xp.matmul(U * s_bar[..., None, :], Vh)          # svdvals: U diag(s̄) Vᵀ
         J = None if U_bar is None else xp.matmul(_mH(xp, U), U_bar)             # UᵀŪ
         K = None if Vh_bar is None else xp.matmul(Vh, _mH(xp, Vh_bar))          # VᵀV̄
         X = None
@@ -501,13 +503,10 @@ class ComposedKernels:
             Y *= s[..., :, None]
             X = Y if X is None else xp.add(X, Y, out=X)
         idx = xp.arange(k)
-        if X is None:
-            X = xp.zeros(s.shape + (k,), dtype=np.result_type(U.dtype, s_bar.dtype))
-        else:
-            D = s[..., None, :] - s[..., :, None]
-            D *= s[..., None, :] + s[..., :, None]
-            D[..., idx, idx] = 1
-            X /= D
+        D = s[..., None, :] - s[..., :, None]
+        D *= s[..., None, :] + s[..., :, None]
+        D[..., idx, idx] = 1
+        X /= D
         X[..., idx, idx] = 0 if s_bar is None else s_bar
         if m > k and U_bar is not None:
             # Ā = [U (X − J S⁻¹) + Ū S⁻¹] Vᵀ

@@ -648,3 +648,17 @@ def test_svd_backward_takes_the_kernel_only_where_nothing_is_dropped(monkeypatch
     g = lad.grad(lambda A: lad.sum(SV.svd(A, full_matrices=False)[0] ** 3))(
         np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]))                 # zero s, 1/s term
     assert np.isfinite(g).all() and len(calls) == 2
+
+
+def test_svd_cotangent_of_the_values_alone_is_one_product(monkeypatch):
+    """svdvals (s̄ only): U diag(s̄) Vᵀ as a column scaling and one product, not two."""
+    rng = np.random.default_rng(5)
+    U, s, Vh = np.linalg.svd(rng.standard_normal((7, 5)), full_matrices=False)
+    s_bar = rng.standard_normal(5)
+    calls = []
+    real_matmul = np.matmul
+    monkeypatch.setattr(backend.np, "matmul", lambda *a, **k: calls.append(1) or real_matmul(*a, **k))
+    got = CPU.svd_cotangent(U, s, Vh, None, s_bar, None)
+    monkeypatch.undo()
+    assert len(calls) == 1
+    np.testing.assert_allclose(got, U @ np.diag(s_bar) @ Vh, rtol=1e-12, atol=1e-12)
