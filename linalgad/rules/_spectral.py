@@ -91,25 +91,30 @@ def degenerate_pairs(w, relative=False, ordered=False):
         return None
     tol = gap_tol(wv.dtype)
     aw = xp.abs(wv)
+    # the absolute threshold, one per matrix (..., 1): every test below compares with it
+    delta = None if relative else tol * aw.max(axis=-1, keepdims=True)
     if ordered:
         near = wv[..., 1:] - wv[..., :-1]
         near = xp.abs(near, out=near)
-        scale = xp.maximum(aw[..., 1:], aw[..., :-1]) if relative else \
-            aw.max(axis=-1, keepdims=True)
-        scale *= tol
+        if relative:
+            scale = xp.maximum(aw[..., 1:], aw[..., :-1])
+            scale *= tol
+        else:
+            scale = delta
         if not bool((near <= scale).any()):
             return None
-    if not ordered and not relative and xp is np and k >= 16 and wv.size * k >= 16384 and \
-            _no_close_pair(wv, tol * aw.max(axis=-1, keepdims=True)):
+    elif not relative and xp is np and k >= 16 and wv.size * k >= 16384 and \
+            _no_close_pair(wv, delta):
         # (where the k × k gap matrices are large: 5.2 → 0.8 ms for 1000 of order 32;
         # for one matrix of order 64 both take about 30 µs)
         return None
     gap = xp.abs(wv[..., None, :] - wv[..., :, None])
     if relative:
-        scale = xp.maximum(aw[..., None, :], aw[..., :, None])
+        bound = xp.maximum(aw[..., None, :], aw[..., :, None])
+        bound *= tol
     else:
-        scale = aw.max(axis=-1, keepdims=True)[..., None]
-    mask = (gap <= tol * scale) & ~_eye(xp, k)
+        bound = delta[..., None]
+    mask = (gap <= bound) & ~_eye(xp, k)
     return mask if bool(mask.any()) else None
 
 
