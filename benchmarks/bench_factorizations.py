@@ -44,7 +44,8 @@ LIBS = ("linalgad", "linalgad-jit") + pf.PEER_NAMES   # -jit: lad.jit(value_and_
 SHAPES = [s for s in common.SHAPES if s[0] != "16x16"]  # n = 64, 256, 1024 and the stacks
 QUICK_SHAPES = {"64x64", "10000x4x4"}
 RTOL = 1e-6  # gradient agreement, float64
-NOISY = 0.5  # a cell whose repeats spread more than this is listed under the table
+NOISY = 0.5  # a cell whose median round sits this far above its best is listed under the table
+ROUNDS = 7   # interleaved rounds per cell (--quick: 3)
 
 
 # --- small NumPy helpers (stacked: (..., n, n)) -------------------------------------------
@@ -510,7 +511,7 @@ def check(rule, value, grads, want_value, want_grads):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
-                    help=f"smoke run: shapes {','.join(sorted(QUICK_SHAPES))}, 3 repeats of >= 5 ms")
+                    help=f"smoke run: shapes {','.join(sorted(QUICK_SHAPES))}, 3 rounds of >= 5 ms")
     ap.add_argument("--rules", default=",".join(RULES),
                     help=f"comma-separated subset of {','.join(RULES)} (default: all)")
     ap.add_argument("--peers", default=",".join(LIBS),
@@ -537,13 +538,13 @@ def main(argv=None):
         shapes = [s for s in common.SHAPES if s[0] in keep]
     elif args.quick:
         shapes = [s for s in shapes if s[0] in QUICK_SHAPES]
-    timer = common.timer_settings(args.quick)
+    rounds, min_time = (3, 0.005) if args.quick else (ROUNDS, 0.02)
     info = common.machine_info()  # now: the checkout and date the run started with
 
     rows, abs_rows = [], []
     notes = {}                       # (rule, note text) -> {library: [shapes]}
     agreement = {}                   # (rule, lib) -> [(shape, status, err)]
-    noisy = []                       # cells whose repeats spread by more than NOISY
+    noisy = []                       # cells whose rounds spread by more than NOISY
     for rule in rules:
         r = RULES[rule]
         for label, batch, n in shapes:
@@ -552,14 +553,9 @@ def main(argv=None):
                                          [s[0] for s in common.SHAPES].index(label)])
             case = r.make_case(rng, batch, n)
             want_value, want_grads = r.exact(*case.diff, case.consts)
-            timed = {lab: common.timeit(fn, **timer) for lab, fn in r.refs(case, bool(batch))}
-            ref_name = min(timed, key=lambda k: timed[k].per_call)
-            ref = timed[ref_name]
-            print(f"{rule:>16} {label:>11} {'ref':>9}: {ref} ({ref_name})", file=sys.stderr,
-                  flush=True)
-            if ref.spread > NOISY:
-                noisy.append(f"{rule} {label} ref {ref.spread:.0%}")
+            refs = dict(r.refs(case, bool(batch)))
             cells, abs_cells, ratios = {}, {}, {}
+            runs, checked, held = {}, {}, []   # held: every library's gradients stay alive
             for name in libs:
                 why = linalgad_lacks(rule) if name.startswith("linalgad") else \
                     pf.lacks(name, rule, bool(batch))
@@ -573,15 +569,27 @@ def main(argv=None):
                                    if name.startswith("linalgad") else
                                    pf.make(name, rule, case.diff, case.consts))
                     value, grads = unpack(run())
-                    status, err, note = check(rule, value, grads, want_value, want_grads)
-                    t = common.timeit(run, **timer)
+                    held.append(grads)
+                    checked[name] = check(rule, value, grads, want_value, want_grads)
+                    runs[name] = run
                 except Exception as e:
                     cells[name] = abs_cells[name] = "error"
                     err_text = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
                     notes.setdefault((rule, err_text), {}).setdefault(name, []).append(label)
                     if args.verbose:
                         traceback.print_exc()
-                    continue
+            timed = common.interleaved_timings(
+                {**{("ref", k): f for k, f in refs.items()},
+                 **{("lib", k): f for k, f in runs.items()}}, rounds, min_time)
+            ref_name = min(refs, key=lambda k: timed["ref", k].per_call)
+            ref = timed["ref", ref_name]
+            print(f"{rule:>16} {label:>11} {'ref':>9}: {ref} ({ref_name})", file=sys.stderr,
+                  flush=True)
+            if ref.spread > NOISY:
+                noisy.append(f"{rule} {label} ref {ref.spread:.0%}")
+            for name in runs:
+                status, err, note = checked[name]
+                t = timed["lib", name]
                 agreement.setdefault((rule, name), []).append((label, status, err))
                 if note:
                     notes.setdefault((rule, note), {}).setdefault(name, []).append(label)
@@ -593,6 +601,7 @@ def main(argv=None):
                     noisy.append(f"{rule} {label} {name} {t.spread:.0%}")
                 print(f"{rule:>16} {label:>11} {name:>9}: {t} [{status}, err {err:.1e}]",
                       file=sys.stderr, flush=True)
+            del held
             peer_ratios = {k: v for k, v in ratios.items() if k in pf.PEER_NAMES}
             best = f"**{min(peer_ratios.values()):.2f}**" if peer_ratios else "—"
             rows.append([rule, label, f"{common.fmt_time(ref.per_call)} ({ref_name})"]
@@ -606,12 +615,12 @@ def main(argv=None):
 
     agree_rows = common.agreement_rows(rules, LIBS, agreement)
 
-    mode = " (QUICK smoke run: 3 repeats of >= 5 ms; not for reporting)" if args.quick else ""
+    mode = " (QUICK smoke run: 3 rounds of >= 5 ms; not for reporting)" if args.quick else ""
     all_shapes = [s[0] for s in shapes]
     note_lines = common.note_lines(notes, all_shapes)
     if noisy:
-        note_lines.append(f"- spread of the repeats (max−min)/median above {NOISY:.0%} "
-                          "(the machine was busy; the median is kept): " + "; ".join(noisy))
+        note_lines.append(f"- rounds spread (median−min)/min above {NOISY:.0%} "
+                          "(the machine was busy; the minimum is kept): " + "; ".join(noisy))
     text = "\n".join([
         f"# Factorization rules: value+grad time / forward-only reference time{mode}",
         "",
@@ -631,7 +640,9 @@ def main(argv=None):
         "SciPy's cho_solve and lu_solve are also timed with the factor in Fortran order "
         "(converted once), since their f2py wrappers otherwise copy it on every call "
         "(7× the potrs time at n = 1024) — the faster is the reference. "
-        "Median of repeats after warm-up, one thread, one pinned core, all in one run.",
+        f"Minimum over {ROUNDS} interleaved rounds after warm-up (each round times the "
+        "references and every library once, in inner loops of >= 20 ms, so a burst of load "
+        "slows all of a cell's entries alike), one thread, one pinned core, all in one run.",
         "",
         *info,
         "",

@@ -47,7 +47,8 @@ LIBS = ("linalgad", "linalgad-jit") + ps.PEER_NAMES   # -jit: lad.jit(value_and_
 SHAPES = [s for s in common.SHAPES if s[0] != "16x16"]  # n = 64, 256, 1024 and the stacks
 QUICK_SHAPES = {"64x64", "10000x4x4"}
 RTOL = 1e-6  # gradient agreement, float64
-NOISY = 0.5  # a cell whose repeats spread more than this is listed under the table
+NOISY = 0.5  # a cell whose median round sits this far above its best is listed under the table
+ROUNDS = 7   # interleaved rounds per cell (--quick: 3)
 # --slow-repeats applies to the cells whose first reference forward call takes this long.
 SLOW_REF = 0.3
 
@@ -489,7 +490,7 @@ def _is_order_note(text):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
-                    help=f"smoke run: shapes {','.join(sorted(QUICK_SHAPES))}, 3 repeats of >= 5 ms")
+                    help=f"smoke run: shapes {','.join(sorted(QUICK_SHAPES))}, 3 rounds of >= 5 ms")
     ap.add_argument("--rules", default=",".join(RULES),
                     help=f"comma-separated subset of {','.join(RULES)} (default: all)")
     ap.add_argument("--peers", default=",".join(LIBS),
@@ -497,7 +498,7 @@ def main(argv=None):
     ap.add_argument("--shapes", default=None,
                     help="comma-separated subset of shape labels, e.g. 64x64,10000x4x4")
     ap.add_argument("--slow-repeats", type=int, default=None, metavar="R",
-                    help=f"R repeats (>= 3, one warm-up) instead of 7 in the cells whose "
+                    help=f"R rounds (>= 3) instead of {ROUNDS} in the cells whose "
                          f"reference forward takes >= {SLOW_REF} s (at 1024x1024: svd, eig, "
                          "eigvals); listed under the table")
     ap.add_argument("--out", help="also write the markdown tables to this file")
@@ -522,20 +523,20 @@ def main(argv=None):
         shapes = [s for s in common.SHAPES if s[0] in keep]
     elif args.quick:
         shapes = [s for s in shapes if s[0] in QUICK_SHAPES]
-    timer = common.timer_settings(args.quick)
     info = common.machine_info()  # now: the checkout and date the run started with
 
-    def timeit(fn, slow):
-        """common.timeit; with --slow-repeats, fewer repeats in a slow cell."""
-        settings = dict(timer)
+    def timings(fns, slow):
+        """common.interleaved_timings: every library and reference once per round; with
+        --slow-repeats, fewer rounds in a slow cell."""
+        rounds, min_time = (3, 0.005) if args.quick else (ROUNDS, 0.02)
         if slow and args.slow_repeats is not None:
-            settings.update(repeats=min(settings["repeats"], args.slow_repeats), warmup=1)
-        return common.timeit(fn, **settings)
+            rounds = min(rounds, args.slow_repeats)
+        return common.interleaved_timings(fns, rounds, min_time)
 
     rows, abs_rows = [], []
     notes = {}                       # (rule, note text) -> {library: [shapes]}
     agreement = {}                   # (rule, lib) -> [(shape, status, err)]
-    noisy = []                       # cells whose repeats spread by more than NOISY
+    noisy = []                       # cells whose rounds spread by more than NOISY
     reduced = []                     # cells timed with --slow-repeats
     for rule in rules:
         r = RULES[rule]
@@ -546,20 +547,19 @@ def main(argv=None):
             rng = np.random.default_rng([common.SEED, 100 + kind,
                                          [s[0] for s in common.SHAPES].index(label)])
             case = r.make_case(rng, batch, n)
-            refs = r.refs(case, bool(batch))
+            refs = dict(r.refs(case, bool(batch)))
             t0 = common.time.perf_counter()
-            refs[0][1]()
+            next(iter(refs.values()))()
             slow = common.time.perf_counter() - t0 >= SLOW_REF  # a slow cell (--slow-repeats)
-            timed = {lab: timeit(fn, slow) for lab, fn in refs}
-            ref_name = min(timed, key=lambda k: timed[k].per_call)
-            ref = timed[ref_name]
             if slow and args.slow_repeats is not None:
                 reduced.append(f"{rule} {label}")
-            print(f"{rule:>9} {label:>11} {'ref':>9}: {ref} ({ref_name})", file=sys.stderr,
-                  flush=True)
-            if ref.spread > NOISY:
-                noisy.append(f"{rule} {label} ref {ref.spread:.0%}")
             cells, abs_cells, ratios = {}, {}, {}
+            runs, checked = {}, {}
+            # `held` keeps every library's last value and gradient alive while all are
+            # timed: the held arrays keep glibc from trimming the heap after each call, so
+            # the temporaries of the next call do not fault in fresh pages (with nothing
+            # held, linalgad's eig value+grad at 10000x4x4 took 93 ms instead of 71).
+            held = []
             for name in libs:
                 why = linalgad_lacks(rule) if name.startswith("linalgad") else \
                     ps.lacks(name, rule, bool(batch))
@@ -572,20 +572,27 @@ def main(argv=None):
                                                  jit=name == "linalgad-jit")
                                    if name.startswith("linalgad") else
                                    ps.make(name, rule, case.A, case.consts))
-                    # `grads` stays alive while `run` is timed, for every library alike: the
-                    # held array keeps glibc from trimming the heap after each call, so the
-                    # temporaries of the next call do not fault in fresh pages (with nothing
-                    # held, linalgad's eig value+grad at 10000x4x4 took 93 ms instead of 71).
                     value, grads = unpack(run())
-                    status, err, note = check(rule, case, name, value, grads)
-                    t = timeit(run, slow)
+                    held.append(grads)
+                    checked[name] = check(rule, case, name, value, grads)
+                    runs[name] = run
                 except Exception as e:
                     cells[name] = abs_cells[name] = "error"
                     err_text = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
                     notes.setdefault((rule, err_text), {}).setdefault(name, []).append(label)
                     if args.verbose:
                         traceback.print_exc()
-                    continue
+            timed = timings({**{("ref", k): f for k, f in refs.items()},
+                             **{("lib", k): f for k, f in runs.items()}}, slow)
+            ref_name = min(refs, key=lambda k: timed["ref", k].per_call)
+            ref = timed["ref", ref_name]
+            print(f"{rule:>9} {label:>11} {'ref':>9}: {ref} ({ref_name})", file=sys.stderr,
+                  flush=True)
+            if ref.spread > NOISY:
+                noisy.append(f"{rule} {label} ref {ref.spread:.0%}")
+            for name in runs:
+                status, err, note = checked[name]
+                t = timed["lib", name]
                 agreement.setdefault((rule, name), []).append((label, status, err))
                 if note and not _is_order_note(note):
                     notes.setdefault((rule, note), {}).setdefault(name, []).append(label)
@@ -597,6 +604,7 @@ def main(argv=None):
                     noisy.append(f"{rule} {label} {name} {t.spread:.0%}")
                 print(f"{rule:>9} {label:>11} {name:>9}: {t} [{status}, err {err:.1e}]",
                       file=sys.stderr, flush=True)
+            del held
             peer_ratios = {k: v for k, v in ratios.items() if k in ps.PEER_NAMES}
             best = f"**{min(peer_ratios.values()):.2f}**" if peer_ratios else "—"
             rows.append([rule, label, f"{common.fmt_time(ref.per_call)} ({ref_name})"]
@@ -610,16 +618,16 @@ def main(argv=None):
 
     agree_rows = common.agreement_rows(rules, LIBS, agreement)
 
-    mode = " (QUICK smoke run: 3 repeats of >= 5 ms; not for reporting)" if args.quick else ""
+    mode = " (QUICK smoke run: 3 rounds of >= 5 ms; not for reporting)" if args.quick else ""
     all_shapes = [s[0] for s in shapes]
     note_lines = common.note_lines(notes, all_shapes)
     if reduced:
-        note_lines.append(f"- timed with {args.slow_repeats} repeats (one warm-up) instead of "
-                          f"{timer['repeats']} in the cells whose reference forward takes >= "
+        note_lines.append(f"- timed with {args.slow_repeats} rounds instead of "
+                          f"{ROUNDS} in the cells whose reference forward takes >= "
                           f"{SLOW_REF} s (--slow-repeats): " + "; ".join(reduced))
     if noisy:
-        note_lines.append(f"- spread of the repeats (max−min)/median above {NOISY:.0%} "
-                          "(the machine was busy; the median is kept): " + "; ".join(noisy))
+        note_lines.append(f"- rounds spread (median−min)/min above {NOISY:.0%} "
+                          "(the machine was busy; the minimum is kept): " + "; ".join(noisy))
     text = "\n".join([
         f"# Spectral rules: value+grad time / forward-only reference time{mode}",
         "",
@@ -641,8 +649,10 @@ def main(argv=None):
         "matrices); linalgad is called with check_finite=False too. "
         "JAX's eig loss uses jax.lax.linalg.eig(enable_eigvec_derivs=True) "
         "(jnp.linalg.eig refuses eigenvector derivatives). Every library gets the same "
-        "C-ordered inputs (converted once to its own array type). Median of repeats after "
-        "warm-up, one thread, one pinned core, all in one run.",
+        "C-ordered inputs (converted once to its own array type). Minimum over "
+        f"{ROUNDS} interleaved rounds after warm-up (each round times the references and "
+        "every library once, in inner loops of >= 20 ms, so a burst of load slows all of "
+        "a cell's entries alike), one thread, one pinned core, all in one run.",
         "",
         *info,
         "",

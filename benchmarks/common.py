@@ -61,7 +61,8 @@ QUICK_SKIP = {"1024x1024"}
 
 # --- timing ------------------------------------------------------------------------------
 class Timing:
-    """Median seconds per call over `repeats` repeats of `inner` calls each."""
+    """Seconds per call (timeit: the median of `repeats` repeats of `inner` calls each;
+    interleaved_timings: the minimum over interleaved rounds)."""
 
     def __init__(self, per_call, inner, repeats, spread):
         self.per_call, self.inner, self.repeats, self.spread = per_call, inner, repeats, spread
@@ -102,32 +103,54 @@ def timeit(fn, repeats=7, min_repeat_time=0.02, warmup=2):
     return Timing(med, inner, repeats, spread)
 
 
-def interleaved_min(fns, rounds, min_time=0.02, slow_limit=None, warmup=True):
-    """{name: min seconds per call}, every library in every round (inner loops of at least
-    ``min_time`` s), so ratios inside one run are comparable on a noisy machine.
+def interleaved_samples(fns, rounds, min_time=0.02, slow_limit=None, warmup=True,
+                        inner=None):
+    """{name: [seconds per call, one per round]}, every library in every round (inner loops
+    of at least ``min_time`` s), so ratios inside one run are comparable on a noisy machine:
+    a burst of load slows every library's sample of that round, not one library's cell.
 
     One untimed warm-up call (JIT compilation, caches) unless ``warmup`` is False, then one
-    timed call that sets the inner count; a function slower than ``slow_limit`` s per call
-    is not repeated and reported as None.
+    timed call that sets the inner count (it is the first sample); a function slower than
+    ``slow_limit`` s per call is not repeated and its samples are None. ``inner``, a dict
+    when given, receives each function's inner loop count.
     """
-    inner, best = {}, {}
+    inner, samples = ({} if inner is None else inner), {}
     for name, fn in fns.items():
         if warmup:
             fn()
         t0 = time.perf_counter()
         fn()
         t = time.perf_counter() - t0
-        best[name] = None if slow_limit is not None and t > slow_limit else t
+        samples[name] = None if slow_limit is not None and t > slow_limit else [t]
         inner[name] = max(1, int(min_time / max(t, 1e-9)))
+    gc.collect()
     for _ in range(rounds):
         for name, fn in fns.items():
-            if best[name] is None:
+            if samples[name] is None:
                 continue
             t0 = time.perf_counter()
             for _ in range(inner[name]):
                 fn()
-            best[name] = min(best[name], (time.perf_counter() - t0) / inner[name])
-    return best
+            samples[name].append((time.perf_counter() - t0) / inner[name])
+    return samples
+
+
+def interleaved_min(fns, rounds, min_time=0.02, slow_limit=None, warmup=True):
+    """{name: min seconds per call} over interleaved_samples (None where too slow)."""
+    return {name: None if s is None else min(s)
+            for name, s in interleaved_samples(fns, rounds, min_time, slow_limit,
+                                               warmup).items()}
+
+
+def interleaved_timings(fns, rounds, min_time=0.02):
+    """{name: Timing} with per_call the minimum over interleaved rounds and spread
+    (median − min)/min of the rounds: how far a typical round sat above the best one."""
+    out, inner = {}, {}
+    for name, s in interleaved_samples(fns, rounds, min_time, inner=inner).items():
+        best, med = min(s[1:] or s), statistics.median(s[1:] or s)
+        out[name] = Timing(best, inner[name], len(s) - 1,
+                           (med - best) / best if best > 0 else 0.0)
+    return out
 
 
 def timer_settings(quick):
