@@ -98,8 +98,8 @@ def fit(g, x):
     constants on the way (NumPy promotes the forward pass; the gradient of
     the input is still the input's type, as in JAX and PyTorch).
     """
-    if type(g) is _ndarray and type(x) is _ndarray and g.shape == x.shape and \
-            g.dtype == x.dtype:
+    if type(g) is _ndarray and (type(x) is _ndarray or isinstance(x, np.generic)) and \
+            g.shape == x.shape and g.dtype == x.dtype:
         return g              # the common case, decided without further calls
     if g is None:
         return None

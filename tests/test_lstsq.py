@@ -62,6 +62,43 @@ def test_lstsq_residues_and_singular_values_gradients(dtype):
     np.testing.assert_allclose(gb, 2 * r, atol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("b_kind", ["shared", "stacked", "vector"])
+def test_lstsq_solution_and_residues_in_one_pass(dtype, b_kind):
+    """x and the residues come from one primitive whose reverse pass merges both
+    cotangents (w = A⁺ᴴx̄ + 2ρ̄r); that must equal the sum of the two separate gradients,
+    for b shared by a stack of A, stacked with it, or a vector, to second order."""
+    rng = np.random.default_rng(11)
+    A = M.random_tall(rng, 6, 3, (3,), dtype, cond=3.0)
+    b = {"shared": M.random_rhs(rng, 6, 2, (), dtype),
+         "stacked": M.random_rhs(rng, 6, 2, (3,), dtype),
+         "vector": M.random_vector(rng, 6, (), dtype)}[b_kind]
+    W = M.random_rhs(rng, 3, 2, (3,), dtype) if b_kind != "vector" else \
+        rng.standard_normal((3, 3))
+    c = rng.standard_normal((3, 2) if b_kind != "vector" else (3,))
+
+    def loss_x(A, b):
+        return lad.sum(lad.real(la.lstsq(A, b)[0] * np.conj(W)))
+
+    def loss_res(A, b):
+        return lad.sum(la.lstsq(A, b)[1] * c)
+
+    both = lad.grad(lambda A, b: loss_x(A, b) + loss_res(A, b), argnums=(0, 1))(A, b)
+    gx = lad.grad(loss_x, argnums=(0, 1))(A, b)
+    gr = lad.grad(loss_res, argnums=(0, 1))(A, b)
+    for g, p, q in zip(both, gx, gr):
+        np.testing.assert_allclose(g, p + q, rtol=1e-12, atol=1e-12)
+    x, res = la.lstsq(A, b)[:2]
+    r = (b[..., None] if b_kind == "vector" else b) - A @ (x[..., None] if b_kind == "vector"
+                                                          else x)
+    cw = 2 * (c[:, None, None] if b_kind == "vector" else c[:, None, :]) * r
+    want_A = -cw @ np.conj(np.swapaxes(x[..., None] if b_kind == "vector" else x, -1, -2))
+    np.testing.assert_allclose(gr[0], want_A, atol=1e-12)
+    want_b = cw if b_kind == "stacked" else np.sum(cw, axis=0).reshape(np.shape(b))
+    np.testing.assert_allclose(gr[1], want_b, atol=1e-12)
+    check_grads(lambda A, b: la.lstsq(A, b)[:2], (A, b), order=2)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.complex64])
 def test_lstsq_float32(dtype):
     rng = np.random.default_rng(4)

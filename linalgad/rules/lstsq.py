@@ -143,6 +143,12 @@ def _pieces(A, P, adjoint, o):
 
 def pinv_apply_vjp(x_bar, needs, x, res, A, y, *, P, adjoint=False, value=None):
     """w = B⁺ᴴ x̄, ȳ = w, B̄ = −w xᴴ + r (B⁺w)ᴴ + t (x̄ − B⁺B x̄)ᴴ."""
+    return _pinv_apply_cotangents(x_bar, needs, x, A, y, P, adjoint)
+
+
+def _pinv_apply_cotangents(x_bar, needs, x, A, y, P, adjoint, r=None, g=None):
+    """pinv_apply's rule; ``r``: the residual y − Bx when the caller has it (first order);
+    ``g``: a cotangent of y that reaches B as −g xᴴ (lstsq's residues), added to w."""
     o = C.ops_for(x_bar, x, A, y)
     Bp, BpH, Bm, full_col, full_row = _pieces(A, P, adjoint, o)
     BpBpH = None
@@ -150,12 +156,17 @@ def pinv_apply_vjp(x_bar, needs, x, res, A, y, *, P, adjoint=False, value=None):
         w, BpBpH = P.gram_pair(x_bar)          # B⁺ = M⁺: B⁺B⁺ᴴ x̄ = R⁻¹R⁻ᴴ x̄
     else:
         w = BpH(x_bar)
+    if g is not None:
+        if BpBpH is None and not full_row:
+            BpBpH = Bp(w)                      # B⁺w of the unchanged w
+        w = w + g
     y_bar = ops.fit(w, y) if needs[1] else None
     A_bar = None
     if needs[0]:
         G = -_outer(o, w, x)
         if not full_row:
-            r = y - Bm(x)
+            if r is None:
+                r = y - Bm(x)
             G = G + _outer(o, r, Bp(w) if BpBpH is None else BpBpH)
         if not full_col:
             t = BpH(x)
@@ -195,6 +206,87 @@ def pinv_apply_jvp(tangents, x, res, A, y, *, P, adjoint=False, value=None):
 
 
 _pinv_apply = Primitive("pinv_apply", pinv_apply_forward, pinv_apply_vjp, pinv_apply_jvp)
+
+
+# -- the solution and its residues together (lstsq at rank n, m > n) -------------------------
+# ρ_j = ‖b_j − A x_j‖² with x = A⁺b.  At rank n, Aᴴr = 0 (r = b − Ax is orthogonal to A's
+# range), so dρ_j = 2 Re r_jᴴ(db_j − dA x_j): the residues' cotangent reaches A and b through
+# r and x alone, never through x's own derivative.  As one primitive with x, the solution's
+# rule runs once and the residues add one outer product; composed from matmul, subtract and
+# sum, the chain rule went through x and Aᴴ with terms that cancel to rounding.
+
+def _rows_axis(y):
+    return -1 if len(ops._shape(y)) == 1 else -2
+
+
+def lstsq_solve_forward(A, y, *, P, value=None):
+    """((x, ρ), r): x = A⁺y, r = y − Ax, ρ = Σ|r|² per column; y (m,) for one matrix
+    (ρ then has shape (1,), as NumPy's residues) or (..., m, k) (ρ (..., k))."""
+    x = P.apply(y, False) if value is None else value
+    r = y - P.K.xp.matmul(A, x)
+    rho = ops._sumsq(r, (_rows_axis(y),))
+    if y.ndim == 1:
+        rho = rho.reshape(1)
+    return (x, rho), r
+
+
+def _residual(o, r, x, A, y):
+    """r at first order (the forward pass's); y − Ax, differentiable, at higher order."""
+    return r if o.plain else y - ops.matmul(A, x)
+
+
+def _rho_weights(o, rho_bar, y):
+    """2ρ̄ shaped to scale r's columns."""
+    w = 2 * rho_bar
+    return w if len(ops._shape(y)) == 1 else o.expand_dims(w, -2)
+
+
+def lstsq_solve_vjp(cts, needs, out, r, A, y, *, P, value=None):
+    """x̄ by pinv_apply's rule; ρ̄ adds g = 2ρ̄r to ȳ and −g xᴴ to Ā (Aᴴr = 0)."""
+    x_bar, rho_bar = cts
+    x = out[0]
+    o = C.ops_for(rho_bar, x_bar, x, A, y)
+    if rho_bar is not None:
+        r = _residual(o, r, x, A, y)
+        g = _rho_weights(o, rho_bar, y) * r
+    if x_bar is not None:           # one pass: w = A⁺ᴴx̄ + 2ρ̄r, Ā = −w xᴴ + r (A⁺A⁺ᴴx̄)ᴴ
+        return _pinv_apply_cotangents(x_bar, needs, x, A, y, P, False, r=r if o.plain else
+                                      None, g=None if rho_bar is None else g)
+    if rho_bar is None:
+        return None, None
+    return (ops.fit(o.negative(_outer(o, g, x)), A) if needs[0] else None,
+            ops.fit(g, y) if needs[1] else None)
+
+
+def lstsq_solve_jvp(tangents, out, r, A, y, *, P, value=None):
+    """ẋ by pinv_apply's rule; ρ̇ = 2 Re Σ conj(r)(ẏ − Ȧx) over the rows."""
+    A_dot, y_dot = tangents
+    x = out[0]
+    x_dot = pinv_apply_jvp(tangents, x, None, A, y, P=P)
+    o = C.ops_for(A_dot, y_dot, x, A, y)
+    r = _residual(o, r, x, A, y)
+    dr = y_dot
+    if A_dot is not None:
+        Ax = ops.matmul(A_dot, x)
+        dr = ops.negative(Ax) if dr is None else dr - Ax
+    prod = ops.conj(r) * dr
+    rho_dot = 2 * ops.sum(ops.real(prod) if ops._is_complex(prod) else prod, axis=_rows_axis(y))
+    if len(ops._shape(y)) == 1:
+        rho_dot = ops.reshape(rho_dot, (1,))
+    return x_dot, rho_dot
+
+
+_lstsq_solve = Primitive("lstsq_solve", lstsq_solve_forward, lstsq_solve_vjp, lstsq_solve_jvp,
+                         staged=True, multiple_results=True)
+
+
+def _solve_with_residues(A, B, P, x0, vector, single):
+    """(x, residues) through _lstsq_solve; a vector b with a stack of A goes through as
+    (m, 1) and comes back as x (..., n) and residues (...) (SciPy's shapes)."""
+    if vector and not single:
+        x, rho = _lstsq_solve(A, ops.reshape(B, ops._shape(B) + (1,)), P=P, value=x0)
+        return (ops.reshape(x, ops._shape(x)[:-1]), ops.reshape(rho, ops._shape(rho)[:-1]))
+    return _lstsq_solve(A, B, P=P, value=x0)
 
 
 # -- singular values kept from the forward pass (QR path) ------------------------------------
@@ -271,7 +363,7 @@ def _lstsq_factor(A, b, rcond, op, certify=False):
         F, R = K.lstsq_qr(Mx)
     k = min(m, n)
     s = None
-    if certify and bool(xp.all(K.triangular_cond_bound(R) * rcond < 1)):
+    if certify and _far_from_deficient(K, R, rcond):
         # s_min >= 1/‖R⁻¹‖_F > rcond ‖R‖_F >= rcond s_max: full rank, as s would say
         rank = xp.full(batch, k, dtype=np.intp) if batch else k
     else:
@@ -284,6 +376,12 @@ def _lstsq_factor(A, b, rcond, op, certify=False):
     if F is None:
         x = P._tri(c, 0)
     return P, rank, x
+
+
+def _far_from_deficient(K, R, rcond):
+    """‖R‖_F ‖R⁻¹‖_F · rcond < 1 for every matrix (one matrix: a Python comparison)."""
+    bound = K.triangular_cond_bound(R)
+    return float(bound) * rcond < 1 if R.ndim == 2 else bool(K.xp.all(bound * rcond < 1))
 
 
 def _qr_taken(factored):
@@ -406,14 +504,16 @@ def lstsq(a, b, rcond=None, *, cond=None, overwrite_a=False, overwrite_b=False,
         P, rank = C.compute(
             lambda U_, s_, Vh_: _svd_factors(K, U_, s_, Vh_, rc * s_[..., :1], m, n),
             (U, s_out, Vh), decide=_rank_decided(single), name="lstsq's rank (SVD)")
-    if vector and single:         # b (m,): the primitive takes it as it is
-        x = _pinv_apply(A, B, P=P, adjoint=False, value=x0)
+    if m > n and P.full_col and lapack_driver != "gelsy":    # residues: rank n, m > n
+        x, residues = _solve_with_residues(A, B, P, x0, vector, single)
     else:
-        x = C.on_columns(lambda b_: _pinv_apply(A, b_, P=P, adjoint=False, value=x0), B)
-    xp = namespace_of(Av)
-    batch = np.broadcast_shapes(Av.shape[:-2], bv.shape[:-2]) if not vector else Av.shape[:-2]
-    r = B - _matvec(A, x, vector) if m > n and P.full_col else None
-    residues = _residues(r, vector, batch, bv, dtype, xp, lapack_driver)
+        if vector and single:         # b (m,): the primitive takes it as it is
+            x = _pinv_apply(A, B, P=P, adjoint=False, value=x0)
+        else:
+            x = C.on_columns(lambda b_: _pinv_apply(A, b_, P=P, adjoint=False, value=x0), B)
+        batch = np.broadcast_shapes(Av.shape[:-2], bv.shape[:-2]) if not vector else \
+            Av.shape[:-2]
+        residues = namespace_of(Av).empty(batch + (0,), dtype=_real_dtype(dtype))
     rank_out = _rank_out(rank, single, (A, B))
     if lapack_driver == "gelsy":
         s_out = None
@@ -451,13 +551,6 @@ def _residues(r, vector, batch, bv, dtype, xp, lapack_driver):
     if ops._shape(residues) != want:            # b alone is the residual (n = 0): broadcast
         residues = ops.broadcast_to(residues, want)
     return residues
-
-
-def _matvec(A, x, vector):
-    if not vector or len(ops._shape(A)) == 2:
-        return ops.matmul(A, x)
-    shape = ops._shape(x)
-    return ops.reshape(ops.matmul(A, ops.reshape(x, shape + (1,))), ops._shape(A)[:-1])
 
 
 # -- pinv, pinvh -----------------------------------------------------------------------------
