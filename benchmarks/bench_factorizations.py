@@ -578,18 +578,14 @@ def main(argv=None):
                     notes.setdefault((rule, err_text), {}).setdefault(name, []).append(label)
                     if args.verbose:
                         traceback.print_exc()
-            timed = common.interleaved_timings(
-                {**{("ref", k): f for k, f in refs.items()},
-                 **{("lib", k): f for k, f in runs.items()}}, rounds, min_time)
-            ref_name = min(refs, key=lambda k: timed["ref", k].per_call)
-            ref = timed["ref", ref_name]
+            ref_name, ref, timed = common.time_cell(refs, runs, rounds, min_time)
             print(f"{rule:>16} {label:>11} {'ref':>9}: {ref} ({ref_name})", file=sys.stderr,
                   flush=True)
             if ref.spread > NOISY:
                 noisy.append(f"{rule} {label} ref {ref.spread:.0%}")
             for name in runs:
                 status, err, note = checked[name]
-                t = timed["lib", name]
+                t = timed[name]
                 agreement.setdefault((rule, name), []).append((label, status, err))
                 if note:
                     notes.setdefault((rule, note), {}).setdefault(name, []).append(label)

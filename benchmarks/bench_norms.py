@@ -9,7 +9,7 @@ measured in this run (ratios, not absolute times, compare across machines).
 Each peer's gradient is checked once against linalgad's ("≠" marks a disagreement).
 """
 import common  # noqa: F401  (first: pins threads and the core)
-from common import fmt_time, machine_info, markdown_table, timeit, timer_settings, grads_agree
+from common import fmt_time, machine_info, markdown_table, grads_agree
 
 import argparse
 import time
@@ -107,7 +107,7 @@ def main():
     p.add_argument("--out")
     p.add_argument("--max-seconds", type=float, default=20.0, help="skip a peer cell slower than this")
     args = p.parse_args()
-    ts = timer_settings(args.quick)
+    rounds, min_time = (3, 0.005) if args.quick else (7, 0.02)
     shapes = [(64,)] if args.quick else [(64,), (256,), (1024,), (10000, 4), (1000, 32)]
     libs = ["linalgad", "linalgad (jit)", "jax (jit)", "torch", "autograd"]
     rows = []
@@ -126,38 +126,43 @@ def main():
                 A = A / np.linalg.norm(A, 2, axis=(-2, -1), keepdims=True)
             label = f"{'×'.join(map(str, batch))}×{n}×{n}" if batch else f"n={n}"
             W = _weights(rng, _flat(CASES[name][1](A)))
-            fwd = timeit(lambda: case[0](A), **ts).per_call
             fns = value_and_grad_fns(name, A, W)
             ref = fns["linalgad"]()
-            cells = []
+            cells, timed = {}, {"ref": lambda: case[0](A)}
             for lib in libs:
                 if lib not in fns:
-                    cells.append("—")
+                    cells[lib] = "—"
                     continue
                 if (name, lib) in too_slow:       # larger shapes would only be slower
-                    cells.append("skipped (>20 s/call at a smaller size)")
+                    cells[lib] = "skipped (>20 s/call at a smaller size)"
                     continue
                 t0 = time.perf_counter()
                 try:
                     g = fns[lib]()
                 except Exception as e:           # a peer that cannot differentiate it
-                    cells.append(f"fails ({type(e).__name__})")
+                    cells[lib] = f"fails ({type(e).__name__})"
                     continue
                 if time.perf_counter() - t0 > args.max_seconds:
                     too_slow.add((name, lib))
-                    cells.append("skipped (>20 s/call)")
+                    cells[lib] = "skipped (>20 s/call)"
                     continue
                 mark = "" if lib == "linalgad" or grads_agree([g], [ref], 1e-6) else " ≠"
                 if lib == "linalgad (jit)":
                     g = fns[lib]()              # the first call recorded; check a replay too
                     mark = "" if grads_agree([g], [ref], 1e-12) else " ≠"
-                t = timeit(fns[lib], **ts).per_call
-                cells.append(f"{t / fwd:.1f}×{mark}")
+                cells[lib] = mark
+                timed[lib] = fns[lib]
+            # every library and the forward once per round, minimum over the rounds
+            best = common.interleaved_timings(timed, rounds, min_time)
+            fwd = best["ref"].per_call
+            cells = [f"{best[lib].per_call / fwd:.2f}×{cells[lib]}" if lib in best else cells[lib]
+                     for lib in libs]
             rows.append([name, label, fmt_time(fwd)] + cells)
             print(rows[-1], flush=True)
     text = "\n".join(["# polar / norms / cond / matrix_power / multi_dot benchmark", "",
                       "Forward+backward (value and gradient of sum(W·out)) over the NumPy/SciPy "
-                      "forward, float64, min-median of interleaved repeats in one run; "
+                      "forward, float64, minimum over interleaved rounds (each round times the forward "
+                      "and every library once, inner loops of >= 20 ms) in one run; "
                       "— = the library lacks the function (PyTorch and autograd have no polar; "
                       "autograd has no cond; JAX polar uses method='svd': its default qdwh has no reverse rule); ≠ = gradient disagrees with linalgad's (rtol 1e-6).",
                       "", *machine_info(), "",

@@ -525,13 +525,13 @@ def main(argv=None):
         shapes = [s for s in shapes if s[0] in QUICK_SHAPES]
     info = common.machine_info()  # now: the checkout and date the run started with
 
-    def timings(fns, slow):
-        """common.interleaved_timings: every library and reference once per round; with
+    def timings(refs, runs, slow):
+        """common.time_cell: every library and reference once per round; with
         --slow-repeats, fewer rounds in a slow cell."""
         rounds, min_time = (3, 0.005) if args.quick else (ROUNDS, 0.02)
         if slow and args.slow_repeats is not None:
             rounds = min(rounds, args.slow_repeats)
-        return common.interleaved_timings(fns, rounds, min_time)
+        return common.time_cell(refs, runs, rounds, min_time)
 
     rows, abs_rows = [], []
     notes = {}                       # (rule, note text) -> {library: [shapes]}
@@ -582,17 +582,14 @@ def main(argv=None):
                     notes.setdefault((rule, err_text), {}).setdefault(name, []).append(label)
                     if args.verbose:
                         traceback.print_exc()
-            timed = timings({**{("ref", k): f for k, f in refs.items()},
-                             **{("lib", k): f for k, f in runs.items()}}, slow)
-            ref_name = min(refs, key=lambda k: timed["ref", k].per_call)
-            ref = timed["ref", ref_name]
+            ref_name, ref, timed = timings(refs, runs, slow)
             print(f"{rule:>9} {label:>11} {'ref':>9}: {ref} ({ref_name})", file=sys.stderr,
                   flush=True)
             if ref.spread > NOISY:
                 noisy.append(f"{rule} {label} ref {ref.spread:.0%}")
             for name in runs:
                 status, err, note = checked[name]
-                t = timed["lib", name]
+                t = timed[name]
                 agreement.setdefault((rule, name), []).append((label, status, err))
                 if note and not _is_order_note(note):
                     notes.setdefault((rule, note), {}).setdefault(name, []).append(label)

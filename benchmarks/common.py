@@ -153,6 +153,16 @@ def interleaved_timings(fns, rounds, min_time=0.02):
     return out
 
 
+def time_cell(refs, runs, rounds, min_time=0.02):
+    """One table cell: the references (NumPy/SciPy forwards) and the libraries' runs, all
+    in the same interleaved rounds.  Returns (fastest reference's name, its Timing,
+    {library: Timing})."""
+    timed = interleaved_timings({**{("ref", k): f for k, f in refs.items()},
+                                 **{("lib", k): f for k, f in runs.items()}}, rounds, min_time)
+    ref_name = min(refs, key=lambda k: timed["ref", k].per_call)
+    return ref_name, timed["ref", ref_name], {k: timed["lib", k] for k in runs}
+
+
 def timer_settings(quick):
     """Repeat settings: the real rule (>= 7 repeats of >= 20 ms) or a smoke-run one."""
     return dict(repeats=3, min_repeat_time=0.005, warmup=1) if quick else \

@@ -34,6 +34,8 @@ _PREFIX = {np.dtype(np.float32): "s", np.dtype(np.float64): "d",
            np.dtype(np.complex64): "c", np.dtype(np.complex128): "z"}
 _NARGS = {"getrf": 6, "getrs": 9, "getri": 7}
 _BLAS_NARGS = {"trsm": 11}
+# further routines loaded by name (linalgad._lapack_extreme); ``available`` does not ask
+_OTHER_NARGS = {"gebrd": 11, "ormbr": 14, "unmbr": 14, "lasq1": 5}
 _FUNCS = {}
 
 
@@ -46,7 +48,7 @@ def _load(name, dtype):
     try:
         from scipy.linalg import cython_blas, cython_lapack
         module, nargs = ((cython_blas, _BLAS_NARGS[name]) if name in _BLAS_NARGS
-                         else (cython_lapack, _NARGS[name]))
+                         else (cython_lapack, _NARGS.get(name) or _OTHER_NARGS[name]))
         capsule = module.__pyx_capi__[_PREFIX[dtype] + name]
         get_name = ctypes.pythonapi.PyCapsule_GetName
         get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]

@@ -102,6 +102,79 @@ def test_repeated_extreme_singular_value(ord):
     np.testing.assert_allclose(N.norm(A, ord), np.linalg.norm(A, ord), rtol=1e-14)
 
 
+def _with_spectrum(rng, m, n, s, dtype):
+    """Q diag(s) Rᴴ with Haar-like Q (m × k), R (n × k); complex for complex dtypes."""
+    k = len(s)
+    cplx = np.dtype(dtype).kind == "c"
+
+    def orth(r):
+        g = rng.standard_normal((r, k)) + (1j * rng.standard_normal((r, k)) if cplx else 0)
+        return np.linalg.qr(g)[0]
+    Q, R = orth(m), orth(n)
+    return (Q * s) @ R.conj().T, Q, R
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128, np.float32, np.complex64])
+@pytest.mark.parametrize("shape", [(64, 64), (80, 56), (56, 80), (2, 60, 60)])
+def test_extreme_singular_values_by_bidiagonal_kernel(dtype, shape):
+    """From order 48 on the CPU, ‖A‖₂, its reciprocal side and cond take the singular
+    vectors of the extreme values only (bidiagonal reduction and inverse iteration):
+    values as NumPy's, gradients u₁v₁ᴴ and u_k v_kᴴ, ties averaged (the minimum-norm
+    subgradient), a singular matrix through the thin SVD (cond inf, gradient 0)."""
+    from linalgad import backend, _lapack_extreme
+    assert _lapack_extreme.available(dtype)
+    rng = np.random.default_rng(7)
+    *batch, m, n = shape
+    k = min(m, n)
+    A = np.zeros(shape, dtype=dtype)
+    Gtop, Gbot = np.zeros(shape, dtype=dtype), np.zeros(shape, dtype=dtype)
+    for i in np.ndindex(*batch):
+        s = np.linspace(3.0, 1.0, k)
+        s[1] = s[0] if i == (1,) else s[1]            # a tie at the top of the second
+        a, Q, R = _with_spectrum(rng, m, n, s, dtype)
+        A[i] = a
+        top = 2 if s[1] == s[0] else 1
+        Gtop[i] = Q[:, :top] @ R[:, :top].conj().T / top
+        Gbot[i] = np.outer(Q[:, -1], R[:, -1].conj())
+    tol = 1e-4 if np.dtype(dtype).itemsize <= 8 and np.dtype(dtype).kind == "c" or \
+        np.dtype(dtype) == np.float32 else 1e-10
+    calls = []
+    original = _lapack_extreme.extreme
+
+    def counted(*a, **kw):
+        r = original(*a, **kw)
+        calls.append(r is not None)
+        return r
+    _lapack_extreme.extreme = counted
+    try:
+        for ord, want_g in ((2, Gtop), (-2, Gbot)):
+            v, g = lad.value_and_grad(lambda A: lad.sum(N.norm(A, ord, axis=(-2, -1))))(A)
+            np.testing.assert_allclose(v, np.sum(np.linalg.norm(A, ord, axis=(-2, -1))),
+                                       rtol=tol)
+            np.testing.assert_allclose(g, want_g, atol=tol)
+        v, g = lad.value_and_grad(lambda A: lad.sum(N.cond(A)))(A)
+        s = np.linalg.svd(A, compute_uv=False)
+        np.testing.assert_allclose(v, np.sum(s[..., 0] / s[..., -1]), rtol=tol)
+        want = (Gtop - Gbot * (s[..., 0] / s[..., -1])[..., None, None]) / \
+            s[..., -1][..., None, None]
+        np.testing.assert_allclose(g, want, atol=tol)
+        assert calls and all(calls)               # the bidiagonal kernel, not the SVD
+        if not batch and np.dtype(dtype) == np.float64:
+            check_grads(lambda A: N.cond(A), (A,), order=2)
+            calls.clear()
+            S = A.copy()
+            if m >= n:                            # rank k − 1: the thin SVD answers
+                S[:, -1] = S[:, 0]
+            else:
+                S[-1] = S[0]
+            assert N.cond(S) > 1e14 or np.isinf(N.cond(S))
+            gS = lad.grad(lambda S: N.norm(S, -2))(S)
+            assert np.all(np.isfinite(gS)) and calls == [False]
+    finally:
+        _lapack_extreme.extreme = original
+    assert backend.EXTREME_SVD_N <= k
+
+
 @pytest.mark.parametrize("p", [None, 2, -2, "fro", "nuc", 1, -1, INF, -INF])
 def test_cond(p):
     x = _x((3, 3, 3), np.complex128)

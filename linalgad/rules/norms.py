@@ -34,7 +34,7 @@ from ..testing import matrices as M
 from . import _common as C
 from . import _spectral as S
 from .inverse import inv as _inv
-from .svd import svdvals
+from .svd import extreme_singular_values, svdvals
 
 __all__ = ["norm", "matrix_norm", "vector_norm", "cond", "matrix_power", "multi_dot",
            "trace", "diagonal", "matrix_transpose", "outer", "vecdot", "cross", "tensordot",
@@ -102,8 +102,11 @@ def _matrix_norm(x, ord, axes, keepdims):
         return ops.norm(x, None, axis=(r_ax, c_ax), keepdims=keepdims)
     if ord in ("nuc", 2, -2):
         y = ops.moveaxis(x, (r_ax, c_ax), (-2, -1))
-        s = svdvals(y, check_finite=False)
-        r = ops.sum(s, axis=-1) if ord == "nuc" else _extreme(s, last=(ord == -2))
+        if ord != "nuc" and _is_traced(y):      # the vectors of that one value only
+            r = extreme_singular_values(y, ("top",) if ord == 2 else ("bottom",))[0]
+        else:
+            s = svdvals(y, check_finite=False)
+            r = ops.sum(s, axis=-1) if ord == "nuc" else _extreme(s, last=(ord == -2))
     elif ord in (1, -1, np.inf, -np.inf):
         red = ops.max if ord in (1, np.inf) else ops.min
         a = ops.abs(x)
@@ -256,8 +259,11 @@ def cond(x, p=None):
         raise LinAlgError("cond: cond is not defined on empty arrays")
     X = C.promote(x, C.result_dtype("cond", v))
     if p is None or p == 2 or p == -2:
-        s = svdvals(X, check_finite=False)
-        hi, lo = _extreme(s, last=False), _extreme(s, last=True)
+        if _is_traced(X):                       # the vectors of the two values only
+            hi, lo = extreme_singular_values(X, ("top", "bottom"))
+        else:
+            s = svdvals(X, check_finite=False)
+            hi, lo = _extreme(s, last=False), _extreme(s, last=True)
         num, den = (lo, hi) if p == -2 else (hi, lo)
         zero = C.compute(lambda d: d == 0, (den,), decide=lambda z: bool(z.any()),
                          name="cond's singular check")

@@ -24,7 +24,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import ops, transforms
-from ..backend import kernels_for
+from ..backend import kernels_for, namespace_of
 from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
 from . import _common as C
@@ -241,6 +241,77 @@ def svdvals(a, *, overwrite_a=False, check_finite=True):
     """
     del overwrite_a
     return _values(C.prepare("svdvals", a, check_finite, square=False))
+
+
+# -- the extreme singular values: the spectral norm, its reciprocal twin, cond -----------------
+# s₁ (and s_min) need the singular vectors of that value only: ∂s/∂A = u vᴴ.  At a tie the
+# derivative does not exist; the mean of u_i v_iᴴ over the tied values is the minimum-norm
+# subgradient (svd.md, section 7).  The CPU kernel reduces to bidiagonal form and finds just
+# those vectors (about the cost of the values, half the thin SVD's).
+
+def extreme_forward(A, *, ends):
+    """((value per end), (M per end)): the extreme singular values and their derivatives."""
+    return kernels_for(A).svd_extreme(A, ends, S.gap_tol(A.dtype))
+
+
+def _extreme_directions(A, ends):
+    """M per end, differentiable in A (through the svd rule): U diag(w) Vᴴ with constant
+    weights w, 1/k on the k values tied with the end (a loss the svd rule sees as
+    invariant under rotations within the tie)."""
+    U, s, Vh = _svd(A, full_matrices=False)
+    sv = C.value(s)
+    xp = namespace_of(sv)
+    k = sv.shape[-1]
+    Ms = []
+    for end in ends:
+        idx = 0 if end == "top" else k - 1
+        ref = sv[..., idx:idx + 1]
+        tied = xp.abs(sv - ref) <= S.gap_tol(sv.dtype) * xp.maximum(sv, ref)
+        w = (tied / tied.sum(axis=-1, keepdims=True)).astype(sv.dtype)
+        Ms.append(ops.matmul(U * ops.expand_dims(w, -2), Vh))
+    return Ms
+
+
+def extreme_vjp(cts, needs, out, Ms, A, *, ends):
+    """Ā = Σ_end ḡ_end M_end."""
+    o = C.ops_for(*cts, A)
+    if not o.plain:
+        Ms = _extreme_directions(A, ends)
+    A_bar = None
+    for g, M in zip(cts, Ms):
+        if g is None:
+            continue
+        t = M * o.expand_dims(o.expand_dims(g, -1), -1)
+        A_bar = t if A_bar is None else A_bar + t
+    return (ops.fit(A_bar, A),)
+
+
+def extreme_jvp(tangents, out, Ms, A, *, ends):
+    """ṡ_end = Re Σᵢⱼ conj(M)ᵢⱼ Ȧᵢⱼ = Re uᴴ Ȧ v."""
+    (A_dot,) = tangents
+    if not C.ops_for(A).plain:
+        Ms = _extreme_directions(A, ends)
+    out_dot = []
+    for M in Ms:
+        d = ops.sum(ops.conj(M) * A_dot, axis=(-2, -1))
+        out_dot.append(ops.real(d) if ops._is_complex(d) else d)
+    return tuple(out_dot)
+
+
+_extreme = Primitive("svd_extreme", extreme_forward, extreme_vjp, extreme_jvp, staged=True,
+                     multiple_results=True)
+
+
+def extreme_singular_values(a, ends=("top",)):
+    """The singular values at ``ends`` ("top": s₁, "bottom": s_min) of a (..., m, n), as a
+    tuple, differentiable; the spectral norm, its reciprocal side and cond use it.
+
+    Traced, only the singular vectors of those values are computed on the CPU for
+    matrices of order >= 48 (bidiagonal reduction; the thin SVD otherwise).  At a tie
+    the gradient is the mean of u_i v_iᴴ over the tied values (within eps^(2/3),
+    relative): the minimum-norm subgradient.
+    """
+    return _extreme(a, ends=tuple(ends))
 
 
 # -- registry -------------------------------------------------------------------------------
