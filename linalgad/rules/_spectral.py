@@ -64,6 +64,18 @@ def gap_tol(dtype):
     return _eps(dtype) ** (2.0 / 3.0)
 
 
+def tie_weights(sv, idx):
+    """(w, any_tie): weights 1/k on the k singular values tied with sv[..., idx] (within
+    gap_tol, relative), 0 elsewhere — the cluster mean that the spectral norm, its
+    reciprocal side and cond differentiate at a tie (norms.md §6) — and whether any
+    matrix of the stack has a tie there."""
+    xp = namespace_of(sv)
+    ref = sv[..., idx:idx + 1]
+    tied = xp.abs(sv - ref) <= gap_tol(sv.dtype) * xp.maximum(sv, ref)
+    count = tied.sum(axis=-1, keepdims=True)
+    return (tied / count).astype(sv.dtype), bool((count > 1).any())
+
+
 def rel_tol(dtype):
     """√eps: how large (relative) a gauge-dependent part of a cotangent must be to count."""
     return _eps(dtype) ** 0.5

@@ -80,13 +80,8 @@ def _extreme(s, last):
 
 def _tie_weights(sv, idx):
     """Weights 1/k on the k values tied with sv[..., idx] (None when no matrix has a tie)."""
-    xp = namespace_of(sv)
-    ref = sv[..., idx:idx + 1]
-    tied = xp.abs(sv - ref) <= S.gap_tol(sv.dtype) * xp.maximum(sv, ref)
-    count = tied.sum(axis=-1, keepdims=True)
-    if not bool((count > 1).any()):
-        return None
-    return (tied / count).astype(sv.dtype)
+    w, tie = S.tie_weights(sv, idx)
+    return w if tie else None
 
 
 def _restore_axes(r, shape, axes):

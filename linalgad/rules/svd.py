@@ -24,7 +24,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import ops, transforms
-from ..backend import kernels_for, namespace_of
+from ..backend import kernels_for
 from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
 from . import _common as C
@@ -260,16 +260,9 @@ def _extreme_directions(A, ends):
     invariant under rotations within the tie)."""
     U, s, Vh = _svd(A, full_matrices=False)
     sv = C.value(s)
-    xp = namespace_of(sv)
     k = sv.shape[-1]
-    Ms = []
-    for end in ends:
-        idx = 0 if end == "top" else k - 1
-        ref = sv[..., idx:idx + 1]
-        tied = xp.abs(sv - ref) <= S.gap_tol(sv.dtype) * xp.maximum(sv, ref)
-        w = (tied / tied.sum(axis=-1, keepdims=True)).astype(sv.dtype)
-        Ms.append(ops.matmul(U * ops.expand_dims(w, -2), Vh))
-    return Ms
+    return [ops.matmul(U * ops.expand_dims(S.tie_weights(sv, 0 if end == "top" else k - 1)[0],
+                                           -2), Vh) for end in ends]
 
 
 def extreme_vjp(cts, needs, out, Ms, A, *, ends):
