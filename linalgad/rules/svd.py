@@ -15,6 +15,9 @@ Pairs with |s_i − s_j| ≤ eps^(2/3)·max(s_i, s_j) count as equal (Gp_ij = 0)
 With full_matrices and m ≠ n the extra columns of U (rows of Vh) are an
 arbitrary completion: reverse mode raises for a loss that uses them, forward
 mode gives them the tangent −U₁(U̇₁ᴴU₂) as qr 'complete' does.
+
+extreme_singular_values (norm 2, −2, cond): ∂s/∂A = u vᴴ of s₁ or s_min alone,
+the tied cluster's mean at a tie; derived in docs/derivations/norms.md.
 """
 
 from __future__ import annotations
@@ -246,8 +249,8 @@ def svdvals(a, *, overwrite_a=False, check_finite=True):
 # -- the extreme singular values: the spectral norm, its reciprocal twin, cond -----------------
 # s₁ (and s_min) need the singular vectors of that value only: ∂s/∂A = u vᴴ.  At a tie the
 # derivative does not exist; the mean of u_i v_iᴴ over the tied values is the minimum-norm
-# subgradient (svd.md, section 7).  The CPU kernel reduces to bidiagonal form and finds just
-# those vectors (about the cost of the values, half the thin SVD's).
+# subgradient (norms.md, sections 6 and 7).  The CPU kernel reduces to bidiagonal form and
+# finds just those vectors (about the cost of the values, half the thin SVD's).
 
 def extreme_forward(A, *, ends):
     """((value per end), (M per end)): the extreme singular values and their derivatives."""
