@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _lapack_stack as _ls
 
-__all__ = ["available", "extreme"]
+__all__ = ["available", "extreme", "tied_mask"]
 
 _REAL = {np.dtype(np.float32): np.dtype(np.float32), np.dtype(np.float64): np.dtype(np.float64),
          np.dtype(np.complex64): np.dtype(np.float32),
@@ -64,11 +64,17 @@ def _p(a):
     return ctypes.c_void_p(a.__array_interface__["data"][0])   # a.ctypes: 3 µs a call
 
 
+def tied_mask(xp, s, idx, tol):
+    """Which singular values (descending, (..., k)) are tied with s[..., idx]: within
+    ``tol`` relative.  The one test of a tie at an end (this kernel, the thin-SVD
+    kernel, and the rules' cluster weights)."""
+    ref = s[..., idx:idx + 1]
+    return xp.abs(s - ref) <= tol * xp.maximum(s, ref)
+
+
 def _tied(s, idx, tol):
     """Indices of the values tied with s[idx] (s descending), as a contiguous range."""
-    ref = s[idx]
-    tied = np.abs(s - ref) <= tol * np.maximum(s, ref)
-    where = np.flatnonzero(tied)
+    where = np.flatnonzero(tied_mask(np, s, idx, tol))
     return int(where[0]), int(where[-1]) + 1
 
 

@@ -496,8 +496,7 @@ class ComposedKernels:
         values, Ms = [], []
         for end in ends:
             idx = 0 if end == "top" else k - 1
-            ref = s[..., idx:idx + 1]
-            tied = xp.abs(s - ref) <= tol * xp.maximum(s, ref)
+            tied = _lapack_extreme.tied_mask(xp, s, idx, tol)
             w = (tied / tied.sum(axis=-1, keepdims=True)).astype(s.dtype)
             # only the columns some matrix ties with the end: mostly the end's own
             reach = int(tied.sum(axis=-1).max())
