@@ -145,6 +145,16 @@ def _prim(name, impl, vjp, jvp, **kw):
     return Primitive(name, impl, vjp, jvp, **kw)
 
 
+# What a VJP reads besides its cotangent (Primitive's vjp_reads): nothing but shapes and
+# dtypes (the linear maps), or the other operand of a product.
+def _reads_nothing(needs):
+    return ()
+
+
+def _reads_other(needs):
+    return tuple(1 - i for i, n in enumerate(needs) if n)
+
+
 # -- elementwise binary -----------------------------------------------------------
 
 def _add_vjp(g, needs, out, res, x, y):
@@ -298,7 +308,8 @@ def _blend_tangents(t, wx, out):
     return broadcast_to(r, _shape(out)) if _shape(r) != _shape(out) else r
 
 
-add = _prim("add", np.add, _add_vjp, _add_jvp)
+add = _prim("add", np.add, _add_vjp, _add_jvp,
+    vjp_reads=_reads_nothing)
 
 
 def _lincomb_impl(*arrays, coefs):
@@ -336,15 +347,18 @@ def _lincomb_jvp(t, out, res, *arrays, coefs):
     return None if r is None else _tangent_like(r, out)
 
 
-_lincomb = _prim("lincomb", _lincomb_impl, _lincomb_vjp, _lincomb_jvp)
+_lincomb = _prim("lincomb", _lincomb_impl, _lincomb_vjp, _lincomb_jvp,
+    vjp_reads=_reads_nothing)
 
 
 def lincomb(coefs, *arrays):
     """Σ cᵢ xᵢ for real scalars cᵢ, as one primitive (one node on the tape, the sum
     accumulated in place)."""
     return _lincomb(*arrays, coefs=tuple(float(c) for c in coefs))
-subtract = _prim("subtract", np.subtract, _sub_vjp, _sub_jvp)
-multiply = _prim("multiply", np.multiply, _mul_vjp, _mul_jvp)
+subtract = _prim("subtract", np.subtract, _sub_vjp, _sub_jvp,
+    vjp_reads=_reads_nothing)
+multiply = _prim("multiply", np.multiply, _mul_vjp, _mul_jvp,
+    vjp_reads=_reads_other)
 divide = true_divide = _prim("divide", np.true_divide, _div_vjp, _div_jvp)
 power = _prim("power", np.power, _pow_vjp, _pow_jvp)
 maximum = _prim("maximum", np.maximum, _max_vjp, _max_jvp)
@@ -375,7 +389,8 @@ def _neg_jvp(t, out, res, x):
     return -t[0]
 
 
-negative = _prim("negative", np.negative, _neg_vjp, _neg_jvp)
+negative = _prim("negative", np.negative, _neg_vjp, _neg_jvp,
+    vjp_reads=_reads_nothing)
 # f'(x), given x and y = f(x); written with differentiable ops (second order)
 def _d_exp(x, y):
     return y
@@ -520,9 +535,12 @@ def _conj_jvp(t, out, res, x):
     return conj(t[0])
 
 
-real = _prim("real", np.real, _real_vjp, _real_jvp)
-imag = _prim("imag", np.imag, _imag_vjp, _imag_jvp)
-conj = conjugate = _prim("conj", np.conjugate, _conj_vjp, _conj_jvp)
+real = _prim("real", np.real, _real_vjp, _real_jvp,
+    vjp_reads=_reads_nothing)
+imag = _prim("imag", np.imag, _imag_vjp, _imag_jvp,
+    vjp_reads=_reads_nothing)
+conj = conjugate = _prim("conj", np.conjugate, _conj_vjp, _conj_jvp,
+    vjp_reads=_reads_nothing)
 
 
 # -- dtype conversion -------------------------------------------------------------
@@ -542,7 +560,8 @@ def _astype_jvp(t, out, res, x, dtype):
     return astype(t[0], dtype)
 
 
-_astype = _prim("astype", _astype_impl, _astype_vjp, _astype_jvp)
+_astype = _prim("astype", _astype_impl, _astype_vjp, _astype_jvp,
+    vjp_reads=_reads_nothing)
 
 
 def astype(x, dtype):
@@ -598,7 +617,8 @@ def _matmul_jvp(t, out, res, x, y):
     return broadcast_to(r, _shape(out)) if _shape(r) != _shape(out) else r
 
 
-matmul = _prim("matmul", np.matmul, _matmul_vjp, _matmul_jvp)
+matmul = _prim("matmul", np.matmul, _matmul_vjp, _matmul_jvp,
+    vjp_reads=_reads_other)
 
 
 # -- reductions ------------------------------------------------------------------
@@ -646,7 +666,8 @@ def _sum_jvp(t, out, res, x, axis=None, keepdims=False):
     return sum(t[0], axis=axis, keepdims=keepdims)
 
 
-_sum = _prim("sum", _sum_impl, _sum_vjp, _sum_jvp)
+_sum = _prim("sum", _sum_impl, _sum_vjp, _sum_jvp,
+    vjp_reads=_reads_nothing)
 
 
 def sum(x, axis=None, keepdims=False):
@@ -719,7 +740,8 @@ def _reshape_jvp(t, out, res, x, shape):
     return reshape(t[0], shape)
 
 
-_reshape = _prim("reshape", _reshape_impl, _reshape_vjp, _reshape_jvp)
+_reshape = _prim("reshape", _reshape_impl, _reshape_vjp, _reshape_jvp,
+    vjp_reads=_reads_nothing)
 
 
 def reshape(x, shape):
@@ -750,7 +772,8 @@ def _transpose_jvp(t, out, res, x, axes):
     return transpose(t[0], axes)
 
 
-_transpose = _prim("transpose", _transpose_impl, _transpose_vjp, _transpose_jvp)
+_transpose = _prim("transpose", _transpose_impl, _transpose_vjp, _transpose_jvp,
+    vjp_reads=_reads_nothing)
 
 
 def transpose(x, axes=None):
@@ -828,7 +851,8 @@ def _broadcast_jvp(t, out, res, x, shape):
     return broadcast_to(t[0], shape)
 
 
-_broadcast_to = _prim("broadcast_to", _broadcast_impl, _broadcast_vjp, _broadcast_jvp)
+_broadcast_to = _prim("broadcast_to", _broadcast_impl, _broadcast_vjp, _broadcast_jvp,
+    vjp_reads=_reads_nothing)
 
 
 def broadcast_to(x, shape):

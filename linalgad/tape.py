@@ -77,20 +77,29 @@ class Primitive:
         the output tangent (a tuple, entries may be None, when
         ``multiple_results``).
 
+    vjp_reads(needs), optional
+        The positions of the arguments whose values the VJP reads, besides the
+        cotangent (a tuple); of the others, and of ``out`` and ``res``, it reads
+        shapes and dtypes only.  Declared by the elementwise and shape primitives,
+        it lets a :func:`linalgad.jit` recording fold a VJP whose cotangent and read
+        arguments are all constants into a constant: the reverse pass of a loss
+        ``sum(W * f(x))`` with a fixed W starts from W, replayed as no step.
+
     VJPs and JVPs must be written with differentiable operations so that
     they can be traced for higher-order derivatives.
     """
 
-    __slots__ = ("name", "impl", "vjp", "jvp", "staged", "multiple_results")
+    __slots__ = ("name", "impl", "vjp", "jvp", "staged", "multiple_results", "vjp_reads")
 
     def __init__(self, name, impl, vjp=None, jvp=None, *, staged=False,
-                 multiple_results=False):
+                 multiple_results=False, vjp_reads=None):
         self.name = name
         self.impl = impl
         self.vjp = vjp
         self.jvp = jvp
         self.staged = staged
         self.multiple_results = multiple_results
+        self.vjp_reads = vjp_reads
 
     def __repr__(self):
         return f"<Primitive {self.name}>"
@@ -487,6 +496,24 @@ class JitTrace:
                     self.keep.append(r)
                     self.steps.append((("item", slot, i, s), (slot,), (s,)))
 
+    def constant(self, x):
+        """Is x a constant of the recording (not traced, not a step's result)?"""
+        if x is None or isinstance(x, _STATIC):
+            return True
+        return not isinstance(x, Tracer) and self._residual(x) is None
+
+    def folds(self, ct, node):
+        """Can the VJP of ``node`` (which declares vjp_reads) run now, its result a
+        constant: are the cotangent, the arguments it reads and its parameters all
+        constants?"""
+        if node.prim.multiple_results or not self.constant(ct):
+            return False
+        args = node.args
+        if not all(self.constant(args[i]) for i in node.prim.vjp_reads(node.needs)):
+            return False
+        return all(all(self.constant(e) for e in v) if type(v) is tuple or type(v) is list
+                   else self.constant(v) for v in node.params.values())
+
     def owns(self, x):
         """Does x (a value, or a tuple of them) hold no tracer but this trace's?"""
         if type(x) is tuple or type(x) is list:
@@ -543,6 +570,15 @@ def _all_static(a):
 
 
 _SCALARS = {bool, int, float, complex, str}
+
+
+def _frozen(cts):
+    """The cotangents, NumPy arrays made read-only: a constant of a recording is shared by
+    every replay, so a rule writing into its cotangent in place must fail, not corrupt it."""
+    for c in cts:
+        if c.__class__ is np.ndarray:
+            c.flags.writeable = False
+    return cts
 
 
 def _unbox(x):
@@ -713,10 +749,16 @@ def backward_pass(trace, out_refs, out_cts, check_finite=None):
             raise NotImplementedError(f"reverse mode is not defined for {prim.name}")
         unit = node.unit
         if unit is not None and unit.owns(ct):
-            # first order on a recording for linalgad.jit: the rule runs as one step on
-            # plain arrays (its fused kernels included) and is replayed as one
-            in_cts = unit.call(vjp, (ct, node.needs, node.out, node.res) + node.args,
-                               node.params, prim.name)
+            if prim.vjp_reads is not None and unit.folds(ct, node):
+                # everything the rule reads is a constant of the recording: its result
+                # is one too (computed now, never replayed)
+                in_cts = _frozen(vjp(ct, node.needs, _unbox(node.out), node.res,
+                                     *[_unbox(a) for a in node.args], **node.params))
+            else:
+                # first order on a recording for linalgad.jit: the rule runs as one step
+                # on plain arrays (its fused kernels included) and is replayed as one
+                in_cts = unit.call(vjp, (ct, node.needs, node.out, node.res) + node.args,
+                                   node.params, prim.name)
         else:
             in_cts = vjp(ct, node.needs, node.out, node.res, *node.args, **node.params)
         if check_finite is not None:

@@ -477,6 +477,60 @@ def test_steps_nothing_reads_are_not_replayed():
         x_only(bad, b)
 
 
+def _steps(jitted):
+    return int(list(jitted.explain().values())[0].split("(")[1].split()[0])
+
+
+def test_constant_cotangents_are_folded():
+    """The reverse pass of sum(W * f(a)) with W fixed starts from W: the VJPs of the sum
+    and the product read constants only (their vjp_reads), so the recording computes
+    them once and replays no step for them.  A cotangent that depends on the inputs (W
+    an argument, or a loss quadratic in f(a)) is replayed as before, and every variant
+    gives this call's gradient."""
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((5, 5))
+    V = rng.standard_normal((3, 5))
+
+    def f(a):
+        return la.inv(a) @ a.T
+
+    losses = {
+        "fixed W": lambda a: lad.sum(W * f(a)),
+        "fixed W, matmul and reshape": lambda a: lad.sum(lad.reshape(V @ f(a), (15,)))
+        - 2.0 * lad.sum(lad.real(f(a) * W)),
+        "quadratic": lambda a: lad.sum(f(a) * f(a)),
+    }
+    a1 = rng.standard_normal((5, 5)) + 5 * np.eye(5)
+    a2 = rng.standard_normal((5, 5)) + 5 * np.eye(5)
+    for name, loss in losses.items():
+        g = lad.jit(lad.value_and_grad(loss))
+        g(a1)
+        got = g(a2)
+        want = lad.value_and_grad(loss)(a2)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-13, err_msg=name)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-12, err_msg=name)
+    # W as an argument: its cotangent is a value of the call, replayed as steps
+    fixed = lad.jit(lad.value_and_grad(losses["fixed W"]))
+    moving = lad.jit(lad.value_and_grad(lambda a, w: lad.sum(w * f(a))))
+    fixed(a1)
+    moving(a1, W)
+    # the sum's VJP folds in both (it reads the seed only); the product's only for fixed W
+    assert _steps(fixed) == _steps(moving) - 1
+    np.testing.assert_allclose(moving(a2, 2 * W)[1], 2 * fixed(a2)[1], rtol=1e-12)
+    # a folded cotangent is shared by every replay: read-only, so that a rule writing
+    # into its cotangent in place fails instead of changing later calls
+    from linalgad.tape import Primitive
+
+    def scaling_in_place(g, needs, out, res, x):
+        g *= 2.0                  # what no rule may do to its cotangent
+        return (g,)
+
+    double = Primitive("double", lambda x: 2.0 * x, scaling_in_place, None)
+    writer = lad.jit(lad.value_and_grad(lambda a: lad.sum(W * double(a))))
+    with pytest.raises(ValueError, match="read-only"):
+        writer(a1)
+
+
 def test_an_error_on_replay_is_decided_eagerly():
     """A kernel that raises on replay hands the call to eager, which may catch it: cond of a
     singular matrix is inf, and a try/except in the function sees the error as eagerly."""
