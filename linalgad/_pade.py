@@ -50,9 +50,11 @@ _THETA = {
 class ExpmFactors:
     """What the forward pass of e^A keeps (plain arrays, never differentiated)."""
 
-    __slots__ = ("K", "m", "s", "scale", "pows", "W", "W1", "Z1", "lu", "R", "before")
+    __slots__ = ("K", "m", "s", "scale", "pows", "W", "W1", "Z1", "lu", "R", "before",
+                 "frechet")
 
     def __init__(self, **kw):
+        self.frechet = None     # the intermediates of L(A, E) for the one E it was made with
         for k, v in kw.items():
             setattr(self, k, v)
 
@@ -184,8 +186,10 @@ def _squarings(ar, R, s):
     return R, before
 
 
-def _frechet_steps(ar, m, A, E, pows, W, W1, Z1, lu, Q, R0, before, s):
-    """L(A, E) by differentiating each forward step (A, E already scaled by 2^-s)."""
+def _frechet_steps(ar, m, A, E, pows, W, W1, Z1, lu, Q, R0, before, s, keep=None):
+    """L(A, E) by differentiating each forward step (A, E already scaled by 2^-s).
+
+    ``keep``: a dict that receives the intermediates :func:`frechet_adjoint` reads."""
     mm = ar.mm
     b = _B[m]
     if m == 13:
@@ -193,10 +197,13 @@ def _frechet_steps(ar, m, A, E, pows, W, W1, Z1, lu, Q, R0, before, s):
         M2 = mm(A, E) + mm(E, A)
         M4 = mm(A2, M2) + mm(M2, A2)
         M6 = mm(A4, M2) + mm(M4, A2)
-        Lw = ar.comb(((1.0, mm(A6, ar.comb(((b[13], M6), (b[11], M4), (b[9], M2))))),
-                      (1.0, mm(M6, W1)), (b[7], M6), (b[5], M4), (b[3], M2)))
-        Lv = ar.comb(((1.0, mm(A6, ar.comb(((b[12], M6), (b[10], M4), (b[8], M2))))),
-                      (1.0, mm(M6, Z1)), (b[6], M6), (b[4], M4), (b[2], M2)))
+        Y1 = ar.comb(((b[13], M6), (b[11], M4), (b[9], M2)))
+        Y2 = ar.comb(((b[12], M6), (b[10], M4), (b[8], M2)))
+        Lw = ar.comb(((1.0, mm(A6, Y1)), (1.0, mm(M6, W1)), (b[7], M6), (b[5], M4),
+                      (b[3], M2)))
+        Lv = ar.comb(((1.0, mm(A6, Y2)), (1.0, mm(M6, Z1)), (b[6], M6), (b[4], M4),
+                      (b[2], M2)))
+        Ms = (M2, M4, M6, Y1, Y2)
     else:
         M = mm(A, E) + mm(E, A)                     # d(A²)
         Ms = [M]
@@ -206,11 +213,145 @@ def _frechet_steps(ar, m, A, E, pows, W, W1, Z1, lu, Q, R0, before, s):
         Lv = ar.comb([(b[2 * j], Mj) for j, Mj in enumerate(Ms, start=1)])
     Lu = mm(A, Lw) + mm(E, W)
     L = ar.solve(lu, Q, Lu + Lv + mm(Lu - Lv, R0))
+    Ls = []
     for k, R in enumerate(before):
+        Ls.append(L)
         L2 = mm(R, L) + mm(L, R)
         mask = _mask(s, k)
         L = L2 if mask is None else ar.where(mask, L2, L)
+    if keep is not None:
+        keep.update(Ms=Ms, Lw=Lw, Lv=Lv, Lu=Lu, L0=Ls[0] if Ls else L, Ls=Ls)
     return L
+
+
+def frechet_adjoint(F, A, E, G):
+    """(Ā, Ē): the gradients of Re⟨G, L(A, E)⟩ with respect to A and E, where L is the
+    algorithm's Fréchet derivative (what :func:`frechet_traced` computes): the reverse
+    sweep of its steps written out, on plain arrays (matfuncs.md, section 4).
+
+    It reads the Fréchet steps' intermediates (kept by the forward pass in ``F.frechet``,
+    or recomputed once), then runs each step backwards: for a product P = X Y, X̄ += P̄ Yᴴ and Ȳ += Xᴴ P̄; for the solve
+    X = Q⁻¹ T, T̄ = Q⁻ᴴ X̄ and Q̄ −= T̄ Xᴴ (one solve with the stored factors); the
+    squarings and the Padé powers likewise.  About 40 products and two solves for degree
+    13, where reverse mode through :func:`frechet_traced` costs the same products plus
+    its recorded forward pass and the tape.
+    """
+    ar = _Plain(F.K)
+    xp, mm, K = ar.xp, ar.mm, F.K
+
+    def H(X):
+        X = xp.swapaxes(X, -1, -2)
+        return xp.conj(X) if X.dtype.kind == "c" else X
+
+    def add(X, Y):
+        return Y if X is None else (X if Y is None else X + Y)
+
+    if F.scale is not None:
+        A, E = ar.scale(A, F.scale), ar.scale(E, F.scale)
+    dtype = np.result_type(A.dtype, E.dtype, G.dtype)
+    A, E, G = (x.astype(dtype, copy=False) for x in (A, E, G))
+    m, b, pows, W, W1, Z1, s = F.m, _B[F.m], F.pows, F.W, F.W1, F.Z1, F.s
+    kept = F.frechet
+    if kept is None:            # not kept by the forward pass: the steps again
+        kept = {}
+        _frechet_steps(ar, m, A, E, pows, W, W1, Z1, F.lu, None, F.R, F.before, s,
+                       keep=kept)
+
+    # the squarings, last first: L_{k+1} = R_k L_k + L_k R_k and R_{k+1} = R_k²
+    Lbar, Rbar = G, None
+    for k in range(len(F.before) - 1, -1, -1):
+        R, L = F.before[k], kept["Ls"][k]
+        RH, LH = H(R), H(L)
+        Lk = mm(RH, Lbar) + mm(Lbar, RH)
+        Rk = mm(Lbar, LH) + mm(LH, Lbar)
+        if Rbar is not None:
+            Rk += mm(RH, Rbar) + mm(Rbar, RH)
+        mask = _mask(s, k)
+        if mask is not None:            # matrices no longer squared pass their adjoints on
+            Lk = ar.where(mask, Lk, Lbar)
+            Rk = ar.where(mask, Rk, Rbar if Rbar is not None else xp.zeros_like(Rk))
+        Lbar, Rbar = Lk, Rk
+
+    # L₀ = Q⁻¹ T, T = Lu + Lv + (Lu − Lv) R₀;  R₀ = Q⁻¹ (U + V);  Q = V − U
+    R0 = F.R
+    Tbar = K.lu_solve(F.lu, Lbar, trans=2)
+    Qbar = -mm(Tbar, H(kept["L0"]))
+    R0bar = add(mm(H(kept["Lu"] - kept["Lv"]), Tbar), Rbar)
+    TR = mm(Tbar, H(R0))
+    Lubar, Lvbar = Tbar + TR, Tbar - TR
+    Sbar = K.lu_solve(F.lu, R0bar, trans=2)
+    Qbar -= mm(Sbar, H(R0))
+    Ubar, Vbar = Sbar - Qbar, Sbar + Qbar
+
+    # Lu = A Lw + E W;  U = A W
+    AH, EH = H(A), H(E)
+    Lwbar = mm(AH, Lubar)
+    Abar = mm(Lubar, H(kept["Lw"])) + mm(Ubar, H(W))
+    Ebar = mm(Lubar, H(W))
+    Wbar = mm(EH, Lubar) + mm(AH, Ubar)
+    if m == 13:
+        A2, A4, A6 = pows
+        M2, M4, M6, Y1, Y2 = kept["Ms"]
+        A6H = H(A6)
+        # Lw = A6 Y1 + M6 W1 + b7 M6 + b5 M4 + b3 M2  (Lv: Y2, Z1, b6, b4, b2);
+        # Y1 = b13 M6 + b11 M4 + b9 M2  (Y2: b12, b10, b8)
+        Y1bar, Y2bar = mm(A6H, Lwbar), mm(A6H, Lvbar)
+        M6H = H(M6)
+        W1bar = mm(M6H, Lwbar) + mm(A6H, Wbar)
+        Z1bar = mm(M6H, Lvbar) + mm(A6H, Vbar)
+        M6bar = ar.comb(((1.0, mm(Lwbar, H(W1))), (1.0, mm(Lvbar, H(Z1))), (b[7], Lwbar),
+                         (b[6], Lvbar), (b[13], Y1bar), (b[12], Y2bar)))
+        M4bar = ar.comb(((b[5], Lwbar), (b[4], Lvbar), (b[11], Y1bar), (b[10], Y2bar)))
+        M2bar = ar.comb(((b[3], Lwbar), (b[2], Lvbar), (b[9], Y1bar), (b[8], Y2bar)))
+        # W = A6 W1 + b7 A6 + b5 A4 + b3 A2 + b1 I  (V: Z1, b6, b4, b2, b0);
+        # W1 = b13 A6 + b11 A4 + b9 A2  (Z1: b12, b10, b8)
+        A6bar = ar.comb(((1.0, mm(Lwbar, H(Y1))), (1.0, mm(Lvbar, H(Y2))),
+                         (1.0, mm(Wbar, H(W1))), (1.0, mm(Vbar, H(Z1))), (b[7], Wbar),
+                         (b[6], Vbar), (b[13], W1bar), (b[12], Z1bar)))
+        A4bar = ar.comb(((b[5], Wbar), (b[4], Vbar), (b[11], W1bar), (b[10], Z1bar)))
+        A2bar = ar.comb(((b[3], Wbar), (b[2], Vbar), (b[9], W1bar), (b[8], Z1bar)))
+        # M6 = A4 M2 + M4 A2;  M4 = A2 M2 + M2 A2
+        A2H, M2H = H(A2), H(M2)
+        A4bar += mm(M6bar, M2H)
+        A2bar += mm(H(M4), M6bar)
+        M2bar += mm(H(A4), M6bar)
+        M4bar += mm(M6bar, A2H)
+        A2bar += mm(M4bar, M2H) + mm(M2H, M4bar)
+        M2bar += mm(A2H, M4bar) + mm(M4bar, A2H)
+    else:
+        Ms = kept["Ms"]
+        p = len(pows)
+        # Lw = Σ_j b_{2j+1} M_j,  Lv = Σ_j b_{2j} M_j;  W, V the same sums of the powers
+        Msbar = [ar.comb(((b[2 * j + 1], Lwbar), (b[2 * j], Lvbar))) for j in range(1, p + 1)]
+        Pbar = [ar.comb(((b[2 * j + 1], Wbar), (b[2 * j], Vbar))) for j in range(1, p + 1)]
+        A2H = H(pows[0])
+        for j in range(p - 1, 0, -1):       # M_j = M_0 P_{j−1} + A2 M_{j−1}
+            g = Msbar[j]
+            Msbar[0] = Msbar[0] + mm(g, H(pows[j - 1]))
+            Pbar[j - 1] = Pbar[j - 1] + mm(H(Ms[0]), g)
+            Pbar[0] = Pbar[0] + mm(g, H(Ms[j - 1]))
+            Msbar[j - 1] = Msbar[j - 1] + mm(A2H, g)
+        M2bar = Msbar[0]
+        A2bar, A4bar, A6bar = Pbar[0], (Pbar[1] if p > 1 else None), \
+            (Pbar[2] if p > 2 else None)
+        if p > 3:                           # A8 = A4 A4 (degree 9)
+            A4H = H(pows[1])
+            A4bar = A4bar + mm(Pbar[3], A4H) + mm(A4H, Pbar[3])
+    # the powers: A6 = A4 A2, A4 = A2 A2, A2 = A A (the traced pass recomputes them all)
+    A2, A4 = pows[0], (pows[1] if len(pows) > 1 else None)
+    A2H = H(A2)
+    if A6bar is not None:
+        A4bar = add(A4bar, mm(A6bar, A2H))
+        A2bar = A2bar + mm(H(A4), A6bar)
+    if A4bar is not None:
+        A2bar = A2bar + mm(A4bar, A2H) + mm(A2H, A4bar)
+    Abar = Abar + mm(A2bar, AH) + mm(AH, A2bar)
+    # M2 = A E + E A
+    Abar = Abar + mm(M2bar, EH) + mm(EH, M2bar)
+    Ebar = Ebar + mm(AH, M2bar) + mm(M2bar, AH)
+    if F.scale is not None:
+        Abar, Ebar = ar.scale(Abar, F.scale), ar.scale(Ebar, F.scale)
+    return Abar, Ebar
 
 
 def expm_staged(K, A, op="expm"):
@@ -245,17 +386,23 @@ def expm_staged(K, A, op="expm"):
                           R=R0, before=before)
 
 
-def expm_frechet_staged(F, A, E):
+def expm_frechet_staged(F, A, E, keep=False):
     """L(A, E) from the factors F of e^A (A: the same matrices the factors were made from).
 
     E: a stack like A (its dtype may be wider: complex E with real A); returns
-    the Fréchet derivative in the common dtype.  Products and one solve.
+    the Fréchet derivative in the common dtype.  Products and one solve.  ``keep``:
+    store the steps' intermediates in ``F.frechet`` for :func:`frechet_adjoint` (F then
+    belongs to this E: the caller made F for this one call).
     """
     ar = _Plain(F.K)
     if F.scale is not None:
         A, E = ar.scale(A, F.scale), ar.scale(E, F.scale)
-    return _frechet_steps(ar, F.m, A, E, F.pows, F.W, F.W1, F.Z1, F.lu, None, F.R, F.before,
-                          F.s)
+    kept = {} if keep else None
+    L = _frechet_steps(ar, F.m, A, E, F.pows, F.W, F.W1, F.Z1, F.lu, None, F.R, F.before,
+                       F.s, keep=kept)
+    if keep:
+        F.frechet = kept
+    return L
 
 
 def frechet_traced(F, A, E):
@@ -277,4 +424,5 @@ def frechet_traced(F, A, E):
     return _frechet_steps(ar, F.m, A, E, pows, W, W1, Z1, F.lu, Q, R0, before, F.s)
 
 
-__all__ = ["ExpmFactors", "expm_staged", "expm_frechet_staged", "frechet_traced"]
+__all__ = ["ExpmFactors", "expm_staged", "expm_frechet_staged", "frechet_traced",
+           "frechet_adjoint"]

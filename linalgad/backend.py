@@ -491,10 +491,17 @@ class ComposedKernels:
         from ._pade import expm_staged
         return expm_staged(self, A, op)
 
-    def expm_frechet_staged(self, F, A, E):
-        """L(A, E) from ``expm_staged``'s factors of the same A: products and one solve."""
+    def expm_frechet_staged(self, F, A, E, keep=False):
+        """L(A, E) from ``expm_staged``'s factors of the same A: products and one solve
+        (``keep``: the steps kept in F for ``expm_frechet_adjoint``)."""
         from ._pade import expm_frechet_staged
-        return expm_frechet_staged(F, A, E)
+        return expm_frechet_staged(F, A, E, keep=keep)
+
+    def expm_frechet_adjoint(self, F, A, E, G):
+        """(Ā, Ē) of Re⟨G, L(A, E)⟩ from the factors F of e^A: the reverse sweep of the
+        Fréchet steps (``linalgad._pade.frechet_adjoint``)."""
+        from ._pade import frechet_adjoint
+        return frechet_adjoint(F, A, E, G)
 
     def cholesky_cotangent(self, C, C_bar, lower):
         """Ā's cotangent on the triangle cholesky read, from the factor C and its cotangent.

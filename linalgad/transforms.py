@@ -461,7 +461,7 @@ def _checkpoint_primitive(flat_fun, name):
                                   flat_fun, multiple_results=True)
 
 
-def fused(name, kernel, reference):
+def fused(name, kernel, reference, multiple_results=False):
     """A primitive whose value is ``kernel(*args, **params)`` and whose derivatives are
     those of ``reference(*args, **params)``.
 
@@ -470,9 +470,10 @@ def fused(name, kernel, reference):
     against); ``kernel`` is a fused fast path on plain arrays for it.  Under a
     first-order transform only the kernel runs; a derivative of the primitive
     (second order, or forward mode over it) is taken by tracing ``reference``,
-    like :func:`checkpoint` re-traces its function.
+    like :func:`checkpoint` re-traces its function.  ``multiple_results``: both
+    return a tuple of arrays.
     """
-    return _traced_rule_primitive(name, kernel, reference, multiple_results=False)
+    return _traced_rule_primitive(name, kernel, reference, multiple_results=multiple_results)
 
 
 def _moving(ref, args, params, positions):

@@ -89,7 +89,8 @@ def _staged(A, E):
     eA, F = K.expm_staged(A)
     if F is None:               # empty matrices
         return eA, K.xp.zeros(A.shape, dtype=dtype), None
-    L = K.expm_frechet_staged(F, A, E)
+    # F is this call's own: the Fréchet steps are kept in it for the reverse pass
+    L = K.expm_frechet_staged(F, A, E, keep=True)
     return eA, (L if L.dtype == dtype else L.astype(dtype)), F
 
 
@@ -127,9 +128,24 @@ def _frechet_vjp(L_bar, needs, L, res, A, E, *, value=None):
         return None, ops.fit(_frechet_adjoint_at(F, A, L_bar), E)
     if F is None:
         return ops.zeros_like(A), (ops.zeros_like(E) if needs[1] else None)
-    _, pull = transforms.vjp(_through_algorithm(F, A, E), A, E)
-    A_bar, E_bar = pull(L_bar)
+    A_bar, E_bar = _frechet_grads(A, E, L_bar, F=F)
     return ops.fit(A_bar, A), (ops.fit(E_bar, E) if needs[1] else None)
+
+
+def _frechet_grads_kernel(A, E, G, *, F):
+    return kernels_for(A, E, G).expm_frechet_adjoint(F, A, E, G)
+
+
+def _frechet_grads_traced(A, E, G, *, F):
+    """(Ā, Ē) of Re⟨G, L(A, E)⟩: reverse mode through the algorithm's steps (the
+    definition; derivatives of the rule's reverse pass trace it)."""
+    _, pull = transforms.vjp(_through_algorithm(F, A, E), A, E)
+    return tuple(pull(G))
+
+
+# first order: the steps' reverse sweep written out on plain arrays (_pade.frechet_adjoint)
+_frechet_grads = transforms.fused("expm_frechet_grads", _frechet_grads_kernel,
+                                  _frechet_grads_traced, multiple_results=True)
 
 
 _frechet = Primitive("expm_frechet", _frechet_impl, _frechet_vjp, _frechet_jvp,
