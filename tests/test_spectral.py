@@ -508,6 +508,59 @@ def test_eigvals_of_real_input_backward_in_real_arithmetic(dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,kind", [(72, "pairs"), (90, "pairs"), (80, "real"),
+                                    (75, "cluster")])
+def test_eig_eigenvector_backward_of_real_input_in_real_arithmetic(dtype, n, kind):
+    """From order REAL_VECTORS_N a real A's eig reverse pass runs its products and solve
+    in real arithmetic (Y = Pᴴ(Vrᵀ Z), Ā = Vr⁻ᵀ Re(P⁻ᴴ W Pᴴ) Vrᵀ): it must equal the
+    complex form for (w̄, V̄), V̄ alone and w̄ alone, with complex pairs, real eigenvalues
+    only, and a cluster (the gap terms inside it dropped the same way)."""
+    from linalgad.rules import eig as E
+
+    assert n >= E.REAL_VECTORS_N
+    rng = np.random.default_rng(n)
+    A = rng.standard_normal((n, n))
+    if kind == "real":
+        A = np.triu(A) + np.diag(np.arange(float(n)))
+    if kind == "cluster":                   # a double eigenvalue 3 with a 2-D eigenspace
+        S_ = rng.standard_normal((n, n)) / np.sqrt(n) + 2 * np.eye(n)
+        d = rng.standard_normal(n) * 4
+        d[:2] = 3.0
+        A = S_ @ np.diag(d) @ np.linalg.inv(S_)
+    A = A.astype(dtype)
+    w, V = la.eig(A)
+    assert E._conjugate_pairs(A, w, V) is not None          # the real path is the one taken
+    from linalgad.rules import _spectral as S
+    assert (S.degenerate_pairs(w) is not None) == (kind == "cluster")
+    Wt = rng.standard_normal((n, n))
+    wb = (rng.standard_normal(n) + 1j * rng.standard_normal(n)).astype(w.dtype)
+    if kind == "cluster":
+        wb[np.abs(w - 3) < 1e-2] = 0.7                # symmetric in the cluster
+    tol = 2e-3 if dtype == np.float32 else 1e-9
+    for cts in ((wb, (2 * Wt * V).astype(V.dtype)), (None, (2 * Wt * V).astype(V.dtype)),
+                (wb, None)):
+        if kind == "cluster" and cts[1] is not None:
+            # a loss through the cluster's vectors must not depend on the basis: |v|² of
+            # the other columns only
+            Wc = Wt.copy()
+            Wc[:, np.abs(w - 3) < 1e-2] = 0
+            cts = (cts[0], (2 * Wc * V).astype(V.dtype))
+        with warnings.catch_warnings():
+            # (float32 splits the double eigenvalue enough for the cluster test to see a
+            # basis-dependent loss: both forms warn alike; their arithmetic is compared)
+            warnings.simplefilter("ignore", S.GaugeWarning)
+            got = E.eig_vjp(cts, (True,), (w, V), None, A)[0]
+            pairs = E._conjugate_pairs
+            E._conjugate_pairs = lambda *a: None            # the complex form
+            try:
+                want = E.eig_vjp(cts, (True,), (w, V), None, A)[0]
+            finally:
+                E._conjugate_pairs = pairs
+        assert got.dtype == want.dtype == np.dtype(dtype)
+        assert np.abs(got - want).max() <= tol * max(np.abs(want).max(), 1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 1), (2, 2), (7, 7), (40, 40), (5, 6, 6)])
 def test_eig_forward_mode_of_real_input_in_real_arithmetic(dtype, shape):
     """Forward mode for real A and Ȧ: Z = V⁻¹ Ȧ V as P⁻¹ (Vr⁻¹ Ȧ Vr) P (a real solve and
