@@ -598,6 +598,42 @@ def _full_mask(w, relative=False):
     return (gap <= gap_tol(w.dtype) * scale) & ~np.eye(w.shape[-1], dtype=bool)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("relative", [False, True])
+def test_degenerate_pairs_of_one_sorted_vector(dtype, relative):
+    """One sorted vector (eigh's ascending values, the SVD's descending ones) takes a
+    short test, the largest |w| read off the ends: it must agree with the gap matrix on
+    ascending and descending, signed and non-negative values, exact and near ties at
+    either end and inside, ties just outside the tolerance, and zeros."""
+    from linalgad.rules._spectral import degenerate_pairs, gap_tol
+
+    rng = np.random.default_rng(11)
+    tol = gap_tol(np.dtype(dtype))
+    cases = []
+    for k in (2, 3, 8, 64):
+        for _ in range(40):
+            w = np.sort(rng.standard_normal(k) * rng.choice([1e-3, 1.0, 1e3]))
+            if rng.random() < 0.4:
+                w = np.abs(w)
+            if rng.random() < 0.6:                 # a tie or a near miss somewhere
+                i = rng.integers(k - 1)
+                w[i + 1] = w[i] * (1 + tol * rng.choice([0.0, 0.5, 0.99, 1.5, 3.0]))
+            w = np.sort(w).astype(dtype)
+            cases.append(w)
+            cases.append(w[::-1].copy())           # descending
+        cases.append(np.zeros(k, dtype))
+    hits = 0
+    for w in cases:
+        want = _full_mask(w, relative)
+        got = degenerate_pairs(w, relative=relative, ordered=True)
+        general = degenerate_pairs(w[None], relative=relative, ordered=True)   # 2-D path
+        assert (got is None) == (not want.any()) == (general is None)
+        if got is not None:
+            np.testing.assert_array_equal(got, want)
+            hits += 1
+    assert 0.2 * len(cases) < hits < 0.8 * len(cases)      # both answers exercised
+
+
 @pytest.mark.parametrize("dtype", [np.complex64, np.complex128, np.float64])
 def test_degenerate_pairs_quick_test_never_misses_a_pair(dtype):
     """The unordered test sorts by real part and compares near neighbours only: it must
