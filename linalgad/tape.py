@@ -392,7 +392,7 @@ class JitTrace:
     """
 
     __slots__ = ("level", "steps", "template", "ids", "keep", "escaped", "effects",
-                 "__weakref__")
+                 "folded", "__weakref__")
 
     def __init__(self):
         self.level = new_level()
@@ -403,6 +403,7 @@ class JitTrace:
         self.ids = {}          # id(object) -> slot, for constants and residuals
         self.keep = []         # those objects, alive while recording (ids stay unique)
         self.escaped = None
+        self.folded = set()    # ids of the cotangents folded into constants (kept alive)
 
     def escape(self, why):
         if self.escaped is None:
@@ -514,6 +515,18 @@ class JitTrace:
         return all(all(self.constant(e) for e in v) if type(v) is tuple or type(v) is list
                    else self.constant(v) for v in node.params.values())
 
+    def fold(self, cts):
+        """A VJP's cotangents that are constants of the recording: NumPy arrays made
+        read-only (every replay shares them, so a rule writing into its cotangent in place
+        must fail, not corrupt them) and remembered, so that one returned by the function
+        is copied on each call."""
+        for c in cts:
+            if c.__class__ is np.ndarray:
+                c.flags.writeable = False
+                self.folded.add(id(c))
+                self.keep.append(c)     # alive while recording: its id stays unique
+        return cts
+
     def owns(self, x):
         """Does x (a value, or a tuple of them) hold no tracer but this trace's?"""
         if type(x) is tuple or type(x) is list:
@@ -570,15 +583,6 @@ def _all_static(a):
 
 
 _SCALARS = {bool, int, float, complex, str}
-
-
-def _frozen(cts):
-    """The cotangents, NumPy arrays made read-only: a constant of a recording is shared by
-    every replay, so a rule writing into its cotangent in place must fail, not corrupt it."""
-    for c in cts:
-        if c.__class__ is np.ndarray:
-            c.flags.writeable = False
-    return cts
 
 
 def _unbox(x):
@@ -752,8 +756,8 @@ def backward_pass(trace, out_refs, out_cts, check_finite=None):
             if prim.vjp_reads is not None and unit.folds(ct, node):
                 # everything the rule reads is a constant of the recording: its result
                 # is one too (computed now, never replayed)
-                in_cts = _frozen(vjp(ct, node.needs, _unbox(node.out), node.res,
-                                     *[_unbox(a) for a in node.args], **node.params))
+                in_cts = unit.fold(vjp(ct, node.needs, _unbox(node.out), node.res,
+                                       *[_unbox(a) for a in node.args], **node.params))
             else:
                 # first order on a recording for linalgad.jit: the rule runs as one step
                 # on plain arrays (its fused kernels included) and is replayed as one

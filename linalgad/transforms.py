@@ -619,6 +619,11 @@ def _compile(template, inputs, steps, dead, out_def, outs):
     for j, (is_slot, v) in enumerate(outs):
         if is_slot:
             results.append(ref(v))
+        elif isinstance(v, _Fresh):
+            # a folded cotangent (read-only, shared by every replay) handed out: a fresh
+            # writable copy per call, as an eager call returns
+            ns[f"o{j}"] = v.value
+            results.append(f"o{j}.copy()")
         else:
             ns[f"o{j}"] = v
             results.append(f"o{j}")
@@ -626,6 +631,15 @@ def _compile(template, inputs, steps, dead, out_def, outs):
     source = "\n".join(lines) + "\n"
     exec(compile(source, "<linalgad.jit replay>", "exec"), ns)
     return ns["replay"], source
+
+
+class _Fresh:
+    """A result of the recording that is a folded constant: copied on every replay."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
 
 
 class _Eager:
@@ -804,6 +818,9 @@ def _record_call(fun, leaves, treedef):
         if o.__class__ is JitTracer and o._trace is trace:
             outs.append((True, o.slot))
             values.append(o.value)
+        elif o.__class__ is np.ndarray and id(o) in trace.folded:
+            outs.append((False, _Fresh(o)))     # a constant the reverse pass folded
+            values.append(o.copy())
         else:
             if isinstance(o, Tracer):
                 trace.escape(f"the function returned a traced value ({type(o).__name__})")

@@ -519,6 +519,14 @@ def test_constant_cotangents_are_folded():
     np.testing.assert_allclose(moving(a2, 2 * W)[1], 2 * fixed(a2)[1], rtol=1e-12)
     # a folded cotangent is shared by every replay: read-only, so that a rule writing
     # into its cotangent in place fails instead of changing later calls
+    # a gradient that is a folded constant (a loss linear in the input) is handed out as
+    # a fresh writable array on every call, as eagerly
+    linear = lad.jit(lad.grad(lambda a: lad.sum(W * a)))
+    g1, g2 = linear(a1), linear(a2)
+    np.testing.assert_array_equal(g1, W)
+    assert g1 is not g2 and g1.flags.writeable
+    g1 *= 2.0
+    np.testing.assert_array_equal(linear(a1), W)
     from linalgad.tape import Primitive
 
     def scaling_in_place(g, needs, out, res, x):
