@@ -237,7 +237,7 @@ def _lapack_qr(A, complete):
     two workspace queries and np.triu, ~25 µs, are a cached size and a masked copy)."""
     m, n = A.shape
     dtype = A.dtype
-    key = (dtype.char, m, n)
+    key = (dtype.char, m, n, complete)
     lwork = _QR_LWORK.get(key)
     geqrf = _lapack_fn("geqrf", dtype)
     orgqr = _lapack_fn("orgqr" if dtype.kind == "f" else "ungqr", dtype)
