@@ -515,13 +515,15 @@ class JitTrace:
         return all(all(self.constant(e) for e in v) if type(v) is tuple or type(v) is list
                    else self.constant(v) for v in node.params.values())
 
-    def fold(self, cts):
-        """A VJP's cotangents that are constants of the recording: NumPy arrays made
-        read-only (every replay shares them, so a rule writing into its cotangent in place
-        must fail, not corrupt them) and remembered, so that one returned by the function
-        is copied on each call."""
+    def fold(self, cts, given):
+        """A VJP's cotangents that are constants of the recording: the NumPy arrays it
+        made are set read-only (every replay shares them, so a rule writing into its
+        cotangent in place must fail, not corrupt them) and remembered, so that one
+        returned by the function is copied on each call.  An array the VJP passed through
+        (one of ``given``: its cotangent or an argument, possibly the caller's own array)
+        is left as it is, as an eager call leaves it."""
         for c in cts:
-            if c.__class__ is np.ndarray:
+            if c.__class__ is np.ndarray and not any(c is g for g in given):
                 c.flags.writeable = False
                 self.folded.add(id(c))
                 self.keep.append(c)     # alive while recording: its id stays unique
@@ -756,8 +758,9 @@ def backward_pass(trace, out_refs, out_cts, check_finite=None):
             if prim.vjp_reads is not None and unit.folds(ct, node):
                 # everything the rule reads is a constant of the recording: its result
                 # is one too (computed now, never replayed)
-                in_cts = unit.fold(vjp(ct, node.needs, _unbox(node.out), node.res,
-                                       *[_unbox(a) for a in node.args], **node.params))
+                args = [_unbox(a) for a in node.args]
+                in_cts = unit.fold(vjp(ct, node.needs, _unbox(node.out), node.res, *args,
+                                       **node.params), [ct] + args)
             else:
                 # first order on a recording for linalgad.jit: the rule runs as one step
                 # on plain arrays (its fused kernels included) and is replayed as one

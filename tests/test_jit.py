@@ -527,6 +527,12 @@ def test_constant_cotangents_are_folded():
     assert g1 is not g2 and g1.flags.writeable
     g1 *= 2.0
     np.testing.assert_array_equal(linear(a1), W)
+    # a caller's own array that a VJP passes through (the cotangent of a sum handed to a
+    # pullback) is neither frozen nor copied: it stays the caller's, as eagerly
+    mine = rng.standard_normal((5, 5))
+    through = lad.jit(lambda a: lad.vjp(lambda x: x + 1.0, a)[1](mine)[0])
+    through(a1)
+    assert through(a2) is mine and mine.flags.writeable
     from linalgad.tape import Primitive
 
     def scaling_in_place(g, needs, out, res, x):
