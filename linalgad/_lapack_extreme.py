@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _lapack_stack as _ls
 
-__all__ = ["available", "extreme", "tied_mask"]
+__all__ = ["available", "extreme", "tied_mask", "tie_weights"]
 
 _REAL = {np.dtype(np.float32): np.dtype(np.float32), np.dtype(np.float64): np.dtype(np.float64),
          np.dtype(np.complex64): np.dtype(np.float32),
@@ -70,6 +70,14 @@ def tied_mask(xp, s, idx, tol):
     kernel, and the rules' cluster weights)."""
     ref = s[..., idx:idx + 1]
     return xp.abs(s - ref) <= tol * xp.maximum(s, ref)
+
+
+def tie_weights(xp, s, idx, tol):
+    """(w, count): weights 1/k on the k values tied with s[..., idx] (0 elsewhere; the
+    cluster mean the extreme-value derivatives take at a tie) and k per matrix (..., 1)."""
+    tied = tied_mask(xp, s, idx, tol)
+    count = tied.sum(axis=-1, keepdims=True)
+    return (tied / count).astype(s.dtype), count
 
 
 def _tied(s, idx, tol):

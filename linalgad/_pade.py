@@ -227,21 +227,21 @@ def _frechet_steps(ar, m, A, E, pows, W, W1, Z1, lu, Q, R0, before, s, keep=None
 def frechet_adjoint(F, A, E, G):
     """(Ā, Ē): the gradients of Re⟨G, L(A, E)⟩ with respect to A and E, where L is the
     algorithm's Fréchet derivative (what :func:`frechet_traced` computes): the reverse
-    sweep of its steps written out, on plain arrays (matfuncs.md, section 4).
+    sweep of its steps written out, on plain arrays (matfuncs.md, section 5).
 
     It reads the Fréchet steps' intermediates (kept by the forward pass in ``F.frechet``,
-    or recomputed once), then runs each step backwards: for a product P = X Y, X̄ += P̄ Yᴴ and Ȳ += Xᴴ P̄; for the solve
-    X = Q⁻¹ T, T̄ = Q⁻ᴴ X̄ and Q̄ −= T̄ Xᴴ (one solve with the stored factors); the
+    or recomputed once), then runs each step backwards: for a product P = X Y,
+    X̄ += P̄ Yᴴ and Ȳ += Xᴴ P̄; for the solve X = Q⁻¹ T, T̄ = Q⁻ᴴ X̄ and Q̄ −= T̄ Xᴴ (one solve with the stored factors); the
     squarings and the Padé powers likewise.  About 40 products and two solves for degree
     13, where reverse mode through :func:`frechet_traced` costs the same products plus
     its recorded forward pass and the tape.
     """
+    from .backend import _mH
     ar = _Plain(F.K)
     xp, mm, K = ar.xp, ar.mm, F.K
 
     def H(X):
-        X = xp.swapaxes(X, -1, -2)
-        return xp.conj(X) if X.dtype.kind == "c" else X
+        return _mH(xp, X)
 
     def add(X, Y):
         return Y if X is None else (X if Y is None else X + Y)

@@ -254,7 +254,8 @@ def _lapack_qr(A, complete):
         raise ValueError(f"qr: illegal value in argument {-info} of geqrf")
     # R first (a copy: orgqr overwrites the reflectors in place): m×n, or n×n when reduced
     R = np.array(qr if complete or m <= n else qr[:n], order="F")
-    np.copyto(R, 0, where=_lower_mask(R.shape[0], R.shape[1]))
+    from .ops import _tri_mask
+    np.copyto(R, 0, where=_tri_mask(R.shape[0], R.shape[1], -1, True))
     if m < n:
         basis = qr[:, :m]
     elif complete and m > n:
@@ -266,19 +267,6 @@ def _lapack_qr(A, complete):
     if info < 0:
         raise ValueError(f"qr: illegal value in argument {-info} of orgqr")
     return Q, R
-
-
-_LOWER_MASKS = {}
-
-
-def _lower_mask(m, n):
-    """The strictly lower triangle of an m×n matrix, as a cached boolean mask."""
-    mask = _LOWER_MASKS.get((m, n))
-    if mask is None:
-        if len(_LOWER_MASKS) > 64:
-            _LOWER_MASKS.clear()
-        mask = _LOWER_MASKS[(m, n)] = np.tri(m, n, -1, dtype=bool)
-    return mask
 
 
 _WEIGHTS = {}
@@ -385,9 +373,7 @@ def _fold_triangle(xp, Ah, lower, out=None):
     2 tril(Ā, −1) + Re diag(Ā) (triu for the upper triangle); ``out=Ah`` works in place."""
     out = _weighted(xp, Ah, _tri_weights(Ah.shape[-1], lower, 2.0, 1.0), out=out)
     if out.dtype.kind == "c":
-        d = xp.diagonal(out, 0, -2, -1)
-        idx = xp.arange(out.shape[-1])
-        out[..., idx, idx] = d.real
+        _set_diagonal(xp, out, xp.diagonal(out, 0, -2, -1).real)
     return out
 
 
@@ -566,10 +552,9 @@ class ComposedKernels:
         values, Ms = [], []
         for end in ends:
             idx = 0 if end == "top" else k - 1
-            tied = _lapack_extreme.tied_mask(xp, s, idx, tol)
-            w = (tied / tied.sum(axis=-1, keepdims=True)).astype(s.dtype)
+            w, count = _lapack_extreme.tie_weights(xp, s, idx, tol)
             # only the columns some matrix ties with the end: mostly the end's own
-            reach = int(tied.sum(axis=-1).max())
+            reach = int(count.max())
             cols = slice(0, reach) if end == "top" else slice(k - reach, k)
             Uw = U[..., :, cols] * w[..., None, cols].astype(U.dtype)
             values.append(s[..., idx])

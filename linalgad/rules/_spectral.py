@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 
 from .. import ops
-from .._lapack_extreme import tied_mask
+from .. import _lapack_extreme
 from ..backend import namespace_of
 from . import _common as C
 from ..tape import Primitive
@@ -70,9 +70,8 @@ def tie_weights(sv, idx):
     gap_tol, relative), 0 elsewhere — the cluster mean that the spectral norm, its
     reciprocal side and cond differentiate at a tie (norms.md §6) — and whether any
     matrix of the stack has a tie there."""
-    tied = tied_mask(namespace_of(sv), sv, idx, gap_tol(sv.dtype))
-    count = tied.sum(axis=-1, keepdims=True)
-    return (tied / count).astype(sv.dtype), bool((count > 1).any())
+    w, count = _lapack_extreme.tie_weights(namespace_of(sv), sv, idx, gap_tol(sv.dtype))
+    return w, bool((count > 1).any())
 
 
 def rel_tol(dtype):

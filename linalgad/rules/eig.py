@@ -47,14 +47,15 @@ def eig_vjp(cts, needs, out, res, A):
     # a real A at first order: the solve (and, for one matrix from order REAL_VECTORS_N,
     # the products) in real arithmetic (eig.md, section 5)
     p = _conjugate_pairs(A, w, V)
-    real_products = p is not None and p.ndim == 1 and p.shape[-1] >= REAL_VECTORS_N
+    Vr = _real_vectors(V, p) if p is not None and p.ndim == 1 and \
+        p.shape[-1] >= REAL_VECTORS_N else None
     if V_bar is not None:
         # Y = K − VᴴV diag(d) with K = VᴴV̄ and d = Re diag(K), as one product:
         # Y = Vᴴ (V̄ − V diag(d)), diag(K) being column sums (eig.md, section 5)
         kd = ops.sum(ops.conj(V) * V_bar, axis=-2)
         d = ops.real(kd)
         Z = V_bar - V * ops.expand_dims(d, -2)
-        Y = _real_adjoint_product(V, Z, p) if real_products else ops.matmul(ops.mH(V), Z)
+        Y = _real_adjoint_product(Vr, Z, p) if Vr is not None else ops.matmul(ops.mH(V), Z)
         # |Kᵢⱼ| ≤ |Yᵢⱼ| + |dⱼ| (unit columns): the scale of K, to a factor 2
         Yv, kv = C.value(Y), C.value(kd)
         xp = namespace_of(Yv)
@@ -66,8 +67,8 @@ def eig_vjp(cts, needs, out, res, A):
         return (None,)
     if p is not None and Wm is None:    # eigenvalues alone of a real A: a real solve
         return (ops.fit(_real_cotangent(V, w_bar, p), A),)
-    if real_products:
-        return (ops.fit(_real_full_cotangent(V, w_bar, Wm, p), A),)
+    if Vr is not None:
+        return (ops.fit(_real_full_cotangent(Vr, w_bar, Wm, p), A),)
     Vh = ops.mH(V)
     # Ā = V⁻ᴴ (W Vᴴ), W = diag(w̄) + conj(E) ∘ Y: a solve with Vᴴ
     rhs = ops.expand_dims(w_bar, -1) * Vh if w_bar is not None else None
@@ -155,21 +156,20 @@ def _pair_coefficients(p, kind, dtype):
     return tuple(c.astype(dtype) for c in pair)
 
 
-def _real_adjoint_product(V, Z, p):
-    """Vᴴ Z for the plain V = Vr P of one real matrix and a complex Z: Pᴴ (Vrᵀ Z), the
-    product real (Z's real and imaginary parts are the interleaved columns of its float
-    view: one real product of twice the width, half the complex product's work), Pᴴ by
-    row gathers along the pairing."""
-    Vr = _real_vectors(V, p)
+def _real_adjoint_product(Vr, Z, p):
+    """Vᴴ Z for the plain V = Vr P of one real matrix (Vr: _real_vectors) and a complex
+    Z: Pᴴ (Vrᵀ Z), the product real (Z's real and imaginary parts are the interleaved
+    columns of its float view: one real product of twice the width, half the complex
+    product's work), Pᴴ by row gathers along the pairing."""
     Zc = np.ascontiguousarray(Z)
     X = np.matmul(Vr.T, Zc.view(Vr.dtype)).view(Zc.dtype)
     a, b = _pair_coefficients(p, "PH", X.dtype)
     return a[:, None] * X + b[:, None] * X[p]
 
 
-def _real_full_cotangent(V, w_bar, Wm, p):
-    """Re(V⁻ᴴ W Vᴴ), W = diag(w̄) + Wm, for the plain V = Vr P of one real matrix in real
-    arithmetic: Vr⁻ᵀ M Vrᵀ with M = Re(P⁻ᴴ W Pᴴ) (row and column gathers along the
+def _real_full_cotangent(Vr, w_bar, Wm, p):
+    """Re(V⁻ᴴ W Vᴴ), W = diag(w̄) + Wm, for the plain V = Vr P of one real matrix (Vr:
+    _real_vectors) in real arithmetic: Vr⁻ᵀ M Vrᵀ with M = Re(P⁻ᴴ W Pᴴ) (row and column gathers along the
     pairing), one real product and one real solve."""
     W = Wm
     if w_bar is not None:
@@ -180,7 +180,7 @@ def _real_full_cotangent(V, w_bar, Wm, p):
     R = a[:, None] * W + b[:, None] * W[p]
     e, f = _pair_coefficients(p, "cols PH", W.dtype)
     M = (R * e + R[:, p] * f).real
-    Vrt = _real_vectors(V, p).T
+    Vrt = Vr.T
     return _solve_with(Vrt, np.matmul(M, Vrt))
 
 
