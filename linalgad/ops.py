@@ -22,7 +22,7 @@ import string
 
 import numpy as np
 
-from .tape import JitTracer, Primitive, Tracer, compute, peek
+from .tape import JitTracer, Primitive, ReverseTracer, Tracer, compute, peek
 
 __all__ = [
     "add", "subtract", "multiply", "divide", "true_divide", "power", "negative",
@@ -642,7 +642,7 @@ def _matmul_jvp(t, out, res, x, y):
     return broadcast_to(r, _shape(out)) if _shape(r) != _shape(out) else r
 
 
-matmul = _prim("matmul", np.matmul, _matmul_vjp, _matmul_jvp,
+_matmul = _prim("matmul", np.matmul, _matmul_vjp, _matmul_jvp,
     vjp_reads=_reads_other)
 
 
@@ -799,6 +799,57 @@ def _transpose_jvp(t, out, res, x, axes):
 
 _transpose = _prim("transpose", _transpose_impl, _transpose_vjp, _transpose_jvp,
     vjp_reads=_reads_nothing)
+
+
+# -- products of an array with its own transpose -----------------------------------
+
+def _gram_impl(x, left):
+    xt = np.swapaxes(x, -1, -2)
+    return np.matmul(xt, x) if left else np.matmul(x, xt)     # NumPy: syrk, one triangle
+
+
+def _gram_vjp(g, needs, out, res, x, left):
+    """P = x xᵀ: x̄ = (P̄ + P̄ᵀ) conj(x);  P = xᵀ x: x̄ = conj(x) (P̄ + P̄ᵀ).  One
+    product where the two operands' VJPs would take two (plain transposes: for complex
+    x the product is complex symmetric, not Hermitian)."""
+    o = ops_for(g, x)
+    s = g + o.mT(g)
+    xc = o.conj(x)
+    return (fit(o.matmul(xc, s) if left else o.matmul(s, xc), x),)
+
+
+def _gram_jvp(t, out, res, x, left):
+    """Ṗ = D + Dᵀ with D = ẋᵀ x (xᵀ x) or ẋ xᵀ (x xᵀ): one product."""
+    tx = t[0]
+    d = matmul(mT(tx), x) if left else matmul(tx, mT(x))
+    return d + mT(d)
+
+
+_gram = _prim("gram", _gram_impl, _gram_vjp, _gram_jvp, vjp_reads=lambda needs: (0,))
+
+
+def _transpose_of(t, x):
+    """Whether the traced t is mT(x), recorded on the same reverse tape as x."""
+    node = t.node
+    if node.prim is not _transpose or x.__class__ is not ReverseTracer or \
+            x._trace is not t._trace:
+        return False
+    axes = node.params["axes"]
+    nd = len(axes)
+    return (nd >= 2 and axes[-2:] == (nd - 1, nd - 2) and axes[:-2] == tuple(range(nd - 2))
+            and node.parents[0] == (x.node, x.index))
+
+
+def matmul(x, y):
+    """np.matmul, differentiable.  A product of an array with its own transpose
+    (``x @ x.T``, ``mT(x) @ x``) on a reverse tape is recorded as one primitive, the
+    Gram product, whose VJP takes one product (x̄ = (P̄ + P̄ᵀ) x) instead of the two its
+    operands' would: the forward is the same NumPy call (which uses syrk for it)."""
+    if y.__class__ is ReverseTracer and _transpose_of(y, x):
+        return _gram(x, left=False)
+    if x.__class__ is ReverseTracer and _transpose_of(x, y):
+        return _gram(y, left=True)
+    return _matmul(x, y)
 
 
 def transpose(x, axes=None):

@@ -146,6 +146,10 @@ case("matmul-batched-mv", lambda a, b: a @ b, A(2, 3, 4), A(4))
 case("matmul-batched-vm", lambda a, b: a @ b, A(4), A(2, 4, 3))
 case("matmul-const-right", lambda a, c: a @ c, A(3, 4), K(4, 2))
 case("matmul-const-left", lambda c, a: c @ a, K(2, 3, 4), A(4, 2))
+# a product with the operand's own transpose is recorded as the Gram product
+case("matmul-gram-right", lambda a: a @ a.T, A(3, 4), f32=True)
+case("matmul-gram-left", lambda a: lad.mT(a) @ a, A(2, 3, 4))
+case("matmul-gram-in-chain", lambda a, b: (b @ lad.mT(a)) @ (a @ lad.mT(a)), A(3, 4), A(2, 4))
 
 # elementwise unary
 for name, kind, f32 in [("abs", "away", True), ("exp", "any", True), ("expm1", "any", False),
@@ -538,3 +542,27 @@ def test_product_of_transposed_operands(batch, dtype):
             # real operands only: for complex ones the swapped product would need conj
             # copies, so their cotangents keep the layout of the product made
             assert g.flags.c_contiguous or np.dtype(dtype).kind == "c", name
+
+
+def test_gram_product_is_recorded_once(monkeypatch):
+    """x @ x.T and mT(x) @ x (x traced, its transpose taken on the same tape) go through
+    the Gram primitive's one-product VJP; a product with another array's transpose, or
+    with a transpose that is not of the last two axes, does not."""
+    calls = []
+    vjp = ops._gram.vjp
+    monkeypatch.setattr(ops._gram, "vjp", lambda *a, **k: calls.append(1) or vjp(*a, **k))
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 4))
+    W = rng.standard_normal((2, 3, 3))
+    for loss, grams in [
+            (lambda x: lad.sum(W * (x @ lad.mT(x))), 1),
+            (lambda x: lad.sum(W[..., :1, :1] * (lad.mT(x) @ x)), 1),
+            (lambda x: lad.sum(W * (x @ lad.mT(x * 1.0))), 0),
+            (lambda x: lad.sum(W * (x @ lad.mT(lad.stop_gradient(x)))), 0),
+            (lambda x: lad.sum(x[0] @ lad.transpose(x, (0, 2, 1))[1]), 0)]:
+        calls.clear()
+        lad.grad(loss)(x)
+        assert len(calls) == grams
+    # the closed form: d/dx Σ W ∘ (x xᵀ) = (W + Wᵀ) x
+    np.testing.assert_allclose(lad.grad(lambda x: lad.sum(W * (x @ lad.mT(x))))(x),
+                               (W + np.swapaxes(W, -1, -2)) @ x, rtol=1e-12)

@@ -719,7 +719,7 @@ RULES = (
     Rule(
         name="matrix_power",
         fun=matrix_power,
-        primitive=ops.matmul,
+        primitive=ops._matmul,
         domains=tuple(Domain(f"n={k}", _mat_domain(
             lambda rng, b, m, n, dt: (M.random_general(rng, 3, b, dt, cond=4.0) / 2).astype(dt),
             n=k), f"a^{k}") for k in (3, 5, -2, 0, 1)),
@@ -729,7 +729,7 @@ RULES = (
     Rule(
         name="multi_dot",
         fun=_multi_dot_fun,
-        primitive=ops.matmul,
+        primitive=ops._matmul,
         domains=(Domain("three", _chain_domain([(3, 5), (5, 2), (2, 4)]), "3×5 · 5×2 · 2×4"),
                  Domain("four-vector-ends", _chain_domain([(3,), (3, 4), (4, 2), (2,)]),
                         "1-D · 3×4 · 4×2 · 1-D"),
