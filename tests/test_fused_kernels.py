@@ -720,3 +720,48 @@ def test_expm_frechet_adjoint_covers_every_degree_and_a_real_a_with_complex_e():
         np.testing.assert_allclose(np.real(got[0]), want[0], rtol=1e-11, atol=1e-11)
         np.testing.assert_allclose(got[1], want[1], rtol=1e-11, atol=1e-11)
     assert seen == {3, 5, 7, 9, 13}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch,m,n", [((), 3, 3), ((), 64, 64), ((), 7, 4), ((3,), 5, 5),
+                                       ((2,), 6, 3)])
+@pytest.mark.parametrize("which", ["both", "u", "p"])
+def test_polar_cotangent_kernel_matches_composed(batch, m, n, dtype, which):
+    """polar's one-kernel reverse pass (six products, in the right singular basis) against
+    its composed definition with the Lyapunov and quotient primitives: square, tall and
+    stacked, the unitary factor's cotangent, the PSD factor's, or both."""
+    from linalgad.rules import polar as PL
+    rng = np.random.default_rng(m * n + len(batch))
+    cplx = np.dtype(dtype).kind == "c"
+
+    def draw(*shape):
+        x = rng.standard_normal(batch + shape)
+        return (x + 1j * rng.standard_normal(batch + shape) if cplx else x).astype(dtype)
+
+    A = draw(m, n)
+    (U, P), res = PL.polar_forward(A)
+    U_bar = draw(m, n) if which != "p" else None
+    P_bar = draw(n, n) if which != "u" else None
+    want = PL._cotangent_composed(U, P, U_bar, P_bar, factors=res)
+    got = PL._cotangent_kernel(U, P, U_bar, P_bar, factors=res)
+    assert got.shape == want.shape == A.shape
+    assert np.abs(got - want).max() <= 10 * _tol(dtype) * np.abs(want).max()
+
+
+def test_polar_cotangent_kernel_at_a_rank_deficient_matrix():
+    """Where s_i + s_j or s_i is below the smallest normal number both forms take its
+    reciprocal as 0 (the rule warns); they agree there too, and stay finite."""
+    from linalgad.rules import polar as PL
+    rng = np.random.default_rng(5)
+    for m, n in ((4, 4), (6, 4)):
+        A = rng.standard_normal((m, 2)) @ rng.standard_normal((2, n))
+        (U, P), res = PL.polar_forward(A)
+        V, s, W = res
+        s = s.copy()
+        s[2:] = 0                                    # exactly rank 2
+        res = (V, s, W)
+        U_bar, P_bar = rng.standard_normal((m, n)), rng.standard_normal((n, n))
+        want = PL._cotangent_composed(U, P, U_bar, P_bar, factors=res)
+        got = PL._cotangent_kernel(U, P, U_bar, P_bar, factors=res)
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)

@@ -15,7 +15,9 @@ L⁻¹ and P⁻¹ act in the eigenbasis of P (P = V S Vᴴ, kept from the forwar
 SVD): L⁻¹(Z) = V [(VᴴZV) ∘ 1/(s_i + s_j)] Vᴴ.  Only sums s_i + s_j appear, so
 the rule is exact at repeated singular values.  Both are primitives with the
 factors as a cache and their own derivative rules (in P and Z), so the
-backward pass is differentiable to any order.
+backward pass is differentiable to any order.  At first order the reverse pass is
+one fused kernel that reads the same formula in the right singular basis (six
+products for a square A; polar.md, end of section 4).
 
 The other cases reduce to this one: the left factor of A is the right one of
 Aᴴ (A = P U ⟺ Aᴴ = Uᴴ P), and the large, singular factor (right side with
@@ -29,7 +31,7 @@ import warnings
 
 import numpy as np
 
-from .. import ops
+from .. import ops, transforms
 from ..backend import kernels_for, namespace_of
 from ..registry import Domain, Rule
 from ..tape import Primitive
@@ -49,13 +51,16 @@ def _h(x):
 
 def _safe_reciprocal(xp, d):
     """1/d, with 0 where d is below the smallest normal number (rank deficiency)."""
-    zero = d <= np.finfo(d.dtype).tiny
+    tiny = np.finfo(d.dtype).tiny
+    if d.size and bool(d.min() > tiny):       # full rank: no guard needed (one reduction)
+        return 1 / d
+    zero = d <= tiny
     return xp.where(zero, 0, 1 / xp.where(zero, 1, d)).astype(d.dtype, copy=False)
 
 
 def _lyap_impl(P, Z, factors):
     """L⁻¹(Z): the solution of P Y + Y P = Z for Hermitian PSD P = V diag(s) Vᴴ."""
-    V, s = factors
+    V, s = factors[:2]
     xp = namespace_of(V)
     G = _safe_reciprocal(xp, s[..., :, None] + s[..., None, :])
     VH = _h(V)
@@ -64,7 +69,7 @@ def _lyap_impl(P, Z, factors):
 
 def _rdiv_impl(Z, P, factors):
     """Z P⁻¹ for Hermitian PSD P = V diag(s) Vᴴ (1/s → 0 below the smallest normal)."""
-    V, s = factors
+    V, s = factors[:2]
     xp = namespace_of(V)
     return ((Z @ V) * _safe_reciprocal(xp, s)[..., None, :]) @ _h(V)
 
@@ -117,19 +122,25 @@ _rdiv = Primitive("polar_rdiv", _rdiv_impl, _rdiv_vjp, _rdiv_jvp)
 # -- the polar primitive: A (m ≥ n) = U P, P n×n -----------------------------------------------
 
 def polar_forward(A):
+    """(U, P) and the factors (V, s, W) of the thin SVD A = W S Vᴴ the rules reuse."""
     W, s, Vh = kernels_for(A).svd(A, full_matrices=False, op="polar")
     V = _h(Vh)
     U = W @ Vh
     P = (V * s[..., None, :]) @ Vh
-    return (U, P), (V, s)
+    return (U, P), (V, s, W)
 
 
 def _rank_deficient(s, shape):
     """Is some matrix of the stack numerically rank deficient (s_min ≤ max(m, n)·eps·s_max)?"""
     if s.shape[-1] == 0:
         return False
-    eps = float(np.finfo(s.dtype).eps)
-    return bool((s[..., -1] <= max(shape[-2:]) * eps * s[..., 0]).any())
+    tol = max(shape[-2:]) * _EPS[s.dtype.char]
+    if s.ndim == 1:                         # one matrix: two numbers
+        return bool(s[-1] <= tol * s[0])
+    return bool((s[..., -1] <= tol * s[..., 0]).any())
+
+
+_EPS = {c: float(np.finfo(c).eps) for c in "fd"}
 
 
 def _warn_rank(shape):
@@ -141,33 +152,73 @@ def _warn_rank(shape):
         "p only gets a subgradient.", GaugeWarning, stacklevel=5)
 
 
-def polar_vjp(cts, needs, out, res, A):
-    U_bar, P_bar = cts
-    U, P = out
-    V, s = res
-    m, n = ops._shape(A)[-2:]
-    if U_bar is not None and bool((C.value(U_bar) != 0).any()) and _rank_deficient(s, (m, n)):
-        _warn_rank((m, n))
+def _cotangent_composed(U, P, U_bar, P_bar, *, factors):
+    """Ā = U [P̄ + L⁻¹(Z − Zᴴ)] + (Ū − U K) P⁻¹ (tall only), K = UᴴŪ, Z = K − P̄ P, in
+    differentiable operations: the definition, and what derivatives of the rule trace."""
+    m, n = ops._shape(U)[-2:]
     K = ops.matmul(ops.mH(U), U_bar) if U_bar is not None else None
     Z = K
     if P_bar is not None:
         PP = ops.matmul(P_bar, P)
         Z = -PP if Z is None else Z - PP
-    if Z is None:
-        return (None,)
-    M_bar = _lyap(P, Z - ops.mH(Z), factors=res)
+    M_bar = _lyap(P, Z - ops.mH(Z), factors=factors)
     if P_bar is not None:
         M_bar = M_bar + P_bar
     A_bar = ops.matmul(U, M_bar)
     if m > n and U_bar is not None:
-        A_bar = A_bar + _rdiv(U_bar - ops.matmul(U, K), P, factors=res)
-    return (ops.fit(A_bar, A),)
+        A_bar = A_bar + _rdiv(U_bar - ops.matmul(U, K), P, factors=factors)
+    return A_bar
+
+
+def _cotangent_kernel(U, P, U_bar, P_bar, *, factors):
+    """The same on plain arrays, in the right singular basis (A = W S Vᴴ, U = W Vᴴ):
+
+        U L⁻¹(X) = W [(VᴴXV) ∘ G] Vᴴ,   VᴴZV = VᴴKV − T S,   VᴴKV = (WᴴŪ) V,
+        U P̄ = W T Vᴴ,   (Ū − U K) P⁻¹ = (ŪV − W VᴴKV) S⁻¹ Vᴴ,   T = VᴴP̄V,
+
+    (P V = V S, U K = W WᴴŪ), so Ā = [W (Y − VᴴKV S⁻¹) + ŪV S⁻¹] Vᴴ with
+    Y = [(VᴴXV) ∘ G] + T (the S⁻¹ terms tall only): six products for a square A
+    (seven with the two primitives), seven for a tall one (ten)."""
+    V, s, W = factors
+    xp = namespace_of(V)
+    m, n = U.shape[-2:]
+    Vh = _h(V)
+    Y = KV = T = None
+    if U_bar is not None:
+        KV = (_h(W) @ U_bar) @ V                            # Vᴴ K V, K = Uᴴ Ū
+        Y = KV
+    if P_bar is not None:
+        T = (Vh @ P_bar) @ V                                # Vᴴ P̄ V
+        Y = -T * s[..., None, :] if Y is None else Y - T * s[..., None, :]
+    Y = (Y - _h(Y)) * _safe_reciprocal(xp, s[..., :, None] + s[..., None, :])
+    if T is not None:
+        Y += T
+    if m > n and U_bar is not None:                         # the tall term
+        d = _safe_reciprocal(xp, s)[..., None, :]
+        Y -= KV * d
+        return (W @ Y + (U_bar @ V) * d) @ Vh
+    return W @ (Y @ Vh)
+
+
+_cotangent = transforms.fused("polar_cotangent", _cotangent_kernel, _cotangent_composed)
+
+
+def polar_vjp(cts, needs, out, res, A):
+    U_bar, P_bar = cts
+    U, P = out
+    s = res[1]
+    m, n = ops._shape(A)[-2:]
+    if U_bar is not None and _rank_deficient(s, (m, n)) and bool((C.value(U_bar) != 0).any()):
+        _warn_rank((m, n))
+    if U_bar is None and P_bar is None:
+        return (None,)
+    return (ops.fit(_cotangent(U, P, U_bar, P_bar, factors=res), A),)
 
 
 def polar_jvp(tangents, out, res, A):
     (A_dot,) = tangents
     U, P = out
-    V, s = res
+    s = res[1]
     m, n = ops._shape(A)[-2:]
     if _rank_deficient(s, (m, n)):
         _warn_rank((m, n))
@@ -201,7 +252,7 @@ def polar(a, side="right", *, check_finite=True):
     then warns (GaugeWarning) for a loss that depends on u (forward mode warns
     always), and returns the derivative with 1/(s_i + s_j), 1/s_i below the
     smallest normal number taken as 0; p is unique and a loss through p only
-    gets a finite subgradient.  The backward pass costs 7 (square) to 10
+    gets a finite subgradient.  The backward pass costs 6 (square) to 7
     (tall) matrix products, reusing the forward SVD.
     """
     op = "polar"
