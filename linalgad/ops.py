@@ -828,6 +828,31 @@ def _gram_jvp(t, out, res, x, left):
 _gram = _prim("gram", _gram_impl, _gram_vjp, _gram_jvp, vjp_reads=lambda needs: (0,))
 
 
+def _square_vjp(g, needs, out, res, x):
+    """P = x x: x̄ = P̄ xᴴ + xᴴ P̄, summed into the first product's fresh array (the tape
+    would add the two operands' cotangents in a third)."""
+    o = ops_for(g, x)
+    xh = o.mH(x)
+    c = o.matmul(g, xh)
+    if o.plain and c.dtype == np.result_type(xh, g):
+        c += np.matmul(xh, g)
+    else:
+        c = c + o.matmul(xh, g)
+    return (fit(c, x),)
+
+
+def _square_jvp(t, out, res, x):
+    return matmul(t[0], x) + matmul(x, t[0])
+
+
+def _square_impl(x):
+    return np.matmul(x, x)
+
+
+_square = _prim("square_matrix", _square_impl, _square_vjp, _square_jvp,
+                vjp_reads=lambda needs: (0,))
+
+
 def _transpose_of(t, x):
     """Whether the traced t is mT(x), recorded on the same reverse tape as x."""
     node = t.node
@@ -844,9 +869,13 @@ def matmul(x, y):
     """np.matmul, differentiable.  A product of an array with its own transpose
     (``x @ x.T``, ``mT(x) @ x``) on a reverse tape is recorded as one primitive, the
     Gram product, whose VJP takes one product (x̄ = (P̄ + P̄ᵀ) x) instead of the two its
-    operands' would: the forward is the same NumPy call (which uses syrk for it)."""
-    if y.__class__ is ReverseTracer and _transpose_of(y, x):
-        return _gram(x, left=False)
+    operands' would: the forward is the same NumPy call (which uses syrk for it).  A
+    square ``x @ x`` is one primitive too, whose VJP sums its two products in place."""
+    if y.__class__ is ReverseTracer:
+        if x is y:                            # x @ x: one node, its cotangents summed
+            return _square(x)
+        if _transpose_of(y, x):
+            return _gram(x, left=False)
     if x.__class__ is ReverseTracer and _transpose_of(x, y):
         return _gram(y, left=True)
     return _matmul(x, y)

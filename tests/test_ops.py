@@ -150,6 +150,8 @@ case("matmul-const-left", lambda c, a: c @ a, K(2, 3, 4), A(4, 2))
 case("matmul-gram-right", lambda a: a @ a.T, A(3, 4), f32=True)
 case("matmul-gram-left", lambda a: lad.mT(a) @ a, A(2, 3, 4))
 case("matmul-gram-in-chain", lambda a, b: (b @ lad.mT(a)) @ (a @ lad.mT(a)), A(3, 4), A(2, 4))
+case("matmul-square", lambda a: a @ a, A(3, 3), f32=True)
+case("matmul-square-batched", lambda a: lad.matmul(a, a) @ a, A(2, 3, 3))
 
 # elementwise unary
 for name, kind, f32 in [("abs", "away", True), ("exp", "any", True), ("expm1", "any", False),
@@ -542,6 +544,26 @@ def test_product_of_transposed_operands(batch, dtype):
             # real operands only: for complex ones the swapped product would need conj
             # copies, so their cotangents keep the layout of the product made
             assert g.flags.c_contiguous or np.dtype(dtype).kind == "c", name
+
+
+def test_square_product_is_recorded_once(monkeypatch):
+    """x @ x (the same traced x on both sides) is one node whose VJP sums its two
+    products in place; x @ y with y another array of the same values is not."""
+    calls = []
+    vjp = ops._square.vjp
+    monkeypatch.setattr(ops._square, "vjp", lambda *a, **k: calls.append(1) or vjp(*a, **k))
+    rng = np.random.default_rng(4)
+    x, W = rng.standard_normal((2, 3, 3)), rng.standard_normal((2, 3, 3))
+    xh = np.swapaxes(x, -1, -2)
+    for loss, squares in [(lambda x: lad.sum(W * (x @ x)), 1),
+                          (lambda x: lad.sum(W * (x @ (x + 0.0))), 0),
+                          (lambda x: lad.sum(W * ((y := x @ x) @ y)), 2),
+                          (lambda x: lad.sum(W * ((x @ x) @ (x @ x))), 2)]:
+        calls.clear()
+        lad.grad(loss)(x)
+        assert len(calls) == squares
+    np.testing.assert_allclose(lad.grad(lambda x: lad.sum(W * (x @ x)))(x), W @ xh + xh @ W,
+                               rtol=1e-12)
 
 
 def test_gram_product_is_recorded_once(monkeypatch):
