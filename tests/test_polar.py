@@ -100,3 +100,15 @@ def test_integer_input_promoted():
     U, P = polar(np.array([[2, 0], [0, 3]]))
     assert U.dtype == np.float64
     np.testing.assert_allclose(P, np.diag([2.0, 3.0]))
+
+
+@pytest.mark.parametrize("shape", [(5, 5), (7, 4), (3, 6, 6)])
+def test_real_p_is_exactly_symmetric(shape):
+    """A real input's P is formed as Y Yᵀ (Y = V S^½, NumPy's syrk): exactly symmetric,
+    and equal to SciPy's V S Vᵀ to rounding."""
+    a = np.random.default_rng(11).standard_normal(shape)
+    u, p = polar(a)
+    assert np.array_equal(p, np.swapaxes(p, -1, -2))
+    for i, x in enumerate(a.reshape((-1,) + shape[-2:])):
+        u0, p0 = scipy.linalg.polar(x)
+        np.testing.assert_allclose(p.reshape((-1,) + p.shape[-2:])[i], p0, atol=1e-13)

@@ -126,7 +126,13 @@ def polar_forward(A):
     W, s, Vh = kernels_for(A).svd(A, full_matrices=False, op="polar")
     V = _h(Vh)
     U = W @ Vh
-    P = (V * s[..., None, :]) @ Vh
+    if A.dtype.kind == "f":
+        # P = Y Yᵀ with Y = V S^½: NumPy's syrk for a product with its own transpose (half
+        # the flops), and P comes out exactly symmetric
+        Y = V * namespace_of(s).sqrt(s)[..., None, :]
+        P = Y @ _h(Y)
+    else:
+        P = (V * s[..., None, :]) @ Vh
     return (U, P), (V, s, W)
 
 
