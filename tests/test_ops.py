@@ -151,6 +151,10 @@ case("matmul-gram-right", lambda a: a @ a.T, A(3, 4), f32=True)
 case("matmul-gram-left", lambda a: lad.mT(a) @ a, A(2, 3, 4))
 case("matmul-gram-in-chain", lambda a, b: (b @ lad.mT(a)) @ (a @ lad.mT(a)), A(3, 4), A(2, 4))
 case("matmul-square", lambda a: a @ a, A(3, 3), f32=True)
+# a transposed operand that is broadcast against the other's stack (its cotangent is made
+# in its layout, then summed over the stack)
+case("matmul-transposed-broadcast-left", lambda a, b: lad.mT(a) @ b, A(4, 3), A(2, 4, 5))
+case("matmul-transposed-broadcast-right", lambda a, b: a @ lad.mT(b), A(2, 3, 4), A(5, 4))
 case("matmul-square-batched", lambda a: lad.matmul(a, a) @ a, A(2, 3, 3))
 
 # elementwise unary
