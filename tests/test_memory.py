@@ -31,10 +31,10 @@ def recorder(monkeypatch):
     _memory.state.update(saved)
 
 
-def test_default_keeps_64_mib_and_serves_blocks_below_32_mib_from_the_heap(recorder):
+def test_default_keeps_256_mib_and_serves_blocks_below_32_mib_from_the_heap(recorder):
     state = _memory.configure_from_environment({})
-    assert recorder.calls == [(-3, 32 << 20), (-2, 64 << 20)]
-    assert state["kept"] == 64 << 20 and state["reason"] == "applied"
+    assert recorder.calls == [(-3, 32 << 20), (-2, 256 << 20)]
+    assert state["kept"] == 256 << 20 and state["reason"] == "applied"
 
 
 @pytest.mark.parametrize("value", ["0", "no", "off", "False"])
