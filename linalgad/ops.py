@@ -829,16 +829,13 @@ _gram = _prim("gram", _gram_impl, _gram_vjp, _gram_jvp, vjp_reads=lambda needs: 
 
 
 def _square_vjp(g, needs, out, res, x):
-    """P = x x: x̄ = P̄ xᴴ + xᴴ P̄, summed into the first product's fresh array (the tape
-    would add the two operands' cotangents in a third)."""
-    o = ops_for(g, x)
-    xh = o.mH(x)
-    c = o.matmul(g, xh)
-    if o.plain and c.dtype == np.result_type(xh, g):
-        c += np.matmul(xh, g)
-    else:
-        c = c + o.matmul(xh, g)
-    return (fit(c, x),)
+    """P = x x: the product's two operand cotangents P̄ xᴴ and xᴴ P̄ (_matmul_vjp), summed
+    into the first one's fresh array (the tape would add them in a third)."""
+    gx, gy = _matmul_vjp(g, (True, True), out, res, x, x)
+    if gx.__class__ is _ndarray and gy.__class__ is _ndarray and gx.dtype == gy.dtype:
+        gx += gy
+        return (gx,)
+    return (gx + gy,)
 
 
 def _square_jvp(t, out, res, x):
