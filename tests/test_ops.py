@@ -121,6 +121,9 @@ case("power-int-exponent", lambda x: x ** 3, A(3, 4))
 case("power-negative-exponent", lambda x: x ** -2, A(3, 4, kind="away"))
 case("power-scalar-right", lambda x: x ** 1.5, A(3, 4, kind="pos"), f32=True)
 case("power-scalar-left", lambda x: 2.5 ** x, A(3, 4), f32=True)
+case("power-two", lambda x: x ** 2, A(3, 4), f32=True)            # the square node
+case("power-two-float", lambda x: lad.power(x, 2.0), A(2, 3))
+case("power-half", lambda x: x ** 0.5, A(3, 4, kind="pos"), f32=True)     # the sqrt node
 case("power-const-right", lambda x, c: x ** c, A(3, 4, kind="pos"), K(3, 4))
 case("power-const-left", lambda c, x: c ** x, K(3, 4, kind="pos"), A(3, 4))
 # a real traced input meeting a complex constant: complex output, real cotangent
@@ -548,6 +551,37 @@ def test_product_of_transposed_operands(batch, dtype):
             # real operands only: for complex ones the swapped product would need conj
             # copies, so their cotangents keep the layout of the product made
             assert g.flags.c_contiguous or np.dtype(dtype).kind == "c", name
+
+
+def test_power_two_and_half_are_square_and_sqrt(monkeypatch):
+    """x ** 2 and x ** 0.5 (Python-number exponents, float or complex x) are recorded as
+    the square and sqrt nodes, with NumPy's values and dtypes; other exponents, integer
+    x and a traced exponent stay power."""
+    calls = []
+    vjp = ops._power.vjp
+    monkeypatch.setattr(ops._power, "vjp", lambda *a, **k: calls.append(1) or vjp(*a, **k))
+    rng = np.random.default_rng(5)
+    for dtype in (np.float32, np.float64, np.complex64, np.complex128):
+        x = (rng.uniform(0.5, 2, (3, 4)) + (0.3j if dtype in (np.complex64, np.complex128)
+                                            else 0)).astype(dtype)
+        for y, node in ((2, ops.square), (2.0, ops.square), (0.5, ops.sqrt)):
+            r = ops.power(x, y)
+            assert r.dtype == np.power(x, y).dtype == dtype
+            np.testing.assert_allclose(r, np.power(x, y), rtol=4 * np.finfo(dtype).eps)
+            calls.clear()
+            g = lad.grad(lambda x: lad.sum(lad.real(x ** y)))(x)
+            assert not calls, (dtype, y)
+            d = 2 * x if y != 0.5 else 0.5 / np.sqrt(x)
+            np.testing.assert_allclose(g, np.conj(d), rtol=8 * np.finfo(dtype).eps)
+    x = rng.uniform(0.5, 2, (3, 4))
+    for f in (lambda x: x ** 3, lambda x: x ** 1.5, lambda x: x ** np.float64(2),
+              lambda x: lad.power(x, x)):
+        calls.clear()
+        lad.grad(lambda x: lad.sum(f(x)))(x)
+        assert calls == [1]
+    i = np.arange(4)
+    assert ops.power(i, 2).dtype == np.power(i, 2).dtype and ops.power(i, 0.5).dtype == np.float64
+    np.testing.assert_array_equal(ops.power(i, 2), i * i)
 
 
 def test_square_product_is_recorded_once(monkeypatch):
