@@ -181,6 +181,20 @@ def exact_eigh(A, c):
     return value, [tril_projection(V @ inner @ mT(V))]
 
 
+def exact_funmh(A, c):
+    """F = V diag(e^w) Vᵀ (= expm(A)); Ḡ = V (Φ ∘ (Vᵀ W V)) Vᵀ with the divided differences
+    Φ_ij = (e^{w_i} − e^{w_j})/(w_i − w_j) (e^{w_i} on the diagonal: the spectrum is
+    spread, no ties); A_bar = tril(Ḡ + Ḡᵀ) − diag(Ḡ)."""
+    w, V = np.linalg.eigh(A)
+    e = np.exp(w)
+    value = np.sum(c["W"] * ((V * e[..., None, :]) @ mT(V)))
+    gap = w[..., :, None] - w[..., None, :]
+    same = gap == 0
+    phi = np.where(same, e[..., :, None], (e[..., :, None] - e[..., None, :])
+                   / np.where(same, 1.0, gap))
+    return value, [tril_projection(V @ (phi * (mT(V) @ c["W"] @ V)) @ mT(V))]
+
+
 def exact_eigvalsh(A, c):
     w, V = np.linalg.eigh(A)
     return np.sum(c["c"] * w), [tril_projection((V * c["c"][..., None, :]) @ mT(V))]
@@ -268,6 +282,17 @@ def refs_eigh(case, batched):
     return out
 
 
+def refs_funmh(case, batched):
+    """e^A for symmetric A: the eigendecomposition and one product (NumPy), or SciPy's
+    expm (Padé, for one matrix or a stack); the faster is the reference."""
+    A = case.A
+
+    def by_eigh():
+        w, V = np.linalg.eigh(A)
+        return (V * np.exp(w)[..., None, :]) @ mT(V)
+    return [("numpy eigh", by_eigh), ("scipy expm", lambda: scipy.linalg.expm(A))]
+
+
 def refs_eigvalsh(case, batched):
     A = case.A
     out = [("numpy", lambda: np.linalg.eigvalsh(A))]
@@ -319,6 +344,9 @@ def linalgad_losses(lad, la):
     def eigvalsh(A, c):
         return lad.sum(c["c"] * la.eigvalsh(A, check_finite=False))
 
+    def funmh(A, c):
+        return lad.sum(c["W"] * la.funmh(A, np.exp, check_finite=False))
+
     def svd(A, c):
         U, s, Vh = la.svd(A, full_matrices=False, check_finite=False)
         return lad.sum(c["c"] * s) + lad.sum(c["W"] * ((U * c["g"]) @ Vh))
@@ -335,7 +363,7 @@ def linalgad_losses(lad, la):
         return lad.real(lad.sum(c["c"] * la.eigvals(A, check_finite=False)))
 
     return dict(eigh=eigh, eigvalsh=eigvalsh, svd=svd, svdvals=svdvals, eig=eig,
-                eigvals=eigvals)
+                eigvals=eigvals, funmh=funmh)
 
 
 LINALGAD_MISSING = None
@@ -424,6 +452,7 @@ RULES = {
     "svdvals": Rule(case_svd, exact_svdvals, refs_svdvals, ("svdvals",)),
     "eig": Rule(case_eig, exact_eig, refs_eig, ("eig",), order_dependent=True),
     "eigvals": Rule(case_eig, exact_eigvals, refs_eigvals, ("eigvals",), order_dependent=True),
+    "funmh": Rule(case_eigh, exact_funmh, refs_funmh, ("funmh",), TRIL),
 }
 
 

@@ -21,6 +21,8 @@ leaves free: the sign or phase of a vector):
     svdvals   sum(c * s)
     eig       Re sum(c * w) + sum(W * |V|²)           (w, V) = eig(A), A real general
     eigvals   Re sum(c * w)
+    funmh     sum(W * e^A), A symmetric: no peer has a function of a symmetric matrix, so
+              e^A = V diag(e^w) Vᵀ through each peer's eigh (what a user writes for any f)
 
 A peer that lacks a rule has a string instead of a function: the reason, shown under the
 table. `make(peer, rule, A, consts)` returns (run, unpack) like peers_factorizations.py.
@@ -40,7 +42,7 @@ import peers
 from peers_factorizations import _autograd, _jax, _torch  # the generic value+grad closures
 
 PEER_NAMES = peers.PEER_NAMES  # ("jax-jit", "jax-eager", "torch", "autograd")
-RULE_NAMES = ("eigh", "eigvalsh", "svd", "svdvals", "eig", "eigvals")
+RULE_NAMES = ("eigh", "eigvalsh", "svd", "svdvals", "eig", "eigvals", "funmh")
 
 
 # --- JAX: jax.numpy.linalg (and jax.lax.linalg.eig for eigenvector derivatives) -----------
@@ -73,8 +75,12 @@ def _jax_losses():
     def eigvals(A, c):
         return jnp.real(jnp.sum(c["c"] * jnp.linalg.eigvals(A)))
 
+    def funmh(A, c):
+        w, V = jnp.linalg.eigh(A)
+        return jnp.sum(c["W"] * ((V * jnp.exp(w)[..., None, :]) @ jnp.matrix_transpose(V)))
+
     return dict(eigh=eigh, eigvalsh=eigvalsh, svd=svd, svdvals=svdvals, eig=eig,
-                eigvals=eigvals)
+                eigvals=eigvals, funmh=funmh)
 
 
 # --- PyTorch: torch.linalg ---------------------------------------------------------------
@@ -102,8 +108,12 @@ def _torch_losses():
     def eigvals(A, c):
         return torch.real(torch.sum(c["c"] * torch.linalg.eigvals(A)))
 
+    def funmh(A, c):
+        w, V = torch.linalg.eigh(A)
+        return torch.sum(c["W"] * ((V * torch.exp(w)[..., None, :]) @ V.mT))
+
     return dict(eigh=eigh, eigvalsh=eigvalsh, svd=svd, svdvals=svdvals, eig=eig,
-                eigvals=eigvals)
+                eigvals=eigvals, funmh=funmh)
 
 
 # --- HIPS autograd: autograd.numpy.linalg --------------------------------------------------
@@ -133,8 +143,12 @@ def _autograd_losses():
     def eigvals(A, c):  # no eigvals rule: eig's, with a zero eigenvector cotangent
         return anp.real(anp.sum(c["c"] * anp.linalg.eig(A)[0]))
 
+    def funmh(A, c):
+        w, V = anp.linalg.eigh(A)
+        return anp.sum(c["W"] * anp.matmul(V * anp.exp(w)[..., None, :], anp.swapaxes(V, -1, -2)))
+
     return dict(eigh=eigh, eigvalsh=eigvalsh, svd=svd, svdvals=svdvals, eig=eig,
-                eigvals=eigvals)
+                eigvals=eigvals, funmh=funmh)
 
 
 _LOSSES = {"jax-jit": _jax_losses, "jax-eager": _jax_losses, "torch": _torch_losses,

@@ -538,6 +538,23 @@ class ComposedKernels:
             return _fold_triangle(xp, X, lower, out=X)
         return triangle_cotangent(xp, X, lower)                       # not Hermitian
 
+    def hermitian_frechet(self, w, V, f, df, E, tol):
+        """The Daleckii–Krein map of a function of a Hermitian matrix A = V diag(w) Vᴴ:
+        V (Φ ∘ (Vᴴ E V)) Vᴴ with Φᵢⱼ = (fᵢ − fⱼ)/(wᵢ − wⱼ), and (f'ᵢ + f'ⱼ)/2 where
+        |wᵢ − wⱼ| ≤ tol·max|w| (the diagonal included); f, df: f and f' at w."""
+        xp = self.xp
+        gap = w[..., :, None] - w[..., None, :]
+        near = xp.abs(gap) <= tol * xp.abs(w).max(axis=-1, keepdims=True)[..., None]
+        phi = f[..., :, None] - f[..., None, :]
+        phi /= xp.where(near, 1, gap)
+        mean = df[..., :, None] + df[..., None, :]
+        mean *= 0.5
+        phi = xp.where(near, mean, phi)
+        Vh = _mH(xp, V)
+        Z = xp.matmul(xp.matmul(Vh, E), V)
+        Z *= phi.astype(Z.dtype, copy=False)
+        return xp.matmul(xp.matmul(V, Z), Vh)
+
     def svd_extreme(self, A, ends, tol):
         """The extreme singular values of a stack A (..., m, n) and their derivatives.
 

@@ -31,6 +31,7 @@ RULE_MODULES = (
     "linalgad.rules.lu",
     "linalgad.rules.qr",
     "linalgad.rules.eigh",
+    "linalgad.rules.funmh",
     "linalgad.rules.svd",
     "linalgad.rules.eig",
     "linalgad.rules.lstsq",

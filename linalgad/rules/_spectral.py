@@ -294,5 +294,7 @@ def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="e
             f"{op}: the loss depends on the choice of {what} inside a cluster of (nearly) "
             "equal values, or is not a symmetric function of the cluster's values; the "
             "gradient there is not determined by the decomposition. The gradient returned "
-            "holds the basis of the cluster fixed (see the derivation document, section 6).",
+            "holds the basis of the cluster fixed (see the derivation document, section 6)."
+            + (" A function of the matrix, V f(w) Vᴴ, is differentiated exactly by "
+               "linalgad.linalg.funmh(a, f)." if op == "eigh" else ""),
             GaugeWarning, stacklevel=4)

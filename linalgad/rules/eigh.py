@@ -123,7 +123,9 @@ def eigh(a, UPLO="L", *, lower=None, eigvals_only=False, check_finite=True, b=No
     eps^(2/3)·max|w|, the gradient is exact for losses that depend on a cluster
     only through symmetric functions of its eigenvalues and through its
     eigenspace (sum f(w), traces of matrix functions, A = I); a loss that
-    depends on the basis inside the cluster gets a ``GaugeWarning``.
+    depends on the basis inside the cluster gets a ``GaugeWarning``.  A
+    function of the matrix, ``(V * f(w)) @ V.conj().T``, is not such a loss at
+    a tie: write it as ``funmh(a, f)``, whose gradient is exact there.
     Second derivatives (Hessian-vector products) at an exactly repeated
     eigenvalue are finite but miss the in-cluster curvature term (eigh.md,
     section 6).  The backward pass is three matrix products; nothing is

@@ -1,0 +1,236 @@
+"""funmh: functions of Hermitian matrices, exact at repeated eigenvalues (funmh.md).
+
+The registry tests (test_rules.py) cover the generic domains in both modes, every dtype
+and batch shape, and second order.  Here: the inputs those cannot take — ties, near
+ties and A = I, where the route through eigh's cotangents is wrong — checked against
+scipy's exact Fréchet derivative of expm, and the function's arguments and errors.
+"""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg as sl
+
+import linalgad as lad
+from linalgad import linalg as la
+from linalgad.rules import funmh as FM
+
+
+def _hermitian(a, lower=True):
+    """The Hermitian matrix funmh (and eigh) reads from a's triangle."""
+    t = np.tril(a, -1) if lower else np.triu(a, 1)
+    d = np.diag(np.diagonal(a).real).astype(a.dtype)
+    return t + np.conj(t).T + d
+
+
+def _triangle_cotangent(G, lower=True):
+    """The cotangent of the triangle read, from the full matrix's (the adjoint of _hermitian)."""
+    S = G + np.conj(G).T
+    S = np.tril(S, -1) if lower else np.triu(S, 1)
+    return S + np.diag(np.diagonal(G).real).astype(G.dtype)
+
+
+def _expm_gradient(A, G, lower=True):
+    """The gradient of Re Σ G ∘ expm(A_h) on the triangle read (∂/∂Re + i ∂/∂Im): the
+    cotangent of expm(A_h) is conj(G), and the adjoint of its Fréchet derivative is
+    L(A_hᴴ, ·) = L(A_h, ·) for Hermitian A_h (scipy's expm_frechet, exact)."""
+    Ah = _hermitian(A, lower)
+    return _triangle_cotangent(sl.expm_frechet(Ah, np.conj(G), compute_expm=False), lower)
+
+
+def _q(rng, n, dtype):
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)) + (
+        1j * rng.standard_normal((n, n)) if np.dtype(dtype).kind == "c" else 0))
+    return q.astype(dtype)
+
+
+def _spectrum(rng, w, dtype):
+    q = _q(rng, len(w), dtype)
+    return ((q * np.asarray(w)) @ np.conj(q).T).astype(dtype)
+
+
+SPECTRA = {
+    "identity": [1.0, 1.0, 1.0, 1.0],
+    "pair": [0.5, 0.5, 1.5, -1.0],
+    "triple": [-0.3, 2.0, 2.0, 2.0],
+    "near-tie": [0.7, 0.7 + 3e-10, 1.9, -0.4],        # inside δ = ε^(1/3)·max|w|
+    "just-apart": [0.7, 0.7 + 1e-4, 1.9, -0.4],       # above δ: the quotient is kept
+    "zero": [0.0, 0.0, 0.0, 0.0],
+}
+
+
+@pytest.mark.parametrize("spectrum", SPECTRA)
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("lower", [True, False])
+def test_expm_gradient_at_ties(spectrum, dtype, lower):
+    """⟨G, funmh(A, exp)⟩: value and gradient equal scipy's expm and its exact adjoint
+    Fréchet derivative, also where eigenvalues coincide."""
+    rng = np.random.default_rng(abs(hash((spectrum, lower))) % 2**32)
+    A = _spectrum(rng, SPECTRA[spectrum], dtype)
+    if spectrum == "identity":
+        A = np.eye(4, dtype=dtype)
+    A = A + (np.triu(rng.standard_normal((4, 4)), 1) if lower else
+             np.tril(rng.standard_normal((4, 4)), -1))      # the triangle not read
+    G = rng.standard_normal((4, 4)) + (1j * rng.standard_normal((4, 4))
+                                       if dtype == np.complex128 else 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                      # no GaugeWarning: nothing is lost
+        value, grad = lad.value_and_grad(
+            lambda a: lad.real(lad.sum(G * la.funmh(a, np.exp, lower=lower))))(A)
+    np.testing.assert_allclose(value, np.real(np.sum(G * sl.expm(_hermitian(A, lower)))),
+                               rtol=1e-12)
+    np.testing.assert_allclose(grad, _expm_gradient(A, G, lower), rtol=1e-9, atol=1e-9)
+
+
+def test_identity_where_the_eigh_route_cannot_be_right():
+    """At A = I with a zero-diagonal symmetric G, ⟨G, e^A⟩ written through eigh has the
+    cotangents of the constant e⟨G, VVᵀ⟩ and gets 0 (eigh.md §6); funmh gets
+    e(2 tril(G, −1) + diag(G))."""
+    rng = np.random.default_rng(0)
+    G = rng.standard_normal((4, 4))
+    G = G + G.T
+    np.fill_diagonal(G, 0)
+    through_eigh = lad.grad(
+        lambda a: lad.sum(G * (lambda w, V: (V * lad.exp(w)) @ lad.mT(V))(*la.eigh(a))))
+    np.testing.assert_allclose(through_eigh(np.eye(4)), 0, atol=1e-12)
+    g = lad.grad(lambda a: lad.sum(G * la.funmh(a, np.exp)))(np.eye(4))
+    np.testing.assert_allclose(g, math.e * (2 * np.tril(G, -1) + np.diag(np.diag(G))),
+                               rtol=1e-13)
+
+
+def test_forward_mode_at_ties():
+    """Ḟ = L(Ȧ_h) equals scipy's expm_frechet at a tie and at A = I."""
+    rng = np.random.default_rng(1)
+    for A in (_spectrum(rng, SPECTRA["pair"], np.float64), np.eye(4)):
+        T = rng.standard_normal((4, 4))
+        F, Fdot = lad.jvp(lambda a: la.funmh(a, np.exp), (A,), (T,))
+        np.testing.assert_allclose(F, sl.expm(A), rtol=1e-13)
+        np.testing.assert_allclose(Fdot, sl.expm_frechet(A, _hermitian(T),
+                                                         compute_expm=False), rtol=1e-12)
+
+
+def test_stack_mixes_ties_and_distinct_spectra():
+    """The tie rule is decided per pair: a stack of I, a matrix with a pair and a
+    generic one, in float32 and float64."""
+    rng = np.random.default_rng(2)
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, 2e-5)):
+        A = np.stack([np.eye(4), _spectrum(rng, SPECTRA["pair"], np.float64),
+                      _spectrum(rng, [0.1, 0.9, -0.5, 1.3], np.float64)]).astype(dtype)
+        G = rng.standard_normal((3, 4, 4)).astype(dtype)
+        g = lad.grad(lambda a: lad.sum(G * la.funmh(a, np.exp)))(A)
+        assert g.dtype == dtype
+        want = np.stack([_expm_gradient(a.astype(np.float64), w.astype(np.float64))
+                         for a, w in zip(A, G)])
+        np.testing.assert_allclose(g, want, rtol=tol, atol=tol * 10)
+
+
+def test_user_function_and_its_derivative():
+    """func written with ufuncs is differentiated by linalgad; dfunc, when given, is used
+    instead; both agree with finite differences of the loss at a tie."""
+    rng = np.random.default_rng(3)
+    A = _spectrum(rng, SPECTRA["pair"], np.float64)
+    G = rng.standard_normal((4, 4))
+
+    def f(w):
+        return np.log1p(w * w)
+
+    def loss(a, **kw):
+        return lad.sum(G * la.funmh(a, f, **kw))
+
+    g = lad.grad(loss)(A)
+    g2 = lad.grad(lambda a: loss(a, dfunc=lambda w: 2 * w / (1 + w * w)))(A)
+    np.testing.assert_allclose(g2, g, rtol=1e-12)
+    h = 1e-6
+    fd = np.zeros_like(A)
+    for i in range(4):
+        for j in range(i + 1):                      # the lower triangle is what is read
+            E = np.zeros_like(A)
+            E[i, j] = h
+
+            def value(x):
+                w, V = np.linalg.eigh(x)
+                return np.sum(G * ((V * f(w)) @ V.T))
+            fd[i, j] = (value(A + E) - value(A - E)) / (2 * h)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_second_order_away_from_ties():
+    """hvp (forward over reverse) against differences of the gradient."""
+    rng = np.random.default_rng(4)
+    A = _spectrum(rng, [0.2, 1.1, -0.7, 0.5], np.float64)
+    G, T = rng.standard_normal((2, 4, 4))
+
+    def loss(a):
+        return lad.sum(G * la.funmh(a, np.sin))
+    (h,) = lad.hvp(loss, (A,), (T,))
+    grad = lad.grad(loss)
+    fd = (grad(A + 1e-5 * T) - grad(A - 1e-5 * T)) / 2e-5
+    np.testing.assert_allclose(h, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_jit_replays_the_tie_decision():
+    """Under jit the tie mask is computed on every replay: a recording made at a generic
+    matrix gives the exact gradient at A = I."""
+    rng = np.random.default_rng(5)
+    G = rng.standard_normal((4, 4))
+    vg = lad.value_and_grad(lambda a: lad.sum(G * la.funmh(a, np.exp)))
+    jv = lad.jit(vg)
+    for A in (_spectrum(rng, [0.2, 1.1, -0.7, 0.5], np.float64), np.eye(4),
+              _spectrum(rng, SPECTRA["triple"], np.float64)):
+        v, g = jv(A)
+        np.testing.assert_allclose(g, _expm_gradient(A, G), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(v, vg(A)[0], rtol=1e-14)
+
+
+def test_arguments_and_errors():
+    A = np.diag([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(la.funmh(A, np.sqrt), np.diag(np.sqrt([1.0, 2.0, 3.0])))
+    np.testing.assert_allclose(la.funmh(np.triu(A + 1.0), np.exp, lower=False),
+                               sl.expm(np.triu(A + 1.0) + np.triu(A + 1.0, 1).T))
+    with pytest.raises(TypeError, match="funmh: func must be callable"):
+        la.funmh(A, 2.0)
+    with pytest.raises(TypeError, match="funmh: dfunc must be callable"):
+        la.funmh(A, np.exp, 1.0)
+    with pytest.raises(TypeError, match="funmh: func must return real values"):
+        la.funmh(A, lambda w: np.exp(1j * w))
+    with pytest.raises(ValueError, match="funmh: func must act elementwise"):
+        la.funmh(A, lambda w: w[..., :2])
+    with pytest.raises(np.linalg.LinAlgError, match="funmh"):
+        la.funmh(np.ones((2, 3)), np.exp)
+    with pytest.raises(ValueError, match="funmh"):
+        la.funmh(np.array([[1.0, np.nan], [0.0, 1.0]]), np.exp)
+    # a function linalgad cannot differentiate: the value works, the gradient asks for dfunc
+    erf = np.vectorize(math.erf, otypes=[float])
+    np.testing.assert_allclose(la.funmh(A, erf), np.diag([math.erf(x) for x in (1, 2, 3)]))
+    with pytest.raises(TypeError, match="pass dfunc"):
+        lad.grad(lambda a: la.trace(la.funmh(a, erf)))(A)
+    g = lad.grad(lambda a: la.trace(la.funmh(
+        a, erf, lambda w: 2 / math.sqrt(math.pi) * np.exp(-w * w))))(A)
+    np.testing.assert_allclose(g, np.diag(2 / math.sqrt(math.pi) * np.exp(-np.diag(A) ** 2)),
+                               rtol=1e-13)
+
+
+def test_tie_tolerance_is_eps_to_the_third():
+    assert FM.tie_tolerance(np.float64) == pytest.approx(np.finfo(np.float64).eps ** (1 / 3))
+    w = np.array([1.0, 1.0 + 1e-7, 2.0])              # 1e-7 < δ = 6e-6 · 2
+    near = FM._near_pairs(w)
+    assert near[0, 1] and near[1, 0] and not near[0, 2] and near.diagonal().all()
+
+
+def test_ufunc_slopes_match_the_traced_derivative():
+    """A unary ufunc's f' comes from its primitive directly (no traced jvp) on plain
+    values; it must equal what differentiating func by jvp gives."""
+    from linalgad import transforms
+    from linalgad._array_methods import NUMPY_UFUNCS
+    w = np.array([0.3, -0.7, 1.2, 0.05])
+    for u in NUMPY_UFUNCS:
+        if not (isinstance(u, np.ufunc) and u.nin == 1):
+            continue
+        x = np.abs(w) if u in (np.log, np.sqrt, np.log1p) else w
+        f, df = FM.values_and_slopes(u, None, x)
+        f2, df2 = transforms.jvp(lambda v: u(v) + 0 * v, (x,), (np.ones_like(x),))
+        np.testing.assert_allclose(f, f2, rtol=1e-15, err_msg=u.__name__)
+        np.testing.assert_allclose(df, df2, rtol=1e-15, atol=0, err_msg=u.__name__)
+        assert df.shape == x.shape and df.dtype == x.dtype
