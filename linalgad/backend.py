@@ -541,15 +541,24 @@ class ComposedKernels:
     def hermitian_frechet(self, w, V, f, df, E, tol):
         """The Daleckii–Krein map of a function of a Hermitian matrix A = V diag(w) Vᴴ:
         V (Φ ∘ (Vᴴ E V)) Vᴴ with Φᵢⱼ = (fᵢ − fⱼ)/(wᵢ − wⱼ), and (f'ᵢ + f'ⱼ)/2 where
-        |wᵢ − wⱼ| ≤ tol·max|w| (the diagonal included); f, df: f and f' at w."""
+        |wᵢ − wⱼ| ≤ tol·max|w| (the diagonal included); w ascending, f and df: f and f'
+        at w."""
         xp = self.xp
+        bound = tol * xp.abs(w).max(axis=-1, keepdims=True)
         gap = w[..., :, None] - w[..., None, :]
-        near = xp.abs(gap) <= tol * xp.abs(w).max(axis=-1, keepdims=True)[..., None]
         phi = f[..., :, None] - f[..., None, :]
-        phi /= xp.where(near, 1, gap)
-        mean = df[..., :, None] + df[..., None, :]
-        mean *= 0.5
-        phi = xp.where(near, mean, phi)
+        # w ascending (eigh's order): a pair off the diagonal is near only if some
+        # neighbours are, an O(n) test that spares the common case the masks
+        if w.shape[-1] > 1 and bool((w[..., 1:] - w[..., :-1] <= bound).any()):
+            near = xp.abs(gap) <= bound[..., None]
+            phi /= xp.where(near, 1, gap)
+            mean = df[..., :, None] + df[..., None, :]
+            mean *= 0.5
+            phi = xp.where(near, mean, phi)
+        else:
+            _set_diagonal(xp, gap, 1)
+            phi /= gap
+            _set_diagonal(xp, phi, df)
         Vh = _mH(xp, V)
         Z = xp.matmul(xp.matmul(Vh, E), V)
         Z *= phi.astype(Z.dtype, copy=False)

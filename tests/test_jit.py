@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import linalgad as lad
-from linalgad import linalg as la
+from linalgad import linalg as la, transforms
 from linalgad._tree import tree_flatten
 from linalgad.backend import LinAlgError
 from linalgad.registry import all_rules
@@ -514,8 +514,10 @@ def test_constant_cotangents_are_folded():
     moving = lad.jit(lad.value_and_grad(lambda a, w: lad.sum(w * f(a))))
     fixed(a1)
     moving(a1, W)
-    # the sum's VJP folds in both (it reads the seed only); the product's only for fixed W
-    assert _steps(fixed) == _steps(moving) - 1
+    # the sum's VJP folds in both (it reads the seed only); the product's only for fixed W,
+    # whose sum(W * f(a)) is also one step (the product read by the sum alone:
+    # transforms._fuse_inner_products; with W moving the product's VJP step reads it too)
+    assert _steps(fixed) == _steps(moving) - 2
     np.testing.assert_allclose(moving(a2, 2 * W)[1], 2 * fixed(a2)[1], rtol=1e-12)
     # a folded cotangent is shared by every replay: read-only, so that a rule writing
     # into its cotangent in place fails instead of changing later calls
@@ -639,3 +641,37 @@ def test_the_document_runs():
         scope = {}
         exec(compile(block, "docs/jit.md", "exec"), scope)
         assert "replayed" in " ".join(scope["vg"].explain().values())
+
+
+def test_sum_of_a_product_is_one_step():
+    """sum(x * y) over every axis, the product read by nothing else, is replayed as one
+    dot: the same value (no conjugation for complex), one step fewer; a product read
+    again or a sum over some axes keep the two steps; operands that broadcast take the
+    two operations inside the one step."""
+    rng = np.random.default_rng(7)
+    for dtype in (np.float32, np.float64, np.complex128):
+        W = rng.standard_normal((4, 3, 3)).astype(dtype)
+        a = (rng.standard_normal((4, 3, 3)) + 3 * np.eye(3)).astype(dtype)
+        if np.dtype(dtype).kind == "c":
+            W = W + 1j * rng.standard_normal((4, 3, 3))
+            a = a + 0.5j * rng.standard_normal((4, 3, 3))
+        cases = {
+            "fused": (lambda a: lad.real(lad.sum(W * la.inv(a))), 1),
+            "product read twice": (lambda a: (lambda p: lad.real(lad.sum(p) + lad.sum(p * p)))(
+                W * la.inv(a)), 0),
+            "some axes": (lambda a: lad.real(lad.sum(lad.sum(W * la.inv(a), axis=(-2, -1)))),
+                          0),
+            # one step too, which falls back to the product and the sum at run time
+            "broadcast": (lambda a: lad.real(lad.sum(W[0] * la.inv(a))), 1),
+        }
+        for name, (loss, saved) in cases.items():
+            got = lad.jit(lad.value_and_grad(loss))
+            got(a)
+            v, g = got(a)
+            want = lad.value_and_grad(loss)(a)
+            tol = 1e-5 if dtype == np.float32 else 1e-13
+            np.testing.assert_allclose(v, want[0], rtol=tol, err_msg=name)
+            np.testing.assert_allclose(g, want[1], rtol=tol * 10, err_msg=name)
+            program = list(got.clear.__self__.values())[-1]
+            fused = any(f is transforms._sum_of_product for f in program.fn.__globals__.values())
+            assert fused == bool(saved), (name, dtype, program.source)
