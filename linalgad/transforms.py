@@ -572,7 +572,7 @@ def _fuse_inner_products(steps, keep):
     """The replay's one rewrite: a product x·y read only by a sum over every axis (the
     loss ⟨W, f(A)⟩ written as sum(W * f(A))) becomes one step, :func:`_sum_of_product`:
     one read of x and y where the product array cost a write and two reads (1000 of
-    32×32: 1.3 → 0.3 ms)."""
+    32×32: 0.85 → 0.34 ms)."""
     readers = {}
     for _, reads, _ in steps:
         for s in reads:
