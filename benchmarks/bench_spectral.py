@@ -221,6 +221,22 @@ def exact_svdvals(A, c):
     return np.sum(c["c"] * s), [(U * c["c"][..., None, :]) @ Vh]
 
 
+def exact_generalized_funm(A, c):
+    """F = U diag(tanh s) Vᵀ (A square, distinct s); Ā = U (Φ⁺∘sym(P) + Φ⁻∘skew(P)) Vᵀ with
+    P = Uᵀ W V, Φ⁺ᵢⱼ = (fᵢ − fⱼ)/(sᵢ − sⱼ) (f'(sᵢ) on the diagonal), Φ⁻ᵢⱼ = (fᵢ + fⱼ)/(sᵢ + sⱼ)."""
+    U, s, Vh = np.linalg.svd(A, full_matrices=False)
+    f, df = np.tanh(s), 1 - np.tanh(s) ** 2
+    value = np.sum(c["W"] * ((U * f[..., None, :]) @ Vh))
+    gap = s[..., :, None] - s[..., None, :]
+    same = gap == 0
+    plus = np.where(same, df[..., :, None], (f[..., :, None] - f[..., None, :])
+                    / np.where(same, 1.0, gap))
+    minus = (f[..., :, None] + f[..., None, :]) / (s[..., :, None] + s[..., None, :])
+    P = mT(U) @ c["W"] @ mT(Vh)
+    X = plus * 0.5 * (P + mT(P)) + minus * 0.5 * (P - mT(P))
+    return value, [U @ X @ Vh]
+
+
 def match_order(w_ref, w_lib):
     """perm with w_ref[..., perm] ≈ w_lib (per matrix; nearest neighbour, eigenvalues well
     separated); None when w_lib is not a permutation of w_ref."""
@@ -319,6 +335,22 @@ def refs_svdvals(case, batched):
     return out
 
 
+def refs_generalized_funm(case, batched):
+    """U tanh(Σ) Vᵀ: NumPy's thin SVD and one product (SciPy's gesdd for one matrix)."""
+    A = case.A
+
+    def by(svd):
+        def run():
+            U, s, Vh = svd(A)
+            return (U * np.tanh(s)[..., None, :]) @ Vh
+        return run
+    out = [("numpy svd", by(lambda a: np.linalg.svd(a, full_matrices=False)))]
+    if not batched:
+        out.append(("scipy gesdd", by(lambda a: scipy.linalg.svd(
+            a, full_matrices=False, check_finite=False))))
+    return out
+
+
 def refs_eig(case, batched):
     A = case.A
     out = [("numpy", lambda: np.linalg.eig(A))]
@@ -347,6 +379,9 @@ def linalgad_losses(lad, la):
     def funmh(A, c):
         return lad.sum(c["W"] * la.funmh(A, np.exp, check_finite=False))
 
+    def generalized_funm(A, c):
+        return lad.sum(c["W"] * la.generalized_funm(A, np.tanh, check_finite=False))
+
     def svd(A, c):
         U, s, Vh = la.svd(A, full_matrices=False, check_finite=False)
         return lad.sum(c["c"] * s) + lad.sum(c["W"] * ((U * c["g"]) @ Vh))
@@ -363,7 +398,7 @@ def linalgad_losses(lad, la):
         return lad.real(lad.sum(c["c"] * la.eigvals(A, check_finite=False)))
 
     return dict(eigh=eigh, eigvalsh=eigvalsh, svd=svd, svdvals=svdvals, eig=eig,
-                eigvals=eigvals, funmh=funmh)
+                eigvals=eigvals, funmh=funmh, generalized_funm=generalized_funm)
 
 
 LINALGAD_MISSING = None
@@ -453,6 +488,8 @@ RULES = {
     "eig": Rule(case_eig, exact_eig, refs_eig, ("eig",), order_dependent=True),
     "eigvals": Rule(case_eig, exact_eigvals, refs_eigvals, ("eigvals",), order_dependent=True),
     "funmh": Rule(case_eigh, exact_funmh, refs_funmh, ("funmh",), TRIL),
+    "generalized_funm": Rule(case_svd, exact_generalized_funm, refs_generalized_funm,
+                             ("generalized_funm",)),
 }
 
 

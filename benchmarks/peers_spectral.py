@@ -23,6 +23,8 @@ leaves free: the sign or phase of a vector):
     eigvals   Re sum(c * w)
     funmh     sum(W * e^A), A symmetric: no peer has a function of a symmetric matrix, so
               e^A = V diag(e^w) Vᵀ through each peer's eigh (what a user writes for any f)
+    generalized_funm  sum(W * (U diag(tanh s) Vh)), thin SVD, A square: through each
+              peer's svd (no peer has the generalized matrix function)
 
 A peer that lacks a rule has a string instead of a function: the reason, shown under the
 table. `make(peer, rule, A, consts)` returns (run, unpack) like peers_factorizations.py.
@@ -42,7 +44,8 @@ import peers
 from peers_factorizations import _autograd, _jax, _torch  # the generic value+grad closures
 
 PEER_NAMES = peers.PEER_NAMES  # ("jax-jit", "jax-eager", "torch", "autograd")
-RULE_NAMES = ("eigh", "eigvalsh", "svd", "svdvals", "eig", "eigvals", "funmh")
+RULE_NAMES = ("eigh", "eigvalsh", "svd", "svdvals", "eig", "eigvals", "funmh",
+              "generalized_funm")
 
 
 # --- JAX: jax.numpy.linalg (and jax.lax.linalg.eig for eigenvector derivatives) -----------
@@ -79,8 +82,12 @@ def _jax_losses():
         w, V = jnp.linalg.eigh(A)
         return jnp.sum(c["W"] * ((V * jnp.exp(w)[..., None, :]) @ jnp.matrix_transpose(V)))
 
+    def generalized_funm(A, c):
+        U, s, Vh = jnp.linalg.svd(A, full_matrices=False)
+        return jnp.sum(c["W"] * ((U * jnp.tanh(s)[..., None, :]) @ Vh))
+
     return dict(eigh=eigh, eigvalsh=eigvalsh, svd=svd, svdvals=svdvals, eig=eig,
-                eigvals=eigvals, funmh=funmh)
+                eigvals=eigvals, funmh=funmh, generalized_funm=generalized_funm)
 
 
 # --- PyTorch: torch.linalg ---------------------------------------------------------------
@@ -112,8 +119,12 @@ def _torch_losses():
         w, V = torch.linalg.eigh(A)
         return torch.sum(c["W"] * ((V * torch.exp(w)[..., None, :]) @ V.mT))
 
+    def generalized_funm(A, c):
+        U, s, Vh = torch.linalg.svd(A, full_matrices=False)
+        return torch.sum(c["W"] * ((U * torch.tanh(s)[..., None, :]) @ Vh))
+
     return dict(eigh=eigh, eigvalsh=eigvalsh, svd=svd, svdvals=svdvals, eig=eig,
-                eigvals=eigvals, funmh=funmh)
+                eigvals=eigvals, funmh=funmh, generalized_funm=generalized_funm)
 
 
 # --- HIPS autograd: autograd.numpy.linalg --------------------------------------------------
@@ -147,8 +158,12 @@ def _autograd_losses():
         w, V = anp.linalg.eigh(A)
         return anp.sum(c["W"] * anp.matmul(V * anp.exp(w)[..., None, :], anp.swapaxes(V, -1, -2)))
 
+    def generalized_funm(A, c):
+        U, s, Vh = anp.linalg.svd(A, full_matrices=False)
+        return anp.sum(c["W"] * anp.matmul(U * anp.tanh(s)[..., None, :], Vh))
+
     return dict(eigh=eigh, eigvalsh=eigvalsh, svd=svd, svdvals=svdvals, eig=eig,
-                eigvals=eigvals, funmh=funmh)
+                eigvals=eigvals, funmh=funmh, generalized_funm=generalized_funm)
 
 
 _LOSSES = {"jax-jit": _jax_losses, "jax-eager": _jax_losses, "torch": _torch_losses,

@@ -564,6 +564,72 @@ class ComposedKernels:
         Z *= phi.astype(Z.dtype, copy=False)
         return xp.matmul(xp.matmul(V, Z), Vh)
 
+    def svd_frechet(self, U, s, Vh, f, df, E, tol, zero_tol):
+        """The derivative of the generalized matrix function U diag(f(s)) Vᴴ along E
+        (generalized_funm.md): U (Φ⁺ ∘ herm(P) + Φ⁻ ∘ skew(P)) Vᴴ, P = Uᴴ E V, plus the
+        terms of the extra rows (m > k) or columns (n > k) with cⱼ = fⱼ/sⱼ; each
+        quotient the mean of the slopes where its denominator is within tol·max s of 0
+        (Φ⁺) or zero_tol·max s (Φ⁻ and c)."""
+        xp = self.xp
+        m, k = U.shape[-2:]
+        n = Vh.shape[-1]
+        top = s.max(axis=-1, keepdims=True)
+        bound, zero = top * tol, top * zero_tol
+        # s descending (the SVD's order): a near pair shows between neighbours, a small
+        # sum at the last value; without either, ½(Φ⁺ ± Φ⁻) in closed form (a third of
+        # the passes): a = (fᵢsᵢ − fⱼsⱼ)/(sᵢ² − sⱼ²), b = (fᵢsⱼ − fⱼsᵢ)/(sᵢ² − sⱼ²)
+        if k < 2 or not bool((s[..., :-1] - s[..., 1:] <= bound).any()) and \
+                bool((2 * s[..., -1:] > zero).all()):
+            s2 = s * s
+            D = s2[..., :, None] - s2[..., None, :]
+            _set_diagonal(xp, D, 1)
+            fs = f * s
+            a = fs[..., :, None] - fs[..., None, :]
+            a /= D
+            O = f[..., :, None] * s[..., None, :]
+            b = O - xp.swapaxes(O, -1, -2)
+            b /= D
+            c = f / s
+            _set_diagonal(xp, a, 0.5 * (df + c))
+            _set_diagonal(xp, b, 0.5 * (df - c))
+        else:
+            bound, zero = bound[..., None], zero[..., None]
+            mean = df[..., :, None] + df[..., None, :]
+            mean *= 0.5
+            gap = s[..., :, None] - s[..., None, :]
+            near = xp.abs(gap) <= bound
+            plus = f[..., :, None] - f[..., None, :]
+            plus /= xp.where(near, 1, gap)
+            plus = xp.where(near, mean, plus)
+            total = s[..., :, None] + s[..., None, :]
+            small = total <= zero
+            minus = f[..., :, None] + f[..., None, :]
+            minus /= xp.where(small, 1, total)
+            minus = xp.where(small, mean, minus)
+            a, b = plus + minus, plus - minus
+            a *= 0.5
+            b *= 0.5
+            c = xp.diagonal(minus, 0, -2, -1)
+        V, Uh = _mH(xp, Vh), _mH(xp, U)
+        if n > k:
+            UhE = xp.matmul(Uh, E)
+            P = xp.matmul(UhE, V)
+        else:
+            EV = xp.matmul(E, V)
+            P = xp.matmul(Uh, EV)
+        X = a.astype(P.dtype, copy=False) * P
+        X += b.astype(P.dtype, copy=False) * _mH(xp, P)
+        c = c.astype(P.dtype, copy=False)
+        if m > k:
+            # U X Vᴴ + (E V − U P) diag(c) Vᴴ = (U (X − P diag(c)) + E V diag(c)) Vᴴ
+            X -= P * c[..., None, :]
+            return xp.matmul(xp.matmul(U, X) + EV * c[..., None, :], Vh)
+        if n > k:
+            # U X Vᴴ + U diag(c) (Uᴴ E − P Vᴴ) = U ((X − diag(c) P) Vᴴ + diag(c) Uᴴ E)
+            X -= c[..., :, None] * P
+            return xp.matmul(U, xp.matmul(X, Vh) + c[..., :, None] * UhE)
+        return xp.matmul(xp.matmul(U, X), Vh)
+
     def svd_extreme(self, A, ends, tol):
         """The extreme singular values of a stack A (..., m, n) and their derivatives.
 

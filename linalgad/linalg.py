@@ -32,6 +32,7 @@ from .rules.determinant import SlogdetResult, det, slogdet
 from .rules.eig import EigResult, eig, eigvals
 from .rules.eigh import EighResult, eigh, eigvalsh
 from .rules.funmh import funmh
+from .rules.generalized_funm import generalized_funm
 from .rules.inverse import inv
 from .rules.lstsq import lstsq, pinv, pinvh
 from .rules.lu import lu, lu_factor, lu_solve
@@ -48,7 +49,7 @@ from .rules.sylvester import (solve_continuous_lyapunov, solve_discrete_lyapunov
 from .rules.triangular import solve_triangular
 
 __all__ = ["solve", "solve_triangular", "inv", "det", "slogdet", "cholesky", "cho_factor",
-           "cho_solve", "logdet", "lu_factor", "lu_solve", "lu", "qr", "eigh", "eigvalsh", "funmh", "svd", "svdvals",
+           "cho_solve", "logdet", "lu_factor", "lu_solve", "lu", "qr", "eigh", "eigvalsh", "funmh", "svd", "svdvals", "generalized_funm",
            "eig", "eigvals", "lstsq", "pinv", "pinvh", "expm", "expm_frechet", "sqrtm", "logm",
            "solve_sylvester", "solve_continuous_lyapunov", "solve_discrete_lyapunov", "polar",
            "norm", "matrix_norm", "vector_norm", "cond", "matrix_power", "multi_dot", "trace",

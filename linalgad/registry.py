@@ -33,6 +33,7 @@ RULE_MODULES = (
     "linalgad.rules.eigh",
     "linalgad.rules.funmh",
     "linalgad.rules.svd",
+    "linalgad.rules.generalized_funm",
     "linalgad.rules.eig",
     "linalgad.rules.lstsq",
     "linalgad.rules.matfuncs",

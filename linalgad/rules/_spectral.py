@@ -296,5 +296,7 @@ def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="e
             "gradient there is not determined by the decomposition. The gradient returned "
             "holds the basis of the cluster fixed (see the derivation document, section 6)."
             + (" A function of the matrix, V f(w) Vᴴ, is differentiated exactly by "
-               "linalgad.linalg.funmh(a, f)." if op == "eigh" else ""),
+               "linalgad.linalg.funmh(a, f)." if op == "eigh" else
+               " A function of the singular values, U f(s) Vᴴ, is differentiated exactly "
+               "by linalgad.linalg.generalized_funm(a, f)." if op == "svd" else ""),
             GaugeWarning, stacklevel=4)

@@ -178,8 +178,8 @@ def funmh(a, func, dfunc=None, *, lower=True, check_finite=True):
 
     Valid when: f is differentiable at the eigenvalues (e.g. w > 0 for sqrt and log).
     Second derivatives are exact away from repeated eigenvalues; at a repeated one
-    they pass through eigh's derivative, which drops the in-cluster curvature term
-    (eigh.md, section 6).  Cost: one eigh, then one product forward, four per
+    they pass through eigh's derivative, which drops the in-cluster curvature term,
+    without a warning (funmh.md, section 6).  Cost: one eigh, then one product forward, four per
     derivative.
     """
     if not callable(func):

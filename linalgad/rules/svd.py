@@ -210,7 +210,8 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False, *, overwrite_a=
     singular values, |s_i − s_j| ≤ eps^(2/3)·max(s_i, s_j), the gradient is exact
     for losses that depend on a cluster through symmetric functions of its
     values, its singular subspaces and its polar part U_B V_Bᴴ (the nuclear
-    norm, sum f(s), U Vᴴ); other losses get a ``GaugeWarning``.  Zero
+    norm, sum f(s), U Vᴴ); other losses get a ``GaugeWarning`` (write
+    U diag(f(s)) Vᴴ as ``generalized_funm(a, f)``: exact there).  Zero
     singular values: 1/s is used down to the smallest normal number, so
     losses through U diag(s) Vᴴ stay exact at rank deficiency.  The backward
     pass is four matrix products; nothing is refactored.
