@@ -234,3 +234,14 @@ def test_ufunc_slopes_match_the_traced_derivative():
         np.testing.assert_allclose(f, f2, rtol=1e-15, err_msg=u.__name__)
         np.testing.assert_allclose(df, df2, rtol=1e-15, atol=0, err_msg=u.__name__)
         assert df.shape == x.shape and df.dtype == x.dtype
+
+
+def test_eighs_gauge_warning_points_to_funmh():
+    """A matrix function written through eigh at a tie gets a GaugeWarning that names
+    the rule which differentiates it exactly."""
+    rng = np.random.default_rng(6)
+    A = _spectrum(rng, SPECTRA["pair"], np.float64)
+    G = rng.standard_normal((4, 4))
+    with pytest.warns(la.GaugeWarning, match=r"funmh\(a, f\)"):
+        lad.grad(lambda a: lad.sum(G * (lambda w, V: (V * lad.exp(w)) @ lad.mT(V))(
+            *la.eigh(a))))(A)

@@ -155,3 +155,12 @@ def test_arguments_and_errors():
         la.generalized_funm(A, lambda s: s[..., :1])
     with pytest.raises(np.linalg.LinAlgError, match="generalized_funm"):
         la.generalized_funm(np.ones(3), np.tanh)
+
+
+def test_svds_gauge_warning_points_to_generalized_funm():
+    rng = np.random.default_rng(16)
+    A = _with_values(rng, 4, 4, HARD["pair"][2])
+    G = rng.standard_normal((4, 4))
+    with pytest.warns(la.GaugeWarning, match=r"generalized_funm\(a, f\)"):
+        lad.grad(lambda a: lad.sum(G * (lambda U, s, Vh: (U * lad.sin(s)) @ Vh)(
+            *la.svd(a, full_matrices=False))))(A)
