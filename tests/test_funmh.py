@@ -245,3 +245,19 @@ def test_eighs_gauge_warning_points_to_funmh():
     with pytest.warns(la.GaugeWarning, match=r"funmh\(a, f\)"):
         lad.grad(lambda a: lad.sum(G * (lambda w, V: (V * lad.exp(w)) @ lad.mT(V))(
             *la.eigh(a))))(A)
+
+
+def test_second_order_at_a_tie_warns():
+    """The Hessian at a repeated eigenvalue misses the in-cluster curvature (funmh.md §6):
+    said with a GaugeWarning; away from ties, none."""
+    rng = np.random.default_rng(8)
+    G, T = rng.standard_normal((2, 4, 4))
+
+    def loss(a):
+        return lad.sum(G * la.funmh(a, np.sin))
+    with pytest.warns(la.GaugeWarning, match="second derivatives"):
+        lad.hvp(loss, (np.eye(4),), (T,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lad.hvp(loss, (_spectrum(rng, [0.2, 1.1, -0.7, 0.5], np.float64),), (T,))
+        lad.grad(loss)(np.eye(4))

@@ -164,3 +164,17 @@ def test_svds_gauge_warning_points_to_generalized_funm():
     with pytest.warns(la.GaugeWarning, match=r"generalized_funm\(a, f\)"):
         lad.grad(lambda a: lad.sum(G * (lambda U, s, Vh: (U * lad.sin(s)) @ Vh)(
             *la.svd(a, full_matrices=False))))(A)
+
+
+def test_second_order_at_a_tie_warns():
+    rng = np.random.default_rng(17)
+    G, T = rng.standard_normal((2, 4, 4))
+
+    def loss(a):
+        return lad.sum(G * la.generalized_funm(a, np.sin))
+    with pytest.warns(la.GaugeWarning, match="second derivatives"):
+        lad.hvp(loss, (np.eye(4),), (T,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lad.hvp(loss, (rng.standard_normal((4, 4)),), (T,))
+        lad.grad(loss)(np.eye(4))

@@ -20,6 +20,8 @@ trapezoidal rule's).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .. import ops, transforms
@@ -29,6 +31,7 @@ from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
 from ..testing import matrices as M
 from . import _common as C
+from . import _spectral as S
 from .eigh import _eigh
 
 __all__ = ["funmh", "RULES"]
@@ -110,6 +113,12 @@ def _frechet_ref(A, E, *, func, dfunc, lower, factors):
     is traced again; otherwise the forward pass's factors (w, V) are used."""
     if isinstance(A, Tracer):
         w, V = _eigh(A, lower=lower)
+        if S.degenerate_pairs(w, ordered=True) is not None:
+            warnings.warn(
+                "funmh: second derivatives at (nearly) repeated eigenvalues miss the "
+                "in-cluster curvature term (the second divided differences of f are not "
+                "formed; funmh.md, section 6); first derivatives are exact there.",
+                S.GaugeWarning, stacklevel=2)
     else:
         w, V = factors
     f, df = values_and_slopes(func, dfunc, w)
@@ -179,7 +188,7 @@ def funmh(a, func, dfunc=None, *, lower=True, check_finite=True):
     Valid when: f is differentiable at the eigenvalues (e.g. w > 0 for sqrt and log).
     Second derivatives are exact away from repeated eigenvalues; at a repeated one
     they pass through eigh's derivative, which drops the in-cluster curvature term,
-    without a warning (funmh.md, section 6).  Cost: one eigh, then one product forward, four per
+    and say so with a ``GaugeWarning`` (funmh.md, section 6).  Cost: one eigh, then one product forward, four per
     derivative.
     """
     if not callable(func):

@@ -22,6 +22,8 @@ at rank deficiency.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .. import ops, transforms
@@ -30,6 +32,7 @@ from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
 from ..testing import matrices as M
 from . import _common as C
+from . import _spectral as S
 from .funmh import _real_values, tie_tolerance, values_and_slopes
 from .svd import _svd
 
@@ -71,6 +74,12 @@ def _frechet_ref(A, E, *, func, dfunc, factors):
     order) the SVD is traced again; otherwise the forward pass's factors are used."""
     if isinstance(A, Tracer):
         U, s, Vh = _svd(A, full_matrices=False)
+        if S.degenerate_pairs(s, relative=True, ordered=True) is not None:
+            warnings.warn(
+                f"{OP}: second derivatives at (nearly) repeated singular values miss the "
+                "in-cluster curvature term (the second divided differences of f are not "
+                "formed; generalized_funm.md, section 6); first derivatives are exact there.",
+                S.GaugeWarning, stacklevel=2)
     else:
         U, s, Vh = factors
     m, k = C.peek(U).shape[-2:]
@@ -146,8 +155,8 @@ def generalized_funm(a, func, dfunc=None, *, check_finite=True):
     zero values, as U Vᴴ does; the derivative uses f(s)/s → f'(0) at s → 0, so
     ``func`` should be accurate near 0 — ``np.expm1``, not ``np.exp(s) - 1``).  Second
     derivatives are exact away from repeated singular values; at one they pass through
-    svd's derivative, which drops the in-cluster curvature, without a warning
-    (generalized_funm.md, section 6).  Cost: one thin SVD and one product forward;
+    svd's derivative, which drops the in-cluster curvature, and say so with a
+    ``GaugeWarning`` (generalized_funm.md, section 6).  Cost: one thin SVD and one product forward;
     four products per derivative (the traced form of second order: six for m ≠ n).
     """
     if not callable(func):
