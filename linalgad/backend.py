@@ -439,6 +439,18 @@ def _eigenvalue_cotangent_syrk(V, w_bar, lower):
     return _fold_triangle(np, X, lower, out=X)
 
 
+def _divided_differences(xp, x, f, df, bound):
+    """Φ (..., k, k): Φᵢⱼ = (fᵢ − fⱼ)/(xᵢ − xⱼ), the mean of the slopes (f'ᵢ + f'ⱼ)/2 where
+    |xᵢ − xⱼ| ≤ bound (..., 1, 1), the diagonal included (funmh.md section 6)."""
+    gap = x[..., :, None] - x[..., None, :]
+    near = xp.abs(gap) <= bound
+    phi = f[..., :, None] - f[..., None, :]
+    phi /= xp.where(near, 1, gap)
+    mean = df[..., :, None] + df[..., None, :]
+    mean *= 0.5
+    return xp.where(near, mean, phi), mean
+
+
 class ComposedKernels:
     """Kernels both tables build the same way from their own primitives.
 
@@ -545,18 +557,14 @@ class ComposedKernels:
         at w."""
         xp = self.xp
         bound = tol * xp.abs(w).max(axis=-1, keepdims=True)
-        gap = w[..., :, None] - w[..., None, :]
-        phi = f[..., :, None] - f[..., None, :]
         # w ascending (eigh's order): a pair off the diagonal is near only if some
         # neighbours are, an O(n) test that spares the common case the masks
         if w.shape[-1] > 1 and bool((w[..., 1:] - w[..., :-1] <= bound).any()):
-            near = xp.abs(gap) <= bound[..., None]
-            phi /= xp.where(near, 1, gap)
-            mean = df[..., :, None] + df[..., None, :]
-            mean *= 0.5
-            phi = xp.where(near, mean, phi)
+            phi = _divided_differences(xp, w, f, df, bound[..., None])[0]
         else:
+            gap = w[..., :, None] - w[..., None, :]
             _set_diagonal(xp, gap, 1)
+            phi = f[..., :, None] - f[..., None, :]
             phi /= gap
             _set_diagonal(xp, phi, df)
         Vh = _mH(xp, V)
@@ -578,8 +586,8 @@ class ComposedKernels:
         # s descending (the SVD's order): a near pair shows between neighbours, a small
         # sum at the last value; without either, ½(Φ⁺ ± Φ⁻) in closed form (a third of
         # the passes): a = (fᵢsᵢ − fⱼsⱼ)/(sᵢ² − sⱼ²), b = (fᵢsⱼ − fⱼsᵢ)/(sᵢ² − sⱼ²)
-        if k < 2 or not bool((s[..., :-1] - s[..., 1:] <= bound).any()) and \
-                bool((2 * s[..., -1:] > zero).all()):
+        if k < 2 or (not bool((s[..., :-1] - s[..., 1:] <= bound).any())
+                     and bool((2 * s[..., -1:] > zero).all())):
             s2 = s * s
             D = s2[..., :, None] - s2[..., None, :]
             _set_diagonal(xp, D, 1)
@@ -593,16 +601,9 @@ class ComposedKernels:
             _set_diagonal(xp, a, 0.5 * (df + c))
             _set_diagonal(xp, b, 0.5 * (df - c))
         else:
-            bound, zero = bound[..., None], zero[..., None]
-            mean = df[..., :, None] + df[..., None, :]
-            mean *= 0.5
-            gap = s[..., :, None] - s[..., None, :]
-            near = xp.abs(gap) <= bound
-            plus = f[..., :, None] - f[..., None, :]
-            plus /= xp.where(near, 1, gap)
-            plus = xp.where(near, mean, plus)
+            plus, mean = _divided_differences(xp, s, f, df, bound[..., None])
             total = s[..., :, None] + s[..., None, :]
-            small = total <= zero
+            small = total <= zero[..., None]
             minus = f[..., :, None] + f[..., None, :]
             minus /= xp.where(small, 1, total)
             minus = xp.where(small, mean, minus)

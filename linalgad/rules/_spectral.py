@@ -264,6 +264,15 @@ def check_phase_diagonal(op, kd, scale, what):
             "of matching left and right vectors).")
 
 
+# where a warned loss is a function of the matrix, the rule that differentiates it exactly
+_EXACT_RULE = {
+    "eigh": " A function of the matrix, V f(w) Vᴴ, is differentiated exactly by "
+            "linalgad.linalg.funmh(a, f).",
+    "svd": " A function of the singular values, U f(s) Vᴴ, is differentiated exactly by "
+           "linalgad.linalg.generalized_funm(a, f).",
+}
+
+
 def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="eigenvectors"):
     """Warn (GaugeWarning) if the loss depends on a free choice inside a cluster.
 
@@ -295,8 +304,5 @@ def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="e
             "equal values, or is not a symmetric function of the cluster's values; the "
             "gradient there is not determined by the decomposition. The gradient returned "
             "holds the basis of the cluster fixed (see the derivation document, section 6)."
-            + (" A function of the matrix, V f(w) Vᴴ, is differentiated exactly by "
-               "linalgad.linalg.funmh(a, f)." if op == "eigh" else
-               " A function of the singular values, U f(s) Vᴴ, is differentiated exactly "
-               "by linalgad.linalg.generalized_funm(a, f)." if op == "svd" else ""),
+            + _EXACT_RULE.get(op, ""),
             GaugeWarning, stacklevel=4)

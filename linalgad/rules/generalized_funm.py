@@ -33,7 +33,7 @@ from ..tape import Primitive, Tracer
 from ..testing import matrices as M
 from . import _common as C
 from . import _spectral as S
-from .funmh import _real_values, tie_tolerance, values_and_slopes
+from .funmh import _real_values, divided_differences, tie_tolerance, values_and_slopes
 from .svd import _svd
 
 __all__ = ["generalized_funm", "RULES"]
@@ -47,25 +47,23 @@ def zero_tolerance(dtype, m, n):
     return max(m, n) * float(np.finfo(dtype).eps)
 
 
-def _masks(s, m, n):
-    """Concrete masks (..., k, k): |sᵢ − sⱼ| ≤ δ = ε^(1/3)·max s (the diagonal included)
-    and sᵢ + sⱼ ≤ δ₀ = max(m, n)·ε·max s, per matrix."""
-    xp = namespace_of(s)
+def _zero_sums(s, m, n):
+    """Concrete mask (..., k, k): sᵢ + sⱼ ≤ δ₀ = max(m, n)·ε·max s, per matrix."""
     top = s.max(axis=-1, keepdims=True)[..., None]
-    near = xp.abs(s[..., :, None] - s[..., None, :]) <= top * tie_tolerance(s.dtype)
-    small = s[..., :, None] + s[..., None, :] <= top * zero_tolerance(s.dtype, m, n)
-    return near, small
+    return s[..., :, None] + s[..., None, :] <= top * zero_tolerance(s.dtype, m, n)
 
 
 def coefficients(s, f, df, m, n):
-    """(Φ⁺, Φ⁻) (..., k, k) in differentiable operations (the masks held fixed)."""
-    near, small = C.compute(lambda v: _masks(v, m, n), (s,),
-                            name="generalized_funm's tie masks")
-    fi, fj = ops.expand_dims(f, -1), ops.expand_dims(f, -2)
-    si, sj = ops.expand_dims(s, -1), ops.expand_dims(s, -2)
+    """(Φ⁺, Φ⁻) (..., k, k) in differentiable operations (the masks held fixed): Φ⁺ the
+    divided differences of funmh (s ≥ 0, so its max|w| is max s), Φ⁻ the quotients of
+    sums."""
+    plus = divided_differences(s, f, df)
+    small = C.compute(lambda v: _zero_sums(v, m, n), (s,),
+                      name="generalized_funm's zero mask")             # replayed under jit
     mean = (ops.expand_dims(df, -1) + ops.expand_dims(df, -2)) * 0.5
-    plus = ops.where(near, mean, (fi - fj) / ops.where(near, 1.0, si - sj))
-    minus = ops.where(small, mean, (fi + fj) / ops.where(small, 1.0, si + sj))
+    total = ops.expand_dims(s, -1) + ops.expand_dims(s, -2)
+    minus = ops.where(small, mean, (ops.expand_dims(f, -1) + ops.expand_dims(f, -2))
+                      / ops.where(small, 1.0, total))
     return plus, minus
 
 
