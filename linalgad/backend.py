@@ -51,6 +51,9 @@ STACK_TRSM_N = 32
 # From this size on, the Cholesky cotangent's L⁻ᴴ S L⁻¹ is one sygst/hegst call (below
 # it the blocked LAPACK routine's unblocked steps make it slower than two solves).
 SANDWICH_GST_N = 256
+# Stacks of Cholesky factors from this order on (up to BLOCKED_TRI_N) get the
+# cotangent's L⁻ᴴ S L⁻¹ by two direct trsm calls per matrix, not the vectorised inverse.
+CHOL_STACK_TRSM_N = 20
 # inv of stacks of at least VECTOR_INV_BATCH matrices of order <= VECTOR_INV_N: the
 # vectorised LU (below, or for larger orders, NumPy's per-matrix gesv is as fast)
 VECTOR_INV_N = 6
@@ -999,6 +1002,16 @@ class CPUKernels(ComposedKernels):
             return out.reshape(C.shape)
         L, Lb = (C, C_bar) if lower else (_mH(np, C), _mH(np, C_bar))
         S = _chol_sandwich_rhs(np, np.matmul(_mH(np, L), Lb).astype(dtype, copy=False))
+        if n >= CHOL_STACK_TRSM_N and _lapack_stack.trsm_available(dtype):
+            # L⁻ᴴ S L⁻¹ by two trsm calls per matrix, in place on S: 1000 of order 32
+            # 10.2 against 14-16 ms for the vectorised inverse and two batched
+            # products (order 16: 16.6 against 12.8 ms, so the inverse stays below)
+            T = np.ascontiguousarray(C.reshape((-1, n, n)), dtype=dtype)
+            Ah = np.ascontiguousarray(S).reshape(T.shape)
+            # lower C = L: L⁻ᴴ (S) then (·) L⁻¹; upper C = U = Lᴴ: U⁻¹ (S) then (·) U⁻ᴴ
+            _lapack_stack.trsm(T, Ah, lower, 2 if lower else 0, False)
+            _lapack_stack.trsm(T, Ah, lower, 0 if lower else 2, False, right=True)
+            return _fold_triangle(np, Ah.reshape(C.shape), lower, out=Ah.reshape(C.shape))
         Li = _tri_inverse(L.astype(dtype, copy=False))                 # L⁻¹, lower
         Ah = np.matmul(_mH(np, Li), S)
         Ah = np.matmul(Ah, Li, out=S)
