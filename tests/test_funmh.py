@@ -8,6 +8,7 @@ scipy's exact Fréchet derivative of expm, and the function's arguments and erro
 
 import math
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -67,7 +68,7 @@ SPECTRA = {
 def test_expm_gradient_at_ties(spectrum, dtype, lower):
     """⟨G, funmh(A, exp)⟩: value and gradient equal scipy's expm and its exact adjoint
     Fréchet derivative, also where eigenvalues coincide."""
-    rng = np.random.default_rng(abs(hash((spectrum, lower))) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(f"{spectrum}-{lower}".encode()))
     A = _spectrum(rng, SPECTRA[spectrum], dtype)
     if spectrum == "identity":
         A = np.eye(4, dtype=dtype)
@@ -247,17 +248,136 @@ def test_eighs_gauge_warning_points_to_funmh():
             *la.eigh(a))))(A)
 
 
-def test_second_order_at_a_tie_warns():
-    """The Hessian at a repeated eigenvalue misses the in-cluster curvature (funmh.md §6):
-    said with a GaugeWarning; away from ties, none."""
+def _second_expm(A, E, H):
+    """D² exp(A)[E, H], exact: the (1, 3) blocks of exp of the block upper triangular
+    [[A, E, 0], [0, A, H], [0, 0, A]] and of the same with E and H swapped (each is
+    Σₖ f[λᵢ, λₖ, λⱼ] Ẽᵢₖ H̃ₖⱼ in the eigenbasis; scipy's expm, no eigendecomposition)."""
+    n = A.shape[0]
+    Z = np.zeros_like(A, dtype=np.result_type(A, E, H))
+
+    def corner(X, Y):
+        return sl.expm(np.block([[A, X, Z], [Z, A, Y], [Z, Z, A]]))[:n, 2 * n:]
+    return corner(E, H) + corner(H, E)
+
+
+def _expm_hvp(A, G, T, lower=True):
+    """d/dt of _expm_gradient(A + tT, G): the triangle's share of D² exp(A_h)[conj G, T_h]."""
+    return _triangle_cotangent(_second_expm(_hermitian(A, lower), np.conj(G),
+                                            _hermitian(T, lower)), lower)
+
+
+@pytest.mark.parametrize("spectrum", SPECTRA)
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("lower", [True, False])
+def test_hessian_at_ties_is_exact(spectrum, dtype, lower):
+    """hvp of ⟨G, funmh(A, exp)⟩ (forward over reverse) equals the exact second Fréchet
+    derivative of expm, where eigenvalues coincide too, with no warning: the second
+    divided differences f[λ, λ, μ] and f''(λ)/2 take the place of eigh's gap terms."""
+    rng = np.random.default_rng(zlib.crc32(f"{spectrum}-{lower}-hvp".encode()))
+    A = np.eye(4, dtype=dtype) if spectrum == "identity" else _spectrum(
+        rng, SPECTRA[spectrum], dtype)
+    cplx = 1j if dtype == np.complex128 else 0
+    G, T = (rng.standard_normal((4, 4)) + cplx * rng.standard_normal((4, 4))
+            for _ in range(2))
+    if cplx:                                  # a Hermitian input's diagonal is real
+        T = T - 1j * np.diag(np.diagonal(T).imag)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (h,) = lad.hvp(lambda a: lad.real(lad.sum(G * la.funmh(a, np.exp, lower=lower))),
+                       (A,), (T.astype(dtype),))
+    # just apart (gap 1e-4): triples inside ε^(1/4) take the mean of f''/2, whose error
+    # is of order ε^(1/2) (funmh.md §6); elsewhere exact to rounding
+    tol = 2e-7 if spectrum == "just-apart" else 1e-9
+    np.testing.assert_allclose(h, _expm_hvp(A, G, T, lower), rtol=tol, atol=tol)
+
+
+def test_hessian_through_eigvalsh_misses_what_funmh_keeps():
+    """Σ exp(wᵢ) = tr e^A: its Hessian at A = I is e·T_h on the triangle; through
+    eigvalsh the in-cluster curvature is lost (and said with a GaugeWarning), through
+    funmh it is exact."""
+    rng = np.random.default_rng(11)
+    T = rng.standard_normal((4, 4))
+    want = math.e * _triangle_cotangent(_hermitian(T))
+    with pytest.warns(la.GaugeWarning, match="second derivatives"):
+        (h,) = lad.hvp(lambda a: lad.sum(lad.exp(la.eigvalsh(a))), (np.eye(4),), (T,))
+    assert np.abs(h - want).max() > 0.1 * np.abs(want).max()
+    (h,) = lad.hvp(lambda a: lad.sum(lad.diagonal(la.funmh(a, np.exp), 0, -2, -1)),
+                   (np.eye(4),), (T,))
+    np.testing.assert_allclose(h, want, rtol=1e-12)
+
+
+def test_reverse_over_reverse_at_a_tie():
+    """grad of ⟨T, ∇L⟩ (the VJP of the first-order map along A) equals the hvp: the
+    Hessian is symmetric; at a pair and at A = I."""
+    rng = np.random.default_rng(12)
+    G, T = rng.standard_normal((2, 4, 4))
+    G = G + G.T                               # L(A) for the symmetric A the triangle gives
+
+    def loss(a):
+        return lad.sum(G * la.funmh(a, np.exp))
+    for A in (np.eye(4), _spectrum(rng, SPECTRA["pair"], np.float64)):
+        rr = lad.grad(lambda a: lad.sum(np.tril(T) * lad.grad(loss)(a)))(A)
+        np.testing.assert_allclose(rr, _expm_hvp(A, G, np.tril(T)), rtol=1e-9, atol=1e-9)
+
+
+def test_hessian_of_a_stack_in_both_precisions():
+    """A stack mixing I, a triple and a generic spectrum; sqrt of SPD matrices against
+    differences of the (exact) gradient, in float64 and float32."""
+    rng = np.random.default_rng(13)
+    A = np.stack([np.eye(4), _spectrum(rng, [0.5, 2.0, 2.0, 2.0], np.float64),
+                  _spectrum(rng, [0.3, 0.9, 1.4, 2.2], np.float64)])
+    G, T = rng.standard_normal((2, 3, 4, 4))
+
+    def loss(a):
+        return lad.sum(G.astype(a.dtype) * la.funmh(a, np.sqrt))
+    grad = lad.grad(loss)
+    h = 1e-4
+    fd = (grad(A + h * T) - grad(A - h * T)) / (2 * h)
+    (hv,) = lad.hvp(loss, (A,), (T,))
+    np.testing.assert_allclose(hv, fd, rtol=1e-6, atol=1e-7)
+    (hv32,) = lad.hvp(loss, (A.astype(np.float32),), (T.astype(np.float32),))
+    assert hv32.dtype == np.float32
+    np.testing.assert_allclose(hv32, fd, rtol=2e-3, atol=2e-3)
+
+
+def test_second_order_with_dfunc():
+    """With dfunc given, f'' is linalgad's derivative of dfunc; a dfunc linalgad cannot
+    differentiate is named at second order (first order still works)."""
+    rng = np.random.default_rng(14)
+    A = _spectrum(rng, SPECTRA["pair"], np.float64)
+    G, T = rng.standard_normal((2, 4, 4))
+
+    def loss(a, dfunc):
+        return lad.sum(G * la.funmh(a, np.sin, dfunc))
+    (h,) = lad.hvp(lambda a: loss(a, np.cos), (A,), (T,))
+    (h0,) = lad.hvp(lambda a: loss(a, None), (A,), (T,))
+    np.testing.assert_allclose(h, h0, rtol=1e-12)
+    opaque = np.vectorize(math.cos)
+    lad.grad(lambda a: loss(a, opaque))(A)
+    with pytest.raises(TypeError, match="dfunc"):
+        lad.hvp(lambda a: loss(a, opaque), (A,), (T,))
+
+
+def test_third_order_at_a_tie_warns():
+    """Third derivatives pass through eigh at a tie (funmh.md §6): a GaugeWarning there;
+    none away from ties, and none for first and second order at a tie."""
     rng = np.random.default_rng(8)
     G, T = rng.standard_normal((2, 4, 4))
 
     def loss(a):
         return lad.sum(G * la.funmh(a, np.sin))
-    with pytest.warns(la.GaugeWarning, match="second derivatives"):
-        lad.hvp(loss, (np.eye(4),), (T,))
+
+    def third(a):
+        return lad.hvp(lambda x: lad.sum(T * lad.hvp(loss, (x,), (T,))[0]), (a,), (T,))
+    with pytest.warns(la.GaugeWarning, match="third derivatives"):
+        third(np.eye(4))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        lad.hvp(loss, (_spectrum(rng, [0.2, 1.1, -0.7, 0.5], np.float64),), (T,))
+        third(_spectrum(rng, [0.2, 1.1, -0.7, 0.5], np.float64))
+        lad.hvp(loss, (np.eye(4),), (T,))
         lad.grad(loss)(np.eye(4))
+
+
+def test_second_tie_tolerance_is_eps_to_the_quarter():
+    assert FM.second_tie_tolerance(np.float64) == pytest.approx(2.0 ** -13, rel=1e-12)
+    assert FM.second_tie_tolerance(np.float32) == pytest.approx(2.0 ** -5.75, rel=1e-6)

@@ -123,6 +123,37 @@ def test_eigh_projector_onto_a_repeated_eigenspace():
         check_grads(loss, (A,), order=1)
 
 
+def test_second_derivatives_at_a_cluster_warn():
+    """Differentiating eigh's, svd's or eig's reverse pass at a cluster (a traced
+    cotangent: second order) misses the in-cluster curvature even for losses whose first
+    derivatives are exact there, so it warns: Σ exp(wᵢ) at I (funmh is exact there:
+    test_funmh.py), the projector of a double eigenvalue, Σ sᵢ² at I, Σ wᵢ² of eig at a
+    double eigenvalue.  A loss linear in the values differentiates a constant cotangent:
+    no warning (its Hessian is exact)."""
+    rng = np.random.default_rng(21)
+    T = rng.standard_normal((4, 4))
+    A2 = with_spectrum(rng, (1.0, 1.0, 3.0, 4.0), np.float64)
+    W = rng.standard_normal((4, 4))
+
+    def projector(A):
+        w, V = la.eigh(A)
+        return lad.sum(W * lad.matmul(V[:, :2], lad.mT(V[:, :2])))
+
+    cases = ((lambda a: lad.sum(lad.exp(la.eigvalsh(a))), np.eye(4), "eigh"),
+             (projector, A2, "eigh"),
+             (lambda a: lad.sum(la.svdvals(a) ** 2), np.eye(4), "svd"),
+             (lambda a: lad.real(lad.sum(la.eigvals(a) ** 2)), A2, "eig"))
+    for loss, A, op in cases:
+        with pytest.warns(lad.GaugeWarning, match=f"{op}: second derivatives"):
+            lad.hvp(loss, (A,), (T,))
+        with no_gauge_warning():
+            lad.grad(loss)(A)
+    c = np.array([0.7, 0.7, -1.2, 2.0])          # symmetric in the cluster's two values
+    with no_gauge_warning():
+        (h,) = lad.hvp(lambda a: lad.sum(c * la.eigvalsh(a)), (A2,), (T,))
+    assert np.all(np.isfinite(h))
+
+
 def test_eigh_basis_dependent_loss_at_a_tie_warns_and_stays_finite():
     A = with_spectrum(np.random.default_rng(2), (1.0, 1.0, 2.0), np.float64)
     W = np.random.default_rng(3).standard_normal((3, 3))

@@ -31,7 +31,7 @@ from .. import ops
 from .. import _lapack_extreme
 from ..backend import namespace_of
 from . import _common as C
-from ..tape import Primitive
+from ..tape import Primitive, Tracer
 
 __all__ = ["GaugeWarning", "degenerate_pairs", "inverse_gaps", "check_phase",
            "check_clusters", "gauge_weights", "gap_tol", "rel_tol", "values_tol"]
@@ -273,17 +273,36 @@ _EXACT_RULE = {
 }
 
 
-def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="eigenvectors"):
-    """Warn (GaugeWarning) if the loss depends on a free choice inside a cluster.
+# ... and where second derivatives are exact at ties
+_SECOND_ORDER_RULE = {
+    "eigh": " linalgad.linalg.funmh(a, f) has exact second derivatives of V f(w) Vᴴ "
+            "there (and of Σ f(wᵢ), its trace).",
+}
+
+
+def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="eigenvectors",
+                   cotangents=()):
+    """Warn (GaugeWarning) if the loss depends on a free choice inside a cluster, or if
+    this reverse pass is being differentiated there.
 
     X           the coefficients the gap terms multiply (VᴴV̄, Jᴴ... ); on a degenerate
                 pair its skew-Hermitian part (or, with hermitian_part_free=False, the
                 entry itself) must vanish for a basis-independent loss
     values_bar  the eigenvalue (singular value) cotangent, or None; it must be
                 constant inside a cluster for a loss symmetric in the cluster's values
+    cotangents  all the rule's output cotangents: one that is traced (it depends on the
+                input: a second derivative is being taken) makes the derivative of this
+                cotangent inside the cluster a 0/0 limit that the decomposition does
+                not determine (the second divided differences of funmh.md, section 6)
     """
     if mask is None:
         return
+    if any(isinstance(c, Tracer) for c in cotangents):
+        warnings.warn(
+            f"{op}: second derivatives at (nearly) repeated values miss the in-cluster "
+            "curvature terms, even for losses whose first derivatives are exact there "
+            "(the derivation document, section 6)." + _SECOND_ORDER_RULE.get(op, ""),
+            GaugeWarning, stacklevel=4)
     xp = namespace_of(mask)
     tol = None
     bad = False

@@ -47,7 +47,7 @@ def _cotangent_composed(w, V, w_bar, V_bar, *, lower):
         K = ops.matmul(ops.mH(V), V_bar)
         S.check_phase("eigh", K, "an eigenvector")
         Wm = S.inverse_gaps(w, mask) * K
-    S.check_clusters("eigh", mask, K, w_bar)
+    S.check_clusters("eigh", mask, K, w_bar, cotangents=(w_bar, V_bar))
     # Ā_h = (V (F ∘ K) + V diag(w̄)) Vᴴ: two products, the diagonal as a scaling
     left = V * ops.expand_dims(w_bar, -2) if w_bar is not None else None
     if Wm is not None:
@@ -127,8 +127,9 @@ def eigh(a, UPLO="L", *, lower=None, eigvals_only=False, check_finite=True, b=No
     function of the matrix, ``(V * f(w)) @ V.conj().T``, is not such a loss at
     a tie: write it as ``funmh(a, f)``, whose gradient is exact there.
     Second derivatives (Hessian-vector products) at an exactly repeated
-    eigenvalue are finite but miss the in-cluster curvature term (eigh.md,
-    section 6).  The backward pass is three matrix products; nothing is
+    eigenvalue are finite but miss the in-cluster curvature term, and say so
+    with a ``GaugeWarning`` (eigh.md, section 6); ``funmh`` has exact ones
+    there, for f(A) and for tr f(A) = Σ f(wᵢ).  The backward pass is three matrix products; nothing is
     refactored.
     """
     op = "eigh"

@@ -13,13 +13,16 @@ A = V diag(w) Vᴴ (one triangle read, as eigh), f applied to the eigenvalues.  
 No eigenvalue gap is divided by (the divided difference of f takes its place, with
 f' at a tie), so the gradient is exact at repeated eigenvalues and at A = I, for every
 loss of f(A): the cotangents of eigh cannot carry that term (eigh.md, section 6, "the
-limit of the method"), this rule does.  δ = ε^(1/3)·max|w| balances the cancellation
+limit of the method"), this rule does.  Second derivatives are exact there too: the
+derivative of L along A is the second Daleckii–Krein map, with the second divided
+differences of f (section 4).  δ = ε^(1/3)·max|w| balances the cancellation
 in the quotient (≈ ε|f|/gap) against the averaging error (≈ |f'''|·gap²/12, the
 trapezoidal rule's).
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -104,39 +107,182 @@ def divided_differences(w, f, df):
     return ops.where(near, mean, quotient)
 
 
-# -- the Daleckii–Krein map -----------------------------------------------------------------
+# -- the Daleckii–Krein map and its derivative -------------------------------------------------
+#
+# The first-order map L(A; E) = V (Φ ∘ (Vᴴ E V)) Vᴴ is a primitive of its own, so that its
+# derivative along A is the second Daleckii–Krein map (funmh.md, section 6) instead of a
+# trace through eigh, whose cotangents lose the in-cluster terms at repeated eigenvalues:
+#
+#     d/dt L(A + tH; E) = V (B(Ẽ, H̃) + B(H̃, Ẽ)) Vᴴ,   X̃ = Vᴴ X V,
+#     B(X, Y)ᵢⱼ = Σₖ f[wᵢ, wₖ, wⱼ] Xᵢₖ Yₖⱼ,
+#
+# f[·,·,·] the second divided differences of f.  L is self-adjoint in E; the adjoint of the
+# A-derivative is the same bilinear map with Eᴴ: Ā_h = V (B(Ẽᴴ, Ỹ) + B(Ỹ, Ẽᴴ)) Vᴴ.
 
-def _frechet_ref(A, E, *, func, dfunc, lower, factors):
-    """L(E) = V (Φ ∘ (Vᴴ E V)) Vᴴ for f at the Hermitian matrix read from A's triangle.
+def values_slopes_curvatures(func, dfunc, w, op="funmh"):
+    """(f(w), f'(w), f''(w)), differentiable in w when w is traced: f'' is linalgad's
+    forward derivative of f' (of ``dfunc`` when given, else of func's own derivative)."""
+    wv = C.peek(w)
+    ones = namespace_of(wv).ones(wv.shape, wv.dtype)
+    f = _real_values(op, "func", func(w), w)
+    slope = dfunc if dfunc is not None else (
+        lambda x: transforms.jvp(func, (x,), (ones,))[1])
+    try:
+        df, d2f = transforms.jvp(slope, (w,), (ones,))
+    except Exception as e:
+        what = "dfunc" if dfunc is not None else "func twice"
+        raise TypeError(f"{op}: second derivatives need f'', and linalgad could not "
+                        f"differentiate {what} ({type(e).__name__}: {e}); write it with "
+                        "NumPy ufuncs or linalgad's functions") from e
+    return (f, _real_values(op, "func's derivative", df, w),
+            _real_values(op, "func's second derivative", d2f, w))
 
-    With A traced (a derivative of this map: second order of funmh) the decomposition
-    is traced again; otherwise the forward pass's factors (w, V) are used."""
-    if isinstance(A, Tracer):
-        w, V = _eigh(A, lower=lower)
-        if S.degenerate_pairs(w, ordered=True) is not None:
-            warnings.warn(
-                "funmh: second derivatives at (nearly) repeated eigenvalues miss the "
-                "in-cluster curvature term (the second divided differences of f are not "
-                "formed; funmh.md, section 6); first derivatives are exact there.",
-                S.GaugeWarning, stacklevel=2)
-    else:
-        w, V = factors
-    f, df = values_and_slopes(func, dfunc, w)
+
+def second_tie_tolerance(dtype):
+    """ε^(1/4): three eigenvalues within this (relative to max|w|) take the mean of f''/2
+    as their second divided difference (the quotient's cancellation, about ε/spread²,
+    meets the error of that mean, about f⁽⁴⁾·spread²)."""
+    return float(np.finfo(dtype).eps) ** 0.25
+
+
+def _near_triples(w, lo, hi):
+    """Concrete mask (..., *lo.shape): the three values within ε^(1/4)·max|w|."""
+    xp = namespace_of(w)
+    top = xp.abs(w).max(axis=-1)
+    bound = top.reshape(top.shape + (1,) * lo.ndim) * second_tie_tolerance(w.dtype)
+    return (w[..., hi] - w[..., lo]) <= bound
+
+
+def _any_near_pair(w):
+    """Whether two different eigenvalues of some matrix lie within ε^(1/4)·max|w| (w
+    ascending: neighbours decide)."""
+    xp = namespace_of(w)
+    if w.shape[-1] < 2:
+        return False
+    bound = xp.abs(w).max(axis=-1, keepdims=True) * second_tie_tolerance(w.dtype)
+    return bool((w[..., 1:] - w[..., :-1] <= bound).any())
+
+
+def _second_map(w, V, phi, d2f, P, Q):
+    """V (B(P̃, Q̃) + B(Q̃, P̃)) Vᴴ in differentiable operations (any of its inputs traced).
+
+    Two evaluations of the same sums.  Where no two eigenvalues of a matrix lie within
+    ε^(1/4)·max|w| (the common case), off the diagonal f[wᵢ, wₖ, wⱼ] = (Φᵢₖ − Φₖⱼ)/(wᵢ − wⱼ)
+    for every k, so B(X, Y)ᵢⱼ = ((Φ∘X) Y − X (Φ∘Y))ᵢⱼ / (wᵢ − wⱼ): four products; the
+    diagonal, f[wᵢ, wₖ, wᵢ] = Ψᵢₖ, is O(n²).  Otherwise every entry by the stable triple
+    formula of `_second_dd`, a sum over k in chunks (O(n³) elementwise)."""
     Vh = ops.mH(V)
-    Z = ops.matmul(Vh, ops.matmul(E, V))
-    return ops.matmul(ops.matmul(V, divided_differences(w, f, df) * Z), Vh)
+    Pt = ops.matmul(Vh, ops.matmul(P, V))
+    Qt = ops.matmul(Vh, ops.matmul(Q, V))
+    if C.compute(_any_near_pair, (w,), decide=bool, name="funmh's near pairs (second order)"):
+        R = _second_sums(w, phi, d2f, Pt, Qt)
+    else:
+        n = ops._shape(Pt)[-1]
+        eye = np.eye(n, dtype=bool)
+        gap = ops.expand_dims(w, -1) - ops.expand_dims(w, -2)
+        PP, QQ = phi * Pt, phi * Qt
+        num = (ops.matmul(PP, Qt) - ops.matmul(Pt, QQ)
+               + ops.matmul(QQ, Pt) - ops.matmul(Qt, PP))
+        off = ops.where(eye, 0.0, num / ops.where(eye, 1.0, gap))
+        i = np.arange(n)[:, None]
+        k = np.arange(n)[None, :]
+        psi = _second_dd(w, phi, d2f, i, k, i)                      # f[wᵢ, wₖ, wᵢ]
+        diag = ops.sum(psi * (Pt * ops.mT(Qt) + Qt * ops.mT(Pt)), axis=-1)
+        R = off + ops.expand_dims(diag, -1) * eye
+    return ops.matmul(V, ops.matmul(R, Vh))
 
 
-def _frechet_kernel(A, E, *, func, dfunc, lower, factors):
-    """First order: the same map on plain arrays, from the forward factors (one kernel)."""
+def _second_dd(w, phi, d2f, i, k, j):
+    """f[wᵢ, wₖ, wⱼ] over index arrays i, k, j (broadcasting), w ascending: the quotient
+    over the widest of the three pairs, (Φ[mid, hi] − Φ[lo, mid]) / (w_hi − w_lo), or
+    (f''ᵢ + f''ₖ + f''ⱼ)/6 where the three lie within ε^(1/4)·max|w|."""
+    lo = np.minimum(np.minimum(i, k), j)
+    hi = np.maximum(np.maximum(i, k), j)
+    mid = i + k + j - lo - hi
+    near = C.compute(functools.partial(_near_triples, lo=lo, hi=hi), (w,),
+                     name="funmh's near triples")
+    spread = ops.getitem(w, (Ellipsis, hi)) - ops.getitem(w, (Ellipsis, lo))
+    quotient = ((ops.getitem(phi, (Ellipsis, mid, hi)) - ops.getitem(phi, (Ellipsis, lo, mid)))
+                / ops.where(near, 1.0, spread))
+    curvature = (ops.getitem(d2f, (Ellipsis, i)) + ops.getitem(d2f, (Ellipsis, k))
+                 + ops.getitem(d2f, (Ellipsis, j))) * (1.0 / 6.0)
+    return ops.where(near, curvature, quotient)
+
+
+def _second_sums(w, phi, d2f, Pt, Qt):
+    """B(P̃, Q̃) + B(Q̃, P̃) entry by entry, Σₖ f[wᵢ, wₖ, wⱼ] (P̃ᵢₖ Q̃ₖⱼ + Q̃ᵢₖ P̃ₖⱼ), the sum over
+    k in chunks of about 2²⁰ entries of the (..., n, c, n) tensor."""
+    shape = ops._shape(Pt)
+    n = shape[-1]
+    step = max(1, min(n, (1 << 20) // max(1, n * n * int(np.prod(shape[:-2])))))
+    R = None
+    for k0 in range(0, n, step):
+        ks = np.arange(k0, min(n, k0 + step))
+        f3 = _second_dd(w, phi, d2f, np.arange(n)[:, None, None], ks[None, :, None],
+                        np.arange(n)[None, None, :])                   # (..., n, c, n)
+        cols, rows = (Ellipsis, slice(None), ks), (Ellipsis, ks, slice(None))
+        X = (ops.expand_dims(ops.getitem(Pt, cols), -1)
+             * ops.expand_dims(ops.getitem(Qt, rows), -3)
+             + ops.expand_dims(ops.getitem(Qt, cols), -1)
+             * ops.expand_dims(ops.getitem(Pt, rows), -3))
+        term = ops.sum(f3 * X, axis=-2)
+        R = term if R is None else R + term
+    return R
+
+
+def _second_kernel(A, P, Q, *, func, dfunc, lower, factors):
+    """The second map on plain arrays, from the forward pass's factors."""
+    w, V = factors
+    f, df, d2f = values_slopes_curvatures(func, dfunc, w)
+    return _second_map(w, V, divided_differences(w, f, df), d2f, P, Q)
+
+
+def _second_ref(A, P, Q, *, func, dfunc, lower, factors):
+    """The same with the decomposition traced again (its derivatives: third order of
+    funmh, exact away from repeated eigenvalues)."""
+    w, V = _eigh(A, lower=lower)
+    if S.degenerate_pairs(w, ordered=True) is not None:
+        warnings.warn(
+            "funmh: third derivatives at (nearly) repeated eigenvalues miss in-cluster "
+            "terms (they pass through eigh's derivative; funmh.md, section 6); first and "
+            "second derivatives are exact there.", S.GaugeWarning, stacklevel=2)
+    f, df, d2f = values_slopes_curvatures(func, dfunc, w)
+    return _second_map(w, V, divided_differences(w, f, df), d2f, P, Q)
+
+
+_second = transforms.fused("funmh_second_frechet", _second_kernel, _second_ref)
+
+
+def _frechet_impl(A, E, *, func, dfunc, lower, factors):
+    """L(A; E) on plain arrays from the forward factors (one kernel)."""
     w, V = factors
     f, df = values_and_slopes(func, dfunc, w)
     return kernels_for(V).hermitian_frechet(w, V, f, df, E, tie_tolerance(w.dtype))
 
 
-# derivatives of the map (second order of funmh) trace the reference, the decomposition
-# traced again
-_frechet = transforms.fused("funmh_frechet", _frechet_kernel, _frechet_ref)
+def _frechet_vjp(Y, needs, out, res, A, E, **params):
+    """Ē = L(A; Ȳ) (self-adjoint);  Ā = the triangle's share of V (B(Ẽᴴ, Ỹ) + B(Ỹ, Ẽᴴ)) Vᴴ."""
+    A_bar = E_bar = None
+    if needs[0]:
+        H = _second(A, ops.mH(E), Y, **params)
+        A_bar = ops.fit(C.triangle_cotangent(H, params["lower"], hermitian=True), A)
+    if needs[1]:
+        E_bar = ops.fit(_frechet(A, Y, **params), E)
+    return A_bar, E_bar
+
+
+def _frechet_jvp(tangents, out, res, A, E, **params):
+    """L(A; Ė) + V (B(Ẽ, H̃) + B(H̃, Ẽ)) Vᴴ with H = Ȧ read from its triangle."""
+    A_dot, E_dot = tangents
+    t = None if E_dot is None else _frechet(A, E_dot, **params)
+    if A_dot is not None:
+        H = C.from_triangle(A_dot, params["lower"], hermitian=True)
+        s = _second(A, E, H, **params)
+        t = s if t is None else t + s
+    return t
+
+
+_frechet = Primitive("funmh_frechet", _frechet_impl, _frechet_vjp, _frechet_jvp)
 
 
 # -- the primitive ----------------------------------------------------------------------------
@@ -185,11 +331,16 @@ def funmh(a, func, dfunc=None, *, lower=True, check_finite=True):
     repeated eigenvalue misses the in-cluster terms f'(λ)(Vᴴ F̄ V)ᵢⱼ, this gradient is
     exact at repeated eigenvalues and at A = I, for every loss.
 
-    Valid when: f is differentiable at the eigenvalues (e.g. w > 0 for sqrt and log).
-    Second derivatives are exact away from repeated eigenvalues; at a repeated one
-    they pass through eigh's derivative, which drops the in-cluster curvature term,
-    and say so with a ``GaugeWarning`` (funmh.md, section 6).  Cost: one eigh, then one product forward, four per
-    derivative.
+    Second derivatives are exact too, at repeated eigenvalues included: the
+    derivative of the Daleckii–Krein map along A is formed from the second divided
+    differences of f (f''/2 inside a cluster; funmh.md, section 4), not traced
+    through eigh.  Third derivatives at a repeated eigenvalue pass through eigh and
+    say so with a ``GaugeWarning``.
+
+    Valid when: f is differentiable at the eigenvalues (e.g. w > 0 for sqrt and log;
+    twice for second derivatives).  Cost: one eigh, then one product forward, four
+    per first derivative; a second derivative adds six products and an O(n³)
+    elementwise contraction.
     """
     if not callable(func):
         raise TypeError(f"funmh: func must be callable; got {type(func).__name__}")
