@@ -99,3 +99,21 @@ def _jit_on(xp):
 
 def test_jit_on_gpu():
     _jit_on(_cupy())
+
+
+@pytest.mark.parametrize("spectrum", [(0.3, 0.9, 1.6, 2.2), (1.0, 1.0, 2.0, 3.0)])
+def test_funmh_hessian_on_gpu(spectrum):
+    """funmh's exact second derivative (both paths of the second Daleckii–Krein map) on
+    CuPy arrays, against the CPU."""
+    cp = _cupy()
+    from linalgad import linalg as la
+    rng = np.random.default_rng(5)
+    q, _ = np.linalg.qr(rng.standard_normal((4, 4)))
+    A = (q * np.asarray(spectrum)) @ q.T
+    G, T = rng.standard_normal((2, 4, 4))
+    Gd = cp.asarray(G)
+    (h_cpu,) = lad.hvp(lambda a: lad.sum(G * la.funmh(a, np.exp)), (A,), (T,))
+    (h_gpu,) = lad.hvp(lambda a: lad.sum(Gd * la.funmh(a, np.exp)), (cp.asarray(A),),
+                       (cp.asarray(T),))
+    assert isinstance(h_gpu, cp.ndarray)
+    np.testing.assert_allclose(cp.asnumpy(h_gpu), h_cpu, rtol=1e-10, atol=1e-10)

@@ -77,3 +77,22 @@ def test_check_command_on_the_gpu_table(cupy, capsys):
 def test_jit_through_the_gpu_table(cupy):
     from test_gpu import _jit_on
     _jit_on(cupy)
+
+
+@pytest.mark.parametrize("spectrum", [(0.3, 0.9, 1.6, 2.2), (1.0, 1.0, 2.0, 3.0)])
+def test_funmh_hessian_through_the_gpu_table(cupy, spectrum):
+    """funmh's second derivative (the second Daleckii–Krein map, both of its paths:
+    distinct eigenvalues by products, a tie by the entrywise sums) on device arrays."""
+    from linalgad import linalg as la
+    rng = np.random.default_rng(5)
+    q, _ = np.linalg.qr(rng.standard_normal((4, 4)))
+    A = (q * np.asarray(spectrum)) @ q.T
+    G, T = rng.standard_normal((2, 4, 4))
+
+    def loss(a, g):
+        return lad.sum(g * la.funmh(a, np.exp))
+    (h_cpu,) = lad.hvp(lambda a: loss(a, G), (A,), (T,))
+    Gd = cupy.asarray(G)
+    (h_dev,) = lad.hvp(lambda a: loss(a, Gd), (cupy.asarray(A),), (cupy.asarray(T),))
+    assert isinstance(h_dev, cupy.ndarray), type(h_dev)
+    np.testing.assert_allclose(cupy.asnumpy(h_dev), h_cpu, rtol=1e-10, atol=1e-10)

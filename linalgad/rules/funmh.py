@@ -178,7 +178,7 @@ def _second_map(w, V, phi, d2f, P, Q):
         R = _second_sums(w, phi, d2f, Pt, Qt)
     else:
         n = ops._shape(Pt)[-1]
-        eye = np.eye(n, dtype=bool)
+        eye = namespace_of(C.peek(Pt)).eye(n, dtype=bool)             # on w's device
         gap = ops.expand_dims(w, -1) - ops.expand_dims(w, -2)
         PP, QQ = phi * Pt, phi * Qt
         num = (ops.matmul(PP, Qt) - ops.matmul(Pt, QQ)
