@@ -381,3 +381,24 @@ def test_third_order_at_a_tie_warns():
 def test_second_tie_tolerance_is_eps_to_the_quarter():
     assert FM.second_tie_tolerance(np.float64) == pytest.approx(2.0 ** -13, rel=1e-12)
     assert FM.second_tie_tolerance(np.float32) == pytest.approx(2.0 ** -5.75, rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_second_map_kernel_matches_its_definition(dtype):
+    """The kernel's evaluation of the second map (products for every pair of separated
+    eigenvalues, the stable triple sums only for the pairs inside clusters) against the
+    definition's (the triple sums for every entry once any pair is near), on a stack
+    mixing I, a pair, a near tie just inside ε^(1/4) and distinct eigenvalues."""
+    rng = np.random.default_rng(15)
+    spectra = ([1.0] * 5, [0.5, 0.5, 1.5, -1.0, 2.0], [0.7, 0.7 + 5e-5, 1.9, -0.4, 1.1],
+               [0.3, 0.9, 1.4, 2.2, -0.8])
+    A = np.stack([_spectrum(rng, sorted(s), dtype) for s in spectra])
+    w, V = np.linalg.eigh(A)
+    f, df, d2f = FM.values_slopes_curvatures(np.sin, None, w)
+    phi = FM.divided_differences(w, f, df)
+    cplx = 1j if np.dtype(dtype).kind == "c" else 0
+    P, Q = (rng.standard_normal(A.shape) + cplx * rng.standard_normal(A.shape)
+            for _ in range(2))
+    got = FM._second_map_plain(w, V, phi, d2f, P, Q)
+    want = FM._second_map(w, V, phi, d2f, P, Q)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())

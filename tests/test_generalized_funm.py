@@ -166,15 +166,93 @@ def test_svds_gauge_warning_points_to_generalized_funm():
             *la.svd(a, full_matrices=False))))(A)
 
 
-def test_second_order_at_a_tie_warns():
+HESSIAN_CASES = dict(HARD, **{
+    "distinct": (4, 4, [2.5, 1.7, 0.9, 0.4]),
+    "rank-deficient": (4, 4, [2.0, 1.0, 0.0, 0.0]),
+    "tall-identity": (7, 4, [1.0, 1.0, 1.0, 1.0]),        # three zeros in the dilation
+})
+
+
+@pytest.mark.parametrize("case", HESSIAN_CASES)
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_hessian_exact_for_a_polynomial(case, dtype):
+    """f(s) = s³ makes U f(Σ) Vᴴ = A Aᴴ A, whose second derivative is a polynomial: the
+    hvp (forward over reverse) and reverse over reverse equal it to rounding at ties,
+    A = I, rank deficiency, tall and wide, with no warning (the second Daleckii–Krein
+    map of the Hermitian dilation, generalized_funm.md section 4)."""
+    m, n, values = HESSIAN_CASES[case]
+    rng = np.random.default_rng(sum(map(ord, case)))
+    A = _with_values(rng, m, n, values, dtype)
+    cplx = 1j if np.dtype(dtype).kind == "c" else 0
+    G, T = (rng.standard_normal((m, n)) + cplx * rng.standard_normal((m, n))
+            for _ in range(2))
+    H = lambda X: np.conj(X).T                                    # noqa: E731
+
+    def loss(a):
+        return lad.real(lad.sum(np.conj(G) * la.generalized_funm(a, lambda x: x ** 3)))
+    want = (G @ (H(T) @ A + H(A) @ T) + T @ H(G) @ A + A @ H(G) @ T + T @ H(A) @ G
+            + A @ H(T) @ G)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (h,) = lad.hvp(loss, (A,), (T,))
+        rr = lad.grad(lambda a: lad.real(lad.sum(np.conj(T) * lad.grad(loss)(a))))(A)
+    np.testing.assert_allclose(h, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+    np.testing.assert_allclose(rr, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("case", ["pair", "tall-pair", "wide-triple", "identity"])
+def test_hessian_of_the_polar_factor_and_tanh_at_ties(case):
+    """f = 1 (the polar factor, f(0) ≠ 0: its odd extension jumps at 0, which only the
+    dilation's zero block sees) and f = tanh, against differences of the exact gradient."""
+    m, n, values = HARD[case]
+    rng = np.random.default_rng(sum(map(ord, case)) + 1)
+    A = _with_values(rng, m, n, values)
+    G, T = rng.standard_normal((2, m, n))
+    for f in (lambda x: x * 0.0 + 1.0, np.tanh):
+        def loss(a):
+            return lad.sum(G * la.generalized_funm(a, f))
+        grad = lad.grad(loss)
+        # h = 1e-6: the gradients at A ± hT, whose split values are 1e-6 apart, are exact
+        # to about 1e-15 (pairs inside the slope threshold); at h = 1e-5 their rounding,
+        # ε/gap, over 2h already costs 5e-7
+        h = 1e-6
+        fd = (grad(A + h * T) - grad(A - h * T)) / (2 * h)
+        (hv,) = lad.hvp(loss, (A,), (T,))
+        np.testing.assert_allclose(hv, fd, rtol=1e-6, atol=1e-7 * np.abs(fd).max())
+
+
+def test_hessian_of_a_stack_in_float32():
+    rng = np.random.default_rng(18)
+    A = np.stack([np.eye(3), _with_values(rng, 3, 3, [2.0, 1.0, 1.0]),
+                  _with_values(rng, 3, 3, [1.9, 1.2, 0.3])])
+    G, T = rng.standard_normal((2, 3, 3, 3))
+
+    def loss(a):
+        return lad.sum(G.astype(a.dtype) * la.generalized_funm(a, np.sin))
+    (h64,) = lad.hvp(loss, (A,), (T,))
+    (h32,) = lad.hvp(loss, (A.astype(np.float32),), (T.astype(np.float32),))
+    assert h32.dtype == np.float32
+    np.testing.assert_allclose(h32, h64, rtol=2e-3, atol=2e-3)
+    for a, t, g, hv in zip(A, T, G, h64):
+        (one,) = lad.hvp(lambda x: lad.sum(g * la.generalized_funm(x, np.sin)), (a,), (t,))
+        np.testing.assert_allclose(hv, one, rtol=1e-12, atol=1e-12)
+
+
+def test_third_order_at_a_tie_warns():
+    """Third derivatives pass through svd at a tie: a GaugeWarning; first and second
+    order at a tie, and third order away from ties, warn about nothing."""
     rng = np.random.default_rng(17)
     G, T = rng.standard_normal((2, 4, 4))
 
     def loss(a):
         return lad.sum(G * la.generalized_funm(a, np.sin))
-    with pytest.warns(la.GaugeWarning, match="second derivatives"):
-        lad.hvp(loss, (np.eye(4),), (T,))
+
+    def third(a):
+        return lad.hvp(lambda x: lad.sum(T * lad.hvp(loss, (x,), (T,))[0]), (a,), (T,))
+    with pytest.warns(la.GaugeWarning, match="third derivatives"):
+        third(np.eye(4))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        lad.hvp(loss, (rng.standard_normal((4, 4)),), (T,))
+        third(_with_values(rng, 4, 4, [2.5, 1.7, 0.9, 0.4]))
+        lad.hvp(loss, (np.eye(4),), (T,))
         lad.grad(loss)(np.eye(4))

@@ -230,11 +230,57 @@ def _second_sums(w, phi, d2f, Pt, Qt):
     return R
 
 
+def _second_map_plain(w, V, phi, d2f, P, Q, skip=None):
+    """_second_map on plain arrays (the kernel; the same sums): every entry (i, j) whose
+    eigenvalues are more than ε^(1/4)·max|w| apart by the products of the fast path,
+    since f[wᵢ, wₖ, wⱼ] = (Φᵢₖ − Φₖⱼ)/(wᵢ − wⱼ) for every k then, ties among the other
+    eigenvalues included; the others (the diagonal, pairs inside a cluster) by the
+    stable triple formula, summed over k in chunks.  So a cluster of size c costs c²·n
+    gathers, not n³.  ``skip`` (n, n), optional: entries the caller does not read,
+    left 0 (the block of generalized_funm's dilation between its |m − n| structural
+    zero eigenvalues)."""
+    xp = namespace_of(V)
+    Vh = xp.conj(xp.swapaxes(V, -1, -2))
+    Pt = xp.matmul(Vh, xp.matmul(P, V))
+    Qt = xp.matmul(Vh, xp.matmul(Q, V))
+    PP, QQ = phi * Pt, phi * Qt
+    R = (xp.matmul(PP, Qt) - xp.matmul(Pt, QQ)) + (xp.matmul(QQ, Pt) - xp.matmul(Qt, PP))
+    gap = w[..., :, None] - w[..., None, :]
+    top = xp.abs(w).max(axis=-1)[..., None, None] * second_tie_tolerance(w.dtype)
+    near = xp.abs(gap) <= top
+    R /= xp.where(near, 1, gap)
+    n = w.shape[-1]
+    shape = R.shape
+    B = int(np.prod(shape[:-2]))
+    Rf = R.reshape(B, n, n)
+    wf, pf, df = w.reshape(B, n), phi.reshape(B, n, n), d2f.reshape(B, n)
+    Pf, Qf = Pt.reshape(B, n, n), Qt.reshape(B, n, n)
+    bound = top.reshape(B)
+    wanted = near if skip is None else near & ~skip
+    b_all, i_all, j_all = xp.nonzero(wanted.reshape(B, n, n))
+    if skip is not None:
+        Rf[:, skip] = 0
+    k = xp.arange(n)[None, :]
+    step = max(1, (1 << 20) // n)
+    for s0 in range(0, int(b_all.shape[0]), step):
+        b, i, j = (x[s0:s0 + step, None] for x in (b_all, i_all, j_all))
+        lo = xp.minimum(xp.minimum(i, k), j)
+        hi = xp.maximum(xp.maximum(i, k), j)
+        mid = i + k + j - lo - hi
+        spread = wf[b, hi] - wf[b, lo]
+        close = spread <= bound[b]
+        f3 = xp.where(close, (df[b, i] + df[b, k] + df[b, j]) * (1.0 / 6.0),
+                      (pf[b, mid, hi] - pf[b, lo, mid]) / xp.where(close, 1, spread))
+        terms = f3 * (Pf[b, i, k] * Qf[b, k, j] + Qf[b, i, k] * Pf[b, k, j])
+        Rf[b[:, 0], i[:, 0], j[:, 0]] = terms.sum(axis=-1)
+    return xp.matmul(V, xp.matmul(Rf.reshape(shape), Vh))
+
+
 def _second_kernel(A, P, Q, *, func, dfunc, lower, factors):
     """The second map on plain arrays, from the forward pass's factors."""
     w, V = factors
     f, df, d2f = values_slopes_curvatures(func, dfunc, w)
-    return _second_map(w, V, divided_differences(w, f, df), d2f, P, Q)
+    return _second_map_plain(w, V, divided_differences(w, f, df), d2f, P, Q)
 
 
 def _second_ref(A, P, Q, *, func, dfunc, lower, factors):

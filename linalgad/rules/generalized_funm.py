@@ -17,7 +17,8 @@ only a value that is 0 to rounding takes the slope).  L is self-adjoint (Φ± re
 orthogonal projections): Ḟ = L(Ȧ), Ā = L(F̄).  No gap is divided by, so the gradient is
 exact at repeated singular values (svd.md section 6, "the limit of the method": the
 route through svd's cotangents cannot carry the in-cluster terms) and, with f(0) = 0,
-at rank deficiency.
+at rank deficiency.  Its derivative along A (second order) is funmh's second
+Daleckii–Krein map of the Hermitian dilation, exact at ties too (section 4).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from ..tape import Primitive, Tracer
 from ..testing import matrices as M
 from . import _common as C
 from . import _spectral as S
-from .funmh import _real_values, divided_differences, tie_tolerance, values_and_slopes
+from .funmh import (_real_values, _second_map_plain, divided_differences, tie_tolerance,
+                    values_and_slopes, values_slopes_curvatures)
 from .svd import _svd
 
 __all__ = ["generalized_funm", "RULES"]
@@ -68,15 +70,16 @@ def coefficients(s, f, df, m, n):
 
 
 def _frechet_ref(A, E, *, func, dfunc, factors):
-    """L(E) of the module docstring.  With A traced (a derivative of this map: second
-    order) the SVD is traced again; otherwise the forward pass's factors are used."""
+    """L(E) of the module docstring, in differentiable operations.  With A traced (the
+    reference of the second-order map, differentiated: third order) the SVD is traced
+    again; otherwise the forward pass's factors are used."""
     if isinstance(A, Tracer):
         U, s, Vh = _svd(A, full_matrices=False)
         if S.degenerate_pairs(s, relative=True, ordered=True) is not None:
             warnings.warn(
-                f"{OP}: second derivatives at (nearly) repeated singular values miss the "
-                "in-cluster curvature term (the second divided differences of f are not "
-                "formed; generalized_funm.md, section 6); first derivatives are exact there.",
+                f"{OP}: third derivatives at (nearly) repeated singular values miss "
+                "in-cluster terms (they pass through svd's derivative; generalized_funm.md, "
+                "section 6); first and second derivatives are exact there.",
                 S.GaugeWarning, stacklevel=2)
     else:
         U, s, Vh = factors
@@ -100,14 +103,128 @@ def _frechet_ref(A, E, *, func, dfunc, factors):
 
 
 def _frechet_kernel(A, E, *, func, dfunc, factors):
-    """First order: the same map on plain arrays, from the forward factors (one kernel)."""
+    """L(E) on plain arrays, from the forward factors (one kernel)."""
     U, s, Vh = factors
     f, df = values_and_slopes(func, dfunc, s, OP)
     return kernels_for(U).svd_frechet(U, s, Vh, f, df, E, tie_tolerance(s.dtype),
                                       zero_tolerance(s.dtype, U.shape[-2], Vh.shape[-1]))
 
 
-_frechet = transforms.fused("generalized_funm_frechet", _frechet_kernel, _frechet_ref)
+# -- second order: through the Hermitian dilation --------------------------------------------
+#
+# F = [f₀(D)]₁₂ for D = [[0, A], [Aᴴ, 0]] and the odd extension f₀(x) = sign(x) f(|x|),
+# f₀(0) = 0 (generalized_funm.md, section 4), so the derivative of L along A is funmh's
+# second Daleckii–Krein map of D, its upper right block:
+#     d/dt L(A + tH; E) = [S_D(D_E, D_H)]₁₂,     D_X = [[0, X], [Xᴴ, 0]],
+# and, by funmh's adjoint identity (D_E is Hermitian), the cotangent of A for a cotangent
+# Ȳ of L is X₁₂ + X₂₁ᴴ with X = S_D(D_E, [[0, Ȳ], [0, 0]]).
+
+def _dilation(U, s, Vh, func, dfunc):
+    """The eigendecomposition of D from the thin SVD, and f₀, f₀'' and the divided
+    differences Φ_D at its eigenvalues, ascending: −s₁ … −s_k, |m − n| zeros, s_k … s₁
+    (plain arrays).  Eigenvectors [uᵢ; ∓vᵢ]/√2, and [U⊥; 0] or [0; V⊥] for the zeros."""
+    xp = namespace_of(U)
+    m, k = U.shape[-2:]
+    n = Vh.shape[-1]
+    batch = U.shape[:-2]
+    f, df, d2f = values_slopes_curvatures(func, dfunc, s, OP)
+    plus, minus = coefficients(s, f, df, m, n)              # (..., k, k), s descending
+    z = m + n - 2 * k
+    r = 2.0 ** -0.5                                          # a Python float: keeps float32
+    V = xp.conj(xp.swapaxes(Vh, -1, -2))
+    zero_vectors = xp.zeros(batch + (m + n, z), dtype=U.dtype)
+    if m > k:
+        zero_vectors[..., :m, :] = xp.linalg.qr(U, mode="complete")[0][..., :, k:]
+    elif n > k:
+        zero_vectors[..., m:, :] = xp.linalg.qr(V, mode="complete")[0][..., :, k:]
+    VD = xp.concatenate([xp.concatenate([U * r, -V * r], axis=-2), zero_vectors,
+                         xp.concatenate([U[..., ::-1] * r, V[..., ::-1] * r], axis=-2)],
+                        axis=-1)
+    zeros = xp.zeros(batch + (z,), dtype=s.dtype)
+    wD = xp.concatenate([-s, zeros, s[..., ::-1]], axis=-1)
+    d2D = xp.concatenate([-d2f, zeros, d2f[..., ::-1]], axis=-1)
+    N = m + n
+    phi = xp.zeros(batch + (N, N), dtype=s.dtype)
+    lo, hi = slice(0, k), slice(k + z, N)
+    rev = (Ellipsis, slice(None, None, -1), slice(None, None, -1))
+    phi[..., lo, lo] = plus                                  # f₀[−sᵢ, −sⱼ] = Φ⁺ᵢⱼ
+    phi[..., hi, hi] = plus[rev]
+    phi[..., lo, hi] = minus[..., :, ::-1]                   # f₀[−sᵢ, sⱼ] = Φ⁻ᵢⱼ
+    phi[..., hi, lo] = minus[..., ::-1, :]
+    c = xp.diagonal(minus, 0, -2, -1)                        # f₀[±sᵢ, 0] = fᵢ/sᵢ
+    phi[..., lo, k:k + z] = c[..., :, None]
+    phi[..., k:k + z, lo] = c[..., None, :]
+    phi[..., hi, k:k + z] = c[..., ::-1, None]
+    phi[..., k:k + z, hi] = c[..., None, ::-1]
+    # f₀[0, 0] and f₀''(0) multiply only entries of the zero block of D_E and D_H, which
+    # vanish: any finite value does (0)
+    return wD, VD, phi, d2D
+
+
+def _dilate(X, lower_left=True):
+    """[[0, X], [Xᴴ, 0]] (or [[0, X], [0, 0]]), plain arrays."""
+    xp = namespace_of(X)
+    m, n = X.shape[-2:]
+    D = xp.zeros(X.shape[:-2] + (m + n, m + n), dtype=X.dtype)
+    D[..., :m, m:] = X
+    if lower_left:
+        D[..., m:, :m] = xp.conj(xp.swapaxes(X, -1, -2))
+    return D
+
+
+def _second_kernel(A, E, X, *, func, dfunc, factors, adjoint):
+    """adjoint=False: [S_D(D_E, D_X)]₁₂, the derivative of L(E) along X;  adjoint=True:
+    Y₁₂ + Y₂₁ᴴ with Y = S_D(D_E, [[0, X], [0, 0]]), the cotangent of A for a cotangent X
+    of L(E).  On the forward factors."""
+    U, s, Vh = factors
+    m = U.shape[-2]
+    wD, VD, phi, d2D = _dilation(U, s, Vh, func, dfunc)
+    N, z = wD.shape[-1], wD.shape[-1] - 2 * s.shape[-1]
+    skip = None
+    if z > 1:          # the zero block's entries land in the (1, 1) or (2, 2) block: unread
+        skip = namespace_of(U).zeros((N, N), dtype=bool)
+        k = s.shape[-1]
+        skip[k:k + z, k:k + z] = True
+    Y = _second_map_plain(wD, VD, phi, d2D, _dilate(E), _dilate(X, lower_left=not adjoint),
+                          skip)
+    if not adjoint:
+        return Y[..., :m, m:]
+    return Y[..., :m, m:] + namespace_of(Y).conj(namespace_of(Y).swapaxes(Y[..., m:, :m], -1, -2))
+
+
+def _second_ref(A, E, X, *, func, dfunc, factors, adjoint):
+    """The same by differentiating L's definition through svd's rules (its derivatives:
+    third order, exact away from repeated singular values)."""
+    def first(a):
+        return _frechet_ref(a, E, func=func, dfunc=dfunc, factors=factors)
+    if not adjoint:
+        return transforms.jvp(first, (A,), (X,))[1]
+    return transforms.vjp(first, A)[1](X)[0]
+
+
+_second = transforms.fused("generalized_funm_second_frechet", _second_kernel, _second_ref)
+
+
+def _frechet_vjp(Y, needs, out, res, A, E, **params):
+    """Ē = L(Ȳ) (self-adjoint); Ā by the dilation's second map."""
+    A_bar = E_bar = None
+    if needs[0]:
+        A_bar = ops.fit(_second(A, E, Y, adjoint=True, **params), A)
+    if needs[1]:
+        E_bar = ops.fit(_frechet(A, Y, **params), E)
+    return A_bar, E_bar
+
+
+def _frechet_jvp(tangents, out, res, A, E, **params):
+    A_dot, E_dot = tangents
+    t = None if E_dot is None else _frechet(A, E_dot, **params)
+    if A_dot is not None:
+        s2 = _second(A, E, A_dot, adjoint=False, **params)
+        t = s2 if t is None else t + s2
+    return t
+
+
+_frechet = Primitive("generalized_funm_frechet", _frechet_kernel, _frechet_vjp, _frechet_jvp)
 
 
 def generalized_funm_forward(A, *, func, dfunc):
@@ -152,10 +269,12 @@ def generalized_funm(a, func, dfunc=None, *, check_finite=True):
     rank deficient (otherwise F depends on the singular vectors LAPACK picks for the
     zero values, as U Vᴴ does; the derivative uses f(s)/s → f'(0) at s → 0, so
     ``func`` should be accurate near 0 — ``np.expm1``, not ``np.exp(s) - 1``).  Second
-    derivatives are exact away from repeated singular values; at one they pass through
-    svd's derivative, which drops the in-cluster curvature, and say so with a
-    ``GaugeWarning`` (generalized_funm.md, section 6).  Cost: one thin SVD and one product forward;
-    four products per derivative (the traced form of second order: six for m ≠ n).
+    derivatives are exact too, at repeated singular values included: funmh's second
+    Daleckii–Krein map of the Hermitian dilation [[0, A], [Aᴴ, 0]] (generalized_funm.md,
+    section 4).  Third derivatives at a repeated singular value pass through svd's and
+    say so with a ``GaugeWarning``.  Cost: one thin SVD and one product forward; four
+    products per first derivative; a second derivative works on the dilation, of order
+    m + n (ten products, or the entrywise sums where its eigenvalues tie).
     """
     if not callable(func):
         raise TypeError(f"{OP}: func must be callable; got {type(func).__name__}")
