@@ -148,6 +148,14 @@ def test_second_derivatives_at_a_cluster_warn():
             lad.hvp(loss, (A,), (T,))
         with no_gauge_warning():
             lad.grad(loss)(A)
+    # a near tie above the clusters' threshold: first derivatives are accurate (ε/gap),
+    # second ones lose ε/gap² (here 200 times the value) and warn
+    A9 = with_spectrum(rng, (1.0, 1.0 + 1e-9, 3.0, 4.0), np.float64)
+    with pytest.warns(lad.GaugeWarning, match="amplify rounding"):
+        lad.hvp(cases[0][0], (A9,), (T,))
+    with no_gauge_warning():
+        lad.grad(cases[0][0])(A9)
+        lad.hvp(cases[0][0], (with_spectrum(rng, (1.0, 1.1, 3.0, 4.0), np.float64),), (T,))
     c = np.array([0.7, 0.7, -1.2, 2.0])          # symmetric in the cluster's two values
     with no_gauge_warning():
         (h,) = lad.hvp(lambda a: lad.sum(c * la.eigvalsh(a)), (A2,), (T,))

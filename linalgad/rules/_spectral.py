@@ -88,7 +88,7 @@ def values_tol(dtype):
     return _eps(dtype) ** 0.25
 
 
-def degenerate_pairs(w, relative=False, ordered=False):
+def degenerate_pairs(w, relative=False, ordered=False, tol=None):
     """Concrete mask (..., k, k): True where i ≠ j and w_i, w_j nearly coincide.
 
     None when no pair does (the common case).  ``ordered``: w is sorted (eigh,
@@ -99,7 +99,7 @@ def degenerate_pairs(w, relative=False, ordered=False):
     k = wv.shape[-1]
     if k < 2 or wv.size == 0:
         return None
-    tol = gap_tol(wv.dtype)
+    tol = gap_tol(wv.dtype) if tol is None else tol
     if ordered and wv.ndim == 1 and type(wv) is np.ndarray and wv.dtype.kind == "f":
         # one sorted vector (a matrix's eigh or SVD values), the common case: the largest
         # |w| is at an end, so the test is a difference, a comparison and any() (3 µs of
@@ -277,11 +277,38 @@ _EXACT_RULE = {
 _SECOND_ORDER_RULE = {
     "eigh": " linalgad.linalg.funmh(a, f) has exact second derivatives of V f(w) Vᴴ "
             "there (and of Σ f(wᵢ), its trace).",
+    "svd": " linalgad.linalg.generalized_funm(a, f) has exact second derivatives of "
+           "U f(s) Vᴴ there.",
 }
 
 
+def second_order_tol(dtype):
+    """ε^(1/3): below this relative gap a second derivative through the gap terms loses
+    more than about ε^(1/3) to rounding (amplified by 1/gap²)."""
+    return _eps(dtype) ** (1.0 / 3.0)
+
+
+def check_second_order(op, values, cotangents, *, relative=False, ordered=False):
+    """Warn (GaugeWarning) when a reverse pass with a traced cotangent (a second
+    derivative is being taken) meets values within ε^(1/3) of each other (relative as
+    for the clusters): inside a cluster the in-cluster curvature is missing, and near
+    one the gap terms amplify rounding by 1/gap² (the derivation documents, section 6)."""
+    if values is None or not any(isinstance(c, Tracer) for c in cotangents):
+        return
+    wv = C.value(values)
+    if degenerate_pairs(wv, relative=relative, ordered=ordered,
+                        tol=second_order_tol(wv.dtype)) is None:
+        return
+    warnings.warn(
+        f"{op}: second derivatives at (nearly) repeated values are not reliable: inside "
+        "a cluster the in-cluster curvature terms are missing, even for losses whose first "
+        "derivatives are exact there, and near one the gap terms amplify rounding by "
+        "1/gap² (the derivation document, section 6)." + _SECOND_ORDER_RULE.get(op, ""),
+        GaugeWarning, stacklevel=4)
+
+
 def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="eigenvectors",
-                   cotangents=()):
+                   cotangents=(), values=None, relative=False, ordered=False):
     """Warn (GaugeWarning) if the loss depends on a free choice inside a cluster, or if
     this reverse pass is being differentiated there.
 
@@ -290,19 +317,14 @@ def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="e
                 entry itself) must vanish for a basis-independent loss
     values_bar  the eigenvalue (singular value) cotangent, or None; it must be
                 constant inside a cluster for a loss symmetric in the cluster's values
-    cotangents  all the rule's output cotangents: one that is traced (it depends on the
-                input: a second derivative is being taken) makes the derivative of this
-                cotangent inside the cluster a 0/0 limit that the decomposition does
-                not determine (the second divided differences of funmh.md, section 6)
+    cotangents  all the rule's output cotangents, and ``values`` (w or s; ``relative``
+                and ``ordered`` as for degenerate_pairs): one traced cotangent (a second
+                derivative is being taken) and values within ε^(1/3) get the warning of
+                check_second_order
     """
+    check_second_order(op, values, cotangents, relative=relative, ordered=ordered)
     if mask is None:
         return
-    if any(isinstance(c, Tracer) for c in cotangents):
-        warnings.warn(
-            f"{op}: second derivatives at (nearly) repeated values miss the in-cluster "
-            "curvature terms, even for losses whose first derivatives are exact there "
-            "(the derivation document, section 6)." + _SECOND_ORDER_RULE.get(op, ""),
-            GaugeWarning, stacklevel=4)
     xp = namespace_of(mask)
     tol = None
     bad = False

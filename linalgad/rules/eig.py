@@ -63,7 +63,7 @@ def eig_vjp(cts, needs, out, res, A):
         S.check_phase_diagonal("eig", kd, scale, "an eigenvector")
         Wm = ops.conj(S.inverse_gaps(w, mask)) * Y
     S.check_clusters("eig", mask, Y, w_bar, hermitian_part_free=False,
-                     cotangents=(w_bar, V_bar))
+                     cotangents=(w_bar, V_bar), values=w)
     if Wm is None and w_bar is None:
         return (None,)
     if p is not None and Wm is None:    # eigenvalues alone of a real A: a real solve
