@@ -386,12 +386,13 @@ def test_second_tie_tolerance_is_eps_to_the_quarter():
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
 def test_second_map_kernel_matches_its_definition(dtype):
     """The kernel's evaluation of the second map (products for every pair of separated
-    eigenvalues, the stable triple sums only for the pairs inside clusters) against the
-    definition's (the triple sums for every entry once any pair is near), on a stack
-    mixing I, a pair, a near tie just inside ε^(1/4) and distinct eigenvalues."""
+    eigenvalues and inside tight clusters, the stable triple sums only for loose chains)
+    against the definition's (the triple sums for every entry once any pair is near)."""
     rng = np.random.default_rng(15)
+    # I, a pair, a near tie (tight clusters: products), a loose chain (steps 2e-4 within
+    # ε^(1/4)·2 = 2.4e-4, spread 4e-4 beyond it: the entrywise sums), distinct
     spectra = ([1.0] * 5, [0.5, 0.5, 1.5, -1.0, 2.0], [0.7, 0.7 + 5e-5, 1.9, -0.4, 1.1],
-               [0.3, 0.9, 1.4, 2.2, -0.8])
+               [1.0, 1.0002, 1.0004, -0.5, 2.0], [0.3, 0.9, 1.4, 2.2, -0.8])
     A = np.stack([_spectrum(rng, sorted(s), dtype) for s in spectra])
     w, V = np.linalg.eigh(A)
     f, df, d2f = FM.values_slopes_curvatures(np.sin, None, w)
