@@ -332,29 +332,41 @@ def _frechet_impl(A, E, *, func, dfunc, lower, factors):
     return kernels_for(V).hermitian_frechet(w, V, f, df, E, tie_tolerance(w.dtype))
 
 
-def _frechet_vjp(Y, needs, out, res, A, E, **params):
-    """Ē = L(A; Ȳ) (self-adjoint);  Ā = the triangle's share of V (B(Ẽᴴ, Ỹ) + B(Ỹ, Ẽᴴ)) Vᴴ."""
-    A_bar = E_bar = None
-    if needs[0]:
-        H = _second(A, ops.mH(E), Y, **params)
-        A_bar = ops.fit(C.triangle_cotangent(H, params["lower"], hermitian=True), A)
-    if needs[1]:
-        E_bar = ops.fit(_frechet(A, Y, **params), E)
-    return A_bar, E_bar
+def frechet_primitive(name, impl, along_a, along_a_adjoint):
+    """The primitive of a Fréchet map L(A; E) (funmh's and generalized_funm's): linear and
+    self-adjoint in E, so its derivative and its adjoint in E are L itself; along A,
+    ``along_a(A, E, Ȧ, **params)`` and its adjoint ``along_a_adjoint(A, E, Ȳ, **params)``
+    (the cotangent of A for a cotangent Ȳ of L)."""
+    def vjp(Y, needs, out, res, A, E, **params):
+        A_bar = ops.fit(along_a_adjoint(A, E, Y, **params), A) if needs[0] else None
+        E_bar = ops.fit(prim(A, Y, **params), E) if needs[1] else None
+        return A_bar, E_bar
+
+    def jvp(tangents, out, res, A, E, **params):
+        A_dot, E_dot = tangents
+        t = None if E_dot is None else prim(A, E_dot, **params)
+        if A_dot is not None:
+            s = along_a(A, E, A_dot, **params)
+            t = s if t is None else t + s
+        return t
+
+    vjp.__name__, jvp.__name__ = f"{name}_vjp", f"{name}_jvp"
+    prim = Primitive(name, impl, vjp, jvp)
+    return prim
 
 
-def _frechet_jvp(tangents, out, res, A, E, **params):
-    """L(A; Ė) + V (B(Ẽ, H̃) + B(H̃, Ẽ)) Vᴴ with H = Ȧ read from its triangle."""
-    A_dot, E_dot = tangents
-    t = None if E_dot is None else _frechet(A, E_dot, **params)
-    if A_dot is not None:
-        H = C.from_triangle(A_dot, params["lower"], hermitian=True)
-        s = _second(A, E, H, **params)
-        t = s if t is None else t + s
-    return t
+def _along_a(A, E, A_dot, **params):
+    """V (B(Ẽ, H̃) + B(H̃, Ẽ)) Vᴴ with H = Ȧ read from its triangle."""
+    return _second(A, E, C.from_triangle(A_dot, params["lower"], hermitian=True), **params)
 
 
-_frechet = Primitive("funmh_frechet", _frechet_impl, _frechet_vjp, _frechet_jvp)
+def _along_a_adjoint(A, E, Y, **params):
+    """The triangle's share of V (B(Ẽᴴ, Ỹ) + B(Ỹ, Ẽᴴ)) Vᴴ."""
+    return C.triangle_cotangent(_second(A, ops.mH(E), Y, **params), params["lower"],
+                                hermitian=True)
+
+
+_frechet = frechet_primitive("funmh_frechet", _frechet_impl, _along_a, _along_a_adjoint)
 
 
 # -- the primitive ----------------------------------------------------------------------------

@@ -34,8 +34,8 @@ from ..tape import Primitive, Tracer
 from ..testing import matrices as M
 from . import _common as C
 from . import _spectral as S
-from .funmh import (_real_values, _second_map_plain, divided_differences, tie_tolerance,
-                    values_and_slopes, values_slopes_curvatures)
+from .funmh import (_real_values, _second_map_plain, divided_differences, frechet_primitive,
+                    tie_tolerance, values_and_slopes, values_slopes_curvatures)
 from .svd import _svd
 
 __all__ = ["generalized_funm", "RULES"]
@@ -205,26 +205,10 @@ def _second_ref(A, E, X, *, func, dfunc, factors, adjoint):
 _second = transforms.fused("generalized_funm_second_frechet", _second_kernel, _second_ref)
 
 
-def _frechet_vjp(Y, needs, out, res, A, E, **params):
-    """Ē = L(Ȳ) (self-adjoint); Ā by the dilation's second map."""
-    A_bar = E_bar = None
-    if needs[0]:
-        A_bar = ops.fit(_second(A, E, Y, adjoint=True, **params), A)
-    if needs[1]:
-        E_bar = ops.fit(_frechet(A, Y, **params), E)
-    return A_bar, E_bar
-
-
-def _frechet_jvp(tangents, out, res, A, E, **params):
-    A_dot, E_dot = tangents
-    t = None if E_dot is None else _frechet(A, E_dot, **params)
-    if A_dot is not None:
-        s2 = _second(A, E, A_dot, adjoint=False, **params)
-        t = s2 if t is None else t + s2
-    return t
-
-
-_frechet = Primitive("generalized_funm_frechet", _frechet_kernel, _frechet_vjp, _frechet_jvp)
+_frechet = frechet_primitive(
+    "generalized_funm_frechet", _frechet_kernel,
+    lambda A, E, A_dot, **params: _second(A, E, A_dot, adjoint=False, **params),
+    lambda A, E, Y, **params: _second(A, E, Y, adjoint=True, **params))
 
 
 def generalized_funm_forward(A, *, func, dfunc):
