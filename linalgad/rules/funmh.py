@@ -456,6 +456,18 @@ def _hermitian(func, lower=True):
     return make
 
 
+def _repeated(func):
+    def make(rng, n, batch, dtype):
+        """One eigenvalue twice (exact zeros in Q diag(λ − μ) Qᴴ + μI): every derivative,
+        second order included, is exact there (funmh.md, sections 2 and 4).  Scaled by 8,
+        so that the finite differences' steps split the pair well inside the tie
+        threshold ε^(1/3)·max|w| (at a split near it, differences of first derivatives
+        amplify their rounding, ε/gap, by 1/step)."""
+        A = M.random_repeated_eigh(rng, n, 2, batch, dtype) * 8
+        return (A.astype(dtype),), {"func": func}
+    return make
+
+
 def _spd(func):
     def make(rng, n, batch, dtype):
         return (M.random_spd(rng, n, batch, dtype, cond=3.0),), {"func": func}
@@ -472,6 +484,7 @@ RULES = (
             Domain("softplus-upper", _hermitian(_soft, lower=False),
                    "log(1 + e^w), upper triangle read, the other unrelated"),
             Domain("sqrt-spd", _spd(np.sqrt), "the square root of an SPD matrix"),
+            Domain("sin-repeated", _repeated(np.sin), "a repeated eigenvalue, f = sin"),
         ),
         derivation="docs/derivations/funmh.md",
         reference=funmh_reference,

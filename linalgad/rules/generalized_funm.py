@@ -288,6 +288,19 @@ def _general(m, n, func):
     return make
 
 
+def _repeated_values(m, n, func):
+    def make(rng, _n, batch, dtype):
+        """Singular values (2, 1, 1, …): a repeated one, where every derivative, second
+        order included, is exact (generalized_funm.md, sections 2 and 4)."""
+        k = min(m, n)
+        s = np.array([2.0] + [1.0] * (k - 1))
+        U = M.random_orthogonal(rng, m, batch, dtype)[..., :, :k]
+        V = M.random_orthogonal(rng, n, batch, dtype)[..., :, :k]
+        A = (U * s.astype(U.real.dtype)) @ np.conj(np.swapaxes(V, -1, -2))
+        return (np.ascontiguousarray(A.astype(dtype)),), {"func": func}
+    return make
+
+
 RULES = (
     Rule(
         name="generalized_funm",
@@ -297,6 +310,8 @@ RULES = (
             Domain("tanh-square", _general(4, 4, np.tanh), "a square matrix, f = tanh"),
             Domain("soft-tall", _general(5, 3, _soft_sign), "tall 5×3, f(s) = s/(1 + s)"),
             Domain("sin-wide", _general(3, 5, np.sin), "wide 3×5, f = sin"),
+            Domain("tanh-repeated-tall", _repeated_values(5, 3, np.tanh),
+                   "tall 5×3 with singular values (2, 1, 1), f = tanh"),
         ),
         derivation="docs/derivations/generalized_funm.md",
         reference=generalized_funm_reference,
