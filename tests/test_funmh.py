@@ -403,3 +403,27 @@ def test_second_map_kernel_matches_its_definition(dtype):
     got = FM._second_map_plain(w, V, phi, d2f, P, Q)
     want = FM._second_map(w, V, phi, d2f, P, Q)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
+def test_hessian_of_a_symmetric_function_of_singular_values():
+    """Σ log sᵢ = tr funmh(aᵀa, ½ log): exact Hessians at repeated singular values (the
+    route svd's GaugeWarning points to), where the one through svdvals is not."""
+    rng = np.random.default_rng(16)
+    for s in ([2.0, 1.0, 1.0], [1.0, 1.0, 1.0]):
+        U = np.linalg.qr(rng.standard_normal((4, 4)))[0][:, :3]
+        V = np.linalg.qr(rng.standard_normal((3, 3)))[0]
+        A = (U * s) @ V.T
+        T = rng.standard_normal(A.shape)
+
+        def loss(a):
+            return lad.sum(lad.diagonal(la.funmh(lad.mT(a) @ a, lambda lam: 0.5 * np.log(lam)),
+                                        0, -2, -1))
+        np.testing.assert_allclose(loss(A), np.sum(np.log(s)), atol=1e-14)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            (hv,) = lad.hvp(loss, (A,), (T,))
+        grad = lad.grad(loss)
+        fd = (grad(A + 1e-6 * T) - grad(A - 1e-6 * T)) / 2e-6
+        np.testing.assert_allclose(hv, fd, rtol=1e-7, atol=1e-8)
+        with pytest.warns(la.GaugeWarning, match=r"funmh\(aᴴa"):
+            lad.hvp(lambda a: lad.sum(lad.log(la.svdvals(a))), (A,), (T,))

@@ -278,7 +278,7 @@ _SECOND_ORDER_RULE = {
     "eigh": " linalgad.linalg.funmh(a, f) has exact second derivatives of V f(w) Vᴴ "
             "there (and of Σ f(wᵢ), its trace).",
     "svd": " linalgad.linalg.generalized_funm(a, f) has exact second derivatives of "
-           "U f(s) Vᴴ there.",
+           "U f(s) Vᴴ there, and Σ f(sᵢ) = tr funmh(aᴴa, λ ↦ f(√λ)) of Σ f(sᵢ).",
 }
 
 
