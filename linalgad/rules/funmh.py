@@ -110,7 +110,7 @@ def divided_differences(w, f, df):
 # -- the Daleckii–Krein map and its derivative -------------------------------------------------
 #
 # The first-order map L(A; E) = V (Φ ∘ (Vᴴ E V)) Vᴴ is a primitive of its own, so that its
-# derivative along A is the second Daleckii–Krein map (funmh.md, section 6) instead of a
+# derivative along A is the second Daleckii–Krein map (funmh.md, section 4) instead of a
 # trace through eigh, whose cotangents lose the in-cluster terms at repeated eigenvalues:
 #
 #     d/dt L(A + tH; E) = V (B(Ẽ, H̃) + B(H̃, Ẽ)) Vᴴ,   X̃ = Vᴴ X V,
