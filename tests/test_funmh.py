@@ -427,3 +427,21 @@ def test_hessian_of_a_symmetric_function_of_singular_values():
         np.testing.assert_allclose(hv, fd, rtol=1e-7, atol=1e-8)
         with pytest.warns(la.GaugeWarning, match=r"funmh\(aᴴa"):
             lad.hvp(lambda a: lad.sum(lad.log(la.svdvals(a))), (A,), (T,))
+
+
+def test_jit_of_the_hessian_across_ties():
+    """A jitted hvp recorded at distinct eigenvalues replays exactly at a pair, at I and
+    back (the second map decides its paths on every call, inside its kernel)."""
+    rng = np.random.default_rng(17)
+    G, T = rng.standard_normal((2, 4, 4))
+
+    def loss(a):
+        return lad.sum(G * la.funmh(a, np.exp))
+    hvp = lad.jit(lambda a: lad.hvp(loss, (a,), (T,))[0])
+    for A in (_spectrum(rng, [0.1, 0.9, 1.7, 2.5], np.float64),
+              _spectrum(rng, SPECTRA["pair"], np.float64), np.eye(4),
+              _spectrum(rng, [0.3, 1.2, 1.9, -0.6], np.float64)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = hvp(A)
+        np.testing.assert_allclose(got, _expm_hvp(A, G, T), rtol=1e-9, atol=1e-9)
