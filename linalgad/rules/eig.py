@@ -266,7 +266,8 @@ def eig(a, *, check_finite=True):
     invariant under each eigenvector's phase (reverse mode raises ValueError
     otherwise).  Symmetric functions of a cluster of equal eigenvalues of a
     diagonalizable A (sum f(w)) are exact there; a loss that depends on the
-    basis of such a cluster gets a ``GaugeWarning``.
+    basis of such a cluster gets a ``GaugeWarning``, and so do second derivatives
+    within eps^(1/3) of a tie, which miss the in-cluster curvature.
     """
     A = C.prepare("eig", a, check_finite)
     w, V = _eig(A)

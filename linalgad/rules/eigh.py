@@ -211,6 +211,8 @@ def eigvalsh(a, UPLO="L", *, lower=None, check_finite=True):
     cluster of equal ones (sum f(w), a norm, a log-determinant); a loss that
     singles out one of several equal eigenvalues (e.g. w[-1] at a tie) is not
     differentiable there, gets a GaugeWarning and one of its subgradients.
+    Second derivatives near a tie are not exact and warn (see :func:`eigh`);
+    Σ f(wᵢ) = tr funmh(a, f) has exact ones.
     """
     op = "eigvalsh"
     if not isinstance(UPLO, str):          # SciPy's eigvalsh(a, b): the generalized problem

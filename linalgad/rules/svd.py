@@ -213,7 +213,10 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False, *, overwrite_a=
     for losses that depend on a cluster through symmetric functions of its
     values, its singular subspaces and its polar part U_B V_Bᴴ (the nuclear
     norm, sum f(s), U Vᴴ); other losses get a ``GaugeWarning`` (write
-    U diag(f(s)) Vᴴ as ``generalized_funm(a, f)``: exact there).  Zero
+    U diag(f(s)) Vᴴ as ``generalized_funm(a, f)``: exact there).  Second
+    derivatives within eps^(1/3) of a tie miss the in-cluster curvature (or
+    amplify rounding by 1/gap²) and say so with a ``GaugeWarning``:
+    ``generalized_funm`` has exact ones, and Σ f(sᵢ) = tr funmh(aᴴa, f∘√).  Zero
     singular values: 1/s is used down to the smallest normal number, so
     losses through U diag(s) Vᴴ stay exact at rank deficiency.  The backward
     pass is four matrix products; nothing is refactored.
@@ -244,6 +247,7 @@ def svdvals(a, *, overwrite_a=False, check_finite=True):
     values (s[0] at a tie: the spectral norm) is not differentiable there and
     gets a GaugeWarning and a subgradient.  Zero singular values: |·| is not
     differentiable at 0; the rule returns the subgradient u_i v_iᴴ s̄_i.
+    Second derivatives near a tie: see :func:`svd`.
     """
     del overwrite_a
     return _values(C.prepare("svdvals", a, check_finite, square=False))
