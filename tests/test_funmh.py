@@ -358,14 +358,16 @@ def test_second_order_with_dfunc():
         lad.hvp(lambda a: loss(a, opaque), (A,), (T,))
 
 
-def test_third_order_at_a_tie_warns():
-    """Third derivatives pass through eigh at a tie (funmh.md §6): a GaugeWarning there;
-    none away from ties, and none for first and second order at a tie."""
+@pytest.mark.parametrize("rule", [la.funmh, la.generalized_funm], ids=lambda f: f.__name__)
+def test_third_order_at_a_tie_warns(rule):
+    """Third derivatives pass through eigh (svd) at a tie (funmh.md and
+    generalized_funm.md §6): a GaugeWarning there; none away from ties (eigenvalues, and
+    so singular values, distinct), and none for first and second order at a tie."""
     rng = np.random.default_rng(8)
     G, T = rng.standard_normal((2, 4, 4))
 
     def loss(a):
-        return lad.sum(G * la.funmh(a, np.sin))
+        return lad.sum(G * rule(a, np.sin))
 
     def third(a):
         return lad.hvp(lambda x: lad.sum(T * lad.hvp(loss, (x,), (T,))[0]), (a,), (T,))
@@ -387,7 +389,7 @@ def test_second_tie_tolerance_is_eps_to_the_quarter():
 def test_second_map_kernel_matches_its_definition(dtype):
     """The kernel's evaluation of the second map (products for every pair of separated
     eigenvalues and inside tight clusters, the stable triple sums only for loose chains)
-    against the definition's (the triple sums for every entry once any pair is near)."""
+    against the definition's (the triple sums for every entry)."""
     rng = np.random.default_rng(15)
     # I, a pair, a near tie (tight clusters: products), a loose chain (steps 2e-4 within
     # ε^(1/4)·2 = 2.4e-4, spread 4e-4 beyond it: the entrywise sums), distinct

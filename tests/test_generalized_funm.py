@@ -236,23 +236,3 @@ def test_hessian_of_a_stack_in_float32():
     for a, t, g, hv in zip(A, T, G, h64):
         (one,) = lad.hvp(lambda x: lad.sum(g * la.generalized_funm(x, np.sin)), (a,), (t,))
         np.testing.assert_allclose(hv, one, rtol=1e-12, atol=1e-12)
-
-
-def test_third_order_at_a_tie_warns():
-    """Third derivatives pass through svd at a tie: a GaugeWarning; first and second
-    order at a tie, and third order away from ties, warn about nothing."""
-    rng = np.random.default_rng(17)
-    G, T = rng.standard_normal((2, 4, 4))
-
-    def loss(a):
-        return lad.sum(G * la.generalized_funm(a, np.sin))
-
-    def third(a):
-        return lad.hvp(lambda x: lad.sum(T * lad.hvp(loss, (x,), (T,))[0]), (a,), (T,))
-    with pytest.warns(la.GaugeWarning, match="third derivatives"):
-        third(np.eye(4))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        third(_with_values(rng, 4, 4, [2.5, 1.7, 0.9, 0.4]))
-        lad.hvp(loss, (np.eye(4),), (T,))
-        lad.grad(loss)(np.eye(4))

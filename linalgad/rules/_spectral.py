@@ -34,7 +34,8 @@ from . import _common as C
 from ..tape import Primitive, Tracer
 
 __all__ = ["GaugeWarning", "degenerate_pairs", "inverse_gaps", "check_phase",
-           "check_clusters", "gauge_weights", "gap_tol", "rel_tol", "values_tol"]
+           "check_clusters", "check_second_order", "gauge_weights", "gap_tol", "rel_tol",
+           "values_tol"]
 
 
 class GaugeWarning(RuntimeWarning):
@@ -293,7 +294,7 @@ def check_second_order(op, values, cotangents, *, relative=False, ordered=False)
     derivative is being taken) meets values within ε^(1/3) of each other (relative as
     for the clusters): inside a cluster the in-cluster curvature is missing, and near
     one the gap terms amplify rounding by 1/gap² (the derivation documents, section 6)."""
-    if values is None or not any(isinstance(c, Tracer) for c in cotangents):
+    if not any(isinstance(c, Tracer) for c in cotangents):
         return
     wv = C.value(values)
     if degenerate_pairs(wv, relative=relative, ordered=ordered,
@@ -304,11 +305,10 @@ def check_second_order(op, values, cotangents, *, relative=False, ordered=False)
         "a cluster the in-cluster curvature terms are missing, even for losses whose first "
         "derivatives are exact there, and near one the gap terms amplify rounding by "
         "1/gap² (the derivation document, section 6)." + _SECOND_ORDER_RULE.get(op, ""),
-        GaugeWarning, stacklevel=4)
+        GaugeWarning, stacklevel=3)
 
 
-def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="eigenvectors",
-                   cotangents=(), values=None, relative=False, ordered=False):
+def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="eigenvectors"):
     """Warn (GaugeWarning) if the loss depends on a free choice inside a cluster, or if
     this reverse pass is being differentiated there.
 
@@ -317,12 +317,7 @@ def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="e
                 entry itself) must vanish for a basis-independent loss
     values_bar  the eigenvalue (singular value) cotangent, or None; it must be
                 constant inside a cluster for a loss symmetric in the cluster's values
-    cotangents  all the rule's output cotangents, and ``values`` (w or s; ``relative``
-                and ``ordered`` as for degenerate_pairs): one traced cotangent (a second
-                derivative is being taken) and values within ε^(1/3) get the warning of
-                check_second_order
     """
-    check_second_order(op, values, cotangents, relative=relative, ordered=ordered)
     if mask is None:
         return
     xp = namespace_of(mask)

@@ -62,8 +62,8 @@ def eig_vjp(cts, needs, out, res, A):
         scale = xp.maximum(S._scale(Yv, xp), xp.abs(kv).max(axis=-1)) if Yv.size else 0.0
         S.check_phase_diagonal("eig", kd, scale, "an eigenvector")
         Wm = ops.conj(S.inverse_gaps(w, mask)) * Y
-    S.check_clusters("eig", mask, Y, w_bar, hermitian_part_free=False,
-                     cotangents=(w_bar, V_bar), values=w)
+    S.check_second_order("eig", w, (w_bar, V_bar))
+    S.check_clusters("eig", mask, Y, w_bar, hermitian_part_free=False)
     if Wm is None and w_bar is None:
         return (None,)
     if p is not None and Wm is None:    # eigenvalues alone of a real A: a real solve

@@ -47,8 +47,8 @@ def _cotangent_composed(w, V, w_bar, V_bar, *, lower):
         K = ops.matmul(ops.mH(V), V_bar)
         S.check_phase("eigh", K, "an eigenvector")
         Wm = S.inverse_gaps(w, mask) * K
-    S.check_clusters("eigh", mask, K, w_bar, cotangents=(w_bar, V_bar), values=w,
-                     ordered=True)
+    S.check_second_order("eigh", w, (w_bar, V_bar), ordered=True)
+    S.check_clusters("eigh", mask, K, w_bar)
     # Ā_h = (V (F ∘ K) + V diag(w̄)) Vᴴ: two products, the diagonal as a scaling
     left = V * ops.expand_dims(w_bar, -2) if w_bar is not None else None
     if Wm is not None:

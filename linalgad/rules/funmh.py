@@ -153,45 +153,6 @@ def _near_triples(w, lo, hi):
     return (w[..., hi] - w[..., lo]) <= bound
 
 
-def _any_near_pair(w):
-    """Whether two different eigenvalues of some matrix lie within ε^(1/4)·max|w| (w
-    ascending: neighbours decide)."""
-    xp = namespace_of(w)
-    if w.shape[-1] < 2:
-        return False
-    bound = xp.abs(w).max(axis=-1, keepdims=True) * second_tie_tolerance(w.dtype)
-    return bool((w[..., 1:] - w[..., :-1] <= bound).any())
-
-
-def _second_map(w, V, phi, d2f, P, Q):
-    """V (B(P̃, Q̃) + B(Q̃, P̃)) Vᴴ in differentiable operations (any of its inputs traced).
-
-    Two evaluations of the same sums.  Where no two eigenvalues of a matrix lie within
-    ε^(1/4)·max|w| (the common case), off the diagonal f[wᵢ, wₖ, wⱼ] = (Φᵢₖ − Φₖⱼ)/(wᵢ − wⱼ)
-    for every k, so B(X, Y)ᵢⱼ = ((Φ∘X) Y − X (Φ∘Y))ᵢⱼ / (wᵢ − wⱼ): four products; the
-    diagonal, f[wᵢ, wₖ, wᵢ] = Ψᵢₖ, is O(n²).  Otherwise every entry by the stable triple
-    formula of `_second_dd`, a sum over k in chunks (O(n³) elementwise)."""
-    Vh = ops.mH(V)
-    Pt = ops.matmul(Vh, ops.matmul(P, V))
-    Qt = ops.matmul(Vh, ops.matmul(Q, V))
-    if C.compute(_any_near_pair, (w,), decide=bool, name="funmh's near pairs (second order)"):
-        R = _second_sums(w, phi, d2f, Pt, Qt)
-    else:
-        n = ops._shape(Pt)[-1]
-        eye = namespace_of(C.peek(Pt)).eye(n, dtype=bool)             # on w's device
-        gap = ops.expand_dims(w, -1) - ops.expand_dims(w, -2)
-        PP, QQ = phi * Pt, phi * Qt
-        num = (ops.matmul(PP, Qt) - ops.matmul(Pt, QQ)
-               + ops.matmul(QQ, Pt) - ops.matmul(Qt, PP))
-        off = ops.where(eye, 0.0, num / ops.where(eye, 1.0, gap))
-        i = np.arange(n)[:, None]
-        k = np.arange(n)[None, :]
-        psi = _second_dd(w, phi, d2f, i, k, i)                      # f[wᵢ, wₖ, wᵢ]
-        diag = ops.sum(psi * (Pt * ops.mT(Qt) + Qt * ops.mT(Pt)), axis=-1)
-        R = off + ops.expand_dims(diag, -1) * eye
-    return ops.matmul(V, ops.matmul(R, Vh))
-
-
 def _second_dd(w, phi, d2f, i, k, j):
     """f[wᵢ, wₖ, wⱼ] over index arrays i, k, j (broadcasting), w ascending: the quotient
     over the widest of the three pairs, (Φ[mid, hi] − Φ[lo, mid]) / (w_hi − w_lo), or
@@ -209,9 +170,15 @@ def _second_dd(w, phi, d2f, i, k, j):
     return ops.where(near, curvature, quotient)
 
 
-def _second_sums(w, phi, d2f, Pt, Qt):
-    """B(P̃, Q̃) + B(Q̃, P̃) entry by entry, Σₖ f[wᵢ, wₖ, wⱼ] (P̃ᵢₖ Q̃ₖⱼ + Q̃ᵢₖ P̃ₖⱼ), the sum over
-    k in chunks of about 2²⁰ entries of the (..., n, c, n) tensor."""
+def _second_map(w, V, phi, d2f, P, Q):
+    """V (B(P̃, Q̃) + B(Q̃, P̃)) Vᴴ, the definition, in differentiable operations (the
+    reference that third order differentiates): every entry Σₖ f[wᵢ, wₖ, wⱼ] (P̃ᵢₖ Q̃ₖⱼ +
+    Q̃ᵢₖ P̃ₖⱼ) by the stable triple formula, the sum over k in chunks of about 2²⁰ entries
+    of the (..., n, c, n) tensor (O(n³) elementwise; the kernel, `_second_map_plain`,
+    evaluates the same sums by products)."""
+    Vh = ops.mH(V)
+    Pt = ops.matmul(Vh, ops.matmul(P, V))
+    Qt = ops.matmul(Vh, ops.matmul(Q, V))
     shape = ops._shape(Pt)
     n = shape[-1]
     step = max(1, min(n, (1 << 20) // max(1, n * n * int(np.prod(shape[:-2])))))
@@ -227,11 +194,11 @@ def _second_sums(w, phi, d2f, Pt, Qt):
              * ops.expand_dims(ops.getitem(Pt, rows), -3))
         term = ops.sum(f3 * X, axis=-2)
         R = term if R is None else R + term
-    return R
+    return ops.matmul(V, ops.matmul(R, Vh))
 
 
 def _second_map_plain(w, V, phi, d2f, P, Q, skip=None):
-    """_second_map on plain arrays (the kernel; the same sums): every entry (i, j) whose
+    """The sums of `_second_map` on plain arrays (the kernel): every entry (i, j) whose
     eigenvalues are more than ε^(1/4)·max|w| apart by the products of the fast path,
     since f[wᵢ, wₖ, wⱼ] = (Φᵢₖ − Φₖⱼ)/(wᵢ − wⱼ) for every k then, ties among the other
     eigenvalues included; pairs inside a tight cluster (spread within the bound) by

@@ -189,7 +189,8 @@ def _second_kernel(A, E, X, *, func, dfunc, factors, adjoint):
                           skip)
     if not adjoint:
         return Y[..., :m, m:]
-    return Y[..., :m, m:] + namespace_of(Y).conj(namespace_of(Y).swapaxes(Y[..., m:, :m], -1, -2))
+    xp = namespace_of(Y)
+    return Y[..., :m, m:] + xp.conj(xp.swapaxes(Y[..., m:, :m], -1, -2))
 
 
 def _second_ref(A, E, X, *, func, dfunc, factors, adjoint):

@@ -103,9 +103,8 @@ def _cotangent_composed(U, s, Vh, U_bar, s_bar, Vh_bar):
         plus = J if K is None else (K if J is None else J + K)
         minus = J if K is None else (-K if J is None else J - K)
         S.check_phase("svd", plus, "a pair of singular vectors (u_i, v_i)")
-    S.check_clusters("svd", mask, plus, s_bar, what="singular vectors",
-                     cotangents=(U_bar, s_bar, Vh_bar), values=s, relative=True,
-                     ordered=True)
+    S.check_second_order("svd", s, (U_bar, s_bar, Vh_bar), relative=True, ordered=True)
+    S.check_clusters("svd", mask, plus, s_bar, what="singular vectors")
     if plus is not None:
         Yp = S.inverse_gaps(s, mask) * plus
         Ym = S.inverse_gaps(s, _zero_sums(s), plus=True) * minus
