@@ -289,7 +289,41 @@ def _second_ref(A, P, Q, *, func, dfunc, lower, factors):
     return _second_map(w, V, divided_differences(w, f, df), d2f, P, Q)
 
 
-_second = transforms.fused("funmh_second_frechet", _second_kernel, _second_ref)
+def bilinear_primitive(name, kernel, reference, adjoints):
+    """The primitive of a second map M(A; P, Q), linear in P and in Q: its derivatives
+    in P and Q are M itself again (the kernel: exact, and no decomposition traced), with
+    ``adjoints(Z, A, P, Q, **params)`` → (P̄, Q̄) for a cotangent Z (built from M); only
+    its derivative along A (third order) traces ``reference(A, P, Q, **params)``."""
+    def along_a(A, P, Q, params):
+        return lambda a: reference(a, P, Q, **params)
+
+    def vjp(Z, needs, out, res, A, P, Q, **params):
+        A_bar = None
+        if needs[0]:
+            A_bar = ops.fit(transforms.vjp(along_a(A, P, Q, params), A)[1](Z)[0], A)
+        P_bar, Q_bar = adjoints(Z, A, P, Q, **params)
+        return (A_bar, ops.fit(P_bar, P) if needs[1] else None,
+                ops.fit(Q_bar, Q) if needs[2] else None)
+
+    def jvp(tangents, out, res, A, P, Q, **params):
+        A_dot, P_dot, Q_dot = tangents
+        parts = [prim(A, P_dot, Q, **params) if P_dot is not None else None,
+                 prim(A, P, Q_dot, **params) if Q_dot is not None else None,
+                 transforms.jvp(along_a(A, P, Q, params), (A,), (A_dot,))[1]
+                 if A_dot is not None else None]
+        parts = [p for p in parts if p is not None]
+        return None if not parts else functools.reduce(lambda x, y: x + y, parts)
+
+    vjp.__name__, jvp.__name__ = f"{name}_vjp", f"{name}_jvp"
+    prim = Primitive(name, kernel, vjp, jvp)
+    return prim
+
+
+# S(P, Q) is symmetric, and ⟨Z, S(P, Q)⟩ = ⟨S(Pᴴ, Z), Q⟩ (section 4): P̄ = S(Qᴴ, Z), Q̄ = S(Pᴴ, Z)
+_second = bilinear_primitive(
+    "funmh_second_frechet", _second_kernel, _second_ref,
+    lambda Z, A, P, Q, **params: (_second(A, ops.mH(Q), Z, **params),
+                                  _second(A, ops.mH(P), Z, **params)))
 
 
 def _frechet_impl(A, E, *, func, dfunc, lower, factors):

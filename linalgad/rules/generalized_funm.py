@@ -34,8 +34,9 @@ from ..tape import Primitive, Tracer
 from ..testing import matrices as M
 from . import _common as C
 from . import _spectral as S
-from .funmh import (_real_values, _second_map_plain, divided_differences, frechet_primitive,
-                    tie_tolerance, values_and_slopes, values_slopes_curvatures)
+from .funmh import (_real_values, _second_map_plain, bilinear_primitive, divided_differences,
+                    frechet_primitive, tie_tolerance, values_and_slopes,
+                    values_slopes_curvatures)
 from .svd import _svd
 
 __all__ = ["generalized_funm", "RULES"]
@@ -203,7 +204,19 @@ def _second_ref(A, E, X, *, func, dfunc, factors, adjoint):
     return transforms.vjp(first, A)[1](X)[0]
 
 
-_second = transforms.fused("generalized_funm_second_frechet", _second_kernel, _second_ref)
+def _second_adjoints(Z, A, E, X, *, adjoint, **params):
+    """For a cotangent Z.  With T_E(X) = [S_D(D_E, D_X)]₁₂ (adjoint=False; symmetric,
+    T_E(X) = T_X(E)) and G(E, Y) = T_E*(Y) (adjoint=True): Ē, X̄ of T are G(X, Z), G(E, Z);
+    Ē, Ȳ of G are G(Z, Y) and T_E(Z)."""
+    if not adjoint:
+        return (_second(A, X, Z, adjoint=True, **params),
+                _second(A, E, Z, adjoint=True, **params))
+    return (_second(A, Z, X, adjoint=True, **params),
+            _second(A, E, Z, adjoint=False, **params))
+
+
+_second = bilinear_primitive("generalized_funm_second_frechet", _second_kernel, _second_ref,
+                             _second_adjoints)
 
 
 _frechet = frechet_primitive(
