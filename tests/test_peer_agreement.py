@@ -1,6 +1,9 @@
 """Gradients agree with PyTorch's and JAX's (and autograd's, where only it has the rule).
 
-Spectral rules on random inputs with distinct spectra; expm, expm_frechet (in A and E,
+The factorization rules (inv, det, slogdet with its complex sign, cholesky, logdet,
+cho_solve, solve_triangular with every trans and a unit diagonal, lu_factor, lu_solve,
+lu, qr in its unique modes), through every differentiable argument; spectral rules on
+random inputs with distinct spectra; expm, expm_frechet (in A and E,
 vs JAX), pinv (full and constant rank), polar, the matrix norms, cond, matrix_power and multi_dot; sqrtm and
 solve_sylvester against HIPS autograd (the only peer with their gradients).
 
@@ -340,3 +343,222 @@ def test_pivoted_qr_agrees_with_jax(dtype, shape):
             fm = float(loss(lad, *la.qr(A - E, pivoting=True)[:2]))
             fd[idx] += unit * (fp - fm) / (2 * h)
     assert rel(got, fd) < 1e-7
+
+
+# -- issue 3: factorizations -------------------------------------------------------------------
+# Every library's gradient of the same real loss, batched and complex.  Where a rule reads one
+# triangle (cholesky, logdet, cho_solve's factor, solve_triangular, lu_solve's packed factors),
+# the peers either symmetrize (JAX's cholesky) or leave the other triangle's gradient in place
+# (PyTorch's cholesky_solve): they are given the matrix the rule sees and their gradient is
+# read on the triangle it reads (lower_cotangent for a Hermitian input, tril/triu otherwise).
+
+def _const(xp, x):
+    """A NumPy constant as the library's array (linalgad takes NumPy arrays as they are)."""
+    return x if xp is lad else xp.asarray(x)
+
+
+def _jax_batched(fun, batch):
+    """fun vmapped over the leading dimensions (for JAX functions that take one matrix)."""
+    for _ in batch:
+        fun = jax.vmap(fun)
+    return fun
+
+
+def _jax_grads(loss, *args, argnums=(0,)):
+    gs = jax.grad(loss, argnums=argnums)(*(jnp.asarray(a) for a in args))
+    return [np.conj(np.asarray(g)) for g in gs]
+
+
+def _torch_grads(loss, *args):
+    ts = [torch.tensor(a, requires_grad=True) for a in args]
+    loss(*ts).backward()
+    return [t.grad.numpy() for t in ts]
+
+
+@pytest.mark.parametrize("dtype,batch", CASES)
+def test_inv_det_slogdet_agree(dtype, batch):
+    """inv, det and slogdet (the complex sign included: a loss on Re and Im of it)."""
+    rng = np.random.default_rng(20)
+    n = 4
+    A = M.random_general(rng, n, batch, dtype)
+    W = _weights(rng, (n, n), dtype)
+    w1, w2 = _weights(rng, batch, dtype), rng.standard_normal(batch)
+
+    def loss(xp, inv, det, slogdet, A):
+        sign, logabs = slogdet(A)
+        return (_re_inner(xp, W, inv(A)) + _re_inner(xp, w1, det(A))
+                + _re_inner(xp, w1, sign) + xp.sum(_const(xp, w2) * logabs))
+
+    got = lad.grad(lambda A: loss(lad, la.inv, la.det, la.slogdet, A))(A)
+    t = torch_grad(lambda A: loss(torch, torch.linalg.inv, torch.linalg.det,
+                                  torch.linalg.slogdet, A), A)
+    j = jax_grad(lambda A: loss(jnp, jnp.linalg.inv, jnp.linalg.det, jnp.linalg.slogdet, A), A)
+    assert rel(got, t) < RTOL and rel(got, j) < RTOL
+
+
+@pytest.mark.parametrize("dtype,batch", CASES)
+def test_cholesky_and_logdet_agree(dtype, batch):
+    """The lower triangle is read: the peers get the Hermitian matrix it defines, and their
+    (Hermitian) gradient is mapped to the triangle's."""
+    rng = np.random.default_rng(21)
+    n = 5
+    T = M.random_spd(rng, n, batch, dtype, cond=5.0)
+    T = T + np.triu(M.random_general(rng, n, batch, dtype), 1)     # unread upper triangle
+    H = hermitian_from_lower(T)
+    W, c = _weights(rng, (n, n), dtype), rng.standard_normal(batch)
+
+    got = lad.grad(lambda A: _re_inner(lad, W, la.cholesky(A))
+                   + lad.sum(c * la.logdet(A)))(T)
+
+    def theirs(xp, cholesky, slogdet, A):
+        return _re_inner(xp, W, cholesky(A)) + xp.sum(_const(xp, c) * slogdet(A)[1])
+
+    t = lower_cotangent(torch_grad(lambda A: theirs(torch, torch.linalg.cholesky,
+                                                    torch.linalg.slogdet, A), H))
+    j = lower_cotangent(jax_grad(lambda A: theirs(jnp, jnp.linalg.cholesky,
+                                                  jnp.linalg.slogdet, A), H))
+    assert rel(got, t) < RTOL and rel(got, j) < RTOL
+
+
+@pytest.mark.parametrize("dtype,batch", CASES)
+@pytest.mark.parametrize("lower", [True, False])
+def test_cho_solve_agrees(dtype, batch, lower):
+    """Gradients through the factor (on the triangle read) and the right-hand side."""
+    rng = np.random.default_rng(22)
+    n, k = 4, 3
+    A = M.random_spd(rng, n, batch, dtype, cond=5.0)
+    L = np.linalg.cholesky(A)
+    C = L if lower else np.ascontiguousarray(mH(L))
+    b = M.random_rhs(rng, n, k, batch, dtype)
+    W = _weights(rng, (n, k), dtype)
+    keep = np.tril if lower else np.triu
+
+    gC, gb = lad.grad(lambda C, b: _re_inner(lad, W, la.cho_solve((C, lower), b)),
+                      argnums=(0, 1))(C, b)
+    tC, tb = _torch_grads(lambda C, b: _re_inner(
+        torch, W, torch.cholesky_solve(b, C, upper=not lower)), C, b)
+    jC, jb = _jax_grads(lambda C, b: _re_inner(
+        jnp, W, jax.scipy.linalg.cho_solve((C, lower), b)), C, b, argnums=(0, 1))
+    assert rel(gC, keep(tC)) < RTOL and rel(gb, tb) < RTOL
+    assert rel(gC, keep(jC)) < RTOL and rel(gb, jb) < RTOL
+
+
+@pytest.mark.parametrize("dtype,batch", CASES)
+@pytest.mark.parametrize("lower,trans,unit", [(True, 0, False), (False, 1, False),
+                                              (True, 2, False), (False, 0, True)])
+def test_solve_triangular_agrees(dtype, batch, lower, trans, unit):
+    """Only the triangle read (strictly, with a unit diagonal) gets gradient; PyTorch has no
+    ``trans``, so it is given op(T) with the opposite triangle."""
+    rng = np.random.default_rng(23)
+    n, k = 5, 2
+    T = M.random_triangular(rng, n, batch, dtype, lower=lower, unit_diagonal=unit)
+    T = T + (np.triu if lower else np.tril)(M.random_general(rng, n, batch, dtype), 1 if lower
+                                             else -1)     # the unread triangle: ignored
+    b = M.random_rhs(rng, n, k, batch, dtype)
+    W = _weights(rng, (n, k), dtype)
+    read = (lambda X: np.tril(X, -1 if unit else 0)) if lower else \
+        (lambda X: np.triu(X, 1 if unit else 0))
+
+    gT, gb = lad.grad(lambda T, b: _re_inner(lad, W, la.solve_triangular(
+        T, b, trans=trans, lower=lower, unit_diagonal=unit)), argnums=(0, 1))(T, b)
+
+    def op(xp, T):
+        if trans == 0:
+            return T
+        Tt = xp.swapaxes(T, -1, -2) if xp is jnp else T.mT
+        return xp.conj(Tt) if trans == 2 else Tt
+
+    upper_op = (not lower) if trans == 0 else lower
+    tT, tb = _torch_grads(lambda T, b: _re_inner(torch, W, torch.linalg.solve_triangular(
+        op(torch, T), b, upper=upper_op, unitriangular=unit)), T, b)
+    jT, jb = _jax_grads(lambda T, b: _re_inner(jnp, W, jax.scipy.linalg.solve_triangular(
+        T, b, trans=trans, lower=lower, unit_diagonal=unit)), T, b, argnums=(0, 1))
+    assert rel(gT, read(tT)) < RTOL and rel(gb, tb) < RTOL
+    assert rel(gT, read(jT)) < RTOL and rel(gb, jb) < RTOL
+
+
+@pytest.mark.parametrize("dtype,batch", CASES)
+def test_lu_factor_and_lu_solve_agree(dtype, batch):
+    """Same pivots (partial pivoting, LAPACK getrf in every library); gradients through the
+    packed factors and, for lu_solve, the right-hand side, for op = none, ᵀ and ᴴ."""
+    rng = np.random.default_rng(24)
+    n, k = 4, 2
+    A = M.random_general(rng, n, batch, dtype)
+    W = _weights(rng, (n, n), dtype)
+    lu, piv = la.lu_factor(A)
+    tlu, tpiv = torch.linalg.lu_factor(torch.tensor(A))
+    np.testing.assert_array_equal(piv + 1, tpiv.numpy())
+
+    got = lad.grad(lambda A: _re_inner(lad, W, la.lu_factor(A)[0]))(A)
+    t = torch_grad(lambda A: _re_inner(torch, W, torch.linalg.lu_factor(A)[0]), A)
+    j = jax_grad(lambda A: _re_inner(jnp, W, _jax_batched(
+        lambda X: jax.scipy.linalg.lu_factor(X)[0], batch)(A)), A)
+    assert rel(got, t) < RTOL and rel(got, j) < RTOL
+
+    LU = np.asarray(lu)
+    b = M.random_rhs(rng, n, k, batch, dtype)
+    Wb = _weights(rng, (n, k), dtype)
+    for trans in (0, 1, 2):
+        gL, gb = lad.grad(lambda LU, b: _re_inner(lad, Wb, la.lu_solve((LU, piv), b,
+                                                                       trans=trans)),
+                          argnums=(0, 1))(LU, b)
+        adjoint = trans != 0
+        if trans == 1 and np.dtype(dtype).kind == "c":
+            # PyTorch has op = none and ᴴ only: Aᵀ x = b is conj(Aᴴ conj(x) = conj(b))
+            def t_solve(LU, b):
+                return torch.conj(torch.linalg.lu_solve(LU, tpiv, torch.conj(b), adjoint=True))
+        else:
+            def t_solve(LU, b):
+                return torch.linalg.lu_solve(LU, tpiv, b, adjoint=adjoint)
+        tL, tb = _torch_grads(lambda LU, b: _re_inner(torch, Wb, t_solve(LU, b)), LU, b)
+        jL, jb = _jax_grads(lambda LU, b: _re_inner(jnp, Wb, _jax_batched(
+            lambda L_, p_, b_: jax.scipy.linalg.lu_solve((L_, p_), b_, trans=trans),
+            batch)(LU, jnp.asarray(piv, dtype=jnp.int32), b)), LU, b, argnums=(0, 1))
+        assert rel(gL, tL) < RTOL and rel(gb, tb) < RTOL, trans
+        assert rel(gL, jL) < RTOL and rel(gb, jb) < RTOL, trans
+
+
+@pytest.mark.parametrize("dtype,batch", CASES)
+@pytest.mark.parametrize("shape", [(5, 5), (6, 4), (3, 5)])
+def test_lu_agrees(dtype, batch, shape):
+    """scipy.linalg.lu's (P, L, U), square, tall and wide: gradients through L and U."""
+    rng = np.random.default_rng(25)
+    m, n = shape
+    A = np.ascontiguousarray(M.random_general(rng, max(m, n), batch, dtype)[..., :m, :n])
+    k = min(m, n)
+    WL, WU = _weights(rng, (m, k), dtype), _weights(rng, (k, n), dtype)
+
+    def loss(xp, lu, A):
+        P, L, U = lu(A)
+        return _re_inner(xp, WL, L) + _re_inner(xp, WU, U)
+
+    got = lad.grad(lambda A: loss(lad, la.lu, A))(A)
+    t = torch_grad(lambda A: loss(torch, torch.linalg.lu, A), A)
+    j = jax_grad(lambda A: loss(jnp, _jax_batched(jax.scipy.linalg.lu, batch), A), A)
+    assert rel(got, t) < RTOL and rel(got, j) < RTOL
+
+
+@pytest.mark.parametrize("dtype,batch", CASES)
+@pytest.mark.parametrize("shape,mode", [((6, 4), "reduced"), ((5, 5), "reduced"),
+                                        ((3, 5), "reduced"), ((6, 4), "r"),
+                                        ((5, 5), "complete")])
+def test_qr_agrees(dtype, batch, shape, mode):
+    """Q and R (or R alone); 'complete' where it is unique (square)."""
+    rng = np.random.default_rng(26)
+    m, n = shape
+    A = np.ascontiguousarray(M.random_general(rng, max(m, n), batch, dtype)[..., :m, :n])
+    k = m if mode == "complete" else min(m, n)
+    WQ, WR = _weights(rng, (m, k), dtype), _weights(rng, (k, n), dtype)
+
+    def loss(xp, qr, A):
+        if mode == "r":
+            # PyTorch computes no gradient without Q (mode='r'): it gets R of 'reduced'
+            R = qr(A, mode="reduced")[1] if xp is torch else qr(A, mode="r")
+            return _re_inner(xp, WR, R)
+        Q, R = qr(A, mode=mode)
+        return _re_inner(xp, WQ, Q) + _re_inner(xp, WR, R)
+
+    got = lad.grad(lambda A: loss(lad, la.qr, A))(A)
+    t = torch_grad(lambda A: loss(torch, torch.linalg.qr, A), A)
+    j = jax_grad(lambda A: loss(jnp, jnp.linalg.qr, A), A)
+    assert rel(got, t) < RTOL and rel(got, j) < RTOL
