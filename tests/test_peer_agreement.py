@@ -68,6 +68,29 @@ def jax_grad(loss, A):
     return np.conj(np.asarray(jax.grad(loss)(jnp.asarray(A))))
 
 
+def _const(xp, x):
+    """A NumPy constant as the library's array (linalgad takes NumPy arrays as they are)."""
+    return x if xp is lad else xp.asarray(x)
+
+
+def _jax_batched(fun, batch):
+    """fun vmapped over the leading dimensions (for JAX functions that take one matrix)."""
+    for _ in batch:
+        fun = jax.vmap(fun)
+    return fun
+
+
+def _jax_grads(loss, *args, argnums=(0,)):
+    gs = jax.grad(loss, argnums=argnums)(*(jnp.asarray(a) for a in args))
+    return [np.conj(np.asarray(g)) for g in gs]
+
+
+def _torch_grads(loss, *args):
+    ts = [torch.tensor(a, requires_grad=True) for a in args]
+    loss(*ts).backward()
+    return [t.grad.numpy() for t in ts]
+
+
 CASES = [(np.float64, ()), (np.float64, (2,)), (np.complex128, ()), (np.complex128, (2, 1))]
 
 
@@ -125,8 +148,9 @@ def test_svd_agrees(dtype, batch, shape):
 
 
 @pytest.mark.parametrize("dtype,batch", CASES)
-def test_eig_agrees_with_torch(dtype, batch):
-    """JAX's jnp.linalg.eig has no eigenvector derivative by default; PyTorch's is compared."""
+def test_eig_agrees(dtype, batch):
+    """PyTorch's eig, and JAX's lax.linalg.eig with enable_eigvec_derivs (jnp.linalg.eig has
+    no eigenvector derivative)."""
     rng = np.random.default_rng(2)
     n = 4
     A = M.random_general(rng, n, batch, dtype)
@@ -144,6 +168,13 @@ def test_eig_agrees_with_torch(dtype, batch):
 
     got = lad.grad(ours)(A)
     assert rel(got, torch_grad(theirs, A)) < 1e-8
+
+    def jax_loss(A):      # jnp.linalg.eig refuses eigenvector derivatives; lax's eig has them
+        w, V = _jax_batched(lambda X: jax.lax.linalg.eig(
+            X, compute_left_eigenvectors=False, enable_eigvec_derivs=True), batch)(A)
+        return (jnp.sum(c * w.real) + jnp.sum(c * w.imag) + jnp.sum(W * jnp.abs(V) ** 2))
+
+    assert rel(got, jax_grad(jax_loss, A)) < 1e-8
 
 
 @pytest.mark.parametrize("dtype,batch", CASES)
@@ -351,29 +382,6 @@ def test_pivoted_qr_agrees_with_jax(dtype, shape):
 # the peers either symmetrize (JAX's cholesky) or leave the other triangle's gradient in place
 # (PyTorch's cholesky_solve): they are given the matrix the rule sees and their gradient is
 # read on the triangle it reads (lower_cotangent for a Hermitian input, tril/triu otherwise).
-
-def _const(xp, x):
-    """A NumPy constant as the library's array (linalgad takes NumPy arrays as they are)."""
-    return x if xp is lad else xp.asarray(x)
-
-
-def _jax_batched(fun, batch):
-    """fun vmapped over the leading dimensions (for JAX functions that take one matrix)."""
-    for _ in batch:
-        fun = jax.vmap(fun)
-    return fun
-
-
-def _jax_grads(loss, *args, argnums=(0,)):
-    gs = jax.grad(loss, argnums=argnums)(*(jnp.asarray(a) for a in args))
-    return [np.conj(np.asarray(g)) for g in gs]
-
-
-def _torch_grads(loss, *args):
-    ts = [torch.tensor(a, requires_grad=True) for a in args]
-    loss(*ts).backward()
-    return [t.grad.numpy() for t in ts]
-
 
 @pytest.mark.parametrize("dtype,batch", CASES)
 def test_inv_det_slogdet_agree(dtype, batch):
