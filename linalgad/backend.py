@@ -660,7 +660,7 @@ class ComposedKernels:
             idx = 0 if end == "top" else k - 1
             w, count = _lapack_extreme.tie_weights(xp, s, idx, tol)
             # only the columns some matrix ties with the end: mostly the end's own
-            reach = int(count.max())
+            reach = int(count.max()) if count.size else 1      # (an empty stack)
             cols = slice(0, reach) if end == "top" else slice(k - reach, k)
             Uw = U[..., :, cols] * w[..., None, cols].astype(U.dtype)
             values.append(s[..., idx])
@@ -755,7 +755,7 @@ class CPUKernels(ComposedKernels):
         factors with an exactly zero pivot (for det/slogdet) instead of raising."""
         n = A.shape[-1]
         batch = A.shape[:-2]
-        if batch and n <= SMALL_N:
+        if (batch and n <= SMALL_N) or n == 0:      # (LAPACK rejects order 0: lda = 0)
             return _vector_lu_factor(A, op, singular_ok)
         # LAPACK wants Fortran order.  Aᵀ of a C-ordered A is a Fortran-ordered
         # view, so factor Aᵀ = P L U (no transposing copy: a quarter faster at
@@ -888,6 +888,8 @@ class CPUKernels(ComposedKernels):
 
     def inv(self, A, op="inv"):
         n = A.shape[-1]
+        if n == 0:
+            return np.empty(A.shape, dtype=A.dtype)
         if not A.shape[:-2] or (n <= VECTOR_INV_N and A.size // (n * n) >= VECTOR_INV_BATCH):
             # one matrix: getrf + getri; a large stack of tiny ones: the vectorised LU and
             # its solve with the identity (10,000 4×4: 1.0 ms against NumPy's 2.3)
@@ -906,6 +908,9 @@ class CPUKernels(ComposedKernels):
         m, n = A.shape[-2:]
         k = min(m, n)
         batch = A.shape[:-2]
+        if k == 0:              # nothing to factor (and LAPACK rejects lda = 0)
+            piv = np.empty(batch + (0,), dtype=np.intp)
+            return np.array(A), np.broadcast_to(np.arange(m), batch + (m,)).copy(), piv
         if batch and m == n and n <= SMALL_N:
             F = _vector_lu_factor(A, op, singular_ok=True)
             lu = np.moveaxis(F.data, -1, 0).reshape(A.shape)
@@ -951,6 +956,8 @@ class CPUKernels(ComposedKernels):
     def solve_triangular(self, A, b, lower=False, trans=0, unit_diagonal=False,
                          op="solve_triangular"):
         """op(T) x = b with T one triangle of A; A (..., n, n), b (..., n, k) same stack."""
+        if A.shape[-1] == 0:        # order 0 (LAPACK rejects lda = 0): nothing to solve
+            return np.empty(b.shape, dtype=np.result_type(A.dtype, b.dtype))
         if A.ndim == 2 and b.ndim == 2 and A.dtype == b.dtype and A.dtype.kind == "f":
             # the common call (one real matrix, matching dtypes), with nothing to decide:
             # LAPACK on Aᵀ, the free Fortran view (opposite triangle, opposite op)
@@ -1039,6 +1046,8 @@ class CPUKernels(ComposedKernels):
         triangular inverse and one batched product."""
         c, lower = F.data, F.lower
         n = c.shape[-1]
+        if n == 0:
+            return np.empty(c.shape, dtype=c.dtype)
         if c.ndim > 2 and n <= SMALL_N:
             return super().cho_inverse(F)
         if c.ndim == 2 and not full:
@@ -1772,6 +1781,8 @@ def _first_failure(fn, A, op, what):
 def _perm_from_swaps(piv, m):
     """Row order of LAPACK's swap sequence: A[perm] = L U.  piv (..., k) -> (..., m)."""
     batch = piv.shape[:-1]
+    if piv.shape[-1] == 0 or 0 in batch:    # no swaps (order 0), or no matrices
+        return np.broadcast_to(np.arange(m), batch + (m,)).copy()
     flat = piv.reshape(-1, piv.shape[-1])
     B = flat.shape[0]
     if B <= 8:

@@ -345,10 +345,17 @@ class ForwardTrace:
             raise NotImplementedError(f"forward mode is not defined for {prim.name}")
         tans = tuple(tans)
         unit = _jit_below(vals) if inner else None
-        if unit is not None and unit.owns(tans):
+        if unit is not None and _no_entries(tans, tans):
+            out_t = _zero_tangents(prim, out)
+        elif unit is not None and unit.owns(tans):
             out_t = unit.call(prim.jvp, (tans, out, res) + vals, params, prim.name)
         else:
-            out_t = prim.jvp(tans, out, res, *vals, **params)
+            try:
+                out_t = prim.jvp(tans, out, res, *vals, **params)
+            except Exception:
+                if not _no_entries(tans, tans):
+                    raise
+                out_t = _zero_tangents(prim, out)
         if prim.multiple_results:
             boxed = tuple(o if t is None else ForwardTracer(o, self, t)
                           for o, t in zip(out, out_t))
@@ -591,6 +598,43 @@ def _unbox(x):
     return x.value if x.__class__ is JitTracer else x
 
 
+# Empty inputs (a 0 × 0 matrix, an empty stack).  Where every input a rule differentiates
+# has no entries, its cotangents are empty arrays and its output tangents zeros, whatever the
+# rule: its kernels need not handle order 0 (LAPACK rejects it).  The sweeps give these
+# directly where a rule fails on them (a test after the failure, which costs the common case
+# nothing) and before recording a step for linalgad.jit.
+
+def _no_entries(args, used):
+    """Whether every argument used (at least one) is an array with no entries."""
+    found = False
+    for a, u in zip(args, used):
+        if u is not None and u is not False:
+            if 0 not in getattr(a, "shape", (1,)):
+                return False
+            found = True
+    return found
+
+
+def _empty_cotangents(node):
+    return tuple(_zeros_of(a) if need else None for a, need in zip(node.args, node.needs))
+
+
+def _zero_tangents(prim, out):
+    if prim.multiple_results:
+        return tuple(_zeros_of(o, inexact=True) for o in out)
+    return _zeros_of(out, inexact=True)
+
+
+def _zeros_of(x, inexact=False):
+    """Plain zeros of x's shape and dtype (x's array type); None for a non-float x when
+    ``inexact`` (an output with no tangent, such as pivots)."""
+    while isinstance(x, Tracer):
+        x = x.value
+    if x is None or (inexact and np.dtype(x.dtype).kind not in "fc"):
+        return None
+    return np.zeros_like(x)
+
+
 def _static_param(v):
     if isinstance(v, _STATIC):
         return True
@@ -754,7 +798,9 @@ def backward_pass(trace, out_refs, out_cts, check_finite=None):
         if vjp is None:
             raise NotImplementedError(f"reverse mode is not defined for {prim.name}")
         unit = node.unit
-        if unit is not None and unit.owns(ct):
+        if unit is not None and _no_entries(node.args, node.needs):
+            in_cts = _empty_cotangents(node)
+        elif unit is not None and unit.owns(ct):
             if prim.vjp_reads is not None and unit.folds(ct, node):
                 # everything the rule reads is a constant of the recording: its result
                 # is one too (computed now, never replayed)
@@ -767,7 +813,13 @@ def backward_pass(trace, out_refs, out_cts, check_finite=None):
                 in_cts = unit.call(vjp, (ct, node.needs, node.out, node.res) + node.args,
                                    node.params, prim.name)
         else:
-            in_cts = vjp(ct, node.needs, node.out, node.res, *node.args, **node.params)
+            try:
+                in_cts = vjp(ct, node.needs, node.out, node.res, *node.args, **node.params)
+            except Exception:
+                # (tested only here, where it costs nothing when the rule succeeds)
+                if not _no_entries(node.args, node.needs):
+                    raise
+                in_cts = _empty_cotangents(node)
         if check_finite is not None:
             check_finite(prim, in_cts)
         for parent, g in zip(node.parents, in_cts):

@@ -437,6 +437,8 @@ def frechet_logm(A, E, factors=None):
 # -- logm -------------------------------------------------------------------------------------
 
 def _logm_impl(A):
+    if A.shape[-1] == 0:            # nothing to factor: the empty logarithm
+        return A.copy(), (A, A)
     K = kernels_for(A)
     T, Z = K.logm_schur(A, op="logm")
     L = K.logm_from_schur(T, Z, A.dtype.kind == "f", op="logm")

@@ -93,6 +93,13 @@ def _matrix_norm(x, ord, axes, keepdims):
     shape = ops._shape(x)
     ndim = len(shape)
     r_ax, c_ax = axes[0] % ndim, axes[1] % ndim
+    if 0 in (shape[r_ax], shape[c_ax]) and ord in (None, "fro", "f", "nuc", 2, 1, np.inf):
+        # an empty matrix: every norm that is a maximum or a sum is 0 (NumPy's convention;
+        # the minimum-based ones, -2, -1 and -inf, have nothing to take a minimum over)
+        return ops.sum(ops.abs(x), axis=(r_ax, c_ax), keepdims=keepdims)
+    if 0 in (shape[r_ax], shape[c_ax]) and ord == -2:
+        raise ValueError(f"norm: ord=-2 (the smallest singular value) of an empty matrix "
+                         f"(shape {shape[r_ax]} x {shape[c_ax]}) is not defined")
     if ord in (None, "fro", "f"):
         return ops.norm(x, None, axis=(r_ax, c_ax), keepdims=keepdims)
     if ord in ("nuc", 2, -2):
