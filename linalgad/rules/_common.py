@@ -58,13 +58,21 @@ def promote(x, dtype):
     return ops.astype(x, dtype)
 
 
+_LAPACK_DTYPES = frozenset(np.dtype(t) for t in (np.float32, np.float64, np.complex64,
+                                                  np.complex128))
+
+
 def result_dtype(op, *values):
-    """The inexact dtype a LAPACK-backed op computes in (float32 at least, as SciPy)."""
+    """The inexact dtype a LAPACK-backed op computes in: booleans and integers of any size
+    in float64 (NumPy's linalg rule; np.result_type would give float32 for int8), float16
+    in float32 (SciPy's; LAPACK has no half precision), then the common type."""
     dtypes = [v.dtype for v in values]
-    if all(d == dtypes[0] for d in dtypes) and dtypes[0].kind in "fc":
+    if all(d == dtypes[0] for d in dtypes) and dtypes[0] in _LAPACK_DTYPES:
         return dtypes[0]
-    dtype = np.result_type(*dtypes, np.float32)
-    if dtype.kind not in "fc" or dtype.itemsize > 16:
+    lifted = [np.dtype(np.float64) if d.kind in "biu" else
+              np.dtype(np.float32) if d == np.float16 else d for d in dtypes]
+    dtype = np.result_type(*lifted)
+    if dtype not in _LAPACK_DTYPES:
         raise TypeError(f"{op}: unsupported dtype {dtype}")
     return dtype
 
