@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+import linalgad as lad
 from linalgad.__main__ import main
 
 
@@ -69,3 +70,24 @@ def test_module_entry_point_runs():
     res = subprocess.run([sys.executable, "-m", "linalgad", "rules"], capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0 and "solve" in res.stdout
+
+
+def test_check_reports_gauge_warnings_once_below_the_table():
+    """A GaugeWarning raised while a case is checked marks its rows "(warned)" and is listed
+    after the table (svd's second-order one where a float32 draw has two singular values
+    within eps^(1/3)); any other warning passes through."""
+    import warnings
+
+    from linalgad.__main__ import _sort_warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn("svd: second derivatives ...", lad.GaugeWarning)
+        warnings.warn("something else", RuntimeWarning)
+    warned = {}
+    with warnings.catch_warnings(record=True) as passed:
+        warnings.simplefilter("always")
+        assert _sort_warnings(caught, "svd/square/float32/(3,)", warned)
+    assert warned == {"svd/square/float32/(3,)": "svd: second derivatives ..."}
+    assert [str(w.message) for w in passed] == ["something else"]
+    assert not _sort_warnings([], "eigh/hermitian/float64/-", warned)
