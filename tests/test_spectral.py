@@ -225,6 +225,47 @@ def test_eigh_subset_by_index_and_eigvals_only():
         la.eigh(A, subset_by_index=(2, 7))
 
 
+def test_eigh_subset_by_value_and_scipy_keywords():
+    """SciPy's subset_by_value (lo < w <= hi), driver and overwrite_a: SciPy's results, a
+    gradient through the pairs kept, the count decided again on every jit replay."""
+    import scipy.linalg
+    rng = np.random.default_rng(19)
+    A = M.random_symmetric(rng, 6, (), np.float64)
+    w_all = np.linalg.eigvalsh(A)
+    lo, hi = (w_all[1] + w_all[2]) / 2, w_all[4]          # keeps w[2], w[3], w[4] (hi: closed)
+    w, V = la.eigh(A, subset_by_value=(lo, hi), driver="evr", overwrite_a=True)
+    ws, Vs = scipy.linalg.eigh(A, subset_by_value=(lo, hi), driver="evr")
+    np.testing.assert_allclose(w, ws, atol=1e-13)
+    np.testing.assert_allclose(np.abs(V), np.abs(Vs), atol=1e-12)
+    assert la.eigh(A, eigvals_only=True, subset_by_value=(9.0, 10.0)).shape == (0,)
+    hi = (w_all[4] + w_all[5]) / 2        # away from the ends: the count holds under steps
+    check_grads(lambda A: lad.sum(la.eigh(A, subset_by_value=(lo, hi))[0] ** 3), (A,), order=2)
+    # a stack: the same count in every matrix, else a clear error
+    stack = np.stack([A, A + 1e-3 * np.eye(6)])
+    assert la.eigh(stack, eigvals_only=True, subset_by_value=(lo, hi)).shape == (2, 3)
+    with pytest.raises(ValueError, match="different eigenpairs"):
+        la.eigh(np.stack([A, A + 2.0 * np.eye(6)]), subset_by_value=(lo, hi))
+    # jit: recorded with three pairs kept, replayed, recorded again when the count changes
+    def loss(A):
+        return lad.sum(la.eigh(A, eigvals_only=True, subset_by_value=(lo, hi)))
+    f, vg = lad.jit(lad.value_and_grad(loss)), lad.value_and_grad(loss)
+    for X in (A, A + 1e-3 * np.eye(6), A + (hi - lo) * np.eye(6), A):
+        (v, g), (v0, g0) = f(X), vg(X)
+        assert v == pytest.approx(v0, abs=1e-13) and np.allclose(g, g0, atol=1e-13)
+    # eigvalsh takes SciPy's keywords too
+    np.testing.assert_allclose(la.eigvalsh(A, subset_by_value=(lo, hi), driver="evd"),
+                               scipy.linalg.eigvalsh(A, subset_by_value=(lo, hi)), atol=1e-13)
+    Bm = M.random_spd(rng, 6, (), np.float64)
+    np.testing.assert_allclose(la.eigvalsh(A, b=Bm, type=2, lower=False),
+                               scipy.linalg.eigvalsh(A, Bm, type=2, lower=False), atol=1e-12)
+    with pytest.raises(ValueError, match="driver"):
+        la.eigh(A, driver="gesdd")
+    with pytest.raises(ValueError, match="generalized"):
+        la.eigh(A, driver="gvd")
+    with pytest.raises(ValueError, match="not both"):
+        la.eigh(A, subset_by_index=(0, 1), subset_by_value=(lo, hi))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
 def test_eigh_generalized_matches_scipy(dtype):
     """eigh(a, b, type=t): SciPy's values and normalization, one triangle of each read."""

@@ -97,8 +97,12 @@ def _lower(op, UPLO, lower):
     return UPLO in ("L", "l")
 
 
+_DRIVERS = {None, "ev", "evd", "evr", "evx", "gv", "gvd", "gvx"}
+
+
 def eigh(a, UPLO="L", *, lower=None, eigvals_only=False, check_finite=True, b=None,
-         subset_by_index=None, type=1):
+         subset_by_index=None, subset_by_value=None, type=1, driver=None, overwrite_a=False,
+         overwrite_b=False):
     """Eigenvalues and eigenvectors of a Hermitian matrix, differentiable (numpy.linalg.eigh).
 
     ``a`` is (..., n, n); only one triangle is read: the lower one unless
@@ -106,8 +110,13 @@ def eigh(a, UPLO="L", *, lower=None, eigvals_only=False, check_finite=True, b=No
     ``EighResult(eigenvalues, eigenvectors)``: w ascending and real, V unitary
     with w's matrices' columns as eigenvectors.  ``eigvals_only=True``
     returns w (like :func:`eigvalsh`); ``subset_by_index=(lo, hi)`` keeps the
-    eigenpairs lo..hi (inclusive, SciPy), differentiated through the full
-    decomposition.
+    eigenpairs lo..hi (inclusive, SciPy), ``subset_by_value=(lo, hi)`` those with
+    lo < w ≤ hi (the same number in every matrix of a stack), differentiated
+    through the full decomposition (a count decided by the values is decided
+    again on every replay under :func:`linalgad.jit`).  SciPy's ``driver``
+    names are accepted and checked; the results agree to rounding whichever
+    LAPACK driver computes them, so linalgad chooses its own kernel.  Nothing is
+    overwritten (``overwrite_a``/``overwrite_b`` allow it; they are accepted).
 
     ``b`` (Hermitian positive definite, SciPy's second argument: ``eigh(a, b)``
     works too) solves the generalized problem of ``type`` 1 (a v = w b v), 2
@@ -139,15 +148,30 @@ def eigh(a, UPLO="L", *, lower=None, eigvals_only=False, check_finite=True, b=No
             raise TypeError("eigh: b given twice (as the second argument and as b=)")
         UPLO, b = "L", UPLO
     lo = _lower(op, UPLO, lower)
+    if driver not in _DRIVERS:
+        raise ValueError(f"eigh: driver={driver!r} is not one of SciPy's "
+                         f"{sorted(d for d in _DRIVERS if d)}")
+    if b is None and driver in ("gv", "gvd", "gvx"):
+        raise ValueError(f"eigh: driver={driver!r} is for the generalized problem (with b)")
+    if subset_by_index is not None and subset_by_value is not None:
+        raise ValueError("eigh: give subset_by_index or subset_by_value, not both")
     A = C.prepare(op, a, check_finite)
     if b is not None:
         w, V = _generalized(A, b, lo, type, check_finite)
     elif type != 1:
         raise ValueError(f"eigh: type={type!r} needs b (the generalized problem)")
-    elif eigvals_only and not isinstance(A, Tracer) and subset_by_index is None:
+    elif eigvals_only and not isinstance(A, Tracer) and subset_by_index is None \
+            and subset_by_value is None:
         return kernels_for(A).eigvalsh(A, lower=lo)
     else:
         w, V = _eigh(A, lower=lo)
+    if subset_by_value is not None:
+        low, high = (float(v) for v in subset_by_value)
+        # decided again on every replay under jit (a new range records the call anew)
+        first, count = C.compute(lambda wv: _value_range(wv, low, high), (w,),
+                                 decide=lambda r: r, name="eigh's subset_by_value")
+        w = ops.getitem(w, (Ellipsis, slice(first, first + count)))
+        V = ops.getitem(V, (Ellipsis, slice(None), slice(first, first + count)))
     if subset_by_index is not None:
         first, last = (int(i) for i in subset_by_index)
         n = C.value(A).shape[-1]
@@ -157,6 +181,25 @@ def eigh(a, UPLO="L", *, lower=None, eigvals_only=False, check_finite=True, b=No
         w = ops.getitem(w, (Ellipsis, slice(first, last + 1)))
         V = ops.getitem(V, (Ellipsis, slice(None), slice(first, last + 1)))
     return w if eigvals_only else EighResult(w, V)
+
+
+def _twice(op):
+    raise TypeError(f"{op}: b given twice (as the second argument and as b=)")
+
+
+def _value_range(w, low, high):
+    """(first, count): the ascending w's entries in (low, high], the same in every matrix."""
+    w = np.asarray(w.get() if hasattr(w, "get") else w)
+    inside = (w > low) & (w <= high)
+    count = inside.sum(axis=-1)
+    first = np.argmax(inside, axis=-1) if w.shape[-1] else np.zeros_like(count)
+    counts = np.unique(count)
+    if counts.size > 1 or (counts.size and counts[0] and np.unique(first).size > 1):
+        raise ValueError(f"eigh: subset_by_value=({low}, {high}) selects different eigenpairs "
+                         f"in the matrices of the stack (counts {sorted(set(count.ravel().tolist()))}); "
+                         "select by index, or call eigh on each matrix")
+    c = int(counts[0]) if counts.size else 0
+    return (int(first.ravel()[0]) if c else 0), c
 
 
 def _generalized(A, b, lower, type_, check_finite):
@@ -198,11 +241,15 @@ def _generalized(A, b, lower, type_, check_finite):
     return w, V
 
 
-def eigvalsh(a, UPLO="L", *, lower=None, check_finite=True):
+def eigvalsh(a, UPLO="L", *, lower=None, check_finite=True, b=None, type=1,
+             subset_by_index=None, subset_by_value=None, driver=None, overwrite_a=False,
+             overwrite_b=False):
     """Eigenvalues of a Hermitian matrix, ascending, differentiable (numpy.linalg.eigvalsh).
 
     Reads one triangle like :func:`eigh`; ``eigvalsh(a, b)`` (SciPy) gives the
-    eigenvalues of the generalized problem a v = w b v (see :func:`eigh`).
+    eigenvalues of the generalized problem a v = w b v (see :func:`eigh`), and
+    SciPy's other keywords (``type``, ``subset_by_index``, ``subset_by_value``,
+    ``driver``, ``overwrite_a``/``overwrite_b``) mean what they mean there.
     Untraced, only the eigenvalues are computed; traced, the eigenvectors are
     kept for the backward pass Ā = V diag(w̄) Vᴴ (projected onto the triangle
     read).
@@ -215,9 +262,14 @@ def eigvalsh(a, UPLO="L", *, lower=None, check_finite=True):
     Σ f(wᵢ) = tr funmh(a, f) has exact ones.
     """
     op = "eigvalsh"
-    if not isinstance(UPLO, str):          # SciPy's eigvalsh(a, b): the generalized problem
-        return eigh(a, UPLO, lower=lower if lower is not None else True, eigvals_only=True,
-                    check_finite=check_finite)
+    if not isinstance(UPLO, str) or b is not None or type != 1 or driver is not None or \
+            subset_by_index is not None or subset_by_value is not None:
+        # SciPy's eigvalsh(a, b) and keywords: eigh's
+        if not isinstance(UPLO, str):
+            UPLO, b = "L", UPLO if b is None else _twice(op)
+        return eigh(a, UPLO, lower=lower, eigvals_only=True, check_finite=check_finite, b=b,
+                    type=type, subset_by_index=subset_by_index,
+                    subset_by_value=subset_by_value, driver=driver)
     lo = _lower(op, UPLO, lower)
     A = C.prepare(op, a, check_finite)
     if not isinstance(A, Tracer):
