@@ -764,3 +764,55 @@ def test_degenerate_pairs_quick_test_never_misses_a_pair(dtype):
             assert (got is None) == (not want.any())
             if got is not None:
                 np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+def test_eig_takes_scipys_signature(dtype):
+    """eig(a, b, left, right, homogeneous_eigvals, overwrite_*) and eigvals(a, b): SciPy's
+    return forms; the pencil's values and vectors equal SciPy's (QZ) up to order and phase."""
+    import scipy.linalg
+    rng = np.random.default_rng(23)
+    n = 4
+    A = M.random_general(rng, n, (), dtype)
+    B = M.random_general(rng, n, (), dtype, cond=3.0)
+    tol = 1e-4 if np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.complex64)) else 1e-10
+    cdt = np.result_type(dtype, np.complex64)
+
+    def order(w):
+        return np.lexsort((np.round(w.imag, 3), np.round(w.real, 3)))
+
+    for b in (None, B):
+        w, U, V = la.eig(A, b, left=True, overwrite_a=True, overwrite_b=True)
+        ws, Us, Vs = scipy.linalg.eig(A, b, left=True)
+        i, j = order(w), order(ws)
+        assert w.dtype == U.dtype == V.dtype == cdt
+        np.testing.assert_allclose(w[i], ws[j], rtol=tol, atol=tol)
+        for X, Xs in ((U, Us), (V, Vs)):
+            np.testing.assert_allclose(np.abs(np.sum(np.conj(X[:, i]) * Xs[:, j], axis=0)), 1,
+                                       atol=tol)
+        np.testing.assert_allclose(np.sort_complex(la.eigvals(A, b)), np.sort_complex(w),
+                                   rtol=tol, atol=tol)
+    wl, Ul = la.eig(A, left=True, right=False)
+    np.testing.assert_allclose(Ul, la.eig(A, left=True)[1], rtol=tol, atol=tol)
+    np.testing.assert_allclose(la.eig(A, right=False), la.eigvals(A), rtol=tol, atol=tol)
+    h = la.eig(A, B, homogeneous_eigvals=True)[0]
+    assert h.shape == (2, n) and np.all(h[1] == 1)
+    assert la.eigvals(np.stack([A, A]), homogeneous_eigvals=True).shape == (2, 2, n)
+
+
+def test_eig_left_and_pencil_gradients():
+    """The left eigenvectors and the pencil are compositions (inverse, normalization, the
+    solve b⁻¹ a): exact to second order, gradients reaching b; a stack; bad b."""
+    rng = np.random.default_rng(24)
+    A = M.random_general(rng, 4, (2,), np.complex128)
+    B = M.random_general(rng, 4, (2,), np.complex128, cond=3.0)
+    W = rng.standard_normal((4, 4))
+    check_grads(lambda A, B: lad.sum(W * lad.abs(la.eig(A, B, left=True)[1]) ** 2)
+                + lad.sum(lad.real(la.eigvals(A, B)) ** 2), (A, B), order=2)
+    # the eigenvalues' condition numbers |u_i^H v_i|^-1, a loss that needs both sides
+    check_grads(lambda A: lad.sum(1 / lad.abs(lad.sum(lad.conj(la.eig(A, left=True)[1])
+                                                      * la.eig(A)[1], axis=-2))), (A,), order=2)
+    with pytest.raises(np.linalg.LinAlgError, match="eig: b is singular"):
+        la.eig(A[0], np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="same n"):
+        la.eigvals(A[0], np.eye(3))

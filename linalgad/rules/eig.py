@@ -250,7 +250,8 @@ def eig_jvp(tangents, out, res, A):
 _eig = Primitive("eig", eig_forward, eig_vjp, eig_jvp, multiple_results=True)
 
 
-def eig(a, *, check_finite=True):
+def eig(a, b=None, left=False, right=True, overwrite_a=False, overwrite_b=False,
+        check_finite=True, homogeneous_eigvals=False):
     """Eigenvalues and right eigenvectors of a general square matrix, differentiable.
 
     numpy.linalg.eig's conventions, except that both outputs are **always
@@ -259,6 +260,17 @@ def eig(a, *, check_finite=True):
     that depends on the values.  Returns ``EigResult(eigenvalues,
     eigenvectors)``; eigenvectors have unit 2-norm, their phase as LAPACK
     chooses it.  The gradient of a real input is real.
+
+    SciPy's signature too: ``b`` (nonsingular) poses the generalized problem
+    a v = w b v, solved — and differentiated, into a and b — as the standard
+    problem of b⁻¹ a (the eigenvalues and vectors of the pencil; SciPy's QZ
+    also handles a singular b, with infinite eigenvalues, which this does not:
+    LinAlgError); ``left=True`` adds the left eigenvectors u (uᴴ a = w uᴴ, uᴴ b
+    for the pencil), the columns of V⁻ᴴ with unit 2-norm and their largest
+    entry real and positive (LAPACK's are real there too, of either sign), so
+    SciPy's tuples (w, vl, vr), (w, vl) or, ``right=False``, w alone come back;
+    ``homogeneous_eigvals=True`` returns w as (..., 2, n) pairs (w, 1).
+    ``overwrite_a``/``overwrite_b`` are accepted (nothing is overwritten).
 
     Valid when: the eigenvalues the loss depends on through eigenvectors are
     distinct and A is diagonalizable (V invertible; the backward pass solves
@@ -269,16 +281,25 @@ def eig(a, *, check_finite=True):
     basis of such a cluster gets a ``GaugeWarning``, and so do second derivatives
     within eps^(1/3) of a tie, which miss the in-cluster curvature.
     """
-    A = C.prepare("eig", a, check_finite)
+    A, B = _pencil("eig", a, b, check_finite)
+    if not (left or right) and not isinstance(A, Tracer):
+        return _homogeneous(kernels_for(A).eigvals(A), homogeneous_eigvals)
     w, V = _eig(A)
-    return EigResult(w, V)
+    wh = _homogeneous(w, homogeneous_eigvals)
+    if not left:
+        return EigResult(wh, V) if right else wh
+    # the pencil's: uᴴ a = w uᴴ b, so u = b⁻ᴴ y for the left vectors y of b⁻¹ a: (b V)⁻ᴴ
+    U = _left_vectors(V if B is None else ops.matmul(B, V))
+    return (wh, U, V) if right else (wh, U)
 
 
-def eigvals(a, *, check_finite=True):
+def eigvals(a, b=None, overwrite_a=False, check_finite=True, homogeneous_eigvals=False):
     """Eigenvalues of a general square matrix, always complex, differentiable (numpy.linalg.eigvals).
 
     Untraced, only the eigenvalues are computed; traced, the eigenvectors are
-    kept for the backward pass Ā = V⁻ᴴ diag(w̄) Vᴴ.
+    kept for the backward pass Ā = V⁻ᴴ diag(w̄) Vᴴ.  SciPy's ``b`` (the
+    eigenvalues of the pencil a v = w b v, through b⁻¹ a) and
+    ``homogeneous_eigvals`` as in :func:`eig`.
 
     Valid when: A is diagonalizable and the loss is a symmetric function of
     each cluster of equal eigenvalues (a loss that singles out one of several
@@ -286,10 +307,52 @@ def eigvals(a, *, check_finite=True):
     block) the eigenvalues are not differentiable and V is singular: the
     backward solve raises LinAlgError.
     """
-    A = C.prepare("eigvals", a, check_finite)
+    A, _ = _pencil("eigvals", a, b, check_finite)
     if not isinstance(A, Tracer):
-        return kernels_for(A).eigvals(A)
-    return _eig(A)[0]
+        return _homogeneous(kernels_for(A).eigvals(A), homogeneous_eigvals)
+    return _homogeneous(_eig(A)[0], homogeneous_eigvals)
+
+
+def _pencil(op, a, b, check_finite):
+    """(a, None), or (b⁻¹ a, b) for the generalized problem (a differentiable solve:
+    gradients reach b)."""
+    A = C.prepare(op, a, check_finite)
+    if b is None:
+        return A, None
+    av, bv = C.peek(A), C.square_matrix(op, b, "b")
+    if bv.shape[-1] != av.shape[-1]:
+        raise ValueError(f"{op}: a has shape {av.shape} and b has shape {bv.shape}; they must "
+                         "be (..., n, n) with the same n")
+    C.checked(op, ("b",), (b,), check_finite)
+    from .solve import solve as _solve_public     # the solve rule, with its checks and errors
+    try:
+        return _solve_public(b, A, check_finite=False), b
+    except C.LinAlgError as e:
+        raise C.LinAlgError(f"{op}: b is singular; the generalized problem is solved as the "
+                            f"standard one of b⁻¹ a, which needs a nonsingular b ({e})") from None
+
+
+def _homogeneous(w, homogeneous):
+    """w, or SciPy's homogeneous form: the pairs (w, 1) as (..., 2, n)."""
+    if not homogeneous:
+        return w
+    return ops.stack([w, ops.ones_like(w)], axis=-2)
+
+
+def _left_vectors(V):
+    """The left eigenvectors: V⁻ᴴ's columns (V the right ones; b V for a pencil), unit 2-norm, the entry of largest modulus real
+    and positive (a phase fixed by the vector itself, so a loss of them is invariant under
+    the right eigenvectors' phases, and differentiable where that entry is unique)."""
+    from .inverse import inv
+    U = ops.mH(inv(V, check_finite=False))
+    U = U / ops.expand_dims(ops.norm(U, None, axis=-2), -2)
+    Uv = C.value(U)
+    xp = namespace_of(Uv)
+    n = Uv.shape[-1]
+    k = xp.argmax(xp.abs(Uv), axis=-2)                                      # (..., n)
+    pick = (k[..., None, :] == xp.arange(n)[:, None]).astype(Uv.real.dtype)  # one-hot rows
+    top = ops.sum(U * pick, axis=-2, keepdims=True)                         # (..., 1, n)
+    return U * (ops.conj(top) / ops.abs(top))
 
 
 # -- registry -------------------------------------------------------------------------------
@@ -309,8 +372,33 @@ def eig_reference(a):
     return w.astype(cdt), np.abs(V.astype(cdt)) ** 2
 
 
+def _eig_pencil_fun(a, b):
+    """SciPy's eig(a, b, left=True): w, |U|² and |V|² (each vector's phase dropped)."""
+    w, U, V = eig(a, b, left=True)
+    return w, ops.real(U * ops.conj(U)), ops.real(V * ops.conj(V))
+
+
+_eig_pencil_fun.__doc__ = eig.__doc__
+
+
+def eig_pencil_reference(a, b):
+    """NumPy alone: the eigenpairs of b⁻¹ a and the unit columns of (b V)⁻ᴴ."""
+    cdt = np.result_type(a.dtype, np.complex64)
+    w, V = np.linalg.eig(np.linalg.solve(b, a))
+    V = V.astype(cdt)
+    U = np.conj(np.swapaxes(np.linalg.inv(b @ V), -1, -2))
+    U = U / np.linalg.norm(U, axis=-2, keepdims=True)
+    return w.astype(cdt), np.abs(U) ** 2, np.abs(V) ** 2
+
+
 def _general(rng, n, batch, dtype):
     return (M.random_general(rng, n, batch, dtype),), {}
+
+
+def _pencil_domain(rng, n, batch, dtype):
+    """a general, b well conditioned (cond <= 3): the pencil of b⁻¹ a."""
+    return (M.random_general(rng, n, batch, dtype),
+            M.random_general(rng, n, batch, dtype, cond=3.0)), {}
 
 
 def _real_pair(rng, n, batch, dtype):
@@ -339,6 +427,17 @@ RULES = (
         rtol={"float32": 3e-2, "float64": 1e-6},
         tolerance_note="central differences; float32 eigenvectors carry κ(V)·eps/gap errors",
         references=("Giles 2008", "Magnus 1985", "Boeddeker et al. 2017"),
+    ),
+    Rule(
+        name="eig-left-pencil",
+        fun=_eig_pencil_fun,
+        primitive=_eig,
+        domains=(Domain("pencil", _pencil_domain, "a general, b well conditioned"),),
+        derivation="docs/derivations/eig.md",
+        reference=eig_pencil_reference,
+        rtol={"float32": 3e-2, "float64": 1e-6},
+        tolerance_note="central differences; float32 eigenvectors carry κ(V)·eps/gap errors",
+        references=("Giles 2008", "Magnus 1985"),
     ),
     Rule(
         name="eigvals",
