@@ -422,3 +422,33 @@ def test_qr_pivoting_matches_scipy_on_stacks_and_dtypes():
         np.testing.assert_allclose(R2, R, atol=tol)
     Qc, Rc, Pc = la.qr(A[0], mode="complete", pivoting=True)
     assert Qc.shape == (5, 5) and Rc.shape == (5, 4)
+
+
+@pytest.mark.parametrize("assume_a,lower", [("pos", False), ("pos", True), ("sym", False),
+                                            ("her", True), ("upper triangular", False),
+                                            ("lower triangular", False), ("diagonal", False)])
+def test_inv_assume_a_reads_and_differentiates_only_its_structure(assume_a, lower):
+    """SciPy 1.17's inv(a, assume_a=..., lower=...): SciPy's values, and a gradient on the
+    entries that structure reads (checked against central differences over all entries:
+    the others do not change the result, so their gradient must be 0)."""
+    import scipy.linalg
+    rng = np.random.default_rng(31)
+    dtype = np.complex128 if assume_a == "her" else np.float64
+    S = M.random_spd(rng, 4, (2,), dtype)
+    noise = M.random_general(rng, 4, (2,), dtype)
+    X = S + (np.triu(noise, 1) if lower else np.tril(noise, -1))   # the unread triangle
+    if assume_a.endswith("triangular"):
+        X = (np.triu if assume_a.startswith("upper") else np.tril)(S) + 0.1 * noise
+    if assume_a == "diagonal":
+        X = np.eye(4) * (np.diagonal(S, 0, -2, -1)[..., None]) + 0.1 * noise
+    got = la.inv(X, assume_a=assume_a, lower=lower)
+    for i in range(2):
+        # (SciPy 1.17's inv copies the off-diagonal entries it does not read into the
+        # result of 'diagonal'; its solve, like linalgad, returns the diagonal inverse)
+        want = scipy.linalg.solve(X[i], np.eye(4), assume_a=assume_a, lower=lower) \
+            if assume_a == "diagonal" else scipy.linalg.inv(X[i], assume_a=assume_a,
+                                                            lower=lower)
+        np.testing.assert_allclose(got[i], want, atol=1e-12)
+    W = rng.standard_normal((4, 4))
+    check_grads(lambda X: lad.sum(W * lad.real(la.inv(X, assume_a=assume_a, lower=lower))),
+                (X,), order=2)

@@ -305,3 +305,11 @@ def test_matrix_rank_hermitian_counts_eigenvalues_like_numpy():
         np.linalg.matrix_rank(H, hermitian=True, rtol=1e-3)
     with pytest.raises(np.linalg.LinAlgError, match="matrix_rank"):
         N.matrix_rank(X, hermitian=True)
+
+
+def test_norm_takes_scipys_check_finite():
+    """scipy.linalg.norm's keyword: off by default here (NumPy's norm propagates NaN)."""
+    assert np.isnan(N.norm(np.array([1.0, np.nan])))
+    assert N.norm(np.eye(2), 2, check_finite=True) == 1.0
+    with pytest.raises(ValueError, match="norm"):
+        N.norm(np.array([1.0, np.inf]), check_finite=True)

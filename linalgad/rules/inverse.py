@@ -52,7 +52,7 @@ def inverse(A, factors=None):
     return _inv(A, factors=factors)
 
 
-def inv(a, overwrite_a=False, check_finite=True):
+def inv(a, overwrite_a=False, check_finite=True, *, assume_a=None, lower=False):
     """The inverse of a square matrix (or of each matrix of a stack), differentiable.
 
     numpy.linalg.inv / scipy.linalg.inv: ``a`` is (..., n, n); the result has
@@ -60,11 +60,29 @@ def inv(a, overwrite_a=False, check_finite=True):
     naming its index in a stack; ValueError for infs or NaNs when
     ``check_finite`` (the default).  ``overwrite_a`` is accepted and ignored.
 
+    SciPy's ``assume_a`` ('diagonal', 'upper triangular', 'lower triangular',
+    'pos', 'sym', 'her'; with ``lower`` choosing the triangle of the last three)
+    is ``solve(a, I, assume_a=..., lower=...)``: only the entries that structure
+    reads are read, and only they get gradient.  Without it the whole matrix is
+    inverted and differentiated (SciPy detects structure then; a gradient that
+    changed with the values' pattern would not be one function's).  'diagonal'
+    returns the inverse of the diagonal (SciPy 1.17's inv copies the unread
+    off-diagonal entries into its result; its solve does not).
+
     Valid when: a is nonsingular.  The gradient grows like cond(a)²; prefer
     ``solve`` when the inverse is only applied to vectors.
     """
     op = "inv"
-    return _inv(C.prepare(op, a, check_finite))
+    A = C.prepare(op, a, check_finite)
+    if assume_a is None or assume_a in ("gen", "general"):
+        return _inv(A)
+    from .solve import solve                    # the structured solvers and their rules
+    n = C.peek(A).shape[-1]
+    eye = np.eye(n, dtype=C.peek(A).dtype)
+    try:
+        return solve(A, eye, assume_a=assume_a, lower=lower, check_finite=False)
+    except ValueError as e:
+        raise ValueError(str(e).replace("solve:", "inv:", 1)) from None
 
 
 def inv_reference(a):

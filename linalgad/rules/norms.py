@@ -136,8 +136,8 @@ def _vector_norm(x, ord, axis, keepdims):
 
 # -- norm, matrix_norm, vector_norm -------------------------------------------------------------
 
-def norm(x, ord=None, axis=None, keepdims=False):
-    """Matrix or vector norm, differentiable (numpy.linalg.norm).
+def norm(x, ord=None, axis=None, keepdims=False, check_finite=False):
+    """Matrix or vector norm, differentiable (numpy.linalg.norm, scipy.linalg.norm).
 
     ``axis`` None: the 2-norm of the flattened x when ord is None, else a
     vector norm of 1-D x or a matrix norm of 2-D x; an int: vector norms
@@ -145,7 +145,8 @@ def norm(x, ord=None, axis=None, keepdims=False):
     'fro', 'nuc', 2, −2, 1, −1, inf, −inf; vector ords: any number (0 counts
     nonzeros, no gradient), inf, −inf.  The result is real, in x's precision
     (integers go to float64).  Raises ValueError for an invalid ord or axes,
-    as NumPy.
+    as NumPy.  ``check_finite=True`` (SciPy's keyword; its default there,
+    NumPy's behaviour here) raises ValueError for infs or NaNs.
 
     Valid when: x is away from the kinks of the chosen norm (x ≠ 0; for 1/inf
     no tied maximal column/row sums and no zero entries; for 2/−2/nuc distinct
@@ -155,6 +156,8 @@ def norm(x, ord=None, axis=None, keepdims=False):
     'nuc' at zero singular values uses svdvals' u_i v_iᴴ.
     """
     x = _inexact(x)
+    if check_finite:
+        C.checked("norm", ("a",), (x,), True)
     shape = ops._shape(x)
     ndim = len(shape)
     if axis is None:
