@@ -452,3 +452,27 @@ def test_inv_assume_a_reads_and_differentiates_only_its_structure(assume_a, lowe
     W = rng.standard_normal((4, 4))
     check_grads(lambda X: lad.sum(W * lad.real(la.inv(X, assume_a=assume_a, lower=lower))),
                 (X,), order=2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+def test_slogdet_where_the_product_of_the_pivots_leaves_the_normal_range(dtype):
+    """log|det| is the log of the pivots' product where that is a normal number and the sum
+    of their logs where it over- or underflows (or is 0): NumPy's values on both sides, in
+    one stack, with a gradient that stays A⁻ᴴ."""
+    rng = np.random.default_rng(41)
+    base = M.random_general(rng, 40, (4,), dtype)
+    scale = np.array([1.0, 1e9, 1e-9, 0.0]).astype(np.finfo(dtype).dtype)   # fine, over, under, 0
+    A = base * scale[:, None, None]
+    A[3, :, 0] = 0                                      # an exactly singular one too
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no overflow warnings escape
+        sign, logabs = la.slogdet(A)
+    s_np, l_np = np.linalg.slogdet(A.astype(np.result_type(dtype, np.float64)))
+    tol = 1e-4 if np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.complex64)) else 1e-10
+    np.testing.assert_allclose(sign, s_np, atol=tol)
+    np.testing.assert_allclose(logabs[:3], l_np[:3], rtol=tol)
+    assert logabs[3] == -np.inf and sign[3] == 0
+    if tol < 1e-8:
+        g = lad.grad(lambda A: lad.sum(la.slogdet(A)[1]))(A[:3])
+        np.testing.assert_allclose(g, np.conj(np.swapaxes(np.linalg.inv(A[:3]), -1, -2)),
+                                   rtol=1e-8, atol=1e-8 * np.abs(g).max(axis=(-2, -1))[0])

