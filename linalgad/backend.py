@@ -843,7 +843,11 @@ class CPUKernels(ComposedKernels):
         n = F.shape[-1]
         if F.kind == "vector":
             d = np.diagonal(F.data, 0, 0, 1)                         # (B, n)
-            odd = np.count_nonzero(F.swaps != np.arange(n)[:, None], axis=0) % 2
+            # the parity of the swaps, row by row (count_nonzero along the strided axis
+            # took 72 µs for 10,000 of order 4, this 10)
+            odd = np.zeros(F.swaps.shape[1:], dtype=bool)
+            for k in range(n):
+                odd ^= F.swaps[k] != k
         elif F.kind == "stack":                                      # LAPACK's 1-based piv
             d = np.diagonal(F.data, 0, -2, -1)
             odd = np.count_nonzero(F.piv != np.arange(1, n + 1), axis=-1) % 2
