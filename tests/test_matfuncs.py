@@ -310,3 +310,24 @@ def test_non_square_and_non_finite_errors():
             fun(np.ones((2, 3)))
         with pytest.raises(ValueError, match=name):
             fun(np.array([[1.0, np.inf], [0, 1]]))
+
+
+def test_trigonometric_and_hyperbolic_matrix_functions_errors_and_identities():
+    """cosm ... tanhm (SciPy's definitions through expm): cos² + sin² = I and
+    cosh² − sinh² = I on a stack, real results for real input, and errors naming the
+    function (registry checks cover derivatives, dtypes and stacks)."""
+    rng = np.random.default_rng(12)
+    A = 0.5 * rng.standard_normal((3, 4, 4))
+    c, s_ = la.cosm(A), la.sinm(A)
+    assert c.dtype == np.float64
+    np.testing.assert_allclose(c @ c + s_ @ s_, np.broadcast_to(np.eye(4), A.shape), atol=1e-12)
+    ch, sh = la.coshm(A), la.sinhm(A)
+    np.testing.assert_allclose(ch @ ch - sh @ sh, np.broadcast_to(np.eye(4), A.shape),
+                               atol=1e-12)
+    np.testing.assert_allclose(la.tanm(A), np.linalg.solve(c, s_), atol=1e-12)
+    with pytest.raises(np.linalg.LinAlgError, match="tanm"):
+        la.tanm(np.diag([np.pi / 2, 0.3]))        # cos(π/2) = 0 to working precision
+    with pytest.raises(np.linalg.LinAlgError, match="cosm"):
+        la.cosm(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="sinhm"):
+        la.sinhm(np.array([[np.nan, 0.0], [0.0, 1.0]]))

@@ -226,6 +226,81 @@ def expm(A):
     return _expm(C.prepare(op, A, True))
 
 
+# -- cosm, sinm, tanm, coshm, sinhm, tanhm: SciPy's definitions through expm -------------------
+#
+# Each is a composition of expm (and, for tan and tanh, one solve), exactly as SciPy defines
+# them, so values agree with SciPy's to rounding and the derivatives are those rules'
+# chained (matfuncs.md, section 6): e.g. L_cos(A, E) = ½(L_exp(iA, iE) + L_exp(−iA, −iE)),
+# and for X = C⁻¹S, dX = C⁻¹(dS − dC X).  A real A gives a real result (the real or
+# imaginary part of one complex exponential, as SciPy).
+
+def _trig_args(op, A):
+    A = C.prepare(op, A, True)
+    return A, not ops._is_complex(A)
+
+
+def _exp_i(A, sign=1):
+    return expm(ops.multiply(sign * 1j, A))
+
+
+def _quotient(op, Cm, Sm):
+    """C⁻¹ S (C and S commute: functions of one matrix), the solve named after ``op``."""
+    from .solve import solve as _solve_public
+    try:
+        return _solve_public(Cm, Sm, check_finite=False)
+    except LinAlgError as e:
+        raise LinAlgError(f"{op}: the matrix's {'cosh' if op == 'tanhm' else 'cos'} is "
+                          f"singular ({e})") from None
+
+
+def cosm(A):
+    """cos(A) (scipy.linalg.cosm), differentiable: Re e^{iA} for real A, else
+    ½(e^{iA} + e^{−iA}).  (..., n, n), stacks included."""
+    A, real = _trig_args("cosm", A)
+    if real:
+        return ops.real(_exp_i(A))
+    return 0.5 * (_exp_i(A) + _exp_i(A, -1))
+
+
+def sinm(A):
+    """sin(A) (scipy.linalg.sinm), differentiable: Im e^{iA} for real A, else
+    −½i(e^{iA} − e^{−iA})."""
+    A, real = _trig_args("sinm", A)
+    if real:
+        return ops.imag(_exp_i(A))
+    return -0.5j * (_exp_i(A) - _exp_i(A, -1))
+
+
+def tanm(A):
+    """tan(A) = cos(A)⁻¹ sin(A) (scipy.linalg.tanm), differentiable; LinAlgError where
+    cos(A) is singular."""
+    A, real = _trig_args("tanm", A)
+    if real:
+        E = _exp_i(A)
+        return _quotient("tanm", ops.real(E), ops.imag(E))   # one exponential for both
+    return _quotient("tanm", cosm(A), sinm(A))
+
+
+def coshm(A):
+    """cosh(A) = ½(e^A + e^{−A}) (scipy.linalg.coshm), differentiable."""
+    A, _ = _trig_args("coshm", A)
+    return 0.5 * (expm(A) + expm(-A))
+
+
+def sinhm(A):
+    """sinh(A) = ½(e^A − e^{−A}) (scipy.linalg.sinhm), differentiable."""
+    A, _ = _trig_args("sinhm", A)
+    return 0.5 * (expm(A) - expm(-A))
+
+
+def tanhm(A):
+    """tanh(A) = cosh(A)⁻¹ sinh(A) (scipy.linalg.tanhm), differentiable; LinAlgError where
+    cosh(A) is singular."""
+    A, _ = _trig_args("tanhm", A)
+    P, N = expm(A), expm(-A)
+    return _quotient("tanhm", 0.5 * (P + N), 0.5 * (P - N))
+
+
 # -- expm_frechet (public) ---------------------------------------------------------------------
 
 def _pair_impl(A, E):
@@ -597,6 +672,30 @@ _POSITIVE = (
 )
 
 
+def _trig_rule(fun, reference):
+    return Rule(
+        name=fun.__name__,
+        fun=fun,
+        primitive=_expm,
+        domains=(Domain("general", _expm_general,
+                        "well-conditioned general matrices, ‖A‖₂ <= 1.2 (cos A and cosh A "
+                        "nonsingular: |Re λ|, |Im λ| < π/2)"),),
+        derivation="docs/derivations/matfuncs.md",
+        reference=reference,
+        batch_shapes=((), (3,)),
+        references=("Higham 2008, Functions of Matrices, ch. 12",),
+    )
+
+
+def _scipy_matfunc(name):
+    def reference(a):
+        import scipy.linalg
+        f = getattr(scipy.linalg, name)
+        flat = a.reshape((-1,) + a.shape[-2:])
+        return np.stack([f(x) for x in flat]).reshape(a.shape).astype(a.dtype)
+    return reference
+
+
 RULES = (
     Rule(
         name="expm",
@@ -648,4 +747,5 @@ RULES = (
         references=("Al-Mohy & Higham 2012 (SISC 34)", "Al-Mohy, Higham & Relton 2013",
                     "Higham 2008, Functions of Matrices, ch. 11 and eq. (3.16)"),
     ),
-)
+) + tuple(_trig_rule(f, _scipy_matfunc(f.__name__))
+        for f in (cosm, sinm, tanm, coshm, sinhm, tanhm))
