@@ -255,7 +255,11 @@ def _quotient(op, Cm, Sm):
 
 def cosm(A):
     """cos(A) (scipy.linalg.cosm), differentiable: Re e^{iA} for real A, else
-    ½(e^{iA} + e^{−iA}).  (..., n, n), stacks included."""
+    ½(e^{iA} + e^{−iA}).  (..., n, n), stacks included.
+
+    Valid when: always (cos is entire); the derivative is expm's, whose accuracy
+    follows ‖A‖ (matfuncs.md, sections 3 and 6).
+    """
     A, real = _trig_args("cosm", A)
     if real:
         return ops.real(_exp_i(A))
@@ -264,7 +268,10 @@ def cosm(A):
 
 def sinm(A):
     """sin(A) (scipy.linalg.sinm), differentiable: Im e^{iA} for real A, else
-    −½i(e^{iA} − e^{−iA})."""
+    −½i(e^{iA} − e^{−iA}).
+
+    Valid when: always (sin is entire), as :func:`cosm`.
+    """
     A, real = _trig_args("sinm", A)
     if real:
         return ops.imag(_exp_i(A))
@@ -272,8 +279,12 @@ def sinm(A):
 
 
 def tanm(A):
-    """tan(A) = cos(A)⁻¹ sin(A) (scipy.linalg.tanm), differentiable; LinAlgError where
-    cos(A) is singular."""
+    """tan(A) = cos(A)⁻¹ sin(A) (scipy.linalg.tanm), differentiable.
+
+    Valid when: cos(A) is nonsingular (no eigenvalue at π/2 + kπ; LinAlgError
+    naming tanm where it is exactly singular); the derivative grows with
+    cond(cos A).
+    """
     A, real = _trig_args("tanm", A)
     if real:
         E = _exp_i(A)
@@ -282,20 +293,30 @@ def tanm(A):
 
 
 def coshm(A):
-    """cosh(A) = ½(e^A + e^{−A}) (scipy.linalg.coshm), differentiable."""
+    """cosh(A) = ½(e^A + e^{−A}) (scipy.linalg.coshm), differentiable.
+
+    Valid when: always (cosh is entire), as :func:`cosm`.
+    """
     A, _ = _trig_args("coshm", A)
     return 0.5 * (expm(A) + expm(-A))
 
 
 def sinhm(A):
-    """sinh(A) = ½(e^A − e^{−A}) (scipy.linalg.sinhm), differentiable."""
+    """sinh(A) = ½(e^A − e^{−A}) (scipy.linalg.sinhm), differentiable.
+
+    Valid when: always (sinh is entire), as :func:`cosm`.
+    """
     A, _ = _trig_args("sinhm", A)
     return 0.5 * (expm(A) - expm(-A))
 
 
 def tanhm(A):
-    """tanh(A) = cosh(A)⁻¹ sinh(A) (scipy.linalg.tanhm), differentiable; LinAlgError where
-    cosh(A) is singular."""
+    """tanh(A) = cosh(A)⁻¹ sinh(A) (scipy.linalg.tanhm), differentiable.
+
+    Valid when: cosh(A) is nonsingular (no eigenvalue at i(π/2 + kπ); LinAlgError
+    naming tanhm where it is exactly singular); the derivative grows with
+    cond(cosh A).
+    """
     A, _ = _trig_args("tanhm", A)
     P, N = expm(A), expm(-A)
     return _quotient("tanhm", 0.5 * (P + N), 0.5 * (P - N))
