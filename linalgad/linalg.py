@@ -36,8 +36,8 @@ from .rules.generalized_funm import generalized_funm
 from .rules.inverse import inv
 from .rules.lstsq import lstsq, pinv, pinvh
 from .rules.lu import lu, lu_factor, lu_solve
-from .rules.matfuncs import (cosm, coshm, expm, expm_frechet, logm, sinhm, sinm, sqrtm, tanhm,
-                             tanm)
+from .rules.matfuncs import (cosm, coshm, expm, expm_frechet, fractional_matrix_power, logm,
+                             sinhm, sinm, sqrtm, tanhm, tanm)
 from .rules.norms import (cond, cross, diagonal, matmul, matrix_norm, matrix_power, matrix_rank,
                           matrix_transpose, multi_dot, norm, outer, tensordot, tensorinv,
                           tensorsolve, trace, vecdot, vector_norm)
@@ -52,7 +52,7 @@ from .rules.triangular import solve_triangular
 __all__ = ["solve", "solve_triangular", "inv", "det", "slogdet", "cholesky", "cho_factor",
            "cho_solve", "logdet", "lu_factor", "lu_solve", "lu", "qr", "eigh", "eigvalsh", "funmh", "svd", "svdvals", "generalized_funm",
            "eig", "eigvals", "lstsq", "pinv", "pinvh", "expm", "expm_frechet", "sqrtm", "logm",
-           "cosm", "sinm", "tanm", "coshm", "sinhm", "tanhm",
+           "cosm", "sinm", "tanm", "coshm", "sinhm", "tanhm", "fractional_matrix_power",
            "solve_sylvester", "solve_continuous_lyapunov", "solve_discrete_lyapunov", "polar",
            "norm", "matrix_norm", "vector_norm", "cond", "matrix_power", "multi_dot", "trace",
            "diagonal", "matrix_transpose", "outer", "vecdot", "cross", "tensordot", "matmul",

@@ -331,3 +331,20 @@ def test_trigonometric_and_hyperbolic_matrix_functions_errors_and_identities():
         la.cosm(np.ones((2, 3)))
     with pytest.raises(ValueError, match="sinhm"):
         la.sinhm(np.array([[np.nan, 0.0], [0.0, 1.0]]))
+
+
+def test_fractional_matrix_power_paths():
+    """Integer t: matrix_power; a real matrix with a negative eigenvalue: a complex power
+    (SciPy's), differentiable; a singular matrix: LinAlgError naming the function."""
+    rng = np.random.default_rng(13)
+    A = np.eye(3) + 0.2 * rng.standard_normal((2, 3, 3))
+    np.testing.assert_allclose(la.fractional_matrix_power(A, 3.0), A @ A @ A, atol=1e-13)
+    B = np.diag([-2.0, 1.0, 3.0]) + 0.1 * rng.standard_normal((3, 3))
+    got = la.fractional_matrix_power(B, 0.3)
+    assert got.dtype == np.complex128
+    np.testing.assert_allclose(got, sl.fractional_matrix_power(B, 0.3), atol=1e-12)
+    W = rng.standard_normal((3, 3))
+    check_grads(lambda B: lad.sum(W * lad.abs(la.fractional_matrix_power(B, 0.3))), (B,),
+                order=1)
+    with pytest.raises(LinAlgError, match="fractional_matrix_power"):
+        la.fractional_matrix_power(np.diag([0.0, 1.0]), 0.5)

@@ -583,6 +583,39 @@ def logm(A, disp=True):
     return F, errest
 
 
+def fractional_matrix_power(A, t):
+    """A^t for real t (scipy.linalg.fractional_matrix_power), differentiable in A.
+
+    An integer t is :func:`linalgad.linalg.matrix_power`; otherwise
+    e^{t log A} through :func:`logm` and :func:`expm` (the principal power; the
+    derivative is their rules' chain, matfuncs.md section 3).  A real A with a
+    negative real eigenvalue has no real power: it is taken as complex and the
+    result is complex, as SciPy's.  The result keeps A's precision (SciPy
+    returns float64 for float32 input).  (..., n, n), stacks included.
+
+    Valid when: A is nonsingular (SciPy also takes a singular A for t > 0,
+    where the derivative is unbounded; linalgad raises LinAlgError naming
+    fractional_matrix_power) and has no eigenvalue on the negative real axis
+    if complex (the branch cut, as :func:`logm`).
+    """
+    op = "fractional_matrix_power"
+    t = float(t)
+    if t == int(t):
+        from .norms import matrix_power
+        return matrix_power(C.prepare(op, A, True), int(t))
+    A = C.prepare(op, A, True)
+    try:
+        L = logm(A)
+    except LinAlgError as e:
+        text = str(e)
+        if "no real logarithm" in text:
+            # the principal power of a real matrix with a negative eigenvalue is complex
+            L = logm(C.promote(A, np.result_type(C.peek(A).dtype, np.complex64)))
+        else:
+            raise LinAlgError(text.replace("logm:", f"{op}:", 1)) from None
+    return expm(t * L)
+
+
 # -- references (SciPy alone), results in the input's dtype -------------------------------------
 
 def _as(x, dtype):
@@ -693,6 +726,21 @@ _POSITIVE = (
 )
 
 
+def _fractional_domain(t):
+    def make(rng, n, batch, dtype):
+        (A,), _ = _positive_spd(rng, n, batch, dtype) if t < 0 else \
+            _positive_nonnormal(rng, n, batch, dtype)
+        return (A,), {"t": t}
+    return make
+
+
+def _fractional_reference(a, t):
+    import scipy.linalg
+    flat = a.reshape((-1,) + a.shape[-2:])
+    out = np.stack([scipy.linalg.fractional_matrix_power(x, t) for x in flat])
+    return out.reshape(a.shape).astype(a.dtype)     # (real: the domains' spectra are positive)
+
+
 def _trig_rule(fun, reference):
     return Rule(
         name=fun.__name__,
@@ -767,6 +815,21 @@ RULES = (
         reference=logm_reference,
         references=("Al-Mohy & Higham 2012 (SISC 34)", "Al-Mohy, Higham & Relton 2013",
                     "Higham 2008, Functions of Matrices, ch. 11 and eq. (3.16)"),
+    ),
+    Rule(
+        name="fractional_matrix_power",
+        fun=fractional_matrix_power,
+        primitive=_logm,
+        domains=(
+            Domain("t=0.37-nonnormal", _fractional_domain(0.37), "non-normal, eigenvalues with "
+                   "real part in [0.6, 2]; t = 0.37"),
+            Domain("t=-0.5-spd", _fractional_domain(-0.5), "positive definite, eigenvalues in "
+                   "[0.5, 2]; t = −1/2 (whitening)"),
+        ),
+        derivation="docs/derivations/matfuncs.md",
+        reference=_fractional_reference,
+        batch_shapes=((), (3,)),
+        references=("Higham & Lin 2011 (SIMAX 32)", "Higham 2008, Functions of Matrices"),
     ),
 ) + tuple(_trig_rule(f, _scipy_matfunc(f.__name__))
         for f in (cosm, sinm, tanm, coshm, sinhm, tanhm))
