@@ -345,7 +345,7 @@ class ForwardTrace:
             raise NotImplementedError(f"forward mode is not defined for {prim.name}")
         tans = tuple(tans)
         unit = _jit_below(vals) if inner else None
-        if unit is not None and _no_entries(tans, tans):
+        if unit is not None and _no_entries(tans, _given(tans)):
             out_t = _zero_tangents(prim, out)
         elif unit is not None and unit.owns(tans):
             out_t = unit.call(prim.jvp, (tans, out, res) + vals, params, prim.name)
@@ -353,7 +353,7 @@ class ForwardTrace:
             try:
                 out_t = prim.jvp(tans, out, res, *vals, **params)
             except Exception:
-                if not _no_entries(tans, tans):
+                if not _no_entries(tans, _given(tans)):
                     raise
                 out_t = _zero_tangents(prim, out)
         if prim.multiple_results:
@@ -605,14 +605,19 @@ def _unbox(x):
 # nothing) and before recording a step for linalgad.jit.
 
 def _no_entries(args, used):
-    """Whether every argument used (at least one) is an array with no entries."""
+    """Whether every argument used (``used``: flags, at least one) is an array with no
+    entries."""
     found = False
     for a, u in zip(args, used):
-        if u is not None and u is not False:
+        if u:
             if 0 not in getattr(a, "shape", (1,)):
                 return False
             found = True
     return found
+
+
+def _given(tangents):
+    return [t is not None for t in tangents]
 
 
 def _empty_cotangents(node):

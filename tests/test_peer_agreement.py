@@ -58,14 +58,23 @@ def rel(a, b):
     return np.linalg.norm(a - b) / np.linalg.norm(b)
 
 
+def torch_grads(loss, *args):
+    ts = [torch.tensor(a, requires_grad=True) for a in args]
+    loss(*ts).backward()
+    return [t.grad.numpy() for t in ts]
+
+
+def jax_grads(loss, *args):
+    gs = jax.grad(loss, argnums=tuple(range(len(args))))(*(jnp.asarray(a) for a in args))
+    return [np.conj(np.asarray(g)) for g in gs]
+
+
 def torch_grad(loss, A):
-    t = torch.tensor(A, requires_grad=True)
-    loss(t).backward()
-    return t.grad.numpy()
+    return torch_grads(loss, A)[0]
 
 
 def jax_grad(loss, A):
-    return np.conj(np.asarray(jax.grad(loss)(jnp.asarray(A))))
+    return jax_grads(loss, A)[0]
 
 
 def _const(xp, x):
@@ -78,17 +87,6 @@ def _jax_batched(fun, batch):
     for _ in batch:
         fun = jax.vmap(fun)
     return fun
-
-
-def _jax_grads(loss, *args, argnums=(0,)):
-    gs = jax.grad(loss, argnums=argnums)(*(jnp.asarray(a) for a in args))
-    return [np.conj(np.asarray(g)) for g in gs]
-
-
-def _torch_grads(loss, *args):
-    ts = [torch.tensor(a, requires_grad=True) for a in args]
-    loss(*ts).backward()
-    return [t.grad.numpy() for t in ts]
 
 
 CASES = [(np.float64, ()), (np.float64, (2,)), (np.complex128, ()), (np.complex128, (2, 1))]
@@ -443,10 +441,10 @@ def test_cho_solve_agrees(dtype, batch, lower):
 
     gC, gb = lad.grad(lambda C, b: _re_inner(lad, W, la.cho_solve((C, lower), b)),
                       argnums=(0, 1))(C, b)
-    tC, tb = _torch_grads(lambda C, b: _re_inner(
+    tC, tb = torch_grads(lambda C, b: _re_inner(
         torch, W, torch.cholesky_solve(b, C, upper=not lower)), C, b)
-    jC, jb = _jax_grads(lambda C, b: _re_inner(
-        jnp, W, jax.scipy.linalg.cho_solve((C, lower), b)), C, b, argnums=(0, 1))
+    jC, jb = jax_grads(lambda C, b: _re_inner(
+        jnp, W, jax.scipy.linalg.cho_solve((C, lower), b)), C, b)
     assert rel(gC, keep(tC)) < RTOL and rel(gb, tb) < RTOL
     assert rel(gC, keep(jC)) < RTOL and rel(gb, jb) < RTOL
 
@@ -477,10 +475,10 @@ def test_solve_triangular_agrees(dtype, batch, lower, trans, unit):
         return xp.conj(Tt) if trans == 2 else Tt
 
     upper_op = (not lower) if trans == 0 else lower
-    tT, tb = _torch_grads(lambda T, b: _re_inner(torch, W, torch.linalg.solve_triangular(
+    tT, tb = torch_grads(lambda T, b: _re_inner(torch, W, torch.linalg.solve_triangular(
         op(torch, T), b, upper=upper_op, unitriangular=unit)), T, b)
-    jT, jb = _jax_grads(lambda T, b: _re_inner(jnp, W, jax.scipy.linalg.solve_triangular(
-        T, b, trans=trans, lower=lower, unit_diagonal=unit)), T, b, argnums=(0, 1))
+    jT, jb = jax_grads(lambda T, b: _re_inner(jnp, W, jax.scipy.linalg.solve_triangular(
+        T, b, trans=trans, lower=lower, unit_diagonal=unit)), T, b)
     assert rel(gT, read(tT)) < RTOL and rel(gb, tb) < RTOL
     assert rel(gT, read(jT)) < RTOL and rel(gb, jb) < RTOL
 
@@ -518,10 +516,10 @@ def test_lu_factor_and_lu_solve_agree(dtype, batch):
         else:
             def t_solve(LU, b):
                 return torch.linalg.lu_solve(LU, tpiv, b, adjoint=adjoint)
-        tL, tb = _torch_grads(lambda LU, b: _re_inner(torch, Wb, t_solve(LU, b)), LU, b)
-        jL, jb = _jax_grads(lambda LU, b: _re_inner(jnp, Wb, _jax_batched(
+        tL, tb = torch_grads(lambda LU, b: _re_inner(torch, Wb, t_solve(LU, b)), LU, b)
+        jL, jb = jax_grads(lambda LU, b: _re_inner(jnp, Wb, _jax_batched(
             lambda L_, p_, b_: jax.scipy.linalg.lu_solve((L_, p_), b_, trans=trans),
-            batch)(LU, jnp.asarray(piv, dtype=jnp.int32), b)), LU, b, argnums=(0, 1))
+            batch)(LU, jnp.asarray(piv, dtype=jnp.int32), b)), LU, b)
         assert rel(gL, tL) < RTOL and rel(gb, tb) < RTOL, trans
         assert rel(gL, jL) < RTOL and rel(gb, jb) < RTOL, trans
 

@@ -142,52 +142,54 @@ def eigh(a, UPLO="L", *, lower=None, eigvals_only=False, check_finite=True, b=No
     there, for f(A) and for tr f(A) = Σ f(wᵢ).  The backward pass is three matrix products; nothing is
     refactored.
     """
-    op = "eigh"
+    return _decomposition("eigh", a, UPLO, lower, eigvals_only, check_finite, b,
+                          subset_by_index, subset_by_value, type, driver)
+
+
+def _decomposition(op, a, UPLO, lower, eigvals_only, check_finite, b, subset_by_index,
+                   subset_by_value, type_, driver):
+    """eigh and eigvalsh: NumPy's and SciPy's calls, errors named after ``op``."""
     if not isinstance(UPLO, str):          # SciPy's positional b: eigh(a, b)
         if b is not None:
-            raise TypeError("eigh: b given twice (as the second argument and as b=)")
+            raise TypeError(f"{op}: b given twice (as the second argument and as b=)")
         UPLO, b = "L", UPLO
     lo = _lower(op, UPLO, lower)
     if driver not in _DRIVERS:
-        raise ValueError(f"eigh: driver={driver!r} is not one of SciPy's "
+        raise ValueError(f"{op}: driver={driver!r} is not one of SciPy's "
                          f"{sorted(d for d in _DRIVERS if d)}")
     if b is None and driver in ("gv", "gvd", "gvx"):
-        raise ValueError(f"eigh: driver={driver!r} is for the generalized problem (with b)")
+        raise ValueError(f"{op}: driver={driver!r} is for the generalized problem (with b)")
     if subset_by_index is not None and subset_by_value is not None:
-        raise ValueError("eigh: give subset_by_index or subset_by_value, not both")
+        raise ValueError(f"{op}: give subset_by_index or subset_by_value, not both")
     A = C.prepare(op, a, check_finite)
     if b is not None:
-        w, V = _generalized(A, b, lo, type, check_finite)
-    elif type != 1:
-        raise ValueError(f"eigh: type={type!r} needs b (the generalized problem)")
+        w, V = _generalized(A, b, lo, type_, check_finite, op)
+    elif type_ != 1:
+        raise ValueError(f"{op}: type={type_!r} needs b (the generalized problem)")
     elif eigvals_only and not isinstance(A, Tracer) and subset_by_index is None \
             and subset_by_value is None:
-        return kernels_for(A).eigvalsh(A, lower=lo)
+        return kernels_for(A).eigvalsh(A, lower=lo, op=op)      # the values alone
     else:
         w, V = _eigh(A, lower=lo)
     if subset_by_value is not None:
         low, high = (float(v) for v in subset_by_value)
         # decided again on every replay under jit (a new range records the call anew)
-        first, count = C.compute(lambda wv: _value_range(wv, low, high), (w,),
-                                 decide=lambda r: r, name="eigh's subset_by_value")
+        first, count = C.compute(lambda wv: _value_range(op, wv, low, high), (w,),
+                                 decide=lambda r: r, name=f"{op}'s subset_by_value")
         w = ops.getitem(w, (Ellipsis, slice(first, first + count)))
         V = ops.getitem(V, (Ellipsis, slice(None), slice(first, first + count)))
     if subset_by_index is not None:
         first, last = (int(i) for i in subset_by_index)
         n = C.value(A).shape[-1]
         if not 0 <= first <= last < n:
-            raise ValueError(f"eigh: subset_by_index={tuple(subset_by_index)} is not within "
+            raise ValueError(f"{op}: subset_by_index={tuple(subset_by_index)} is not within "
                              f"[0, {n - 1}]")
         w = ops.getitem(w, (Ellipsis, slice(first, last + 1)))
         V = ops.getitem(V, (Ellipsis, slice(None), slice(first, last + 1)))
     return w if eigvals_only else EighResult(w, V)
 
 
-def _twice(op):
-    raise TypeError(f"{op}: b given twice (as the second argument and as b=)")
-
-
-def _value_range(w, low, high):
+def _value_range(op, w, low, high):
     """(first, count): the ascending w's entries in (low, high], the same in every matrix."""
     w = np.asarray(w.get() if hasattr(w, "get") else w)
     inside = (w > low) & (w <= high)
@@ -195,16 +197,15 @@ def _value_range(w, low, high):
     first = np.argmax(inside, axis=-1) if w.shape[-1] else np.zeros_like(count)
     counts = np.unique(count)
     if counts.size > 1 or (counts.size and counts[0] and np.unique(first).size > 1):
-        raise ValueError(f"eigh: subset_by_value=({low}, {high}) selects different eigenpairs "
+        raise ValueError(f"{op}: subset_by_value=({low}, {high}) selects different eigenpairs "
                          f"in the matrices of the stack (counts {sorted(set(count.ravel().tolist()))}); "
                          "select by index, or call eigh on each matrix")
     c = int(counts[0]) if counts.size else 0
     return (int(first.ravel()[0]) if c else 0), c
 
 
-def _generalized(A, b, lower, type_, check_finite):
+def _generalized(A, b, lower, type_, check_finite, op):
     """(w, V) of the generalized problem by the Cholesky reduction (eigh.md, section 8)."""
-    op = "eigh"
     if type_ not in (1, 2, 3):
         raise ValueError(f"{op}: type must be 1, 2 or 3; got {type_!r}")
     av, bv = C.peek(A), C.square_matrix(op, b, "b")
@@ -261,20 +262,8 @@ def eigvalsh(a, UPLO="L", *, lower=None, check_finite=True, b=None, type=1,
     Second derivatives near a tie are not exact and warn (see :func:`eigh`);
     Σ f(wᵢ) = tr funmh(a, f) has exact ones.
     """
-    op = "eigvalsh"
-    if not isinstance(UPLO, str) or b is not None or type != 1 or driver is not None or \
-            subset_by_index is not None or subset_by_value is not None:
-        # SciPy's eigvalsh(a, b) and keywords: eigh's
-        if not isinstance(UPLO, str):
-            UPLO, b = "L", UPLO if b is None else _twice(op)
-        return eigh(a, UPLO, lower=lower, eigvals_only=True, check_finite=check_finite, b=b,
-                    type=type, subset_by_index=subset_by_index,
-                    subset_by_value=subset_by_value, driver=driver)
-    lo = _lower(op, UPLO, lower)
-    A = C.prepare(op, a, check_finite)
-    if not isinstance(A, Tracer):
-        return kernels_for(A).eigvalsh(A, lower=lo)
-    return _eigh(A, lower=lo)[0]
+    return _decomposition("eigvalsh", a, UPLO, lower, True, check_finite, b, subset_by_index,
+                          subset_by_value, type, driver)
 
 
 # -- registry -------------------------------------------------------------------------------

@@ -77,8 +77,8 @@ def inv(a, overwrite_a=False, check_finite=True, *, assume_a=None, lower=False):
     if assume_a is None or assume_a in ("gen", "general"):
         return _inv(A)
     from .solve import solve                    # the structured solvers and their rules
-    n = C.peek(A).shape[-1]
-    eye = np.eye(n, dtype=C.peek(A).dtype)
+    av = C.peek(A)
+    eye = C.eye_like(av.shape[-1], av.dtype, av)            # (CuPy's for a CuPy a)
     try:
         return solve(A, eye, assume_a=assume_a, lower=lower, check_finite=False)
     except ValueError as e:

@@ -234,23 +234,28 @@ def expm(A):
 # and for X = C⁻¹S, dX = C⁻¹(dS − dC X).  A real A gives a real result (the real or
 # imaginary part of one complex exponential, as SciPy).
 
-def _trig_args(op, A):
-    A = C.prepare(op, A, True)
-    return A, not ops._is_complex(A)
+def _cos_sin(A):
+    """(cos A, sin A) of a prepared A: expm's primitive on iA (and on −iA for complex A)."""
+    P = _expm(1j * A)
+    if not ops._is_complex(A):
+        return ops.real(P), ops.imag(P)
+    N = _expm(-1j * A)
+    return 0.5 * (P + N), -0.5j * (P - N)
 
 
-def _exp_i(A, sign=1):
-    return expm(ops.multiply(sign * 1j, A))
+def _cosh_sinh(A):
+    """(cosh A, sinh A) of a prepared A."""
+    P, N = _expm(A), _expm(-A)
+    return 0.5 * (P + N), 0.5 * (P - N)
 
 
-def _quotient(op, Cm, Sm):
+def _quotient(op, denominator, Cm, Sm):
     """C⁻¹ S (C and S commute: functions of one matrix), the solve named after ``op``."""
     from .solve import solve as _solve_public
     try:
         return _solve_public(Cm, Sm, check_finite=False)
     except LinAlgError as e:
-        raise LinAlgError(f"{op}: the matrix's {'cosh' if op == 'tanhm' else 'cos'} is "
-                          f"singular ({e})") from None
+        raise LinAlgError(f"{op}: the matrix's {denominator} is singular ({e})") from None
 
 
 def cosm(A):
@@ -260,10 +265,7 @@ def cosm(A):
     Valid when: always (cos is entire); the derivative is expm's, whose accuracy
     follows ‖A‖ (matfuncs.md, sections 3 and 6).
     """
-    A, real = _trig_args("cosm", A)
-    if real:
-        return ops.real(_exp_i(A))
-    return 0.5 * (_exp_i(A) + _exp_i(A, -1))
+    return _cos_sin(C.prepare("cosm", A, True))[0]
 
 
 def sinm(A):
@@ -272,10 +274,7 @@ def sinm(A):
 
     Valid when: always (sin is entire), as :func:`cosm`.
     """
-    A, real = _trig_args("sinm", A)
-    if real:
-        return ops.imag(_exp_i(A))
-    return -0.5j * (_exp_i(A) - _exp_i(A, -1))
+    return _cos_sin(C.prepare("sinm", A, True))[1]
 
 
 def tanm(A):
@@ -285,11 +284,7 @@ def tanm(A):
     naming tanm where it is exactly singular); the derivative grows with
     cond(cos A).
     """
-    A, real = _trig_args("tanm", A)
-    if real:
-        E = _exp_i(A)
-        return _quotient("tanm", ops.real(E), ops.imag(E))   # one exponential for both
-    return _quotient("tanm", cosm(A), sinm(A))
+    return _quotient("tanm", "cos", *_cos_sin(C.prepare("tanm", A, True)))
 
 
 def coshm(A):
@@ -297,8 +292,7 @@ def coshm(A):
 
     Valid when: always (cosh is entire), as :func:`cosm`.
     """
-    A, _ = _trig_args("coshm", A)
-    return 0.5 * (expm(A) + expm(-A))
+    return _cosh_sinh(C.prepare("coshm", A, True))[0]
 
 
 def sinhm(A):
@@ -306,8 +300,7 @@ def sinhm(A):
 
     Valid when: always (sinh is entire), as :func:`cosm`.
     """
-    A, _ = _trig_args("sinhm", A)
-    return 0.5 * (expm(A) - expm(-A))
+    return _cosh_sinh(C.prepare("sinhm", A, True))[1]
 
 
 def tanhm(A):
@@ -317,9 +310,7 @@ def tanhm(A):
     naming tanhm where it is exactly singular); the derivative grows with
     cond(cosh A).
     """
-    A, _ = _trig_args("tanhm", A)
-    P, N = expm(A), expm(-A)
-    return _quotient("tanhm", 0.5 * (P + N), 0.5 * (P - N))
+    return _quotient("tanhm", "cosh", *_cosh_sinh(C.prepare("tanhm", A, True)))
 
 
 # -- expm_frechet (public) ---------------------------------------------------------------------
@@ -603,17 +594,17 @@ def fractional_matrix_power(A, t):
     if t == int(t):
         from .norms import matrix_power
         return matrix_power(C.prepare(op, A, True), int(t))
-    A = C.prepare(op, A, True)
+    A = C.prepare(op, A, True)                  # (checked once: the primitives follow)
     try:
-        L = logm(A)
+        L = _logm(A)
     except LinAlgError as e:
         text = str(e)
         if "no real logarithm" in text:
             # the principal power of a real matrix with a negative eigenvalue is complex
-            L = logm(C.promote(A, np.result_type(C.peek(A).dtype, np.complex64)))
+            L = _logm(C.promote(A, np.result_type(C.peek(A).dtype, np.complex64)))
         else:
             raise LinAlgError(text.replace("logm:", f"{op}:", 1)) from None
-    return expm(t * L)
+    return _expm(t * L)
 
 
 # -- references (SciPy alone), results in the input's dtype -------------------------------------
@@ -734,13 +725,6 @@ def _fractional_domain(t):
     return make
 
 
-def _fractional_reference(a, t):
-    import scipy.linalg
-    flat = a.reshape((-1,) + a.shape[-2:])
-    out = np.stack([scipy.linalg.fractional_matrix_power(x, t) for x in flat])
-    return out.reshape(a.shape).astype(a.dtype)     # (real: the domains' spectra are positive)
-
-
 def _trig_rule(fun, reference):
     return Rule(
         name=fun.__name__,
@@ -757,11 +741,12 @@ def _trig_rule(fun, reference):
 
 
 def _scipy_matfunc(name):
-    def reference(a):
+    """SciPy's function of that name, matrix by matrix, in a's dtype (real for the
+    fractional powers' positive-spectrum domains)."""
+    def reference(a, **kw):
         import scipy.linalg
         f = getattr(scipy.linalg, name)
-        flat = a.reshape((-1,) + a.shape[-2:])
-        return np.stack([f(x) for x in flat]).reshape(a.shape).astype(a.dtype)
+        return C.per_matrix(lambda x: f(x, **kw), a, cores=(2,)).astype(a.dtype)
     return reference
 
 
@@ -827,7 +812,7 @@ RULES = (
                    "[0.5, 2]; t = −1/2 (whitening)"),
         ),
         derivation="docs/derivations/matfuncs.md",
-        reference=_fractional_reference,
+        reference=_scipy_matfunc("fractional_matrix_power"),
         batch_shapes=((), (3,)),
         references=("Higham & Lin 2011 (SIMAX 32)", "Higham 2008, Functions of Matrices"),
     ),
