@@ -1033,11 +1033,13 @@ class CPUKernels(ComposedKernels):
             # 10.2 against 14-16 ms for the vectorised inverse and two batched
             # products (order 16: 16.6 against 12.8 ms, so the inverse stays below)
             T = np.ascontiguousarray(C.reshape((-1, n, n)), dtype=dtype)
-            Ah = np.ascontiguousarray(S).reshape(T.shape)
             # lower C = L: L⁻ᴴ (S) then (·) L⁻¹; upper C = U = Lᴴ: U⁻¹ (S) then (·) U⁻ᴴ
-            _lapack_stack.trsm(T, Ah, lower, 2 if lower else 0, False)
-            _lapack_stack.trsm(T, Ah, lower, 0 if lower else 2, False, right=True)
-            return _fold_triangle(np, Ah.reshape(C.shape), lower, out=Ah.reshape(C.shape))
+            # (S is a fresh array: both solves may work in place, on S or on Sᵀ)
+            Ah = _stack_trsm(T, S.reshape(T.shape), lower, 2 if lower else 0, False,
+                             inplace=True)
+            Ah = _stack_trsm(T, Ah, lower, 0 if lower else 2, False, right=True,
+                             inplace=True).reshape(C.shape)
+            return _fold_triangle(np, Ah, lower, out=Ah)
         Li = _tri_inverse(L.astype(dtype, copy=False))                 # L⁻¹, lower
         Ah = np.matmul(_mH(np, Li), S)
         Ah = np.matmul(Ah, Li, out=S)
@@ -2169,41 +2171,55 @@ def _trsm_operand(A, dtype, lower, trans):
 
 def _stack_tri_solve(A, b, lower, trans, unit, op):
     """Triangular solves over a stack, one BLAS trsm call per matrix by address
-    (linalgad._lapack_stack.trsm); the diagonal is checked here, as trtrs would.
-
-    To BLAS the C-ordered solve op(T) X = B is one from the right (see
-    _lapack_stack.trsm), and OpenBLAS's right-side kernels for a lower T with op = ᵀ or
-    ᴴ, or an upper T with op = none (substitution against the memory order) take 1.2
-    to 1.6x the time of the other two for real T (1,000 of order 32, 8 right-hand
-    sides: 3.7 vs 2.3 ms).  For real T those two are solved as the transposed system
-    instead, Xᵀ op(T)ᵀ = Bᵀ, on a transposed copy of B (which costs what the copy of B
-    made anyway): 3.7 -> 3.0 ms, 8.2 -> 7.0 ms with 32 right-hand sides; X comes back as
-    a transposed view.  (Complex T: ztrsm's kernels rank differently, and this form
-    was slower; measured.)"""
+    (linalgad._lapack_stack.trsm); the diagonal is checked here, as trtrs would.  The
+    right-hand sides are copied once, in the direction the kernel set solves faster
+    (:func:`_stack_trsm`)."""
     n, k = b.shape[-2:]
     T, lower, trans = _trsm_operand(A, np.result_type(A.dtype, b.dtype), lower, trans)
     if not unit:
         check_diagonal(np.diagonal(T, 0, -2, -1), A.shape[:-2], op)
-    B = T.shape[0]
-    if lower == (trans != 0) and T.dtype.kind == "f":    # against the memory order
-        # as a solve from the right: Xᵀ T = Bᵀ for op = ᵀ, Xᵀ Tᵀ = Bᵀ for op = none
-        xt = np.array(np.swapaxes(b.reshape((B, n, k)), -1, -2), dtype=T.dtype,
-                      order="C")                                               # (B, k, n)
-        _lapack_stack.trsm(T, xt, lower, 1 if trans == 0 else 0, unit, right=True)
-        return np.swapaxes(xt, -1, -2).reshape(b.shape[:-2] + (n, k))
-    x = np.array(b.reshape((B, n, k)), dtype=T.dtype, order="C")  # solved in place
-    _lapack_stack.trsm(T, x, lower, trans, unit)
+    x = _stack_trsm(T, b.reshape((T.shape[0], n, k)), lower, trans, unit)
     return x.reshape(b.shape[:-2] + (n, k))
 
 
 def _stack_tri_solve_right(A, X, lower, trans):
-    """X op(T) = X in place: X a C-contiguous stack (..., m, n) of A's stack and dtype, T
-    the nonsingular triangle ``lower`` of each A; one trsm per matrix from the right.
-    (A row operation: the caller may permute X's rows before or after.)"""
+    """X op(T) = X for X a C-contiguous stack (..., m, n) of A's stack and dtype (solved
+    in place, or as the transposed system on a copy: use the result), T the nonsingular
+    triangle ``lower`` of each A; one trsm per matrix.  (A row operation: the caller may
+    permute X's rows before or after.)"""
     T, lower, trans = _trsm_operand(A, X.dtype, lower, trans)
-    _lapack_stack.trsm(T, X.reshape((T.shape[0],) + X.shape[-2:]), lower, trans, False,
-                       right=True)
-    return X
+    x = _stack_trsm(T, X.reshape((T.shape[0],) + X.shape[-2:]), lower, trans, False,
+                    right=True, inplace=True)
+    return x.reshape(X.shape)
+
+
+def _stack_trsm(T, b, lower, trans, unit, right=False, inplace=False):
+    """op(T) X = B (``right``: X op(T) = B) for T, lower, trans as _trsm_operand returns
+    them and b the (B, n, k) ((B, k, n)) right-hand sides: the solution, a new array (or
+    a transposed view of one), or b itself where ``inplace`` allows overwriting it.
+
+    A real system may be solved as the transposed one, op(T)ᵀ Xᵀ = Bᵀ (op(T)ᵀ is T with
+    the other op), on Bᵀ: OpenBLAS's small trsm kernels are up to twice as fast in one
+    direction, and which one depends on the kernel set (_lapack_stack.trsm_cost).  The
+    cheaper form is taken, counting the copy each needs (none for b, or for bᵀ, where it
+    is C-contiguous and may be overwritten); where nothing was measured, the direct one."""
+    trans = 1 if trans == 2 and T.dtype.kind != "c" else trans
+
+    def copy_cost(x):
+        free = inplace and x.flags.c_contiguous and x.dtype == T.dtype
+        return 0.0 if free else _lapack_stack.TRSM_COPY_MS
+
+    direct = _lapack_stack.trsm_cost(T.dtype, right, lower, trans)
+    if direct is not None:
+        bt = np.swapaxes(b, -1, -2)
+        flipped = _lapack_stack.trsm_cost(T.dtype, not right, lower, 1 - trans)
+        if flipped + copy_cost(bt) < direct + copy_cost(b):
+            xt = bt if copy_cost(bt) == 0.0 else np.array(bt, dtype=T.dtype, order="C")
+            _lapack_stack.trsm(T, xt, lower, 1 - trans, unit, right=not right)
+            return np.swapaxes(xt, -1, -2)
+    x = b if copy_cost(b) == 0.0 else np.array(b, dtype=T.dtype, order="C")
+    _lapack_stack.trsm(T, x, lower, trans, unit, right=right)
+    return x
 
 
 def _blocked_tri_solve(A, b, lower, trans, unit, op):

@@ -152,13 +152,28 @@ def test_lu_factor_gradient_on_a_stack():
 # -- triangular solves of stacks by direct BLAS trsm calls ---------------------------------
 
 TRSM_STACKS = [((3,), 32, 8), ((2, 2), 40, 1), ((2,), 16, 16)]   # where backend picks trsm
+# the direction policies of _lapack_stack.trsm_cost: measured tables, and none
+KERNEL_SETS = ["haswell", "skylakex", None]
+
+
+@pytest.fixture(params=KERNEL_SETS)
+def kernel_set(request, monkeypatch):
+    """Run the test as if scipy's OpenBLAS had picked this kernel set."""
+    monkeypatch.setattr(_lapack_stack, "_CORE", [request.param])
+    return request.param
+
+
+def test_kernel_set_is_read_from_scipys_blas():
+    core = _lapack_stack.kernel_set()
+    assert core is None or (core == core.lower() and core.isidentifier())
+    assert _lapack_stack.trsm_cost(np.complex128, True, True, 1) is None
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("batch,n,k", TRSM_STACKS)
 @pytest.mark.parametrize("lower", [True, False])
 @pytest.mark.parametrize("unit", [False, True])
-def test_stack_triangular_solves(batch, n, k, dtype, lower, unit):
+def test_stack_triangular_solves(batch, n, k, dtype, lower, unit, kernel_set):
     assert backend._stack_trsm_pays(n, k)
     rng = np.random.default_rng(n + k)
     # off-diagonal entries of order 1/n: well conditioned with a unit diagonal too
@@ -218,6 +233,69 @@ def test_stack_triangular_rules_against_finite_differences(dtype):
     C = np.linalg.cholesky(S)
     check_grads(lambda C, b: la.cho_solve((C, True), b), (C, b), order=1)
 
+
+
+def _trsm_sides(monkeypatch):
+    """Record the side of every direct trsm call."""
+    sides, trsm = [], _lapack_stack.trsm
+
+    def spy(t, x, lower, trans, unit, right=False):
+        sides.append(right)
+        return trsm(t, x, lower, trans, unit, right=right)
+
+    monkeypatch.setattr(_lapack_stack, "trsm", spy)
+    return sides
+
+
+def _stack_cotangent_losses():
+    """Losses whose gradients on a stack of order 32 run the stack trsm kernels from both
+    sides: triangular solves (every triangle and op), cholesky (both triangles), cho_solve,
+    lu_factor, lu_solve, qr."""
+    def spd(A):
+        return A @ lad.conj(lad.swapaxes(A, -1, -2)) / 32
+
+    def tri(lower, trans):
+        return lambda A, b, W: la.solve_triangular(A, b, lower=lower, trans=trans) * W
+
+    losses = [tri(lower, trans) for lower in (True, False) for trans in (0, 1, 2)]
+    losses += [
+        lambda A, b, W: la.cholesky(spd(A), lower=True) * W[..., :1],
+        lambda A, b, W: la.cholesky(spd(A), lower=False) * W[..., :1],
+        lambda A, b, W: la.cho_solve((la.cholesky(spd(A)), True), b) * W,
+        lambda A, b, W: la.lu_factor(A)[0] * W[..., :1],
+        lambda A, b, W: la.lu_solve(la.lu_factor(A), b, trans=1) * W,
+        lambda A, b, W: la.qr(A)[0] * W[..., :1] + la.qr(A)[1] * W[..., 1:2],
+    ]
+    return [lambda *a, f=f: lad.sum(lad.real(f(*a))) for f in losses]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_stack_cotangents_agree_in_every_trsm_direction(dtype, monkeypatch):
+    # the same gradients whichever direction the kernel set makes the stack's trsm calls
+    # take; and each real policy takes a direction the others do not somewhere
+    rng = np.random.default_rng(11)
+    n = 32
+    A = _mat(rng, (3, n, n), dtype) / n + 2 * np.eye(n, dtype=dtype)
+    b = _mat(rng, (3, n, 8), dtype)
+    W = _mat(rng, (3, n, 8), dtype).real
+    results, sides = {}, {}
+    for core in KERNEL_SETS:
+        monkeypatch.setattr(_lapack_stack, "_CORE", [core])
+        log = _trsm_sides(monkeypatch)
+        out = []
+        for loss in _stack_cotangent_losses():
+            out.append(lad.value_and_grad(loss, argnums=(0, 1))(A, b, W))
+        results[core], sides[core] = out, tuple(log)
+        monkeypatch.undo()
+    for core in ("haswell", "skylakex"):
+        for (v, g), (v0, g0) in zip(results[core], results[None]):
+            np.testing.assert_allclose(v, v0, rtol=1e-12)
+            for x, x0 in zip(g, g0):
+                np.testing.assert_allclose(x, x0, rtol=1e-10, atol=1e-12)
+        if dtype == np.float64:
+            assert sides[core] != sides[None]
+        else:
+            assert sides[core] == sides[None]        # complex: always as asked
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
