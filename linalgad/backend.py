@@ -58,6 +58,12 @@ CHOL_STACK_TRSM_N = 20
 # vectorised LU (below, or for larger orders, NumPy's per-matrix gesv is as fast)
 VECTOR_INV_N = 6
 VECTOR_INV_BATCH = 1000
+# inv of stacks of order >= STACK_GETRI_N: getrf + getri by direct calls, not NumPy's
+# per-matrix gesv with the identity (its trsm-bound solve): one thread, Intel Xeon, ms,
+# SkylakeX / Haswell kernels: 1000 of order 32 13.8 / 14.7 against 19.5 / 15.8; 250 of
+# 64 13.2 / 13.5 against 21.8 / 17.0; 100 of 128 28.8 / 31.4 against 45.1 / 34.8; at
+# order 16 (4000) 18.5 / 18.0 against 20.8 / 16.4, so NumPy's stays below 32
+STACK_GETRI_N = 32
 # Stacks of at least JACOBI_MIN_BATCH[n] real symmetric matrices of order n (the orders
 # listed): eigh by vectorised Jacobi rotations (below, NumPy's per-matrix LAPACK call is
 # faster; from order 5 on it is faster at any size).
@@ -894,9 +900,12 @@ class CPUKernels(ComposedKernels):
         n = A.shape[-1]
         if n == 0:
             return np.empty(A.shape, dtype=A.dtype)
-        if not A.shape[:-2] or (n <= VECTOR_INV_N and A.size // (n * n) >= VECTOR_INV_BATCH):
+        batch = A.shape[:-2]
+        if (not batch or (n <= VECTOR_INV_N and A.size // (n * n) >= VECTOR_INV_BATCH)
+                or (n >= STACK_GETRI_N and _lapack_stack.available(A.dtype))):
             # one matrix: getrf + getri; a large stack of tiny ones: the vectorised LU and
-            # its solve with the identity (10,000 4×4: 1.0 ms against NumPy's 2.3)
+            # its solve with the identity (10,000 4×4: 1.0 ms against NumPy's 2.3); a stack
+            # of order >= STACK_GETRI_N: getrf + getri by direct calls
             return self.lu_inverse(self.lu_factor(A, op))
         try:
             return np.linalg.inv(A)
