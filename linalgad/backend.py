@@ -1832,12 +1832,33 @@ CPU = CPUKernels()
 # diagonal, U on and above it, and the row permutation as a (n, B) array
 # ``perm`` with (P A)[i] = A[perm[i]].
 
+# bytes of input each pass of _batch_last copies: a block that stays in a core's L2
+_BATCH_LAST_BLOCK = 1 << 19
+
+
+def _batch_last(x, dtype):
+    """x (B, ...) as a new C-contiguous (..., B) array of ``dtype`` (the layout of the
+    vectorised kernels below).  NumPy copies a transpose row by row of the output, reading
+    the input with a stride of one matrix; once the stack outgrows the cache every output
+    row streams it again from memory.  So the copy runs over blocks of matrices whose
+    input fits in L2: 10,000 of 4×8, 1.5 -> 0.45 ms."""
+    B = x.shape[0]
+    out = np.empty(x.shape[1:] + (B,), dtype=dtype)
+    if B == 0:
+        return out
+    flat_in, flat_out = x.reshape(B, -1), out.reshape(-1, B)
+    step = max(1, _BATCH_LAST_BLOCK // max(1, flat_in.shape[1] * x.itemsize))
+    for c in range(0, B, step):
+        np.copyto(flat_out[:, c:c + step], flat_in[c:c + step].T, casting="unsafe")
+    return out
+
+
 def _vector_lu_factor(A, op, singular_ok=False):
     n = A.shape[-1]
     batch = A.shape[:-2]
     B = int(np.prod(batch))
     dtype = np.result_type(A.dtype, np.float32)
-    a = np.moveaxis(A.reshape(B, n, n), 0, -1).astype(dtype, order="C", copy=True)  # (n, n, B)
+    a = _batch_last(A.reshape(B, n, n), dtype)                                  # (n, n, B)
     perm = np.broadcast_to(np.arange(n)[:, None], (n, B)).copy()
     swaps = perm.copy()
     # LAPACK's pivot order: largest |Re| + |Im| for complex (i?amax), |x| for real
@@ -1902,7 +1923,7 @@ def _vector_lu_solve(F, b, trans):
     if trans == 0:
         # P A = L U:  A x = b  <=>  L (U x) = P b
         pb = np.take(b_rows, rows, axis=0).reshape(B, n, k)     # (take: 10× b_rows[rows])
-        y = np.moveaxis(pb, 0, -1).astype(dtype, order="C")             # (n, k, B)
+        y = _batch_last(pb, dtype)                                      # (n, k, B)
         for i in range(1, n):
             yi = y[i]
             for j in range(i):
@@ -1916,7 +1937,7 @@ def _vector_lu_solve(F, b, trans):
             yi *= rdiag[i]                  # a third of a division's time
         return np.moveaxis(y, -1, 0).reshape(b.shape[:-2] + (n, k))
     # Aᵀ x = b  <=>  Uᵀ (Lᵀ (P x)) = b   (conjugated factors for 'C')
-    y = np.moveaxis(b.reshape(B, n, k), 0, -1).astype(dtype, order="C")
+    y = _batch_last(b.reshape(B, n, k), dtype)
     for i in range(n):
         yi = y[i]
         for j in range(i):
@@ -2097,16 +2118,16 @@ def _vector_tri_solve(A, b, lower, trans, unit, op, check=True):
     batch = A.shape[:-2]
     B = int(np.prod(batch))
     dtype = np.result_type(A.dtype, b.dtype)
-    T = np.moveaxis(A.reshape(B, n, n), 0, -1)                           # (n, n, B)
+    At = A.reshape(B, n, n)
     if trans:
-        T = np.swapaxes(T, 0, 1)
-        if trans == 2 and dtype.kind == "c":
-            T = T.conj()
+        At = np.swapaxes(At, -1, -2)
         lower = not lower
-    T = np.ascontiguousarray(T, dtype=dtype)
+    T = _batch_last(At, dtype)                                           # (n, n, B)
+    if trans == 2 and dtype.kind == "c":
+        np.conjugate(T, out=T)
     if check and not unit:
         check_diagonal(np.diagonal(T, 0, 0, 1), batch, op)              # (B, n)
-    y = np.moveaxis(b.reshape(B, n, k), 0, -1).astype(dtype, order="C")  # (n, k, B)
+    y = _batch_last(b.reshape(B, n, k), dtype)                           # (n, k, B)
     tmp = np.empty((k, B), dtype=dtype)
     order = range(n) if lower else range(n - 1, -1, -1)
     for i in order:

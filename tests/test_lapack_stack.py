@@ -345,3 +345,19 @@ def test_empty_stacks_of_large_matrices(shape):
         assert lad.grad(lambda A: lad.sum(la.lu_factor(A)[0]))(A).shape == shape
         b = np.zeros(shape[:-1] + (3,))
         assert lad.grad(lambda A, b: lad.sum(la.solve_triangular(A, b)))(A, b).shape == shape
+
+
+@pytest.mark.parametrize("block", [1 << 19, 200, 1])
+@pytest.mark.parametrize("shape,src,dst", [((37, 4, 8), np.float64, np.float64),
+                                           ((1001, 3, 3), np.float32, np.float64),
+                                           ((5, 2, 6), np.float64, np.complex128),
+                                           ((0, 4, 4), np.float64, np.float64)])
+def test_batch_last_copies_in_blocks(block, shape, src, dst, monkeypatch):
+    # the vectorised kernels' (..., B) layout, copied over blocks of matrices (here as
+    # small as one matrix, and blocks that leave a remainder)
+    monkeypatch.setattr(backend, "_BATCH_LAST_BLOCK", block)
+    x = np.random.default_rng(12).standard_normal(shape).astype(src)
+    x = np.swapaxes(x, -1, -2)                     # a view, as the kernels pass
+    out = backend._batch_last(x, np.dtype(dst))
+    assert out.dtype == dst and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, np.moveaxis(x, 0, -1).astype(dst))
