@@ -214,24 +214,11 @@ def _openblas_core(module):
 
     OpenBLAS picks kernels for the CPU at load time unless OPENBLAS_CORETYPE names a set;
     on a CPU with AVX-512, Haswell's (AVX2) kernels run matrix products at about half the
-    speed (machine_info prints the variable: the tables' GEMM-bound cells depend on it).
+    speed (machine_info prints the variable: the tables' GEMM-bound cells depend on it),
+    and linalgad picks the direction of its stack trsm calls by it.
     """
-    import ctypes
-    import glob
-    root = os.path.dirname(os.path.dirname(module.__file__))
-    libs = glob.glob(os.path.join(root, module.__name__ + ".libs", "*openblas*"))
-    for lib in libs:
-        try:
-            handle = ctypes.CDLL(lib)
-        except OSError:
-            continue
-        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
-                     "openblas_get_corename64_", "openblas_get_corename"):
-            fn = getattr(handle, name, None)
-            if fn is not None:
-                fn.restype = ctypes.c_char_p
-                return fn().decode()
-    return None
+    from linalgad._lapack_stack import openblas_core
+    return openblas_core(module)
 
 
 def _version(dist):

@@ -101,15 +101,21 @@ def kernel_set():
 
 
 def _find_kernel_set():
-    import glob
-    import os
     try:
         import scipy
-        root = os.path.dirname(os.path.dirname(scipy.__file__))
-        libs = glob.glob(os.path.join(root, "scipy.libs", "*openblas*"))
-    except Exception:
-        libs = []
-    for lib in libs:
+    except ImportError:
+        return None
+    name = openblas_core(scipy)
+    return name.strip().lower() or None if name else None
+
+
+def openblas_core(module):
+    """The kernel set (``openblas_get_corename``, e.g. 'Haswell', 'SkylakeX') of the
+    OpenBLAS a NumPy or SciPy wheel bundles (in ``<module>.libs``), or None."""
+    import glob
+    import os
+    root = os.path.dirname(os.path.dirname(module.__file__))
+    for lib in glob.glob(os.path.join(root, module.__name__ + ".libs", "*openblas*")):
         try:
             handle = ctypes.CDLL(lib)
         except OSError:
@@ -120,7 +126,7 @@ def _find_kernel_set():
             if fn is not None:
                 fn.restype, fn.argtypes = ctypes.c_char_p, []
                 try:
-                    return fn().decode().strip().lower() or None
+                    return fn().decode()
                 except Exception:
                     return None
     return None
