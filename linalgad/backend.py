@@ -1294,6 +1294,17 @@ class CPUKernels(ComposedKernels):
             return _fold_triangle(np, X, lower, out=X)
         return super().eigh_cotangent(w, V, w_bar, V_bar, lower)
 
+    def svd_cotangent(self, U, s, Vh, U_bar, s_bar, Vh_bar):
+        return _by_blocks(super().svd_cotangent, U, s, Vh, U_bar, s_bar, Vh_bar)
+
+    def hermitian_frechet(self, w, V, f, df, E, tol):
+        if V.dtype.kind == "c" or E.dtype.kind == "c":
+            return _by_blocks(super().hermitian_frechet, w, V, f, df, E, tol)
+        return super().hermitian_frechet(w, V, f, df, E, tol)
+
+    def svd_frechet(self, U, s, Vh, f, df, E, tol, zero_tol):
+        return _by_blocks(super().svd_frechet, U, s, Vh, f, df, E, tol, zero_tol)
+
     # -- QR, SVD ----------------------------------------------------------------
     def qr(self, A, complete=False):
         if A.ndim == 2 and A.size and A.dtype.char in "fdFD":
@@ -1831,6 +1842,54 @@ CPU = CPUKernels()
 # magnitude in the current column); the multipliers are stored below the
 # diagonal, U on and above it, and the row permutation as a (n, B) array
 # ``perm`` with (P A)[i] = A[perm[i]].
+
+# Kernels of many elementwise passes over a stack (the cotangents of svd, eigh, ...) run
+# at memory speed once its arrays outgrow the L2 cache; _by_blocks runs them over blocks
+# of the stack of about this many bytes per operand instead
+_BLOCK_BYTES = 1 << 18
+# and only for stacks whose largest operand has at least this many bytes
+_BLOCKED_STACK_BYTES = 1 << 21
+
+
+def _by_blocks(kernel, *args):
+    """kernel(*args) for a stack, evaluated block by block of its matrices where the stack
+    is large (its operands past _BLOCKED_STACK_BYTES): the same numbers (every matrix is
+    computed alone), with each block's passes in cache.  1000 of order 32, one thread
+    (ms, whole stack -> blocks): svd's cotangent 17.8 -> 13.6 (complex 58.5 -> 40.9),
+    svd_frechet 19.6 -> 16.7 (60.2 -> 44.4), complex hermitian_frechet 42.1 -> 30.7 (svd's
+    fused cotangent runs for real stacks only).  The real hermitian_frechet, eigh's
+    cotangent (few passes) and the LU, QR and Cholesky cotangents (trsm- and
+    product-bound) gained nothing and are left whole.
+
+    Every array argument must carry the stack's batch shape in front (else the kernel
+    runs once on everything); other arguments pass as they are.  The kernel returns an
+    array or a tuple of arrays with the batch shape in front, or None (then so does this,
+    and the caller falls back)."""
+    arrays = [a for a in args if isinstance(a, np.ndarray)]
+    big = max(arrays, key=lambda a: a.nbytes) if arrays else None
+    if big is None or big.ndim < 3 or big.nbytes < _BLOCKED_STACK_BYTES:
+        return kernel(*args)
+    batch = big.shape[:-2]
+    nb = len(batch)
+    B = big.size // (big.shape[-1] * big.shape[-2])
+    step = max(1, _BLOCK_BYTES // max(1, big.nbytes // B))
+    if B < 2 * step or any(a.shape[:nb] != batch for a in arrays):
+        return kernel(*args)
+    flat = [a.reshape((B,) + a.shape[nb:]) if isinstance(a, np.ndarray) else a
+            for a in args]
+    out = None
+    for i in range(0, B, step):
+        part = kernel(*(a[i:i + step] if isinstance(a, np.ndarray) else a for a in flat))
+        if part is None:
+            return None
+        parts = part if type(part) is tuple else (part,)
+        if out is None:
+            out = tuple(np.empty((B,) + p.shape[1:], dtype=p.dtype) for p in parts)
+        for o, p in zip(out, parts):
+            o[i:i + step] = p
+    out = tuple(o.reshape(batch + o.shape[1:]) for o in out)
+    return out if type(part) is tuple else out[0]
+
 
 # bytes of input each pass of _batch_last copies: a block that stays in a core's L2
 _BATCH_LAST_BLOCK = 1 << 19
