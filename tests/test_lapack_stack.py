@@ -361,3 +361,29 @@ def test_batch_last_copies_in_blocks(block, shape, src, dst, monkeypatch):
     out = backend._batch_last(x, np.dtype(dst))
     assert out.dtype == dst and out.flags.c_contiguous
     np.testing.assert_array_equal(out, np.moveaxis(x, 0, -1).astype(dst))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("right", [False, True])
+@pytest.mark.parametrize("layout", ["C", "transposed"])
+def test_stack_trsm_in_every_direction(dtype, right, layout, kernel_set):
+    # backend._stack_trsm: the direct or the transposed system, on b, on bᵀ in place or on
+    # a copy: the solution of the system asked, b kept unless in place
+    rng = np.random.default_rng(13)
+    B, n, k = 3, 6, 4
+    T = _mat(rng, (B, n, n), dtype) / n + 2 * np.eye(n, dtype=dtype)
+    for lower in (True, False):
+        Tm = np.tril(T) if lower else np.triu(T)
+        for trans in (0, 1, 2):
+            for inplace in (False, True):
+                shape = (B, k, n) if right else (B, n, k)
+                b = _mat(rng, shape, dtype)
+                if layout == "transposed":      # bᵀ C-contiguous: the free flipped form
+                    b = np.swapaxes(np.ascontiguousarray(np.swapaxes(b, -1, -2)), -1, -2)
+                b0 = b.copy()
+                x = backend._stack_trsm(T, b, lower, trans, False, right=right,
+                                        inplace=inplace)
+                got = x @ _op(Tm, trans) if right else _op(Tm, trans) @ x
+                np.testing.assert_allclose(got, b0, rtol=_tol(dtype), atol=_tol(dtype))
+                if not inplace:
+                    np.testing.assert_array_equal(b, b0)
