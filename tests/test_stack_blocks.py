@@ -11,13 +11,7 @@ import pytest
 
 import linalgad as lad
 from linalgad import backend, linalg as la
-
-
-def _mat(rng, shape, dtype):
-    A = rng.standard_normal(shape)
-    if np.dtype(dtype).kind == "c":
-        A = A + 1j * rng.standard_normal(shape)
-    return A.astype(dtype)
+from linalgad.testing import matrices as M
 
 
 def _whole(monkeypatch):
@@ -33,7 +27,7 @@ def _blocks(monkeypatch, matrices):
 
 def _losses(dtype):
     rng = np.random.default_rng(21)
-    G = _mat(rng, (7, 5, 5), dtype)
+    G = M.random_general(rng, 5, batch=(7,), dtype=dtype)
     c = rng.standard_normal((7, 5))
 
     def svd(A):
@@ -61,9 +55,9 @@ def _losses(dtype):
 @pytest.mark.parametrize("matrices", [1, 3])
 def test_gradients_by_blocks_equal_the_whole_stack(dtype, matrices, monkeypatch):
     rng = np.random.default_rng(20)
-    A = _mat(rng, (7, 5, 5), dtype)
-    H = A + np.conj(np.swapaxes(A, -1, -2))           # Hermitian, for eigh and funmh
-    T = _mat(rng, (7, 5, 5), dtype)
+    A = M.random_general(rng, 5, batch=(7,), dtype=dtype)
+    H = M.random_symmetric(rng, 5, batch=(7,), dtype=dtype)   # Hermitian: eigh, funmh
+    T = M.random_general(rng, 5, batch=(7,), dtype=dtype)
     for loss, blocked in _losses(dtype):
         A = H if loss.__name__ in ("eigh", "funmh") else A
         _whole(monkeypatch)
