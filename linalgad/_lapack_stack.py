@@ -28,8 +28,8 @@ import ctypes
 
 import numpy as np
 
-__all__ = ["available", "getrf", "getrs", "getri", "kernel_set", "trsm", "trsm_available",
-           "trsm_cost"]
+__all__ = ["available", "getrf", "getrs", "getri", "kernel_set", "openblas_core", "trsm",
+           "trsm_available", "trsm_cost"]
 
 _PREFIX = {np.dtype(np.float32): "s", np.dtype(np.float64): "d",
            np.dtype(np.complex64): "c", np.dtype(np.complex128): "z"}
@@ -105,8 +105,8 @@ def _find_kernel_set():
         import scipy
     except ImportError:
         return None
-    name = openblas_core(scipy)
-    return name.strip().lower() or None if name else None
+    name = (openblas_core(scipy) or "").strip().lower()
+    return name or None
 
 
 def openblas_core(module):

@@ -1843,9 +1843,9 @@ CPU = CPUKernels()
 # diagonal, U on and above it, and the row permutation as a (n, B) array
 # ``perm`` with (P A)[i] = A[perm[i]].
 
-# Kernels of many elementwise passes over a stack (the cotangents of svd, eigh, ...) run
-# at memory speed once its arrays outgrow the L2 cache; _by_blocks runs them over blocks
-# of the stack of about this many bytes per operand instead
+# Kernels of many elementwise passes over a stack (svd's cotangent, the Fréchet maps of
+# funmh and generalized_funm) run at memory speed once its arrays outgrow the L2 cache;
+# _by_blocks runs them over blocks of the stack of about this many bytes per operand
 _BLOCK_BYTES = 1 << 18
 # and only for stacks whose largest operand has at least this many bytes
 _BLOCKED_STACK_BYTES = 1 << 21
@@ -1855,11 +1855,11 @@ def _by_blocks(kernel, *args):
     """kernel(*args) for a stack, evaluated block by block of its matrices where the stack
     is large (its operands past _BLOCKED_STACK_BYTES): the same numbers (every matrix is
     computed alone), with each block's passes in cache.  1000 of order 32, one thread
-    (ms, whole stack -> blocks): svd's cotangent 17.8 -> 13.6 (complex 58.5 -> 40.9),
-    svd_frechet 19.6 -> 16.7 (60.2 -> 44.4), complex hermitian_frechet 42.1 -> 30.7 (svd's
-    fused cotangent runs for real stacks only).  The real hermitian_frechet, eigh's
-    cotangent (few passes) and the LU, QR and Cholesky cotangents (trsm- and
-    product-bound) gained nothing and are left whole.
+    (ms, whole stack -> blocks): svd's fused cotangent (real stacks) 17.8 -> 13.6,
+    svd_frechet 19.6 -> 16.7 (complex 60.2 -> 44.4), the complex hermitian_frechet
+    42.1 -> 30.7.  The real hermitian_frechet, eigh's cotangent (few passes) and the LU,
+    QR and Cholesky cotangents (trsm- and product-bound) gained nothing and are left
+    whole.
 
     Every array argument must carry the stack's batch shape in front (else the kernel
     runs once on everything); other arguments pass as they are.  The kernel returns an
