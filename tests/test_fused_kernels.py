@@ -765,3 +765,80 @@ def test_polar_cotangent_kernel_at_a_rank_deficient_matrix():
         got = PL._cotangent_kernel(U, P, U_bar, P_bar, factors=res)
         assert np.isfinite(got).all()
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("needs", [(True, True), (True, False), (False, True)])
+@pytest.mark.parametrize("batch,n,k", [((), 1, 1), ((), 7, 3), ((), 64, 8), ((3,), 6, 2),
+                                       ((), 200, 8)])
+def test_cho_solve_cotangent_kernel_matches_composed(batch, n, k, dtype, lower, needs,
+                                                     monkeypatch):
+    # one small real matrix: the LAPACK/BLAS kernel (and it must run there); complex,
+    # stacks and large products (the composed row-block product): the kernel declines;
+    # either way the composed rule's numbers
+    rng = np.random.default_rng(n + k)
+    C = np.linalg.cholesky(_spd(rng, batch, n, dtype))
+    if not lower:
+        C = np.ascontiguousarray(np.conj(np.swapaxes(C, -1, -2)))
+    b = rng.standard_normal(batch + (n, k)).astype(dtype)
+    x_bar = rng.standard_normal(batch + (n, k)).astype(dtype)
+    x, y = R.chosolve_forward(C, b, lower=lower)
+    fused = np.dtype(dtype).kind == "f" and not batch and n < 128
+    out = CPU.cho_solve_cotangent(C, x_bar, x, y, lower, needs[0])
+    assert (out is not None) == fused
+    got = R.chosolve_vjp(x_bar, needs, x, y, C, b, lower=lower)
+    monkeypatch.setattr(backend.CPUKernels, "cho_solve_cotangent",
+                        lambda self, *a: None)
+    ref = R.chosolve_vjp(x_bar, needs, x, y, C, b, lower=lower)
+    for g, r, need in zip(got, ref, needs):
+        assert (g is None) == (r is None) == (not need)
+        if need:
+            assert g.dtype == r.dtype
+            np.testing.assert_allclose(g, r, rtol=_tol(dtype), atol=_tol(dtype))
+
+
+def test_cho_solve_cotangent_kernel_declines_mixed_dtypes_and_singular_factors():
+    rng = np.random.default_rng(3)
+    C = np.linalg.cholesky(_spd(rng, (), 5, np.float64))
+    b = rng.standard_normal((5, 2))
+    x, y = R.chosolve_forward(C, b, lower=True)
+    assert CPU.cho_solve_cotangent(C, b.astype(np.float32), x, y, True) is None
+    Z = C.copy()
+    Z[2, 2] = 0.0
+    assert CPU.cho_solve_cotangent(Z, b, x, y, True) is None
+    with pytest.raises(np.linalg.LinAlgError, match="cho_solve"):
+        R.chosolve_vjp(b, (True, True), x, y, Z, b, lower=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("order", ["F", "C"])
+@pytest.mark.parametrize("needs", [(True, True), (True, False), (False, True)])
+@pytest.mark.parametrize("batch,n,k", [((), 1, 1), ((), 7, 3), ((), 64, 8), ((3,), 6, 2),
+                                       ((), 200, 8)])
+def test_lu_solve_cotangent_kernel_matches_composed(batch, n, k, dtype, order, needs,
+                                                    monkeypatch):
+    # one small real matrix, SciPy's Fortran-ordered factor or a C-ordered one: the
+    # LAPACK/BLAS kernel (and it must run there); otherwise it declines; either way the
+    # composed rule's numbers
+    from linalgad.rules import lu as LU
+    rng = np.random.default_rng(n + k)
+    A = rng.standard_normal(batch + (n, n)).astype(dtype)
+    if np.dtype(dtype).kind == "c":
+        A = A + 1j * rng.standard_normal(batch + (n, n)).astype(dtype)
+    lu, piv = la.lu_factor(A)
+    lu = np.asfortranarray(lu) if order == "F" else np.ascontiguousarray(lu)
+    perm = backend._perm_from_swaps(np.asarray(piv), n)
+    b = rng.standard_normal(batch + (n, k)).astype(dtype)
+    x_bar = rng.standard_normal(batch + (n, k)).astype(dtype)
+    x, y = LU.lusolve_forward(lu, b, perm=perm, trans=0)
+    fused = np.dtype(dtype).kind == "f" and not batch and n < 128
+    assert (CPU.lu_solve_cotangent(lu, perm, x_bar, x, y, needs[0]) is not None) == fused
+    got = LU.lusolve_vjp(x_bar, needs, x, y, lu, b, perm=perm, trans=0)
+    monkeypatch.setattr(backend.CPUKernels, "lu_solve_cotangent", lambda self, *a: None)
+    ref = LU.lusolve_vjp(x_bar, needs, x, y, lu, b, perm=perm, trans=0)
+    for g, r, need in zip(got, ref, needs):
+        assert (g is None) == (r is None) == (not need)
+        if need:
+            assert g.dtype == r.dtype
+            np.testing.assert_allclose(g, r, rtol=_tol(dtype), atol=_tol(dtype))
