@@ -985,10 +985,15 @@ class CPUKernels(ComposedKernels):
             return np.empty(b.shape, dtype=np.result_type(A.dtype, b.dtype))
         if A.ndim == 2 and b.ndim == 2 and A.dtype == b.dtype and A.dtype.kind == "f":
             # the common call (one real matrix, matching dtypes), with nothing to decide:
-            # LAPACK on Aᵀ, the free Fortran view (opposite triangle, opposite op)
-            x, info = _lapack_fn("trtrs", A.dtype)(A.T, b, lower=not lower,
-                                                   trans=0 if _TRANS[trans] else 1,
-                                                   unitdiag=unit_diagonal)
+            # LAPACK on A's free Fortran form — A itself when Fortran-ordered (SciPy's
+            # factors), else the view Aᵀ (opposite triangle, opposite op) — never a copy
+            t = 1 if _TRANS[trans] else 0
+            if A.flags.f_contiguous and not A.flags.c_contiguous:
+                x, info = _lapack_fn("trtrs", A.dtype)(A, b, lower=lower, trans=t,
+                                                       unitdiag=unit_diagonal)
+            else:
+                x, info = _lapack_fn("trtrs", A.dtype)(A.T, b, lower=not lower, trans=1 - t,
+                                                       unitdiag=unit_diagonal)
             if info > 0:
                 raise LinAlgError(f"{op}: triangular matrix is singular (diagonal entry "
                                   f"{info - 1} is zero)")
@@ -1212,27 +1217,20 @@ class CPUKernels(ComposedKernels):
         return trsm(1.0, Rf, B, side=1, lower=0, trans_a=t, overwrite_b=1)   # · R⁻ᴴ
 
     def cho_solve_cotangent(self, c, x_bar, x, y, lower, need_c=True):
-        """One real matrix with LAPACK and BLAS directly on its arrays: u = L⁻¹ x̄ and
-        b̄ = L⁻ᵀ u by trtrs on the free Fortran view cᵀ, c̄ = −tril(b̄ yᵀ + x uᵀ) as one
-        gemm of the joined columns with α = −1 and one masked multiplication (U: u = U⁻ᵀ x̄,
-        b̄ = U⁻¹ u, c̄ = −triu(y b̄ᵀ + u xᵀ)).  The composed form's ops cost their dispatch
-        on top: n = 64 with 8 right-hand sides, 25.7 against 17.1 µs.  Products past
-        TRI_PRODUCT_WORK (n = 256 with 8 right-hand sides: 3.85 against 3.50 times the
-        forward), stacks, complex and mixed dtypes: None."""
-        arrays = (c, x_bar, x, y)
-        if (c.ndim != 2 or c.dtype.char not in "fd" or x_bar.ndim != 2 or x_bar.size == 0
-                or any(type(a) is not np.ndarray or a.dtype != c.dtype for a in arrays)):
-            return None                # (order 0 or no columns: LAPACK rejects lda = 0)
-        from .ops import TRI_PRODUCT_WORK
-        if c.shape[-1] ** 2 * 2 * x_bar.shape[-1] >= TRI_PRODUCT_WORK:
-            return None     # the composed form's triangle product by row blocks is faster
-        trtrs = _lapack_fn("trtrs", c.dtype)
-        ct = c.T                       # Fortran: the factor's triangle transposed
-        u, info = trtrs(ct, x_bar, lower=0 if lower else 1, trans=1 if lower else 0)
-        if info == 0:
-            b_bar, info = trtrs(ct, u, lower=0 if lower else 1, trans=0 if lower else 1)
-        if info != 0:
-            return None                # a zero on the diagonal: the composed form raises
+        """One small real matrix: u = L⁻¹ x̄ and b̄ = L⁻ᵀ u by the triangular-solve kernel,
+        c̄ = −tril(b̄ yᵀ + x uᵀ) as one gemm of the joined columns with α = −1 and one
+        weighting (U: u = U⁻ᵀ x̄, b̄ = U⁻¹ u, c̄ = −triu(y b̄ᵀ + u xᵀ)).  The composed form's
+        ops cost their dispatch on top: n = 64 with 8 right-hand sides, 25.7 against
+        17.1 µs.  Where _fused_one_matrix declines, or c is singular (the composed form
+        raises): None."""
+        if not _fused_one_matrix(c, x_bar, x, y):
+            return None
+        first, second = (0, 1) if lower else (1, 0)
+        try:
+            u = self.solve_triangular(c, x_bar, lower, first, op="cho_solve")
+            b_bar = self.solve_triangular(c, u, lower, second, op="cho_solve")
+        except LinAlgError:
+            return None
         if not need_c:
             return None, b_bar
         left, right = (b_bar, x), (y, u)
@@ -1242,30 +1240,18 @@ class CPUKernels(ComposedKernels):
         return _weighted(np, G, _tri_weights(c.shape[-1], lower, 1.0, 1.0), out=G), b_bar
 
     def lu_solve_cotangent(self, lu, perm, x_bar, x, y, need_lu=True):
-        """One small real matrix with LAPACK and BLAS directly: u = U⁻ᵀ x̄, v = L⁻ᵀ u by
-        trtrs on the factor's Fortran form, b̄ = Pᵀ v, and lū = −tril(v yᵀ, −1) − triu(u xᵀ)
-        as two gemm with α = −1 joined by weights (lu.md).  n = 64 with 8 right-hand
-        sides: 34 against 20 µs.  Products past TRI_PRODUCT_WORK (the composed form's
-        split product works by row blocks there), stacks, complex and mixed dtypes: None."""
-        arrays = (lu, x_bar, x, y)
-        if (lu.ndim != 2 or lu.dtype.char not in "fd" or x_bar.ndim != 2 or x_bar.size == 0
-                or any(type(a) is not np.ndarray or a.dtype != lu.dtype for a in arrays)):
-            return None                # (order 0 or no columns: LAPACK rejects lda = 0)
-        from .ops import TRI_PRODUCT_WORK
-        n = lu.shape[-1]
-        if lu.shape[-2] != n or n * n * 2 * x_bar.shape[-1] >= TRI_PRODUCT_WORK:
+        """One small real matrix: u = U⁻ᵀ x̄, v = L⁻ᵀ u by the triangular-solve kernel,
+        b̄ = Pᵀ v, and lū = −tril(v yᵀ, −1) − triu(u xᵀ) as two gemm with α = −1 joined
+        by weights (lu.md).  n = 64 with 8 right-hand sides: 34 against 20 µs.  Where
+        _fused_one_matrix declines, or U is singular (the composed form raises): None."""
+        if not _fused_one_matrix(lu, x_bar, x, y):
             return None
-        trtrs = _lapack_fn("trtrs", lu.dtype)
-        # the factor as Fortran M: lu itself (SciPy's), or the free view luᵀ of a C-ordered
-        # one, whose triangles are then the other way round
-        fortran = lu.flags.f_contiguous
-        M = lu if fortran else lu.T
-        u, info = trtrs(M, x_bar, lower=0 if fortran else 1, trans=1 if fortran else 0)
-        if info == 0:
-            v, info = trtrs(M, u, lower=1 if fortran else 0, trans=1 if fortran else 0,
-                            unitdiag=1)
-        if info != 0:
-            return None                # a zero on the diagonal: the composed form raises
+        n = lu.shape[-1]
+        try:
+            u = self.solve_triangular(lu, x_bar, False, 1, op="lu_solve")
+            v = self.solve_triangular(lu, u, True, 1, unit_diagonal=True, op="lu_solve")
+        except LinAlgError:
+            return None
         b_bar = np.take(v, np.argsort(perm), axis=0)
         if not need_lu:
             return None, b_bar
@@ -2310,6 +2296,21 @@ def _tri_inverse(T, leaf=SMALL_N):
     np.matmul(Di, T[:, m:, :m] @ Ai, out=low)
     np.negative(low, out=low)
     return out.reshape(shape)
+
+
+def _fused_one_matrix(a, x_bar, *others):
+    """Whether a solve cotangent of one matrix runs as a fused kernel: a square real a,
+    2-D right-hand sides with columns (LAPACK rejects lda = 0), every operand a plain NumPy
+    array of a's dtype (stacks, complex, mixed dtypes and traced values take the composed
+    form), and the n × 2k × n product below ops.TRI_PRODUCT_WORK — past it the composed
+    form's triangle product by row blocks is faster (cho_solve at n = 256 with 8
+    right-hand sides: 3.85 against 3.50 times the forward)."""
+    from .ops import TRI_PRODUCT_WORK
+    if not all(type(v) is np.ndarray and v.dtype == a.dtype for v in (a, x_bar) + others):
+        return False
+    n = a.shape[-1]
+    return (a.ndim == 2 and a.shape[0] == n and a.dtype.char in "fd" and x_bar.ndim == 2
+            and x_bar.size != 0 and n * n * 2 * x_bar.shape[-1] < TRI_PRODUCT_WORK)
 
 
 def _stack_trsm_pays(n, k):

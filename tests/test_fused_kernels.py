@@ -767,6 +767,19 @@ def test_polar_cotangent_kernel_at_a_rank_deficient_matrix():
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
 
 
+def _assert_fused_equals_composed(vjp, kernel, needs, dtype, monkeypatch):
+    """A solve rule's vjp() with the CPU table's fused ``kernel`` and with it declining
+    (the composed form): the same cotangents, and only those ``needs`` asks for."""
+    got = vjp()
+    monkeypatch.setattr(backend.CPUKernels, kernel, lambda self, *a: None)
+    ref = vjp()
+    for g, r, need in zip(got, ref, needs):
+        assert (g is None) == (r is None) == (not need)
+        if need:
+            assert g.dtype == r.dtype
+            np.testing.assert_allclose(g, r, rtol=_tol(dtype), atol=_tol(dtype))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("lower", [True, False])
 @pytest.mark.parametrize("needs", [(True, True), (True, False), (False, True)])
@@ -787,15 +800,9 @@ def test_cho_solve_cotangent_kernel_matches_composed(batch, n, k, dtype, lower, 
     fused = np.dtype(dtype).kind == "f" and not batch and n < 128
     out = CPU.cho_solve_cotangent(C, x_bar, x, y, lower, needs[0])
     assert (out is not None) == fused
-    got = R.chosolve_vjp(x_bar, needs, x, y, C, b, lower=lower)
-    monkeypatch.setattr(backend.CPUKernels, "cho_solve_cotangent",
-                        lambda self, *a: None)
-    ref = R.chosolve_vjp(x_bar, needs, x, y, C, b, lower=lower)
-    for g, r, need in zip(got, ref, needs):
-        assert (g is None) == (r is None) == (not need)
-        if need:
-            assert g.dtype == r.dtype
-            np.testing.assert_allclose(g, r, rtol=_tol(dtype), atol=_tol(dtype))
+    _assert_fused_equals_composed(
+        lambda: R.chosolve_vjp(x_bar, needs, x, y, C, b, lower=lower),
+        "cho_solve_cotangent", needs, dtype, monkeypatch)
 
 
 def test_cho_solve_cotangent_kernel_declines_mixed_dtypes_and_singular_factors():
@@ -834,11 +841,6 @@ def test_lu_solve_cotangent_kernel_matches_composed(batch, n, k, dtype, order, n
     x, y = LU.lusolve_forward(lu, b, perm=perm, trans=0)
     fused = np.dtype(dtype).kind == "f" and not batch and n < 128
     assert (CPU.lu_solve_cotangent(lu, perm, x_bar, x, y, needs[0]) is not None) == fused
-    got = LU.lusolve_vjp(x_bar, needs, x, y, lu, b, perm=perm, trans=0)
-    monkeypatch.setattr(backend.CPUKernels, "lu_solve_cotangent", lambda self, *a: None)
-    ref = LU.lusolve_vjp(x_bar, needs, x, y, lu, b, perm=perm, trans=0)
-    for g, r, need in zip(got, ref, needs):
-        assert (g is None) == (r is None) == (not need)
-        if need:
-            assert g.dtype == r.dtype
-            np.testing.assert_allclose(g, r, rtol=_tol(dtype), atol=_tol(dtype))
+    _assert_fused_equals_composed(
+        lambda: LU.lusolve_vjp(x_bar, needs, x, y, lu, b, perm=perm, trans=0),
+        "lu_solve_cotangent", needs, dtype, monkeypatch)

@@ -387,3 +387,24 @@ def test_stack_trsm_in_every_direction(dtype, right, layout, kernel_set):
                 np.testing.assert_allclose(got, b0, rtol=_tol(dtype), atol=_tol(dtype))
                 if not inplace:
                     np.testing.assert_array_equal(b, b0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_matrix_triangular_solve_on_either_memory_order(dtype):
+    # one real matrix goes to trtrs on its free Fortran form: a Fortran-ordered A (SciPy's
+    # and linalgad's own LU factors) as it is, a C-ordered one as the view Aᵀ
+    rng = np.random.default_rng(14)
+    n = 9
+    A = (rng.standard_normal((n, n)) / n + 2 * np.eye(n)).astype(dtype)
+    b = rng.standard_normal((n, 3)).astype(dtype)
+    for lower in (True, False):
+        for trans in (0, 1, 2):
+            for unit in (False, True):
+                Tm = np.tril(A) if lower else np.triu(A)
+                if unit:
+                    Tm[range(n), range(n)] = 1
+                xs = [CPU.solve_triangular(M, b, lower=lower, trans=trans, unit_diagonal=unit)
+                      for M in (np.ascontiguousarray(A), np.asfortranarray(A))]
+                for x in xs:
+                    np.testing.assert_allclose(_op(Tm, trans) @ x, b, rtol=_tol(dtype),
+                                               atol=_tol(dtype))

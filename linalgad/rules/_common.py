@@ -229,6 +229,15 @@ def solve_cotangent(b_bar, x, trans, project=None):
     return G
 
 
+def fitted_pair(pair, needs, a, b):
+    """(ā, b̄) of a fused kernel's pair, each fitted to its input where ``needs`` asks for it
+    (None for the other); None where the kernel declined (pair None)."""
+    if pair is None:
+        return None
+    return (ops.fit(pair[0], a) if needs[0] else None,
+            ops.fit(pair[1], b) if needs[1] else None)
+
+
 def split_cotangent(lower, upper, trans):
     """tril(Ā₁, −1) + triu(Ā₂) in one array, Ā₁ and Ā₂ the solve cotangents of the
     (b̄, x) pairs ``lower`` and ``upper`` (the two triangles of one packed LU factor)."""

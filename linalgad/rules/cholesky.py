@@ -180,12 +180,11 @@ def _half(y, c, b, lower):
 def chosolve_vjp(x_bar, needs, x, y, c, b, *, lower):
     """u = L⁻¹ x̄, b̄ = L⁻ᴴ u;  L̄ = −tril(b̄ yᴴ + x uᴴ)   (U: u = U⁻ᴴ x̄, b̄ = U⁻¹ u,
     Ū = −triu(y b̄ᴴ + u xᴴ)): two triangular solves and ONE projected product."""
-    if not (isinstance(c, Tracer) or isinstance(b, Tracer)):
-        fast = kernels_for(c).cho_solve_cotangent(c, x_bar, x, y, lower, needs[0])
+    if not (isinstance(c, Tracer) or isinstance(b, Tracer)):       # one plain matrix: fused
+        fast = C.fitted_pair(kernels_for(c).cho_solve_cotangent(c, x_bar, x, y, lower,
+                                                                 needs[0]), needs, c, b)
         if fast is not None:
-            c_bar, b_bar = fast
-            return ((ops.fit(c_bar, c) if needs[0] else None),
-                    (ops.fit(b_bar, b) if needs[1] else None))
+            return fast
     first, second = _steps(lower)
     u = triangular_solve(c, x_bar, lower=lower, trans=first, op="cho_solve")
     b_bar = triangular_solve(c, u, lower=lower, trans=second, op="cho_solve")

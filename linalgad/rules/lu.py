@@ -278,11 +278,10 @@ def lusolve_vjp(x_bar, needs, x, y, lu, b, *, perm, trans):
     as for op(T) x = b (triangular.md)."""
     op = "lu_solve"
     if trans == 0 and not (isinstance(lu, Tracer) or isinstance(b, Tracer)):
-        fast = kernels_for(lu).lu_solve_cotangent(lu, perm, x_bar, x, y, needs[0])
+        fast = C.fitted_pair(kernels_for(lu).lu_solve_cotangent(lu, perm, x_bar, x, y,
+                                                                 needs[0]), needs, lu, b)
         if fast is not None:
-            lu_bar, b_bar = fast
-            return ((ops.fit(lu_bar, lu) if needs[0] else None),
-                    (ops.fit(b_bar, b) if needs[1] else None))
+            return fast
     if trans == 0:
         u = triangular_solve(lu, x_bar, lower=False, trans=2, op=op)
         v = triangular_solve(lu, u, lower=True, trans=2, unit_diagonal=True, op=op)
