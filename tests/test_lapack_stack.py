@@ -408,3 +408,70 @@ def test_one_matrix_triangular_solve_on_either_memory_order(dtype):
                 for x in xs:
                     np.testing.assert_allclose(_op(Tm, trans) @ x, b, rtol=_tol(dtype),
                                                atol=_tol(dtype))
+
+
+# -- the vectorised LU of stacks of order <= SMALL_N (backend._lu_batch_last) ---------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_vectorised_lu_is_lapacks_factorization(dtype, n):
+    # P A = L U with LAPACK's pivoting (the first largest |x|, |Re| + |Im| for complex:
+    # a tie is made on purpose in the first column, where both see the same numbers;
+    # later columns may differ in rounding from getrf's recursive order), every row
+    # exchange of every matrix done by the masked in-place swap
+    rng = np.random.default_rng(n)
+    A = rng.standard_normal((300, n, n))
+    if np.dtype(dtype).kind == "c":
+        A = A + 1j * rng.standard_normal((300, n, n))
+    A[::7, -1, 0] = -A[::7, 0, 0]              # equal magnitudes in the first column
+    A = A.astype(dtype)
+    F = backend._vector_lu_factor(A, "lu_factor", singular_ok=True)
+    lu = np.moveaxis(F.data, -1, 0)
+    L = np.tril(lu, -1) + np.eye(n)
+    U = np.triu(lu)
+    PA = np.take_along_axis(A, backend._perm_from_swaps(F.swaps.T, n)[..., None], axis=-2)
+    tol = 1e-5 if np.dtype(dtype) in (np.float32, np.complex64) else 1e-13
+    assert np.abs(L @ U - PA).max() <= tol * np.abs(A).max()
+    # partial pivoting: |multipliers| <= 1 (complex: the pivot is largest in |Re| + |Im|,
+    # so a multiplier's modulus is at most √2)
+    bound = np.sqrt(2) * (1 + tol) if np.dtype(dtype).kind == "c" else 1
+    assert np.abs(L).max() <= bound
+    getrf = backend._lapack_fn("getrf", A.dtype)
+    first = np.array([getrf(a)[1][0] for a in A])
+    assert np.array_equal(F.swaps[0], first)
+
+
+def test_vectorised_lu_swaps_leave_other_matrices_untouched():
+    # a stack where only some matrices exchange rows: the others keep theirs bit for bit
+    A = np.tile(np.diag([4.0, 3.0, 2.0, 1.0]), (6, 1, 1))
+    A[1] = A[1][[2, 0, 3, 1]]                   # needs exchanges
+    A[4, 3, 0] = 9.0
+    F = backend._vector_lu_factor(A, "lu_factor")
+    lu = np.moveaxis(F.data, -1, 0)
+    for i in (0, 2, 3, 5):
+        assert np.array_equal(lu[i], A[i]) and np.array_equal(F.swaps[:, i], np.arange(4))
+    assert F.swaps[0, 1] == 1 and F.swaps[0, 4] == 3
+    x = np.linalg.solve(A, np.ones((6, 4, 1)))
+    assert np.allclose(CPU.lu_solve(F, np.ones((6, 4, 1))), x, rtol=1e-14, atol=0)
+
+
+def test_vectorised_lu_of_an_augmented_system():
+    # eig's kernel eliminates [A | b] and back-substitutes U: the solve A⁻¹ b
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((50, 4, 4)) + 1j * rng.standard_normal((50, 4, 4))
+    b = rng.standard_normal((50, 4, 3)) + 1j * rng.standard_normal((50, 4, 3))
+    aug = backend._batch_last(np.concatenate([A, b], axis=-1), np.complex128)
+    _, _, rdiag = backend._lu_batch_last(aug, "test", (50,))
+    x = backend._lu_substitute_batch_last(aug, rdiag, aug[:, 4:], 0, lower=False)
+    assert np.allclose(np.moveaxis(x, -1, 0), np.linalg.solve(A, b), rtol=1e-12, atol=1e-12)
+
+
+def test_det_of_a_singular_complex_stack_warns_nothing():
+    # a zero pivot kept for det: its reciprocal is not used, and makes no RuntimeWarning
+    import warnings
+    A = np.ones((300, 2, 2)) * (1 + 1j)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not la.det(A).any()
+        g = lad.grad(lambda A: lad.real(la.det(A)).sum())(A)
+    assert np.allclose(g, np.array([[1 - 1j, -1 + 1j], [-1 + 1j, 1 - 1j]]), rtol=1e-15, atol=0)
