@@ -72,6 +72,9 @@ STACK_GETRI_N = 32
 EIG_VECTOR_N = 4
 EIG_VECTOR_BATCH = 256
 EIG_VECTOR_BLOCK = 2048
+# ... and for one matrix below this order, plain NumPy and one gesv call (from it the rule's
+# real-arithmetic forms for real input and the composed ones cost what their flops cost)
+EIG_ONE_MATRIX_N = 72
 # Stacks of at least JACOBI_MIN_BATCH[n] real symmetric matrices of order n (the orders
 # listed): eigh by vectorised Jacobi rotations (below, NumPy's per-matrix LAPACK call is
 # faster; from order 5 on it is faster at any size).
@@ -1250,16 +1253,22 @@ class CPUKernels(ComposedKernels):
         return _weighted(np, G, _tri_weights(c.shape[-1], lower, 1.0, 1.0), out=G), b_bar
 
     def eig_cotangent(self, w, V, w_bar, V_bar, tol, real):
-        """Stacks of at least EIG_VECTOR_BATCH matrices of order 2..EIG_VECTOR_N: every
-        step one NumPy operation over a block of the stack laid out batch-last
-        (_eig_cotangent_batch_last).  NumPy's batched products and solve of complex 4×4
+        """One matrix of order 2..EIG_ONE_MATRIX_N - 1: NumPy and one LAPACK gesv
+        (_eig_cotangent_one).  Stacks of at least EIG_VECTOR_BATCH matrices of order
+        2..EIG_VECTOR_N: every step one NumPy operation over a block of the stack laid
+        out batch-last (_eig_cotangent_batch_last).  NumPy's batched products and solve of complex 4×4
         matrices cost about 230 and 510 ns a matrix, mostly dispatch (see the
         constants for the measured gain)."""
         n = V.shape[-1]
-        if not (type(V) is np.ndarray and V.ndim > 2 and 2 <= n <= EIG_VECTOR_N
-                and V.dtype.kind == "c" and V.size // (n * n) >= EIG_VECTOR_BATCH):
+        if type(V) is not np.ndarray or V.dtype.kind != "c" or n < 2:
             return None
         dtype = np.result_type(V.dtype, *(x.dtype for x in (w_bar, V_bar) if x is not None))
+        if V.ndim == 2:
+            done = _eig_cotangent_one(w, V, w_bar, V_bar, tol, real, dtype) \
+                if n < EIG_ONE_MATRIX_N else None
+            return None if done is None or done[0] is None else done     # singular V
+        if not (n <= EIG_VECTOR_N and V.size // (n * n) >= EIG_VECTOR_BATCH):
+            return None
         batch = V.shape[:-2]
         B = V.size // (n * n)
         flat = [None if x is None else x.reshape((B,) + x.shape[len(batch):])
@@ -2242,6 +2251,87 @@ def _max_abs(Y, kd):
     top = m2.max(axis=(0, 1))
     np.maximum(top, (kd.real ** 2 + kd.imag ** 2).max(axis=0), out=top)
     return np.sqrt(top, out=top)
+
+
+def eig_pair_coefficients(p, kind, dtype):
+    """(self, partner) coefficients (n,) of eig's pair transforms for a real matrix, p
+    the pairing (eig.md, section 5; rules.eig._conjugate_pairs): ``kind="PH"``: the rows
+    of Pᴴ X (x_j − i x_p on the first of a pair, i x_j + x_p on the second); ``"P-H"``:
+    the rows of P⁻ᴴ X = ½ P X (½(x_j + x_p), ½ i (x_p − x_j)); ``"cols PH"``: the
+    columns of X Pᴴ (x_j + x_p, i x_j − i x_p).  A real eigenvalue's row or column is
+    kept: (1, 0)."""
+    idx = np.arange(p.shape[-1])
+    first, second = p > idx, p < idx
+    if kind == "PH":
+        pair = np.where(second, 1j, 1.0), np.where(first, -1j, np.where(second, 1.0, 0.0))
+    elif kind == "P-H":
+        pair = (np.where(first, 0.5, np.where(second, -0.5j, 1.0)),
+                np.where(first, 0.5, np.where(second, 0.5j, 0.0)))
+    else:
+        pair = np.where(second, 1j, 1.0), np.where(first, 1.0, np.where(second, -1j, 0.0))
+    return tuple(c.astype(dtype) for c in pair)
+
+
+def _eig_cotangent_one(w, V, w_bar, V_bar, tol, real, dtype):
+    """eig's cotangent (ComposedKernels.eig_cotangent) of one matrix in plain NumPy and
+    one LAPACK gesv: the formulas of _eig_cotangent_batch_last, and for a real matrix in
+    LAPACK's pair layout the real-arithmetic forms of eig.md section 5 (those of
+    rules.eig._real_cotangent, _real_adjoint_product and _real_full_cotangent): a real
+    solve, and real products, for a third of the complex path's flops.  The rule's
+    composed form spends about as much again on dispatch and on testing the gaps twice."""
+    n = V.shape[-1]
+    V = V.astype(dtype, copy=False)
+    D = w[None, :] - w[:, None]                                    # w_j − w_i
+    mag = D.real * D.real + D.imag * D.imag
+    np.fill_diagonal(mag, np.inf)
+    top = np.abs(w).max() * tol
+    if (mag <= top * top).any():
+        return None                                    # a near pair: the composed form
+    kd = scale = None
+    pairs = _conjugate_pair_flags(w[:, None]) if real else None
+    if pairs is not None:
+        first, second = pairs[0][:, 0], pairs[1][:, 0]
+        p = np.arange(n) + first - second                          # the partner
+        Vrt = np.where(second[:, None], -V.imag.T, V.real.T)       # Vrᵀ
+    else:
+        Vh = np.conjugate(V).T                                      # Fortran-ordered
+    if V_bar is None:
+        if pairs is None:
+            return _gesv(Vh, w_bar[:, None] * Vh), kd, scale
+        # G = Re(P⁻ᴴ diag(w̄) Pᴴ) Vrᵀ: row j is ½ Re(w̄ⱼ + w̄ₚ) rⱼ + ½ Im(w̄ⱼ − w̄ₚ) rₚ
+        wp = w_bar[p]
+        G = (0.5 * (w_bar + wp).real)[:, None] * Vrt
+        G += (0.5 * (w_bar - wp).imag)[:, None] * Vrt[p]
+        return _gesv(Vrt, G), kd, scale
+    kd = np.einsum("ij,ij->j", np.conjugate(V), V_bar)             # diag(Vᴴ V̄)
+    Z = np.ascontiguousarray(V_bar - V * kd.real)
+    if pairs is None:
+        Y = Vh @ Z
+    else:                  # Vᴴ Z = Pᴴ (Vrᵀ Z), one real product of Z's float view
+        X = (Vrt @ Z.view(Vrt.dtype)).view(Z.dtype)
+        a, b = eig_pair_coefficients(p, "PH", X.dtype)
+        Y = a[:, None] * X + b[:, None] * X[p]
+    scale = np.maximum(np.abs(Y).max(), np.abs(kd).max())
+    np.fill_diagonal(D, 1)
+    Wm = np.conjugate(np.reciprocal(D, out=D), out=D)              # conj E
+    Wm *= Y
+    np.fill_diagonal(Wm, 0 if w_bar is None else w_bar)
+    if pairs is None:
+        X = _gesv(Vh, Wm @ Vh)
+        return (X.real if real and X is not None else X), kd, scale
+    # Ā = Vr⁻ᵀ M Vrᵀ, M = Re(P⁻ᴴ W Pᴴ) by row and column gathers along the pairing
+    a, b = eig_pair_coefficients(p, "P-H", Wm.dtype)
+    R = a[:, None] * Wm + b[:, None] * Wm[p]
+    e, f = eig_pair_coefficients(p, "cols PH", Wm.dtype)
+    M = (R * e + R[:, p] * f).real
+    return _gesv(Vrt, M @ Vrt), kd, scale
+
+
+def _gesv(M, B):
+    """M⁻¹ B by LAPACK gesv, M overwritten when it is Fortran-ordered; None if singular."""
+    gesv = _lapack_fn("gesv", np.result_type(M, B))
+    _, _, X, info = gesv(M, B, overwrite_a=1, overwrite_b=1)
+    return None if info > 0 else X
 
 
 def _solve_augmented(aug):

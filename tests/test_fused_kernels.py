@@ -862,7 +862,8 @@ def _eig_case(rng, batch, n, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("batch,n", [((300,), 2), ((20, 15), 3), ((700,), 4)])
+@pytest.mark.parametrize("batch,n", [((300,), 2), ((20, 15), 3), ((700,), 4), ((), 2),
+                                     ((), 5), ((), 64)])
 @pytest.mark.parametrize("which", ["both", "w", "V"])
 def test_eig_cotangent_kernel_matches_composed(batch, n, dtype, which, monkeypatch):
     # blocks of 128 matrices: several blocks and a short last one
@@ -873,6 +874,7 @@ def test_eig_cotangent_kernel_matches_composed(batch, n, dtype, which, monkeypat
     assert CPU.eig_cotangent(w, V, *cts, 1e-10, np.dtype(dtype).kind == "f") is not None
     got = E.eig_vjp(cts, (True,), (w, V), None, A)[0]
     monkeypatch.setattr(backend, "EIG_VECTOR_N", 0)             # the composed rule
+    monkeypatch.setattr(backend, "EIG_ONE_MATRIX_N", 0)
     want = E.eig_vjp(cts, (True,), (w, V), None, A)[0]
     assert got.dtype == want.dtype == np.dtype(dtype) and got.shape == A.shape
     assert np.abs(got - want).max() <= _tol(dtype) * np.abs(want).max()
@@ -890,6 +892,13 @@ def test_eig_cotangent_kernel_declines_ties_singular_vectors_and_small_stacks():
     flat = V.copy()
     flat[5, :, 1] = flat[5, :, 0]                               # a singular V
     assert CPU.eig_cotangent(w, flat, w_bar, V_bar, 1e-10, True) is None
+    # one matrix: the same declines, and none from the order where the rule's real
+    # forms take over
+    assert CPU.eig_cotangent(w[5], V[5], w_bar[5], V_bar[5], 1e-10, True) is not None
+    assert CPU.eig_cotangent(w[5], flat[5], w_bar[5], V_bar[5], 1e-10, True) is None
+    assert CPU.eig_cotangent(tie[17], V[17], w_bar[17], V_bar[17], 1e-10, True) is None
+    E, A, w, V, w_bar, V_bar = _eig_case(rng, (), backend.EIG_ONE_MATRIX_N, np.float64)
+    assert CPU.eig_cotangent(w, V, w_bar, V_bar, 1e-10, True) is None
 
 
 def test_eig_rule_on_a_stack_phase_check_and_gradient():

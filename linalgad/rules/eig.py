@@ -20,7 +20,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import ops
-from ..backend import kernels_for, namespace_of
+from ..backend import eig_pair_coefficients as pair_coefficients, kernels_for, namespace_of
 from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
 from ..testing import matrices as M
@@ -150,24 +150,6 @@ def _real_cotangent(V, w_bar, p):
     return _solve_with(Vrt, G)
 
 
-def _pair_coefficients(p, kind, dtype):
-    """(self, partner) coefficients (n,) of the pair transforms: ``kind="PH"``: the rows
-    of Pᴴ X (x_j − i x_p on the first of a pair, i x_j + x_p on the second); ``"P-H"``:
-    the rows of P⁻ᴴ X = ½ P X (½(x_j + x_p), ½ i (x_p − x_j)); ``"cols PH"``: the
-    columns of X Pᴴ (x_j + x_p, i x_j − i x_p).  A real eigenvalue's row or column is
-    kept: (1, 0)."""
-    idx = np.arange(p.shape[-1])
-    first, second = p > idx, p < idx
-    if kind == "PH":
-        pair = np.where(second, 1j, 1.0), np.where(first, -1j, np.where(second, 1.0, 0.0))
-    elif kind == "P-H":
-        pair = (np.where(first, 0.5, np.where(second, -0.5j, 1.0)),
-                np.where(first, 0.5, np.where(second, 0.5j, 0.0)))
-    else:
-        pair = np.where(second, 1j, 1.0), np.where(first, 1.0, np.where(second, -1j, 0.0))
-    return tuple(c.astype(dtype) for c in pair)
-
-
 def _real_adjoint_product(Vr, Z, p):
     """Vᴴ Z for the plain V = Vr P of one real matrix (Vr: _real_vectors) and a complex
     Z: Pᴴ (Vrᵀ Z), the product real (Z's real and imaginary parts are the interleaved
@@ -175,7 +157,7 @@ def _real_adjoint_product(Vr, Z, p):
     product's work), Pᴴ by row gathers along the pairing."""
     Zc = np.ascontiguousarray(Z)
     X = np.matmul(Vr.T, Zc.view(Vr.dtype)).view(Zc.dtype)
-    a, b = _pair_coefficients(p, "PH", X.dtype)
+    a, b = pair_coefficients(p, "PH", X.dtype)
     return a[:, None] * X + b[:, None] * X[p]
 
 
@@ -188,9 +170,9 @@ def _real_full_cotangent(Vr, w_bar, Wm, p):
         W = Wm.copy()
         idx = np.arange(W.shape[-1])
         W[idx, idx] += w_bar
-    a, b = _pair_coefficients(p, "P-H", W.dtype)
+    a, b = pair_coefficients(p, "P-H", W.dtype)
     R = a[:, None] * W + b[:, None] * W[p]
-    e, f = _pair_coefficients(p, "cols PH", W.dtype)
+    e, f = pair_coefficients(p, "cols PH", W.dtype)
     M = (R * e + R[:, p] * f).real
     Vrt = Vr.T
     return _solve_with(Vrt, np.matmul(M, Vrt))
