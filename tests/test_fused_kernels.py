@@ -462,7 +462,8 @@ def test_jacobi_eigh_is_taken_by_shape_and_gradients_through_it(monkeypatch):
     Y = rng.standard_normal((backend.JACOBI_VALUES_MIN_BATCH[3], 3, 3))
     assert np.allclose(CPU.eigvalsh(Y, lower=False), np.linalg.eigvalsh(Y, UPLO="U"),
                        rtol=0, atol=1e-13)                  # eigenvalues alone, order 3
-    CPU.eigvalsh(rng.standard_normal((5000, 4, 4)))         # order 4: LAPACK
+    CPU.eigvalsh(rng.standard_normal((backend.JACOBI_VALUES_MIN_BATCH[4] - 1, 4, 4)))
+    CPU.eigvalsh(rng.standard_normal((5000, 5, 5)))         # order 5, or fewer: LAPACK
     assert calls == [Y.shape]
     monkeypatch.setattr(backend, "JACOBI_MIN_BATCH", {2: 1, 3: 1, 4: 1})
     A = rng.standard_normal((3, 4, 4))
