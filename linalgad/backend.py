@@ -906,8 +906,7 @@ class CPUKernels(ComposedKernels):
         """A⁻¹ from A's factors (LAPACK getri), no new factorization."""
         n = F.shape[-1]
         if F.kind == "vector":
-            eye = np.broadcast_to(np.eye(n, dtype=F.data.dtype), F.shape)
-            return _vector_lu_solve(F, eye, 0)
+            return _vector_inverse(F, 0)
         if F.kind == "stack":       # in the C-ordered stack, getri's (Aᵀ)⁻¹ reads as A⁻¹
             return _lapack_stack.getri(F.data.copy(), F.piv).reshape(F.shape)
         # the factors are of Aᵀ: getri gives A⁻ᵀ (Fortran-ordered), whose .T is A⁻¹ as a
@@ -922,7 +921,10 @@ class CPUKernels(ComposedKernels):
     def lu_inverse_h(self, F, scale):
         """scale · A⁻ᴴ from the factors.  One matrix: the factors are of Aᵀ, so getri
         returns A⁻ᵀ, which is A⁻ᴴ (conjugated), scaled in place with no transpose at all.
-        Stacks: the inverse, then one vectorised pass (per-matrix steps cost more there)."""
+        Stacks: the inverse, then one vectorised pass (per-matrix steps cost more there);
+        vectorised factors: the solve Aᴴ X = scale·I itself."""
+        if F.kind == "vector":
+            return _vector_inverse(F, 2, scale)
         if F.kind != "lapack" or isinstance(F.data, list):
             return super().lu_inverse_h(F, scale)
         scale = np.asarray(scale)
@@ -2034,6 +2036,20 @@ def _batch_last(x, dtype):
     return out
 
 
+def _batch_first(y):
+    """y (..., B) as a new C-contiguous (B, ...) array: the inverse of _batch_last's
+    layout, by the same cache-sized blocks of matrices."""
+    B = y.shape[-1]
+    out = np.empty((B,) + y.shape[:-1], dtype=y.dtype)
+    if B == 0:
+        return out
+    flat_in, flat_out = y.reshape(-1, B), out.reshape(B, -1)
+    step = max(1, _BATCH_LAST_BLOCK // max(1, flat_in.shape[0] * y.itemsize))
+    for c in range(0, B, step):
+        np.copyto(flat_out[c:c + step], flat_in[:, c:c + step].T)
+    return out
+
+
 def _vector_lu_factor(A, op, singular_ok=False):
     n = A.shape[-1]
     batch = A.shape[:-2]
@@ -2175,7 +2191,7 @@ def _vector_lu_solve(F, b, trans):
         # P A = L U:  A x = b  <=>  L (U x) = P b
         pb = np.take(b_rows, rows, axis=0).reshape(B, n, k)     # (take: 10× b_rows[rows])
         y = _lu_substitute_batch_last(a, rdiag, _batch_last(pb, dtype), 0)     # (n, k, B)
-        return np.moveaxis(y, -1, 0).reshape(b.shape[:-2] + (n, k))
+        return _batch_first(y).reshape(b.shape[:-2] + (n, k))
     # Aᵀ x = b  <=>  Uᵀ (Lᵀ (P x)) = b   (conjugated factors for 'C')
     y = _lu_substitute_batch_last(a, rdiag, _batch_last(b.reshape(B, n, k), dtype), trans)
     x = _scatter_rows(np.moveaxis(y, -1, 0).reshape(B * n, k), rows)      # x = Pᵀ y
@@ -2406,6 +2422,37 @@ def _eig_cotangent_real_pairs(wl, V, w_bar, first, second):
     np.multiply(a[:, None, :], Vt, out=G)
     G += np.multiply(c[:, None, :], Vtp, out=Vtp)
     return _solve_augmented(aug), None, None
+
+
+def _vector_inverse(F, trans, scale=None):
+    """op(A)⁻¹ (trans 0: A⁻¹, 1: A⁻ᵀ, 2: A⁻ᴴ), times ``scale`` (...) per matrix when given,
+    from vectorised factors: the right-hand side scale·I (for trans 0 its row permutation
+    P, which is where perm = column) built batch-last directly, the substitution, and one
+    copy back to the stack's layout (with Pᵀ on the rows for trans 1, 2).  Against the
+    solve with a broadcast identity, the gather and the transposing copy of the identity,
+    and a pass for the scale, are saved: 10,000 of 4×4, two alternating runs, A⁻¹
+    0.88–1.01 → 0.79–0.89 ms, w·A⁻ᴴ (slogdet's cotangent) 1.03–1.11 → 0.84–0.91 ms."""
+    a, rows, rdiag = F.data, F.piv, F.rdiag
+    n, B = a.shape[0], a.shape[-1]
+    dtype = a.dtype if scale is None else np.result_type(a.dtype, np.asarray(scale).dtype)
+    s = 1 if scale is None else np.broadcast_to(np.asarray(scale), F.shape[:-2]).reshape(B)
+    if trans == 0:
+        perm = np.ascontiguousarray((rows.reshape(B, n) % n).T)      # (n, B)
+        y = np.empty((n, n, B), dtype)
+        np.equal(perm[:, None, :], np.arange(n)[None, :, None], out=y)
+        if scale is not None:
+            y *= s
+    else:
+        y = np.zeros((n, n, B), dtype)
+        idx = np.arange(n)
+        y[idx, idx] = s
+    if dtype != a.dtype:
+        a, rdiag = a.astype(dtype), rdiag.astype(dtype)
+    _lu_substitute_batch_last(a, rdiag, y, trans)
+    x = _batch_first(y)                                                 # (B, n, n)
+    if trans != 0:
+        return _scatter_rows(x.reshape(B * n, n), rows).reshape(F.shape)  # x = Pᵀ y
+    return x.reshape(F.shape)
 
 
 def _jacobi_stack(A, min_batch):
