@@ -2494,7 +2494,7 @@ class _Rotations:
         """(c, s, t) of the rotation with tan 2θ = 2·den / num, i.e. t = tan θ the smaller
         root of t² + 2ζt − 1 = 0, ζ = num / (2 den); the identity where den = 0."""
         zeta = num / (2 * den)                               # ±inf or nan where den = 0
-        # √(1 + ζ²) as a square root, not np.hypot (ten times its cost); past |ζ| ~ 1e154
+        # √(1 + ζ²) as a square root, not np.hypot (7× its cost); past |ζ| ~ 1e154
         # the square overflows and t = 0 where it would be below 1e-154: a rotation of that
         # size changes nothing above the stopping tolerance
         r = np.multiply(zeta, zeta)
