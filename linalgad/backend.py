@@ -1288,10 +1288,8 @@ class CPUKernels(ComposedKernels):
             done = _eig_cotangent_batch_last(
                 *(None if x is None else x[part] for x in flat), tol, dtype, real)
             if done is None:
-                return None
+                return None                     # a near pair or a singular V: composed
             X, kd_b, scale_b = done
-            if X is None:
-                return None
             m = X.shape[-1]
             np.copyto(out[part].reshape(m, n * n), X.reshape(n * n, m).T)
             if kd is not None:
@@ -2194,7 +2192,7 @@ def _vector_lu_solve(F, b, trans):
         return _batch_first(y).reshape(b.shape[:-2] + (n, k))
     # Aᵀ x = b  <=>  Uᵀ (Lᵀ (P x)) = b   (conjugated factors for 'C')
     y = _lu_substitute_batch_last(a, rdiag, _batch_last(b.reshape(B, n, k), dtype), trans)
-    x = _scatter_rows(np.moveaxis(y, -1, 0).reshape(B * n, k), rows)      # x = Pᵀ y
+    x = _scatter_rows(_batch_first(y).reshape(B * n, k), rows)            # x = Pᵀ y
     return x.reshape(b.shape[:-2] + (n, k))
 
 
@@ -2208,9 +2206,9 @@ def _eig_cotangent_batch_last(w, V, w_bar, V_bar, tol, dtype, real):
         Eᵢⱼ = 1/(wⱼ − wᵢ),  X = V⁻ᴴ (W Vᴴ)              (eig.md, sections 3 and 5)
 
     The products are n broadcast multiply-adds of (n, n, B) arrays; the solve is the
-    vectorised elimination of [Vᴴ | W Vᴴ] and U's back substitution.  For a real A
-    whose eigenvalues come in LAPACK's layout, all of it in real arithmetic
-    (_eig_cotangent_real_pairs)."""
+    vectorised elimination of [Vᴴ | W Vᴴ] and U's back substitution.  For real matrices
+    whose eigenvalues come in LAPACK's layout and an eigenvalue cotangent alone, in real
+    arithmetic (_eig_cotangent_real_pairs)."""
     n, B = V.shape[-1], V.shape[0]
     wl = _batch_last(w, dtype)                                                  # (n, B)
     # the gaps: decline (the rule's composed form checks clusters) where any is small
@@ -2226,9 +2224,10 @@ def _eig_cotangent_batch_last(w, V, w_bar, V_bar, tol, dtype, real):
             E[i, i + 1:] = Ec
             np.negative(Ec, out=E[i + 1:, i])
     if real and V_bar is None:
-        pairs = _conjugate_pair_flags(wl)
-        if pairs is not None:
-            return _eig_cotangent_real_pairs(wl, V, w_bar, *pairs)
+        p = eig_conjugate_pairs(wl.T)             # (B, n), a view of batch-last memory
+        if p is not None:
+            idx = np.arange(n)[:, None]
+            return _eig_cotangent_real_pairs(wl, V, w_bar, p.T > idx, p.T < idx)
     Vc = _batch_last(V, dtype)                                                  # (n, n, B)
     np.conjugate(Vc, out=Vc)                                                    # conj V
     kd = scale = None
@@ -2259,7 +2258,7 @@ def _eig_cotangent_batch_last(w, V, w_bar, V_bar, tol, dtype, real):
         for k in range(1, n):
             R += np.multiply(Wm[:, k, None, :], Vc[None, :, k, :], out=K)
     X = _solve_augmented(aug)
-    return (None if X is None else X.real if real else X), kd, scale
+    return None if X is None else ((X.real if real else X), kd, scale)
 
 
 def _max_abs(Y, kd):
@@ -2295,9 +2294,10 @@ def eig_pair_coefficients(p, kind, dtype):
 def _eig_cotangent_one(w, V, w_bar, V_bar, tol, real, dtype):
     """eig's cotangent (ComposedKernels.eig_cotangent) of one matrix in plain NumPy and
     one LAPACK gesv: the formulas of _eig_cotangent_batch_last, and for a real matrix in
-    LAPACK's pair layout the real-arithmetic forms of eig.md section 5 (those of
-    rules.eig._real_cotangent, _real_adjoint_product and _real_full_cotangent): a real
-    solve, and real products, for a third of the complex path's flops.  The rule's
+    LAPACK's pair layout the real-arithmetic forms of eig.md section 5
+    (eig_real_adjoint_product and eig_real_middle, shared with the rule's composed
+    forms; the eigenvalue-only G of rules.eig._real_cotangent): a real solve, and real
+    products, for a third of the complex path's flops.  The rule's
     composed form spends about as much again on dispatch and on testing the gaps twice."""
     n = V.shape[-1]
     V = V.astype(dtype, copy=False)
@@ -2308,15 +2308,13 @@ def _eig_cotangent_one(w, V, w_bar, V_bar, tol, real, dtype):
     if (mag <= top * top).any():
         return None                                    # a near pair: the composed form
     kd = scale = None
-    pairs = _conjugate_pair_flags(w[:, None]) if real else None
-    if pairs is not None:
-        first, second = pairs[0][:, 0], pairs[1][:, 0]
-        p = np.arange(n) + first - second                          # the partner
-        Vrt = np.where(second[:, None], -V.imag.T, V.real.T)       # Vrᵀ
+    p = eig_conjugate_pairs(w) if real else None                   # the partners
+    if p is not None:
+        Vrt = np.where((p < np.arange(n))[:, None], -V.imag.T, V.real.T)   # Vrᵀ
     else:
         Vh = np.conjugate(V).T                                      # Fortran-ordered
     if V_bar is None:
-        if pairs is None:
+        if p is None:
             return _gesv(Vh, w_bar[:, None] * Vh), kd, scale
         # G = Re(P⁻ᴴ diag(w̄) Pᴴ) Vrᵀ: row j is ½ Re(w̄ⱼ + w̄ₚ) rⱼ + ½ Im(w̄ⱼ − w̄ₚ) rₚ
         wp = w_bar[p]
@@ -2324,27 +2322,17 @@ def _eig_cotangent_one(w, V, w_bar, V_bar, tol, real, dtype):
         G += (0.5 * (w_bar - wp).imag)[:, None] * Vrt[p]
         return _gesv(Vrt, G), kd, scale
     kd = np.einsum("ij,ij->j", np.conjugate(V), V_bar)             # diag(Vᴴ V̄)
-    Z = np.ascontiguousarray(V_bar - V * kd.real)
-    if pairs is None:
-        Y = Vh @ Z
-    else:                  # Vᴴ Z = Pᴴ (Vrᵀ Z), one real product of Z's float view
-        X = (Vrt @ Z.view(Vrt.dtype)).view(Z.dtype)
-        a, b = eig_pair_coefficients(p, "PH", X.dtype)
-        Y = a[:, None] * X + b[:, None] * X[p]
+    Z = V_bar - V * kd.real
+    Y = Vh @ Z if p is None else eig_real_adjoint_product(Vrt.T, Z, p)
     scale = np.maximum(np.abs(Y).max(), np.abs(kd).max())
     np.fill_diagonal(D, 1)
     Wm = np.conjugate(np.reciprocal(D, out=D), out=D)              # conj E
     Wm *= Y
     np.fill_diagonal(Wm, 0 if w_bar is None else w_bar)
-    if pairs is None:
+    if p is None:
         X = _gesv(Vh, Wm @ Vh)
         return (X.real if real and X is not None else X), kd, scale
-    # Ā = Vr⁻ᵀ M Vrᵀ, M = Re(P⁻ᴴ W Pᴴ) by row and column gathers along the pairing
-    a, b = eig_pair_coefficients(p, "P-H", Wm.dtype)
-    R = a[:, None] * Wm + b[:, None] * Wm[p]
-    e, f = eig_pair_coefficients(p, "cols PH", Wm.dtype)
-    M = (R * e + R[:, p] * f).real
-    return _gesv(Vrt, M @ Vrt), kd, scale
+    return _gesv(Vrt, eig_real_middle(Wm, p) @ Vrt), kd, scale      # Vr⁻ᵀ M Vrᵀ
 
 
 def _gesv(M, B):
@@ -2365,32 +2353,48 @@ def _solve_augmented(aug):
     return _lu_substitute_batch_last(aug, rdiag, aug[:, n:], 0, lower=False)
 
 
-def _conjugate_pair_flags(wl):
-    """(first, second), each (n, B): eigenvalue j is the first (Im > 0) or the second
-    (Im < 0) of a conjugate pair, for eigenvalues wl (n, B) of real matrices in LAPACK's
-    real geev layout (a pair adjacent, exactly conjugate, Im > 0 first; NumPy's V then
-    has v_{j+1} = conj v_j); None for any other layout (the complex forms then).  The
-    batch-last counterpart of rules.eig._conjugate_pairs."""
-    first, second = wl.imag > 0, wl.imag < 0
-    if second[0].any() or first[-1].any() or (second[1:] != first[:-1]).any():
+def eig_conjugate_pairs(w):
+    """p (..., n), the partner of each eigenvalue of w (..., n) (p > j: the first of a
+    conjugate pair, p < j: the second, p = j: real), for eigenvalues of real matrices in
+    LAPACK's real geev layout (a pair adjacent, exactly conjugate, Im > 0 first; NumPy's V
+    then has v_{j+1} = conj v_j); None for any other layout (the complex forms then)."""
+    first, second = w.imag > 0, w.imag < 0
+    if second[..., 0].any() or first[..., -1].any() or \
+            (second[..., 1:] != first[..., :-1]).any() or \
+            (first[..., :-1] & (w[..., 1:] != np.conjugate(w[..., :-1]))).any():
         return None
-    f = first[:-1]
-    if (f & (wl[1:] != np.conjugate(wl[:-1]))).any():
-        return None
-    return first, second
+    return np.arange(w.shape[-1]) + first.astype(np.intp) - second.astype(np.intp)
 
 
-def _partner(X, first, second, axis):
-    """X with each row (axis 0) or column (axis 1) j replaced by its conjugate partner's:
-    j + 1 where first[j], j − 1 where second[j], itself for a real eigenvalue; X is
-    batch-last (n, n, B), the flags (n, B)."""
+def eig_real_adjoint_product(Vr, Z, p):
+    """Vᴴ Z for the plain V = Vr P of one real matrix (Vr LAPACK's real eigenvectors, p
+    the pairing: eig.md section 5) and a complex Z: Pᴴ (Vrᵀ Z), the product real (Z's real
+    and imaginary parts are the interleaved columns of its float view: one real product
+    of twice the width, half the complex product's work), Pᴴ by row gathers."""
+    Zc = np.ascontiguousarray(Z)
+    X = np.matmul(Vr.T, Zc.view(Vr.dtype)).view(Zc.dtype)
+    a, b = eig_pair_coefficients(p, "PH", X.dtype)
+    return a[:, None] * X + b[:, None] * X[p]
+
+
+def eig_real_middle(W, p):
+    """M = Re(P⁻ᴴ W Pᴴ) for one real matrix's pairing p (eig.md section 5: Re(V⁻ᴴ W Vᴴ) =
+    Vr⁻ᵀ M Vrᵀ), by row and column gathers along the pairing."""
+    a, b = eig_pair_coefficients(p, "P-H", W.dtype)
+    R = a[:, None] * W + b[:, None] * W[p]
+    e, f = eig_pair_coefficients(p, "cols PH", W.dtype)
+    return (R * e + R[:, p] * f).real
+
+
+def _partner(X, first, second):
+    """X (n, ..., B), batch-last, with each row j replaced by its conjugate partner's:
+    j + 1 where first[j], j − 1 where second[j], itself for a real eigenvalue (the flags
+    (n, B))."""
+    shape = (first.shape[0],) + (1,) * (X.ndim - 2) + (first.shape[-1],)
+    f, s = first.reshape(shape), second.reshape(shape)
     P = X.copy()
-    if axis == 0:
-        P[:-1] = np.where(first[:-1, None, :], X[1:], X[:-1])
-        P[1:] = np.where(second[1:, None, :], X[:-1], P[1:])
-    else:
-        P[:, :-1] = np.where(first[None, :-1, :], X[:, 1:], X[:, :-1])
-        P[:, 1:] = np.where(second[None, 1:, :], X[:, :-1], P[:, 1:])
+    P[:-1] = np.where(f[:-1], X[1:], X[:-1])
+    P[1:] = np.where(s[1:], X[:-1], P[1:])
     return P
 
 
@@ -2408,20 +2412,20 @@ def _eig_cotangent_real_pairs(wl, V, w_bar, first, second):
     n, B = wl.shape
     rdt = wl.real.dtype
     aug = np.empty((n, 2 * n, B), rdt)
-    Vt = aug[:, :n]                                               # rows of Vrᵀ
+    Vt = aug[:, :n]                                     # rows of Vrᵀ: Re v, −Im v (second)
     np.copyto(Vt, _batch_last(np.swapaxes(V.real, -1, -2), rdt))
-    Vt[1:] = np.where(second[1:, None, :], _batch_last(np.swapaxes(V.imag[..., 1:], -1, -2),
-                                                        rdt) * -1, Vt[1:])
+    Vt[1:] = np.where(second[1:, None, :],
+                      np.negative(_batch_last(np.swapaxes(V.imag[..., 1:], -1, -2), rdt)),
+                      Vt[1:])
     wb = _batch_last(w_bar, wl.dtype)
-    wp = wb.copy()
-    wp[:-1] = np.where(first[:-1], wb[1:], wb[:-1])
-    wp[1:] = np.where(second[1:], wb[:-1], wp[1:])
+    wp = _partner(wb, first, second)
     a, c = (wb + wp).real * 0.5, (wb - wp).imag * 0.5
     G = aug[:, n:]
-    Vtp = _partner(Vt, first, second, 0)
+    Vtp = _partner(Vt, first, second)
     np.multiply(a[:, None, :], Vt, out=G)
     G += np.multiply(c[:, None, :], Vtp, out=Vtp)
-    return _solve_augmented(aug), None, None
+    X = _solve_augmented(aug)
+    return None if X is None else (X, None, None)
 
 
 def _vector_inverse(F, trans, scale=None):
@@ -2510,8 +2514,8 @@ class _Rotations:
         return c, t * c, t
 
     def rotate(self, xp, xq, c, s):
-        """(xp, xq) <- (c xp − s xq, s xp + c xq), in place."""
-        t1, t2 = self.t1, self.t2
+        """(xp, xq) <- (c xp − s xq, s xp + c xq), in place; xp, xq (n, B) or (B,)."""
+        t1, t2 = (self.t1, self.t2) if xp.ndim == 2 else (self.t1[0], self.t2[0])
         np.multiply(s, xp, out=t1)
         np.multiply(s, xq, out=t2)
         xp *= c
@@ -2563,13 +2567,9 @@ def _jacobi_eigh(A, lower, vectors=True):
                     a[q, p] = 0
                     for k in range(n):
                         if k != p and k != q:
-                            x, y = a[k, p], a[k, q]
-                            xk = c * x - s * y
-                            y *= c
-                            y += s * x
-                            x[...] = xk
-                            a[p, k] = xk
-                            a[q, k] = y
+                            R.rotate(a[k, p], a[k, q], c, s)
+                            a[p, k] = a[k, p]
+                            a[q, k] = a[k, q]
                     R.rotate_vectors(p, q, c, s)
             off = 2 * np.einsum("kb,kb->b", a[iu], a[iu])    # the off-diagonal part, summed
             if bool(np.all(off <= tol)):                     # directly (a difference cancels)

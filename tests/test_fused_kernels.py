@@ -781,11 +781,15 @@ def _assert_fused_equals_composed(vjp, kernel, needs, dtype, monkeypatch):
             np.testing.assert_allclose(g, r, rtol=_tol(dtype), atol=_tol(dtype))
 
 
+# one matrix of each size class the fused solve cotangents meet (fused below 128 and real),
+# a stack, and a product past TRI_PRODUCT_WORK
+SOLVE_KERNEL_CASES = [((), 1, 1), ((), 7, 3), ((), 64, 8), ((3,), 6, 2), ((), 200, 8)]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("lower", [True, False])
 @pytest.mark.parametrize("needs", [(True, True), (True, False), (False, True)])
-@pytest.mark.parametrize("batch,n,k", [((), 1, 1), ((), 7, 3), ((), 64, 8), ((3,), 6, 2),
-                                       ((), 200, 8)])
+@pytest.mark.parametrize("batch,n,k", SOLVE_KERNEL_CASES)
 def test_cho_solve_cotangent_kernel_matches_composed(batch, n, k, dtype, lower, needs,
                                                      monkeypatch):
     # one small real matrix: the LAPACK/BLAS kernel (and it must run there); complex,
@@ -822,8 +826,7 @@ def test_cho_solve_cotangent_kernel_declines_mixed_dtypes_and_singular_factors()
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("order", ["F", "C"])
 @pytest.mark.parametrize("needs", [(True, True), (True, False), (False, True)])
-@pytest.mark.parametrize("batch,n,k", [((), 1, 1), ((), 7, 3), ((), 64, 8), ((3,), 6, 2),
-                                       ((), 200, 8)])
+@pytest.mark.parametrize("batch,n,k", SOLVE_KERNEL_CASES)
 def test_lu_solve_cotangent_kernel_matches_composed(batch, n, k, dtype, order, needs,
                                                     monkeypatch):
     # one small real matrix, SciPy's Fortran-ordered factor or a C-ordered one: the

@@ -20,7 +20,8 @@ from collections import namedtuple
 import numpy as np
 
 from .. import ops
-from ..backend import eig_pair_coefficients as pair_coefficients, kernels_for, namespace_of
+from ..backend import (eig_conjugate_pairs, eig_real_adjoint_product, eig_real_middle,
+                       kernels_for, namespace_of)
 from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
 from ..testing import matrices as M
@@ -66,7 +67,7 @@ def eig_vjp(cts, needs, out, res, A):
         kd = ops.sum(ops.conj(V) * V_bar, axis=-2)
         d = ops.real(kd)
         Z = V_bar - V * ops.expand_dims(d, -2)
-        Y = _real_adjoint_product(Vr, Z, p) if Vr is not None else ops.matmul(ops.mH(V), Z)
+        Y = eig_real_adjoint_product(Vr, Z, p) if Vr is not None else ops.matmul(ops.mH(V), Z)
         # |Kᵢⱼ| ≤ |Yᵢⱼ| + |dⱼ| (unit columns): the scale of K, to a factor 2
         Yv, kv = C.value(Y), C.value(kd)
         xp = namespace_of(Yv)
@@ -104,7 +105,7 @@ def eig_vjp(cts, needs, out, res, A):
 # Forward mode: V⁻¹ Ȧ V = P⁻¹ (Vr⁻¹ Ȧ Vr) P for real Ȧ (_real_similarity).
 # With an eigenvector cotangent, one matrix from order REAL_VECTORS_N: Y = Vᴴ Z as
 # Pᴴ (Vrᵀ Z) and Ā = Vr⁻ᵀ Re(P⁻ᴴ W Pᴴ) Vrᵀ, real products and a real solve at the price of
-# O(n²) gathers (_real_adjoint_product, _real_full_cotangent).  Measured, the reverse pass:
+# O(n²) gathers (backend.eig_real_adjoint_product, _real_full_cotangent).  Measured, the reverse pass:
 # 7.5 against 15.4 ms at n = 256, 1.57 against 2.39 ms at 128, 552 against 630 µs at 72,
 # 523 against 513 µs at 64 (below, the gathers cost what the products save); slower on
 # stacks (1000×32×32: 392 against 387 ms, 10000×4×4: 78 against 71 ms, value and gradient).
@@ -124,12 +125,7 @@ def _conjugate_pairs(A, w, V):
     wv = C.value(w)
     if type(wv) is not np.ndarray or type(C.value(V)) is not np.ndarray or wv.shape[-1] == 0:
         return None
-    first, second = wv.imag > 0, wv.imag < 0
-    if second[..., 0].any() or first[..., -1].any() or \
-            (second[..., 1:] != first[..., :-1]).any() or \
-            (first[..., :-1] & (wv[..., 1:] != wv[..., :-1].conj())).any():
-        return None
-    return np.arange(wv.shape[-1]) + first.astype(np.intp) - second.astype(np.intp)
+    return eig_conjugate_pairs(wv)
 
 
 def _real_vectors(V, p):
@@ -150,17 +146,6 @@ def _real_cotangent(V, w_bar, p):
     return _solve_with(Vrt, G)
 
 
-def _real_adjoint_product(Vr, Z, p):
-    """Vᴴ Z for the plain V = Vr P of one real matrix (Vr: _real_vectors) and a complex
-    Z: Pᴴ (Vrᵀ Z), the product real (Z's real and imaginary parts are the interleaved
-    columns of its float view: one real product of twice the width, half the complex
-    product's work), Pᴴ by row gathers along the pairing."""
-    Zc = np.ascontiguousarray(Z)
-    X = np.matmul(Vr.T, Zc.view(Vr.dtype)).view(Zc.dtype)
-    a, b = pair_coefficients(p, "PH", X.dtype)
-    return a[:, None] * X + b[:, None] * X[p]
-
-
 def _real_full_cotangent(Vr, w_bar, Wm, p):
     """Re(V⁻ᴴ W Vᴴ), W = diag(w̄) + Wm, for the plain V = Vr P of one real matrix (Vr:
     _real_vectors) in real arithmetic: Vr⁻ᵀ M Vrᵀ with M = Re(P⁻ᴴ W Pᴴ) (row and column gathers along the
@@ -170,12 +155,8 @@ def _real_full_cotangent(Vr, w_bar, Wm, p):
         W = Wm.copy()
         idx = np.arange(W.shape[-1])
         W[idx, idx] += w_bar
-    a, b = pair_coefficients(p, "P-H", W.dtype)
-    R = a[:, None] * W + b[:, None] * W[p]
-    e, f = pair_coefficients(p, "cols PH", W.dtype)
-    M = (R * e + R[:, p] * f).real
     Vrt = Vr.T
-    return _solve_with(Vrt, np.matmul(M, Vrt))
+    return _solve_with(Vrt, np.matmul(eig_real_middle(W, p), Vrt))
 
 
 def _real_similarity(V, A_dot, p):
