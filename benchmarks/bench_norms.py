@@ -106,13 +106,18 @@ def main():
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out")
     p.add_argument("--max-seconds", type=float, default=20.0, help="skip a peer cell slower than this")
+    p.add_argument("--cases", help="comma-separated functions, e.g. 'norm 2,cond' (default: all)")
+    p.add_argument("--shapes", help="comma-separated, e.g. '64,1000x32' (default: all)")
     args = p.parse_args()
     rounds, min_time = (3, 0.005) if args.quick else (7, 0.02)
     shapes = [(64,)] if args.quick else [(64,), (256,), (1024,), (10000, 4), (1000, 32)]
+    if args.shapes:
+        shapes = [tuple(int(d) for d in sh.split("x")) for sh in args.shapes.split(",")]
+    cases = CASES if not args.cases else {c: CASES[c] for c in args.cases.split(",")}
     libs = ["linalgad", "linalgad (jit)", "jax (jit)", "torch", "autograd"]
     rows = []
     too_slow = set()                        # (case, library): slower than max_seconds once
-    for name, case in CASES.items():
+    for name, case in cases.items():
         for sh in shapes:
             n = sh[-1]
             batch = sh[:-1]

@@ -175,6 +175,154 @@ def test_extreme_singular_values_by_bidiagonal_kernel(dtype, shape):
     assert backend.EXTREME_SVD_N <= k
 
 
+def _ends_in_double(A, top_tied, bottom_tied):
+    """u₁v₁ᴴ and u_k v_kᴴ of each matrix of a stack by the double-precision SVD of its
+    (rounded) values, averaged over the first ``top_tied`` (last ``bottom_tied``) pairs
+    (per matrix): the derivatives of ‖A‖₂ and of its reciprocal side, the truth the
+    kernels are held to."""
+    U, _, Vh = np.linalg.svd(A.astype(np.promote_types(A.dtype, np.float64)))
+    k = min(A.shape[-2:])
+    Mt, Mb = np.zeros(A.shape, U.dtype), np.zeros(A.shape, U.dtype)
+    for i in np.ndindex(*A.shape[:-2]):
+        t, b = top_tied[i], bottom_tied[i]
+        Mt[i] = U[i][:, :t] @ Vh[i][:t] / t
+        Mb[i] = U[i][:, k - b:k] @ Vh[i][k - b:k] / b
+    return Mt, Mb
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128, np.float32, np.complex64])
+@pytest.mark.parametrize("shape", [(40, 24, 24), (40, 20, 14), (40, 14, 20), (4, 10, 20, 20)])
+def test_extreme_singular_values_of_stacks_by_inverse_iteration(dtype, shape, monkeypatch):
+    """Stacks of small matrices: the values, then inverse iteration for the ends' pairs
+    (``_lapack_extreme.extreme_stack``).  Ordinary matrices are answered there; a tie at
+    an end goes to the thin SVD (counted), and so may a pair orthogonal to the start
+    vector or a near pair slow to converge; every gradient agrees with the double-
+    precision SVD of the same matrices (as closely as that SVD itself is accurate)."""
+    from linalgad import backend, _lapack_extreme
+    *batch, m, n = shape
+    k = min(m, n)
+    square = m == n
+    assert k >= (backend.EXTREME_STACK_BOTTOM_N if square else backend.EXTREME_STACK_N)
+    assert int(np.prod(batch)) >= backend.EXTREME_STACK_BATCH
+    single = np.dtype(dtype) in (np.float32, np.complex64)
+    eps = np.finfo(dtype).eps
+    close = 1e-4 if single else 1e-8             # distinct values, slow to converge
+    rng = np.random.default_rng(11)
+    A = np.zeros(shape, dtype=dtype)
+    top_tied = np.ones(batch, dtype=int)
+    bottom_tied = np.ones(batch, dtype=int)
+    tol = np.full(batch, 1e-5 if single else 1e-10)   # per matrix
+    special = {}                                  # flat index -> case
+    start = _lapack_extreme._start(k, np.dtype(dtype), 1)[0, 0]
+    for j, i in enumerate(np.ndindex(*batch)):
+        s = np.linspace(3.0, 1.0, k) + rng.uniform(-0.3, 0.3, k) / k     # gaps ≥ 1/(2k)
+        case = j if j < 6 and (square or j != 2) else None
+        if case == 1:
+            s[1] = s[0]                           # tied at the top
+            top_tied[i] = 2
+        elif case == 2:
+            s[-2] = s[-1]                         # tied at the bottom
+            bottom_tied[i] = 2
+        elif case == 4:
+            s[1] = s[0] * (1 - close)
+        elif case == 5:
+            s[-2] = s[-1] * (1 + close)
+        if case in (4, 5):                        # the double SVD's own error: ε/close
+            tol[i] = 1e-5 if single else 100 * eps / close
+        a, Q, R = _with_spectrum(rng, m, n, s, dtype)
+        if case == 3:                             # top pair orthogonal to the start vector
+            w = (R if m >= n else Q)[:, 0]        # the vector iterated on (length k)
+            b = start / np.linalg.norm(start)
+            w = w - b * (b.conj() @ w)
+            w /= np.linalg.norm(w)
+            basis = np.linalg.qr(np.column_stack([w, rng.standard_normal((k, k - 1))]))[0]
+            basis[:, 0] = w
+            if m >= n:
+                R = basis
+            else:
+                Q = basis
+            a = (Q * s) @ R.conj().T
+        A[i] = a
+        if case:
+            special[j] = case
+    Gtop, Gbot = _ends_in_double(A, top_tied, bottom_tied)
+    declined = []
+    original = backend.ComposedKernels.svd_extreme
+
+    def counted(self, X, ends, tol):
+        declined.append(X.shape[0])
+        return original(self, X, ends, tol)
+    monkeypatch.setattr(backend.ComposedKernels, "svd_extreme", counted)
+    err = lambda g, want: np.abs(g - want).max(axis=(-2, -1))      # noqa: E731
+    for ord, want in ((2, Gtop),) + (((-2, Gbot),) if square else ()):
+        declined.clear()
+        v, g = lad.value_and_grad(lambda A: lad.sum(N.norm(A, ord, axis=(-2, -1))))(A)
+        np.testing.assert_allclose(v, np.sum(np.linalg.norm(A, ord, axis=(-2, -1))),
+                                   rtol=1e-5 if single else 1e-12)
+        assert g.dtype == A.dtype and np.all(err(g, want) <= tol)
+        # the tie went to the SVD, and at most the matrices whose iteration may not
+        # converge in six steps besides: the pair orthogonal to the start vector
+        # (rounding gives it a component the steps amplify) and the near pair
+        ties = sum(c == (1 if ord == 2 else 2) for c in special.values())
+        spare = sum(c in ((3, 4) if ord == 2 else (5,)) for c in special.values())
+        assert len(declined) == 1 and ties <= declined[0] <= ties + spare
+    if not square:
+        return
+    declined.clear()
+    v, g = lad.value_and_grad(lambda A: lad.sum(N.cond(A)))(A)
+    sv = np.linalg.svd(A.astype(Gtop.dtype), compute_uv=False)
+    hi, lo = sv[..., 0, None, None], sv[..., -1, None, None]
+    np.testing.assert_allclose(v, np.sum(hi / lo), rtol=1e-5 if single else 1e-12)
+    assert np.all(err(g, (Gtop - Gbot * hi / lo) / lo) <= 3 * tol * hi / lo)
+    assert len(declined) == 1 and 2 <= declined[0] <= len(special)
+    # s_min exactly 0 (a repeated row) and near 0 (graded rows): declined, the SVD
+    # answers; ill-conditioned but not near singular (κ ≈ 1e5, or 1e3 in single
+    # precision): answered, as accurately as the double SVD (whose error there is
+    # about ε s₁/(s_{k−1} − s_k))
+    S = A.reshape((-1, m, n)).copy()
+    S[6, -1] = S[6, 0]
+    S[7] *= np.geomspace(1, 1e-18, n).astype(S.real.dtype)[:, None]
+    S[8] *= np.geomspace(1, 1e-3 if single else 1e-5, n).astype(S.real.dtype)[:, None]
+    Mt, Mb, ok = _lapack_extreme.extreme_stack(S, np.linalg.svd(S, compute_uv=False), True,
+                                               True, 1e-10)
+    assert not ok[6] and not ok[7] and ok[8] and ok[0]
+    ones = np.ones(S.shape[0], dtype=int)
+    Tt, Tb = _ends_in_double(S, ones, ones)
+    sS = np.linalg.svd(S.astype(Tt.dtype), compute_uv=False)
+    bound = 100 * eps * sS[:, 0] / (sS[:, -2] - sS[:, -1])
+    for j in (0, 8):
+        assert err(Mt[j], Tt[j]) <= tol.flat[j] and err(Mb[j], Tb[j]) <= max(bound[j], 1e-5)
+    gS = lad.grad(lambda S: lad.sum(N.norm(S, -2, axis=(-2, -1))))(S)
+    assert np.all(np.isfinite(gS))
+    for j in (0, 6, 8):
+        assert err(gS[j], Tb[j]) <= max(bound[j], 1e-5 if single else 1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex64])
+def test_extreme_stack_residual_net(dtype, monkeypatch):
+    """A start vector with no component along s₁'s pair (a diagonal matrix, the start's
+    first entry 0): inverse iteration settles on the next pair and stops changing, so
+    only the residual test can tell; it declines, and the thin SVD answers."""
+    from linalgad import _lapack_extreme
+    k, B = 24, 40
+    s = np.linspace(3.0, 1.0, k)
+    s[1] = s[0] * (1 - 1e-9 if dtype == np.float64 else 1 - 1e-3)
+    A = np.zeros((B, k, k), dtype=dtype)
+    A[:, np.arange(k), np.arange(k)] = s
+    start = np.cos(np.arange(k) + 0.5) + 1.5
+    start[0] = 0
+    monkeypatch.setitem(_lapack_extreme._STARTS, (k, np.dtype(np.promote_types(dtype,
+                                                                                np.float64))),
+                        start)
+    Mt, _, ok = _lapack_extreme.extreme_stack(A, np.linalg.svd(A, compute_uv=False),
+                                              True, False, 1e-10)
+    assert not ok.any()
+    g = lad.grad(lambda A: lad.sum(N.norm(A, 2, axis=(-2, -1))))(A)
+    want = np.zeros((k, k))
+    want[0, 0] = 1
+    np.testing.assert_allclose(g, np.broadcast_to(want, A.shape), atol=1e-12)
+
+
 @pytest.mark.parametrize("p", [None, 2, -2, "fro", "nuc", 1, -1, INF, -INF])
 def test_cond(p):
     x = _x((3, 3, 3), np.complex128)
