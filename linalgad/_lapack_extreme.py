@@ -18,6 +18,10 @@ The thin SVD with all vectors costs about twice the values alone (gesdd, at n = 
 Every routine is SciPy's own LAPACK, called by address through ctypes
 (``linalgad._lapack_stack``).  :func:`extreme` returns None where it cannot answer
 accurately; the caller then takes the full SVD.
+
+Below order 48 those dozen calls cost more than the SVD they save; :func:`extreme_stack`
+takes a whole stack of small matrices instead, by inverse iteration on Gram matrices
+(see the section before it).
 """
 
 from __future__ import annotations
@@ -318,7 +322,7 @@ def extreme_stack(A, s, top, bottom, tol):
         if bottom:
             sk = s[:, -1]
             ok &= (tied_mask(np, s, k - 1, tol).sum(axis=-1) == 1) & \
-                (sk > 4 * k * np.finfo(real).eps * s1)
+                (sk > 4 * k * eps * s1)
             X = np.array(A, order="C")
             piv, info = _ls.getrf(X)             # Aᵀ's factors; getri then gives A⁻¹
             ok &= info == 0
