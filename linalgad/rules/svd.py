@@ -256,7 +256,8 @@ def svdvals(a, *, overwrite_a=False, check_finite=True):
 # s₁ (and s_min) need the singular vectors of that value only: ∂s/∂A = u vᴴ.  At a tie the
 # derivative does not exist; the mean of u_i v_iᴴ over the tied values is the minimum-norm
 # subgradient (norms.md, sections 6 and 7).  The CPU kernel reduces to bidiagonal form and
-# finds just those vectors (about the cost of the values, half the thin SVD's).
+# finds just those vectors (about the cost of the values, half the thin SVD's), or, for a
+# stack of small matrices, adds inverse iteration per end to the stacked values.
 
 def extreme_forward(A, *, ends):
     """((value per end), (M per end)): the extreme singular values and their derivatives."""
@@ -309,7 +310,8 @@ def extreme_singular_values(a, ends=("top",)):
     tuple, differentiable; the spectral norm, its reciprocal side and cond use it.
 
     Traced, only the singular vectors of those values are computed on the CPU for
-    matrices of order >= 48 (bidiagonal reduction; the thin SVD otherwise).  At a tie
+    matrices of order >= 48 (bidiagonal reduction) and for stacks of smaller ones
+    (inverse iteration after the values); the thin SVD otherwise.  At a tie
     the gradient is the mean of u_i v_iᴴ over the tied values (within eps^(2/3),
     relative): the minimum-norm subgradient.
     """
