@@ -266,6 +266,11 @@ def test_extreme_singular_values_of_stacks_by_inverse_iteration(dtype, shape, mo
         ties = sum(c == (1 if ord == 2 else 2) for c in special.values())
         spare = sum(c in ((3, 4) if ord == 2 else (5,)) for c in special.values())
         assert len(declined) == 1 and ties <= declined[0] <= ties + spare
+        # forward mode reads the same directions: ṡ = Re Σ conj(M) ∘ Ȧ
+        T = rng.standard_normal(shape).astype(dtype)
+        _, t = lad.jvp(lambda A: N.norm(A, ord, axis=(-2, -1)), (A,), (T,))
+        t_want = np.sum(np.conj(want) * T, axis=(-2, -1)).real
+        assert np.all(np.abs(t - t_want) <= tol * np.abs(T).sum(axis=(-2, -1)))
     if not square:
         return
     declined.clear()
