@@ -96,3 +96,25 @@ def test_funmh_hessian_through_the_gpu_table(cupy, spectrum):
     (h_dev,) = lad.hvp(lambda a: loss(a, Gd), (cupy.asarray(A),), (cupy.asarray(T),))
     assert isinstance(h_dev, cupy.ndarray), type(h_dev)
     np.testing.assert_allclose(cupy.asnumpy(h_dev), h_cpu, rtol=1e-10, atol=1e-10)
+
+
+def test_gpu_benchmark_script_runs(tmp_path):
+    """benchmarks/bench_gpu.py, the script a session lent a GPU runs, under the emulation:
+    its cases build, time and compare (device against CPU gradients) without error.  A
+    subprocess: the benchmark harness pins its process to one core when imported."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "gpu.md"
+    r = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "bench_gpu.py"),
+                        "--emulate", "--quick", "--shapes", "64", "--budget", "60",
+                        "--out", str(out)], capture_output=True, text=True, timeout=600,
+                       cwd=root)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")][2:]
+    assert len(rows) >= 14, out.read_text()
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert not cells[-1].startswith("fails") and "✗" not in cells[-1], row
+        assert float(cells[3]) > 0 and float(cells[4]) > 0, row

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Every GPU check the issues ask for, in one call on a lent CUDA machine (it has CuPy,
+# NumPy, SciPy, pytest and Hypothesis, and no package registry), most important first,
+# each step bounded so that the whole stays under one call's 600 s:
+#
+#   run(command="bash benchmarks/gpu_device_check.sh", timeout_s=600)
+#
+# Writes to $OUT (the device tool's folder; ./gpu_out elsewhere): device.txt,
+# pytest_gpu.txt, check_gpu.txt, results_gpu.md (+ bench_gpu.log).  Copy the figures, with
+# the device's name, into benchmarks/RESULTS.md.
+set -u
+OUT="${OUT:-gpu_out}"
+mkdir -p "$OUT"
+export PYTHONPATH=.
+{
+  date -u
+  nvidia-smi -L 2>&1 || echo "nvidia-smi not found"
+  python3 -c "import cupy, numpy, scipy; print('cupy', cupy.__version__, 'numpy', numpy.__version__, 'scipy', scipy.__version__); print(cupy.cuda.runtime.getDeviceProperties(0)['name'])"
+  git log --oneline -1 2>/dev/null
+} > "$OUT/device.txt" 2>&1
+cat "$OUT/device.txt"
+
+# 1. the gpu-marked tests: every registered rule on CuPy arrays against the CPU and finite
+#    differences (CuPy compiles each elementwise kernel on first use: the first minutes)
+timeout 300 python3 -m pytest -m gpu -q -rf -p no:cacheprovider > "$OUT/pytest_gpu.txt" 2>&1
+echo "pytest -m gpu: rc=$? (124: timed out)" | tee -a "$OUT/pytest_gpu.txt"
+tail -3 "$OUT/pytest_gpu.txt"
+
+# 2. the command line's check on the device, first order (second order doubles the time)
+timeout 100 python3 -m linalgad check --device gpu --order 1 > "$OUT/check_gpu.txt" 2>&1
+echo "check --device gpu: rc=$? (124: timed out)" | tee -a "$OUT/check_gpu.txt"
+tail -2 "$OUT/check_gpu.txt"
+
+# 3. the GPU benchmark: ratios to CuPy's forward, and device against CPU gradients
+timeout 150 python3 benchmarks/bench_gpu.py --budget 110 --out "$OUT/results_gpu.md" \
+  > "$OUT/bench_gpu.log" 2>&1
+echo "bench_gpu: rc=$? (124: timed out)" | tee -a "$OUT/bench_gpu.log"
+tail -40 "$OUT/results_gpu.md" 2>/dev/null
