@@ -110,10 +110,12 @@ EXTREME_SVD_N = 48
 # Below that order, a stack of at least EXTREME_STACK_BATCH matrices takes the values and
 # inverse iteration for the ends' vectors (``_lapack_extreme.extreme_stack``) instead of
 # the thin SVD, from order EXTREME_STACK_N for s₁ alone and EXTREME_STACK_BOTTOM_N when
-# s_min is wanted (an inverse more).  Time against the thin SVD's path, s₁ / both ends:
-# 1000 of order 32 0.53 / 0.79, 16: 0.59 / 0.89, 8: 0.81 / 1.34; 100 of order 12
-# 0.73 / 1.17, 24: 0.48 / 0.71; 16 of order 16 0.75 / 1.22; one matrix: 1.15-3.5 (the
-# dozen stacked operations cost more than the SVD they save)
+# s_min is wanted (an inverse more; real matrices only: complex getrf, getri and Gram
+# products cost more than the SVD saves, 179 against 174 ms for 1000 of order 32).  Time
+# against the thin SVD's path, s₁ / both ends: 1000 of order 32 0.53 / 0.79, 16:
+# 0.59 / 0.89, 8: 0.81 / 1.34; 100 of order 12 0.73 / 1.17, 24: 0.48 / 0.71; 16 of order
+# 16 0.75 / 1.22; complex, 1000 of order 32: 0.67 (s₁); one matrix: 1.15-3.5 (the dozen
+# stacked operations cost more than the SVD they save)
 EXTREME_STACK_N = 12
 EXTREME_STACK_BOTTOM_N = 20
 EXTREME_STACK_BATCH = 32
@@ -1476,7 +1478,8 @@ class CPUKernels(ComposedKernels):
         top, bottom = "top" in ends, "bottom" in ends
         if min(m, n) < EXTREME_SVD_N:
             if (min(m, n) >= (EXTREME_STACK_BOTTOM_N if bottom else EXTREME_STACK_N)
-                    and A.size // (m * n) >= EXTREME_STACK_BATCH and (m == n or not bottom)
+                    and A.size // (m * n) >= EXTREME_STACK_BATCH
+                    and (not bottom or m == n and A.dtype.kind == "f")
                     and _lapack_stack.available(A.dtype)):
                 return self._svd_extreme_stack(A, ends, tol)
             return super().svd_extreme(A, ends, tol)
