@@ -21,18 +21,19 @@ export PYTHONPATH=.
 cat "$OUT/device.txt"
 
 # 1. the gpu-marked tests: every registered rule on CuPy arrays against the CPU and finite
-#    differences (CuPy compiles each elementwise kernel on first use: the first minutes)
-timeout 300 python3 -m pytest -m gpu -q -rf -p no:cacheprovider > "$OUT/pytest_gpu.txt" 2>&1
-echo "pytest -m gpu: rc=$? (124: timed out)" | tee -a "$OUT/pytest_gpu.txt"
+#    differences (CuPy compiles each elementwise kernel on first use: the first minutes);
+#    SIGINT at the limit, so that pytest still prints the failures it has seen
+timeout -s INT -k 20 300 python3 -m pytest -m gpu -q -rf -p no:cacheprovider > "$OUT/pytest_gpu.txt" 2>&1
+echo "pytest -m gpu: rc=$? (124: timed out; the counts above are of the tests that ran)" | tee -a "$OUT/pytest_gpu.txt"
 tail -3 "$OUT/pytest_gpu.txt"
 
 # 2. the command line's check on the device, first order (second order doubles the time)
-timeout 100 python3 -m linalgad check --device gpu --order 1 > "$OUT/check_gpu.txt" 2>&1
+timeout -s INT -k 10 100 python3 -m linalgad check --device gpu --order 1 > "$OUT/check_gpu.txt" 2>&1
 echo "check --device gpu: rc=$? (124: timed out)" | tee -a "$OUT/check_gpu.txt"
 tail -2 "$OUT/check_gpu.txt"
 
 # 3. the GPU benchmark: ratios to CuPy's forward, and device against CPU gradients
-timeout 150 python3 benchmarks/bench_gpu.py --budget 110 --out "$OUT/results_gpu.md" \
+timeout -s INT -k 10 150 python3 benchmarks/bench_gpu.py --budget 110 --out "$OUT/results_gpu.md" \
   > "$OUT/bench_gpu.log" 2>&1
 echo "bench_gpu: rc=$? (124: timed out)" | tee -a "$OUT/bench_gpu.log"
 tail -40 "$OUT/results_gpu.md" 2>/dev/null
