@@ -4,7 +4,8 @@ The factorization rules (inv, det, slogdet with its complex sign, cholesky, logd
 cho_solve, solve_triangular with every trans and a unit diagonal, lu_factor, lu_solve,
 lu, qr in its unique modes), through every differentiable argument; spectral rules on
 random inputs with distinct spectra; expm, expm_frechet (in A and E,
-vs JAX), pinv (full and constant rank), polar, the matrix norms, cond, matrix_power and multi_dot; sqrtm and
+vs JAX), pinv (full and constant rank), polar, the matrix norms, cond (stacks of order 24
+included), matrix_power and multi_dot; sqrtm and
 solve_sylvester against HIPS autograd (the only peer with their gradients).
 
 The peers are optional (the ``bench`` extra; torch==2.13.0 CPU): this module is
@@ -311,6 +312,29 @@ def test_cond_matrix_power_multi_dot_agree(dtype, batch):
         t = torch_grad(lambda A: _re_inner(torch, W, torch.linalg.multi_dot(
             [A, torch.tensor(B), torch.tensor(C)])), A)
         assert rel(got, t) < 1e-10
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_extreme_singular_values_of_stacks_agree(dtype):
+    """norm 2, norm −2 and cond of a stack of 40 matrices of order 24: linalgad's inverse
+    iteration after the values (``_lapack_extreme.extreme_stack``) against the peers'
+    SVD-based gradients."""
+    from linalgad import backend
+    rng = np.random.default_rng(12)
+    n, batch = 24, (40,)
+    assert n >= backend.EXTREME_STACK_BOTTOM_N and batch[0] >= backend.EXTREME_STACK_BATCH
+    A = M.random_general(rng, n, batch, dtype)
+    c = rng.standard_normal(batch)
+    for ord in (2, -2):
+        got = lad.grad(lambda A: lad.sum(c * la.norm(A, ord, axis=(-2, -1))))(A)
+        t = torch_grad(lambda A: (torch.tensor(c) * torch.linalg.matrix_norm(A, ord)).sum(),
+                       A)
+        j = jax_grad(lambda A: jnp.sum(c * jnp.linalg.norm(A, ord, axis=(-2, -1))), A)
+        assert rel(got, t) < 1e-9 and rel(got, j) < 1e-9
+    got = lad.grad(lambda A: lad.sum(c * la.cond(A)))(A)
+    t = torch_grad(lambda A: (torch.tensor(c) * torch.linalg.cond(A)).sum(), A)
+    j = jax_grad(lambda A: jnp.sum(c * jnp.linalg.cond(A)), A)
+    assert rel(got, t) < 1e-9 and rel(got, j) < 1e-9
 
 
 @pytest.mark.parametrize("dtype", [np.float64])
