@@ -235,6 +235,8 @@ def _unit(x):
 
 
 def _mH(x):
+    # backend._mH's NumPy case; this module sits below backend (which imports it) and
+    # depends on _lapack_stack alone
     x = np.swapaxes(x, -1, -2)
     return np.conj(x) if x.dtype.kind == "c" else x
 
@@ -309,7 +311,6 @@ def extreme_stack(A, s, top, bottom, tol):
     # single-precision vectors, at a near pair, beat the Gram matrix's bound k ε/gap)
     A = A.astype(np.promote_types(dtype, np.float64), copy=False)
     s = s.astype(A.real.dtype, copy=False)
-    real = A.real.dtype
     s1 = s[:, 0]
     with np.errstate(all="ignore"):
         ok = np.isfinite(s1) & (s1 > 0)
@@ -330,8 +331,8 @@ def extreme_stack(A, s, top, bottom, tol):
             piv[~ok] = np.arange(1, k + 1, dtype=piv.dtype)
             _ls.getri(X, piv)
             # X's top pair is (v_min, u_min), its value 1/s_min
-            inv = np.where(ok, 1 / sk, 1).astype(real, copy=False)
-            vb, ub, conv = _top_pairs(X, inv, np.where(ok, 1 / s[:, -2], 0), ok, eps)
+            vb, ub, conv = _top_pairs(X, np.where(ok, 1 / sk, 1), np.where(ok, 1 / s[:, -2], 0),
+                                      ok, eps)
             ok &= conv & _residual_ok(A, ub, vb, sk, s1, eps)
             Mb = _outer(ub, vb).astype(dtype, copy=False)
     return Mt, Mb, ok
