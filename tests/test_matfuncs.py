@@ -268,6 +268,170 @@ def test_batched_and_float32():
         assert lad.grad(lambda a: lad.sum(fun(a)))(A32).dtype == np.float32
 
 
+def _triangular_kinds(rng, n):
+    """Upper triangular matrices of the kinds logm's scaling and degree choices tell apart."""
+    def tri(diag, off=1.0, complex_=False):
+        X = gauss(rng, (n, n), np.complex128 if complex_ else np.float64) * off
+        T = np.triu(X, 1) + np.diag(diag)
+        return T
+    u = rng.uniform
+    return {
+        "real": tri(u(0.1, 10, n)),
+        "near-identity": tri(1 + 1e-7 * rng.standard_normal(n), 1e-6),
+        "clustered": tri(2 + 1e-9 * rng.standard_normal(n)),
+        "repeated": tri(np.full(n, 3.0)),
+        "scales": tri(10.0 ** u(-4, 4, n), 0.3),
+        "complex": tri(u(0.1, 5, n) * np.exp(1j * u(-3, 3, n)), complex_=True),
+        "unit-circle": tri(np.exp(1j * u(-3.1, 3.1, n)), 0.3, complex_=True),
+        "negative-real": tri(np.r_[-2.0, u(0.5, 2, n - 1)] + 0j, complex_=True),
+        # many square roots (1e5) beside an eigenvalue within 1e-10 of 1: tᵢᵢ^(1/2^s) − 1
+        # needs its product form (the plain difference is 1e-4 off)
+        "near-one-and-far": tri(np.r_[1 + 1e-10, 1e5, u(0.5, 2, max(n - 2, 0))][:n], 0.01),
+    }
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 16])
+def test_logm_stack_kernel_matches_scipy_per_matrix(n):
+    """linalgad._logm_stack (one operation per step for the whole stack) against SciPy's
+    per-matrix inverse scaling and squaring, on one stack that mixes every kind, so that
+    its matrices take different numbers of square roots and Padé degrees."""
+    from scipy.linalg._matfuncs_inv_ssq import _logm
+
+    from linalgad import _logm_stack
+    rng = np.random.default_rng(40 + n)
+    kinds = {k: v for k, v in _triangular_kinds(rng, n).items()}
+    T = np.stack([v.astype(complex) for v in kinds.values()] * 2)
+    U = _logm_stack.logm_triangular(T)
+    for i, name in enumerate(list(kinds) * 2):
+        ref = _logm(T[i])
+        err = np.abs(U[i] - ref).max() / np.abs(ref).max()
+        assert err < 1e-13, (name, err)
+        # entry by entry where the entries are not tiny beside the largest
+        big = np.abs(ref) > 1e-8 * np.abs(ref).max()
+        assert (np.abs(U[i] - ref)[big] <= 1e-12 * np.abs(ref)[big]).all(), name
+    # real triangular input (positive diagonal) stays real
+    R = np.stack([kinds[k] for k in ("real", "near-identity", "clustered", "repeated",
+                                     "scales")])
+    UR = _logm_stack.logm_triangular(R)
+    assert UR.dtype == np.float64
+    for i in range(len(R)):
+        ref = _logm(R[i])
+        assert np.abs(UR[i] - ref).max() <= 1e-13 * np.abs(ref).max()
+    # the square root of the recurrence by superdiagonals
+    S = _logm_stack.sqrtm_triangular(T)
+    assert np.abs(S @ S - T).max() <= 1e-12 * np.abs(T).max()
+
+
+def test_logm_stack_first_superdiagonal_formulas():
+    """The 2×2 entries the stack kernel recomputes, (T^p)₁₂ and (log T)₁₂ of
+    [[l1, t], [0, l2]], against an independent form: t·l1^p·expm1(p·w)/(l2 − l1) and
+    t·w/(l2 − l1) with w = log1p((l2 − l1)/l1) + 2πik the principal log l2 − log l1
+    without cancellation — equal, far, near, near across the branch cut."""
+    from linalgad import _logm_stack as S
+    a = np.exp(1j * (np.pi - 0.01))
+    pairs = [(2.0, 2.0), (0.5, 3.0), (1.0, 1.0 + 1e-9), (1e5, 1e5 * (1 + 3e-11)),
+             (a, np.conj(a)), (3j, 3j * (1 + 1e-8)), (-1 + 1e-3j, -1 - 1e-3j),
+             (0.2 + 0.1j, 0.21 + 0.1j)]
+    l1 = np.array([p[0] for p in pairs], dtype=complex)[None]
+    l2 = np.array([p[1] for p in pairs], dtype=complex)[None]
+    t = np.full(l1.shape, 1.7 - 0.4j)
+    q = np.array([[2.0 ** -5]])
+    diff = l2 - l1
+    z = diff / l1                                   # log1p and expm1 in real arithmetic
+    x, y = z.real, z.imag                           # (NumPy's complex ones lose digits)
+    log1p = 0.5 * np.log1p(x * (2 + x) + y * y) + 1j * np.arctan2(y, 1 + x)
+
+    def expm1(v):
+        return np.expm1(v.real) * np.cos(v.imag) - 2 * np.sin(v.imag / 2) ** 2 + \
+            1j * np.exp(v.real) * np.sin(v.imag)
+    k = np.round((np.log(l2) - np.log(l1) - log1p).imag / (2 * np.pi))
+    w = log1p + 2j * np.pi * k
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want_log = np.where(diff == 0, t / l1, t * w / diff)
+        want_pow = np.where(diff == 0, t * q * l1 ** (q - 1),
+                            t * l1 ** q * expm1(q * w) / diff)
+    got_log = S._log_superdiagonal(l1, l2, t)
+    got_pow = S._power_superdiagonal(l1, l2, t, q)
+    np.testing.assert_allclose(got_log, want_log, rtol=1e-13)
+    np.testing.assert_allclose(got_pow, want_pow, rtol=1e-13)
+    # aᵖ − 1 with p = 1/2^k in product form, against expm1(p log a)
+    av = np.array([[1 + 1e-10, 1e5, 0.3, -2 + 1e-3j, 1j, 1 - 1e-12j, 4.0]])
+    for k in (0, 1, 2, 7, 30):
+        v = np.log(av) / 2.0 ** k
+        np.testing.assert_allclose(S._power_minus_one(av, np.array([[k]])), expm1(v),
+                                   rtol=1e-13)
+    # the real forms stay real
+    r1, r2, tr = np.array([[0.5, 1.0, 7.0]]), np.array([[3.0, 1.0 + 1e-10, 7.0]]), \
+        np.ones((1, 3))
+    assert S._log_superdiagonal(r1, r2, tr).dtype == np.float64
+    assert S._power_superdiagonal(r1, r2, tr, q).dtype == np.float64
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 20])
+def test_complex_schur_of_a_stack(n):
+    """_logm_stack.complex_schur against the definition: Zc Tc Zcᴴ = A, Tc upper
+    triangular with A's eigenvalues, Zc unitary — on a stack that mixes matrices with and
+    without complex pairs (real triangular T's pass through unchanged)."""
+    from linalgad import _logm_stack
+    rng = np.random.default_rng(50 + n)
+    A = rng.standard_normal((6, n, n))
+    A[1] = np.triu(A[1])                                  # real eigenvalues only
+    A[2] = A[2] + A[2].T
+    TZ = [sl.schur(a) for a in A]
+    T, Z = np.stack([t for t, _ in TZ]), np.stack([z for _, z in TZ])
+    Tc, Zc = _logm_stack.complex_schur(T, Z)
+    assert Tc.dtype == Zc.dtype == np.complex128
+    np.testing.assert_allclose(Zc @ Tc @ mH(Zc), A, atol=1e-13 * n)
+    np.testing.assert_allclose(mH(Zc) @ Zc, np.broadcast_to(np.eye(n), A.shape), atol=1e-14 * n)
+    below = np.tril(np.ones((n, n), dtype=bool), -1)
+    assert (Tc[:, below] == 0).all()
+    for i in range(len(A)):
+        np.testing.assert_allclose(np.sort_complex(np.diagonal(Tc[i])),
+                                   np.sort_complex(np.linalg.eigvals(A[i])), atol=1e-12)
+    np.testing.assert_array_equal(Tc[1:3], T[1:3])           # no blocks: T itself
+    # each pair in LAPACK's (and rsf2csf's) order: positive imaginary part first
+    b, m = np.nonzero(np.diagonal(T, -1, -2, -1))
+    assert b.size and (Tc[b, m, m].imag > 0).all() and (Tc[b, m + 1, m + 1].imag < 0).all()
+    # the backend's conversion of a stack is this one
+    from linalgad.backend import CPU
+    Tb, Zb = CPU.schur_complex(T, Z)
+    np.testing.assert_array_equal(Tb, Tc)
+
+
+def test_logm_of_a_stack_takes_the_stack_kernel(monkeypatch):
+    """Real 3×3 matrices with complex eigenvalues (scaled rotations, a common stack): the
+    values match SciPy's per matrix and the per-matrix SciPy loop is not called (the
+    forward pass, and the Fréchet derivative's block logm of order 6 in the backward)."""
+    import scipy.linalg._matfuncs_inv_ssq as ssq
+    rng = np.random.default_rng(41)
+    B = 24
+    th = rng.uniform(-2.5, 2.5, B)
+    c, s_ = np.cos(th), np.sin(th)
+    Rz = np.zeros((B, 3, 3))
+    Rz[:, 0, 0], Rz[:, 0, 1], Rz[:, 1, 0], Rz[:, 1, 1], Rz[:, 2, 2] = c, -s_, s_, c, 1.0
+    Q = M.random_orthogonal(rng, 3, (B,), np.float64)
+    A = Q @ Rz @ np.swapaxes(Q, -1, -2) * rng.uniform(0.5, 2, (B, 1, 1)) \
+        + 0.05 * rng.standard_normal((B, 3, 3))
+    want = np.stack([sl.logm(a) for a in A])
+
+    def no_loop(*args, **kwargs):
+        raise AssertionError("SciPy's per-matrix logm was called")
+    monkeypatch.setattr(ssq, "_logm", no_loop)
+    got = la.logm(A)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-12)
+    check_grads(la.logm, (A[:4],), order=1, rtol=1e-6)
+    W = rng.standard_normal((B, 3, 3))
+    g = lad.grad(lambda a: lad.sum(W * la.logm(a)))(A)
+    # one matrix at a time (SciPy's path is off: through expm_frechet's inverse relation)
+    i = 7
+    E = rng.standard_normal((3, 3))
+    L = mf.frechet_logm(A[i:i + 4], np.stack([E] * 4))[0]
+    np.testing.assert_allclose(la.expm_frechet(want[i], L, compute_expm=False), E,
+                               rtol=1e-9, atol=1e-11)
+    assert np.isfinite(g).all()
+
+
 def test_disp_false_returns_error_estimates():
     A = np.array([[2.0, 1.0], [0.5, 3.0]])
     X, e = la.sqrtm(A, disp=False)
