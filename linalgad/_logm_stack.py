@@ -47,6 +47,8 @@ def logm_triangular(T, solve_triangular=None):
     solve serves otherwise."""
     T = np.asarray(T)
     work = np.promote_types(T.dtype, np.float64)
+    if work.kind == "f" and (np.diagonal(T, 0, -2, -1) <= 0).any():
+        work = np.dtype(np.complex128)                 # (as SciPy: no real logarithm)
     T0 = np.array(T, dtype=work)                       # a copy: T itself is not changed
     B, n = T0.shape[0], T0.shape[-1]
     if B == 0 or n == 0:
@@ -91,7 +93,8 @@ def _solve_upper(A, b):
 
 def _scale(T, d):
     """(s₀, T^(1/2^s₀)): per matrix the number of square roots of the diagonal that bring
-    every entry within θ₇ of 1, and that many square roots of T."""
+    every entry within θ₇ of 1, and that many square roots of T.  A zero on the diagonal
+    (a singular matrix, which the callers reject first) would never get there."""
     s = np.zeros(T.shape[0], dtype=np.int64)
     dd = d.copy()
     far = np.abs(dd - 1).max(axis=-1) > _THETA[7]

@@ -317,6 +317,13 @@ def test_logm_stack_kernel_matches_scipy_per_matrix(n):
     for i in range(len(R)):
         ref = _logm(R[i])
         assert np.abs(UR[i] - ref).max() <= 1e-13 * np.abs(ref).max()
+    # a real triangular matrix with a negative diagonal entry: complex, as SciPy's
+    if n > 1:
+        Rn = R.copy()
+        Rn[0, 0, 0] = -2.0
+        Un = _logm_stack.logm_triangular(Rn)
+        assert Un.dtype == np.complex128
+        np.testing.assert_allclose(Un[0], _logm(Rn[0]), rtol=1e-13, atol=1e-14)
     # the square root of the recurrence by superdiagonals
     S = _logm_stack.sqrtm_triangular(T)
     assert np.abs(S @ S - T).max() <= 1e-12 * np.abs(T).max()
