@@ -28,7 +28,8 @@ import ctypes
 
 import numpy as np
 
-__all__ = ["available", "getrf", "getrs", "getri", "kernel_set", "openblas_core", "trsm",
+__all__ = ["available", "gees", "getrf", "getrs", "getri", "kernel_set", "openblas_core",
+           "schur_available", "trsm", "trsyl",
            "trsm_available", "trsm_cost"]
 
 _PREFIX = {np.dtype(np.float32): "s", np.dtype(np.float64): "d",
@@ -36,7 +37,8 @@ _PREFIX = {np.dtype(np.float32): "s", np.dtype(np.float64): "d",
 _NARGS = {"getrf": 6, "getrs": 9, "getri": 7}
 _BLAS_NARGS = {"trsm": 11}
 # further routines loaded by name (linalgad._lapack_extreme); ``available`` does not ask
-_OTHER_NARGS = {"gebrd": 11, "ormbr": 14, "unmbr": 14, "lasq1": 5}
+_OTHER_NARGS = {"gebrd": 11, "ormbr": 14, "unmbr": 14, "lasq1": 5, "gees": 15,
+                "trsyl": 13}
 _FUNCS = {}
 
 
@@ -258,3 +260,74 @@ def trsm(t, x, lower, trans, unit, right=False):
         pa.value, px.value = base + i * step, xbase + i * xstep
         fn(side, uplo, op, diag, pm_, pn_, alpha, pa, pn, px, pld)
     return x
+
+
+def schur_available(dtype):
+    """Whether gees and trsyl can be called directly for this dtype."""
+    dtype = np.dtype(dtype)
+    return dtype in _PREFIX and all(_load(name, dtype) is not None
+                                    for name in ("gees", "trsyl"))
+
+
+def gees(a):
+    """The Schur form of each matrix of a stack, in place: a (B, n, n) holds, to Fortran,
+    the matrices M[i] = a[i]ᵀ, and becomes their Schur forms Tᵢ (to Fortran; the C-ordered
+    a[i] holds Tᵢᵀ); returns (vs, info) with vs (B, n, n) holding the Schur vectors Zᵢ
+    the same way, M[i] = Zᵢ Tᵢ Zᵢᴴ, and info (B,) int32 (> 0: the QR algorithm did not
+    converge).  Real input gives the real Schur form (2×2 blocks for complex pairs,
+    LAPACK's standardized form, as SciPy's schur).  No sorting (``select`` is NULL)."""
+    B, n = a.shape[0], a.shape[-1]
+    real = a.dtype.kind == "f"
+    fn = _load("gees", a.dtype)
+    vs = np.empty_like(a)
+    info = np.zeros(B, dtype=np.int32)
+    lwork = max(1, 34 * n) if real else max(1, 33 * n)
+    work = np.empty(lwork, dtype=a.dtype)
+    w = np.empty((2 if real else 1, n), dtype=a.dtype)
+    rwork = None if real else np.empty(max(1, n), dtype=np.finfo(a.dtype).dtype)
+    codes = [ctypes.c_char(c) for c in (b"V", b"N")]
+    jobvs, sort = (ctypes.byref(c) for c in codes)
+    null = ctypes.c_void_p(0)
+    pn, sdim, plw = _int(n), _int(0), _int(lwork)
+    pw = _ptr(work.ctypes.data)
+    base, step = a.ctypes.data, a.strides[0]
+    vbase, vstep, ibase = vs.ctypes.data, vs.strides[0], info.ctypes.data
+    pa, pv, pi = _ptr(), _ptr(), _ptr()
+    if real:
+        wr, wi = _ptr(w[0].ctypes.data), _ptr(w[1].ctypes.data)
+        bwork = _ptr(0)
+        for i in range(B):
+            pa.value, pv.value, pi.value = base + i * step, vbase + i * vstep, ibase + 4 * i
+            fn(jobvs, sort, null, pn, pa, pn, sdim, wr, wi, pv, pn, pw, plw, bwork, pi)
+    else:
+        pwc, prw = _ptr(w[0].ctypes.data), _ptr(rwork.ctypes.data)
+        bwork = _ptr(0)
+        for i in range(B):
+            pa.value, pv.value, pi.value = base + i * step, vbase + i * vstep, ibase + 4 * i
+            fn(jobvs, sort, null, pn, pa, pn, sdim, pwc, pv, pn, pw, plw, prw, bwork, pi)
+    return vs, info
+
+
+def trsyl(ta, tb, c, trana, tranb):
+    """Solve op(A) Y + Y op(B) = scale·C for each matrix of a stack, in place: to Fortran
+    ta (B, m, m), tb (B, n, n) and c (B, n, m) hold the upper (quasi-)triangular Schur
+    forms A, B and the m × n right-hand side C (C-ordered arrays of their transposes);
+    op by 'N', 'T' or 'C'.  c becomes Y; returns (scale (B,), info (B,) int32; info 1:
+    A and −B have (nearly) common eigenvalues, LAPACK perturbed them)."""
+    Bn, m, n = ta.shape[0], ta.shape[-1], tb.shape[-1]
+    fn = _load("trsyl", c.dtype)
+    scale = np.ones(Bn, dtype=np.finfo(c.dtype).dtype)
+    info = np.zeros(Bn, dtype=np.int32)
+    codes = [ctypes.c_char(x.encode()) for x in (trana, tranb)]
+    pta, ptb = (ctypes.byref(x) for x in codes)
+    sign, pm, pn = _int(1), _int(m), _int(n)
+    abase, astep = ta.ctypes.data, ta.strides[0]
+    bbase, bstep = tb.ctypes.data, tb.strides[0]
+    cbase, cstep = c.ctypes.data, c.strides[0]
+    sbase, ssize, ibase = scale.ctypes.data, scale.itemsize, info.ctypes.data
+    pa, pb, pc, ps, pi = _ptr(), _ptr(), _ptr(), _ptr(), _ptr()
+    for i in range(Bn):
+        pa.value, pb.value, pc.value = abase + i * astep, bbase + i * bstep, cbase + i * cstep
+        ps.value, pi.value = sbase + i * ssize, ibase + 4 * i
+        fn(pta, ptb, sign, pm, pn, pa, pm, pb, pn, pc, pm, ps, pi)
+    return scale, info

@@ -500,3 +500,64 @@ def test_vectorised_inverse_from_the_factors(dtype, trans, scaled):
     assert got.dtype == np.dtype(dtype) and got.shape == A.shape
     tol = 1e-3 if np.dtype(dtype) in (np.float32, np.complex64) else 1e-10
     assert np.all(np.abs(got - want) <= tol * np.abs(want).max(axis=(-2, -1), keepdims=True))
+
+
+# -- Schur forms and triangular Sylvester solves of stacks (gees, trsyl) -------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["C", "F", "transposed"])
+def test_schur_of_a_stack_is_scipys_and_leaves_the_input_alone(dtype, layout, monkeypatch):
+    """CPU.schur of a stack by one loop of direct gees calls: SciPy's Schur form exactly,
+    for C- and Fortran-ordered and transposed inputs, which it must not overwrite (of an
+    F-ordered matrix the transpose is C-contiguous: a copy that is not made would be
+    handed to LAPACK)."""
+    import scipy.linalg as sl
+    assert _lapack_stack.schur_available(dtype)
+    rng = np.random.default_rng(5)
+    A = _mat(rng, (5, 6, 6), dtype)
+    if layout == "F":
+        A = np.asfortranarray(A)
+    elif layout == "transposed":
+        A = np.swapaxes(A, -1, -2)
+    before = A.copy()
+    T, Z = CPU.schur(A)
+    np.testing.assert_array_equal(A, before)
+    for i in range(len(A)):
+        Ts, Zs = sl.schur(A[i])
+        np.testing.assert_allclose(T[i], Ts, rtol=_tol(dtype), atol=_tol(dtype))
+        np.testing.assert_allclose(Z[i], Zs, rtol=_tol(dtype), atol=_tol(dtype))
+    monkeypatch.setattr(_lapack_stack, "schur_available", lambda dt: False)
+    T2, Z2 = CPU.schur(A)                                 # SciPy's wrapper, per matrix
+    np.testing.assert_array_equal(T, T2)
+    np.testing.assert_array_equal(Z, Z2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_triangular_sylvester_stack_equals_the_wrapper_loop(dtype, ta, tb, monkeypatch):
+    """backend._trsyl_stack by direct trsyl calls against SciPy's wrapper per matrix, with
+    broadcast factors and a Fortran-ordered right-hand side it must not overwrite."""
+    rng = np.random.default_rng(6)
+    Ta, _ = CPU.schur(_mat(rng, (1, 4, 4), dtype))
+    Tb, _ = CPU.schur(_mat(rng, (3, 5, 5), dtype))
+    F = np.asfortranarray(_mat(rng, (3, 4, 5), dtype))
+    before = F.copy()
+    Y = CPU._trsyl_stack(Ta, ta, Tb, tb, F, "sylvester", "no solution")
+    np.testing.assert_array_equal(F, before)
+    op = lambda T, t: np.conj(np.swapaxes(T, -1, -2)) if t else T   # noqa: E731
+    np.testing.assert_allclose(op(Ta, ta) @ Y + Y @ op(Tb, tb), F,
+                               rtol=10 * _tol(dtype), atol=10 * _tol(dtype))
+    monkeypatch.setattr(_lapack_stack, "schur_available", lambda dt: False)
+    np.testing.assert_allclose(CPU._trsyl_stack(Ta, ta, Tb, tb, F, "sylvester", "x"), Y,
+                               rtol=_tol(dtype), atol=_tol(dtype))
+
+
+def test_schur_of_a_stack_names_a_matrix_that_fails(monkeypatch):
+    """gees's info > 0 (no convergence) names the matrix, as the wrapper loop does."""
+    def failing(a):
+        info = np.zeros(a.shape[0], dtype=np.int32)
+        info[2] = 1
+        return np.empty_like(a), info
+    monkeypatch.setattr(_lapack_stack, "gees", failing)
+    with pytest.raises(LinAlgError, match=r"schur.*did not converge.*\(2,\)"):
+        CPU.schur(np.ones((4, 3, 3)))
