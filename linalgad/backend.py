@@ -1688,8 +1688,7 @@ class CPUKernels(ComposedKernels):
         has a negative real eigenvalue (no real logarithm), naming it in a stack.
         """
         n, batch = A.shape[-1], A.shape[:-2]
-        flat = A.reshape(-1, n, n)
-        T, Z = self.schur(flat, op)
+        T, Z = (x.reshape(-1, n, n) for x in self.schur(A, op))     # (errors name A's index)
         if A.dtype.kind == "f" and n > 1 and (np.diagonal(T, -1, -2, -1) != 0).any():
             # complex eigenvalues in some matrix: the whole stack in the complex Schur form
             T, Z = self.schur_complex(T, Z)
