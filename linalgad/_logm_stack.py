@@ -24,9 +24,11 @@ call per matrix:
 Single precision is computed in double (as SciPy does) and returned in double; the
 caller rounds.  The input must be upper triangular with no zero on the diagonal (the
 caller checks singularity), real only when its diagonal is positive.  Also here:
-:func:`complex_schur`, the complex Schur form of a stack of real ones (what SciPy's
-``rsf2csf`` does one matrix and one block at a time), which logm needs for real matrices
-with complex eigenvalues.  Speed against SciPy's loop: ``backend.LOGM_STACK``.
+:func:`frechet_triangular`, the Fréchet derivative of the same computation (logm's
+gradient on a stack), and :func:`complex_schur`, the complex Schur form of a stack of
+real ones (what SciPy's ``rsf2csf`` does one matrix and one block at a time), which logm
+needs for real matrices with complex eigenvalues.  Speed against SciPy's loop:
+``backend.LOGM_STACK``.
 """
 
 from __future__ import annotations
@@ -308,3 +310,47 @@ def complex_schur(T, Z):
             M[rows, :stop, m] = -np.conj(sn)[:, None] * left + np.conj(cs)[:, None] * right
         Tc[rows, m, m - 1] = 0
     return Tc, Zc
+
+
+def frechet_triangular(T, F, sylvester, solve):
+    """L_log(T, F), the Fréchet derivative of log at each upper triangular T of a stack in
+    the direction F (B, n, n), by differentiating the inverse scaling and squaring that
+    :func:`logm_triangular` runs (Al-Mohy, Higham & Relton 2013): with the same number of
+    square roots s and Padé degree m,
+
+        Rₖ = Rₖ₋₁^(1/2),   Rₖ Fₖ + Fₖ Rₖ = Fₖ₋₁   (R₀ = T, F₀ = F: the derivative of a root),
+        L = 2^s Σⱼ wⱼ (I + xⱼ X)⁻¹ F_s (I + xⱼ X)⁻¹,   X = R_s − I
+
+    (the derivative of (I + xX)⁻¹ X is (I + xX)⁻¹ E (I + xX)⁻¹).  ``sylvester(R, C)``
+    solves R Y + Y R = C and ``solve(M, C, right)`` M Y = C or Y M = C for upper triangular
+    stacks.  About s triangular Sylvester solves and 2m triangular solves, where the
+    logarithm of the block [[T, F], [0, T]] of order 2n costs about 8 logarithms of T."""
+    T = np.asarray(T)
+    work = np.result_type(T.dtype, F.dtype, np.float64)
+    if work.kind == "f" and (np.diagonal(T, 0, -2, -1) <= 0).any():
+        work = np.dtype(np.complex128)
+    T0 = np.array(T, dtype=work)
+    B, n = T0.shape[0], T0.shape[-1]
+    X = np.array(np.broadcast_to(F, T0.shape), dtype=work)
+    if B == 0 or n == 0:
+        return X
+    d0 = np.diagonal(T0, 0, -2, -1).copy()
+    s, Ts = _scale(T0.copy(), d0)
+    m, s, _ = _choose(Ts, s)                            # logm's s and m for these T
+    R = T0
+    for k in range(1, int(s.max(initial=0)) + 1):
+        rows = np.flatnonzero(s >= k)
+        R[rows] = sqrtm_triangular(R[rows])
+        X[rows] = sylvester(R[rows], X[rows])
+    idx = np.arange(n)
+    R[:, idx, idx] -= 1      # (the cancellation here costs the value's diagonal digits, which
+    L = np.zeros_like(X)     # logm recomputes; in (I + xR)⁻¹ it is an O(ε) perturbation)
+    eye = np.eye(n, dtype=work)
+    for degree in np.unique(m):
+        group = np.flatnonzero(m == degree)
+        x, w = np.polynomial.legendre.leggauss(int(degree))
+        for xj, wj in zip((x + 1) / 2, w / 2):
+            M = eye + xj * R[group]
+            L[group] += wj * solve(M, solve(M, X[group], False), True)
+    L *= np.exp2(s.astype(float))[:, None, None]
+    return L

@@ -405,6 +405,41 @@ def test_complex_schur_of_a_stack(n):
     np.testing.assert_array_equal(Tb, Tc)
 
 
+@pytest.mark.parametrize("n", [1, 3, 8])
+def test_logm_frechet_of_a_stack_differentiates_the_algorithm(n, monkeypatch):
+    """_logm_stack.frechet_triangular (Sylvester equations of the square roots, the Padé
+    approximant's solves) against the logarithm of the block [[T, F], [0, T]] (SciPy's
+    per-matrix logm, the definition L_log(T, F) = log(block)₁₂), on a stack that mixes the
+    kinds of spectra; and CPU.logm_frechet_schur takes it for stacks."""
+    from scipy.linalg._matfuncs_inv_ssq import _logm
+
+    from linalgad import _logm_stack
+    from linalgad.backend import CPU
+    rng = np.random.default_rng(60 + n)
+    kinds = _triangular_kinds(rng, n)
+    T = np.stack([v.astype(complex) for v in kinds.values()])
+    F = gauss(rng, T.shape, np.complex128)
+    L = _logm_stack.frechet_triangular(T, F, CPU._root_sylvester, CPU._upper_solve)
+    for i, name in enumerate(kinds):
+        big = np.zeros((2 * n, 2 * n), dtype=complex)
+        big[:n, :n] = big[n:, n:] = T[i]
+        scale = np.abs(T[i]).sum(axis=0).max() / np.abs(F[i]).sum(axis=0).max()
+        big[:n, n:] = scale * F[i]
+        want = _logm(big)[:n, n:] / scale
+        assert np.abs(L[i] - want).max() <= 1e-11 * np.abs(want).max(), name
+    # real triangular factors and a real direction stay real
+    R = np.stack([kinds[k] for k in ("real", "clustered", "scales")])
+    FR = rng.standard_normal(R.shape)
+    LR = _logm_stack.frechet_triangular(R, FR, CPU._root_sylvester, CPU._upper_solve)
+    assert LR.dtype == np.float64
+    # the backend's stack path is this one (the block logm is not computed)
+    monkeypatch.setattr(CPU, "_frechet_block", lambda *a: (_ for _ in ()).throw(
+        AssertionError("the 2n block was formed")))
+    Z = np.broadcast_to(np.eye(n), T.shape)
+    np.testing.assert_allclose(CPU.logm_frechet_schur(T, Z, F, False), L, rtol=1e-12,
+                               atol=1e-14)
+
+
 def test_logm_of_a_stack_takes_the_stack_kernel(monkeypatch):
     """Real 3×3 matrices with complex eigenvalues (scaled rotations, a common stack): the
     values match SciPy's per matrix and the per-matrix SciPy loop is not called (the
