@@ -93,7 +93,7 @@ def _solve_upper(A, b):
     return np.linalg.solve(A, b)
 
 
-def _scale(T, d):
+def _scale(T, d, on_root=None):
     """(s₀, T^(1/2^s₀)): per matrix the number of square roots of the diagonal that bring
     every entry within θ₇ of 1, and that many square roots of T.  A zero on the diagonal
     (a singular matrix, which the callers reject first) would never get there."""
@@ -107,13 +107,15 @@ def _scale(T, d):
     for k in range(1, int(s.max(initial=0)) + 1):
         rows = np.flatnonzero(s >= k)
         T[rows] = sqrtm_triangular(T[rows])
+        if on_root is not None:
+            on_root(rows)
     return s, T
 
 
-def _choose(T, s):
+def _choose(T, s, on_root=None):
     """(m, s, T): the Padé degree per matrix and the further square roots the a-priori
     bounds ask for (Al-Mohy & Higham 2012, Algorithm 4.1, lines 8-34); the powers of
-    T − I are reused until a square root changes T."""
+    T − I are reused until a square root changes T.  ``on_root`` as for :func:`_scale`."""
     B, n = T.shape[0], T.shape[-1]
     eye = np.eye(n)
     low = np.complex64 if T.dtype.kind == "c" else np.float32
@@ -156,6 +158,8 @@ def _choose(T, s):
         if open_.size:
             T[open_] = sqrtm_triangular(T[open_])
             s[open_] += 1
+            if on_root is not None:
+                on_root(open_)
             X = minus_eye(T[open_])
             P3 = X @ X @ X
     return m, s, T
@@ -335,13 +339,12 @@ def frechet_triangular(T, F, sylvester, solve):
     if B == 0 or n == 0:
         return X
     d0 = np.diagonal(T0, 0, -2, -1).copy()
-    s, Ts = _scale(T0.copy(), d0)
-    m, s, _ = _choose(Ts, s)                            # logm's s and m for these T
-    R = T0
-    for k in range(1, int(s.max(initial=0)) + 1):
-        rows = np.flatnonzero(s >= k)
-        R[rows] = sqrtm_triangular(R[rows])
-        X[rows] = sylvester(R[rows], X[rows])
+
+    def differentiate(rows):              # each new root Rₖ of these rows: Fₖ from Fₖ₋₁
+        X[rows] = sylvester(T0[rows], X[rows])
+    # logm's own s and m, each root taken once: T0 is overwritten by them as they come
+    s, R = _scale(T0, d0, differentiate)
+    m, s, R = _choose(R, s, differentiate)
     idx = np.arange(n)
     R[:, idx, idx] -= 1      # (the cancellation here costs the value's diagonal digits, which
     L = np.zeros_like(X)     # logm recomputes; in (I + xR)⁻¹ it is an O(ε) perturbation)
