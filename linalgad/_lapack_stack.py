@@ -287,24 +287,18 @@ def gees(a):
     rwork = None if real else np.empty(max(1, n), dtype=np.finfo(a.dtype).dtype)
     codes = [ctypes.c_char(c) for c in (b"V", b"N")]
     jobvs, sort = (ctypes.byref(c) for c in codes)
-    null = ctypes.c_void_p(0)
-    pn, sdim, plw = _int(n), _int(0), _int(lwork)
-    pw = _ptr(work.ctypes.data)
+    pn, plw = _int(n), _int(lwork)
+    pa, pv, pi = _ptr(), _ptr(), _ptr()
+    # the two signatures differ in the eigenvalues (wr, wi against w) and rwork alone
+    values = tuple(_ptr(row.ctypes.data) for row in w)
+    rw = () if real else (_ptr(rwork.ctypes.data),)
+    args = ((jobvs, sort, ctypes.c_void_p(0), pn, pa, pn, _int(0)) + values
+            + (pv, pn, _ptr(work.ctypes.data), plw) + rw + (_ptr(0), pi))
     base, step = a.ctypes.data, a.strides[0]
     vbase, vstep, ibase = vs.ctypes.data, vs.strides[0], info.ctypes.data
-    pa, pv, pi = _ptr(), _ptr(), _ptr()
-    if real:
-        wr, wi = _ptr(w[0].ctypes.data), _ptr(w[1].ctypes.data)
-        bwork = _ptr(0)
-        for i in range(B):
-            pa.value, pv.value, pi.value = base + i * step, vbase + i * vstep, ibase + 4 * i
-            fn(jobvs, sort, null, pn, pa, pn, sdim, wr, wi, pv, pn, pw, plw, bwork, pi)
-    else:
-        pwc, prw = _ptr(w[0].ctypes.data), _ptr(rwork.ctypes.data)
-        bwork = _ptr(0)
-        for i in range(B):
-            pa.value, pv.value, pi.value = base + i * step, vbase + i * vstep, ibase + 4 * i
-            fn(jobvs, sort, null, pn, pa, pn, sdim, pwc, pv, pn, pw, plw, prw, bwork, pi)
+    for i in range(B):
+        pa.value, pv.value, pi.value = base + i * step, vbase + i * vstep, ibase + 4 * i
+        fn(*args)
     return vs, info
 
 

@@ -43,22 +43,20 @@ _THETA = (None, 1.59e-5, 2.31e-3, 1.94e-2, 6.21e-2, 1.28e-1, 2.06e-1, 2.88e-1, 3
           4.39e-1, 5.03e-1, 5.60e-1, 6.09e-1, 6.52e-1, 6.89e-1, 7.21e-1, 7.49e-1)
 
 
-def logm_triangular(T, solve_triangular=None):
+def logm_triangular(T, solve=None):
     """log T for a stack T (B, n, n) of upper triangular matrices (float64 or complex128
-    after promotion).  ``solve_triangular(A, b)`` (upper, stacks) may be passed in; NumPy's
-    solve serves otherwise."""
+    after promotion).  ``solve(M, C, right)`` (M⁻¹ C, or C M⁻¹ when ``right``, for upper
+    triangular stacks) may be passed in, as to :func:`frechet_triangular`; NumPy's solve
+    serves otherwise."""
     T = np.asarray(T)
-    work = np.promote_types(T.dtype, np.float64)
-    if work.kind == "f" and (np.diagonal(T, 0, -2, -1) <= 0).any():
-        work = np.dtype(np.complex128)                 # (as SciPy: no real logarithm)
-    T0 = np.array(T, dtype=work)                       # a copy: T itself is not changed
+    T0 = np.array(T, dtype=_working_dtype(T))            # a copy: T itself is not changed
     B, n = T0.shape[0], T0.shape[-1]
     if B == 0 or n == 0:
         return T0
-    solve = solve_triangular or _solve_upper
+    solve = solve or _solve_upper
     idx = np.arange(n)
     d0 = np.diagonal(T0, 0, -2, -1).copy()
-    t0 = T0[:, idx[:-1], idx[1:]].copy()               # the first superdiagonal
+    t0 = T0[:, idx[:-1], idx[1:]]                      # the first superdiagonal (a copy)
     s, Ts = _scale(T0, d0)                             # (T0 is overwritten)
     m, s, Ts = _choose(Ts, s)
     principal = ((d0.real > 0) | (d0.imag != 0)).all(axis=-1)
@@ -89,8 +87,27 @@ def logm_triangular(T, solve_triangular=None):
     return U
 
 
-def _solve_upper(A, b):
-    return np.linalg.solve(A, b)
+def _working_dtype(T, *others):
+    """float64 or complex128: complex when T or another array is, or when T (upper
+    triangular) has a diagonal entry ≤ 0 (no real logarithm: complex, as SciPy's logm)."""
+    work = np.result_type(T.dtype, *(x.dtype for x in others), np.float64)
+    if work.kind == "f" and (np.diagonal(T, 0, -2, -1) <= 0).any():
+        work = np.dtype(np.complex128)
+    return work
+
+
+def _nodes(m):
+    """Gauss–Legendre nodes and weights of degree m on [0, 1]: the partial fractions of
+    the [m/m] Padé approximant of log(1 + x) are Σⱼ wⱼ x / (1 + xⱼ x)."""
+    x, w = np.polynomial.legendre.leggauss(m)
+    return (x + 1) / 2, w / 2
+
+
+def _solve_upper(M, C, right):
+    if right:
+        return np.swapaxes(np.linalg.solve(np.swapaxes(M, -1, -2), np.swapaxes(C, -1, -2)),
+                           -1, -2)
+    return np.linalg.solve(M, C)
 
 
 def _scale(T, d, on_root=None):
@@ -231,14 +248,20 @@ def _unwinding(z):
     return np.ceil((np.imag(z) - np.pi) / (2 * np.pi))
 
 
+def _pair_cases(l1, l2):
+    """Masks (equal, far, near) of diagonal pairs for the 2×2 formulas: the divided
+    difference directly where |l2 − l1| > |l1 + l2|/2, through arctanh where nearer."""
+    same = l1 == l2
+    far = ~same & (np.abs(l2 - l1) > np.abs(l1 + l2) / 2)
+    return same, far, ~same & ~far
+
+
 def _power_superdiagonal(l1, l2, t12, p):
     """(T^p)₁₂ of the 2×2 triangular [[l1, t12], [0, l2]], elementwise without cancellation
     (Higham & Lin 2011, eq. 5.5)."""
     out = np.empty(np.broadcast_shapes(l1.shape, t12.shape, p.shape), dtype=t12.dtype)
     p = np.broadcast_to(p, out.shape)
-    same = l1 == l2
-    far = ~same & (np.abs(l2 - l1) > np.abs(l1 + l2) / 2)
-    near = ~same & ~far
+    same, far, near = _pair_cases(l1, l2)
     out[same] = t12[same] * p[same] * l1[same] ** (p[same] - 1)
     out[far] = t12[far] * (l2[far] ** p[far] - l1[far] ** p[far]) / (l2[far] - l1[far])
     if near.any():
@@ -255,9 +278,7 @@ def _power_superdiagonal(l1, l2, t12, p):
 def _log_superdiagonal(l1, l2, t12):
     """(log T)₁₂ of the 2×2 triangular [[l1, t12], [0, l2]] (Higham 2008, eq. 11.28)."""
     out = np.empty(t12.shape, dtype=t12.dtype)
-    same = l1 == l2
-    far = ~same & (np.abs(l2 - l1) > np.abs(l1 + l2) / 2)
-    near = ~same & ~far
+    same, far, near = _pair_cases(l1, l2)
     out[same] = t12[same] / l1[same]
     out[far] = t12[far] * (np.log(l2[far]) - np.log(l1[far])) / (l2[far] - l1[far])
     if near.any():
@@ -272,12 +293,10 @@ def _log_superdiagonal(l1, l2, t12):
 def _pade(R, m, solve):
     """Σⱼ wⱼ (I + xⱼ R)⁻¹ R for a stack R (B, n, n): the [m/m] Padé approximant of
     log(I + R) in partial fractions (Gauss–Legendre nodes xⱼ and weights wⱼ on [0, 1])."""
-    x, w = np.polynomial.legendre.leggauss(m)
-    x, w = (x + 1) / 2, w / 2
     eye = np.eye(R.shape[-1], dtype=R.dtype)
     U = np.zeros_like(R)
-    for xj, wj in zip(x, w):
-        U += solve(eye + xj * R, wj * R)
+    for xj, wj in zip(*_nodes(m)):
+        U += solve(eye + xj * R, wj * R, False)
     return U
 
 
@@ -329,13 +348,10 @@ def frechet_triangular(T, F, sylvester, solve):
     solves R Y + Y R = C and ``solve(M, C, right)`` M Y = C or Y M = C for upper triangular
     stacks.  About s triangular Sylvester solves and 2m triangular solves, where the
     logarithm of the block [[T, F], [0, T]] of order 2n costs about 8 logarithms of T."""
-    T = np.asarray(T)
-    work = np.result_type(T.dtype, F.dtype, np.float64)
-    if work.kind == "f" and (np.diagonal(T, 0, -2, -1) <= 0).any():
-        work = np.dtype(np.complex128)
-    T0 = np.array(T, dtype=work)
+    T, F = np.asarray(T), np.asarray(F)
+    work = _working_dtype(T, F)
+    T0, X = np.array(T, dtype=work), np.array(F, dtype=work)
     B, n = T0.shape[0], T0.shape[-1]
-    X = np.array(np.broadcast_to(F, T0.shape), dtype=work)
     if B == 0 or n == 0:
         return X
     d0 = np.diagonal(T0, 0, -2, -1).copy()
@@ -348,11 +364,10 @@ def frechet_triangular(T, F, sylvester, solve):
     idx = np.arange(n)
     R[:, idx, idx] -= 1      # (the cancellation here costs the value's diagonal digits, which
     L = np.zeros_like(X)     # logm recomputes; in (I + xR)⁻¹ it is an O(ε) perturbation)
-    eye = np.eye(n, dtype=work)
+    eye = np.eye(n, dtype=X.dtype)
     for degree in np.unique(m):
         group = np.flatnonzero(m == degree)
-        x, w = np.polynomial.legendre.leggauss(int(degree))
-        for xj, wj in zip((x + 1) / 2, w / 2):
+        for xj, wj in zip(*_nodes(int(degree))):
             M = eye + xj * R[group]
             L[group] += wj * solve(M, solve(M, X[group], False), True)
     L *= np.exp2(s.astype(float))[:, None, None]

@@ -333,6 +333,14 @@ def _tri_weights(n, lower, strict, diag):
     return w
 
 
+def _fortran_stack(X, dtype=None):
+    """A new C-ordered stack of the transposes of X's matrices (..., m, n) -> (..., n, m):
+    what Fortran LAPACK, handed each matrix by address, reads as X's matrices themselves.
+    Always a copy (of an F-ordered X the transpose is C-contiguous already: without the
+    copy an in-place LAPACK call would overwrite the caller's array)."""
+    return np.array(np.swapaxes(X, -1, -2), dtype=dtype, order="C")
+
+
 def _mH(xp, x):
     t = xp.swapaxes(x, -1, -2)
     return xp.conj(t) if x.dtype.kind == "c" else t
@@ -997,7 +1005,7 @@ class CPUKernels(ComposedKernels):
         elif m == n and n and _lapack_stack.available(A.dtype):
             # the stack copied once with each matrix in Fortran order, getrf on each in
             # place; the factors come back as the (Fortran-ordered) view SciPy's are
-            work = np.array(np.swapaxes(A.reshape(-1, n, n), -1, -2), order="C")
+            work = _fortran_stack(A.reshape(-1, n, n))
             piv1, info = _lapack_stack.getrf(work)
             lu = np.swapaxes(work, -1, -2).reshape(A.shape)
             piv = (piv1 - 1).astype(np.intp).reshape(batch + (n,))
@@ -1719,8 +1727,7 @@ class CPUKernels(ComposedKernels):
         if _logm_stack_pays(*T.shape[:2]):
             # the same method, one NumPy operation per step for the whole stack
             # (linalgad._logm_stack: 15 times faster for 200 matrices of order 16)
-            out[...] = _logm_stack.logm_triangular(
-                T, lambda a, b: CPU.solve_triangular(a, b, lower=False, op="logm"))
+            out[...] = _logm_stack.logm_triangular(T, CPU._upper_solve)
         else:
             try:
                 from scipy.linalg._matfuncs_inv_ssq import _logm
@@ -1768,9 +1775,7 @@ class CPUKernels(ComposedKernels):
 
     def _root_sylvester(self, R, C):
         """Y with R Y + Y R = C for a stack of upper triangular R (a square root's
-        Fréchet derivative)."""
-        if R.dtype != C.dtype:
-            R = R.astype(np.result_type(R.dtype, C.dtype))
+        Fréchet derivative; R and C of one dtype)."""
         return self._trsyl_stack(R, False, R, False, C, "logm",
                                  "a square root's Sylvester equation has no solution")
 
@@ -1811,10 +1816,7 @@ class CPUKernels(ComposedKernels):
         if n == 0 or A.size == 0:
             return A.copy(), np.broadcast_to(np.eye(n, dtype=A.dtype), A.shape).copy()
         if batch and A.dtype.char in "fdFD" and _lapack_stack.schur_available(A.dtype):
-            # Fortran must see A itself: the stack of transposes, C-ordered — a copy always
-            # (of an F-ordered A the transpose is C-contiguous already, and gees would
-            # overwrite the caller's array)
-            a = np.array(np.swapaxes(A.reshape(-1, n, n), -1, -2), order="C")
+            a = _fortran_stack(A.reshape(-1, n, n))          # Fortran sees A itself
             vs, info = _lapack_stack.gees(a)
             if info.any():
                 i = int(np.flatnonzero(info)[0])
@@ -1885,14 +1887,10 @@ class CPUKernels(ComposedKernels):
         trana, tranb = ("C" if ta else "N"), ("C" if tb else "N")
         if len(batch) and F.dtype.char in "fdFD" and Ta.dtype == Tb.dtype == F.dtype and \
                 _lapack_stack.schur_available(F.dtype):
-            # one loop of direct calls (``_lapack_stack.trsyl``); Fortran sees the
-            # C-ordered transposes, so each factor and F are transposed once (copies:
-            # trsyl overwrites c, and F may be the caller's)
-            def fortran(X):
-                return np.array(np.swapaxes(X, -1, -2), order="C")
-            c = fortran(fF)
-            scale, info = _lapack_stack.trsyl(fortran(fTa)[ia], fortran(fTb)[ib], c,
-                                              trana, tranb)
+            # one loop of direct calls (``_lapack_stack.trsyl``), which overwrites c
+            c = _fortran_stack(fF)
+            scale, info = _lapack_stack.trsyl(_fortran_stack(fTa)[ia], _fortran_stack(fTb)[ib],
+                                              c, trana, tranb)
             if info.any():
                 i = int(np.flatnonzero(info)[0])
                 raise LinAlgError(f"{op}: {what}{_where(op, batch, i)}")
@@ -1989,8 +1987,7 @@ def _stack_lu_solve(F, b, trans):
         lu = lu.astype(dtype)
     # A x = b is (Aᵀ)ᵀ x = b; Aᵀ x = b itself; Aᴴ x = b is Aᵀ conj(x) = conj(b)
     conj = trans == 2 and dtype.kind == "c"
-    bt = np.array(np.swapaxes(b.reshape(lu.shape[0], n, k), -1, -2), dtype=dtype, order="C",
-                  copy=True)
+    bt = _fortran_stack(b.reshape(lu.shape[0], n, k), dtype)
     if conj:
         np.conjugate(bt, out=bt)
     _lapack_stack.getrs(lu, F.piv, bt, "T" if trans == 0 else "N")
