@@ -69,3 +69,23 @@ def test_cancelled_inner_product_is_measured_against_its_terms():
                     lambda t, o, r, x: t[0] * 2.0)
     with pytest.raises(GradCheckError):
         check_grads(bad, (np.array([0.3, -0.3, 0.3]),), modes=("rev",), order=1)
+
+
+@pytest.mark.parametrize("scale", [1e-8, 1e-3, 1e4, 1e8])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex128])
+def test_units_do_not_change_the_verdict(scale, dtype):
+    """The step is relative to each input's size and the error floor to the
+    output's, so a right rule passes and a wrong one fails at any scale: with a
+    fixed step of 1e-6 an input of size 1e-8 was differenced over a step 100
+    times its size (a right rule failed), and with an absolute floor of 1e-9 the
+    derivatives of F = A @ A at 1e-8 (size 1e-8) were never compared at all."""
+    X = (scale * A).astype(dtype)
+    if np.dtype(dtype).kind == "c":
+        X = X + 1j * scale * np.random.default_rng(1).standard_normal(A.shape)
+    check_grads(_square(), (X,), order=2)
+    check_grads(lambda a: lad.linalg.inv(a), (X + 5 * scale * np.eye(4),), order=1)
+    for kw, mode in [(dict(reverse_factor=1 + 1e-2), "rev"),
+                     (dict(forward_factor=1 + 1e-2), "fwd"),
+                     (dict(transpose_bug=True), "rev")]:
+        with pytest.raises(GradCheckError, match=mode):
+            check_grads(_square(**kw), (X,), modes=(mode,), order=1)

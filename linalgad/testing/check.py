@@ -65,6 +65,28 @@ def _random_like(rng, x):
     return v.astype(x.dtype)
 
 
+def _size(x):
+    """The root-mean-square magnitude of x's entries (1 where that is 0 or not finite)."""
+    x = np.asarray(x)
+    if x.size == 0 or x.dtype.kind not in "fciub":
+        return 1.0
+    rms = float(np.sqrt(np.mean(np.abs(x.astype(_double(x.dtype)
+                                               if x.dtype.kind in "fc" else np.float64)) ** 2)))
+    return rms if np.isfinite(rms) and rms > 0 else 1.0
+
+
+def _direction(rng, x):
+    """A random direction for x, scaled to x's size: the step eps·v is then relative.
+
+    An unscaled step of 1e-6 is larger than an input of size 1e-8 (the difference
+    quotient then measures another function) and below rounding for one of size
+    1e12; scaled, the check judges the same function at any units.
+    """
+    v = _random_like(rng, x)
+    scale = _size(x)
+    return v if scale == 1.0 or v.dtype.kind not in "fc" else (v * scale).astype(v.dtype)
+
+
 class _Inner(float):
     """Re <a, b> summed over leaves, remembering the size of what it summed.
 
@@ -107,12 +129,13 @@ def _to_host(x):
 
 
 class _Checker:
-    def __init__(self, fun, args, modes, rtol, atol, eps, rng, fd_double, errors):
+    def __init__(self, fun, args, modes, rtol, atol, eps, rng, fd_double, errors, floor):
         self.fun = fun
         self.args = tuple(args)
         self.modes = tuple(modes)
         self.rtol = rtol
         self.atol = atol
+        self.floor = floor
         self.eps = eps
         self.rng = rng
         self.fd_double = fd_double
@@ -148,7 +171,7 @@ class _Checker:
     def run(self, order, label):
         x_leaves, self.treedef = tree_flatten(self.args)
         x_leaves = [np.asarray(x) if not hasattr(x, "shape") else x for x in x_leaves]
-        v_leaves = [_like_device(x, _random_like(self.rng, _to_host(x))) for x in x_leaves]
+        v_leaves = [_like_device(x, _direction(self.rng, _to_host(x))) for x in x_leaves]
         v_tree = tree_unflatten(self.treedef, v_leaves)
 
         out, pull = vjp(self.fun, *self.args)
@@ -161,7 +184,20 @@ class _Checker:
 
         fd = self._fd_jvp(x_leaves, v_leaves, self.treedef)
         fd_w = _inner([_to_host(w_leaves[i]) for i in float_idx], [fd[i] for i in float_idx])
-        scale = self.atol
+        # The floor below which a difference is not judged: atol if given, else a small
+        # multiple of the output's own size (J v along a direction scaled to x has f's
+        # units; the difference quotient's rounding error is about u·|f| / (eps·|x|)).
+        if self.atol is not None:
+            leaf_floor = {i: self.atol for i in float_idx}
+            scale = self.atol
+        else:
+            hosts = {i: _to_host(out_leaves[i]) for i in float_idx}
+            leaf_floor = {i: self.floor * float(np.linalg.norm(
+                np.asarray(hosts[i], dtype=_double(hosts[i].dtype)).ravel()))
+                for i in float_idx}
+            sized = _inner([np.abs(_to_host(w_leaves[i])) for i in float_idx],
+                           [np.abs(hosts[i]) for i in float_idx])
+            scale = self.floor * sized.typical
 
         if "fwd" in self.modes:
             _, t = jvp(self.fun, self.args, v_tree)
@@ -170,7 +206,7 @@ class _Checker:
                 got, want = _to_host(t_leaves[i]), fd[i]
                 err = float(np.linalg.norm((got - want).ravel())) / max(
                     float(np.linalg.norm(want.ravel())), float(np.linalg.norm(got.ravel())),
-                    scale, 1e-300)
+                    leaf_floor[i], 1e-300)
                 self._record(f"{label}fwd (J v vs finite differences), output {i}", err,
                              self.rtol)
                 if got.dtype != _to_host(out_leaves[i]).dtype:
@@ -205,12 +241,14 @@ class _Checker:
                 def pullback(*xs):
                     return vjp(self.fun, *xs)[1](w_tree)
                 _Checker(pullback, self.args, self.modes, self.rtol, self.atol, self.eps,
-                         self.rng, self.fd_double, self.errors).run(order - 1, label + "rev→")
+                         self.rng, self.fd_double, self.errors, self.floor).run(
+                             order - 1, label + "rev→")
             if "fwd" in self.modes:
                 def pushforward(*xs):
                     return jvp(self.fun, xs, v_tree)[1]
                 _Checker(pushforward, self.args, self.modes, self.rtol, self.atol, self.eps,
-                         self.rng, self.fd_double, self.errors).run(order - 1, label + "fwd→")
+                         self.rng, self.fd_double, self.errors, self.floor).run(
+                             order - 1, label + "fwd→")
 
     def _record(self, what, err, tol):
         self.errors.append((what, float(err), float(tol)))
@@ -230,13 +268,12 @@ def grad_errors(fun, args, modes=("fwd", "rev"), order=1, rtol=None, atol=None, 
     dtypes = [np.asarray(_to_host(x)).dtype for x in leaves]
     if rtol is None:
         rtol = default_tolerance(dtypes)
-    if atol is None:
-        atol = 1e-9 if not any(d in _SINGLE for d in dtypes) else 1e-5
+    floor = 1e-9 if not any(d in _SINGLE for d in dtypes) else 1e-5
     if eps is None:
         eps = 1e-6 if fd_double or not any(d in _SINGLE for d in dtypes) else 1e-3
     errors = []
     rng = np.random.default_rng(seed)
-    _Checker(fun, args, modes, rtol, atol, eps, rng, fd_double, errors).run(order, "")
+    _Checker(fun, args, modes, rtol, atol, eps, rng, fd_double, errors, floor).run(order, "")
     return errors
 
 
@@ -251,10 +288,14 @@ def check_grads(fun, args, modes=("fwd", "rev"), order=2, rtol=None, atol=None, 
              derivative functions (all four compositions of the modes)
     rtol     relative tolerance against finite differences (default 1e-6 in
              double precision, 2e-3 when any input is single precision)
-    atol     absolute floor of the error's denominator
-    eps      finite-difference step (default 1e-6, in double precision); the
-             estimate extrapolates central differences at eps and eps/2
-             (Richardson), accurate to O(eps⁴) plus rounding
+    atol     absolute floor of the error's denominator (default: 1e-9 times the
+             size of the output, 1e-5 in single precision — relative, so that a
+             function is judged alike in any units)
+    eps      relative finite-difference step (default 1e-6, in double precision):
+             each input moves by eps times a random direction scaled to that
+             input's root-mean-square size; the estimate extrapolates central
+             differences at eps and eps/2 (Richardson), accurate to O(eps⁴) plus
+             rounding
     fd_double  evaluate finite differences on inputs promoted to double
     """
     errors = grad_errors(fun, args, modes, order, rtol, atol, eps, seed, fd_double)
