@@ -87,6 +87,9 @@ _METHODS = {
     "diagonal": lambda self, offset=0, axis1=0, axis2=1: ops.diagonal(self, offset, axis1, axis2),
     "trace": lambda self, offset=0, axis1=0, axis2=1: ops.trace(self, offset, axis1, axis2),
     "dot": lambda self, other: ops.dot(self, other),
+    "astype": lambda self, dtype, copy=True: ops.astype(self, dtype),
+    "item": lambda self, *index: self._concrete("item"),
+    "tolist": lambda self: self._concrete("tolist"),
 }
 
 for _name, _m in _METHODS.items():
@@ -238,5 +241,6 @@ JitTracer.__array_ufunc__ = _jit_array_ufunc
 JitTracer.__array_function__ = _jit_array_function
 JitTracer.__array__ = _jit_array
 JitTracer.__getattr__ = _jit_getattr
-for _name in ("__bool__", "__float__", "__int__", "__complex__", "__index__"):
+for _name in ("__bool__", "__float__", "__int__", "__complex__", "__index__", "item",
+              "tolist"):
     setattr(JitTracer, _name, _jit_value_method(_name))

@@ -35,6 +35,15 @@ class TreeDef:
             return (tuple, None)
         return (self.kind, self.meta)
 
+    @property
+    def exact(self):
+        """A hashable key that tells named tuple classes apart (and from plain tuples),
+        which equality does not (cotangents may come as either): linalgad.jit keys its
+        recordings by it, since a replay rebuilds the recorded classes."""
+        if self.kind == "leaf" or self.kind == "none":
+            return self.kind
+        return (self.kind, self.meta, tuple(c.exact for c in self.children))
+
     def __eq__(self, other):
         return (isinstance(other, TreeDef) and self._key() == other._key()
                 and self.children == other.children)

@@ -41,6 +41,7 @@ share one.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import numpy as np
@@ -416,6 +417,18 @@ class JitTrace:
         if self.escaped is None:
             self.escaped = why
 
+    @contextlib.contextmanager
+    def failing(self, name):
+        """A kernel that raises while recording marks the recording: the function may
+        catch the error (a ``try``/``except`` falling back to another computation, a
+        ``check_finite`` guard, a warning made an error), and the path it then takes was
+        chosen by the values, which a replay would not choose again."""
+        try:
+            yield
+        except BaseException as e:
+            self.escape(f"{name} raised {type(e).__name__} while recording")
+            raise
+
     def _slot(self, value=None):
         self.template.append(value)
         return len(self.template) - 1
@@ -441,7 +454,7 @@ class JitTrace:
             self.escape(f"a value of another trace reached {name}")
         elif not (hasattr(x, "shape") or _static_param(x)):
             self.escape(f"an argument of {name} ({type(x).__name__}) is not a constant")
-        s = self.ids[id(x)] = self._slot(x)
+        s = self.ids[id(x)] = self._slot(_snapshot(x))
         self.keep.append(x)           # alive while recording: its id stays unique
         return s
 
@@ -470,13 +483,25 @@ class JitTrace:
         reads = [s for r in refs for s in ((r,) if type(r) is int else r[1])]
         for _, s in dyn:
             reads.extend((s,) if type(s) is int else s[1])
+        if dyn:
+            keys = {k for k, _ in dyn}
+            params = {k: v if k in keys else _snapshot(v) for k, v in params.items()}
+        else:
+            params = {k: _snapshot(v) for k, v in params.items()}
         self.steps.append((("call", fn, refs, params, dyn, out), tuple(reads),
                            tuple(_flat_slots(out))))
 
     def process(self, prim, args, params):
         vals = tuple(a.value if a.__class__ is JitTracer and a._trace is self else a
                      for a in args)
-        out, res = _run(prim, vals, params, False)
+        inner = any(isinstance(v, Tracer) for v in vals)
+        if inner:
+            # a value of an enclosing transform (jit called inside grad, its function
+            # closing over the outer tracer): that transform takes the call, and the
+            # recording, which cannot replay it, is run eagerly from now on
+            self.escape(f"a value of an enclosing transform reached {prim.name}")
+        with self.failing(prim.name):
+            out, res = _run(prim, vals, params, inner)
         if prim.multiple_results:
             outs = tuple(self._slot() for _ in out)
             boxed = tuple(JitTracer(o, self, s) for o, s in zip(out, outs))
@@ -547,7 +572,8 @@ class JitTrace:
         with the arrays boxed (a tuple result stays a tuple)."""
         plain = [type(a)(_unbox(e) for e in a) if type(a) is tuple or type(a) is list
                  else _unbox(a) for a in args]
-        result = fn(*plain, **params)
+        with self.failing(name):
+            result = fn(*plain, **params)
         if type(result) is tuple or type(result) is list:
             out = tuple(None if r is None else self._slot() for r in result)
             boxed = type(result)(None if r is None else JitTracer(r, self, s)
@@ -561,11 +587,13 @@ class JitTrace:
     def guard(self, x, check):
         """Run check(value of x) now and on every replay (input checks that raise)."""
         self._record(check, (x,), {}, "a check", None)
-        check(x.value)
+        with self.failing("a check"):
+            check(x.value)
 
     def compute(self, fn, args, decide, name):
         """fn(*values of args) now, as a step of the program; its result a residual."""
-        result = fn(*[_unbox(a) for a in args])
+        with self.failing(name):
+            result = fn(*[_unbox(a) for a in args])
         step = fn if decide is None else _checked_decision(fn, decide, decide(result), name)
         slot = self._slot()
         self._record(step, args, {}, name, slot)
@@ -638,6 +666,17 @@ def _zeros_of(x, inexact=False):
     if x is None or (inexact and np.dtype(x.dtype).kind not in "fc"):
         return None
     return np.zeros_like(x)
+
+
+def _snapshot(x):
+    """A constant of a recording as it is now: a private copy of a writable array (one the
+    function closes over, which the caller may write into later), so that a replay's values
+    and its folded gradients come from the same array, as at the recording call."""
+    if x.__class__ is np.ndarray:
+        return x.copy() if x.flags.writeable else x
+    if hasattr(x, "__cuda_array_interface__") and hasattr(x, "copy"):
+        return x.copy()
+    return x
 
 
 def _static_param(v):

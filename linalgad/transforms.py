@@ -12,14 +12,17 @@ Arguments and results may be arrays or nested tuples/lists/dicts of arrays.
 from __future__ import annotations
 
 import functools
+import operator
 import os
+import warnings
 
 import numpy as np
 
 from . import ops
 from ._tree import tree_flatten, tree_unflatten
 from .tape import (ForwardTrace, ForwardTracer, JitTrace, JitTracer, Primitive, Retrace,
-                   ReverseTrace, Tracer, backward_pass)
+                   ReverseTrace, Tracer, backward_pass, peek)
+from .tape import _snapshot
 
 __all__ = ["vjp", "jvp", "grad", "value_and_grad", "jacrev", "jacfwd", "hvp",
            "checkpoint", "stop_gradient", "debug_nans", "jit"]
@@ -96,17 +99,28 @@ def _ct_like(ct, primal, what):
 
 def _select(args, argnums, fname):
     n = len(args)
-    if isinstance(argnums, int):
+    if type(argnums) is int:
         if 0 <= argnums < n:
             return (argnums,), True
         nums, single = (argnums,), True
+    elif isinstance(argnums, (int, np.integer)):
+        nums, single = (operator.index(argnums),), True
     else:
-        nums, single = tuple(argnums), False
+        try:
+            nums, single = tuple(operator.index(i) for i in argnums), False
+        except TypeError:
+            raise TypeError(f"{fname}: argnums must be an int or a tuple of ints, got "
+                            f"{argnums!r}") from None
+        if not nums:
+            raise ValueError(f"{fname}: argnums {argnums!r} selects no argument")
     for i in nums:
         if not -n <= i < n:
             raise ValueError(f"{fname}: argnums {argnums} out of range for {n} "
                              "positional arguments")
-    return tuple(i % n for i in nums), single
+    nums = tuple(i % n for i in nums)
+    if len(set(nums)) != len(nums):
+        raise ValueError(f"{fname}: argnums {argnums!r} names an argument twice")
+    return nums, single
 
 
 def _restrict(fun, args, kwargs, argnums, fname):
@@ -174,12 +188,19 @@ def _pull(rec, ct_leaves):
             cts.append(ct)
     acc = backward_pass(rec.trace, refs, cts, _check_finite_cts if _DEBUG_NANS[0] else None)
     grads = []
+    handed = set()
     for node, x in zip(rec.in_nodes, rec.leaves):
         g = acc[node.idx]
         if g is None:
             g = ops.zeros_like(x)
         elif ops._is_complex(g) and not ops._is_complex(x):
             g = ops.real(g)
+        if g.__class__ is np.ndarray and (id(g) in handed or not g.flags.writeable):
+            # each gradient its own writable array: a rule may hand one cotangent to two
+            # arguments (add's) or a broadcast view (sum's), and a caller that updates one
+            # in place must not change the other, nor fail
+            g = g.copy()
+        handed.add(id(g))
         grads.append(g)
     return tree_unflatten(rec.treedef, grads)
 
@@ -231,6 +252,8 @@ def jvp(fun, primals, tangents, has_aux=False):
         boxed.append(ForwardTracer(x, trace, t))
     result = fun(*tree_unflatten(treedef, boxed))
     if has_aux:
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise ValueError("has_aux=True requires fun to return a pair (output, aux)")
         result, aux = result
     out_leaves, out_def = tree_flatten(result)
     vals, tans = [], []
@@ -315,11 +338,14 @@ def grad(fun, argnums=0, has_aux=False):
     return grad_fun
 
 
-def _basis(x):
-    """Unit vectors spanning x's (real) entries, each shaped like x."""
-    v = ops.asarray_value(x)
+def _basis(x, what):
+    """Unit vectors spanning x's (real) entries, each shaped like x (from its shape and
+    dtype alone: no value is read, so jit can replay a Jacobian)."""
+    v = peek(x)
+    if not hasattr(v, "dtype"):
+        v = np.asarray(v)
     if np.dtype(v.dtype).kind == "c":
-        raise TypeError("jacfwd/jacrev: complex inputs are not supported (the Jacobian of a "
+        raise TypeError(f"{what}: complex inputs are not supported (the Jacobian of a "
                         "non-holomorphic map is not a complex matrix); use jvp/vjp, or split "
                         "into real and imaginary parts")
     xp = ops._xp(v)
@@ -327,30 +353,56 @@ def _basis(x):
     return [eye[i].reshape(v.shape) for i in range(v.size)]
 
 
+def _jacobian_tree(out_leaves, out_def, in_leaves, in_def, block, single):
+    """The Jacobian as JAX nests it: the output's structure, each output leaf holding the
+    inputs' structure (a tuple over the arguments unless ``single``), each entry the
+    block ``block(k, i)`` of output leaf k and input leaf i, shaped
+    out_k.shape + in_i.shape."""
+    per_out = []
+    for k in range(len(out_leaves)):
+        jt = tree_unflatten(in_def, [block(k, i) for i in range(len(in_leaves))])
+        per_out.append(jt[0] if single else jt)
+    return tree_unflatten(out_def, per_out)
+
+
+def _empty_block(o, x):
+    dtype = np.result_type(peek(o).dtype, peek(x).dtype)
+    return np.zeros(tuple(ops._shape(o)) + tuple(ops._shape(x)), dtype=dtype)
+
+
 def jacrev(fun, argnums=0, has_aux=False):
     """Jacobian by reverse mode: one VJP per output entry.
 
-    The result for one input x has shape ``out.shape + x.shape``.
+    The block for an output leaf o and an input leaf x has shape
+    ``o.shape + x.shape``; inputs and outputs may be nested tuples, lists and
+    dicts of arrays, nested in the result as JAX nests them (the output's
+    structure outside, the input's inside).
     """
 
     @functools.wraps(fun)
     def jac_fun(*args, **kwargs):
         partial, chosen, single = _restrict(fun, args, kwargs, argnums, "jacrev")
-
         res = vjp(partial, *chosen, has_aux=has_aux)
         out, vjp_fn = res[0], res[1]
-        if isinstance(out, (tuple, list, dict)):
-            raise TypeError("jacrev: the function must return a single array")
-        rows = [vjp_fn(e) for e in _basis(out)]
-        jacs = []
-        for k, x in enumerate(chosen):
-            xs = ops._shape(x)
-            if rows:
-                J = ops.stack([r[k] for r in rows], axis=0)
-            else:
-                J = np.zeros((0,) + tuple(xs), dtype=np.result_type(ops.asarray_value(x)))
-            jacs.append(ops.reshape(J, tuple(ops._shape(out)) + tuple(xs)))
-        J = jacs[0] if single else tuple(jacs)
+        out_leaves, out_def = tree_flatten(out)
+        in_leaves, in_def = tree_flatten(tuple(chosen))
+        rows = []        # rows[k][e]: the input leaves' cotangents for entry e of output k
+        for k, o in enumerate(out_leaves):
+            per_entry = []
+            for e in _basis(o, "jacrev"):
+                ct = [e if j == k else ops.zeros_like(other)
+                      for j, other in enumerate(out_leaves)]
+                per_entry.append(tree_flatten(vjp_fn(tree_unflatten(out_def, ct)))[0])
+            rows.append(per_entry)
+
+        def block(k, i):
+            o, x = out_leaves[k], in_leaves[i]
+            if not rows[k]:
+                return _empty_block(o, x)
+            J = ops.stack([r[i] for r in rows[k]], axis=0)
+            return ops.reshape(J, tuple(ops._shape(o)) + tuple(ops._shape(x)))
+
+        J = _jacobian_tree(out_leaves, out_def, in_leaves, in_def, block, single)
         return (J, res[2]) if has_aux else J
 
     return jac_fun
@@ -359,37 +411,39 @@ def jacrev(fun, argnums=0, has_aux=False):
 def jacfwd(fun, argnums=0, has_aux=False):
     """Jacobian by forward mode: one JVP per input entry.
 
-    The result for one input x has shape ``out.shape + x.shape``.
+    Shapes and nesting as :func:`jacrev`'s.
     """
 
     @functools.wraps(fun)
     def jac_fun(*args, **kwargs):
         partial, chosen, single = _restrict(fun, args, kwargs, argnums, "jacfwd")
-
-        jacs = []
-        aux = None
-        out = None
-        for k, x in enumerate(chosen):
-            cols = []
-            for e in _basis(x):
-                tangents = tuple(e if j == k else ops.zeros_like(c) for j, c in enumerate(chosen))
-                res = jvp(partial, chosen, tangents, has_aux=has_aux)
-                out, t = res[0], res[1]
+        in_leaves, in_def = tree_flatten(tuple(chosen))
+        cols = []        # cols[i][e]: the output leaves' tangents for entry e of input i
+        aux = out = None
+        for i, x in enumerate(in_leaves):
+            per_entry = []
+            for e in _basis(x, "jacfwd"):
+                t = [e if j == i else ops.zeros_like(other) for j, other in enumerate(in_leaves)]
+                res = jvp(partial, chosen, tree_unflatten(in_def, t), has_aux=has_aux)
+                out, tangent = res[0], res[1]
                 if has_aux:
                     aux = res[2]
-                cols.append(t)
-            xs = tuple(ops._shape(x))
-            if out is None:
-                out = partial(*chosen)
-                if has_aux:
-                    out, aux = out
-            os_ = tuple(ops._shape(out))
-            if cols:
-                J = ops.stack(cols, axis=-1)
-            else:
-                J = np.zeros(os_ + (0,), dtype=np.result_type(ops.asarray_value(out)))
-            jacs.append(ops.reshape(J, os_ + xs))
-        J = jacs[0] if single else tuple(jacs)
+                per_entry.append(tree_flatten(tangent)[0])
+            cols.append(per_entry)
+        if out is None:        # no input has an entry: the value alone
+            out = partial(*chosen)
+            if has_aux:
+                out, aux = out
+        out_leaves, out_def = tree_flatten(out)
+
+        def block(k, i):
+            o, x = out_leaves[k], in_leaves[i]
+            if not cols[i]:
+                return _empty_block(o, x)
+            J = ops.stack([c[k] for c in cols[i]], axis=-1)
+            return ops.reshape(J, tuple(ops._shape(o)) + tuple(ops._shape(x)))
+
+        J = _jacobian_tree(out_leaves, out_def, in_leaves, in_def, block, single)
         return (J, aux) if has_aux else J
 
     return jac_fun
@@ -434,31 +488,52 @@ def checkpoint(fun):
     The wrapped function records one node on the tape holding only its
     inputs and outputs; its VJP runs ``fun`` again under a fresh trace.
     Gradients are identical; the memory a reverse pass keeps alive drops to
-    the segment's inputs and outputs.
+    the segment's inputs and outputs.  Keyword arguments and nested
+    containers of arrays are differentiated like positional ones.  A ``fun``
+    that closes over a value being differentiated (rather than taking it as
+    an argument) cannot be recomputed on its own: it runs un-checkpointed,
+    with exact gradients, and a warning says so.
     """
 
     @functools.wraps(fun)
-    def checkpointed(*args):
-        leaves, in_def = tree_flatten(args)
+    def checkpointed(*args, **kwargs):
+        leaves, in_def = tree_flatten((args, kwargs))
+        if not any(isinstance(x, Tracer) for x in leaves):
+            return fun(*args, **kwargs)       # nothing of its own to differentiate
         out_def_box = []
 
         def flat_fun(*flat):
-            out = fun(*tree_unflatten(in_def, flat))
-            o_leaves, o_def = tree_flatten(out)
+            a, kw = tree_unflatten(in_def, flat)
+            o_leaves, o_def = tree_flatten(fun(*a, **kw))
             if not out_def_box:
                 out_def_box.append(o_def)
             return tuple(o_leaves)
 
-        prim = _checkpoint_primitive(flat_fun, getattr(fun, "__name__", "fun"))
-        outs = prim(*leaves)
+        name = getattr(fun, "__name__", "fun")
+        try:
+            outs = _checkpoint_primitive(flat_fun, name)(*leaves)
+        except _ClosesOver:
+            warnings.warn(f"checkpoint: {name} closes over a value being differentiated; it "
+                          "runs without checkpointing (pass that value as an argument)",
+                          stacklevel=2)
+            return fun(*args, **kwargs)
         return tree_unflatten(out_def_box[0], list(outs))
 
     return checkpointed
 
 
+class _ClosesOver(Exception):
+    """A checkpointed function's kernel returned a traced value: it used one it closes over."""
+
+
 def _checkpoint_primitive(flat_fun, name):
-    return _traced_rule_primitive(f"checkpoint({name})", lambda *flat: tuple(flat_fun(*flat)),
-                                  flat_fun, multiple_results=True)
+    def kernel(*flat):
+        outs = flat_fun(*flat)
+        if any(isinstance(o, Tracer) for o in outs):
+            raise _ClosesOver(name)
+        return outs
+    return _traced_rule_primitive(f"checkpoint({name})", kernel, flat_fun,
+                                  multiple_results=True)
 
 
 def fused(name, kernel, reference, multiple_results=False):
@@ -611,7 +686,7 @@ def _compile(template, inputs, steps, dead, out_def, outs):
     computed = set(inputs)
     for _, _, writes in steps:
         computed.update(writes)
-    ns = {"_unflatten": tree_unflatten, "_out_def": out_def}
+    ns = {"_unflatten": tree_unflatten, "_out_def": out_def, "_own": _own, "_copy": _copy}
 
     def ref(s):
         if s in computed:
@@ -663,12 +738,19 @@ def _compile(template, inputs, steps, dead, out_def, outs):
         if gone:
             lines.append(f"    del {', '.join(gone)}")
     results = []
+    handed = set()
     for j, (is_slot, v) in enumerate(outs):
         if is_slot:
-            results.append(ref(v))
+            # each result its own writable array, as an eager call's: a slot handed out
+            # twice (one cotangent for two arguments) or a read-only view is copied
+            if v in handed or v not in computed or v in inputs:
+                results.append(ref(v) if v in inputs else f"_copy({ref(v)})")
+            else:
+                results.append(f"_own({ref(v)})")
+            handed.add(v)
         elif isinstance(v, _Fresh):
-            # a folded cotangent (read-only, shared by every replay) handed out: a fresh
-            # writable copy per call, as an eager call returns
+            # an array constant (a folded cotangent is read-only and shared by every
+            # replay): a fresh writable copy per call, as an eager call returns
             ns[f"o{j}"] = v.value
             results.append(f"o{j}.copy()")
         else:
@@ -678,6 +760,16 @@ def _compile(template, inputs, steps, dead, out_def, outs):
     source = "\n".join(lines) + "\n"
     exec(compile(source, "<linalgad.jit replay>", "exec"), ns)
     return ns["replay"], source
+
+
+def _own(x):
+    """x, or a copy of it where it is a read-only NumPy array (a broadcast view)."""
+    return x if x.__class__ is not np.ndarray or x.flags.writeable else x.copy()
+
+
+def _copy(x):
+    copy = getattr(x, "copy", None)
+    return copy() if copy is not None else x
 
 
 class _Fresh:
@@ -740,9 +832,10 @@ def jit(fun):
     float or complex array's type, shape, dtype and memory order (its values
     change freely between calls); the value of anything else (Python numbers,
     strings, integer and boolean arrays such as pivots), which is baked in.
-    Arrays the function closes over are baked in too, as in ``jax.jit``: a replay
-    reads the same array objects (writing into one reaches the replay, binding the
-    name to another array does not), so pass values that change as arguments.
+    Arrays the function closes over are baked in too, as in ``jax.jit``, as they
+    are at the recording call (a private copy of each writable one): writing into
+    one afterwards reaches neither a replay's values nor its gradients, so pass
+    values that change as arguments.
     Side effects of ``fun`` (printing,
     appending to a list) happen on recording calls only.
 
@@ -766,6 +859,10 @@ def jit(fun):
 
     @functools.wraps(fun)
     def jitted(*args, **kwargs):
+        if _DEBUG_NANS[0]:
+            # debugging: every call eager, so that the check runs in each rule's reverse
+            # pass (a replay has none) and no recording outlives the switch
+            return fun(*args, **kwargs)
         if not kwargs:
             # the common call, positional float arrays only: keyed by (shape, dtype, strides)
             key = []
@@ -777,7 +874,7 @@ def jit(fun):
                 key = tuple(key)
                 return _use(key, cache.get(key), args, args, kwargs)
         leaves, treedef = tree_flatten((args, kwargs))
-        parts = [treedef]
+        parts = [treedef.exact]
         arrays = []
         for x in leaves:
             if isinstance(x, Tracer):
@@ -865,13 +962,20 @@ def _record_call(fun, leaves, treedef):
         if o.__class__ is JitTracer and o._trace is trace:
             outs.append((True, o.slot))
             values.append(o.value)
-        elif o.__class__ is np.ndarray and id(o) in trace.folded:
-            outs.append((False, _Fresh(o)))     # a constant the reverse pass folded
+        elif _is_array(o):
+            # a constant (a folded cotangent, the zero gradient of an unused argument, an
+            # array the function returns as it is): a fresh copy on every call, as each
+            # eager call makes its own, so that writing into one result reaches no other
+            outs.append((False, _Fresh(_snapshot(o))))
             values.append(o.copy())
         else:
             if isinstance(o, Tracer):
                 trace.escape(f"the function returned a traced value ({type(o).__name__})")
                 o = ops._peek(o)
+            elif callable(o):
+                raise TypeError(f"jit: the function returned {o!r}, which is not an array; "
+                                "a jitted function returns arrays, numbers and containers "
+                                "of them (call vjp's pullback inside the jitted function)")
             outs.append((False, o))
             values.append(o)
     if trace.escaped is not None:

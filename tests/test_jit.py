@@ -530,11 +530,14 @@ def test_constant_cotangents_are_folded():
     g1 *= 2.0
     np.testing.assert_array_equal(linear(a1), W)
     # a caller's own array that a VJP passes through (the cotangent of a sum handed to a
-    # pullback) is neither frozen nor copied: it stays the caller's, as eagerly
+    # pullback) is not frozen: it stays the caller's, writable; the result is a copy (of
+    # it as recorded, like every constant), so that writing into one changes neither
     mine = rng.standard_normal((5, 5))
     through = lad.jit(lambda a: lad.vjp(lambda x: x + 1.0, a)[1](mine)[0])
     through(a1)
-    assert through(a2) is mine and mine.flags.writeable
+    out = through(a2)
+    assert out is not mine and mine.flags.writeable
+    np.testing.assert_array_equal(out, mine)
     from linalgad.tape import Primitive
 
     def scaling_in_place(g, needs, out, res, x):
@@ -675,3 +678,136 @@ def test_sum_of_a_product_is_one_step():
             program = list(got.clear.__self__.values())[-1]
             fused = any(f is transforms._sum_of_product for f in program.fn.__globals__.values())
             assert fused == bool(saved), (name, dtype, program.source)
+
+
+# -- what a user does with a jitted function's results and closures (session 24's audit)
+
+def test_an_error_the_function_catches_makes_the_signature_eager():
+    """A kernel that raised while recording, caught by the function, chose the path by the
+    values: replaying the except branch on a positive definite matrix would be wrong."""
+    def f(A):
+        try:
+            return lad.sum(la.cholesky(A))
+        except np.linalg.LinAlgError:
+            return lad.sum(A) * 0.0
+    j = lad.jit(f)
+    assert j(-np.eye(3)) == 0.0
+    assert j(4 * np.eye(3)) == pytest.approx(6.0)
+    assert "raised LinAlgError" in next(iter(j.explain().values()))
+    g = lad.jit(lad.grad(f))
+    np.testing.assert_array_equal(g(-np.eye(3)), np.zeros((3, 3)))
+    np.testing.assert_allclose(g(4 * np.eye(3)), lad.grad(f)(4 * np.eye(3)))
+
+
+def test_a_caught_check_finite_error_makes_the_signature_eager():
+    def f(A):
+        try:
+            return lad.sum(la.solve(A, np.ones(2)))
+        except ValueError:
+            return A[1, 1] * 10.0
+    j = lad.jit(f)
+    bad = np.eye(2)
+    bad[0, 0] = np.nan
+    assert j(bad) == 10.0
+    assert j(2 * np.eye(2)) == pytest.approx(1.0)
+    assert "raised ValueError" in next(iter(j.explain().values()))
+
+
+def test_results_are_arrays_of_their_own():
+    """Constant results (an unused argument's zero gradient) and a cotangent handed to two
+    arguments come back as separate writable arrays on every call, as eagerly."""
+    x = np.ones(3)
+    g = lad.jit(lad.grad(lambda w, b: lad.sum(w ** 2), argnums=(0, 1)))
+    for _ in range(3):
+        _, gb = g(x, x)
+        gb += 0.1                       # weight decay, in place
+    np.testing.assert_array_equal(g(x, x)[1], np.zeros(3))
+    W = np.array([1.0, 2.0, 3.0])
+    both = lad.grad(lambda x, y: lad.sum(W * (x + y)), argnums=(0, 1))
+    for fn in (both, lad.jit(both), lad.jit(both)):
+        gx, gy = fn(x, x)
+        assert gx is not gy
+        gx[0] = 100.0
+        np.testing.assert_array_equal(gy, W)
+    for fn in (lad.grad(lambda x: lad.sum(x)), lad.jit(lad.grad(lambda x: lad.sum(x)))):
+        for _ in range(2):
+            gs = fn(x)
+            gs += 1.0                   # writable, not a broadcast view
+            np.testing.assert_array_equal(fn(x), np.ones(3))
+
+
+def test_closed_over_arrays_are_taken_as_they_were_recorded():
+    """Writing into a closed-over array after recording reaches neither the replay's value
+    nor its (folded) gradient: the two stay consistent, as jax.jit's constants."""
+    W = np.ones(3)
+    x = np.array([1.0, 2.0, 3.0])
+    vg = lad.jit(lad.value_and_grad(lambda x: lad.sum(W * x)))
+    vg(x)
+    W[:] = 5.0
+    value, grad = vg(x)
+    assert value == pytest.approx(6.0)
+    np.testing.assert_array_equal(grad, np.ones(3))
+    R = np.ones(3)
+    R.flags.writeable = False           # read-only: used as it is, not copied
+    assert lad.jit(lambda x: lad.sum(R * x))(x) == pytest.approx(6.0)
+
+
+def test_named_tuple_classes_are_different_signatures():
+    from collections import namedtuple
+    P = namedtuple("P", "w b")
+    Q = namedtuple("Q", "b w")
+    loss = lambda p: lad.sum(p.w ** 2) + lad.sum(p.b)
+    h = lad.jit(lad.value_and_grad(loss))
+    h(P(w=np.ones(2), b=np.ones(2)))
+    q = Q(b=np.zeros(2), w=3 * np.ones(2))
+    value, grad = h(q)
+    assert value == pytest.approx(18.0)
+    assert type(grad) is Q
+    np.testing.assert_array_equal(grad.w, [6.0, 6.0])
+    with pytest.raises(AttributeError):
+        h((np.ones(2), np.ones(2)))
+
+
+def test_returning_a_function_raises():
+    jv = lad.jit(lambda A: lad.vjp(lambda A: lad.sum(A ** 3), A))
+    with pytest.raises(TypeError, match="not an array"):
+        jv(np.ones(2))
+
+
+def test_closing_over_an_enclosing_transforms_value():
+    def outer(y):
+        inner = lad.jit(lambda x: lad.sum(la.inv(lad.diag(y) + lad.diag(x))))
+        return inner(np.ones(3)) + lad.sum(lad.jit(
+            lambda x: lad.einsum("i,i->", x, y))(np.ones(3)))
+    y = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(lad.grad(outer)(y), -1 / (y + 1) ** 2 + 1)
+
+
+def test_jacobians_replay():
+    A = np.random.default_rng(0).standard_normal((3, 3)) + 3 * np.eye(3)
+    for jac in (lad.jacrev, lad.jacfwd):
+        j = lad.jit(jac(la.inv))
+        j(A)
+        np.testing.assert_allclose(j(2 * A), jac(la.inv)(2 * A))
+        assert next(iter(j.explain().values())).startswith("replayed")
+
+
+def test_debug_nans_runs_jitted_functions_eagerly():
+    f = lad.jit(lad.grad(lambda x: lad.sum(lad.sqrt(x))))
+    f(np.ones(2))
+    try:
+        lad.debug_nans(True)
+        with pytest.raises(FloatingPointError):
+            f(np.zeros(2))
+    finally:
+        lad.debug_nans(False)
+    f(np.ones(2))
+    assert next(iter(f.explain().values())).startswith("replayed")
+
+
+def test_tracer_item_and_astype():
+    assert lad.grad(lambda x: lad.sum(x.astype(np.float32) ** 2))(np.ones(2)).dtype == np.float64
+    with pytest.raises(TypeError, match="item"):
+        lad.grad(lambda x: x.sum().item())(np.ones(2))
+    j = lad.jit(lambda x: x.sum().item())
+    assert j(np.ones(2)) == 2.0 and j(2 * np.ones(2)) == 4.0

@@ -385,3 +385,71 @@ def test_gradient_keeps_the_input_precision(const_dtype):
     np.testing.assert_allclose(g, c + 2.0)
     _, t = lad.jvp(lambda x: x * c, (x,), (np.ones(3, dtype=np.float32),))
     assert t.dtype == np.result_type(x, c)
+
+
+def test_checkpoint_of_a_closure_over_a_traced_value():
+    """The closed-over y cannot be recomputed from the checkpoint's arguments: the function
+    runs un-checkpointed (a warning says so) with exact gradients in both arguments — it
+    used to return tracers and a zero gradient for y."""
+    x, y = np.array([1.0, 2.0, 3.0]), np.array([0.5, -1.0, 2.0])
+    f = lambda x, y: lad.sum(lad.checkpoint(lambda a: a * y)(x))
+    with pytest.warns(UserWarning, match="closes over"):
+        value, (gx, gy) = lad.value_and_grad(f, argnums=(0, 1))(x, y)
+    assert type(value) is not tape.ReverseTracer and value == pytest.approx(4.5)
+    np.testing.assert_array_equal(gx, y)
+    np.testing.assert_array_equal(gy, x)
+    with pytest.warns(UserWarning, match="closes over"):
+        j = lad.jit(f)
+        j(x, y)
+        assert j(x, 2 * y) == pytest.approx(9.0)
+
+
+def test_checkpoint_takes_keywords_and_containers():
+    A = M.random_general(RNG, 3, (), np.float64)
+
+    def block(p, scale=1.0):
+        return lad.tanh(p["A"] @ p["x"]) * scale
+
+    def f(A, x, s):
+        return lad.sum(lad.checkpoint(block)({"A": A, "x": x}, scale=s) ** 2)
+
+    x = np.ones(3)
+    plain = lad.grad(lambda A, x, s: lad.sum(block({"A": A, "x": x}, scale=s) ** 2),
+                     argnums=(0, 1, 2))(A, x, np.array(2.0))
+    for a, b in zip(plain, lad.grad(f, argnums=(0, 1, 2))(A, x, np.array(2.0))):
+        np.testing.assert_allclose(a, b, rtol=1e-14)
+
+
+def test_jacobians_of_containers_nest_as_jax():
+    """Output structure outside, input structure inside; a block per pair of leaves,
+    shaped out_leaf.shape + in_leaf.shape."""
+    f = lambda d, y: (d["a"] * y, {"s": lad.sum(d["a"] ** 2)})
+    d, y = {"a": np.array([1.0, 2.0])}, np.array([3.0, 4.0])
+    for jac in (lad.jacrev, lad.jacfwd):
+        (J0, J1) = jac(f, argnums=(0, 1))(d, y)
+        np.testing.assert_array_equal(J0[0]["a"], np.diag(y))
+        np.testing.assert_array_equal(J0[1], np.diag(d["a"]))
+        np.testing.assert_array_equal(J1["s"][0]["a"], 2 * d["a"])
+        np.testing.assert_array_equal(J1["s"][1], np.zeros(2))
+        Jd = jac(lambda d: d["a"] * 2)(d)
+        assert set(Jd) == {"a"}
+        np.testing.assert_array_equal(Jd["a"], 2 * np.eye(2))
+
+
+@pytest.mark.parametrize("argnums, error", [((0, 0), ValueError), ((), ValueError),
+                                            ((0, -2), ValueError), ("x", TypeError)])
+def test_argnums_that_select_badly_raise(argnums, error):
+    f = lambda a, b: lad.sum(a * b)
+    with pytest.raises(error, match="argnums"):
+        lad.grad(f, argnums=argnums)(np.ones(2), np.ones(2))
+
+
+def test_argnums_may_be_a_numpy_integer():
+    f = lambda a, b: lad.sum(a * b)
+    np.testing.assert_array_equal(lad.grad(f, argnums=np.int64(1))(np.ones(2), 2 * np.ones(2)),
+                                  np.ones(2))
+
+
+def test_jvp_has_aux_requires_a_pair():
+    with pytest.raises(ValueError, match="pair"):
+        lad.jvp(lambda x: x * 2, (np.ones(2),), (np.ones(2),), has_aux=True)
