@@ -3,10 +3,11 @@
 A kernel (plain arrays in and out, any array namespace: NumPy or CuPy), used
 by both kernel tables through ``ComposedKernels.expm_staged``.  The algorithm
 is Al-Mohy & Higham's (SIAM J. Matrix Anal. Appl. 31, 2009, Alg. 5.1, the
-method of scipy.linalg.expm) with the exact 1-norms of A², A⁴, A⁶ and their
-product bounds in place of norm estimates (‖A⁸‖ ≤ ‖A⁴‖², ‖A¹⁰‖ ≤ ‖A⁴‖‖A⁶‖;
-bounds can only add squarings, never lose accuracy) and without the extra
-ℓ-correction; its Fréchet derivative is the same authors' Algorithm 6.4
+method of scipy.linalg.expm) with the exact 1-norms of A², A⁴, A⁶ (and A⁸ where
+the bound ‖A⁸‖ ≤ ‖A⁴‖² would add squarings) in place of norm estimates, without the
+extra ℓ-correction, and with enough squarings for the Fréchet derivative as well
+(``_frechet_squarings``, matfuncs.md §5); its Fréchet derivative is the same
+authors' Algorithm 6.4
 (Computing the Fréchet derivative of the matrix exponential, ibid. 30, 2009),
 which differentiates every step of the forward pass:
 
@@ -25,6 +26,8 @@ thresholds (degrees 3, 5, 7; Higham 2005, Table 2.1).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -60,28 +63,95 @@ class ExpmFactors:
 
 
 def _norm1(xp, X):
-    return xp.abs(X).sum(axis=-2).max(axis=-1)
+    return xp.einsum("...ij->...j", xp.abs(X)).max(axis=-1)
 
 
-def _choose(xp, A4, A6, real_size):
-    """Degree m (one for the stack) and scaling s (per matrix), Al-Mohy & Higham Alg. 5.1."""
-    thetas = _THETA[8 if real_size >= 8 else 4]
-    n4, n6 = _norm1(xp, A4), _norm1(xp, A6)
+# 1/|c_m|, c_m the leading coefficient of e^x − r_m(x) = c_m x^(2m+1) + …:
+# |c_m| = (m!)² / ((2m)! (2m+1)!)
+_C_RECIP = {3: 100800., 5: 10059033600., 7: 4487938430976000., 9: 5914384781877411840000.,
+            13: 113250775606021113483283660800000000.}
+
+
+def _power_bounds(xp, norms, top):
+    """log2 of bounds p(a) ≥ ‖Aᵃ‖₁, a = 0 … top, from exact norms {k: ‖Aᵏ‖₁} (of A, A²,
+    A⁴, A⁶, and A⁸ where it was computed) by submultiplicativity: the best product of
+    those norms whose powers sum to a."""
+    one = getattr(norms[1], "ndim", 0) == 0 and xp is np
+    with np.errstate(divide="ignore"):
+        logs = [(k, float(np.log2(v)) if one else xp.log2(v)) for k, v in sorted(norms.items())]
+    least = min if one else xp.minimum       # one matrix: Python floats, 1 µs, not 50
+    p = [0.0 if one else xp.zeros_like(logs[0][1])]
+    for a in range(1, top + 1):
+        best = None
+        for part, lg in logs:
+            if part <= a:
+                c = p[a - part] + lg
+                best = c if best is None else least(best, c)
+        p.append(best)
+    return p
+
+
+def _frechet_squarings(xp, norms, m, u):
+    """The squarings degree m needs for its Fréchet derivative (per matrix, may be ≤ 0).
+
+    Differentiating r_m(A) gives L_exp(A, E) up to Σ_{a+b=2m} c_m Aᵃ E Aᵇ + …: the terms
+    of the Padé error's derivative.  The forward criterion bounds the powers Aᵏ; for a
+    non-normal A (a nilpotent part) those can vanish while Aᵃ and Aᵇ do not — r_3 of a
+    nilpotent A of order 4 is e^A exactly, its derivative 4% off — so the split products
+    are bounded too, ‖Aᵃ‖‖Aᵇ‖ ≤ p(a) p(b), and each squaring divides them by 2^(2m).
+    Allowed: 2⁷u relative to ‖E‖ (random matrices, normal or not, stay below 2⁶u with
+    the forward pass's own choice: no extra squaring for them)."""
+    p = _power_bounds(xp, norms, 2 * m)
+    if type(p[0]) is float:
+        worst = max(p[a] + p[2 * m - a] for a in range(m + 1))
+    else:
+        worst = p[m] + p[m]
+        for a in range(m):
+            worst = xp.maximum(worst, p[a] + p[2 * m - a])
+    excess = (worst + np.log2((2 * m + 1) / _C_RECIP[m]) - np.log2(2.0 ** 7 * u)) / (2 * m)
+    if type(excess) is float:
+        return math.ceil(excess) if math.isfinite(excess) else excess
+    return xp.ceil(excess)
+
+
+def _choose(xp, A, A2, A4, A6, real_size):
+    """Degree m (one for the stack) and scaling s (per matrix): Al-Mohy & Higham's
+    Alg. 5.1 with exact norms of A², A⁴, A⁶ (and of A⁸ where its bound would add
+    squarings), and enough squarings for the Fréchet derivative that the backward pass
+    differentiates from these factors (:func:`_frechet_squarings`)."""
+    single = real_size < 8
+    thetas = _THETA[4 if single else 8]
+    u = 2.0 ** (-24 if single else -53)
+    n1, n2, n4, n6 = _norm1(xp, A), _norm1(xp, A2), _norm1(xp, A4), _norm1(xp, A6)
+    norms = {1: n1, 2: n2, 4: n4, 6: n6}
     d4, d6 = n4 ** 0.25, n6 ** (1 / 6)
     d8, d10 = d4, (n4 * n6) ** 0.1              # upper bounds of ‖A⁸‖^(1/8), ‖A¹⁰‖^(1/10)
     eta = {3: xp.maximum(d4, d6), 5: xp.maximum(d4, d6), 7: xp.maximum(d6, d8),
            9: xp.maximum(d6, d8)}
     for m, theta in thetas[:-1]:
-        if float(eta[m].max()) <= theta:
-            return m, xp.zeros(eta[m].shape, dtype=np.int64)
+        if float(eta[m].max()) <= theta and \
+                float(xp.max(_frechet_squarings(xp, norms, m, u))) <= 0:
+            return m, xp.zeros(n1.shape, dtype=np.int64)
     m, theta = thetas[-1]
-    if m == 13:
-        alpha = xp.minimum(xp.maximum(d6, d8), xp.maximum(d8, d10))
-    else:                                       # single precision: degree 7 with scaling
-        alpha = xp.maximum(d6, d8)
-    alpha = xp.maximum(alpha, np.finfo(np.float64).tiny)
-    s = xp.ceil(xp.log2(alpha / theta))
-    return m, xp.maximum(s, 0).astype(np.int64)
+
+    def scaling(d8, d10):
+        if m == 13:
+            alpha = xp.minimum(xp.maximum(d6, d8), xp.maximum(d8, d10))
+        else:                                   # single precision: degree 7 with scaling
+            alpha = xp.maximum(d6, d8)
+        alpha = xp.maximum(alpha, np.finfo(np.float64).tiny)
+        return xp.maximum(xp.ceil(xp.log2(alpha / theta)), 0)
+
+    s = scaling(d8, d10)
+    if float(s.max()) > 0:
+        # ‖A⁸‖ ≤ ‖A⁴‖² can be far above ‖A⁸‖ (a nilpotent part: A⁸ = 0 at order 8), and
+        # squarings the bound asks for in vain lose accuracy (10 of them took e^A of a
+        # strictly triangular matrix of order 8 from 1e-15 to 1e+1): the exact norm, one
+        # product, where the bound would scale
+        n8 = norms[8] = _norm1(xp, xp.matmul(A4, A4))
+        s = scaling(n8 ** 0.125, xp.minimum(d10, (n8 * n2) ** 0.1))
+    s = xp.maximum(s, _frechet_squarings(xp, norms, m, u))
+    return m, s.astype(np.int64)
 
 
 class _Plain:
@@ -367,7 +437,7 @@ def expm_staged(K, A, op="expm"):
         s0 = xp.maximum(xp.ceil(xp.log2(norm / big)), 0).astype(np.int64)
         A = ar.scale(A, (2.0 ** -s0).astype(real))
     A2, A4, A6 = _powers(ar, A)
-    m, s = _choose(xp, A4, A6, real_size)
+    m, s = _choose(xp, A, A2, A4, A6, real_size)
     if s.size and int(s.max()):
         sc = (2.0 ** -s).astype(real)
         sc2 = sc * sc

@@ -6,6 +6,8 @@ active), strongly non-normal and complex matrices, SciPy's return forms, round
 trips, closed forms (normal matrices), batching, float32 and the error cases.
 """
 
+import math
+
 import numpy as np
 import pytest
 import scipy.linalg as sl
@@ -117,6 +119,33 @@ def test_expm_small_norm_degrees_and_their_frechet(scale, degree):
     np.testing.assert_allclose(F, sl.expm(A), rtol=1e-13, atol=1e-16)
     np.testing.assert_allclose(L, sl.expm_frechet(A, E, compute_expm=False), rtol=1e-12)
     check_grads(la.expm, (A,), order=2)
+
+
+@pytest.mark.parametrize("n, a", [(4, 10.0), (4, 100.0), (4, 1e4), (6, 1e3), (8, 1e2), (8, 1e4)])
+def test_expm_frechet_of_nilpotent_matrices(n, a):
+    """A strictly triangular A: e^A is the polynomial Σ_{k<n} Aᵏ/k!, which a low Padé degree
+    reproduces exactly although ‖A‖ is large — but its derivative involves Aᵃ E Aᵇ, which
+    does not vanish: degree 3 at order 4 gave the derivative 4% off (SciPy's expm_frechet,
+    JAX and PyTorch: 1e-15).  And the bound ‖A⁸‖ ≤ ‖A⁴‖² asked for squarings A⁸ = 0 does
+    not need (order 8: e^A 1e+1 off after 11 of them)."""
+    rng = np.random.default_rng(n)
+    A = np.triu(rng.standard_normal((n, n)), 1) * a
+    E = rng.standard_normal((n, n))
+    exact = sum(np.linalg.matrix_power(A, k) / math.factorial(k) for k in range(n))
+    np.testing.assert_allclose(la.expm(A), exact, rtol=1e-12, atol=1e-12 * np.abs(exact).max())
+    _, L = lad.jvp(la.expm, (A,), (E,))
+    # the exact derivative: Σ_k Σ_{i+j=k-1} Aⁱ E Aʲ / k!, a finite sum here (k ≤ 2n - 1)
+    P = [np.linalg.matrix_power(A, k) for k in range(2 * n)]
+    want = sum(P[i] @ E @ P[k - 1 - i] / math.factorial(k)
+               for k in range(1, 2 * n) for i in range(k))
+    np.testing.assert_allclose(L, want, rtol=0, atol=1e-11 * np.abs(want).max())
+    W = rng.standard_normal((n, n))
+    g = lad.grad(lambda x: lad.sum(W * la.expm(x)))(A)
+    np.testing.assert_allclose(np.sum(g * E), np.sum(W * want), rtol=1e-10)
+    # a stack with it: one degree, a scaling per matrix, the same derivative
+    B = np.stack([A, rng.standard_normal((n, n))])
+    _, LB = lad.jvp(la.expm, (B,), (np.stack([E, E]),))
+    np.testing.assert_allclose(LB[0], want, rtol=0, atol=1e-10 * np.abs(want).max())
 
 
 def test_expm_huge_norm_prescaled_and_single_precision_thresholds():
