@@ -504,13 +504,28 @@ def _eigenvalue_cotangent_syrk(V, w_bar, lower):
     return _fold_triangle(np, X, lower, out=X)
 
 
-def _divided_differences(xp, x, f, df, bound):
+def near_slopes(xp, x, f, df, tol):
+    """Concrete mask (..., k, k) of the pairs whose divided difference is taken as the mean
+    of the slopes (the diagonal included; funmh.md section 6): those where the quotient's
+    cancellation, about ε(|fᵢ| + |fⱼ| + |xᵢf'ᵢ| + |xⱼf'ⱼ|)/|xᵢ − xⱼ|, would exceed
+    tol² = ε^(2/3) of the slope — |xᵢ − xⱼ|·|f'ᵢ + f'ⱼ|/2 ≤ tol·(that sum), the scale on
+    which f varies near the pair — and within tol·max|x| of each other.  The pair's own
+    scale matters: log at eigenvalues 0.006 and 0.01 of a matrix whose largest is 1000
+    varies on a scale of 0.01, and the mean of its slopes there is 1% off."""
+    gap = xp.abs(x[..., :, None] - x[..., None, :])
+    top = xp.abs(x).max(axis=-1)[..., None, None]
+    size = xp.abs(f) + xp.abs(x * df)
+    slope = xp.abs(df[..., :, None] + df[..., None, :])
+    slope *= 0.5
+    return (gap <= tol * top) & (gap * slope <= tol * (size[..., :, None] + size[..., None, :]))
+
+
+def _divided_differences(xp, x, f, df, tol):
     """Φ (..., k, k): Φᵢⱼ = (fᵢ − fⱼ)/(xᵢ − xⱼ), the mean of the slopes (f'ᵢ + f'ⱼ)/2 where
-    |xᵢ − xⱼ| ≤ bound (..., 1, 1), the diagonal included (funmh.md section 6)."""
-    gap = x[..., :, None] - x[..., None, :]
-    near = xp.abs(gap) <= bound
+    ``near_slopes`` says so, the diagonal included (funmh.md section 6)."""
+    near = near_slopes(xp, x, f, df, tol)
     phi = f[..., :, None] - f[..., None, :]
-    phi /= xp.where(near, 1, gap)
+    phi /= xp.where(near, 1, x[..., :, None] - x[..., None, :])
     mean = df[..., :, None] + df[..., None, :]
     mean *= 0.5
     return xp.where(near, mean, phi), mean
@@ -639,14 +654,14 @@ class ComposedKernels:
     def hermitian_frechet(self, w, V, f, df, E, tol):
         """The Daleckii–Krein map of a function of a Hermitian matrix A = V diag(w) Vᴴ:
         V (Φ ∘ (Vᴴ E V)) Vᴴ with Φᵢⱼ = (fᵢ − fⱼ)/(wᵢ − wⱼ), and (f'ᵢ + f'ⱼ)/2 where
-        |wᵢ − wⱼ| ≤ tol·max|w| (the diagonal included); w ascending, f and df: f and f'
-        at w."""
+        ``near_slopes`` says (within tol·max|w| and tol of f's own scale near the pair;
+        the diagonal included); w ascending, f and df: f and f' at w."""
         xp = self.xp
         bound = tol * xp.abs(w).max(axis=-1, keepdims=True)
         # w ascending (eigh's order): a pair off the diagonal is near only if some
         # neighbours are, an O(n) test that spares the common case the masks
         if w.shape[-1] > 1 and bool((w[..., 1:] - w[..., :-1] <= bound).any()):
-            phi = _divided_differences(xp, w, f, df, bound[..., None])[0]
+            phi = _divided_differences(xp, w, f, df, tol)[0]
         else:
             gap = w[..., :, None] - w[..., None, :]
             _set_diagonal(xp, gap, 1)
@@ -687,7 +702,7 @@ class ComposedKernels:
             _set_diagonal(xp, a, 0.5 * (df + c))
             _set_diagonal(xp, b, 0.5 * (df - c))
         else:
-            plus, mean = _divided_differences(xp, s, f, df, bound[..., None])
+            plus, mean = _divided_differences(xp, s, f, df, tol)
             total = s[..., :, None] + s[..., None, :]
             small = total <= zero[..., None]
             minus = f[..., :, None] + f[..., None, :]

@@ -216,8 +216,49 @@ def test_arguments_and_errors():
 def test_tie_tolerance_is_eps_to_the_third():
     assert FM.tie_tolerance(np.float64) == pytest.approx(np.finfo(np.float64).eps ** (1 / 3))
     w = np.array([1.0, 1.0 + 1e-7, 2.0])              # 1e-7 < δ = 6e-6 · 2
-    near = FM._near_pairs(w)
+    near = FM._near_pairs(w, np.exp(w), np.exp(w))
     assert near[0, 1] and near[1, 0] and not near[0, 2] and near.diagonal().all()
+
+
+def test_ties_are_judged_on_the_scale_f_varies_near_them():
+    """log at eigenvalues 0.006 and 0.01 of a matrix whose largest is 1000: within
+    ε^(1/3)·max|w| of each other, but log varies on a scale of 0.01 there, and the mean of
+    its slopes is 1% off the divided difference (first derivatives were 1.1e-2 off; the
+    quotient is accurate to 1e-13 here).  Against the Daleckii–Krein formula in 40
+    digits."""
+    import mpmath as mp
+    w = np.array([0.006, 0.01, 1.0, 1000.0])
+    Q = np.linalg.qr(np.random.default_rng(0).standard_normal((4, 4)))[0]
+    A = (Q * w) @ Q.T
+    A = (A + A.T) / 2
+    E = np.random.default_rng(1).standard_normal((4, 4))
+    E = E + E.T
+    near = FM._near_pairs(w, np.log(w), 1 / w)
+    assert not near[0, 1] and near.diagonal().all()
+    with mp.workdps(40):
+        ev, V = mp.eigsy(mp.matrix(A.tolist()))
+        Z = V.T * mp.matrix(E.tolist()) * V
+        for i in range(4):
+            for j in range(4):
+                Z[i, j] *= 1 / ev[i] if i == j else \
+                    (mp.log(ev[i]) - mp.log(ev[j])) / (ev[i] - ev[j])
+        want = np.array((V * Z * V.T).tolist(), dtype=float)
+    _, L = lad.jvp(lambda X: la.funmh(X, lad.log), (A,), (E,))
+    np.testing.assert_allclose(L, want, rtol=0, atol=1e-11 * np.abs(want).max())
+    s = np.array([1000.0, 1.0, 0.01, 0.006])
+    B = (Q * s) @ np.linalg.qr(np.random.default_rng(2).standard_normal((4, 4)))[0].T
+    U, _, Vh = np.linalg.svd(B)
+    F = np.random.default_rng(3).standard_normal((4, 4))
+    _, L = lad.jvp(lambda X: la.generalized_funm(X, lad.sqrt), (B,), (F,))
+    P = U.T @ F @ Vh.T
+    sq = np.sqrt(s)
+    plus = np.where(np.eye(4) > 0, 0.5 / sq[:, None] + 0 * sq, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plus = np.where(np.eye(4) > 0, plus, (sq[:, None] - sq) / (s[:, None] - s))
+    minus = (sq[:, None] + sq) / (s[:, None] + s)
+    X = 0.5 * (plus + minus) * P + 0.5 * (plus - minus) * P.T
+    want = U @ X @ Vh
+    np.testing.assert_allclose(L, want, rtol=0, atol=1e-11 * np.abs(want).max())
 
 
 def test_ufunc_slopes_match_the_traced_derivative():

@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import ops, transforms
 from .._array_methods import NUMPY_UFUNCS
-from ..backend import kernels_for, namespace_of
+from ..backend import kernels_for, namespace_of, near_slopes
 from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
 from ..testing import matrices as M
@@ -85,22 +85,21 @@ def values_and_slopes(func, dfunc, w, op="funmh"):
 
 
 def tie_tolerance(dtype):
-    """ε^(1/3) of dtype's precision: below this (relative to max|w|) a divided difference
-    is taken as the mean of the two slopes."""
+    """ε^(1/3) of dtype's precision: below this (relative to max|w| and to the scale on
+    which f varies near the pair: ``backend.near_slopes``) a divided difference is taken
+    as the mean of the two slopes."""
     return float(np.finfo(dtype).eps) ** (1.0 / 3.0)
 
 
-def _near_pairs(w):
-    """Concrete mask (..., n, n): |wᵢ − wⱼ| ≤ ε^(1/3)·max|w| (the diagonal included)."""
-    xp = namespace_of(w)
-    scale = xp.abs(w).max(axis=-1, keepdims=True)[..., None] * tie_tolerance(w.dtype)
-    return xp.abs(w[..., :, None] - w[..., None, :]) <= scale
+def _near_pairs(w, f, df):
+    """Concrete mask (..., n, n) of the pairs taken as tied (the diagonal included)."""
+    return near_slopes(namespace_of(w), w, f, df, tie_tolerance(w.dtype))
 
 
 def divided_differences(w, f, df):
     """Φ (..., n, n): the first divided differences of f at w (f' where values nearly
     coincide), in differentiable operations."""
-    near = C.compute(_near_pairs, (w,), name="funmh's tie mask")   # replayed under jit
+    near = C.compute(_near_pairs, (w, f, df), name="funmh's tie mask")   # replayed under jit
     gap = ops.expand_dims(w, -1) - ops.expand_dims(w, -2)
     quotient = (ops.expand_dims(f, -1) - ops.expand_dims(f, -2)) / ops.where(near, 1.0, gap)
     mean = (ops.expand_dims(df, -1) + ops.expand_dims(df, -2)) * 0.5
