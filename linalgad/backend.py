@@ -504,6 +504,24 @@ def _eigenvalue_cotangent_syrk(V, w_bar, lower):
     return _fold_triangle(np, X, lower, out=X)
 
 
+def _square_safe_scale(xp, s):
+    """None when every matrix's largest singular value lies where sᵢ² neither overflows
+    nor underflows (the common case: one reduction, one test), else a power of two per
+    matrix (1 where no scaling is needed) bringing it to [1/2, 1).  Kernels that form
+    (sⱼ − sᵢ)(sⱼ + sᵢ) got NaN at 1e-200·A and silent zeros at 1e160·A in double, at
+    1e±20 in single precision."""
+    if s.size == 0:
+        return None
+    info = np.finfo(s.dtype)
+    top = s.max(axis=-1)
+    lo, hi = float(info.tiny) ** 0.5 * 2.0 ** 8, float(info.max) ** 0.5 * 2.0 ** -8
+    if bool(((top >= lo) & (top <= hi) | (top == 0)).all()):
+        return None
+    with np.errstate(divide="ignore"):
+        e = xp.where(top > 0, xp.floor(xp.log2(xp.where(top > 0, top, 1))) + 1, 0)
+    return xp.exp2(e).astype(s.dtype)
+
+
 def near_slopes(xp, x, f, df, tol):
     """Concrete mask (..., k, k) of the pairs whose divided difference is taken as the mean
     of the slopes (the diagonal included; funmh.md section 6): those where the quotient's
@@ -682,6 +700,14 @@ class ComposedKernels:
         xp = self.xp
         m, k = U.shape[-2:]
         n = Vh.shape[-1]
+        c = _square_safe_scale(xp, s)
+        if c is not None:
+            # every coefficient is a quotient of degree −1 in s (f and f' held): L at s is
+            # L at s/c (with the slopes c·f') over c, where sᵢ² − sⱼ² is representable
+            out = self.svd_frechet(U, s / c[..., None], Vh, f, df * c[..., None], E, tol,
+                                   zero_tol)
+            out /= c[..., None, None].astype(out.dtype)
+            return out
         top = s.max(axis=-1, keepdims=True)
         bound, zero = top * tol, top * zero_tol
         # s descending (the SVD's order): a near pair shows between neighbours, a small
@@ -770,6 +796,13 @@ class ComposedKernels:
         n = Vh.shape[-1]
         if U_bar is None and Vh_bar is None:
             return xp.matmul(U * s_bar[..., None, :], Vh)          # svdvals: U diag(s̄) Vᵀ
+        c = _square_safe_scale(xp, s)
+        if c is not None:
+            # Ā(s; Ū, s̄, V̄) = Ā(s/c; Ū/c, s̄, V̄/c): the gap terms scale as 1/s, the
+            # others not at all, and (s_j − s_i)(s_j + s_i) stays representable
+            return self.svd_cotangent(
+                U, s / c[..., None], Vh, None if U_bar is None else U_bar / c[..., None, None],
+                s_bar, None if Vh_bar is None else Vh_bar / c[..., None, None])
         J = None if U_bar is None else xp.matmul(_mH(xp, U), U_bar)             # UᵀŪ
         K = None if Vh_bar is None else xp.matmul(Vh, _mH(xp, Vh_bar))          # VᵀV̄
         # s along the rows (s_j) and down the columns (s_i), each read by two or three

@@ -236,3 +236,28 @@ def test_hessian_of_a_stack_in_float32():
     for a, t, g, hv in zip(A, T, G, h64):
         (one,) = lad.hvp(lambda x: lad.sum(g * la.generalized_funm(x, np.sin)), (a,), (t,))
         np.testing.assert_allclose(hv, one, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.float64, 1e-200), (np.float64, 1e154),
+                                          (np.float64, 1e160), (np.complex128, 1e-200),
+                                          (np.complex128, 1e160), (np.float32, 1e-23),
+                                          (np.float32, 1e20)])
+def test_extreme_scales_neither_overflow_nor_underflow(dtype, scale):
+    """The kernels' (sⱼ − sᵢ)(sⱼ + sᵢ) and sᵢ² overflowed (silent zeros) or underflowed
+    (NaN) although every result is representable: the gradient of generalized_funm(A, id)
+    is W at any scale, and that of the polar factor U Vᴴ through svd scales as 1/c."""
+    rng = np.random.default_rng(0)
+    A0 = rng.standard_normal((3, 4)).astype(dtype)
+    W = rng.standard_normal((3, 4)).astype(dtype)
+    if np.dtype(dtype).kind == "c":
+        A0 = A0 + 1j * rng.standard_normal((3, 4))
+        W = W + 1j * rng.standard_normal((3, 4))
+    A = (scale * A0).astype(dtype)
+    rtol = 1e-4 if dtype == np.float32 else 1e-12
+    ident = lambda a: lad.real(lad.sum(np.conj(W) * la.generalized_funm(a, lambda s: s)))
+    np.testing.assert_allclose(lad.grad(ident)(A), W, rtol=rtol, atol=rtol)
+    polar = lambda a: lad.real(lad.sum(np.conj(W) * (lambda U, s, Vh: U @ Vh)(
+        *la.svd(a, full_matrices=False))))
+    want = lad.grad(polar)(A0)
+    np.testing.assert_allclose(scale * lad.grad(polar)(A), want, rtol=rtol * 10,
+                               atol=rtol * 10 * np.abs(want).max())
