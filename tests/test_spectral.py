@@ -816,3 +816,53 @@ def test_eig_left_and_pencil_gradients():
         la.eig(A[0], np.zeros((4, 4)))
     with pytest.raises(ValueError, match="same n"):
         la.eigvals(A[0], np.eye(3))
+
+
+def test_a_loss_coupling_a_clusters_values_and_vectors_warns():
+    """<B, V e^w Vᵀ> through eigh and <B, U S Vᵀ> through svd at A = I with B all ones:
+    the cluster's value cotangent is constant, so the older tests passed, and the
+    gradients were silently wrong (<g, E> = -3.03 against 9.78 for eigh; the identity
+    instead of ones for svd).  The coupling of values and vectors now warns; losses in the
+    exactness class stay silent."""
+    import warnings as w
+    B = np.ones((3, 3))
+    eigh_loss = lambda A: (lambda r: lad.sum(B * ((r[1] * lad.exp(r[0])) @ r[1].T)))(
+        la.eigh(A))
+    svd_loss = lambda A: (lambda r: lad.sum(B * ((r[0] * r[1]) @ r[2])))(la.svd(A))
+    for loss, op in ((eigh_loss, "eigh"), (svd_loss, "svd")):
+        with pytest.warns(la.GaugeWarning, match=f"{op}: the loss couples"):
+            lad.grad(loss)(np.eye(3))
+    with w.catch_warnings():
+        w.simplefilter("error", la.GaugeWarning)
+        lad.grad(lambda A: lad.sum(lad.exp(la.eigvalsh(A))))(np.eye(3))
+        lad.grad(lambda A: (lambda r: lad.trace((r[1] * lad.exp(r[0])) @ r[1].T))(
+            la.eigh(A)))(np.eye(3))
+        lad.grad(lambda A: (lambda r: lad.sum(B * (r[0] @ r[2])))(la.svd(A)))(np.eye(3))
+        lad.grad(lambda A: lad.sum(la.svdvals(A)))(np.eye(3))
+
+
+def test_exact_zero_singular_value_of_a_tall_matrix_warns_for_u_s_vh():
+    """<W, U diag(s) Vh> at [[1, 0], [0, 0], [0, 0]]: the term (I − UUᵀ) W v₂ is the limit
+    Ū₂/s₂ = 0/0 and was dropped silently (gradient [[1, 2], [3, 4], [5, 0]] for W); now
+    GaugeWarning.  A loss of one nonnull vector, or of the values, stays silent; at a
+    value of 1e-30 the quotient is taken and the gradient is W."""
+    import warnings as w
+    A = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    W = np.arange(1.0, 7.0).reshape(3, 2)
+    usv = lambda a: lad.sum(W * (lambda U, s, Vh: (U * s) @ Vh)(*la.svd(a, full_matrices=False)))
+    with pytest.warns(la.GaugeWarning, match="exactly 0"):
+        lad.grad(usv)(A)
+    for wide in (False, True):
+        X = A.T if wide else A
+        Wx = W.T if wide else W
+        loss = lambda a: lad.sum(Wx * (lambda U, s, Vh: (U * s) @ Vh)(
+            *la.svd(a, full_matrices=False)))
+        with pytest.warns(la.GaugeWarning, match="exactly 0"):
+            lad.grad(loss)(X)
+    with w.catch_warnings():
+        w.simplefilter("error", la.GaugeWarning)
+        lad.grad(lambda a: lad.sum(W[:, :1] * la.svd(a, full_matrices=False)[0][:, :1]))(A)
+        lad.grad(lambda a: lad.sum(la.svdvals(a)))(A)
+        B = A.copy()
+        B[1, 1] = 1e-30
+        np.testing.assert_allclose(lad.grad(usv)(B), W, rtol=1e-12)

@@ -334,6 +334,28 @@ def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="e
         diff = xp.abs(bv[..., None, :] - bv[..., :, None])
         scale = xp.abs(bv).max(axis=-1)[..., None, None] if bv.shape[-1] else 0.0
         bad = bool((diff > tol * scale)[mask].any())
+        if not bad and X is not None and hermitian_part_free:
+            # the loss couples the cluster's values and vectors (V f(w) Vᴴ through eigh,
+            # U diag(s) Vᴴ through svd): its cotangents carry the Hermitian part of X
+            # inside the cluster, off the diagonal, while the gradient needs that part
+            # times f' — which no cotangent of the values can hold (section 6, "the
+            # limit of the method").  Also fires for a sum of two exact losses, one of
+            # the values and one of the cluster's subspace: "check this loss".
+            herm = (Xv + xp.conj(xp.swapaxes(Xv, -1, -2))) / 2
+            off = mask & ~xp.eye(mask.shape[-1], dtype=bool)
+            both = (xp.abs(bv[..., :, None]) > tol * scale) | \
+                (xp.abs(bv[..., None, :]) > tol * scale)
+            coupled = (xp.abs(herm) > rel_tol(Xv.dtype) * _scale(Xv, xp)[..., None, None]) \
+                & both & off
+            if bool(coupled.any()):
+                warnings.warn(
+                    f"{op}: the loss couples the values and the {what} of a cluster of "
+                    "(nearly) equal values (a function of the matrix written through "
+                    f"{op}'s factors, such as (V * f(w)) @ Vᴴ): the gradient's terms inside "
+                    "the cluster are not in the cotangents, and the gradient returned "
+                    "misses them (see the derivation document, section 6)."
+                    + _EXACT_RULE.get(op, ""), GaugeWarning, stacklevel=4)
+                return
     if bad:
         warnings.warn(
             f"{op}: the loss depends on the choice of {what} inside a cluster of (nearly) "

@@ -22,12 +22,13 @@ the tied cluster's mean at a tie; derived in docs/derivations/norms.md.
 
 from __future__ import annotations
 
+import warnings
 from collections import namedtuple
 
 import numpy as np
 
 from .. import ops, transforms
-from ..backend import kernels_for
+from ..backend import kernels_for, namespace_of
 from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
 from . import _common as C
@@ -109,6 +110,8 @@ def _cotangent_composed(U, s, Vh, U_bar, s_bar, Vh_bar):
         Yp = S.inverse_gaps(s, mask) * plus
         Ym = S.inverse_gaps(s, _zero_sums(s), plus=True) * minus
         term = 0.5 * (Yp + ops.mH(Yp)) + 0.5 * (Ym - ops.mH(Ym))
+    if (m > k and U_bar is not None) or (n > k and Vh_bar is not None):
+        _check_exact_zeros(s, s_bar, m, n)
     if m > k and U_bar is not None:
         # Ā = [U (term − J S⁻¹) + U diag(s̄) + Ū S⁻¹] Vh
         inv_row = ops.expand_dims(_inverse(s), -2)
@@ -128,6 +131,26 @@ def _cotangent_composed(U, s, Vh, U_bar, s_bar, Vh_bar):
     if term is not None:
         left = ops.matmul(U, term) if left is None else ops.matmul(U, term) + left
     return ops.matmul(left, Vh)
+
+
+def _check_exact_zeros(s, s_bar, m, n):
+    """Warn where an exactly zero singular value of a non-square matrix meets a loss of
+    both the values and the vectors (U diag(s) Vᴴ through the thin SVD): the component of
+    its gradient outside U's range (V's) is the limit of Ū_j/s_j, 0/0 at s_j = 0, which
+    the cotangents do not hold and the rule drops (svd.md, section 6)."""
+    if s_bar is None:
+        return
+    sv, bv = C.value(s), C.value(s_bar)
+    xp = namespace_of(sv)
+    zero = sv <= np.finfo(sv.dtype).tiny
+    if bool(zero.any()) and bool((xp.abs(bv) > 0).any()):
+        warnings.warn(
+            f"svd: a singular value of this {m}x{n} matrix is exactly 0 and the loss uses "
+            "both the singular values and the singular vectors (U diag(s) Vh, say): the "
+            "part of the gradient outside the range of the thin factors at that value is "
+            "0/0 in the cotangents and is left out. Write a function of the matrix through "
+            "the matrix itself, or U f(s) Vh as linalgad.linalg.generalized_funm(a, f).",
+            S.GaugeWarning, stacklevel=4)
 
 
 def _cotangent_kernel(U, s, Vh, U_bar, s_bar, Vh_bar):
