@@ -476,3 +476,27 @@ def test_slogdet_where_the_product_of_the_pivots_leaves_the_normal_range(dtype):
         g = lad.grad(lambda A: lad.sum(la.slogdet(A)[1]))(A[:3])
         np.testing.assert_allclose(g, np.conj(np.swapaxes(np.linalg.inv(A[:3]), -1, -2)),
                                    rtol=1e-8, atol=1e-8 * np.abs(g).max(axis=(-2, -1))[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128, np.float32])
+def test_det_whose_pivots_run_out_of_range_on_the_way(dtype):
+    """block_diag(1e-200·B₁, 1e200·B₂) has det 90, but the running product of its pivots
+    underflowed to 0 (gradient 0 too); NumPy's det says 90.  Also 1200 pivots of 1e±3."""
+    import scipy.linalg as sl
+    if dtype == np.float32:
+        A = sl.block_diag(1e-20 * np.array([[2.0, 1.0], [1.0, 3.0]]),
+                          1e20 * np.array([[4.0, 1.0], [2.0, 5.0]])).astype(dtype)
+        C = np.diag(np.r_[np.full(60, 1e-3), np.full(60, 1e3)]).astype(dtype)
+    else:
+        A = sl.block_diag(1e-200 * np.array([[2.0, 1.0], [1.0, 3.0]]),
+                          1e200 * np.array([[4.0, 1.0], [2.0, 5.0]])).astype(dtype)
+        C = np.diag(np.r_[np.full(600, 1e-3), np.full(600, 1e3)]).astype(dtype)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(la.det(A), 90.0, rtol=rtol)
+    np.testing.assert_allclose(la.det(C), 1.0, rtol=rtol * 10)
+    np.testing.assert_allclose(la.det(np.stack([A, 2 * np.eye(4, dtype=dtype)])), [90.0, 16.0],
+                               rtol=rtol)
+    if dtype != np.float32:
+        g = lad.grad(lambda a: lad.real(la.det(a)))(A)
+        want = np.conj(90.0 * np.linalg.inv(A).T)
+        np.testing.assert_allclose(g, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
