@@ -1727,7 +1727,14 @@ class CPUKernels(ComposedKernels):
             return A.copy()
         X = sqrtm(A)
         if A.dtype.kind == "f" and X.dtype.kind == "c":
-            bad = (X.imag != 0).reshape(-1, A.shape[-1] ** 2).any(axis=-1)
+            # an imaginary part at the level of √(nε)·max|X| is the root of a zero eigenvalue
+            # that rounding made slightly negative (a positive semidefinite matrix of low
+            # rank: ones((3, 3)) has eigenvalues 3, −6e-16, −2e-17 and SciPy's root an
+            # imaginary part of 7e-9); a negative eigenvalue beyond rounding has a larger one
+            n = A.shape[-1]
+            imag = np.abs(X.imag).reshape(-1, n * n).max(axis=-1)
+            size = np.abs(X).reshape(-1, n * n).max(axis=-1)
+            bad = imag > np.sqrt(n * np.finfo(A.dtype).eps) * size
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
                 raise LinAlgError(

@@ -73,7 +73,7 @@ def _is_complex(x):
 
 def _shape(x):
     s = getattr(x, "shape", None)
-    return () if s is None else s
+    return np.shape(x) if s is None else s        # a list has a shape too (dot(list, list))
 
 
 def unbroadcast(g, shape):
@@ -1514,6 +1514,12 @@ def norm(x, ord=None, axis=None, keepdims=False):
                                   "(see linalgad.linalg.norm)")
     if ord in (None, 2, "fro") or (len(axes) == 2 and ord is None):
         return _norm2(x, axis=axes, keepdims=keepdims)
+    if any(shape[i] == 0 for i in axes) and ord != -np.inf:
+        # an empty vector, as NumPy: inf-norm 0, negative orders (a sum of none) inf
+        v = _peek(x)
+        out = np.sum(np.zeros(shape, dtype=np.abs(v).dtype if hasattr(v, "dtype")
+                              else np.float64), axis=axes, keepdims=keepdims)
+        return out + np.inf if not isinstance(ord, str) and ord < 0 else out
     a = abs(x)
     if ord == np.inf:
         return max(a, axis=axes, keepdims=keepdims)

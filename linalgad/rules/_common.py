@@ -17,7 +17,7 @@ import numpy as np
 from .. import ops
 from .. import backend as _backend
 from ..backend import LinAlgError, check_finite as _check_finite, namespace_of
-from ..tape import Primitive, compute as _tape_compute, expose as _tape_expose, \
+from ..tape import Primitive, Tracer, compute as _tape_compute, expose as _tape_expose, \
     guard as _tape_guard, recording as _tape_recording
 from ..testing import matrices as M
 
@@ -48,10 +48,19 @@ expose = _tape_expose
 recording = _tape_recording
 
 
+def array_arg(x):
+    """An array argument as the rules take it: traced values and arrays as they are; a
+    list, a Python number or an np.matrix (whose * and ** are matrix products) as a plain
+    NumPy array."""
+    if isinstance(x, Tracer) or (hasattr(x, "shape") and not isinstance(x, np.matrix)):
+        return x
+    return np.asarray(x)
+
+
 def promote(x, dtype):
     """x cast (differentiably) to dtype; unchanged when it already has it."""
     v = ops._peek(x)
-    if not hasattr(v, "dtype"):
+    if not hasattr(v, "dtype") or (v is x and isinstance(v, np.matrix)):
         return np.asarray(v, dtype=dtype)
     if v.dtype == dtype:
         return x

@@ -305,7 +305,9 @@ def slogdet(a, *, check_finite=True):
     """
     op = "slogdet"
     sign, logabs = _slogdet(C.prepare(op, a, check_finite))
-    return SlogdetResult(sign, logabs)
+    # one matrix, plain: NumPy scalars, as numpy's (the singular branch made 0-d arrays)
+    return SlogdetResult(*(x[()] if type(x) is np.ndarray and x.ndim == 0 else x
+                           for x in (sign, logabs)))
 
 
 # -- registry -------------------------------------------------------------------------------

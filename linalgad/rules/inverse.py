@@ -81,8 +81,8 @@ def inv(a, overwrite_a=False, check_finite=True, *, assume_a=None, lower=False):
     eye = C.eye_like(av.shape[-1], av.dtype, av)            # (CuPy's for a CuPy a)
     try:
         return solve(A, eye, assume_a=assume_a, lower=lower, check_finite=False)
-    except ValueError as e:
-        raise ValueError(str(e).replace("solve:", "inv:", 1)) from None
+    except ValueError as e:         # LinAlgError included: the same class, named for inv
+        raise type(e)(str(e).replace("solve:", "inv:", 1)) from None
 
 
 def inv_reference(a):

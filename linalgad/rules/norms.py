@@ -137,6 +137,12 @@ def _vector_norm(x, ord, axis, keepdims):
 # -- norm, matrix_norm, vector_norm -------------------------------------------------------------
 
 def norm(x, ord=None, axis=None, keepdims=False, check_finite=False):
+    r = _norm(x, ord, axis, keepdims, check_finite)
+    # one norm of plain input is a NumPy scalar, as numpy.linalg.norm's (not a 0-d array)
+    return r[()] if type(r) is np.ndarray and r.ndim == 0 else r
+
+
+def _norm(x, ord=None, axis=None, keepdims=False, check_finite=False):
     """Matrix or vector norm, differentiable (numpy.linalg.norm, scipy.linalg.norm).
 
     ``axis`` None: the 2-norm of the flattened x when ord is None, else a
@@ -155,6 +161,7 @@ def norm(x, ord=None, axis=None, keepdims=False, check_finite=False):
     U_k V_kᴴ/k, no GaugeWarning), |x| at 0 and x/|x| at 0 count as 0, and
     'nuc' at zero singular values uses svdvals' u_i v_iᴴ.
     """
+    x = C.array_arg(x)
     x = _inexact(x)
     if check_finite:
         C.checked("norm", ("a",), (x,), True)
@@ -189,6 +196,9 @@ def norm(x, ord=None, axis=None, keepdims=False, check_finite=False):
     raise ValueError(f"norm: improper number of dimensions to norm: axis={axis}")
 
 
+
+norm.__doc__ = _norm.__doc__
+
 def matrix_norm(x, /, *, keepdims=False, ord="fro"):
     """Matrix norm over the last two axes, differentiable (numpy.linalg.matrix_norm, NumPy 2).
 
@@ -196,6 +206,7 @@ def matrix_norm(x, /, *, keepdims=False, ord="fro"):
 
     Valid when: as :func:`norm` (subgradients at kinks, documented there).
     """
+    x = C.array_arg(x)
     if len(ops._shape(x)) < 2:
         raise ValueError(f"matrix_norm: x must be at least 2-D; got shape {ops._shape(x)}")
     return norm(x, ord=ord, axis=(-2, -1), keepdims=keepdims)
@@ -209,6 +220,7 @@ def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):
     Valid when: x is away from the kinks of the chosen ord (x ≠ 0, no zero
     entries for ord ≤ 1, no ties for ±inf); subgradients there as in :func:`norm`.
     """
+    x = C.array_arg(x)
     x = _inexact(x)
     shape = ops._shape(x)
     ndim = len(shape)
@@ -256,11 +268,15 @@ def cond(x, p=None):
     norm ord 2); at a singular matrix the value is inf and the gradient is 0
     (not NaN).
     """
+    x = C.array_arg(x)
     v = C.peek(x)
     if v.ndim < 2:
         raise LinAlgError(f"cond: {v.ndim}-dimensional array given; x must be at least "
                           "two-dimensional")
     if v.size == 0:
+        if v.shape[-1] and v.shape[-2]:          # an empty stack: NumPy's empty result
+            return np.zeros(v.shape[:-2], dtype=np.abs(np.zeros(0, v.dtype)).dtype
+                            if v.dtype.kind in "fc" else np.float64)
         raise LinAlgError("cond: cond is not defined on empty arrays")
     X = C.promote(x, C.result_dtype("cond", v))
     if p is None or p == 2 or p == -2:
@@ -306,6 +322,7 @@ def matrix_power(a, n):
     Valid when: always for n ≥ 0 (a polynomial); for n < 0, a nonsingular
     (the gradient grows like cond(a)^(|n|+1)).
     """
+    a = C.array_arg(a)
     v = C.peek(a)
     if v.ndim < 2 or v.shape[-1] != v.shape[-2]:
         raise LinAlgError(f"matrix_power: a must be a square matrix or a stack of square "
@@ -376,7 +393,7 @@ def multi_dot(arrays, *, out=None):
 
     Valid when: always (a multilinear map).
     """
-    arrays = list(arrays)
+    arrays = [C.array_arg(a) for a in arrays]
     k = len(arrays)
     if k < 2:
         raise ValueError("multi_dot: expecting at least two arrays")
@@ -433,6 +450,7 @@ def trace(x, /, *, offset=0, dtype=None):
 
     Valid when: always (linear).
     """
+    x = C.array_arg(x)
     if len(ops._shape(x)) < 2:
         raise ValueError(f"trace: x must be at least 2-D; got shape {ops._shape(x)}")
     r = ops.sum(ops.diagonal(x, offset, -2, -1), axis=-1)
@@ -444,6 +462,7 @@ def diagonal(x, /, *, offset=0):
 
     Valid when: always (linear).
     """
+    x = C.array_arg(x)
     if len(ops._shape(x)) < 2:
         raise ValueError(f"diagonal: x must be at least 2-D; got shape {ops._shape(x)}")
     return ops.diagonal(x, offset, -2, -1)
@@ -454,6 +473,7 @@ def matrix_transpose(x, /):
 
     Valid when: always (linear).
     """
+    x = C.array_arg(x)
     if len(ops._shape(x)) < 2:
         raise ValueError(f"matrix_transpose: x must be at least 2-D; got shape "
                          f"{ops._shape(x)}")
@@ -465,6 +485,7 @@ def outer(x1, x2, /):
 
     Valid when: always (bilinear).
     """
+    x1, x2 = C.array_arg(x1), C.array_arg(x2)
     if len(ops._shape(x1)) != 1 or len(ops._shape(x2)) != 1:
         raise ValueError(f"outer: input arrays must be one-dimensional; got shapes "
                          f"{ops._shape(x1)} and {ops._shape(x2)}")
@@ -474,9 +495,27 @@ def outer(x1, x2, /):
 def vecdot(x1, x2, /, *, axis=-1):
     """Σ conj(x1) x2 along ``axis``, broadcasting (numpy.linalg.vecdot), differentiable.
 
+    As NumPy's: ``axis`` names the vector axis of each operand before the others are
+    broadcast (x1 of shape (3,) against x2 of (3, 4) with axis=0 is x1 @ x2), and the two
+    vector axes must have the same length (they are not broadcast).
+
     Valid when: always (sesquilinear).
     """
-    return ops.sum(ops._conj(x1) * x2, axis=axis)
+    x1, x2 = C.array_arg(x1), C.array_arg(x2)
+    s1, s2 = ops._shape(x1), ops._shape(x2)
+    if not s1 or not s2:
+        raise ValueError("vecdot: the inputs must be at least one-dimensional")
+    for s in (s1, s2):
+        if not -len(s) <= axis < len(s):
+            raise np.exceptions.AxisError(axis, len(s))
+    if s1[axis] != s2[axis]:
+        raise ValueError(f"vecdot: the vector axes differ in length: {s1[axis]} (shape {s1}) "
+                         f"and {s2[axis]} (shape {s2}) along axis {axis}")
+    if axis % len(s1) != len(s1) - 1:
+        x1 = ops.moveaxis(x1, axis, -1)
+    if axis % len(s2) != len(s2) - 1:
+        x2 = ops.moveaxis(x2, axis, -1)
+    return ops.sum(ops._conj(x1) * x2, axis=-1)
 
 
 def cross(x1, x2, /, *, axis=-1):
@@ -484,6 +523,7 @@ def cross(x1, x2, /, *, axis=-1):
 
     Valid when: always (bilinear).
     """
+    x1, x2 = C.array_arg(x1), C.array_arg(x2)
     s1, s2 = ops._shape(x1), ops._shape(x2)
     if s1[axis] != 3 or s2[axis] != 3:
         raise ValueError(f"cross: both inputs must be 3-dimensional vectors along axis "
@@ -502,6 +542,7 @@ def tensordot(x1, x2, /, *, axes=2):
 
     Valid when: always (bilinear).
     """
+    x1, x2 = C.array_arg(x1), C.array_arg(x2)
     na, nb = len(ops._shape(x1)), len(ops._shape(x2))
     if isinstance(axes, (int, np.integer)):
         ax_a, ax_b = list(range(na - axes, na)), list(range(axes))
@@ -530,6 +571,7 @@ def matmul(x1, x2, /):
 
     Valid when: always (bilinear).
     """
+    x1, x2 = C.array_arg(x1), C.array_arg(x2)
     return ops.matmul(x1, x2)
 
 
@@ -543,6 +585,7 @@ def matrix_rank(A, tol=None, hermitian=False, *, rtol=None):
 
     Valid when: always (piecewise constant: its derivative is 0 where defined).
     """
+    A = C.array_arg(A)
     if rtol is not None and tol is not None:
         raise ValueError("matrix_rank: `tol` and `rtol` can't be both set.")
     v = C.value(A)
@@ -559,6 +602,8 @@ def matrix_rank(A, tol=None, hermitian=False, *, rtol=None):
         s = xp.abs(K.eigvalsh(v, lower=True, op="matrix_rank"))
     else:
         s = K.svd(v, full_matrices=False, compute_uv=False, op="matrix_rank")
+    if s.shape[-1] == 0:                         # an empty matrix: rank 0 (NumPy's)
+        return xp.zeros(s.shape[:-1], dtype=np.intp) if s.ndim > 1 else 0
     if tol is None:
         if rtol is None:
             rtol = max(v.shape[-2:]) * np.finfo(s.dtype).eps
@@ -575,6 +620,7 @@ def tensorinv(a, ind=2):
 
     Valid when: the reshaped square matrix is nonsingular (as :func:`inv`).
     """
+    a = C.array_arg(a)
     shape = ops._shape(a)
     if ind <= 0:
         raise ValueError("tensorinv: ind must be > 0")
@@ -588,6 +634,7 @@ def tensorsolve(a, b, axes=None):
 
     Valid when: the reshaped square matrix is nonsingular (as solve).
     """
+    a, b = C.array_arg(a), C.array_arg(b)
     from .solve import solve
     an = len(ops._shape(a))
     if axes is not None:

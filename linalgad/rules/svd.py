@@ -240,10 +240,13 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False, *, overwrite_a=
     amplify rounding by 1/gap²) and say so with a ``GaugeWarning``:
     ``generalized_funm`` has exact ones, and Σ f(sᵢ) = tr funmh(aᴴa, f∘√).  Zero
     singular values: 1/s is used down to the smallest normal number, so
-    losses through U diag(s) Vᴴ stay exact at rank deficiency.  The backward
+    losses through U diag(s) Vᴴ stay exact at rank deficiency (an exactly
+    zero value of a non-square matrix warns: its complement term is 0/0).  The backward
     pass is four matrix products; nothing is refactored.
     """
     op = "svd"
+    if lapack_driver not in (None, "gesdd", "gesvd"):
+        raise ValueError(f"svd: lapack_driver must be 'gesdd' or 'gesvd', got {lapack_driver!r}")
     del hermitian, overwrite_a, lapack_driver
     A = C.prepare(op, a, check_finite, square=False)
     if not compute_uv:
