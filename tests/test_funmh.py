@@ -488,3 +488,20 @@ def test_jit_of_the_hessian_across_ties():
             warnings.simplefilter("error")
             got = hvp(A)
         np.testing.assert_allclose(got, _expm_hvp(A, G, T), rtol=1e-9, atol=1e-9)
+
+
+def test_second_ties_are_judged_on_the_scale_f_varies_near_them():
+    """The Hessian-vector product of <W, funmh(A, log)> at eigenvalues 0.006, 0.01, 1, 1000
+    took the three-way mean of f''/2 for triples within ε^(1/4)·max|w| = 1.2e-1 (1.5% off);
+    the same function written with logm (exact there, through its own Fréchet derivative)
+    is the reference: both read the lower triangle of T."""
+    w = np.array([0.006, 0.01, 1.0, 1000.0])
+    Q = np.linalg.qr(np.random.default_rng(0).standard_normal((4, 4)))[0]
+    A = (Q * w) @ Q.T
+    A = (A + A.T) / 2
+    rng = np.random.default_rng(4)
+    W, D = rng.standard_normal((4, 4)), rng.standard_normal((4, 4))
+    her = lambda T: lad.tril(T) + lad.mT(lad.tril(T, -1))
+    got = lad.hvp(lambda T: lad.sum(W * la.funmh(T, lad.log)), (A,), (D,))[0]
+    want = lad.hvp(lambda T: lad.sum(W * la.logm(her(T))), (A,), (D,))[0]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9 * np.abs(want).max())

@@ -144,23 +144,46 @@ def second_tie_tolerance(dtype):
     return float(np.finfo(dtype).eps) ** 0.25
 
 
-def _near_triples(w, lo, hi):
-    """Concrete mask (..., *lo.shape): the three values within ε^(1/4)·max|w|."""
+def second_near_bound(xp, w, df, d2f):
+    """The spread (..., n, n) of a pair (lo, hi) below which a triple spanning it takes the
+    mean of f''/2 as its second divided difference: ε^(1/4)·max|w|, and ε^(1/4) times the
+    scale on which f' varies near the pair, (|f'ᵢ| + |f'ⱼ| + |wᵢf''ᵢ| + |wⱼf''ⱼ|)/|f''ᵢ + f''ⱼ|·2
+    (the first-order rule's balance one derivative up: log at eigenvalues 0.006 and 0.01
+    of a matrix whose largest is 1000 varies on a scale of 0.01 there, and the mean of
+    f''/2 put funmh(A, log)'s Hessian 1.5% off).  ``df`` None: the first bound alone
+    (..., 1, 1)."""
+    tol = second_tie_tolerance(w.dtype)
+    cap = xp.abs(w).max(axis=-1)[..., None, None] * tol
+    if df is None:
+        return cap
+    size = xp.abs(df) + xp.abs(w * d2f)
+    curv = xp.abs(d2f[..., :, None] + d2f[..., None, :]) * 0.5
+    with np.errstate(divide="ignore", invalid="ignore"):
+        local = xp.where(curv > 0, tol * (size[..., :, None] + size[..., None, :])
+                         / xp.where(curv > 0, curv, 1), xp.inf)
+    return xp.minimum(cap, local)
+
+
+def _near_triples(w, df, d2f, lo, hi):
+    """Concrete mask (..., *lo.shape): the three values within ``second_near_bound`` of
+    the pair (lo, hi) they span."""
     xp = namespace_of(w)
-    top = xp.abs(w).max(axis=-1)
-    bound = top.reshape(top.shape + (1,) * lo.ndim) * second_tie_tolerance(w.dtype)
-    return (w[..., hi] - w[..., lo]) <= bound
+    bound = second_near_bound(xp, w, df, d2f)
+    bound = xp.broadcast_to(bound, bound.shape[:-2] + (w.shape[-1],) * 2)
+    return (w[..., hi] - w[..., lo]) <= bound[..., lo, hi]
 
 
-def _second_dd(w, phi, d2f, i, k, j):
+def _second_dd(w, phi, d2f, i, k, j, df=None):
     """f[wᵢ, wₖ, wⱼ] over index arrays i, k, j (broadcasting), w ascending: the quotient
     over the widest of the three pairs, (Φ[mid, hi] − Φ[lo, mid]) / (w_hi − w_lo), or
-    (f''ᵢ + f''ₖ + f''ⱼ)/6 where the three lie within ε^(1/4)·max|w|."""
+    (f''ᵢ + f''ₖ + f''ⱼ)/6 where the three lie within ``second_near_bound``."""
     lo = np.minimum(np.minimum(i, k), j)
     hi = np.maximum(np.maximum(i, k), j)
     mid = i + k + j - lo - hi
-    near = C.compute(functools.partial(_near_triples, lo=lo, hi=hi), (w,),
-                     name="funmh's near triples")
+    args = (w,) if df is None else (w, df, d2f)
+    near = C.compute(functools.partial(
+        lambda w, df=None, d2f=None, lo=None, hi=None: _near_triples(w, df, d2f, lo, hi),
+        lo=lo, hi=hi), args, name="funmh's near triples")
     spread = ops.getitem(w, (Ellipsis, hi)) - ops.getitem(w, (Ellipsis, lo))
     quotient = ((ops.getitem(phi, (Ellipsis, mid, hi)) - ops.getitem(phi, (Ellipsis, lo, mid)))
                 / ops.where(near, 1.0, spread))
@@ -169,7 +192,7 @@ def _second_dd(w, phi, d2f, i, k, j):
     return ops.where(near, curvature, quotient)
 
 
-def _second_map(w, V, phi, d2f, P, Q):
+def _second_map(w, V, phi, d2f, P, Q, df=None):
     """V (B(P̃, Q̃) + B(Q̃, P̃)) Vᴴ, the definition, in differentiable operations (the
     reference that third order differentiates): every entry Σₖ f[wᵢ, wₖ, wⱼ] (P̃ᵢₖ Q̃ₖⱼ +
     Q̃ᵢₖ P̃ₖⱼ) by the stable triple formula, the sum over k in chunks of about 2²⁰ entries
@@ -185,7 +208,7 @@ def _second_map(w, V, phi, d2f, P, Q):
     for k0 in range(0, n, step):
         ks = np.arange(k0, min(n, k0 + step))
         f3 = _second_dd(w, phi, d2f, np.arange(n)[:, None, None], ks[None, :, None],
-                        np.arange(n)[None, None, :])                   # (..., n, c, n)
+                        np.arange(n)[None, None, :], df)               # (..., n, c, n)
         cols, rows = (Ellipsis, slice(None), ks), (Ellipsis, ks, slice(None))
         X = (ops.expand_dims(ops.getitem(Pt, cols), -1)
              * ops.expand_dims(ops.getitem(Qt, rows), -3)
@@ -196,7 +219,7 @@ def _second_map(w, V, phi, d2f, P, Q):
     return ops.matmul(V, ops.matmul(R, Vh))
 
 
-def _second_map_plain(w, V, phi, d2f, P, Q, skip=None):
+def _second_map_plain(w, V, phi, d2f, P, Q, skip=None, df=None):
     """The sums of `_second_map` on plain arrays (the kernel): every entry (i, j) whose
     eigenvalues are more than ε^(1/4)·max|w| apart by the products of the fast path,
     since f[wᵢ, wₖ, wⱼ] = (Φᵢₖ − Φₖⱼ)/(wᵢ − wⱼ) for every k then, ties among the other
@@ -213,22 +236,26 @@ def _second_map_plain(w, V, phi, d2f, P, Q, skip=None):
     PP, QQ = phi * Pt, phi * Qt
     R = (xp.matmul(PP, Qt) - xp.matmul(Pt, QQ)) + (xp.matmul(QQ, Pt) - xp.matmul(Qt, PP))
     gap = w[..., :, None] - w[..., None, :]
-    top = xp.abs(w).max(axis=-1)[..., None, None] * second_tie_tolerance(w.dtype)
+    n = w.shape[-1]
+    top = xp.broadcast_to(second_near_bound(xp, w, df, d2f), gap.shape)   # (..., n, n)
     near = xp.abs(gap) <= top
     R /= xp.where(near, 1, gap)
-    n = w.shape[-1]
-    if n > 1 and bool((w[..., 1:] - w[..., :-1] <= top[..., 0]).any()):
+    neighbours = xp.diagonal(top, 1, -2, -1)                             # (..., n − 1)
+    if n > 1 and bool((w[..., 1:] - w[..., :-1] <= neighbours).any()):
         # tight clusters (runs of eigenvalues, each within the bound of the next, whose
         # whole spread is within it too): inside one every triple is near, the mean of
         # f''/2; for k outside, f[wᵢ, wₖ, wⱼ] = (Φₖᵢ − Φᵢⱼ)/(wₖ − wⱼ), a quotient over a
         # far pair: products again (A = I at n = 256: 0.9 s by the sums, 30 ms so)
         starts = xp.concatenate([xp.ones(w.shape[:-1] + (1,), dtype=bool),
-                                 w[..., 1:] - w[..., :-1] > top[..., 0]], axis=-1)
+                                 w[..., 1:] - w[..., :-1] > neighbours], axis=-1)
         cid = xp.cumsum(starts, axis=-1)
         same = cid[..., :, None] == cid[..., None, :]
         span = (xp.where(same, w[..., None, :], -xp.inf).max(axis=-1)
                 - xp.where(same, w[..., None, :], xp.inf).min(axis=-1))
-        tight = same & (span <= top[..., 0])[..., :, None]
+        # the whole run within the least bound of its pairs: every triple in it is near
+        least = xp.where(same, top, xp.inf).min(axis=-1)
+        least = xp.where(same, least[..., None, :], xp.inf).min(axis=-1)
+        tight = same & (span <= least)[..., :, None]
         far = xp.where(same, 0, 1 / xp.where(same, 1, gap))             # [k, j]
         inside = same.astype(w.dtype)
         d = d2f * (1.0 / 6.0)
@@ -247,7 +274,7 @@ def _second_map_plain(w, V, phi, d2f, P, Q, skip=None):
     Rf = R.reshape(B, n, n)
     wf, pf, df = w.reshape(B, n), phi.reshape(B, n, n), d2f.reshape(B, n)
     Pf, Qf = Pt.reshape(B, n, n), Qt.reshape(B, n, n)
-    bound = top.reshape(B)
+    bound = top.reshape(B, n, n)
     wanted = near if skip is None else near & ~skip
     b_all, i_all, j_all = xp.nonzero(wanted.reshape(B, n, n))
     if skip is not None:
@@ -260,7 +287,7 @@ def _second_map_plain(w, V, phi, d2f, P, Q, skip=None):
         hi = xp.maximum(xp.maximum(i, k), j)
         mid = i + k + j - lo - hi
         spread = wf[b, hi] - wf[b, lo]
-        close = spread <= bound[b]
+        close = spread <= bound[b, lo, hi]
         f3 = xp.where(close, (df[b, i] + df[b, k] + df[b, j]) * (1.0 / 6.0),
                       (pf[b, mid, hi] - pf[b, lo, mid]) / xp.where(close, 1, spread))
         terms = f3 * (Pf[b, i, k] * Qf[b, k, j] + Qf[b, i, k] * Pf[b, k, j])
@@ -272,7 +299,7 @@ def _second_kernel(A, P, Q, *, func, dfunc, lower, factors):
     """The second map on plain arrays, from the forward pass's factors."""
     w, V = factors
     f, df, d2f = values_slopes_curvatures(func, dfunc, w)
-    return _second_map_plain(w, V, divided_differences(w, f, df), d2f, P, Q)
+    return _second_map_plain(w, V, divided_differences(w, f, df), d2f, P, Q, df=df)
 
 
 def _second_ref(A, P, Q, *, func, dfunc, lower, factors):
@@ -285,7 +312,7 @@ def _second_ref(A, P, Q, *, func, dfunc, lower, factors):
             "terms (they pass through eigh's derivative; funmh.md, section 6); first and "
             "second derivatives are exact there.", S.GaugeWarning, stacklevel=2)
     f, df, d2f = values_slopes_curvatures(func, dfunc, w)
-    return _second_map(w, V, divided_differences(w, f, df), d2f, P, Q)
+    return _second_map(w, V, divided_differences(w, f, df), d2f, P, Q, df=df)
 
 
 def bilinear_primitive(name, kernel, reference, adjoints):
