@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+import math
+
 import numpy as np
 
 from .. import ops, transforms
@@ -39,34 +41,37 @@ def _singular(logabs):
 
 # -- det --------------------------------------------------------------------------------
 
+_RANGE = {}        # dtype -> (maxexp, minexp) of its precision, read once
+
+
 def pivot_product(xp, d):
     """Π dᵢ over the last axis, without over- or underflow on the way: the plain product
     where no partial product can leave the normal range (one test from the stack's max|d|
-    and min|d|),
-    else mantissas and exponents separately (frexp).  block_diag(1e-200·B₁, 1e200·B₂) has
-    a determinant of 90, but its pivots' running product underflowed to 0 (and its
-    gradient with it); NumPy's det (through slogdet) returns 90."""
-    with np.errstate(all="ignore"):
-        p = xp.prod(d, axis=-1)
-        n = d.shape[-1]
-        if n < 2 or d.size == 0:
-            return p
-        a = xp.abs(d)
+    and min|d|), else mantissas and exponents separately (frexp).  block_diag(1e-200·B₁,
+    1e200·B₂) has a determinant of 90, but its pivots' running product underflowed to 0
+    (and its gradient with it); NumPy's det (through slogdet) returns 90."""
+    n = d.shape[-1]
+    if n < 2 or d.size == 0:
+        return xp.prod(d, axis=-1)
+    a = xp.abs(d)
+    rng = _RANGE.get(a.dtype)
+    if rng is None:
         info = np.finfo(a.dtype)
-        # one test for the whole stack (a reduction over all of it is 30x faster than one
-        # per matrix over a short last axis): |partial products| lie in [lo^n, hi^n]
-        hi, lo = float(a.max()), float(a.min())
-        if lo == 0:
-            lo = float(xp.where(a > 0, a, 1).min())
-        if n * np.log2(max(hi, 1.0)) < info.maxexp - 2 and \
-                n * np.log2(min(lo, 1.0)) > info.minexp + 2:
-            return p
+        rng = _RANGE[a.dtype] = (int(info.maxexp) - 2, int(info.minexp) + 2)
+    # one test for the whole stack (a reduction over all of it is 30x faster than one
+    # per matrix over a short last axis): |partial products| lie in [lo^n, hi^n]
+    hi, lo = float(a.max()), float(a.min())
+    if lo == 0:
+        lo = float(xp.where(a > 0, a, 1).min())
+    if (hi <= 1 or n * math.log2(hi) < rng[0]) and (lo >= 1 or n * math.log2(lo) > rng[1]):
+        return xp.prod(d, axis=-1)
+    with np.errstate(all="ignore"):
         m, e = xp.frexp(a)
         unit = xp.where(a > 0, d / xp.where(a > 0, a, 1), 0) if d.dtype.kind == "c" \
             else xp.sign(d)
         m = m * unit
         exponent = e.sum(axis=-1)
-        step = max(1, -int(info.minexp) // 2)            # 0.5^step stays normal
+        step = max(1, -rng[1] // 2)                      # 0.5^step stays normal
         q = None
         for k0 in range(0, n, step):
             part = xp.prod(m[..., k0:k0 + step], axis=-1)
@@ -78,7 +83,7 @@ def pivot_product(xp, d):
             scaled = xp.ldexp(q.real, exponent) + 1j * xp.ldexp(q.imag, exponent)
         else:
             scaled = xp.ldexp(q, exponent)
-        return scaled.astype(p.dtype)
+        return scaled.astype(d.dtype)
 
 
 def det_forward(A):
