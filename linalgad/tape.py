@@ -47,7 +47,7 @@ import itertools
 import numpy as np
 
 __all__ = ["Primitive", "Tracer", "ReverseTracer", "ForwardTracer", "JitTracer",
-           "ReverseTrace", "ForwardTrace", "JitTrace", "Retrace", "new_level", "backward_pass",
+           "ReverseTrace", "ForwardTrace", "JitTrace", "Retrace", "new_level", "backward_pass", "finish",
            "compute", "recording"]
 
 # itertools.count.__next__ is atomic under the GIL: levels are unique across
@@ -601,6 +601,69 @@ class JitTrace:
             self.effects.add(len(self.steps) - 1)
         self._res(result, slot)
         return result
+
+
+def _escaped(self, prim):
+    raise ValueError(
+        f"{prim.name} was applied to a traced value of a transform that has already "
+        "returned (saved in a list or a global inside grad, vjp, jvp or jit and used "
+        "after it): such a value carries no derivative any more. Return it as an output "
+        "(or as aux with has_aux=True), or take linalgad.stop_gradient of it inside.")
+
+
+class FinishedReverseTrace(ReverseTrace):
+    """A ReverseTrace whose forward pass has returned: its tape is read by the backward
+    pass, and a tracer of it that leaked out of the transform raises when used (JAX's
+    UnexpectedTracerError).  ``finish`` swaps the class: no cost on the hot path."""
+
+    __slots__ = ()
+
+    def process(self, prim, args, params):
+        _escaped(self, prim)
+
+    def _process2(self, prim, a, b, params):
+        _escaped(self, prim)
+
+
+class FinishedForwardTrace(ForwardTrace):
+    __slots__ = ()
+
+    def process(self, prim, args, params):
+        _escaped(self, prim)
+
+
+class FinishedJitTrace(JitTrace):
+    __slots__ = ()
+
+    def process(self, prim, args, params):
+        _escaped(self, prim)
+
+    def call(self, fn, args, params, name):
+        _escaped(self, _Named(name))
+
+    def compute(self, fn, args, decide, name):
+        _escaped(self, _Named(name))
+
+    def guard(self, x, check):
+        _escaped(self, _Named("a check"))
+
+
+class _Named:
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+
+_FINISHED = {ReverseTrace: FinishedReverseTrace, ForwardTrace: FinishedForwardTrace,
+             JitTrace: FinishedJitTrace}
+
+
+def finish(trace):
+    """Mark a transform's trace as returned (see FinishedReverseTrace)."""
+    cls = _FINISHED.get(trace.__class__)
+    if cls is not None:
+        trace.__class__ = cls
 
 
 def _checked_decision(fn, decide, recorded, name):

@@ -21,7 +21,7 @@ import numpy as np
 from . import ops
 from ._tree import tree_flatten, tree_unflatten
 from .tape import (ForwardTrace, ForwardTracer, JitTrace, JitTracer, Primitive, Retrace,
-                   ReverseTrace, Tracer, backward_pass, peek)
+                   ReverseTrace, Tracer, backward_pass, finish, peek)
 from .tape import _snapshot
 
 __all__ = ["vjp", "jvp", "grad", "value_and_grad", "jacrev", "jacfwd", "hvp",
@@ -176,6 +176,7 @@ def _record(fun, primals, has_aux, what):
             out_refs.append(None)
             out_vals.append(o)
     rec.out = tree_unflatten(rec.out_def, out_vals)
+    finish(trace)              # a tracer of it that leaked out raises if used later
     return rec
 
 
@@ -269,7 +270,8 @@ def jvp(fun, primals, tangents, has_aux=False):
             tans.append(ops.zeros_like(o))
     out = (tree_unflatten(out_def, vals), tree_unflatten(out_def, tans))
     if has_aux:
-        return out + (_strip(aux, trace),)
+        out = out + (_strip(aux, trace),)
+    finish(trace)
     return out
 
 
@@ -982,4 +984,5 @@ def _record_call(fun, leaves, treedef):
         entry = _Eager(trace.escaped)
     else:
         entry = _Program(trace, slots, out_def, outs)
+    finish(trace)
     return tree_unflatten(out_def, values), entry

@@ -453,3 +453,21 @@ def test_argnums_may_be_a_numpy_integer():
 def test_jvp_has_aux_requires_a_pair():
     with pytest.raises(ValueError, match="pair"):
         lad.jvp(lambda x: x * 2, (np.ones(2),), (np.ones(2),), has_aux=True)
+
+
+def test_a_tracer_that_leaks_out_of_its_transform_raises_when_used():
+    """A traced value saved inside grad, jvp or jit and used after the transform returned
+    silently went on computing (a ReverseTracer, keeping its tape alive); now it raises,
+    as JAX's UnexpectedTracerError does.  Transforms that run inside each other, and a
+    pullback called later, are unaffected."""
+    leak = []
+    x = np.ones(2)
+    lad.grad(lambda z: (leak.append(z), lad.sum(z))[1])(x)
+    lad.jvp(lambda z: (leak.append(z), z * 2)[1], (x,), (x,))
+    lad.jit(lambda z: (leak.append(z), z * 2)[1])(x)
+    for t in leak:
+        with pytest.raises(ValueError, match="already returned"):
+            t * 2
+    _, pull = lad.vjp(lambda z: la.inv(z) @ z, 2 * np.eye(2))
+    np.testing.assert_allclose(pull(np.ones((2, 2)))[0], np.zeros((2, 2)), atol=1e-15)
+    np.testing.assert_allclose(lad.hvp(lambda z: lad.sum(z ** 3), (x,), (x,))[0], 6 * x)
