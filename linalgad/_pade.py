@@ -141,24 +141,6 @@ def _frechet_squarings(xp, norms, m, u):
     return xp.ceil(excess)
 
 
-class _Norms(dict):
-    """{k: ‖Aᵏ‖₁}, ‖A²‖ computed on first use (only the Fréchet check reads it)."""
-
-    def __init__(self, xp, A2, known):
-        super().__init__(known)
-        self.xp, self.A2 = xp, A2
-
-    def __missing__(self, k):
-        if k != 2:
-            raise KeyError(k)
-        v = self[2] = _norm1(self.xp, self.A2)
-        return v
-
-    def items(self):
-        self[2]
-        return super().items()
-
-
 def _at_most_zero(xp, x):
     return x <= 0 if type(x) is float or type(x) is int else float(xp.max(x)) <= 0
 
@@ -173,14 +155,22 @@ def _choose(xp, A, A2, A4, A6, real_size, n1=None):
     u = 2.0 ** (-24 if single else -53)
     n1 = _norm1(xp, A) if n1 is None else n1
     n4, n6 = _norm1(xp, A4), _norm1(xp, A6)
-    norms = _Norms(xp, A2, {1: n1, 4: n4, 6: n6})
+    norms = {1: n1, 4: n4, 6: n6}
+
+    def with_a2():                          # ‖A²‖ only where something reads it
+        if 2 not in norms:
+            norms[2] = _norm1(xp, A2)
+        return norms
+
+    def frechet(m):
+        return _frechet_squarings(xp, with_a2(), m, u)
+
     d4, d6 = n4 ** 0.25, n6 ** (1 / 6)
     d8, d10 = d4, (n4 * n6) ** 0.1              # upper bounds of ‖A⁸‖^(1/8), ‖A¹⁰‖^(1/10)
     eta = {3: xp.maximum(d4, d6), 5: xp.maximum(d4, d6), 7: xp.maximum(d6, d8),
            9: xp.maximum(d6, d8)}
     for m, theta in thetas[:-1]:
-        if float(eta[m].max()) <= theta and _at_most_zero(xp, _frechet_squarings(
-                xp, norms, m, u)):
+        if float(eta[m].max()) <= theta and _at_most_zero(xp, frechet(m)):
             return m, xp.zeros(n1.shape, dtype=np.int64)
     m, theta = thetas[-1]
 
@@ -199,8 +189,8 @@ def _choose(xp, A, A2, A4, A6, real_size, n1=None):
         # strictly triangular matrix of order 8 from 1e-15 to 1e+1): the exact norm, one
         # product, where the bound would scale
         n8 = norms[8] = _norm1(xp, xp.matmul(A4, A4))
-        s = scaling(n8 ** 0.125, xp.minimum(d10, (n8 * norms[2]) ** 0.1))
-    s = xp.maximum(s, _frechet_squarings(xp, norms, m, u))
+        s = scaling(n8 ** 0.125, xp.minimum(d10, (n8 * with_a2()[2]) ** 0.1))
+    s = xp.maximum(s, frechet(m))
     return m, s.astype(np.int64)
 
 

@@ -522,20 +522,30 @@ def _square_safe_scale(xp, s):
     return xp.exp2(e).astype(s.dtype)
 
 
+def pair_scale(xp, x, f, df):
+    """(..., k, k): the scale on which f varies near each pair of points,
+    (|fᵢ| + |fⱼ| + |xᵢf'ᵢ| + |xⱼf'ⱼ|) / |(f'ᵢ + f'ⱼ)/2| — the rounding of f at a point known
+    to working precision over the pair's mean slope (inf where that slope is 0).  The
+    first divided differences of funmh.md §6 take a pair as tied within ε^(1/3) of it; the
+    second ones (f', f'') within ε^(1/4)."""
+    size = xp.abs(f) + xp.abs(x * df)
+    slope = xp.abs(df[..., :, None] + df[..., None, :])
+    slope *= 0.5
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return xp.where(slope > 0, (size[..., :, None] + size[..., None, :])
+                        / xp.where(slope > 0, slope, 1), xp.inf)
+
+
 def near_slopes(xp, x, f, df, tol):
     """Concrete mask (..., k, k) of the pairs whose divided difference is taken as the mean
     of the slopes (the diagonal included; funmh.md section 6): those where the quotient's
     cancellation, about ε(|fᵢ| + |fⱼ| + |xᵢf'ᵢ| + |xⱼf'ⱼ|)/|xᵢ − xⱼ|, would exceed
-    tol² = ε^(2/3) of the slope — |xᵢ − xⱼ|·|f'ᵢ + f'ⱼ|/2 ≤ tol·(that sum), the scale on
-    which f varies near the pair — and within tol·max|x| of each other.  The pair's own
+    tol² = ε^(2/3) of the slope: within tol of ``pair_scale`` and of max|x|.  The pair's own
     scale matters: log at eigenvalues 0.006 and 0.01 of a matrix whose largest is 1000
     varies on a scale of 0.01, and the mean of its slopes there is 1% off."""
     gap = xp.abs(x[..., :, None] - x[..., None, :])
     top = xp.abs(x).max(axis=-1)[..., None, None]
-    size = xp.abs(f) + xp.abs(x * df)
-    slope = xp.abs(df[..., :, None] + df[..., None, :])
-    slope *= 0.5
-    return (gap <= tol * top) & (gap * slope <= tol * (size[..., :, None] + size[..., None, :]))
+    return gap <= tol * xp.minimum(top, pair_scale(xp, x, f, df))
 
 
 def _divided_differences(xp, x, f, df, tol):

@@ -603,9 +603,9 @@ class JitTrace:
         return result
 
 
-def _escaped(self, prim):
+def _leaked(name):
     raise ValueError(
-        f"{prim.name} was applied to a traced value of a transform that has already "
+        f"{name} was applied to a traced value of a transform that has already "
         "returned (saved in a list or a global inside grad, vjp, jvp or jit and used "
         "after it): such a value carries no derivative any more. Return it as an output "
         "(or as aux with has_aux=True), or take linalgad.stop_gradient of it inside.")
@@ -619,40 +619,33 @@ class FinishedReverseTrace(ReverseTrace):
     __slots__ = ()
 
     def process(self, prim, args, params):
-        _escaped(self, prim)
+        _leaked(prim.name)
 
     def _process2(self, prim, a, b, params):
-        _escaped(self, prim)
+        _leaked(prim.name)
 
 
 class FinishedForwardTrace(ForwardTrace):
     __slots__ = ()
 
     def process(self, prim, args, params):
-        _escaped(self, prim)
+        _leaked(prim.name)
 
 
 class FinishedJitTrace(JitTrace):
     __slots__ = ()
 
     def process(self, prim, args, params):
-        _escaped(self, prim)
+        _leaked(prim.name)
 
     def call(self, fn, args, params, name):
-        _escaped(self, _Named(name))
+        _leaked(name)
 
     def compute(self, fn, args, decide, name):
-        _escaped(self, _Named(name))
+        _leaked(name)
 
     def guard(self, x, check):
-        _escaped(self, _Named("a check"))
-
-
-class _Named:
-    __slots__ = ("name",)
-
-    def __init__(self, name):
-        self.name = name
+        _leaked("a check")
 
 
 _FINISHED = {ReverseTrace: FinishedReverseTrace, ForwardTrace: FinishedForwardTrace,

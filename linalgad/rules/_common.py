@@ -58,10 +58,10 @@ def array_arg(x):
 
 
 def promote(x, dtype):
-    """x cast (differentiably) to dtype; unchanged when it already has it."""
+    """x (an array argument: ``array_arg``) cast (differentiably) to dtype; unchanged when
+    it already has it."""
+    x = array_arg(x)
     v = ops._peek(x)
-    if not hasattr(v, "dtype") or (v is x and isinstance(v, np.matrix)):
-        return np.asarray(v, dtype=dtype)
     if v.dtype == dtype:
         return x
     return ops.astype(x, dtype)

@@ -76,8 +76,8 @@ def pivot_product(xp, d):
         for k0 in range(0, n, step):
             part = xp.prod(m[..., k0:k0 + step], axis=-1)
             q = part if q is None else q * part
-            qm, qe = xp.frexp(xp.abs(q))
-            q = xp.where(qm > 0, q / xp.where(qm > 0, xp.abs(q), 1) * qm, q)
+            qe = xp.frexp(xp.abs(q))[1]
+            q = q * xp.exp2(-qe).astype(a.dtype)        # exact: a power of two, q ≠ 0 normal
             exponent = exponent + qe
         if q.dtype.kind == "c":
             scaled = xp.ldexp(q.real, exponent) + 1j * xp.ldexp(q.imag, exponent)

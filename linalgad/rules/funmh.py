@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import ops, transforms
 from .._array_methods import NUMPY_UFUNCS
-from ..backend import kernels_for, namespace_of, near_slopes
+from ..backend import kernels_for, namespace_of, near_slopes, pair_scale
 from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
 from ..testing import matrices as M
@@ -147,24 +147,17 @@ def second_tie_tolerance(dtype):
 def second_near_bound(xp, w, df, d2f):
     """The spread (..., n, n) of a pair (lo, hi) below which a triple spanning it takes the
     mean of f''/2 as its second divided difference: ε^(1/4)·max|w|, and ε^(1/4) times the
-    scale on which f' varies near the pair, (|f'ᵢ| + |f'ⱼ| + |wᵢf''ᵢ| + |wⱼf''ⱼ|)/|f''ᵢ + f''ⱼ|·2
-    (the first-order rule's balance one derivative up: log at eigenvalues 0.006 and 0.01
-    of a matrix whose largest is 1000 varies on a scale of 0.01 there, and the mean of
-    f''/2 put funmh(A, log)'s Hessian 1.5% off).  ``df`` None: the first bound alone
-    (..., 1, 1)."""
-    tol = second_tie_tolerance(w.dtype)
-    cap = xp.abs(w).max(axis=-1)[..., None, None] * tol
-    if df is None:
-        return cap
-    size = xp.abs(df) + xp.abs(w * d2f)
-    curv = xp.abs(d2f[..., :, None] + d2f[..., None, :]) * 0.5
-    with np.errstate(divide="ignore", invalid="ignore"):
-        local = xp.where(curv > 0, tol * (size[..., :, None] + size[..., None, :])
-                         / xp.where(curv > 0, curv, 1), xp.inf)
-    return xp.minimum(cap, local)
+    scale on which f' varies near the pair (``backend.pair_scale`` of f'; log at
+    eigenvalues 0.006 and 0.01 of a matrix whose largest is 1000 varies on a scale of
+    0.01 there, and the mean of f''/2 put funmh(A, log)'s Hessian 1.5% off).  ``df`` None:
+    the first bound alone (..., 1, 1)."""
+    cap = xp.abs(w).max(axis=-1)[..., None, None]
+    if df is not None:
+        cap = xp.minimum(cap, pair_scale(xp, w, df, d2f))
+    return cap * second_tie_tolerance(w.dtype)
 
 
-def _near_triples(w, df, d2f, lo, hi):
+def _near_triples(w, df=None, d2f=None, *, lo, hi):
     """Concrete mask (..., *lo.shape): the three values within ``second_near_bound`` of
     the pair (lo, hi) they span."""
     xp = namespace_of(w)
@@ -180,10 +173,8 @@ def _second_dd(w, phi, d2f, i, k, j, df=None):
     lo = np.minimum(np.minimum(i, k), j)
     hi = np.maximum(np.maximum(i, k), j)
     mid = i + k + j - lo - hi
-    args = (w,) if df is None else (w, df, d2f)
-    near = C.compute(functools.partial(
-        lambda w, df=None, d2f=None, lo=None, hi=None: _near_triples(w, df, d2f, lo, hi),
-        lo=lo, hi=hi), args, name="funmh's near triples")
+    near = C.compute(functools.partial(_near_triples, lo=lo, hi=hi),
+                     (w,) if df is None else (w, df, d2f), name="funmh's near triples")
     spread = ops.getitem(w, (Ellipsis, hi)) - ops.getitem(w, (Ellipsis, lo))
     quotient = ((ops.getitem(phi, (Ellipsis, mid, hi)) - ops.getitem(phi, (Ellipsis, lo, mid)))
                 / ops.where(near, 1.0, spread))
