@@ -120,3 +120,9 @@ def test_result_types_and_keywords():
     with pytest.raises(ValueError, match="lapack_driver"):
         la.svd(A, lapack_driver="bad")
     la.svd(A, lapack_driver="gesvd")
+    import scipy.linalg as sl
+    for a in (A, np.stack([A, B])):
+        assert la.lu_factor(a)[1].dtype == sl.lu_factor(a)[1].dtype == np.int32
+    assert np.array_equal(la.lu_solve(la.lu_factor(A), b), sl.lu_solve(sl.lu_factor(A), b))
+    t = la.tensordot(b, b, axes=1)
+    assert type(t) is np.ndarray and t.shape == () and np.isclose(t, b @ b)

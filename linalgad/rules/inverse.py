@@ -59,6 +59,8 @@ def inv(a, overwrite_a=False, check_finite=True, *, assume_a=None, lower=False):
     its shape and (inexact) dtype.  Raises LinAlgError for a singular matrix,
     naming its index in a stack; ValueError for infs or NaNs when
     ``check_finite`` (the default).  ``overwrite_a`` is accepted and ignored.
+    As NumPy's (and unlike SciPy's), no LinAlgWarning for an ill-conditioned
+    matrix: ``cond(a)`` measures it.
 
     SciPy's ``assume_a`` ('diagonal', 'upper triangular', 'lower triangular',
     'pos', 'sym', 'her'; with ``lower`` choosing the triangle of the last three)

@@ -157,7 +157,7 @@ def lu_factor(a, overwrite_a=False, check_finite=True):
 
     scipy.linalg.lu_factor: ``lu`` holds U in its upper triangle and L's
     multipliers (unit diagonal implied) below it; ``piv`` is LAPACK's 0-based
-    swap sequence (row i was interchanged with row piv[i]).  ``a`` is
+    swap sequence (row i was interchanged with row piv[i]; int32, as SciPy).  ``a`` is
     (..., n, n) (also (..., m, n)); ``piv`` is (..., min(m, n)).  An exactly
     singular matrix is factored with a LinAlgWarning, as SciPy.  Gradients
     flow through the values of ``lu``; the pivots are piecewise constant.
@@ -167,7 +167,7 @@ def lu_factor(a, overwrite_a=False, check_finite=True):
     (for the derivative).
     """
     packed, perm, piv = _factor("lu_factor", a, check_finite)
-    return packed, piv
+    return packed, piv.astype(np.int32)     # LAPACK's integer type, as SciPy returns it
 
 
 def lu(a, permute_l=False, overwrite_a=False, check_finite=True, p_indices=False):

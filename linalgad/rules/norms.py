@@ -563,7 +563,8 @@ def tensordot(x1, x2, /, *, axes=2):
         sb[b] = sa[a]
     out = [sa[i] for i in range(na) if i not in ax_a] + [sb[j] for j in range(nb)
                                                           if j not in ax_b]
-    return ops.einsum(f"{''.join(sa)},{''.join(sb)}->{''.join(out)}", x1, x2)
+    r = ops.einsum(f"{''.join(sa)},{''.join(sb)}->{''.join(out)}", x1, x2)
+    return np.asarray(r) if isinstance(r, np.generic) else r     # 0-d array, as NumPy
 
 
 def matmul(x1, x2, /):

@@ -141,6 +141,10 @@ def solve(a, b, lower=False, overwrite_a=False, overwrite_b=False, check_finite=
 
     Raises LinAlgError for a singular (or, with 'pos', non positive definite)
     matrix, naming its index in a stack; ValueError for incompatible shapes.
+    Unlike SciPy, no condition number is estimated and no LinAlgWarning is
+    given for an ill-conditioned ``a`` (LAPACK's gecon would add 10-45% to the
+    solve at n = 64-256, as NumPy's solve has none): call ``cond(a)`` where that
+    matters.
 
     Valid when: a is nonsingular.  The backward pass reuses the forward
     factorization: O(n² k).
