@@ -892,6 +892,20 @@ class CPUKernels(ComposedKernels):
         # view, so factor Aᵀ = P L U (no transposing copy: a quarter faster at
         # n = 1024) and let lu_solve map each op(A) onto an op of Aᵀ.
         getrf = _lapack_fn("getrf", A.dtype)
+        upper = _upper_lu(A)
+        if upper is not None:
+            # A upper triangular: Aᵀ = (Aᵀ D⁻¹) D without row exchanges.  Partial pivoting
+            # of Aᵀ would exchange its rows where A's off-diagonal entries outgrow the
+            # diagonal, and lose the exact back substitution that factoring A itself (as
+            # NumPy and SciPy do) gets: solve of an upper triangular matrix of order 20
+            # with entries 100 was 100% off, expm of one of order 6 1e-7 (backend.md)
+            if not batch:
+                return LUFactors("lapack", upper[0].T, np.arange(n, dtype=np.int32), A.shape)
+            if _lapack_stack.available(A.dtype):
+                piv = np.broadcast_to(np.arange(1, n + 1, dtype=np.int32), upper.shape[:2])
+                return LUFactors("stack", upper, np.ascontiguousarray(piv), A.shape)
+            return LUFactors("lapack", [u.T for u in upper],
+                             [np.arange(n, dtype=np.int32)] * len(upper), A.shape)
         if not batch:
             lu, piv, info = getrf(A.T)
             if info > 0 and not singular_ok:
@@ -1029,7 +1043,8 @@ class CPUKernels(ComposedKernels):
             return np.empty(A.shape, dtype=A.dtype)
         batch = A.shape[:-2]
         if (not batch or (n <= VECTOR_INV_N and A.size // (n * n) >= VECTOR_INV_BATCH)
-                or (n >= STACK_GETRI_N and _lapack_stack.available(A.dtype))):
+                or (n >= STACK_GETRI_N and _lapack_stack.available(A.dtype))
+                or _triangular(A, lower=True)):     # NumPy's pivoting: lu_factor's note
             # one matrix: getrf + getri; a large stack of tiny ones: the vectorised LU and
             # its solve with the identity (10,000 4×4: 1.0 ms against NumPy's 2.3); a stack
             # of order >= STACK_GETRI_N: getrf + getri by direct calls
@@ -2220,24 +2235,60 @@ def _batch_first(y):
     return out
 
 
+def _triangular(A, lower):
+    """Whether every matrix of the stack A (..., n, n), n >= 2, is lower (upper)
+    triangular with a nonzero diagonal.  A dense matrix answers at its corner and first
+    column (row); the full test runs only where those are zero."""
+    n = A.shape[-1]
+    if n < 2 or A.size == 0:
+        return False
+    if A.ndim == 2:                                 # a scalar read (a 0-d .any(): 2 µs)
+        if A[0, -1] if lower else A[-1, 0]:
+            return False
+    elif A[..., 0, -1].any() if lower else A[..., -1, 0].any():
+        return False
+    edge = A[..., 0, 1:] if lower else A[..., 1:, 0]
+    if edge.any() or (np.triu(A, 1) if lower else np.tril(A, -1)).any():
+        return False
+    return bool(np.diagonal(A, 0, -2, -1).all())   # singular: LAPACK's handling (or error)
+
+
+def _upper_lu(A):
+    """For a stack of upper triangular matrices with a nonzero diagonal, the packed
+    factors of each Aᵀ = L U without row exchanges (L = Aᵀ D⁻¹, U = D), as getrf
+    would leave them in Fortran order, here C-ordered (B, n, n); otherwise None.  A dense
+    matrix answers at its corner; the full test runs only where corners are zero."""
+    n = A.shape[-1]
+    if A.dtype.kind not in "fc" or not _triangular(A, lower=False):
+        return None
+    d = np.diagonal(A, 0, -2, -1)
+    P = A.reshape(-1, n, n) * (1 / d.reshape(-1, n))[:, :, None]   # getf2 scales by 1/pivot
+    idx = np.arange(n)
+    P[:, idx, idx] = d.reshape(-1, n)
+    return P
+
+
 def _vector_lu_factor(A, op, singular_ok=False):
     n = A.shape[-1]
     batch = A.shape[:-2]
     B = int(np.prod(batch))
     dtype = np.result_type(A.dtype, np.float32)
+    # every matrix lower triangular: eliminate without row exchanges (exact, as for
+    # upper triangular ones, which partial pivoting never exchanges; see lu_factor)
+    lower = _triangular(A, lower=True)
     a = _batch_last(A.reshape(B, n, n), dtype)                                  # (n, n, B)
-    perm, swaps, rdiag = _lu_batch_last(a, op, batch, singular_ok)
+    perm, swaps, rdiag = _lu_batch_last(a, op, batch, singular_ok, exchange=not lower)
     # row j of matrix c of the stack, as a row of b.reshape(B * n, k): P b is a gather
     rows = (np.arange(B)[:, None] * n + perm.T).ravel()
     return LUFactors("vector", a, rows, A.shape, swaps, rdiag)
 
 
-def _lu_batch_last(a, op, batch, singular_ok=False, need_perm=True):
+def _lu_batch_last(a, op, batch, singular_ok=False, need_perm=True, exchange=True):
     """P A = L U of every matrix of a stack laid out batch-last, a (n, n, B), in place
     (L's multipliers below the diagonal, U on and above it), each step one operation over
-    the whole stack.  Returns (perm, swaps, rdiag), each (n, B): the row order (row i of
-    P A is row perm[i] of A), the row exchanged with at each step (LAPACK's ipiv, 0-based)
-    and the reciprocals of U's diagonal.  An exactly zero pivot raises LinAlgError naming
+    the whole stack (``exchange=False``: no row exchanges).  Returns (perm, swaps, rdiag),
+    each (n, B): the row order (row i of P A is row perm[i] of A), the row exchanged
+    with at each step (LAPACK's ipiv, 0-based) and the reciprocals of U's diagonal.  An exactly zero pivot raises LinAlgError naming
     the matrix (``op``, ``batch`` its stack's shape), or, with ``singular_ok``, is kept
     (its reciprocal inf) and its column left unscaled, as LAPACK does.  ``need_perm=False``
     skips the row order (perm None).  a may have more columns than rows, (n, n + k, B):
@@ -2251,7 +2302,7 @@ def _lu_batch_last(a, op, batch, singular_ok=False, need_perm=True):
     # LAPACK's pivot order: largest |Re| + |Im| for complex (i?amax), |x| for real
     absval = (lambda x: np.abs(x.real) + np.abs(x.imag)) if a.dtype.kind == "c" else np.abs
     for k in range(n):
-        if k < n - 1:
+        if k < n - 1 and exchange:
             # the pivot row p (B,): the first largest magnitude in column k, by a running
             # maximum over the rows (argmax along the strided axis 0 takes 4x as long;
             # np.where and np.maximum, 8x less than copyto's masked path)
