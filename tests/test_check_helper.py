@@ -89,3 +89,15 @@ def test_units_do_not_change_the_verdict(scale, dtype):
                      (dict(transpose_bug=True), "rev")]:
         with pytest.raises(GradCheckError, match=mode):
             check_grads(_square(**kw), (X,), modes=(mode,), order=1)
+
+
+@pytest.mark.parametrize("ratio", [1.0, 1e6, 1e9])
+def test_a_small_output_beside_a_large_one_is_checked(ratio):
+    """Each output's cotangent weight is scaled to its own J v: with unit weights a
+    wrong VJP of an output 1e6 times smaller than another added nothing to <w, J v>
+    and passed the reverse-mode check."""
+    X = A + 5 * np.eye(4)
+    check_grads(lambda a: (ratio * _square()(a), _square()(a)), (X,), order=1)
+    with pytest.raises(GradCheckError, match="rev"):
+        check_grads(lambda a: (ratio * _square()(a), _square(reverse_factor=1 + 1e-2)(a)),
+                    (X,), modes=("rev",), order=1)

@@ -87,6 +87,12 @@ def _direction(rng, x):
     return v if scale == 1.0 or v.dtype.kind not in "fc" else (v * scale).astype(v.dtype)
 
 
+def _weight(rng, out, factor):
+    """A random cotangent for the output ``out``, scaled by ``factor``."""
+    w = _random_like(rng, out)
+    return w if factor == 1.0 or w.dtype.kind not in "fc" else (w * factor).astype(w.dtype)
+
+
 class _Inner(float):
     """Re <a, b> summed over leaves, remembering the size of what it summed.
 
@@ -177,12 +183,22 @@ class _Checker:
         out, pull = vjp(self.fun, *self.args)
         out_leaves, out_def = tree_flatten(out)
         float_idx = _float_leaves([_to_host(o) for o in out_leaves])
-        w_leaves = [_like_device(o, _random_like(self.rng, _to_host(o))) if i in float_idx
-                    else np.zeros_like(_to_host(o), dtype=np.float64)
+        fd = self._fd_jvp(x_leaves, v_leaves, self.treedef)
+        # output weights that make each output's share of <w, J v> alike: with unit
+        # weights an output 1e6 times smaller than another added nothing, and a wrong
+        # rule for it passed the reverse-mode check.  The largest keeps unit weights;
+        # none is raised above its floor (atol, or floor·|output|: a J v of rounding
+        # noise is not amplified into the judged quantity)
+        sizes = {i: max(_size(fd[i]) if np.any(fd[i]) else 0.0,
+                        self.atol if self.atol is not None
+                        else self.floor * _size(_to_host(out_leaves[i])))
+                 for i in float_idx}
+        top = max(sizes.values(), default=1.0)
+        w_leaves = [_like_device(o, _weight(self.rng, _to_host(o), top / sizes[i]))
+                    if i in float_idx else np.zeros_like(_to_host(o), dtype=np.float64)
                     for i, o in enumerate(out_leaves)]
         w_tree = tree_unflatten(out_def, w_leaves)
 
-        fd = self._fd_jvp(x_leaves, v_leaves, self.treedef)
         fd_w = _inner([_to_host(w_leaves[i]) for i in float_idx], [fd[i] for i in float_idx])
         # The floor below which a difference is not judged: atol if given, else a small
         # multiple of the output's own size (J v along a direction scaled to x has f's
