@@ -143,3 +143,17 @@ def test_lu_permutation_of_an_empty_matrix():
         m = shape[-2]
         np.testing.assert_array_equal(P, np.broadcast_to(np.eye(m), shape[:-2] + (m, m)))
         assert (P @ L @ U).shape == shape
+
+
+def test_one_empty_matrix_against_a_stack_and_empty_left_eigenvectors():
+    """A 0 × 0 matrix against a stack of right-hand sides folded the stack with
+    reshape(0, -1) (ambiguous: ValueError), and eig(left=True) of 0 × 0 took an argmax of
+    nothing; NumPy and SciPy return empty results."""
+    a0, b0 = np.zeros((0, 0)), np.zeros((2, 0, 2))
+    assert la.solve(a0, b0).shape == np.linalg.solve(a0, b0).shape == (2, 0, 2)
+    assert la.solve_triangular(a0, b0).shape == sl.solve_triangular(a0, b0).shape
+    ga, gb = lad.grad(lambda a, b: lad.sum(la.solve(a, b)), argnums=(0, 1))(a0, b0)
+    assert ga.shape == (0, 0) and gb.shape == (2, 0, 2)
+    for b in (None, a0):
+        got, want = la.eig(a0, b, left=True), sl.eig(a0, b, left=True)
+        assert [x.shape for x in got] == [x.shape for x in want]

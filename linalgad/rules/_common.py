@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import ops
@@ -170,7 +172,8 @@ def broadcast_solve(A, b, apply):
     n, k = b.shape[-2:]
     batch = np.broadcast_shapes(a_batch, b_batch)
     if not a_batch:
-        cols = xp.moveaxis(xp.broadcast_to(b, batch + (n, k)), -2, 0).reshape(n, -1)
+        cols = xp.moveaxis(xp.broadcast_to(b, batch + (n, k)), -2, 0).reshape(
+            n, math.prod(batch) * k)                # (n, -1) is ambiguous at n = 0
         x = apply(A, cols)
         return xp.moveaxis(x.reshape((n,) + batch + (k,)), 0, -2)
     return apply(xp.broadcast_to(A, batch + A.shape[-2:]), xp.broadcast_to(b, batch + (n, k)))
