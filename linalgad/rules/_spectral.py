@@ -240,24 +240,43 @@ def _scale(xv, xp):
     return xp.abs(xv).max(axis=(-2, -1)) if xv.size else 0.0
 
 
-def check_phase(op, K, what):
+def check_phase(op, K, what, values=None, value_bar=None):
     """Raise ValueError if Im diag(K) is not ~0: the loss depends on a phase."""
     Kv = C.value(K)
     if Kv.dtype.kind != "c" or not Kv.size:
         return
     xp = namespace_of(Kv)
-    check_phase_diagonal(op, xp.diagonal(Kv, 0, -2, -1), _scale(Kv, xp), what)
+    check_phase_diagonal(op, xp.diagonal(Kv, 0, -2, -1), _scale(Kv, xp), what,
+                         values, value_bar)
 
 
-def check_phase_diagonal(op, kd, scale, what):
-    """check_phase given diag(K) (..., n) and the per-matrix scale of K (...)."""
+def value_floor(values, value_bar, xp):
+    """max|w̄|·max|w| per matrix: the loss's sensitivity to the values, in the units of a
+    vector cotangent's K = VᴴV̄ (loss units; V is unitless)."""
+    wv, bv = C.value(values), C.value(value_bar)
+    if not wv.size:
+        return 0.0
+    return xp.abs(bv).max(axis=-1) * xp.abs(wv).max(axis=-1)
+
+
+def check_phase_diagonal(op, kd, scale, what, values=None, value_bar=None):
+    """check_phase given diag(K) (..., n) and the per-matrix scale of K (...).
+
+    A phase part is judged against K's own size and, where the loss also has a value
+    cotangent, against its sensitivity to the values (``value_floor``): a loss whose
+    vector cotangent cancels to rounding — Re tr(V f(w) V⁻¹), whose vector terms cancel
+    exactly — leaves a K of pure rounding, whose "phase part" is as large as K itself;
+    what it would change in the gradient is below √ε of the value part's."""
     kd = C.value(kd)
     if kd.dtype.kind != "c" or not kd.size:
         return
     xp = namespace_of(kd)
     tol = rel_tol(kd.dtype)
     im = xp.abs(kd.imag)
-    if bool((im > tol * C.value(scale)[..., None]).any()):
+    scale = C.value(scale)
+    if value_bar is not None:
+        scale = xp.maximum(scale, value_floor(values, value_bar, xp))
+    if bool((im > tol * scale[..., None]).any()):
         raise ValueError(
             f"{op}: the loss depends on the phase of {what}, which is arbitrary (any "
             "e^{iφ} multiple is an equally valid output), so its gradient is not defined. "

@@ -51,7 +51,7 @@ def eig_vjp(cts, needs, out, res, A):
         if fast is not None:
             A_bar, kd, scale = fast
             if kd is not None:
-                S.check_phase_diagonal("eig", kd, scale, "an eigenvector")
+                S.check_phase_diagonal("eig", kd, scale, "an eigenvector", w, w_bar)
             return (ops.fit(A_bar, A),)
     Wm = Y = None
     mask = S.degenerate_pairs(w)
@@ -72,7 +72,7 @@ def eig_vjp(cts, needs, out, res, A):
         Yv, kv = C.value(Y), C.value(kd)
         xp = namespace_of(Yv)
         scale = xp.maximum(S._scale(Yv, xp), xp.abs(kv).max(axis=-1)) if Yv.size else 0.0
-        S.check_phase_diagonal("eig", kd, scale, "an eigenvector")
+        S.check_phase_diagonal("eig", kd, scale, "an eigenvector", w, w_bar)
         Wm = ops.conj(S.inverse_gaps(w, mask)) * Y
     S.check_second_order("eig", w, (w_bar, V_bar))
     S.check_clusters("eig", mask, Y, w_bar, hermitian_part_free=False)
@@ -314,15 +314,18 @@ def _homogeneous(w, homogeneous):
 
 
 def _left_vectors(V):
-    """The left eigenvectors: V⁻ᴴ's columns (V the right ones; b V for a pencil), unit 2-norm, the entry of largest modulus real
-    and positive (a phase fixed by the vector itself, so a loss of them is invariant under
-    the right eigenvectors' phases, and differentiable where that entry is unique)."""
+    """The left eigenvectors: V⁻ᴴ's columns (V the right ones; b V for a pencil), unit
+    2-norm, the entry of largest modulus real and positive (a phase fixed by the vector
+    itself, so a loss of them is invariant under the right eigenvectors' phases, and
+    differentiable where that entry is unique)."""
     from .inverse import inv
     U = ops.mH(inv(V, check_finite=False))
     U = U / ops.expand_dims(ops.norm(U, None, axis=-2), -2)
     Uv = C.value(U)
     xp = namespace_of(Uv)
     n = Uv.shape[-1]
+    if n == 0:
+        return U
     k = xp.argmax(xp.abs(Uv), axis=-2)                                      # (..., n)
     pick = (k[..., None, :] == xp.arange(n)[:, None]).astype(Uv.real.dtype)  # one-hot rows
     top = ops.sum(U * pick, axis=-2, keepdims=True)                         # (..., 1, n)

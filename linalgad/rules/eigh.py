@@ -45,7 +45,7 @@ def _cotangent_composed(w, V, w_bar, V_bar, *, lower):
     mask = S.degenerate_pairs(w, ordered=True)
     if V_bar is not None:
         K = ops.matmul(ops.mH(V), V_bar)
-        S.check_phase("eigh", K, "an eigenvector")
+        S.check_phase("eigh", K, "an eigenvector", w, w_bar)
         Wm = S.inverse_gaps(w, mask) * K
     S.check_second_order("eigh", w, (w_bar, V_bar), ordered=True)
     S.check_clusters("eigh", mask, K, w_bar)

@@ -103,7 +103,7 @@ def _cotangent_composed(U, s, Vh, U_bar, s_bar, Vh_bar):
     if J is not None or K is not None:
         plus = J if K is None else (K if J is None else J + K)
         minus = J if K is None else (-K if J is None else J - K)
-        S.check_phase("svd", plus, "a pair of singular vectors (u_i, v_i)")
+        S.check_phase("svd", plus, "a pair of singular vectors (u_i, v_i)", s, s_bar)
     S.check_second_order("svd", s, (U_bar, s_bar, Vh_bar), relative=True, ordered=True)
     S.check_clusters("svd", mask, plus, s_bar, what="singular vectors")
     if plus is not None:
