@@ -280,3 +280,28 @@ def test_missing_hypothesis_gives_install_hint(monkeypatch):
 def test_importing_linalgad_does_not_import_hypothesis():
     code = "import sys, linalgad; assert 'hypothesis' not in sys.modules, 'hypothesis imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
+
+
+@SETTINGS
+@given(st.data())
+def test_one_fixed_shape_parameter_constrains_the_others(data):
+    """repeated_eigenvalues(n=3) drew multiplicity 4 and rank_deficient(rank=2) drew
+    2 × 2 shapes: the user's property failed on the strategy's own ValueError."""
+    for n in (2, 3):
+        a = data.draw(ls.repeated_eigenvalues(n=n))
+        assert a.shape == (n, n)
+        w = np.linalg.eigvalsh(a)
+        assert np.min(np.abs(w[:, None] - w[None, :]) + np.eye(n)) < 1e-10   # a repeat
+    b = data.draw(ls.rank_deficient(rank=2))
+    assert min(b.shape) >= 3 and np.linalg.matrix_rank(b) == 2
+
+
+def test_the_documented_gap_limit_is_accepted():
+    from linalgad.testing import matrices as M
+    rng = np.random.default_rng(0)
+    w = np.linalg.eigvalsh(M.random_symmetric(rng, 3, gap=1.0))
+    assert np.diff(w).min() > 1 - 1e-12 and np.abs(w).max() < 1 + 1e-12
+    w = np.linalg.eigvalsh(M.random_repeated_eigh(rng, 3, 2, gap=2.0))
+    np.testing.assert_allclose(np.abs(w), 1, atol=1e-12)
+    with pytest.raises(ValueError, match="gap 1.5$"):
+        M.random_symmetric(rng, 3, gap=1.5)

@@ -94,6 +94,15 @@ def _log_uniform(rng, high, shape):
     return np.exp(rng.uniform(0.0, np.log(high), shape))
 
 
+def _padded_gap(gap, count, dtype, n):
+    """gap plus room for rounding to dtype, within the documented (count - 1) gap <= 2
+    (a gap exactly at that limit is accepted, its room then cut to what fits)."""
+    if gap < 0 or (count - 1) * gap > 2.0:
+        raise ValueError(f"cannot fit {count} eigenvalues in [-1, 1] with gap {gap}")
+    padded = gap + _rounding_margin(dtype, n)
+    return min(padded, 2.0 / (count - 1)) if count > 1 else padded
+
+
 def _spread_spectrum(rng, batch, count, gap):
     """Sorted values in [-1, 1], consecutive ones at least ``gap`` apart."""
     if gap < 0 or (count - 1) * gap > 2.0:
@@ -137,7 +146,7 @@ def random_symmetric(rng, n, batch=(), dtype=np.float64, gap=0.1):
     ``(n - 1) * gap <= 2``.
     """
     dtype, batch = _check_dtype(dtype), tuple(batch)
-    eigenvalues = _spread_spectrum(rng, batch, n, gap + _rounding_margin(dtype, n))
+    eigenvalues = _spread_spectrum(rng, batch, n, _padded_gap(gap, n, dtype, n))
     q = _orthonormal_columns(rng, batch, n, n, dtype)
     return _finish(_hermitian_part(_from_svd(q, eigenvalues, q)), dtype)
 
@@ -224,7 +233,8 @@ def random_repeated_eigh(rng, n, multiplicity, batch=(), dtype=np.float64, gap=0
         raise ValueError(f"multiplicity must satisfy 2 <= multiplicity <= n, got {multiplicity}, n={n}")
     dtype, batch = _check_dtype(dtype), tuple(batch)
     distinct_count = n - multiplicity + 1
-    distinct = _spread_spectrum(rng, batch, distinct_count, gap + _rounding_margin(dtype, n))
+    distinct = _spread_spectrum(rng, batch, distinct_count,
+                                _padded_gap(gap, distinct_count, dtype, n))
     chosen = int(rng.integers(distinct_count))
     mu = distinct[..., chosen]
     repeated = np.repeat(distinct[..., chosen:chosen + 1], multiplicity, axis=-1)

@@ -160,32 +160,42 @@ def wide_full_rank(draw, *, m=st.integers(1, 5), n=None, batch=(), dtype=np.floa
 
 
 @st.composite
-def rank_deficient(draw, *, m=st.integers(2, 6), n=st.integers(2, 6), rank=None,
+def rank_deficient(draw, *, m=None, n=None, rank=None,
                    batch=(), dtype=np.float64, cond=10.0):
     """m x n of exact rank r < min(m, n); nonzero singular values in [1, cond].
 
-    ``rank=None`` draws r from 1..min(m, n) - 1.  The other singular values
-    are zero up to rounding, and ``numpy.linalg.matrix_rank`` returns r.
+    ``m=None``, ``n=None`` draw from 2..6 (from r + 1 up where ``rank`` is given);
+    ``rank=None`` draws r from 1..min(m, n) - 1.  The other singular values are zero
+    up to rounding, and ``numpy.linalg.matrix_rank`` returns r.
     """
-    rows, cols = _draw(draw, m), _draw(draw, n)
+    fixed = None if rank is None else _draw(draw, rank)
+    lo = 2 if fixed is None else max(2, fixed + 1)
+    rows = draw(st.integers(lo, max(6, lo))) if m is None else _draw(draw, m)
+    cols = draw(st.integers(lo, max(6, lo))) if n is None else _draw(draw, n)
     top = min(rows, cols) - 1
-    rank = draw(st.integers(min(1, top), top)) if rank is None else _draw(draw, rank)
+    rank = draw(st.integers(min(1, top), top)) if fixed is None else fixed
     cond = _draw(draw, cond)
     rng, batch, dtype = _draw_setup(draw, batch, dtype)
     return random_rank_deficient(rng, rows, cols, rank, batch, dtype, cond)
 
 
 @st.composite
-def repeated_eigenvalues(draw, *, n=None, multiplicity=st.integers(2, 4), batch=(),
+def repeated_eigenvalues(draw, *, n=None, multiplicity=None, batch=(),
                          dtype=np.float64, gap=0.1):
     """Symmetric (Hermitian) with one eigenvalue repeated exactly ``multiplicity`` times.
 
+    ``multiplicity=None`` draws it from 2..4 (at most n where ``n`` is given);
     ``n=None`` draws n = multiplicity + 0..3.  The distinct eigenvalues lie
     in [-1, 1], pairwise >= gap * max|eigenvalue| apart.  See
     ``random_repeated_eigh``.
     """
-    count = _draw(draw, multiplicity)
-    size = count + draw(_EXTRA_ROWS) if n is None else _draw(draw, n)
+    if n is None:
+        count = draw(st.integers(2, 4)) if multiplicity is None else _draw(draw, multiplicity)
+        size = count + draw(_EXTRA_ROWS)
+    else:
+        size = _draw(draw, n)
+        count = (draw(st.integers(2, max(2, min(4, size)))) if multiplicity is None
+                 else _draw(draw, multiplicity))
     gap = _draw(draw, gap)
     rng, batch, dtype = _draw_setup(draw, batch, dtype)
     return random_repeated_eigh(rng, size, count, batch, dtype, gap)
