@@ -99,8 +99,7 @@ def _cmd_check(args):
             print("check: --device gpu needs CuPy and a CUDA device; none found", file=sys.stderr)
             return 2
     dtypes = [_DTYPES[d] for d in args.dtype] if args.dtype else list(_DTYPES.values())
-    batches = [tuple(int(s) for s in b.split(",") if s) for b in args.batch] if args.batch \
-        else [(), (3,)]
+    batches = list(args.batch) if args.batch else [(), (3,)]
     rows = [("rule", "domain", "dtype", "batch", "mode", "max rel err", "tol", "fwd",
              "fwd+bwd", "ratio", "jit", "status")]
     failures = 0
@@ -234,6 +233,27 @@ def _sync(result):
     return result
 
 
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer "
+                                         "(size 0 is covered by the test suite's empty cases)")
+    return value
+
+
+def _stack_shape(text):
+    try:
+        shape = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        shape = None
+    if shape is None or any(d < 1 for d in shape):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a stack shape like '3' or '2,3'")
+    return shape
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m linalgad",
                                      description="linalgad: gradients through linear algebra")
@@ -243,8 +263,8 @@ def main(argv=None):
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--dtype", action="append", choices=sorted(_DTYPES),
                    help="repeatable; default: all four")
-    p.add_argument("--size", type=int, default=4, help="matrix size n (default 4)")
-    p.add_argument("--batch", action="append",
+    p.add_argument("--size", type=_positive, default=4, help="matrix size n (default 4)")
+    p.add_argument("--batch", action="append", type=_stack_shape,
                    help="stack shape like '3' or '2,3'; repeatable; '' for none "
                         "(default: none and 3)")
     p.add_argument("--order", type=int, default=2, choices=(1, 2),
@@ -252,6 +272,13 @@ def main(argv=None):
     p.add_argument("--rule", action="append", help="check only this rule (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.command == "check" and args.rule:
+        from .registry import all_rules
+        known = {r.name for r in all_rules()}
+        unknown = [r for r in args.rule if r not in known]
+        if unknown:
+            p.error(f"unknown rule {', '.join(map(repr, unknown))} "
+                    "('python -m linalgad rules' lists them)")
     if args.command == "rules":
         return _cmd_rules(args)
     if args.command == "check":

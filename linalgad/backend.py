@@ -2009,8 +2009,9 @@ class CPUKernels(ComposedKernels):
         Ta, Za, Tb, Zb, C = (x.astype(dtype, copy=False) for x in (Ta, Za, Tb, Zb, C))
         mH = functools.partial(_mH, np)
         F = mH(Za) @ C @ Zb
+        pair = "a and -aᴴ" if "lyapunov" in op else "a and -b"    # Lyapunov: b = aᴴ
         Y = self._trsyl_stack(Ta, ta, Tb, tb, F, op,
-                              "the equation is singular: a and -b have a common (or, to "
+                              f"the equation is singular: {pair} have a common (or, to "
                               "working precision, nearly common) eigenvalue")
         return Za @ Y @ mH(Zb)
 

@@ -340,14 +340,15 @@ def grad(fun, argnums=0, has_aux=False):
     return grad_fun
 
 
-def _basis(x, what):
+def _basis(x, what, role="inputs"):
     """Unit vectors spanning x's (real) entries, each shaped like x (from its shape and
-    dtype alone: no value is read, so jit can replay a Jacobian)."""
+    dtype alone: no value is read, so jit can replay a Jacobian).  ``role``: what x is
+    to the function (jacfwd spans its inputs, jacrev its outputs)."""
     v = peek(x)
     if not hasattr(v, "dtype"):
         v = np.asarray(v)
     if np.dtype(v.dtype).kind == "c":
-        raise TypeError(f"{what}: complex inputs are not supported (the Jacobian of a "
+        raise TypeError(f"{what}: complex {role} are not supported (the Jacobian of a "
                         "non-holomorphic map is not a complex matrix); use jvp/vjp, or split "
                         "into real and imaginary parts")
     xp = ops._xp(v)
@@ -391,7 +392,7 @@ def jacrev(fun, argnums=0, has_aux=False):
         rows = []        # rows[k][e]: the input leaves' cotangents for entry e of output k
         for k, o in enumerate(out_leaves):
             per_entry = []
-            for e in _basis(o, "jacrev"):
+            for e in _basis(o, "jacrev", "outputs"):
                 ct = [e if j == k else ops.zeros_like(other)
                       for j, other in enumerate(out_leaves)]
                 per_entry.append(tree_flatten(vjp_fn(tree_unflatten(out_def, ct)))[0])

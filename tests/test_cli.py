@@ -91,3 +91,14 @@ def test_check_reports_gauge_warnings_once_below_the_table():
     assert warned == {"svd/square/float32/(3,)": "svd: second derivatives ..."}
     assert [str(w.message) for w in passed] == ["something else"]
     assert not _sort_warnings([], "eigh/hermitian/float64/-", warned)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch", "x"], "stack shape"), (["--batch", "2,-1"], "stack shape"),
+    (["--size", "-1"], "positive integer"), (["--size", "two"], "positive integer"),
+    (["--rule", "nosuch"], "unknown rule 'nosuch'")])
+def test_bad_check_arguments_are_usage_errors(argv, message, capsys):
+    """These ended in tracebacks (or, for an unknown rule, an empty table and exit 1)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["check"] + argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err

@@ -471,3 +471,14 @@ def test_a_tracer_that_leaks_out_of_its_transform_raises_when_used():
     _, pull = lad.vjp(lambda z: la.inv(z) @ z, 2 * np.eye(2))
     np.testing.assert_allclose(pull(np.ones((2, 2)))[0], np.zeros((2, 2)), atol=1e-15)
     np.testing.assert_allclose(lad.hvp(lambda z: lad.sum(z ** 3), (x,), (x,))[0], 6 * x)
+
+
+def test_jacobians_name_what_is_complex():
+    """jacrev of a real input with complex output said "complex inputs"."""
+    import linalgad.linalg as la
+    A = np.random.default_rng(0).standard_normal((3, 3))
+    with pytest.raises(TypeError, match="jacrev: complex outputs"):
+        lad.jacrev(la.eigvals)(A)
+    with pytest.raises(TypeError, match="jacfwd: complex inputs"):
+        lad.jacfwd(lad.sum)(A + 1j)
+    assert lad.jacfwd(la.eigvals)(A).shape == (3, 3, 3)       # real in, complex out: fine
