@@ -7,10 +7,11 @@ squares on the trajectories,
     L(A) = Σ_t ‖expm(t A) Z₀ − Y_t‖²_F / N,
 
 with SciPy's L-BFGS-B.  linalgad differentiates through ``expm`` by its adjoint Fréchet
-derivative (Ā = L_exp(Aᵀ, Ē)); the stacked times are one batched call.  A second,
-convex step refines the fit: with the one-step map F = expm(Δt A) estimated by ``lstsq``
-from consecutive snapshots, A = logm(F)/Δt; its sensitivity to the data comes out of
-``logm``'s own derivative.  The gradient is checked against finite differences first.
+derivative (Ā = L_exp(Aᵀ, Ē)); the stacked times are one batched call.  For
+comparison, a closed-form estimate from scratch (cheaper, and less accurate than the fit
+on noisy data): the one-step map F = expm(Δt A) estimated by ``lstsq`` from consecutive
+snapshots, A = logm(F)/Δt, with its sensitivity to the data from the Jacobian of
+``lstsq`` and ``logm``.  The gradient is checked against finite differences first.
 """
 
 import os
