@@ -177,8 +177,24 @@ def _accepts(impl, args, kwargs):
     return True
 
 
+def _cupy_elementwise(self, kernel, *args, **kwargs):
+    """CuPy's hook for an elementwise kernel with a traced operand.
+
+    ``cupy_array * x`` does not reach NumPy's protocol: CuPy defers to the right operand
+    only where its ``__array_ufunc__`` is None, and otherwise runs its own ufunc, which
+    asks each argument for this method before rejecting what it cannot read.  The ufunc
+    ("cupy_multiply") is NumPy's of the same name, and takes the route NumPy's would."""
+    name = getattr(kernel, "name", "")
+    ufunc = getattr(np, name[len("cupy_"):] if name.startswith("cupy_") else name, None)
+    if not isinstance(ufunc, np.ufunc):
+        raise TypeError(f"linalgad cannot differentiate CuPy's {name or kernel!r}; use an "
+                        "operation from linalgad (see linalgad.ops) instead")
+    return type(self).__array_ufunc__(self, ufunc, "__call__", *args, **kwargs)
+
+
 Tracer.__array_ufunc__ = _array_ufunc
 Tracer.__array_function__ = _array_function
+Tracer.__cupy_override_elementwise_kernel__ = _cupy_elementwise
 
 
 # -- values of a linalgad.jit recording -----------------------------------------------------

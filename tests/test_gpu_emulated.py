@@ -118,3 +118,71 @@ def test_gpu_benchmark_script_runs(tmp_path):
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert not cells[-1].startswith("fails") and "✗" not in cells[-1], row
         assert float(cells[3]) > 0 and float(cells[4]) > 0, row
+
+
+def test_empty_input_through_the_gpu_table(cupy):
+    """Order-0 matrices and empty stacks: cuSOLVER rejects a leading dimension of 0 and the
+    per-matrix loops stacked nothing; the GPU table now answers them as the CPU's does."""
+    from linalgad import linalg as la
+    cases = {
+        "solve": lambda a: la.solve(a, a[..., :1] if a.shape[-1] else a[..., :0]),
+        "inv": la.inv, "det": la.det, "slogdet": lambda a: la.slogdet(a)[1],
+        "cholesky": la.cholesky, "qr": lambda a: la.qr(a)[1], "svdvals": la.svdvals,
+        "eigh": lambda a: la.eigh(a)[0], "eigvals": la.eigvals,
+        "lu_factor": lambda a: la.lu_factor(a)[0], "matrix_power": lambda a: la.matrix_power(a, 3),
+    }
+    for shape in ((0, 0), (2, 0, 0), (0, 3, 3)):
+        a = np.zeros(shape)
+        for name, f in cases.items():
+            want = f(a)
+            got = f(cupy.asarray(a))
+            assert isinstance(got, cupy.ndarray), (name, shape, type(got))
+            assert got.shape == np.shape(want), (name, shape)
+            g = lad.grad(lambda x: lad.sum(lad.real(f(x))))(cupy.asarray(a))
+            assert g.shape == shape, (name, shape)
+
+
+def test_gpu_table_promotes_and_names_the_failing_matrix(cupy, monkeypatch):
+    """cupyx's lu_solve and solve_triangular cast b to the factor's dtype (a complex b with
+    a real matrix lost its imaginary part); the index of a matrix that is not positive
+    definite comes from cuSOLVER's info (asked for under cupyx.errstate), one matrix at a
+    time; eig falls back to the host where CuPy's raises ("geev is not available")."""
+    from linalgad import linalg as la
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((2, 4, 4)) + 4 * np.eye(4)
+    b = rng.standard_normal((2, 4, 1)) + 1j * rng.standard_normal((2, 4, 1))
+    for a, r in ((A, b), (A[0], b[0])):
+        np.testing.assert_allclose(cupy.asnumpy(la.solve(cupy.asarray(a), cupy.asarray(r))),
+                                   la.solve(a, r), rtol=1e-12)
+        T = np.triu(a)
+        np.testing.assert_allclose(
+            cupy.asnumpy(la.solve_triangular(cupy.asarray(T), cupy.asarray(r))),
+            la.solve_triangular(T, r), rtol=1e-12)
+    S = np.stack([np.eye(3), np.eye(3), -np.eye(3)])
+    with pytest.raises(np.linalg.LinAlgError, match=r"not positive definite.*matrix \(2,\)"):
+        la.cholesky(cupy.asarray(S))
+
+    def unavailable(a):
+        raise RuntimeError("geev is not available")
+    monkeypatch.setattr(cupy.linalg, "eig", unavailable, raising=False)
+    monkeypatch.setattr(cupy.linalg, "eigvals", unavailable, raising=False)
+    np.testing.assert_allclose(cupy.asnumpy(la.eigvals(cupy.asarray(A))), la.eigvals(A))
+    w, V = la.eig(cupy.asarray(A))
+    assert isinstance(w, cupy.ndarray) and isinstance(V, cupy.ndarray)
+
+
+def test_a_traced_value_answers_cupys_elementwise_hook():
+    """CuPy's ufuncs ask their arguments for __cupy_override_elementwise_kernel__ before
+    rejecting what they cannot read (cupy.multiply(device_array, x) with x traced): the
+    NumPy ufunc of the same name then runs linalgad's rule."""
+    import types
+    W = np.arange(6.0).reshape(2, 3)
+    x0 = np.ones((2, 3))
+    for name, want in (("cupy_multiply", W), ("cupy_true_divide", -W / x0 ** 2),
+                       ("cupy_subtract", -np.ones((2, 3)))):
+        kernel = types.SimpleNamespace(name=name)
+        g = lad.grad(lambda x: lad.sum(x.__cupy_override_elementwise_kernel__(kernel, W, x)))(x0)
+        np.testing.assert_allclose(g, want)
+    with pytest.raises(TypeError, match="cupy_nosuch"):
+        lad.grad(lambda x: lad.sum(x.__cupy_override_elementwise_kernel__(
+            types.SimpleNamespace(name="cupy_nosuch"), W, x)))(x0)

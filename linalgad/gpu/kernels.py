@@ -11,7 +11,12 @@ work, measured in benchmarks/ when a GPU is available).
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import warnings
+
 import cupy
+import cupyx
 import numpy as np
 from cupyx.scipy import linalg as _cxl
 
@@ -25,7 +30,59 @@ def _first_bad(mask):
     """Index of the first True in a device boolean array (host sync), or None."""
     if not bool(mask.any()):
         return None
-    return int(cupy.flatnonzero(mask.ravel())[0].get())
+    return int(cupy.flatnonzero(mask.ravel())[0])          # int() of a 0-d array: a sync
+
+
+def _to_device(x):
+    """Host results (arrays, tuples of them, named tuples) as device arrays."""
+    if isinstance(x, np.ndarray):
+        return cupy.asarray(x)
+    if isinstance(x, tuple) and hasattr(x, "_fields"):
+        return type(x)(*(_to_device(v) for v in x))
+    if isinstance(x, (tuple, list)):
+        return type(x)(_to_device(v) for v in x)
+    return x
+
+
+def _empty_on_host(method):
+    """Empty input (an order-0 matrix, an empty stack) to the CPU table's method of the same
+    name, results copied back: cuSOLVER rejects a leading dimension of 0, and the per-matrix
+    loops stack nothing.  Copying empty arrays costs nothing."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        if any(isinstance(a, cupy.ndarray) and a.size == 0 for a in args):
+            host = [cupy.asnumpy(a) if isinstance(a, cupy.ndarray) else a for a in args]
+            return _to_device(getattr(CPU, name)(*host, **kwargs))
+        return method(self, *args, **kwargs)
+    return run
+
+
+def _linalg_raise():
+    """cupyx.errstate(linalg="raise"): CuPy ignores cuSOLVER's info unless asked."""
+    errstate = getattr(cupyx, "errstate", None)
+    return errstate(linalg="raise") if errstate is not None else contextlib.nullcontext()
+
+
+def _device_or_none(name, A):
+    """cupy.linalg.<name>(A), or None where CuPy has no such function (CuPy 13: no eig)
+    or its cuSOLVER lacks the kernel (CuPy 14 below cuSOLVER 11.7 raises RuntimeError
+    "geev is not available")."""
+    fn = getattr(cupy.linalg, name, None)
+    if fn is None:
+        return None
+    try:
+        return fn(A)
+    except (RuntimeError, NotImplementedError):
+        return None
+
+
+def _common(a, b):
+    """a and b in their common dtype: cupyx's lu_solve and solve_triangular cast b to the
+    factor's dtype (a complex b with real factors would lose its imaginary part)."""
+    dtype = np.result_type(a.dtype, b.dtype)
+    return a.astype(dtype, copy=False), b.astype(dtype, copy=False)
 
 
 class GPUKernels(ComposedKernels):
@@ -35,10 +92,14 @@ class GPUKernels(ComposedKernels):
     def lu_factor(self, A, op="lu_factor", singular_ok=False):
         n = A.shape[-1]
         batch = A.shape[:-2]
+        if A.size == 0:                         # nothing to factor (see lu_solve)
+            return LUFactors("empty", A.dtype, None, A.shape)
         flat = A.reshape(-1, n, n)
         lus, pivs = [], []
         for a in flat:
-            lu, piv = _cxl.lu_factor(a, check_finite=False)
+            with warnings.catch_warnings():     # "Diagonal number %d is exactly zero":
+                warnings.simplefilter("ignore", RuntimeWarning)     # raised (or kept) below
+                lu, piv = _cxl.lu_factor(a, check_finite=False)
             lus.append(lu)
             pivs.append(piv)
         diag = cupy.stack([cupy.diagonal(lu) for lu in lus])
@@ -52,17 +113,25 @@ class GPUKernels(ComposedKernels):
 
     def lu_solve(self, F, b, trans=0):
         trans = _TRANS[trans]
+        if F.kind == "empty" or b.size == 0:
+            dtype = np.result_type(_lu_dtype(F), b.dtype)
+            return cupy.zeros(b.shape, dtype=dtype)
         if not isinstance(F.data, list):
-            return _cxl.lu_solve((F.data, F.piv), b, trans=trans, check_finite=False)
+            lu, b = _common(F.data, b)
+            return _cxl.lu_solve((lu, F.piv), b, trans=trans, check_finite=False)
         n, k = b.shape[-2:]
         flat_b = b.reshape(len(F.data), n, k)               # (k may be 0: no -1)
         out = cupy.stack([_cxl.lu_solve((lu, piv), bi, trans=trans, check_finite=False)
-                          for lu, piv, bi in zip(F.data, F.piv, flat_b)])
+                          for (lu, bi), piv in ((_common(lu, bi), piv) for lu, piv, bi
+                                                in zip(F.data, F.piv, flat_b))])
         return out.reshape(b.shape[:-2] + (n, k))
 
     # -- from LU factors --------------------------------------------------------
     def lu_diagonal(self, F):
         n = F.shape[-1]
+        if F.kind == "empty":
+            return (cupy.zeros(F.shape[:-1], dtype=F.data),
+                    cupy.ones(F.shape[:-2], dtype=F.data))
         lus = F.data if isinstance(F.data, list) else [F.data]
         pivs = F.piv if isinstance(F.piv, list) else [F.piv]
         d = cupy.stack([cupy.diagonal(lu) for lu in lus])
@@ -72,8 +141,7 @@ class GPUKernels(ComposedKernels):
 
     def lu_inverse(self, F):
         n = F.shape[-1]
-        eye = cupy.broadcast_to(cupy.eye(n, dtype=(F.data[0] if isinstance(F.data, list)
-                                                   else F.data).dtype), F.shape)
+        eye = cupy.broadcast_to(cupy.eye(n, dtype=_lu_dtype(F)), F.shape)
         return self.lu_solve(F, cupy.ascontiguousarray(eye), 0)
 
     def inv(self, A, op="inv"):
@@ -84,6 +152,10 @@ class GPUKernels(ComposedKernels):
         m, n = A.shape[-2:]
         k = min(m, n)
         batch = A.shape[:-2]
+        if A.size == 0:
+            return (A.copy(), cupy.ascontiguousarray(cupy.broadcast_to(cupy.arange(m),
+                                                                       batch + (m,))),
+                    cupy.zeros(batch + (k,), dtype=np.int32))
         flat = A.reshape((-1, m, n))
         lus, pivs = [], []
         for a in flat:
@@ -98,9 +170,11 @@ class GPUKernels(ComposedKernels):
         return cupy.asarray(_perm_from_swaps(cupy.asnumpy(piv), m))
 
     # -- triangular, Cholesky, QR, SVD ----------------------------------------------
+    @_empty_on_host
     def solve_triangular(self, A, b, lower=False, trans=0, unit_diagonal=False,
                          op="solve_triangular"):
         trans = _TRANS[trans]
+        A, b = _common(A, b)
         n, k = b.shape[-2:]
         batch = A.shape[:-2]
         if not unit_diagonal:
@@ -119,22 +193,40 @@ class GPUKernels(ComposedKernels):
                                                 check_finite=False) for a, x in zip(fa, fb)])
         return out.reshape(b.shape)
 
+    @_empty_on_host
     def cholesky(self, A, lower=True, op="cholesky"):
         # cupy reads the lower triangle; for the upper one factor conj(A)ᵀ's lower part
         src = A if lower else cupy.conj(cupy.swapaxes(A, -1, -2))
-        L = cupy.linalg.cholesky(src)
-        diag = cupy.diagonal(L, 0, -2, -1).reshape(-1, A.shape[-1])
-        bad = _first_bad(~cupy.isfinite(diag).all(axis=-1) | (diag.real <= 0).any(axis=-1))
+        bad = None
+        try:
+            with _linalg_raise():
+                L = cupy.linalg.cholesky(src)
+        except LinAlgError:
+            # cuSOLVER's info said "not positive definite"; which matrix: one at a time
+            flat = src.reshape((-1,) + src.shape[-2:])
+            bad = 0
+            for i, a in enumerate(flat):
+                try:
+                    with _linalg_raise():
+                        cupy.linalg.cholesky(a)
+                except LinAlgError:
+                    bad = i
+                    break
+        if bad is None:     # and where CuPy could not be asked: what potrf leaves behind
+            diag = cupy.diagonal(L, 0, -2, -1).reshape(-1, A.shape[-1])
+            bad = _first_bad(~cupy.isfinite(diag).all(axis=-1) | (diag.real <= 0).any(axis=-1))
         if bad is not None:
             raise LinAlgError(f"{op}: matrix is not positive definite"
                               f"{_where(op, A.shape[:-2], bad)}")
         return L if lower else cupy.conj(cupy.swapaxes(L, -1, -2))
 
+    @_empty_on_host
     def qr_pivoted(self, A, complete=False):
         """cuSOLVER has no column-pivoted QR: LAPACK geqp3 on the host, results copied
         back (a documented host round-trip, like eig)."""
         return tuple(cupy.asarray(x) for x in CPU.qr_pivoted(cupy.asnumpy(A), complete))
 
+    @_empty_on_host
     def qr(self, A, complete=False):
         mode = "complete" if complete else "reduced"
         if A.ndim == 2:
@@ -144,31 +236,38 @@ class GPUKernels(ComposedKernels):
         Q, R = cupy.stack(qs), cupy.stack(rs)
         return (Q.reshape(A.shape[:-2] + Q.shape[-2:]), R.reshape(A.shape[:-2] + R.shape[-2:]))
 
+    @_empty_on_host
     def svd(self, A, full_matrices=True, compute_uv=True, op="svd"):
         return cupy.linalg.svd(A, full_matrices=full_matrices, compute_uv=compute_uv)
 
+    @_empty_on_host
     def eigh(self, A, lower=True, op="eigh"):
         return cupy.linalg.eigh(A, UPLO="L" if lower else "U")
 
+    @_empty_on_host
     def eigvalsh(self, A, lower=True, op="eigvalsh"):
         return cupy.linalg.eigvalsh(A, UPLO="L" if lower else "U")
 
+    @_empty_on_host
     def eig(self, A, op="eig"):
-        """(w, V), complex.  cupy.linalg.eig (CuPy >= 14, cuSOLVER Xgeev) when present;
-        otherwise a composed kernel: LAPACK geev on the host, results copied back."""
+        """(w, V), complex.  cupy.linalg.eig (CuPy >= 14 with cuSOLVER's Xgeev) where it
+        runs; otherwise a composed kernel: LAPACK geev on the host, results copied back.
+        CuPy does not promise NumPy's order of the eigenvalues (neither does NumPy)."""
         cdt = _complex_of(A.dtype)
-        fn = getattr(cupy.linalg, "eig", None)
-        if fn is not None:
-            w, V = fn(A)
+        res = _device_or_none("eig", A)
+        if res is not None:
+            w, V = res
         else:
             w, V = np.linalg.eig(cupy.asnumpy(A))
             w, V = cupy.asarray(w), cupy.asarray(V)
         return w.astype(cdt, copy=False), V.astype(cdt, copy=False)
 
+    @_empty_on_host
     def eigvals(self, A, op="eigvals"):
         cdt = _complex_of(A.dtype)
-        fn = getattr(cupy.linalg, "eigvals", None)
-        w = fn(A) if fn is not None else cupy.asarray(np.linalg.eigvals(cupy.asnumpy(A)))
+        w = _device_or_none("eigvals", A)
+        if w is None:
+            w = cupy.asarray(np.linalg.eigvals(cupy.asnumpy(A)))
         return w.astype(cdt, copy=False)
 
     # -- lstsq family (linalgad/rules/lstsq.py) ----------------------------------------
@@ -178,6 +277,7 @@ class GPUKernels(ComposedKernels):
         Q, R = self.qr(M, complete=False)
         return ("explicit", Q), R
 
+    @_empty_on_host
     def lstsq_qr_r(self, M, b):
         """(R, Qᴴ b) from the R factor of the augmented [M b] (Q never formed)."""
         n = M.shape[-1]
@@ -259,6 +359,12 @@ class GPUKernels(ComposedKernels):
     def stein_schur(self, W, S, Z, t, C, op="solve_discrete_lyapunov"):
         return cupy.asarray(CPU.stein_schur(W, S, Z, t, cupy.asnumpy(C), op))
 
+
+
+def _lu_dtype(F):
+    if F.kind == "empty":
+        return F.data                   # the factored matrices' dtype
+    return (F.data[0] if isinstance(F.data, list) else F.data).dtype
 
 
 GPU = GPUKernels()
