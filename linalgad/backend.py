@@ -36,6 +36,7 @@ from scipy.linalg import blas as _blas
 from scipy.linalg import lapack as _lapack
 
 from . import _lapack_extreme, _lapack_stack, _logm_stack
+from ._cache import ArrayCache
 
 __all__ = ["kernels_for", "namespace_of", "ComposedKernels", "CPUKernels", "LinAlgError",
            "check_finite", "batch_index"]
@@ -316,21 +317,29 @@ def _lapack_qr(A, complete):
     return Q, R
 
 
-_WEIGHTS = {}
+_WEIGHTS = ArrayCache()
+
+
+class _Weights:
+    """A triangle-weight matrix and the key it is cached (and its variants) under."""
+
+    __slots__ = ("key", "w")
+
+    def __init__(self, key, w):
+        self.key, self.w = key, w
 
 
 def _tri_weights(n, lower, strict, diag):
-    """Cached n x n float weights: ``strict`` off the diagonal in the kept triangle,
-    ``diag`` on it, 0 in the other triangle (one multiplication projects and scales)."""
+    """n x n float weights: ``strict`` off the diagonal in the kept triangle, ``diag`` on
+    it, 0 in the other triangle (one multiplication projects and scales); cached while
+    small (linalgad/_cache.py)."""
     key = (n, lower, strict, diag)
     w = _WEIGHTS.get(key)
     if w is None:
-        if len(_WEIGHTS) > 64:
-            _WEIGHTS.clear()
         w = strict * (np.tri(n, k=-1) if lower else np.tri(n, k=-1).T)
         w[np.diag_indices(n)] = diag
-        _WEIGHTS[key] = w
-    return w
+        _WEIGHTS.put(key, w)
+    return _Weights(key, w)
 
 
 def _fortran_stack(X, dtype=None):
@@ -347,7 +356,7 @@ def _mH(xp, x):
 
 
 def _weighted(xp, x, w, **kw):
-    """x * w, w a cached NumPy weight matrix (moved to x's device when it is not NumPy);
+    """x * w, w the _Weights of _tri_weights (moved to x's device when it is not NumPy);
     ``kw`` (order=, out=) as for np.multiply.
 
     The weights are used in x's real precision and, for NumPy, in x's memory order:
@@ -359,19 +368,19 @@ def _weighted(xp, x, w, **kw):
     return np.multiply(x, _variant(w, x.real.dtype, fortran), **kw)
 
 
-_VARIANTS = {}
-_DEVICE = {}
+# the weights in another dtype or memory order, or on a device: keyed by the weights' own
+# key (an entry holds no reference to the array it was made from)
+_VARIANTS = ArrayCache()
+_DEVICE = ArrayCache()
 
 
 def _on_device(xp, w, dtype):
-    """The cached weight matrix w on xp's (current) device in dtype, copied there once."""
-    key = (id(w), np.dtype(dtype).char, xp.__name__, _device_id(xp))
+    """The weights w on xp's (current) device in dtype, copied there once."""
+    key = (w.key, np.dtype(dtype).char, xp.__name__, _device_id(xp))
     hit = _DEVICE.get(key)
-    if hit is None or hit[0] is not w:
-        if len(_DEVICE) > 128:
-            _DEVICE.clear()
-        hit = _DEVICE[key] = (w, xp.asarray(w, dtype=dtype))
-    return hit[1]
+    if hit is None:
+        hit = _DEVICE.put(key, xp.asarray(w.w, dtype=dtype))
+    return hit
 
 
 def _device_id(xp):
@@ -383,16 +392,14 @@ def _device_id(xp):
 
 
 def _variant(w, dtype, fortran):
-    """A cached copy of the cached weight matrix w in dtype (and Fortran order)."""
-    if w.dtype == dtype and not fortran:
-        return w
-    key = (id(w), np.dtype(dtype).char, fortran)
+    """The weights w as an array in dtype (and Fortran order)."""
+    if w.w.dtype == dtype and not fortran:
+        return w.w
+    key = (w.key, np.dtype(dtype).char, fortran)
     hit = _VARIANTS.get(key)
-    if hit is None or hit[0] is not w:
-        if len(_VARIANTS) > 128:
-            _VARIANTS.clear()
-        hit = _VARIANTS[key] = (w, np.array(w, dtype=dtype, order="F" if fortran else "C"))
-    return hit[1]
+    if hit is None:
+        hit = _VARIANTS.put(key, np.array(w.w, dtype=dtype, order="F" if fortran else "C"))
+    return hit
 
 
 def _mirror(xp, x, hermitian=True):

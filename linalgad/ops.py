@@ -22,6 +22,7 @@ import string
 
 import numpy as np
 
+from ._cache import ArrayCache
 from .tape import JitTracer, Primitive, ReverseTracer, Tracer, compute, peek
 
 __all__ = [
@@ -1178,18 +1179,17 @@ def trace(x, offset=0, axis1=0, axis2=1):
     return sum(diagonal(x, offset, axis1, axis2), axis=-1)
 
 
-_TRI_MASKS = {}
+_TRI_MASKS = ArrayCache()
 
 
 def _tri_mask(n, m, k, lower):
-    """Cached boolean mask of the kept triangle (np.tril rebuilds it every call)."""
+    """Boolean mask of the kept triangle (np.tril rebuilds it every call), cached while
+    small (linalgad/_cache.py)."""
     key = (n, m, k, lower)
     mask = _TRI_MASKS.get(key)
     if mask is None:
-        if len(_TRI_MASKS) > 256:
-            _TRI_MASKS.clear()
-        mask = np.tri(n, m, k, dtype=bool) if lower else ~np.tri(n, m, k - 1, dtype=bool)
-        _TRI_MASKS[key] = mask
+        mask = _TRI_MASKS.put(key, np.tri(n, m, k, dtype=bool) if lower
+                              else ~np.tri(n, m, k - 1, dtype=bool))
     return mask
 
 

@@ -595,6 +595,7 @@ def _traced_rule_primitive(name, impl, ref, multiple_results):
 
 JIT_CACHE_SIZE = 64      # recordings kept per jitted function (the oldest go first)
 JIT_MAX_RETRACES = 8     # re-recordings on changed decisions before a signature runs eagerly
+JIT_CONSTANT_WARN = 8    # recordings of one array signature with other constants: warn once
 _ndarray = np.ndarray
 
 
@@ -859,6 +860,7 @@ def jit(fun):
     something else), the function runs eagerly and is differentiated as usual.
     """
     cache = {}
+    constants_seen = {}       # array-only signature -> recordings with other constants
 
     @functools.wraps(fun)
     def jitted(*args, **kwargs):
@@ -879,6 +881,7 @@ def jit(fun):
         leaves, treedef = tree_flatten((args, kwargs))
         parts = [treedef.exact]
         arrays = []
+        static = False
         for x in leaves:
             if isinstance(x, Tracer):
                 return fun(*args, **kwargs)           # inside another transform
@@ -888,8 +891,29 @@ def jit(fun):
             parts.append(k)
             if kind == "array":
                 arrays.append(x)
+            else:
+                static = True
         key = tuple(parts)
-        return _use(key, cache.get(key), arrays, args, kwargs)
+        entry = cache.get(key)
+        if entry is None and static:
+            _count_constants(key, parts, leaves)
+        return _use(key, entry, arrays, args, kwargs)
+
+    def _count_constants(key, parts, leaves):
+        """A recording for constants (Python numbers, integer arrays) not seen with these
+        array shapes: after JIT_CONSTANT_WARN of them, say once that such a value is
+        baked in (jax.jit traces Python floats; this does not)."""
+        dynamic = tuple(p for p, x in zip(parts[1:], leaves) if _is_input(x))
+        count = constants_seen[dynamic] = constants_seen.get(dynamic, 0) + 1
+        if count == JIT_CONSTANT_WARN:
+            import warnings
+            warnings.warn(
+                f"jit: {getattr(fun, '__name__', fun)!r} has been recorded {count} times for "
+                "new values of its Python-number or integer-array arguments, which are "
+                "constants of a recording (each new value records the call again and is "
+                "kept, up to JIT_CACHE_SIZE recordings); pass a value that changes as a "
+                "float array, e.g. np.asarray(step), to have it replayed",
+                RuntimeWarning, stacklevel=3)
 
     def _use(key, entry, arrays, args, kwargs):
         """The call by its cache entry: the replay (on the arrays), a first call that

@@ -811,3 +811,30 @@ def test_tracer_item_and_astype():
         lad.grad(lambda x: x.sum().item())(np.ones(2))
     j = lad.jit(lambda x: x.sum().item())
     assert j(np.ones(2)) == 2.0 and j(2 * np.ones(2)) == 4.0
+
+
+def test_changing_python_numbers_are_recorded_again_and_say_so():
+    """A Python float argument is a constant of a recording (jax.jit would trace it): a
+    step size that changes every call recorded every call, silently, each recording
+    kept.  After JIT_CONSTANT_WARN of them a RuntimeWarning says so; as a 0-d float array
+    the same value is a replayed input."""
+    import warnings as w_
+    loss = lambda x, lam: lad.sum(la.solve(x + lam * np.eye(3), np.ones(3)))  # noqa: E731
+    x = 2 * np.eye(3) + 0.1 * np.arange(9.0).reshape(3, 3)
+    f = lad.jit(lad.value_and_grad(loss))
+    with w_.catch_warnings(record=True) as caught:
+        w_.simplefilter("always")
+        for i in range(lad.transforms.JIT_CONSTANT_WARN + 3):
+            f(x, 0.1 * i)
+    assert [str(m.message) for m in caught if m.category is RuntimeWarning and
+            "np.asarray" in str(m.message)] and len(caught) == 1
+    g = lad.jit(lad.value_and_grad(loss))
+    with w_.catch_warnings():
+        w_.simplefilter("error")
+        for i in range(12):
+            v, gx = g(x, np.asarray(0.1 * i))
+    v0, g0 = lad.value_and_grad(loss)(x, 1.1)
+    np.testing.assert_allclose(v, v0, rtol=1e-14)
+    np.testing.assert_allclose(gx, g0, rtol=1e-13)
+    (only,) = g.explain().values()          # one signature, replayed
+    assert only.startswith("replayed")

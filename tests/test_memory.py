@@ -99,3 +99,25 @@ def test_kept_memory_removes_the_page_faults_of_repeated_temporaries():
         _memory.state.update(saved)
     assert trimmed > 1000, trimmed
     assert kept < 50, kept
+
+
+def test_constant_array_caches_are_bounded_in_bytes():
+    """Triangle weights, their dtype/order variants and triangle masks are kept for reuse;
+    bounded by count, a loop over growing orders (a GP on a growing data set) held
+    hundreds of MB, and the variants kept evicted weights alive.  Now each cache keeps at
+    most ArrayCache.limit bytes and no array above item_limit."""
+    import numpy as np
+    from linalgad import backend, ops
+    caches = (backend._WEIGHTS, backend._VARIANTS, ops._TRI_MASKS)
+    for n in range(64, 1100, 24):
+        x = np.asfortranarray(np.ones((n, n), dtype=np.float32))
+        for lower in (True, False):
+            w = backend._tri_weights(n, lower, 2.0, 1.0)
+            y = backend._weighted(np, x, w)
+            np.testing.assert_array_equal(np.diagonal(y), 1.0)
+            assert y[-1, 0] == (2.0 if lower else 0.0)
+            ops._tri_mask(n, n, -1, lower)
+        for c in caches:
+            assert c.nbytes <= c.limit
+            assert all(v.nbytes <= c.item_limit for v in c._data.values())
+    assert all(not isinstance(v, tuple) for v in backend._VARIANTS._data.values())
