@@ -629,3 +629,16 @@ def test_fractional_matrix_power_paths():
                 order=1)
     with pytest.raises(LinAlgError, match="fractional_matrix_power"):
         la.fractional_matrix_power(np.diag([0.0, 1.0]), 0.5)
+
+
+def test_matrix_functions_of_order_one_are_elementwise():
+    """expm of (..., 1, 1) is exp (and the functions through it, cosm, tanhm, the
+    fractional powers); it ran the Padé steps at 100 times SciPy's time."""
+    rng = np.random.default_rng(21)
+    A = rng.standard_normal((500, 1, 1)) + 1j * rng.standard_normal((500, 1, 1))
+    np.testing.assert_allclose(la.expm(A), np.exp(A), rtol=1e-14)
+    np.testing.assert_allclose(la.cosm(A.real), np.cos(A.real), rtol=1e-14)
+    np.testing.assert_allclose(la.expm(A), sl.expm(A), rtol=1e-13)
+    check_grads(la.expm, (A[:3],), order=2)
+    check_grads(la.tanhm, (A[:3].real,), order=2)
+    np.testing.assert_allclose(la.fractional_matrix_power(np.array([[4.0]]), 0.5), [[2.0]])

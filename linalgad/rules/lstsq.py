@@ -556,6 +556,12 @@ def _residues(r, vector, batch, bv, dtype, xp, lapack_driver):
 # -- pinv, pinvh -----------------------------------------------------------------------------
 
 def _identity_apply(A, P, m, dtype, xp):
+    """A⁺ = A⁺ I_m, or for a tall A (m > n) (A⁺ᴴ I_n)ᴴ: applied to I_m, the pseudo-inverse
+    of a 100000 × 3 matrix built an identity of order 100000 (and its backward m × m
+    products: a MemoryError); the adjoint applied to I_n has nothing larger than A."""
+    n = ops._shape(A)[-1]
+    if m > n:
+        return ops.mH(_pinv_apply(A, xp.eye(n, dtype=dtype), P=P, adjoint=True))
     return _pinv_apply(A, xp.eye(m, dtype=dtype), P=P, adjoint=False)
 
 
