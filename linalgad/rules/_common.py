@@ -226,12 +226,29 @@ def cotangent_factors(b_bar, x, trans):
 ops_for = ops.ops_for
 
 
-def solve_cotangent(b_bar, x, trans, project=None):
+def fold_stack(x):
+    """(..., n, k) -> (n, prod(...)·k): a stack of column blocks side by side, so that
+    Σ over the stack of p qᴴ is one product fold(p) fold(q)ᴴ (one matrix's cotangent
+    from a stack of right-hand sides: a batched product and a sum over (B, n, n) took
+    6-10 times the product of the folded factors, n = 64 against 1,000 columns)."""
+    shape = ops._shape(x)
+    return ops.reshape(ops.moveaxis(x, -2, 0), (shape[-2], math.prod(shape[:-2]) * shape[-1]))
+
+
+def folds(a_shape, x):
+    """Whether the cotangent of one matrix (a_shape 2-D) comes from a stack x (..., n, k)."""
+    return a_shape is not None and len(a_shape) == 2 and len(ops._shape(x)) > 2
+
+
+def solve_cotangent(b_bar, x, trans, project=None, a_shape=None):
     """Ā of op(A) x = b (cotangent_factors' product).
 
-    ``project=(lower, k)``: only tril(·, k) (triu) of it, by ops.tri_matmul.
+    ``project=(lower, k)``: only tril(·, k) (triu) of it, by ops.tri_matmul.  ``a_shape``
+    of one matrix with x a stack: the stack summed inside one product (fold_stack).
     """
     p, q, negate = cotangent_factors(b_bar, x, trans)
+    if folds(a_shape, x):
+        p, q = fold_stack(p), ops.mT(fold_stack(ops.mT(q)))
     if project is None:
         G = ops.matmul(p, q)
     else:
@@ -250,11 +267,15 @@ def fitted_pair(pair, needs, a, b):
             ops.fit(pair[1], b) if needs[1] else None)
 
 
-def split_cotangent(lower, upper, trans):
+def split_cotangent(lower, upper, trans, a_shape=None):
     """tril(Ā₁, −1) + triu(Ā₂) in one array, Ā₁ and Ā₂ the solve cotangents of the
-    (b̄, x) pairs ``lower`` and ``upper`` (the two triangles of one packed LU factor)."""
+    (b̄, x) pairs ``lower`` and ``upper`` (the two triangles of one packed LU factor);
+    ``a_shape`` as for solve_cotangent."""
     p, q, negate = cotangent_factors(*lower, trans)
     r, s, _ = cotangent_factors(*upper, trans)
+    if folds(a_shape, p):
+        p, q = fold_stack(p), ops.mT(fold_stack(ops.mT(q)))
+        r, s = fold_stack(r), ops.mT(fold_stack(ops.mT(s)))
     G = ops.split_matmul(p, q, r, s, k=0)
     return -G if negate else G
 

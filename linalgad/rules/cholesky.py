@@ -193,6 +193,8 @@ def chosolve_vjp(x_bar, needs, x, y, c, b, *, lower):
         yv = _half(y, c, b, lower)
         P = ops.concatenate([-b_bar, -x], axis=-1)
         Q = ops.concatenate([yv, u], axis=-1)
+        if C.folds(ops._shape(c), P):           # one factor, a stack of right-hand sides
+            P, Q = C.fold_stack(P), C.fold_stack(Q)
         c_bar = ops.fit(ops.tri_matmul(P, ops.mH(Q), lower=True) if lower
                         else ops.tri_matmul(Q, ops.mH(P), lower=False), c)
     return c_bar, (ops.fit(b_bar, b) if needs[1] else None)

@@ -163,20 +163,25 @@ def _pinv_apply_cotangents(x_bar, needs, x, A, y, P, adjoint, r=None, g=None):
     y_bar = ops.fit(w, y) if needs[1] else None
     A_bar = None
     if needs[0]:
-        G = -_outer(o, w, x)
+        a_shape = ops._shape(A)
+        G = -_outer(o, w, x, a_shape)
         if not full_row:
             if r is None:
                 r = y - Bm(x)
-            G = G + _outer(o, r, Bp(w) if BpBpH is None else BpBpH)
+            G = G + _outer(o, r, Bp(w) if BpBpH is None else BpBpH, a_shape)
         if not full_col:
             t = BpH(x)
-            G = G + _outer(o, t, x_bar - Bp(Bm(x_bar)))
+            G = G + _outer(o, t, x_bar - Bp(Bm(x_bar)), a_shape)
         A_bar = ops.fit(o.mH(G) if adjoint else G, A)
     return A_bar, y_bar
 
 
-def _outer(o, u, v):
-    """u vᴴ: of (..., m, k) and (..., n, k) blocks, or of vectors (one right-hand side)."""
+def _outer(o, u, v, a_shape=None):
+    """u vᴴ: of (..., m, k) and (..., n, k) blocks, or of vectors (one right-hand side);
+    for one matrix (``a_shape`` 2-D) and stacks u, v, summed over the stack in one
+    product (C.fold_stack)."""
+    if C.folds(a_shape, u) and C.folds(a_shape, v):
+        return o.matmul(C.fold_stack(u), o.mH(C.fold_stack(v)))
     if len(ops._shape(u)) > 1:
         return o.matmul(u, o.mH(v))
     return (np.multiply.outer if o.plain else ops.outer)(u, o.conj(v))
@@ -254,7 +259,7 @@ def lstsq_solve_vjp(cts, needs, out, r, A, y, *, P, value=None):
                                       None, g=None if rho_bar is None else g)
     if rho_bar is None:
         return None, None
-    return (ops.fit(o.negative(_outer(o, g, x)), A) if needs[0] else None,
+    return (ops.fit(o.negative(_outer(o, g, x, ops._shape(A))), A) if needs[0] else None,
             ops.fit(g, y) if needs[1] else None)
 
 

@@ -289,7 +289,7 @@ def lusolve_vjp(x_bar, needs, x, y, lu, b, *, perm, trans):
         lu_bar = None
         if needs[0]:
             yv = _stored_or_traced(y, lu, b, perm, trans)
-            lu_bar = C.split_cotangent((v, yv), (u, x), 0)
+            lu_bar = C.split_cotangent((v, yv), (u, x), 0, a_shape=ops._shape(lu))
     else:
         z_bar = ops.permute_rows(x_bar, perm)
         w = C.adjoint_rhs(lambda rhs, t: triangular_solve(
@@ -301,7 +301,7 @@ def lusolve_vjp(x_bar, needs, x, y, lu, b, *, perm, trans):
         if needs[0]:
             yv = _stored_or_traced(y, lu, b, perm, trans)
             z = ops.permute_rows(x, perm)
-            lu_bar = C.split_cotangent((w, z), (s, yv), trans)
+            lu_bar = C.split_cotangent((w, z), (s, yv), trans, a_shape=ops._shape(lu))
     return (ops.fit(lu_bar, lu) if lu_bar is not None else None,
             ops.fit(b_bar, b) if b_bar is not None else None)
 

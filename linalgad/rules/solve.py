@@ -94,7 +94,8 @@ def solve_vjp(x_bar, needs, x, res, A, b, *, kind, trans=0, factors=None):
     else:
         solve_op = lambda rhs, t: _solve(A, rhs, kind=kind, trans=t, factors=res)  # noqa: E731
     b_bar = C.adjoint_rhs(solve_op, x_bar, trans)
-    A_bar = ops.fit(C.solve_cotangent(b_bar, x, trans), A) if needs[0] else None
+    A_bar = ops.fit(C.solve_cotangent(b_bar, x, trans, a_shape=ops._shape(A)), A) \
+        if needs[0] else None
     return A_bar, (ops.fit(b_bar, b) if needs[1] else None)
 
 

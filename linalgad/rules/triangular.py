@@ -51,7 +51,8 @@ def trisolve_vjp(x_bar, needs, x, res, A, b, *, lower, trans=0, unit_diagonal=Fa
     A_bar = None
     if needs[0]:
         A_bar = ops.fit(C.solve_cotangent(b_bar, x, trans,
-                                          project=(lower, _offset(lower, unit_diagonal))), A)
+                                          project=(lower, _offset(lower, unit_diagonal)),
+                                          a_shape=ops._shape(A)), A)
     return A_bar, (ops.fit(b_bar, b) if needs[1] else None)
 
 
