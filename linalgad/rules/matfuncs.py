@@ -226,13 +226,12 @@ def expm(A):
     return _exp_of(C.prepare(op, A, True))
 
 
-def _elementwise_domain(A, strict):
-    """Whether A is a nonempty stack of matrices of order 1 whose every entry is in the
-    domain where the rule is its scalar function's principal branch: positive real
-    entries (sqrtm also accepts none at 0: strict=False changes nothing there, 0 being
-    where both maps are singular, so 0 goes through the rule too) or nonzero complex ones.
-    Anything else takes the rule's path and its errors (a negative real entry has no real
-    root or logarithm).  sqrtm and logm of 100,000 matrices of order 1 took 700 and 2,000
+def _elementwise_domain(A):
+    """Whether A is a nonempty stack of matrices of order 1 whose every entry is where the
+    rule is its scalar function's principal branch and differentiable: positive real
+    entries or nonzero complex ones (0 is singular for both sqrt and log).  Anything else
+    takes the rule's path and its errors (a negative real entry has no real root or
+    logarithm).  sqrtm and logm of 100,000 matrices of order 1 took 700 and 2,000
     times NumPy's elementwise sqrt and log.  A decision on values: under jit one step
     of the recording, checked again on every replay (tape.compute)."""
     shape = ops._shape(A)
@@ -481,7 +480,7 @@ def sqrtm(A, disp=True, blocksize=64):
     """
     op = "sqrtm"
     A = C.prepare(op, A, True)
-    X = ops.sqrt(A) if _elementwise_domain(A, strict=False) else _sqrtm(A)
+    X = ops.sqrt(A) if _elementwise_domain(A) else _sqrtm(A)
     if disp:
         return X
     xv, av = ops.asarray_value(X), ops.asarray_value(A)
@@ -595,7 +594,7 @@ def logm(A, disp=True):
     """
     op = "logm"
     A = C.prepare(op, A, True)
-    F = ops.log(A) if _elementwise_domain(A, strict=True) else _logm(A)
+    F = ops.log(A) if _elementwise_domain(A) else _logm(A)
     if disp:
         return F
     from scipy.linalg import expm as _sexpm
