@@ -1544,6 +1544,10 @@ class CPUKernels(ComposedKernels):
             return _lapack_qr(A, complete)
         return np.linalg.qr(A, mode="complete" if complete else "reduced")
 
+    def qr_r(self, A):
+        """R alone (..., k, n) of the reduced QR (LAPACK geqrf, Q never formed)."""
+        return np.linalg.qr(A, mode="r")
+
     def qr_pivoted(self, A, complete=False):
         """(Q, R, P) with A[..., :, P] = Q R, LAPACK geqp3 per matrix (P: int32, (..., n))."""
         from scipy.linalg import qr

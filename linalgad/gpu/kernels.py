@@ -237,6 +237,14 @@ class GPUKernels(ComposedKernels):
         return (Q.reshape(A.shape[:-2] + Q.shape[-2:]), R.reshape(A.shape[:-2] + R.shape[-2:]))
 
     @_empty_on_host
+    def qr_r(self, A):
+        if A.ndim == 2:
+            return cupy.linalg.qr(A, mode="r")
+        flat = A.reshape((-1,) + A.shape[-2:])
+        R = cupy.stack([cupy.linalg.qr(a, mode="r") for a in flat])
+        return R.reshape(A.shape[:-2] + R.shape[-2:])
+
+    @_empty_on_host
     def svd(self, A, full_matrices=True, compute_uv=True, op="svd"):
         return cupy.linalg.svd(A, full_matrices=full_matrices, compute_uv=compute_uv)
 
