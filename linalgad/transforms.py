@@ -906,7 +906,6 @@ def jit(fun):
         dynamic = tuple(p for p, x in zip(parts[1:], leaves) if _is_input(x))
         count = constants_seen[dynamic] = constants_seen.get(dynamic, 0) + 1
         if count == JIT_CONSTANT_WARN:
-            import warnings
             warnings.warn(
                 f"jit: {getattr(fun, '__name__', fun)!r} has been recorded {count} times for "
                 "new values of its Python-number or integer-array arguments, which are "

@@ -121,9 +121,11 @@ class GPUKernels(ComposedKernels):
             return _cxl.lu_solve((lu, F.piv), b, trans=trans, check_finite=False)
         n, k = b.shape[-2:]
         flat_b = b.reshape(len(F.data), n, k)               # (k may be 0: no -1)
-        out = cupy.stack([_cxl.lu_solve((lu, piv), bi, trans=trans, check_finite=False)
-                          for (lu, bi), piv in ((_common(lu, bi), piv) for lu, piv, bi
-                                                in zip(F.data, F.piv, flat_b))])
+        xs = []
+        for lu, piv, bi in zip(F.data, F.piv, flat_b):
+            lu, bi = _common(lu, bi)
+            xs.append(_cxl.lu_solve((lu, piv), bi, trans=trans, check_finite=False))
+        out = cupy.stack(xs)
         return out.reshape(b.shape[:-2] + (n, k))
 
     # -- from LU factors --------------------------------------------------------

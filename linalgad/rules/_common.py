@@ -235,6 +235,12 @@ def fold_stack(x):
     return ops.reshape(ops.moveaxis(x, -2, 0), (shape[-2], math.prod(shape[:-2]) * shape[-1]))
 
 
+def _fold_factors(p, q):
+    """(p, q) of a stack of products p q, p (..., n, k) and q (..., k, m), as one product's
+    factors (n, Σk) and (Σk, m)."""
+    return fold_stack(p), ops.mT(fold_stack(ops.mT(q)))
+
+
 def folds(a_shape, x):
     """Whether the cotangent of one matrix (a_shape 2-D) comes from a stack x (..., n, k)."""
     return a_shape is not None and len(a_shape) == 2 and len(ops._shape(x)) > 2
@@ -248,7 +254,7 @@ def solve_cotangent(b_bar, x, trans, project=None, a_shape=None):
     """
     p, q, negate = cotangent_factors(b_bar, x, trans)
     if folds(a_shape, x):
-        p, q = fold_stack(p), ops.mT(fold_stack(ops.mT(q)))
+        p, q = _fold_factors(p, q)
     if project is None:
         G = ops.matmul(p, q)
     else:
@@ -274,8 +280,7 @@ def split_cotangent(lower, upper, trans, a_shape=None):
     p, q, negate = cotangent_factors(*lower, trans)
     r, s, _ = cotangent_factors(*upper, trans)
     if folds(a_shape, p):
-        p, q = fold_stack(p), ops.mT(fold_stack(ops.mT(q)))
-        r, s = fold_stack(r), ops.mT(fold_stack(ops.mT(s)))
+        (p, q), (r, s) = _fold_factors(p, q), _fold_factors(r, s)
     G = ops.split_matmul(p, q, r, s, k=0)
     return -G if negate else G
 
