@@ -27,6 +27,7 @@ import numpy as np
 
 from ._array_methods import register_numpy_function
 from .rules._spectral import GaugeWarning
+from .rules.banded import solve_banded, solveh_banded
 from .rules.cholesky import cho_factor, cho_solve, cholesky, logdet
 from .rules.determinant import SlogdetResult, det, slogdet
 from .rules.eig import EigResult, eig, eigvals
@@ -49,7 +50,7 @@ from .rules.sylvester import (solve_continuous_lyapunov, solve_discrete_lyapunov
                               solve_sylvester)
 from .rules.triangular import solve_triangular
 
-__all__ = ["solve", "solve_triangular", "inv", "det", "slogdet", "cholesky", "cho_factor",
+__all__ = ["solve", "solve_triangular", "solve_banded", "solveh_banded", "inv", "det", "slogdet", "cholesky", "cho_factor",
            "cho_solve", "logdet", "lu_factor", "lu_solve", "lu", "qr", "eigh", "eigvalsh", "funmh", "svd", "svdvals", "generalized_funm",
            "eig", "eigvals", "lstsq", "pinv", "pinvh", "expm", "expm_frechet", "sqrtm", "logm",
            "cosm", "sinm", "tanm", "coshm", "sinhm", "tanhm", "fractional_matrix_power",

@@ -24,6 +24,7 @@ DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
 # The rule families, in the order `linalgad rules` lists them.
 RULE_MODULES = (
     "linalgad.rules.solve",
+    "linalgad.rules.banded",
     "linalgad.rules.triangular",
     "linalgad.rules.inverse",
     "linalgad.rules.determinant",

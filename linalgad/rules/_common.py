@@ -364,6 +364,10 @@ def bandwidth(a):
     """(lower, upper) bandwidth of the nonzeros of a plain (..., n, n) stack, over the whole
     stack: the band SciPy's assume_a='banded' reads."""
     xp = namespace_of(a)
+    if xp is np and a.ndim == 2:
+        import scipy.linalg                 # its compiled scan: a third of the one below
+        lower, upper = scipy.linalg.bandwidth(a)
+        return int(lower), int(upper)
     nz = (a != 0).reshape((-1,) + a.shape[-2:]).any(axis=0)
     i, j = xp.nonzero(nz)
     if not i.size:

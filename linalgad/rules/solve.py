@@ -28,6 +28,7 @@ from ..registry import Domain, Rule
 from ..tape import Primitive
 from ..testing import matrices as M
 from . import _common as C
+from .banded import band_of, banded_solve
 from .triangular import triangular_solve
 
 __all__ = ["solve", "RULES"]
@@ -64,8 +65,6 @@ def solve_forward(A, b, *, kind, trans=0, factors=None):
 def _factor(K, A, kind):
     if kind == "pos":
         return K.cho_factor(A, lower=True, op="solve")
-    if kind == "tri":
-        return K.tridiagonal_factor(A, op="solve")
     return K.lu_factor(A, op="solve")
 
 
@@ -75,8 +74,6 @@ def _apply(K, factors, b, kind, trans):
         if trans == 1:
             return np.conj(K.cho_solve(factors, np.conj(b)))
         return K.cho_solve(factors, b)
-    if kind == "tri":
-        return K.tridiagonal_solve(factors, b, trans)
     return K.lu_solve(factors, b, trans)
 
 
@@ -114,6 +111,15 @@ def solve_jvp(tangents, x, res, A, b, *, kind, trans=0, factors=None):
 _solve = Primitive("solve", solve_forward, solve_vjp, solve_jvp, staged=True)
 
 
+def _band_pays(n, lower, upper):
+    """Whether a band of l + u + 1 diagonals is solved as a band (solve_banded's O(n l (l + u))
+    LU and band-only cotangents) rather than as the dense matrix: the tridiagonal always,
+    wider bands when they cover at most a quarter of the matrix (LAPACK's gbtrf is faster
+    than getrf up to half of it, measured at n = 64-1024, but the band's cotangent loops
+    over its diagonals)."""
+    return lower + upper + 1 <= max(3, n // 4)
+
+
 # -- the public function ------------------------------------------------------------
 
 def solve(a, b, lower=False, overwrite_a=False, overwrite_b=False, check_finite=True,
@@ -133,7 +139,9 @@ def solve(a, b, lower=False, overwrite_a=False, overwrite_b=False, check_finite=
     solves), 'upper triangular', 'lower triangular' read only that part of
     ``a``, which alone receives gradient; 'banded' reads the band that holds
     a's nonzero entries (detected over the whole stack, as SciPy detects it)
-    and solves it by dense LU.  ``None`` means 'gen': the derivative with
+    and, when it covers at most a quarter of the matrix, solves it as
+    :func:`solve_banded` does (LAPACK's band LU; value, gradient and forward
+    mode O(n·l·(l + u)) beyond reading a), else by dense LU.  ``None`` means 'gen': the derivative with
     respect to every entry (SciPy would pick a solver from the values).
 
     ``transposed=True`` solves ``a.T @ x = b``.  ``check_finite=True`` (the
@@ -169,10 +177,13 @@ def solve(a, b, lower=False, overwrite_a=False, overwrite_b=False, check_finite=
         C.guard(d, lambda dv: check_diagonal(dv, dv.shape[:-1], op_name, what="matrix"))
         return C.on_columns(lambda b_: b_ / ops.expand_dims(d, -1), b)
     if kind in ("tri", "banded"):
-        lo, up = (1, 1) if kind == "tri" else C.bandwidth(av)
-        a = C.band(a, lo, up)          # the part read: the only entries with a gradient
-        if kind == "banded":
-            kind = "gen"
+        # the band read (detected over the whole stack, as SciPy detects it; decided again
+        # on every replay under linalgad.jit): the only entries with a gradient
+        lo, up = (1, 1) if kind == "tri" else C.compute(C.bandwidth, (a,), decide=lambda r: r,
+                                                         name="solve's band")
+        if _band_pays(av.shape[-1], lo, up):
+            return banded_solve(band_of(a, lo, up), b, lo, up, trans=trans, op=op_name)
+        a, kind = C.band(a, lo, up), "gen"
     elif kind != "gen":
         a = C.from_triangle(a, lower, hermitian=(kind != "sym" and dtype.kind == "c"))
     return C.on_columns(lambda b_: _solve(a, b_, kind=kind, trans=trans), b)
