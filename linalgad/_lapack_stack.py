@@ -28,9 +28,9 @@ import ctypes
 
 import numpy as np
 
-__all__ = ["available", "gees", "getrf", "getrs", "getri", "kernel_set", "openblas_core",
-           "schur_available", "trsm", "trsyl",
-           "trsm_available", "trsm_cost"]
+__all__ = ["available", "band_available", "gbtrf", "gbtrs", "gees", "getrf", "getrs", "getri",
+           "gttrf", "gttrs", "kernel_set", "openblas_core", "pbtrf", "pbtrs", "schur_available",
+           "trsm", "trsyl", "trsm_available", "trsm_cost"]
 
 _PREFIX = {np.dtype(np.float32): "s", np.dtype(np.float64): "d",
            np.dtype(np.complex64): "c", np.dtype(np.complex128): "z"}
@@ -38,7 +38,9 @@ _NARGS = {"getrf": 6, "getrs": 9, "getri": 7}
 _BLAS_NARGS = {"trsm": 11}
 # further routines loaded by name (linalgad._lapack_extreme); ``available`` does not ask
 _OTHER_NARGS = {"gebrd": 11, "ormbr": 14, "unmbr": 14, "lasq1": 5, "gees": 15,
-                "trsyl": 13}
+                "trsyl": 13, "gttrf": 7, "gttrs": 11, "gbtrf": 8, "gbtrs": 11, "pbtrf": 6,
+                "pbtrs": 9}
+_BAND = ("gttrf", "gttrs", "gbtrf", "gbtrs", "pbtrf", "pbtrs")
 _FUNCS = {}
 
 
@@ -325,3 +327,126 @@ def trsyl(ta, tb, c, trana, tranb):
         ps.value, pi.value = sbase + i * ssize, ibase + 4 * i
         fn(pta, ptb, sign, pm, pn, pa, pm, pb, pn, pc, pm, ps, pi)
     return scale, info
+
+
+# -- banded matrices (band storage; linalgad.rules.banded) ------------------------------------
+# A C-contiguous (B, n, ldab) array is, to Fortran, B band arrays of shape (ldab, n): the
+# transposes of the C-ordered (ldab, n) band storage SciPy and linalgad use.
+
+def band_available(dtype):
+    """Whether the band factorizations and solves can be called directly for this dtype."""
+    dtype = np.dtype(dtype)
+    return dtype in _PREFIX and all(_load(name, dtype) is not None for name in _BAND)
+
+
+def gttrf(dl, d, du):
+    """LU with partial pivoting of each tridiagonal matrix of a stack, in place: dl, du
+    (B, n − 1) and d (B, n) C-contiguous, n >= 2.  Returns (du2 (B, n − 2), ipiv (B, n)
+    int32, info (B,) int32: > 0 where U has an exactly zero pivot)."""
+    B, n = d.shape
+    du2 = np.zeros((B, max(n - 2, 1)), dtype=d.dtype)
+    ipiv = np.empty((B, n), dtype=np.int32)
+    info = np.zeros(B, dtype=np.int32)
+    fn = _load("gttrf", d.dtype)
+    pn = _int(n)
+    (b1, s1), (b2, s2), (b3, s3), (b4, s4), (b5, s5) = (
+        (x.ctypes.data, x.strides[0]) for x in (dl, d, du, du2, ipiv))
+    b6 = info.ctypes.data
+    p1, p2, p3, p4, p5, p6 = (_ptr() for _ in range(6))
+    for i in range(B):
+        p1.value, p2.value, p3.value = b1 + i * s1, b2 + i * s2, b3 + i * s3
+        p4.value, p5.value, p6.value = b4 + i * s4, b5 + i * s5, b6 + 4 * i
+        fn(pn, p1, p2, p3, p4, p5, p6)
+    return du2, ipiv, info
+
+
+def gttrs(dl, d, du, du2, ipiv, bt, trans):
+    """Solve op(A[i]) X = B[i] in place with gttrf's factors; bt C-contiguous (B, k, n)
+    (the Fortran (n, k) right-hand sides); op by ``trans`` 'N', 'T' or 'C'."""
+    B, n = d.shape
+    k = bt.shape[1]
+    if bt.size == 0:
+        return bt
+    fn = _load("gttrs", d.dtype)
+    code = ctypes.c_char(trans.encode())
+    pt, pn, pk, info = ctypes.byref(code), _int(n), _int(k), _int(0)
+    (b1, s1), (b2, s2), (b3, s3), (b4, s4), (b5, s5), (b6, s6) = (
+        (x.ctypes.data, x.strides[0]) for x in (dl, d, du, du2, ipiv, bt))
+    p1, p2, p3, p4, p5, p6 = (_ptr() for _ in range(6))
+    for i in range(B):
+        p1.value, p2.value, p3.value = b1 + i * s1, b2 + i * s2, b3 + i * s3
+        p4.value, p5.value, p6.value = b4 + i * s4, b5 + i * s5, b6 + i * s6
+        fn(pt, pn, pk, p1, p2, p3, p4, p5, p6, pn, info)
+    return bt
+
+
+def gbtrf(ab, kl, ku):
+    """LU with partial pivoting of each band matrix of a stack, in place: ab C-contiguous
+    (B, n, 2 kl + ku + 1), to Fortran the band arrays with kl rows for the fill-in above
+    the band.  Returns (ipiv (B, n) int32, info (B,) int32)."""
+    B, n, ld = ab.shape
+    ipiv = np.empty((B, n), dtype=np.int32)
+    info = np.zeros(B, dtype=np.int32)
+    fn = _load("gbtrf", ab.dtype)
+    pn, pkl, pku, pld = _int(n), _int(kl), _int(ku), _int(ld)
+    base, step, pbase, ibase = ab.ctypes.data, ab.strides[0], ipiv.ctypes.data, info.ctypes.data
+    pa, pp, pi = _ptr(), _ptr(), _ptr()
+    for i in range(B):
+        pa.value, pp.value, pi.value = base + i * step, pbase + 4 * n * i, ibase + 4 * i
+        fn(pn, pn, pkl, pku, pa, pld, pp, pi)
+    return ipiv, info
+
+
+def gbtrs(ab, kl, ku, ipiv, bt, trans):
+    """Solve op(A[i]) X = B[i] in place with gbtrf's factors (bt as for :func:`gttrs`)."""
+    B, n, ld = ab.shape
+    k = bt.shape[1]
+    if bt.size == 0:
+        return bt
+    fn = _load("gbtrs", ab.dtype)
+    code = ctypes.c_char(trans.encode())
+    pt, pn, pkl, pku, pk, pld, info = (ctypes.byref(code), _int(n), _int(kl), _int(ku),
+                                       _int(k), _int(ld), _int(0))
+    base, step, pbase = ab.ctypes.data, ab.strides[0], ipiv.ctypes.data
+    bbase, bstep = bt.ctypes.data, bt.strides[0]
+    pa, pp, pb = _ptr(), _ptr(), _ptr()
+    for i in range(B):
+        pa.value, pp.value, pb.value = base + i * step, pbase + 4 * n * i, bbase + i * bstep
+        fn(pt, pn, pkl, pku, pk, pa, pld, pp, pb, pn, info)
+    return bt
+
+
+def pbtrf(ab, kd):
+    """Cholesky of each Hermitian positive definite band matrix of a stack, in place: ab
+    C-contiguous (B, n, kd + 1), to Fortran the upper form (ab[kd + i − j, j] = A[i, j],
+    i <= j).  Returns info (B,) int32 (> 0: the leading minor of that order is not
+    positive definite)."""
+    B, n, ld = ab.shape
+    info = np.zeros(B, dtype=np.int32)
+    fn = _load("pbtrf", ab.dtype)
+    code = ctypes.c_char(b"U")
+    pu, pn, pkd, pld = ctypes.byref(code), _int(n), _int(kd), _int(ld)
+    base, step, ibase = ab.ctypes.data, ab.strides[0], info.ctypes.data
+    pa, pi = _ptr(), _ptr()
+    for i in range(B):
+        pa.value, pi.value = base + i * step, ibase + 4 * i
+        fn(pu, pn, pkd, pa, pld, pi)
+    return info
+
+
+def pbtrs(ab, kd, bt):
+    """Solve A[i] X = B[i] in place with pbtrf's factors (bt as for :func:`gttrs`)."""
+    B, n, ld = ab.shape
+    k = bt.shape[1]
+    if bt.size == 0:
+        return bt
+    fn = _load("pbtrs", ab.dtype)
+    code = ctypes.c_char(b"U")
+    pu, pn, pkd, pk, pld, info = (ctypes.byref(code), _int(n), _int(kd), _int(k), _int(ld),
+                                  _int(0))
+    base, step, bbase, bstep = ab.ctypes.data, ab.strides[0], bt.ctypes.data, bt.strides[0]
+    pa, pb = _ptr(), _ptr()
+    for i in range(B):
+        pa.value, pb.value = base + i * step, bbase + i * bstep
+        fn(pu, pn, pkd, pk, pa, pld, pb, pn, info)
+    return bt

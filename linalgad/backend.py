@@ -44,10 +44,11 @@ __all__ = ["kernels_for", "namespace_of", "ComposedKernels", "CPUKernels", "LinA
 # Stacks of matrices at most this large use the vectorised elimination.
 SMALL_N = 8
 # Stacks of banded matrices from this order on are factored by LAPACK's band routines
-# matrix by matrix; smaller ones by the vectorised dense LU / Cholesky of the stack (value
-# and gradient, 4,000 rows in all, one thread, ms, dense / band: order 8 0.80 / 1.63, 16
-# 0.96 / 0.92 (l = u = 1) and 0.99 / 1.07 (l = u = 2), 24 0.98 / 0.68 and 1.02 / 0.89)
-BAND_STACK_N = 20
+# matrix by matrix (direct calls, _lapack_stack); smaller ones by the vectorised dense LU /
+# Cholesky of the stack (value and gradient, 4,000 rows in all, one thread, ms, dense /
+# band, l = u = 1 and l = u = 2: order 8 0.83 / 1.29 and 0.86 / 1.30, 12 1.02 / 0.93 and
+# 1.05 / 1.01, 16 0.95 / 0.76 and 1.03 / 0.88)
+BAND_STACK_N = 12
 # Stacks of triangular matrices at most this large are solved by blocks over the
 # whole stack (batched matrix products), not by one LAPACK call per matrix.
 BLOCKED_TRI_N = 128
@@ -1055,77 +1056,74 @@ class CPUKernels(ComposedKernels):
 
     # -- banded -----------------------------------------------------------
     def band_factor(self, ab, lower, upper, hermitian=False, op="solve_banded"):
-        """One matrix (or a stack of order >= BAND_STACK_N, matrix by matrix): LAPACK's
-        O(n·l·(l+u)) band factorizations — gttrf for l = u = 1, pbtrf for a Hermitian
-        positive definite one, else gbtrf.  Stacks of smaller matrices and orders below 3:
-        the vectorised dense factorizations (a LAPACK call costs more than their work)."""
+        """One matrix (or a stack of order >= BAND_STACK_N): LAPACK's O(n·l·(l + u)) band
+        factorizations, called directly matrix by matrix (``_lapack_stack``) — gttrf for
+        l = u = 1, pbtrf for a Hermitian positive definite band, else gbtrf.  Stacks of
+        smaller matrices and orders below 3: the vectorised dense factorizations."""
         n = ab.shape[-1]
         batch = ab.shape[:-2]
         count = int(np.prod(batch))
         shape = batch + (n, n)
         if n == 0 or count == 0:
             return BandFactors("empty", None, shape, lower, upper, hermitian)
-        if n < 3 or (count > 1 and n < BAND_STACK_N):
+        if (n < 3 or (count > 1 and n < BAND_STACK_N)
+                or not _lapack_stack.band_available(ab.dtype)):
             return super().band_factor(ab, lower, upper, hermitian, op)
         flat = ab.reshape((count,) + ab.shape[-2:])
-        data = []
-        if hermitian:
-            pbtrf = _lapack_fn("pbtrf", ab.dtype)
-            for i, m in enumerate(flat):
-                c, info = pbtrf(m[:upper + 1], lower=0)
-                if info > 0:
-                    raise LinAlgError(f"{op}: matrix is not positive definite (leading "
-                                      f"minor of order {info} is not positive)"
-                                      f"{_where(op, batch, i)}")
-                data.append(c)
-            return BandFactors("pb", data, shape, lower, upper, True)
+        if hermitian:           # to Fortran: the upper form, (u + 1, n) per matrix
+            c = np.array(np.swapaxes(flat[:, :upper + 1, :], 1, 2), order="C")    # a copy
+            info = _lapack_stack.pbtrf(c, upper)
+            self._band_failure(op, batch, info, "is not positive definite (leading minor "
+                                                "of order {} is not positive)")
+            return BandFactors("pb", c, shape, lower, upper, True)
         if lower == upper == 1:
-            gttrf = _lapack_fn("gttrf", ab.dtype)
-            for i, m in enumerate(flat):
-                *f, info = gttrf(m[2, :-1], m[1], m[0, 1:])
-                if info > 0:
-                    raise LinAlgError(f"{op}: matrix is singular (U[{info - 1}, {info - 1}] "
-                                      f"= 0 in its LU factorization){_where(op, batch, i)}")
-                data.append(tuple(f))
-            return BandFactors("gt", data, shape, 1, 1, False)
-        gbtrf = _lapack_fn("gbtrf", ab.dtype)
-        work = np.zeros((2 * lower + upper + 1, n), dtype=ab.dtype, order="F")
-        for i, m in enumerate(flat):
-            work[:lower] = 0            # gbtrf's fill-in rows
-            work[lower:] = m
-            lu, piv, info = gbtrf(work, lower, upper)
-            if info > 0:
-                raise LinAlgError(f"{op}: matrix is singular (U[{info - 1}, {info - 1}] = 0 "
-                                  f"in its LU factorization){_where(op, batch, i)}")
-            data.append((lu, piv))
-        return BandFactors("gb", data, shape, lower, upper, False)
+            dl, d, du = (np.array(x, order="C") for x in      # copies: factored in place
+                         (flat[:, 2, :-1], flat[:, 1], flat[:, 0, 1:]))
+            du2, piv, info = _lapack_stack.gttrf(dl, d, du)
+            self._band_failure(op, batch, info, "is singular (U[{0}, {0}] = 0 in its LU "
+                                                "factorization)", shift=1)
+            return BandFactors("gt", (dl, d, du, du2, piv), shape, 1, 1, False)
+        work = np.zeros((count, n, 2 * lower + upper + 1), dtype=ab.dtype)
+        work[:, :, lower:] = np.swapaxes(flat, 1, 2)      # kl rows of fill-in above
+        piv, info = _lapack_stack.gbtrf(work, lower, upper)
+        self._band_failure(op, batch, info, "is singular (U[{0}, {0}] = 0 in its LU "
+                                            "factorization)", shift=1)
+        return BandFactors("gb", (work, piv), shape, lower, upper, False)
+
+    @staticmethod
+    def _band_failure(op, batch, info, what, shift=0):
+        bad = np.flatnonzero(info)
+        if bad.size:
+            i = int(bad[0])
+            raise LinAlgError(f"{op}: matrix {what.format(int(info[i]) - shift)}"
+                              f"{_where(op, batch, i)}")
 
     def band_solve(self, F, b, trans=0):
         if F.kind == "dense":
             return super().band_solve(F, b, trans)
         if F.kind == "empty":
             return b.copy()
+        dtype = F.data[0].dtype if F.kind != "pb" else F.data.dtype
+        if b.dtype.kind == "c" and dtype.kind == "f":      # real factors: two real solves
+            return (self.band_solve(F, np.ascontiguousarray(b.real), trans)
+                    + 1j * self.band_solve(F, np.ascontiguousarray(b.imag), trans))
         n, k = b.shape[-2:]
-        flat_b = b.reshape((len(F.data), n, k))
-        x = np.empty(flat_b.shape, dtype=b.dtype)
-        t = _TRANS[trans]
+        # to Fortran: the (n, k) right-hand sides as a C-ordered (B, k, n) stack
+        count = int(np.prod(F.shape[:-2]))
+        bt = np.array(np.swapaxes(b.reshape((count, n, k)), 1, 2), dtype=dtype, order="C")
+        t = "NTC"[_TRANS[trans]]
         if F.kind == "pb":
-            pbtrs = _lapack_fn("pbtrs", b.dtype)
-            for i, c in enumerate(F.data):
-                if t == 1:          # conj(A) x = b
-                    y, info = pbtrs(c, np.conj(flat_b[i]), lower=0)
-                    x[i] = np.conj(y)
-                else:
-                    x[i], info = pbtrs(c, flat_b[i], lower=0)
+            # A is Hermitian: op(A) is A (N, C) or conj(A) (T), solved as A conj(x) = conj(b)
+            if t == "T" and dtype.kind == "c":
+                np.conj(bt, out=bt)
+            _lapack_stack.pbtrs(F.data, F.upper, bt)
+            if t == "T" and dtype.kind == "c":
+                np.conj(bt, out=bt)
         elif F.kind == "gt":
-            gttrs = _lapack_fn("gttrs", b.dtype)
-            for i, f in enumerate(F.data):
-                x[i], info = gttrs(*f, flat_b[i], trans="NTC"[t])
+            _lapack_stack.gttrs(*F.data, bt, t)
         else:
-            gbtrs = _lapack_fn("gbtrs", b.dtype)
-            for i, (lu, piv) in enumerate(F.data):
-                x[i], info = gbtrs(lu, F.lower, F.upper, flat_b[i], piv, trans=t)
-        return x.reshape(b.shape)
+            _lapack_stack.gbtrs(F.data[0], F.lower, F.upper, F.data[1], bt, t)
+        return np.swapaxes(bt, 1, 2).reshape(b.shape)
 
     # -- Cholesky ---------------------------------------------------------
     # -- from LU factors --------------------------------------------------

@@ -234,6 +234,25 @@ def test_errors_name_the_function_and_the_matrix():
         la.solve_banded((1, 1), np.full((3, 5), np.nan), np.ones(5))
 
 
+@pytest.mark.parametrize("n, batch", [(30, ()), (30, (3,)), (5, (3,))])
+@pytest.mark.parametrize("kind", ["tridiagonal", "band", "hermitian"])
+def test_inputs_are_not_overwritten(n, batch, kind, kernel_path):
+    """LAPACK factors in place: the kernels work on copies of ab and b."""
+    rng = np.random.default_rng(12)
+    if kind == "hermitian":
+        ab, _ = _hermitian(rng, n, 1 if n > 10 else 0, False, batch)
+        fun = lambda a, bb: la.solveh_banded(a, bb)           # noqa: E731
+    else:
+        lu = (1, 1) if kind == "tridiagonal" else (2, 1)
+        ab = _band(rng, n, *lu, batch)
+        fun = lambda a, bb: la.solve_banded(lu, a, bb)        # noqa: E731
+    b = rng.standard_normal(batch + (n, 2))
+    ab0, b0 = ab.copy(), b.copy()
+    lad.value_and_grad(lambda a, bb: lad.sum(fun(a, bb)), argnums=(0, 1))(ab, b)
+    np.testing.assert_array_equal(ab, ab0)
+    np.testing.assert_array_equal(b, b0)
+
+
 @pytest.mark.parametrize("shape_ab, shape_b", [((3, 0), (0,)), ((3, 0), (0, 2)),
                                                ((0, 3, 4), (0, 4, 1)), ((3, 4), (4, 0))])
 def test_empty(shape_ab, shape_b):
