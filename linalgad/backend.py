@@ -676,6 +676,13 @@ class ComposedKernels:
         except LinAlgError:
             return None
 
+    def eigh_subset(self, A, lower, first, last, op="eigh"):
+        """(w, V) of the eigenpairs first..last (ascending, inclusive) of each Hermitian
+        matrix of the stack, one triangle read.  Here: the full decomposition, sliced (a
+        device has no subset driver); the CPU table uses LAPACK's syevr/heevr."""
+        w, V = self.eigh(A, lower=lower, op=op)
+        return w[..., first:last + 1], V[..., first:last + 1]
+
     def band_factor(self, ab, lower, upper, hermitian=False, op="solve_banded"):
         """Factors of the banded matrices of ab (..., lower + upper + 1, n) (band storage);
         ``hermitian``: positive definite, read from the rows 0..upper (its upper triangle).
@@ -1770,6 +1777,26 @@ class CPUKernels(ComposedKernels):
                           A, op, "eigenvalues did not converge")
         return _named(lambda a: np.linalg.eigh(a, UPLO="L" if lower else "U"), A, op,
                       "eigenvalues did not converge")
+
+    def eigh_subset(self, A, lower, first, last, op="eigh"):
+        """LAPACK's syevr/heevr with an index range, matrix by matrix: the tridiagonal
+        reduction, then only the wanted eigenvalues (bisection) and vectors (MRRR) and
+        their back-transformation — about half of syevd's time for a few pairs (n = 1000:
+        57-65 against 139 ms for up to 20 pairs; 2000: 0.53 against 1.06 s)."""
+        from scipy.linalg import eigh
+        n = A.shape[-1]
+        k = last - first + 1
+        flat = A.reshape((-1, n, n))
+        w = np.empty((len(flat), k), dtype=np.finfo(A.dtype).dtype)
+        V = np.empty((len(flat), n, k), dtype=A.dtype)
+        for i, a in enumerate(flat):
+            try:
+                w[i], V[i] = eigh(a, lower=lower, subset_by_index=(first, last),
+                                  driver="evr", check_finite=False)
+            except LinAlgError:
+                raise LinAlgError(f"{op}: eigenvalues did not converge"
+                                  f"{_where(op, A.shape[:-2], i)}") from None
+        return w.reshape(A.shape[:-2] + (k,)), V.reshape(A.shape[:-2] + (n, k))
 
     def eigvalsh(self, A, lower=True, op="eigvalsh"):
         if _jacobi_stack(A, JACOBI_VALUES_MIN_BATCH):

@@ -1,0 +1,160 @@
+"""eigh / eigvalsh with subset_by_index through LAPACK's subset driver (eigh.md, section 9).
+
+The pairs are computed alone and differentiated without the others (a resolvent solve on
+the complement per eigenvector): the values, gradients, forward mode and second order must
+equal the full decomposition's, the driver must be the one used where it pays, and a range
+whose ends tie with their neighbours must take the full decomposition.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+import linalgad as lad
+from linalgad import linalg as la
+from linalgad.backend import CPUKernels
+from linalgad.rules import eigh as E
+from linalgad.testing import check_grads
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Counts the subset kernel's calls; the thresholds lowered so small matrices take it."""
+    calls = []
+    original = CPUKernels.eigh_subset
+
+    def counted(self, *args, **kw):
+        calls.append(args[2:4])
+        return original(self, *args, **kw)
+    monkeypatch.setattr(CPUKernels, "eigh_subset", counted)
+    monkeypatch.setattr(E, "_subset_pays", lambda n, k, count, vectors: True)
+    return calls
+
+
+def _hermitian(rng, n, batch=(), dtype=np.float64):
+    A = rng.standard_normal(batch + (n, n))
+    if np.dtype(dtype).kind == "c":
+        A = A + 1j * rng.standard_normal(batch + (n, n))
+    return (A + np.conj(np.swapaxes(A, -1, -2))).astype(dtype)
+
+
+def _loss(sub, W, UPLO="L"):
+    """Values and a phase-invariant function of the vectors: Σ w + Σ W ∘ |V|²."""
+    def f(a):
+        w, V = la.eigh(a, UPLO=UPLO, subset_by_index=sub)
+        return lad.sum(w * w) + lad.sum(lad.real(V * lad.conj(V)) * W)
+    return f
+
+
+def _full(monkeypatch, fun, *args):
+    with monkeypatch.context() as m:
+        m.setattr(E, "_subset_pays", lambda n, k, count, vectors: False)
+        return fun(*args)
+
+
+@pytest.mark.parametrize("sub", [(0, 0), (3, 4), (9, 9), (0, 1)])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("batch", [(), (2,)])
+def test_matches_scipy_and_the_full_decomposition(sub, dtype, batch, spy, monkeypatch):
+    rng = np.random.default_rng(sub[0] * 7 + sub[1])
+    n = 10
+    A = _hermitian(rng, n, batch, dtype)
+    w, V = la.eigh(A, subset_by_index=sub)
+    assert spy, "the subset driver was not used"
+    for i in np.ndindex(batch):
+        ws, Vs = scipy.linalg.eigh(A[i], subset_by_index=sub)
+        np.testing.assert_allclose(w[i], ws, atol=1e-12)
+        np.testing.assert_allclose(np.abs(V[i]), np.abs(Vs), atol=1e-10)
+    W = rng.standard_normal(batch + (n, sub[1] - sub[0] + 1))
+    f = _loss(sub, W)
+    g = lad.grad(f)(A)
+    np.testing.assert_allclose(g, _full(monkeypatch, lad.grad(f), A), atol=1e-11)
+    T = _hermitian(rng, n, batch, dtype)
+    hv = lad.hvp(f, (A,), (T,))
+    np.testing.assert_allclose(hv, _full(monkeypatch, lambda: lad.hvp(f, (A,), (T,))),
+                               atol=1e-9)
+    gv = lad.grad(lambda a: lad.sum(la.eigvalsh(a, subset_by_index=sub) ** 3))(A)
+    np.testing.assert_allclose(gv, _full(monkeypatch, lad.grad(
+        lambda a: lad.sum(la.eigvalsh(a, subset_by_index=sub) ** 3)), A), atol=1e-11)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_derivatives_against_finite_differences(dtype, spy):
+    rng = np.random.default_rng(3)
+    A = _hermitian(rng, 8, (), dtype)
+    W = rng.standard_normal((8, 2))
+    check_grads(_loss((2, 3), W), (A,), order=2)
+    check_grads(lambda a: la.eigvalsh(a, subset_by_index=(7, 7)), (A,), order=2)
+    junk = np.tril(rng.standard_normal((8, 8)), -1)          # not read: zero gradient
+    check_grads(_loss((0, 1), W, UPLO="U"), (np.triu(A) + junk,), order=1)
+    assert spy
+
+
+def test_float32(spy, monkeypatch):
+    rng = np.random.default_rng(4)
+    A = _hermitian(rng, 12).astype(np.float32)
+    W = rng.standard_normal((12, 2)).astype(np.float32)
+    g = lad.grad(_loss((5, 6), W))(A)
+    assert g.dtype == np.float32 and spy
+    want = _full(monkeypatch, lad.grad(_loss((5, 6), W)), A.astype(np.float64))
+    np.testing.assert_allclose(g, want, rtol=2e-3, atol=2e-3 * np.abs(want).max())
+
+
+def test_split_cluster_takes_the_full_decomposition(spy):
+    """A range whose end ties with the next eigenvalue: the subset's vectors are not a
+    function of the matrix; the full decomposition's rule (and its GaugeWarning) apply."""
+    rng = np.random.default_rng(5)
+    Q = np.linalg.qr(rng.standard_normal((9, 9)))[0]
+    A = (Q * np.array([1.0, 2, 2, 3, 4, 5, 6, 7, 8])) @ Q.T
+    w = la.eigvalsh(A, subset_by_index=(0, 1))
+    assert spy                             # the values were looked at ...
+    np.testing.assert_allclose(w, [1, 2], atol=1e-12)
+    with pytest.warns(lad.GaugeWarning):   # ... and the full rule differentiates
+        g = lad.grad(lambda a: lad.sum(la.eigvalsh(a, subset_by_index=(0, 1))))(A)
+    np.testing.assert_allclose(np.trace(g), 2, atol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")     # a range not splitting it: no warning
+        g = lad.grad(lambda a: lad.sum(la.eigvalsh(a, subset_by_index=(0, 2))))(A)
+
+
+def test_phase_dependent_loss_raises(spy):
+    rng = np.random.default_rng(6)
+    A = _hermitian(rng, 8, (), np.complex128)
+    with pytest.raises(ValueError, match="phase"):
+        lad.grad(lambda a: lad.sum(lad.real(la.eigh(a, subset_by_index=(0, 1))[1])))(A)
+
+
+def test_jit_decides_the_split_again(spy):
+    rng = np.random.default_rng(7)
+    Q = np.linalg.qr(rng.standard_normal((9, 9)))[0]
+    f = lad.jit(lad.value_and_grad(lambda a: lad.sum(la.eigvalsh(a, subset_by_index=(0, 1)))))
+    for d in ([1.0, 2.5, 3, 4, 5, 6, 7, 8, 9], [1.0, 2, 2, 4, 5, 6, 7, 8, 9],
+              [0.5, 2.5, 3, 4, 5, 6, 7, 8, 9]):
+        A = (Q * np.array(d)) @ Q.T
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", lad.GaugeWarning)
+            v, g = f(A)
+        np.testing.assert_allclose(v, d[0] + d[1], atol=1e-12)
+        P = Q[:, :2] @ Q[:, :2].T              # the lower triangle read: its cotangent
+        if d[1] != d[2]:
+            np.testing.assert_allclose(g, np.tril(2 * P, -1) + np.diag(np.diag(P)),
+                                       atol=1e-10)
+
+
+def test_the_driver_is_chosen_by_size(monkeypatch):
+    calls = []
+    original = CPUKernels.eigh_subset
+    monkeypatch.setattr(CPUKernels, "eigh_subset",
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    rng = np.random.default_rng(8)
+    big, small = _hermitian(rng, 200), _hermitian(rng, 40)
+    la.eigvalsh(big, subset_by_index=(0, 9))       # 10 of 200 values: the driver
+    assert len(calls) == 1
+    la.eigh(big, subset_by_index=(0, 3))            # 4 vectors of order 200: the driver
+    assert len(calls) == 2
+    la.eigh(big, subset_by_index=(0, 7))            # 8 vectors: the full decomposition
+    la.eigvalsh(small, subset_by_index=(0, 0))      # order 40: the full decomposition
+    la.eigvalsh(big, subset_by_index=(0, 99))       # half of the values: the full one
+    assert len(calls) == 2
