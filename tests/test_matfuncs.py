@@ -642,3 +642,25 @@ def test_matrix_functions_of_order_one_are_elementwise():
     check_grads(la.expm, (A[:3],), order=2)
     check_grads(la.tanhm, (A[:3].real,), order=2)
     np.testing.assert_allclose(la.fractional_matrix_power(np.array([[4.0]]), 0.5), [[2.0]])
+
+
+def test_sqrtm_forward_costs_scipys_alone(monkeypatch):
+    """The Schur factors of X that the derivatives use are computed when a derivative first
+    needs them, once per forward pass (a plain call took twice SciPy's time with them)."""
+    from linalgad.backend import CPUKernels
+    calls = []
+    original = CPUKernels.schur
+    monkeypatch.setattr(CPUKernels, "schur",
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    rng = np.random.default_rng(31)
+    A = rng.standard_normal((6, 6)) / 6 + 2 * np.eye(6)
+    X = la.sqrtm(A)
+    np.testing.assert_allclose(X, sl.sqrtm(A), rtol=1e-13)
+    assert not calls
+    J = lad.jacrev(la.sqrtm)(A)                  # 36 cotangents, one forward pass
+    assert len(calls) == 1
+    E = rng.standard_normal((6, 6))
+    np.testing.assert_allclose(np.einsum("ijkl,kl->ij", J, E),
+                               lad.jvp(la.sqrtm, (A,), (E,))[1], rtol=1e-10, atol=1e-12)
+    with pytest.raises(LinAlgError, match="singular"):
+        lad.grad(lambda a: lad.sum(la.sqrtm(a)))(np.diag([0.0, 1.0, 4.0]))

@@ -40,7 +40,7 @@ from ..registry import Domain, Rule
 from ..tape import Primitive
 from ..testing import matrices as M
 from . import _common as C
-from .sylvester import schur_factors, sylvester
+from .sylvester import SchurFactors, sylvester
 
 __all__ = ["expm", "expm_frechet", "sqrtm", "logm", "frechet_expm", "frechet_logm", "RULES"]
 
@@ -432,30 +432,42 @@ def _singular_schur(T):
 
 
 def _sqrtm_impl(A):
-    X = kernels_for(A).sqrtm(A, op="sqrtm")
-    f = schur_factors(X, op="sqrtm")
-    return X, (f, _singular_schur(f.T))
+    """SciPy's root alone; X's Schur factors, which the derivatives' Sylvester equations
+    use, are computed when a derivative first needs them (``_root_factors``): a plain or
+    forward-only call costs what SciPy's sqrtm does (it took twice that with the factors)."""
+    return kernels_for(A).sqrtm(A, op="sqrtm"), []
 
 
-def _sqrtm_check(res):
-    if res[1]:
+def _schur_checked(X):
+    f = SchurFactors(*kernels_for(X).schur(X, op="sqrtm"))
+    return f, _singular_schur(f.T)
+
+
+def _root_factors(X, res):
+    """X's Schur factors, computed once per forward pass (kept in its residual list) and
+    checked: a singular root has no derivative (under linalgad.jit the factors are a step
+    of the recording, and the check a decision taken again on every replay)."""
+    if not res:
+        res.append(C.compute(_schur_checked, (X,), decide=lambda r: r[1],
+                             name="sqrtm's Schur factors"))
+    f, singular = res[0]
+    if singular:
         raise LinAlgError("sqrtm: the matrix is singular, so its square root X is singular "
                           "and not differentiable there (X dX + dX X = dA has no unique "
                           "solution)")
+    return f
 
 
 def _sqrtm_vjp(X_bar, needs, X, res, A):
     """Xᴴ Ā + Ā Xᴴ = X̄ (X's Schur factors, read as .H)."""
-    _sqrtm_check(res)
-    f = res[0]
+    f = _root_factors(X, res)
     XH = ops.mH(X)
     return (ops.fit(sylvester(XH, XH, X_bar, fa=f.H, fb=f.H, op="sqrtm"), A),)
 
 
 def _sqrtm_jvp(tangents, X, res, A):
     """X Ẋ + Ẋ X = Ȧ."""
-    _sqrtm_check(res)
-    f = res[0]
+    f = _root_factors(X, res)
     return sylvester(X, X, tangents[0], fa=f, fb=f, op="sqrtm")
 
 
