@@ -676,6 +676,9 @@ class ComposedKernels:
         except LinAlgError:
             return None
 
+    # whether eigh_subset computes the pairs alone (else eigh's rule takes the full path)
+    subset_driver = False
+
     def eigh_subset(self, A, lower, first, last, op="eigh"):
         """(w, V) of the eigenpairs first..last (ascending, inclusive) of each Hermitian
         matrix of the stack, one triangle read.  Here: the full decomposition, sliced (a
@@ -1777,6 +1780,8 @@ class CPUKernels(ComposedKernels):
                           A, op, "eigenvalues did not converge")
         return _named(lambda a: np.linalg.eigh(a, UPLO="L" if lower else "U"), A, op,
                       "eigenvalues did not converge")
+
+    subset_driver = True
 
     def eigh_subset(self, A, lower, first, last, op="eigh"):
         """LAPACK's syevr/heevr with an index range, matrix by matrix: the tridiagonal

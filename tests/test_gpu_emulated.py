@@ -186,3 +186,31 @@ def test_a_traced_value_answers_cupys_elementwise_hook():
     with pytest.raises(TypeError, match="cupy_nosuch"):
         lad.grad(lambda x: lad.sum(x.__cupy_override_elementwise_kernel__(
             types.SimpleNamespace(name="cupy_nosuch"), W, x)))(x0)
+
+
+@pytest.mark.parametrize("n", [12, 200])
+def test_band_solves_through_the_gpu_table(cupy, n):
+    """Small orders assembled and factored on the device; large ones on the host (LAPACK's
+    band factors: the dense matrix would take n² device memory), the band products on the
+    device either way; values, gradients and the hermitian form as the CPU's."""
+    from linalgad import linalg as la
+    from linalgad.backend import band_from_dense
+    rng = np.random.default_rng(9)
+    ab = rng.standard_normal((2, 4, n)) + 1j * rng.standard_normal((2, 4, n))
+    ab[:, 2] += 8
+    b = rng.standard_normal((2, n, 3))
+    S = rng.standard_normal((n, n))
+    S = np.where(abs(np.subtract.outer(np.arange(n), np.arange(n))) <= 2, S + S.T, 0)
+    abh = band_from_dense(np, S + 20 * np.eye(n), 0, 2)
+    cases = (lambda a, r: la.solve_banded((1, 2), a, r), (ab, b)), \
+        (lambda a, r: la.solveh_banded(a, r), (abh, b[0]))
+    for f, args in cases:
+        dargs = tuple(cupy.asarray(x) for x in args)
+        got = f(*dargs)
+        assert isinstance(got, cupy.ndarray)
+        np.testing.assert_allclose(cupy.asnumpy(got), f(*args), rtol=1e-12)
+        loss = lambda *a: lad.sum(lad.real(f(*a)))                       # noqa: E731
+        for c, d in zip(lad.grad(loss, argnums=(0, 1))(*args),
+                        lad.grad(loss, argnums=(0, 1))(*dargs)):
+            assert isinstance(d, cupy.ndarray)
+            np.testing.assert_allclose(cupy.asnumpy(d), c, rtol=1e-11, atol=1e-13)

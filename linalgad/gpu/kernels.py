@@ -20,10 +20,17 @@ import cupyx
 import numpy as np
 from cupyx.scipy import linalg as _cxl
 
-from ..backend import (CPU, ComposedKernels, LinAlgError, LUFactors, _TRANS,
+from ..backend import (CPU, BandFactors, ComposedKernels, LinAlgError, LUFactors, _TRANS,
                        _complex_of, _perm_from_swaps, _where)
 
 __all__ = ["GPU", "GPUKernels"]
+
+# Banded matrices of order above this are factored on the host (LAPACK's band LU and
+# Cholesky, O(n·l·(l + u))): CuPy has no band solver, and the assembled dense matrix takes
+# n² memory (80 GB for a tridiagonal system of order 10⁵) and O(n³) time; the band and the
+# right-hand sides cross the bus, O(n (l + u + k)), about the work itself.  Smaller ones (and
+# stacks of them) are assembled on the device and factored by its dense LU / Cholesky.
+BAND_DEVICE_N = 64
 
 
 def _first_bad(mask):
@@ -110,6 +117,17 @@ class GPUKernels(ComposedKernels):
         if not batch:
             return LUFactors("cusolver", lus[0], pivs[0], A.shape)
         return LUFactors("cusolver", lus, pivs, A.shape)
+
+    def band_factor(self, ab, lower, upper, hermitian=False, op="solve_banded"):
+        if ab.shape[-1] <= BAND_DEVICE_N:
+            return super().band_factor(ab, lower, upper, hermitian, op)
+        F = CPU.band_factor(cupy.asnumpy(ab), lower, upper, hermitian, op)
+        return BandFactors("host", F, F.shape, lower, upper, hermitian)
+
+    def band_solve(self, F, b, trans=0):
+        if F.kind != "host":
+            return super().band_solve(F, b, trans)
+        return cupy.asarray(CPU.band_solve(F.data, cupy.asnumpy(b), trans))
 
     def lu_solve(self, F, b, trans=0):
         trans = _TRANS[trans]

@@ -222,9 +222,10 @@ def _by_index(op, A, lower, first, last, vectors):
     Av = C.peek(A)
     n = Av.shape[-1]
     count = int(np.prod(Av.shape[:-2]))
-    if not count or not _subset_pays(n, last - first + 1, count, vectors):
-        return None
     K = kernels_for(Av)
+    if not count or not K.subset_driver or not _subset_pays(n, last - first + 1, count,
+                                                             vectors):
+        return None       # (a device computes every pair anyway: the full rule is cheaper)
     # the pairs are values the rule computes on for itself: recomputed on every replay
     # under linalgad.jit, which re-checks the branch (a split cluster) taken
     res = C.compute(lambda a: _subset_values(K, a, lower, first, last, op), (A,),
