@@ -89,11 +89,13 @@ def values_tol(dtype):
     return _eps(dtype) ** 0.25
 
 
-def degenerate_pairs(w, relative=False, ordered=False, tol=None):
+def degenerate_pairs(w, relative=False, ordered=False, tol=None, scale=None):
     """Concrete mask (..., k, k): True where i ≠ j and w_i, w_j nearly coincide.
 
     None when no pair does (the common case).  ``ordered``: w is sorted (eigh,
     svd), so a cluster shows up between neighbours and an O(k) test decides.
+    ``scale`` (absolute, per matrix): the spectrum's scale when w holds only some of
+    its values (eigh's subset by index), in place of max|w|.
     """
     wv = C.value(w)
     xp = namespace_of(wv)
@@ -101,6 +103,11 @@ def degenerate_pairs(w, relative=False, ordered=False, tol=None):
     if k < 2 or wv.size == 0:
         return None
     tol = gap_tol(wv.dtype) if tol is None else tol
+    if scale is not None:
+        gap = xp.abs(wv[..., None, :] - wv[..., :, None])
+        bound = tol * xp.asarray(C.value(scale))[..., None, None]
+        mask = (gap <= bound) & ~_eye(xp, k)
+        return mask if bool(mask.any()) else None
     if ordered and wv.ndim == 1 and type(wv) is np.ndarray and wv.dtype.kind == "f":
         # one sorted vector (a matrix's eigh or SVD values), the common case: the largest
         # |w| is at an end, so the test is a difference, a comparison and any() (3 µs of
@@ -308,7 +315,7 @@ def second_order_tol(dtype):
     return _eps(dtype) ** (1.0 / 3.0)
 
 
-def check_second_order(op, values, cotangents, *, relative=False, ordered=False):
+def check_second_order(op, values, cotangents, *, relative=False, ordered=False, scale=None):
     """Warn (GaugeWarning) when a reverse pass with a traced cotangent (a second
     derivative is being taken) meets values within ε^(1/3) of each other (relative as
     for the clusters): inside a cluster the in-cluster curvature is missing, and near
@@ -317,7 +324,7 @@ def check_second_order(op, values, cotangents, *, relative=False, ordered=False)
         return
     wv = C.value(values)
     if degenerate_pairs(wv, relative=relative, ordered=ordered,
-                        tol=second_order_tol(wv.dtype)) is None:
+                        tol=second_order_tol(wv.dtype), scale=scale) is None:
         return
     warnings.warn(
         f"{op}: second derivatives at (nearly) repeated values are not reliable: inside "
@@ -327,7 +334,8 @@ def check_second_order(op, values, cotangents, *, relative=False, ordered=False)
         GaugeWarning, stacklevel=3)
 
 
-def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="eigenvectors"):
+def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="eigenvectors",
+                   scale=None):
     """Warn (GaugeWarning) if the loss depends on a free choice inside a cluster, or if
     this reverse pass is being differentiated there.
 
@@ -346,7 +354,8 @@ def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="e
         Xv = C.value(X)
         tol = rel_tol(Xv.dtype)
         part = (Xv - xp.conj(xp.swapaxes(Xv, -1, -2))) / 2 if hermitian_part_free else Xv
-        bad = bool((xp.abs(part) > tol * _scale(Xv, xp)[..., None, None])[mask].any())
+        size = _scale(Xv, xp) if scale is None else C.value(scale)
+        bad = bool((xp.abs(part) > tol * size[..., None, None])[mask].any())
     if not bad and values_bar is not None:
         bv = C.value(values_bar)
         tol = values_tol(bv.dtype)
