@@ -583,8 +583,9 @@ _astype = _prim("astype", _astype_impl, _astype_vjp, _astype_jvp,
 def astype(x, dtype):
     """Cast to ``dtype`` (differentiable between floating/complex dtypes)."""
     dtype = np.dtype(dtype)
-    if np.result_type(_peek(x)) == dtype:
-        return x
+    v = _peek(x)
+    if np.result_type(v) == dtype and getattr(getattr(v, "dtype", None), "isnative", True):
+        return x              # (np.result_type is native: a byte-swapped array is cast)
     return _astype(x, dtype=dtype)
 
 

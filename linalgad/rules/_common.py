@@ -64,9 +64,11 @@ def promote(x, dtype):
     it already has it."""
     x = array_arg(x)
     v = ops._peek(x)
-    if v.dtype == dtype:
+    if v.dtype == dtype and v.dtype.isnative:
         return x
-    return ops.astype(x, dtype)
+    # (a byte-swapped array, e.g. big-endian from a FITS or HDF5 file, compares equal to
+    # its native dtype: it is copied to native order, which direct LAPACK calls need)
+    return ops.astype(x, np.dtype(dtype).newbyteorder("="))
 
 
 _LAPACK_DTYPES = frozenset(np.dtype(t) for t in (np.float32, np.float64, np.complex64,
@@ -361,10 +363,12 @@ def eye_like(n, dtype, like, m=None):
 # -- banded matrices -------------------------------------------------------------------------
 
 def bandwidth(a):
-    """(lower, upper) bandwidth of the nonzeros of a plain (..., n, n) stack, over the whole
-    stack: the band SciPy's assume_a='banded' reads."""
+    """(lower, upper) bandwidth of the nonzeros of a plain (..., n, n) stack: the union of
+    its matrices' bands (SciPy's assume_a='banded' detects each matrix's own)."""
     xp = namespace_of(a)
-    if xp is np and a.ndim == 2:
+    if a.size == 0:
+        return 0, 0
+    if xp is np and a.ndim == 2 and a.dtype.isnative:
         import scipy.linalg                 # its compiled scan: a third of the one below
         lower, upper = scipy.linalg.bandwidth(a)
         return int(lower), int(upper)

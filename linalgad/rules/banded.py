@@ -22,6 +22,8 @@ and ``'tridiagonal'`` gather a's band and come here (solve.py).
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from .. import ops
@@ -210,8 +212,11 @@ def _operands(op, ab, b, rows, check_finite):
 
 def _bandwidths(op, l_and_u):
     try:
-        lower, upper = (int(v) for v in l_and_u)
-    except (TypeError, ValueError):
+        lower, upper = (operator.index(v) for v in l_and_u)
+    except TypeError:
+        raise TypeError(f"{op}: l_and_u must be a pair of integers (l, u); got "
+                        f"{l_and_u!r}") from None
+    except ValueError:
         raise ValueError(f"{op}: l_and_u must be a pair of integers (l, u); got "
                          f"{l_and_u!r}") from None
     if lower < 0 or upper < 0:
@@ -232,7 +237,7 @@ def solve_banded(l_and_u, ab, b, overwrite_ab=False, overwrite_b=False, check_fi
     LAPACK's band LU (gbtrf, gttrf for l = u = 1): O(n·l·(l + u)) to factor, O(n (l + u) k)
     per solve, where the dense solve is O(n³); the backward pass reuses the factors and
     forms only the band of the cotangent, O(n (l + u) k); so does the forward mode.
-    Stacks of small matrices (order < 32) use the vectorised dense LU.
+    Stacks of small matrices (order < 12) use the vectorised dense LU.
 
     Raises LinAlgError for a singular matrix (naming its index in a stack), ValueError
     when ``ab`` has not l + u + 1 rows or b does not match.  ``overwrite_*`` are

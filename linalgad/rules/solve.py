@@ -138,8 +138,10 @@ def solve(a, b, lower=False, overwrite_a=False, overwrite_b=False, check_finite=
     solvers: 'diagonal', 'tridiagonal' (LAPACK gttrf/gttrs: O(n) factor and
     solves), 'upper triangular', 'lower triangular' read only that part of
     ``a``, which alone receives gradient; 'banded' reads the band that holds
-    a's nonzero entries (detected over the whole stack, as SciPy detects it)
-    and, when it covers at most a quarter of the matrix, solves it as
+    a's nonzero entries (of every matrix of a stack: the union of their bands,
+    where SciPy 1.17 detects each matrix's own — the values agree; an entry that
+    is zero in one matrix but inside another's band gets gradient here) and,
+    when it covers at most a quarter of the matrix, solves it as
     :func:`solve_banded` does (LAPACK's band LU; value, gradient and forward
     mode O(n·l·(l + u)) beyond reading a), else by dense LU.  ``None`` means 'gen': the derivative with
     respect to every entry (SciPy would pick a solver from the values).
@@ -177,8 +179,8 @@ def solve(a, b, lower=False, overwrite_a=False, overwrite_b=False, check_finite=
         C.guard(d, lambda dv: check_diagonal(dv, dv.shape[:-1], op_name, what="matrix"))
         return C.on_columns(lambda b_: b_ / ops.expand_dims(d, -1), b)
     if kind in ("tri", "banded"):
-        # the band read (detected over the whole stack, as SciPy detects it; decided again
-        # on every replay under linalgad.jit): the only entries with a gradient
+        # the band read (the union over the stack; decided again on every replay under
+        # linalgad.jit): the only entries with a gradient
         lo, up = (1, 1) if kind == "tri" else C.compute(C.bandwidth, (a,), decide=lambda r: r,
                                                          name="solve's band")
         if _band_pays(av.shape[-1], lo, up):
