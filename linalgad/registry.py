@@ -32,6 +32,7 @@ RULE_MODULES = (
     "linalgad.rules.lu",
     "linalgad.rules.qr",
     "linalgad.rules.eigh",
+    "linalgad.rules.eigh_tridiagonal",
     "linalgad.rules.funmh",
     "linalgad.rules.svd",
     "linalgad.rules.generalized_funm",

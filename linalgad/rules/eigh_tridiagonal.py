@@ -1,0 +1,251 @@
+"""eigh_tridiagonal, eigvalsh_tridiagonal: T = V diag(w) Vᵀ for a real symmetric tridiagonal T
+given by its diagonal d and off-diagonal e.   Derivation: docs/derivations/eigh_tridiagonal.md
+
+T = diag(d) + diag(e, −1) + diag(e, 1), so dT = diag(dd) + diag(de, −1) + diag(de, 1), and
+eigh's rule (eigh.md) read on the three diagonals gives the cotangents of d and e:
+
+    Ā_h = V (diag(w̄) + F ∘ VᵀV̄) Vᵀ,   d̄ = diag(Ā_h),   ē_j = (Ā_h)_{j+1,j} + (Ā_h)_{j,j+1}
+
+formed from the rows of V (diag(w̄) + F ∘ K) and V without the n × n product: O(n²) for
+the values alone (d̄_j = Σ_i w̄_i V_ji², ē_j = 2 Σ_i w̄_i V_ji V_{j+1,i}), O(n³) with an
+eigenvector cotangent (K).  Forward mode: Z = Vᵀ (Ṫ V), Ṫ V formed from the diagonals.
+Clusters, the second-order warning and the GaugeWarning are eigh's (_spectral.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from ..backend import kernels_for
+from ..registry import Domain, Rule
+from ..tape import Primitive, Tracer
+from . import _common as C
+from . import _spectral as S
+
+__all__ = ["eigh_tridiagonal", "eigvalsh_tridiagonal", "RULES"]
+
+
+def _forward(d, e):
+    return kernels_for(d, e).eigh_tridiagonal(d, e)
+
+
+def _zero_row(X):
+    v = C.peek(X)
+    return C.namespace_of(v).zeros(v.shape[:-2] + (1,) + v.shape[-1:], dtype=v.dtype)
+
+
+def _tri_matmul(d, e, X):
+    """T X for T = diag(d) + diag(e, ±1), X (..., n, k): (T X)_j = d_j X_j + e_{j−1} X_{j−1}
+    + e_j X_{j+1}, O(nk)."""
+    n = ops._shape(X)[-2]
+    out = ops.expand_dims(d, -1) * X
+    if n > 1:
+        e_col = ops.expand_dims(e, -1)
+        top = ops.getitem(X, (Ellipsis, slice(0, n - 1), slice(None)))       # X_0 … X_{n−2}
+        bottom = ops.getitem(X, (Ellipsis, slice(1, n), slice(None)))        # X_1 … X_{n−1}
+        zero = _zero_row(X)
+        out = out + ops.concatenate([e_col * bottom, zero], axis=-2) \
+            + ops.concatenate([zero, e_col * top], axis=-2)
+    return out
+
+
+def _tri_vjp(cts, needs, out, res, d, e):
+    """d̄ = diag(L Vᵀ), ē_j = (L Vᵀ)_{j+1,j} + (L Vᵀ)_{j,j+1}, L = V (diag(w̄) + F ∘ VᵀV̄)."""
+    w_bar, V_bar = cts
+    w, V = out
+    if w_bar is None and V_bar is None:
+        return None, None
+    mask = S.degenerate_pairs(w, ordered=True)
+    K = None
+    if V_bar is not None:
+        K = ops.matmul(ops.mT(V), V_bar)
+    S.check_second_order("eigh_tridiagonal", w, (w_bar, V_bar), ordered=True)
+    S.check_clusters("eigh_tridiagonal", mask, K, w_bar)
+    L = V * ops.expand_dims(w_bar, -2) if w_bar is not None else None
+    if K is not None:
+        FK = ops.matmul(V, S.inverse_gaps(w, mask) * K)
+        L = FK if L is None else L + FK
+    n = ops._shape(V)[-2]
+    d_bar = ops.sum(L * V, axis=-1)
+    e_bar = None
+    if needs[1] and n > 1:
+        top = (Ellipsis, slice(0, n - 1), slice(None))
+        bottom = (Ellipsis, slice(1, n), slice(None))
+        e_bar = ops.sum(ops.getitem(L, bottom) * ops.getitem(V, top)
+                        + ops.getitem(L, top) * ops.getitem(V, bottom), axis=-1)
+        e_bar = ops.fit(e_bar, e)
+    elif needs[1]:
+        e_bar = ops.zeros_like(C.peek(e))
+    return (ops.fit(d_bar, d) if needs[0] else None), e_bar
+
+
+def _tri_jvp(tangents, out, res, d, e):
+    """Z = Vᵀ (Ṫ V), ẇ = diag(Z), V̇ = V (F ∘ Z)."""
+    d_dot, e_dot = tangents
+    w, V = out
+    zeros = C.namespace_of(C.peek(w)).zeros
+    dd = d_dot if d_dot is not None else zeros(ops._shape(d), dtype=C.peek(w).dtype)
+    ed = e_dot if e_dot is not None else zeros(ops._shape(e), dtype=C.peek(w).dtype)
+    Z = ops.matmul(ops.mT(V), _tri_matmul(dd, ed, V))
+    w_dot = ops.diagonal(Z, 0, -2, -1)
+    V_dot = ops.matmul(V, S.inverse_gaps(w, S.degenerate_pairs(w, ordered=True)) * Z)
+    return w_dot, V_dot
+
+
+_tri_eigh = Primitive("eigh_tridiagonal", _forward, _tri_vjp, _tri_jvp, multiple_results=True)
+
+
+def _operands(op, d, e, check_finite):
+    dv, ev = C.peek(d), C.peek(e)
+    if dv.ndim < 1 or ev.ndim < 1:
+        raise ValueError(f"{op}: d and e must be arrays (..., n) and (..., n − 1); got shapes "
+                         f"{dv.shape} and {ev.shape}")
+    for name, v in (("d", dv), ("e", ev)):
+        if v.dtype.kind == "c":
+            raise TypeError(f"{op}: {name} is complex; only real symmetric tridiagonal "
+                            "matrices are supported (as in SciPy)")
+    if dv.shape[-1] != ev.shape[-1] + 1:
+        raise ValueError(f"{op}: d ({dv.shape[-1]}) must have one more element than e "
+                         f"({ev.shape[-1]})")
+    try:
+        batch = np.broadcast_shapes(dv.shape[:-1], ev.shape[:-1])
+    except ValueError:
+        raise ValueError(f"{op}: the stacks of d {dv.shape} and e {ev.shape} do not "
+                         "broadcast") from None
+    dtype = C.result_dtype(op, dv, ev)
+    C.checked(op, ("d", "e"), (d, e), check_finite)
+    d, e = C.promote(d, dtype), C.promote(e, dtype)
+    if dv.shape[:-1] != batch:
+        d = ops.broadcast_to(d, batch + dv.shape[-1:])
+    if ev.shape[:-1] != batch:
+        e = ops.broadcast_to(e, batch + ev.shape[-1:])
+    return d, e
+
+
+_SELECT = {"a": "a", "all": "a", 0: "a", "v": "v", "value": "v", 1: "v", "i": "i",
+           "index": "i", 2: "i"}
+
+
+def eigh_tridiagonal(d, e, eigvals_only=False, select="a", select_range=None,
+                     check_finite=True, tol=0.0, lapack_driver="auto"):
+    """Eigenvalues and eigenvectors of a real symmetric tridiagonal matrix, differentiable in
+    its diagonal ``d`` and off-diagonal ``e`` (scipy.linalg.eigh_tridiagonal).
+
+    ``d`` (..., n) and ``e`` (..., n − 1), stacks broadcast.  Returns ``(w, v)``, w
+    ascending, v (..., n, m) orthonormal, or w alone with ``eigvals_only=True``.
+    ``select`` 'a' (all), 'i' (``select_range = (lo, hi)``, indices, inclusive) or 'v'
+    (lo < w ≤ hi, the same number in every matrix of a stack) as in SciPy; ``tol`` and
+    ``lapack_driver`` are accepted (untraced calls pass them to SciPy).
+
+    Traced, every pair is computed by LAPACK's stevd, O(n²) work (a third of the
+    assembled matrix's syevd at n = 2000), and selections are slices of it.  The
+    gradient of the eigenvalues alone is O(n²) — d̄_j = Σ_i w̄_i V_ji², ē_j = 2 Σ_i w̄_i
+    V_ji V_{j+1,i} — the quadrature nodes of Golub and Welsch differentiated in the
+    recurrence coefficients, for example; eigenvector cotangents cost O(n³) (eigh's
+    rule on the three diagonals; eigh_tridiagonal.md).
+
+    Valid when: as :func:`eigh` — a loss invariant under each eigenvector's sign; at
+    (nearly) repeated eigenvalues (an unreduced tridiagonal matrix has none, but they can
+    be as close as rounding) losses that depend on a cluster's basis get a GaugeWarning.
+    """
+    return _decomposition("eigh_tridiagonal", d, e, eigvals_only, select, select_range,
+                          check_finite, tol, lapack_driver)
+
+
+def eigvalsh_tridiagonal(d, e, select="a", select_range=None, check_finite=True, tol=0.0,
+                         lapack_driver="auto"):
+    """The eigenvalues of a real symmetric tridiagonal matrix, ascending, differentiable
+    (scipy.linalg.eigvalsh_tridiagonal); see :func:`eigh_tridiagonal`.  Untraced, only the
+    eigenvalues are computed (SciPy's call); traced, the eigenvectors too, for the O(n²)
+    gradient d̄_j = Σ_i w̄_i V_ji², ē_j = 2 Σ_i w̄_i V_ji V_{j+1,i}.
+
+    Valid when: always for losses symmetric in the values of each cluster of (nearly)
+    equal eigenvalues; one that singles out one of them gets a GaugeWarning and one of
+    its subgradients (as :func:`eigvalsh`).
+    """
+    return _decomposition("eigvalsh_tridiagonal", d, e, True, select, select_range,
+                          check_finite, tol, lapack_driver)
+
+
+def _decomposition(op, d, e, eigvals_only, select, select_range, check_finite, tol,
+                   lapack_driver):
+    kind = _SELECT.get(select.lower() if isinstance(select, str) else select)
+    if kind is None:
+        raise ValueError(f"{op}: select must be 'a', 'v' or 'i'; got {select!r}")
+    d, e = _operands(op, d, e, check_finite)
+    if not isinstance(d, Tracer) and not isinstance(e, Tracer) and \
+            C.namespace_of(C.peek(d), C.peek(e)) is np:
+        import scipy.linalg                   # untraced: SciPy's own call, as asked
+        return scipy.linalg.eigh_tridiagonal(d, e, eigvals_only=eigvals_only, select=select,
+                                             select_range=select_range, check_finite=False,
+                                             tol=tol, lapack_driver=lapack_driver)
+    w, V = _tri_eigh(d, e)
+    n = ops._shape(w)[-1]
+    if kind == "i":
+        lo, hi = (int(i) for i in select_range)
+        if not 0 <= lo <= hi < n:
+            raise ValueError(f"{op}: select_range={tuple(select_range)} is not within "
+                             f"[0, {n - 1}]")
+        keep = slice(lo, hi + 1)
+    elif kind == "v":
+        from .eigh import _value_range
+        low, high = (float(v) for v in select_range)
+        first, count = C.compute(lambda wv: _value_range(op, wv, low, high), (w,),
+                                 decide=lambda r: r, name=f"{op}'s select_range")
+        keep = slice(first, first + count)
+    else:
+        keep = slice(None)
+    if kind != "a":
+        w = ops.getitem(w, (Ellipsis, keep))
+        V = ops.getitem(V, (Ellipsis, slice(None), keep))
+    return w if eigvals_only else (w, V)
+
+
+# -- registry -------------------------------------------------------------------------------
+
+def _fun(d, e):
+    """w and Σ c_i v_i v_iᵀ: invariant under each eigenvector's sign."""
+    w, V = eigh_tridiagonal(d, e)
+    c = S.gauge_weights(ops._shape(V)[-1], V)
+    return w, ops.matmul(V * c, ops.mT(V))
+
+
+_fun.__doc__ = eigh_tridiagonal.__doc__
+
+
+def _domain(rng, n, batch, dtype):
+    """A spread spectrum: d on a ramp, e of order one (well separated eigenvalues)."""
+    d = np.linspace(-2.0, 2.0, n) * n + 0.3 * rng.standard_normal(batch + (n,))
+    e = 0.5 + 0.3 * rng.standard_normal(batch + (max(n - 1, 0),))
+    return (d.astype(dtype), e.astype(dtype)), {}
+
+
+def _reference(d, e):
+    import scipy.linalg
+    w, V = scipy.linalg.eigh_tridiagonal(d, e)
+    c = S.gauge_weights(w.shape[-1], w)
+    return w, (V * c) @ np.swapaxes(V, -1, -2)
+
+
+RULES = (
+    Rule(
+        name="eigh_tridiagonal",
+        fun=_fun,
+        primitive=_tri_eigh,
+        domains=(Domain("spread", _domain, "d on a ramp, e of order one"),),
+        derivation="docs/derivations/eigh_tridiagonal.md",
+        reference=_reference,
+        dtypes=(np.float32, np.float64),
+        references=("Giles 2008", "Golub & Welsch 1969"),
+    ),
+    Rule(
+        name="eigvalsh_tridiagonal",
+        fun=eigvalsh_tridiagonal,
+        primitive=_tri_eigh,
+        domains=(Domain("spread", _domain, "d on a ramp, e of order one"),),
+        derivation="docs/derivations/eigh_tridiagonal.md",
+        reference=lambda d, e: __import__("scipy.linalg").linalg.eigvalsh_tridiagonal(d, e),
+        dtypes=(np.float32, np.float64),
+    ),
+)

@@ -1,0 +1,113 @@
+"""eigh_tridiagonal / eigvalsh_tridiagonal (eigh_tridiagonal.md): SciPy's values and
+selections, gradients equal to the dense eigh rule's on the three diagonals, second order,
+stacks, errors, empty and order-1 input."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+import linalgad as lad
+from linalgad import linalg as la
+from linalgad.testing import check_grads
+
+
+def _de(rng, n, batch=()):
+    d = np.linspace(-1, 1, n) * n + 0.3 * rng.standard_normal(batch + (n,))
+    e = 0.5 + 0.3 * rng.standard_normal(batch + (max(n - 1, 0),))
+    return d, e
+
+
+def _dense(d, e):
+    return np.diag(d) + np.diag(e, 1) + np.diag(e, -1)
+
+
+@pytest.mark.parametrize("select, select_range", [("a", None), ("i", (2, 4)), ("v", (-3, 3))])
+def test_values_match_scipy_traced_and_not(select, select_range):
+    rng = np.random.default_rng(1)
+    d, e = _de(rng, 9)
+    want = scipy.linalg.eigh_tridiagonal(d, e, select=select, select_range=select_range)
+    got = la.eigh_tridiagonal(d, e, select=select, select_range=select_range)
+    np.testing.assert_allclose(got[0], want[0], atol=1e-12)
+    np.testing.assert_allclose(np.abs(got[1]), np.abs(want[1]), atol=1e-10)
+    w = la.eigvalsh_tridiagonal(d, e, select=select, select_range=select_range)
+    np.testing.assert_allclose(w, want[0], atol=1e-12)
+    # traced: every pair from stevd, then the selection (the same values)
+    v, g = lad.value_and_grad(lambda d_: lad.sum(la.eigvalsh_tridiagonal(
+        d_, e, select=select, select_range=select_range)))(d)
+    np.testing.assert_allclose(v, want[0].sum(), rtol=1e-12)
+    V = want[1]
+    np.testing.assert_allclose(g, np.sum(V ** 2, axis=1), atol=1e-12)
+
+
+@pytest.mark.parametrize("batch", [(), (3,)])
+def test_gradients_are_the_dense_rules_on_three_diagonals(batch):
+    rng = np.random.default_rng(2)
+    n = 8
+    d, e = _de(rng, n, batch)
+    W = rng.standard_normal(batch + (n, n))
+    c = rng.standard_normal(n)
+
+    def loss_tri(d_, e_):
+        w, V = la.eigh_tridiagonal(d_, e_)
+        return lad.sum(c * w) + lad.sum(W * lad.matmul(V * np.linspace(1, 2, n),
+                                                     lad.swapaxes(V, -1, -2)))
+
+    def loss_dense(T):
+        w, V = la.eigh(T)
+        return lad.sum(c * w) + lad.sum(W * lad.matmul(V * np.linspace(1, 2, n),
+                                                     lad.swapaxes(V, -1, -2)))
+    gd, ge = lad.grad(loss_tri, argnums=(0, 1))(d, e)
+    T = np.stack([_dense(di, ei) for di, ei in zip(d.reshape(-1, n), e.reshape(-1, n - 1))])
+    G = lad.grad(loss_dense)(T.reshape(batch + (n, n)))       # the lower triangle's
+    np.testing.assert_allclose(gd, np.diagonal(G, 0, -2, -1), atol=1e-12)
+    np.testing.assert_allclose(ge, np.diagonal(G, -1, -2, -1), atol=1e-12)
+    check_grads(loss_tri, (d, e), order=2)
+    check_grads(lambda d_, e_: la.eigvalsh_tridiagonal(d_, e_, select="i", select_range=(0, 2)),
+                (d, e), order=2)
+
+
+def test_values_gradient_is_quadratic_not_cubic():
+    """d̄_j = Σ w̄_i V_ji², ē_j = 2 Σ w̄_i V_ji V_j+1,i: the value gradient at n = 1500 equals
+    the formula (no n × n product of the dense rule)."""
+    rng = np.random.default_rng(3)
+    d, e = _de(rng, 1500)
+    c = rng.standard_normal(1500)
+    gd, ge = lad.grad(lambda d_, e_: lad.sum(c * la.eigvalsh_tridiagonal(d_, e_)),
+                      argnums=(0, 1))(d, e)
+    w, V = scipy.linalg.eigh_tridiagonal(d, e)
+    np.testing.assert_allclose(gd, (V ** 2) @ c, atol=1e-10)
+    np.testing.assert_allclose(ge, 2 * (V[:-1] * V[1:]) @ c, atol=1e-10)
+
+
+def test_float32_broadcast_and_errors():
+    rng = np.random.default_rng(4)
+    d, e = _de(rng, 6, (2,))
+    w = la.eigvalsh_tridiagonal(d.astype(np.float32), e[0].astype(np.float32))
+    assert w.dtype == np.float32 and w.shape == (2, 6)
+    g = lad.grad(lambda d_: lad.sum(la.eigvalsh_tridiagonal(d_, e[0].astype(np.float32))))(
+        d.astype(np.float32))
+    assert g.dtype == np.float32
+    np.testing.assert_allclose(g, np.ones_like(g), atol=1e-5)   # Σ w = tr T = Σ d
+    with pytest.raises(TypeError, match="complex"):
+        la.eigh_tridiagonal(d[0] + 0j, e[0])
+    with pytest.raises(ValueError, match="one more element"):
+        la.eigh_tridiagonal(d[0], e[0, :-1])
+    with pytest.raises(ValueError, match="select"):
+        la.eigh_tridiagonal(d[0], e[0], select="x")
+    with pytest.raises(ValueError, match="infs or NaNs"):
+        la.eigh_tridiagonal(np.full(3, np.nan), np.ones(2))
+
+
+def test_order_zero_is_refused_as_scipy_does():
+    with pytest.raises(ValueError, match="one more element"):
+        scipy.linalg.eigh_tridiagonal(np.zeros(0), np.zeros(0))
+    with pytest.raises(ValueError, match="one more element"):
+        la.eigh_tridiagonal(np.zeros(0), np.zeros(0))
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_tiny_orders(n):
+    d, e = np.arange(1.0, n + 1), np.full(max(n - 1, 0), 0.5)
+    w, V = lad.value_and_grad(lambda d_: lad.sum(la.eigvalsh_tridiagonal(d_, e)))(d)
+    assert V.shape == (n,)
+    np.testing.assert_allclose(V, np.ones(n))
