@@ -28,6 +28,7 @@ failing matrix.
 from __future__ import annotations
 
 import functools
+import math
 import sys
 
 import numpy as np
@@ -229,15 +230,16 @@ class BandFactors:
     "gt" (LAPACK gttrf's tuple per matrix), "gb" (gbtrf's (lu, piv)), "pb" (pbtrf's
     Cholesky factor), "dense" (``data`` the factors of the assembled matrices) or "empty"."""
 
-    __slots__ = ("kind", "data", "shape", "lower", "upper", "hermitian")
+    __slots__ = ("kind", "data", "shape", "lower", "upper", "hermitian", "addresses")
 
-    def __init__(self, kind, data, shape, lower, upper, hermitian):
+    def __init__(self, kind, data, shape, lower, upper, hermitian, addresses=None):
         self.kind = kind
         self.data = data
         self.shape = shape          # the stack's (..., n, n)
         self.lower = lower
         self.upper = upper
         self.hermitian = hermitian
+        self.addresses = addresses  # of the factor arrays, for the direct LAPACK calls
 
 
 class LUFactors:
@@ -476,9 +478,14 @@ def band_product(xp, p, q, lower, upper):
     batch = np.broadcast_shapes(p.shape[:-2], q.shape[:-2])
     qt = xp.swapaxes(q, -1, -2)
     G = xp.zeros(batch + (lower + upper + 1, n), dtype=np.result_type(p.dtype, q.dtype))
-    for r in range(lower + upper + 1):
+    one = p.shape[-1] == 1          # one column: a product, not a contraction (einsum's
+    for r in range(lower + upper + 1):          # setup is most of a short diagonal's time)
         d, j0, j1 = _band_rows(r, upper, n)
-        if j0 < j1:
+        if j0 >= j1:
+            continue
+        if one:
+            G[..., r, j0:j1] = p[..., j0 + d:j1 + d, 0] * qt[..., j0:j1, 0]
+        else:
             G[..., r, j0:j1] = xp.einsum("...jk,...jk->...j", p[..., j0 + d:j1 + d, :],
                                          qt[..., j0:j1, :])
     return G
@@ -1086,7 +1093,7 @@ class CPUKernels(ComposedKernels):
         smaller matrices and orders below 3: the vectorised dense factorizations."""
         n = ab.shape[-1]
         batch = ab.shape[:-2]
-        count = int(np.prod(batch))
+        count = math.prod(batch)
         shape = batch + (n, n)
         if n == 0 or count == 0:
             return BandFactors("empty", None, shape, lower, upper, hermitian)
@@ -1106,7 +1113,8 @@ class CPUKernels(ComposedKernels):
             du2, piv, info = _lapack_stack.gttrf(dl, d, du)
             self._band_failure(op, batch, info, "is singular (U[{0}, {0}] = 0 in its LU "
                                                 "factorization)", shift=1)
-            return BandFactors("gt", (dl, d, du, du2, piv), shape, 1, 1, False)
+            data = (dl, d, du, du2, piv)
+            return BandFactors("gt", data, shape, 1, 1, False, _lapack_stack.addresses(*data))
         work = np.zeros((count, n, 2 * lower + upper + 1), dtype=ab.dtype)
         work[:, :, lower:] = np.swapaxes(flat, 1, 2)      # kl rows of fill-in above
         piv, info = _lapack_stack.gbtrf(work, lower, upper)
@@ -1133,7 +1141,7 @@ class CPUKernels(ComposedKernels):
                     + 1j * self.band_solve(F, np.ascontiguousarray(b.imag), trans))
         n, k = b.shape[-2:]
         # to Fortran: the (n, k) right-hand sides as a C-ordered (B, k, n) stack
-        count = int(np.prod(F.shape[:-2]))
+        count = math.prod(F.shape[:-2])
         bt = np.array(np.swapaxes(b.reshape((count, n, k)), 1, 2), dtype=dtype, order="C")
         t = "NTC"[_TRANS[trans]]
         if F.kind == "pb":
@@ -1144,7 +1152,7 @@ class CPUKernels(ComposedKernels):
             if t == "T" and dtype.kind == "c":
                 np.conj(bt, out=bt)
         elif F.kind == "gt":
-            _lapack_stack.gttrs(*F.data, bt, t)
+            _lapack_stack.gttrs(*F.data, bt, t, factor_addresses=F.addresses)
         else:
             _lapack_stack.gbtrs(F.data[0], F.lower, F.upper, F.data[1], bt, t)
         return np.swapaxes(bt, 1, 2).reshape(b.shape)
