@@ -111,3 +111,40 @@ def test_tiny_orders(n):
     w, V = lad.value_and_grad(lambda d_: lad.sum(la.eigvalsh_tridiagonal(d_, e)))(d)
     assert V.shape == (n,)
     np.testing.assert_allclose(V, np.ones(n))
+
+
+def test_value_range_may_start_at_different_indices_in_a_stack():
+    """select='v' keeps as many pairs in every matrix, from each matrix's own first index
+    (SciPy's per-matrix call does); eigh's subset_by_value the same."""
+    d = np.array([[0.0, 5, 10], [0, 0.2, 1]])
+    e = np.full(2, 0.3)
+    sel = dict(select="v", select_range=(0.7, 6))
+    want = scipy.linalg.eigh_tridiagonal(d, e, **sel)
+    w, V = la.eigh_tridiagonal(d, e, **sel)
+    np.testing.assert_allclose(w, want[0], atol=1e-12)
+    g = lad.grad(lambda d_: lad.sum(la.eigvalsh_tridiagonal(d_, e, **sel)))(d)
+    np.testing.assert_allclose(g, np.stack([want[1][i, :, 0] ** 2 for i in range(2)]),
+                               atol=1e-12)
+    check_grads(lambda d_: la.eigh_tridiagonal(d_, e, **sel)[1] ** 2, (d,), order=2)
+    A = np.stack([_dense(di, e) for di in d])
+    wd, Vd = la.eigh(A, subset_by_value=(0.7, 6))
+    np.testing.assert_allclose(wd, want[0], atol=1e-12)
+    check_grads(lambda a: la.eigh(a, subset_by_value=(0.7, 6))[1] ** 2, (A,), order=1)
+    with pytest.raises(ValueError, match="different numbers"):     # 1 pair, then 2
+        lad.grad(lambda d_: lad.sum(la.eigvalsh_tridiagonal(d_, e, select="v",
+                                                            select_range=(0.7, 6))))(
+            np.array([[0.0, 5, 10], [0, 1, 2]]))
+
+
+@pytest.mark.parametrize("kw", [dict(select="i", select_range=(1.5, 2.5)),
+                                dict(select="v", select_range=(3, 1)),
+                                dict(lapack_driver="foo"),
+                                dict(lapack_driver="stevd", select="i", select_range=(0, 1))])
+def test_scipys_argument_checks_on_both_routes(kw):
+    d, e = np.array([1.0, 2, 3, 4]), np.full(3, 0.1)
+    with pytest.raises(ValueError):
+        scipy.linalg.eigvalsh_tridiagonal(d, e, **kw)
+    with pytest.raises(ValueError):
+        la.eigvalsh_tridiagonal(d, e, **kw)
+    with pytest.raises(ValueError):
+        lad.grad(lambda d_: lad.sum(la.eigvalsh_tridiagonal(d_, e, **kw)))(d)

@@ -321,7 +321,8 @@ def eigh(a, UPLO="L", *, lower=None, eigvals_only=False, check_finite=True, b=No
     with w's matrices' columns as eigenvectors.  ``eigvals_only=True``
     returns w (like :func:`eigvalsh`); ``subset_by_index=(lo, hi)`` keeps the
     eigenpairs lo..hi (inclusive, SciPy), ``subset_by_value=(lo, hi)`` those with
-    lo < w ≤ hi (the same number in every matrix of a stack; a count decided by the
+    lo < w ≤ hi (the same number in every matrix of a stack, from each matrix's own
+    first index; a count decided by the
     values is decided again on every replay under :func:`linalgad.jit`).  A few
     pairs by index of a large matrix (eigenvalues only: up to n/8 of them from
     n = 64; with eigenvectors up to 2 from n = 112 and 4 from n = 192) are
@@ -393,12 +394,7 @@ def _decomposition(op, a, UPLO, lower, eigvals_only, check_finite, b, subset_by_
                 return pairs[0] if eigvals_only else EighResult(*pairs)
         w, V = _eigh(A, lower=lo)
     if subset_by_value is not None:
-        low, high = (float(v) for v in subset_by_value)
-        # decided again on every replay under jit (a new range records the call anew)
-        first, count = C.compute(lambda wv: _value_range(op, wv, low, high), (w,),
-                                 decide=lambda r: r, name=f"{op}'s subset_by_value")
-        w = ops.getitem(w, (Ellipsis, slice(first, first + count)))
-        V = ops.getitem(V, (Ellipsis, slice(None), slice(first, first + count)))
+        w, V = by_value(op, w, V, subset_by_value, "subset_by_value")
     if subset_by_index is not None:
         first, last = _index_range(op, subset_by_index, C.peek(A).shape[-1])
         w = ops.getitem(w, (Ellipsis, slice(first, last + 1)))
@@ -414,19 +410,49 @@ def _index_range(op, subset_by_index, n):
     return first, last
 
 
-def _value_range(op, w, low, high):
-    """(first, count): the ascending w's entries in (low, high], the same in every matrix."""
+def by_value(op, w, V, value_range, keyword):
+    """The pairs with low < w ≤ high (``value_range``) of ascending w (..., n) and V
+    (..., n, n), differentiable: as many in every matrix of a stack, where they may start
+    at different indices (each matrix's own slice)."""
+    low, high = (float(v) for v in value_range)
+    if not low < high:
+        raise ValueError(f"{op}: {keyword}=({low}, {high}) must be an increasing pair")
+    # decided again on every replay under jit (a new selection records the call anew)
+    first, count = C.compute(lambda wv: _value_range(op, wv, low, high, keyword), (w,),
+                             decide=lambda r: (r[0].tobytes(), r[1]),
+                             name=f"{op}'s {keyword}")
+    if first.size <= 1 or not first.any() or (first == first.ravel()[0]).all():
+        f = int(first.ravel()[0]) if first.size else 0
+        return (ops.getitem(w, (Ellipsis, slice(f, f + count))),
+                None if V is None else ops.getitem(V, (Ellipsis, slice(None), slice(f, f + count))))
+    batch = first.shape
+    rows = tuple(np.arange(s).reshape((-1,) + (1,) * (len(batch) - i))
+                 for i, s in enumerate(batch))               # (..., 1) index per stack axis
+    cols = first[..., None] + np.arange(count)               # (..., count)
+    w_sel = ops.getitem(w, rows + (cols,))
+    if V is None:
+        return w_sel, None
+    n = ops._shape(V)[-2]
+    V_sel = ops.getitem(V, tuple(r[..., None] for r in rows)
+                        + (np.arange(n)[:, None], cols[..., None, :]))
+    return w_sel, V_sel
+
+
+def _value_range(op, w, low, high, keyword):
+    """(first (...), count): each matrix's first index of the ascending w's entries in
+    (low, high], and their number, which must be the same in every matrix."""
     w = np.asarray(w.get() if hasattr(w, "get") else w)
     inside = (w > low) & (w <= high)
     count = inside.sum(axis=-1)
     first = np.argmax(inside, axis=-1) if w.shape[-1] else np.zeros_like(count)
     counts = np.unique(count)
-    if counts.size > 1 or (counts.size and counts[0] and np.unique(first).size > 1):
-        raise ValueError(f"{op}: subset_by_value=({low}, {high}) selects different eigenpairs "
-                         f"in the matrices of the stack (counts {sorted(set(count.ravel().tolist()))}); "
-                         "select by index, or call eigh on each matrix")
+    if counts.size > 1:
+        raise ValueError(f"{op}: {keyword}=({low}, {high}) selects different numbers of "
+                         f"eigenpairs in the matrices of the stack "
+                         f"({sorted(set(count.ravel().tolist()))}); select by index, or call "
+                         f"{op} on each matrix")
     c = int(counts[0]) if counts.size else 0
-    return (int(first.ravel()[0]) if c else 0), c
+    return (np.asarray(first if c else np.zeros_like(first), dtype=np.intp)), c
 
 
 def _generalized(A, b, lower, type_, check_finite, op):

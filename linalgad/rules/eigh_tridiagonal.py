@@ -14,6 +14,8 @@ Clusters, the second-order warning and the GaugeWarning are eigh's (_spectral.py
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from .. import ops
@@ -135,11 +137,13 @@ def eigh_tridiagonal(d, e, eigvals_only=False, select="a", select_range=None,
     ``d`` (..., n) and ``e`` (..., n − 1), stacks broadcast.  Returns ``(w, v)``, w
     ascending, v (..., n, m) orthonormal, or w alone with ``eigvals_only=True``.
     ``select`` 'a' (all), 'i' (``select_range = (lo, hi)``, indices, inclusive) or 'v'
-    (lo < w ≤ hi, the same number in every matrix of a stack) as in SciPy; ``tol`` and
+    (lo < w ≤ hi, the same number in every matrix of a stack, from each matrix's own
+    first index) as in SciPy, whose argument checks both routes make; ``tol`` and
     ``lapack_driver`` are accepted (untraced calls pass them to SciPy).
 
-    Traced, every pair is computed by LAPACK's stevd, O(n²) work (a third of the
-    assembled matrix's syevd at n = 2000), and selections are slices of it.  The
+    Traced, every pair is computed by LAPACK's stevd (divide and conquer: O(n²) to
+    O(n³) work with the vectors, a third of the assembled matrix's syevd at n = 2000),
+    and selections are slices of it.  The
     gradient of the eigenvalues alone is O(n²) — d̄_j = Σ_i w̄_i V_ji², ē_j = 2 Σ_i w̄_i
     V_ji V_{j+1,i} — the quadrature nodes of Golub and Welsch differentiated in the
     recurrence coefficients, for example; eigenvector cotangents cost O(n³) (eigh's
@@ -168,11 +172,41 @@ def eigvalsh_tridiagonal(d, e, select="a", select_range=None, check_finite=True,
                           check_finite, tol, lapack_driver)
 
 
+_DRIVERS = ("auto", "stemr", "sterf", "stebz", "stev", "stevd")
+
+
+def _index_pair(op, select_range):
+    try:
+        return tuple(operator.index(i) for i in select_range)
+    except TypeError:
+        raise ValueError(f"{op}: select_range={select_range!r} must contain integers with "
+                         "select='i'") from None
+
+
 def _decomposition(op, d, e, eigvals_only, select, select_range, check_finite, tol,
                    lapack_driver):
     kind = _SELECT.get(select.lower() if isinstance(select, str) else select)
     if kind is None:
         raise ValueError(f"{op}: select must be 'a', 'v' or 'i'; got {select!r}")
+    # SciPy's argument checks, on both routes (a traced call would otherwise accept what
+    # the untraced one refuses)
+    if not isinstance(lapack_driver, str):
+        raise TypeError(f"{op}: lapack_driver must be str")
+    if lapack_driver not in _DRIVERS:
+        raise ValueError(f"{op}: lapack_driver must be one of {_DRIVERS}, got "
+                         f"{lapack_driver!r}")
+    if lapack_driver in ("sterf", "stev", "stevd") and kind != "a":
+        raise ValueError(f"{op}: {lapack_driver} can only be used when select == 'a'")
+    if lapack_driver == "sterf" and not eigvals_only:
+        raise ValueError(f"{op}: sterf can only be used when eigvals_only is True")
+    if kind != "a":
+        if select_range is None or len(select_range) != 2:
+            raise ValueError(f"{op}: select_range must be a pair with select={select!r}")
+        if kind == "i":
+            _index_pair(op, select_range)
+        elif not float(select_range[0]) < float(select_range[1]):
+            raise ValueError(f"{op}: select_range={tuple(select_range)} must be an "
+                             "increasing pair")
     d, e = _operands(op, d, e, check_finite)
     if not isinstance(d, Tracer) and not isinstance(e, Tracer) and \
             C.namespace_of(C.peek(d), C.peek(e)) is np:
@@ -183,17 +217,15 @@ def _decomposition(op, d, e, eigvals_only, select, select_range, check_finite, t
     w, V = _tri_eigh(d, e)
     n = ops._shape(w)[-1]
     if kind == "i":
-        lo, hi = (int(i) for i in select_range)
+        lo, hi = _index_pair(op, select_range)
         if not 0 <= lo <= hi < n:
             raise ValueError(f"{op}: select_range={tuple(select_range)} is not within "
                              f"[0, {n - 1}]")
         keep = slice(lo, hi + 1)
     elif kind == "v":
-        from .eigh import _value_range
-        low, high = (float(v) for v in select_range)
-        first, count = C.compute(lambda wv: _value_range(op, wv, low, high), (w,),
-                                 decide=lambda r: r, name=f"{op}'s select_range")
-        keep = slice(first, first + count)
+        from .eigh import by_value
+        w, V = by_value(op, w, V, select_range, "select_range")
+        return w if eigvals_only else (w, V)
     else:
         keep = slice(None)
     if kind != "a":
