@@ -151,7 +151,10 @@ def eigh_tridiagonal(d, e, eigvals_only=False, select="a", select_range=None,
 
     Valid when: as :func:`eigh` — a loss invariant under each eigenvector's sign; at
     (nearly) repeated eigenvalues (an unreduced tridiagonal matrix has none, but they can
-    be as close as rounding) losses that depend on a cluster's basis get a GaugeWarning.
+    be as close as rounding: Wilkinson's W₂₁⁺ has pairs within 1e-14) losses that depend
+    on a cluster's basis get a GaugeWarning, and so does a function of the matrix
+    V f(w) Vᵀ, whose gradient there needs f's divided differences: write it as
+    ``funmh`` of the assembled matrix, which has them.
     """
     return _decomposition("eigh_tridiagonal", d, e, eigvals_only, select, select_range,
                           check_finite, tol, lapack_driver)
