@@ -143,11 +143,12 @@ def eigh_tridiagonal(d, e, eigvals_only=False, select="a", select_range=None,
 
     Traced, every pair is computed by LAPACK's stevd (divide and conquer: O(n²) to
     O(n³) work with the vectors, a third of the assembled matrix's syevd at n = 2000),
-    and selections are slices of it.  The
-    gradient of the eigenvalues alone is O(n²) — d̄_j = Σ_i w̄_i V_ji², ē_j = 2 Σ_i w̄_i
-    V_ji V_{j+1,i} — the quadrature nodes of Golub and Welsch differentiated in the
-    recurrence coefficients, for example; eigenvector cotangents cost O(n³) (eigh's
-    rule on the three diagonals; eigh_tridiagonal.md).
+    and selections are slices of it — n² memory for the vectors, so a selection of a
+    few eigenvalues of a very large matrix (n = 10⁵: 80 GB) is out of reach traced,
+    where SciPy's bisection finds them untraced.  The gradient of the eigenvalues alone is O(n²) —
+    d̄_j = Σ_i w̄_i V_ji², ē_j = 2 Σ_i w̄_i V_ji V_{j+1,i} — the quadrature nodes of Golub
+    and Welsch differentiated in the recurrence coefficients, for example; eigenvector
+    cotangents cost O(n³) (eigh's rule on the three diagonals; eigh_tridiagonal.md).
 
     Valid when: as :func:`eigh` — a loss invariant under each eigenvector's sign; at
     (nearly) repeated eigenvalues (an unreduced tridiagonal matrix has none, but they can
