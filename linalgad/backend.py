@@ -697,6 +697,11 @@ class ComposedKernels:
             T[..., i[:-1], i[1:]] = e
         return self.eigh(T, lower=True, op=op)
 
+    def eigh_tridiagonal_subset(self, d, e, lo, hi, op="eigh_tridiagonal"):
+        """The pairs lo..hi of the tridiagonal matrices (d, e).  Here: every pair, sliced."""
+        w, V = self.eigh_tridiagonal(d, e, op=op)
+        return w[..., lo:hi + 1], V[..., lo:hi + 1]
+
     # whether eigh_subset computes the pairs alone (else eigh's rule takes the full path)
     subset_driver = False
 
@@ -1804,6 +1809,24 @@ class CPUKernels(ComposedKernels):
                       "eigenvalues did not converge")
 
     subset_driver = True
+
+    def eigh_tridiagonal_subset(self, d, e, lo, hi, op="eigh_tridiagonal"):
+        """The pairs lo..hi by bisection and inverse iteration (LAPACK's stebz and stein,
+        SciPy's select='i'): O(n k) memory and, for few pairs, O(n k) work."""
+        from scipy.linalg import eigh_tridiagonal
+        n, k = d.shape[-1], hi - lo + 1
+        flat_d = d.reshape(-1, n)
+        flat_e = e.reshape(len(flat_d), n - 1)
+        w = np.empty((len(flat_d), k), dtype=d.dtype)
+        V = np.empty((len(flat_d), n, k), dtype=d.dtype)
+        for i in range(len(flat_d)):
+            try:
+                w[i], V[i] = eigh_tridiagonal(flat_d[i], flat_e[i], select="i",
+                                              select_range=(lo, hi), check_finite=False)
+            except LinAlgError:
+                raise LinAlgError(f"{op}: eigenvalues did not converge"
+                                  f"{_where(op, d.shape[:-1], i)}") from None
+        return w.reshape(d.shape[:-1] + (k,)), V.reshape(d.shape[:-1] + (n, k))
 
     def eigh_tridiagonal(self, d, e, op="eigh_tridiagonal"):
         """LAPACK's divide and conquer on the tridiagonal (stevd, SciPy's choice for every

@@ -148,3 +148,52 @@ def test_scipys_argument_checks_on_both_routes(kw):
         la.eigvalsh_tridiagonal(d, e, **kw)
     with pytest.raises(ValueError):
         lad.grad(lambda d_: lad.sum(la.eigvalsh_tridiagonal(d_, e, **kw)))(d)
+
+
+def test_a_few_values_of_a_large_matrix_without_every_eigenvector(monkeypatch):
+    """select='i' of k ≪ n values: their k vectors by bisection and inverse iteration, O(n k)
+    (every pair took n² memory: 80 GB at n = 10⁵); second order traces the full rule."""
+    import tracemalloc
+    from linalgad.rules import eigh_tridiagonal as T
+    rng = np.random.default_rng(21)
+    n = 100_000
+    d, e = rng.standard_normal(n), rng.standard_normal(n - 1)
+    tracemalloc.start()
+    v, g = lad.value_and_grad(lambda d_: lad.sum(la.eigvalsh_tridiagonal(
+        d_, e, select="i", select_range=(n - 1, n - 1))))(d)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 100 * n * 8, peak
+    w, V = scipy.linalg.eigh_tridiagonal(d, e, select="i", select_range=(n - 1, n - 1))
+    np.testing.assert_allclose(v, w[0], rtol=1e-14)
+    np.testing.assert_allclose(g, V[:, 0] ** 2, atol=1e-12)
+    # first order, forward mode and second order equal the full path's
+    n = 120
+    d, e = _de(rng, n)
+    sel = dict(select="i", select_range=(n - 3, n - 1))
+    f = lambda d_, e_: lad.sum(la.eigvalsh_tridiagonal(d_, e_, **sel) ** 2)  # noqa: E731
+    t = rng.standard_normal(n)
+    few = (lad.grad(f, argnums=(0, 1))(d, e), lad.hvp(lambda x: f(x, e), (d,), (t,)),
+           lad.jvp(lambda x: la.eigvalsh_tridiagonal(x, e, **sel), (d,), (t,))[1])
+    monkeypatch.setattr(T, "_few_pays", lambda n, k: False)
+    full = (lad.grad(f, argnums=(0, 1))(d, e), lad.hvp(lambda x: f(x, e), (d,), (t,)),
+            lad.jvp(lambda x: la.eigvalsh_tridiagonal(x, e, **sel), (d,), (t,))[1])
+    for a, b in zip(few[0] + (few[1], few[2]), full[0] + (full[1], full[2])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-10)
+    monkeypatch.setattr(T, "_few_pays", lambda n, k: True)
+    check_grads(lambda d_, e_: la.eigvalsh_tridiagonal(d_, e_, select="i",
+                                                       select_range=(2, 4)), (d, e), order=2)
+
+
+def test_a_few_values_at_a_tie_take_the_full_rule(monkeypatch):
+    """A value in the range tied with its neighbour: the full decomposition's rule (and its
+    GaugeWarning for a loss that singles one of them out)."""
+    from linalgad.rules import eigh_tridiagonal as T
+    monkeypatch.setattr(T, "_few_pays", lambda n, k: True)
+    d = np.array([1.0, 2, 1, 2])                       # two equal blocks: every value twice
+    e = np.array([0.5, 0.0, 0.5])
+    calls = []
+    monkeypatch.setattr(T, "_tri_eigh", lambda *a, _f=T._tri_eigh: calls.append(1) or _f(*a))
+    with pytest.warns(lad.GaugeWarning):
+        lad.grad(lambda d_: la.eigvalsh_tridiagonal(d_, e, select="i", select_range=(0, 0))[0])(d)
+    assert calls

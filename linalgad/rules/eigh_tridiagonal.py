@@ -18,7 +18,7 @@ import operator
 
 import numpy as np
 
-from .. import ops
+from .. import ops, transforms
 from ..backend import kernels_for
 from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
@@ -98,6 +98,102 @@ def _tri_jvp(tangents, out, res, d, e):
 _tri_eigh = Primitive("eigh_tridiagonal", _forward, _tri_vjp, _tri_jvp, multiple_results=True)
 
 
+# -- a few eigenvalues alone: O(n k) at first order ------------------------------------------
+#
+# eigvalsh_tridiagonal with select='i' of k ≪ n values needs only their k eigenvectors for
+# the gradient (d̄ = V_S² w̄, ē = 2 V_S[:-1] V_S[1:] w̄) and for the forward mode (ẇ, the same
+# sums with ḋ, ė): LAPACK's bisection and inverse iteration find them in O(n k), where every
+# pair takes n² memory (80 GB at n = 10⁵).  Those two formulas are fused primitives: their
+# kernels use the k vectors; their derivatives (second order) trace the same formulas through
+# the full decomposition, which alone has the vectors' derivatives.
+
+def _few_pays(n, k):
+    return n >= 64 and 8 * k <= n
+
+
+def _subset_values(d, e, lo, hi):
+    """(w, V) of the pairs lo − 1 .. hi + 1 (the neighbours show a tie at the range's ends),
+    and whether any two of them tie (then the full path's rule and its warning apply)."""
+    n = d.shape[-1]
+    a, b = max(lo - 1, 0), min(hi + 1, n - 1)
+    w, V = kernels_for(d, e).eigh_tridiagonal_subset(d, e, a, b)
+    xp = C.namespace_of(w)
+    scale = xp.maximum(xp.abs(d).max(axis=-1), 2 * xp.abs(e).max(axis=-1) if n > 1 else 0)
+    tie = bool((xp.abs(w[..., 1:] - w[..., :-1])
+                <= S.gap_tol(w.dtype) * (xp.abs(w).max(axis=-1) + scale)[..., None]).any())
+    return w[..., lo - a:lo - a + hi - lo + 1], V[..., lo - a:lo - a + hi - lo + 1], tie
+
+
+def _full_values(d, e, lo, hi):
+    w, V = _tri_eigh(d, e)
+    return (ops.getitem(w, (Ellipsis, slice(lo, hi + 1))),
+            ops.getitem(V, (Ellipsis, slice(None), slice(lo, hi + 1))))
+
+
+def _values_cotangent_kernel(d, e, w_bar, *, lo, hi, computed):
+    V = computed[1]
+    wb = w_bar[..., None, :]
+    d_bar = np.sum(V * V * wb, axis=-1)
+    e_bar = 2 * np.sum(V[..., :-1, :] * V[..., 1:, :] * wb, axis=-1)
+    return d_bar, e_bar
+
+
+def _values_cotangent_reference(d, e, w_bar, *, lo, hi, computed):
+    _, V = _full_values(d, e, lo, hi)
+    n = ops._shape(V)[-2]
+    wb = ops.expand_dims(w_bar, -2)
+    top = ops.getitem(V, (Ellipsis, slice(0, n - 1), slice(None)))
+    bottom = ops.getitem(V, (Ellipsis, slice(1, n), slice(None)))
+    return ops.sum(V * V * wb, axis=-1), 2 * ops.sum(top * bottom * wb, axis=-1)
+
+
+def _values_tangent_kernel(d, e, d_dot, e_dot, *, lo, hi, computed):
+    V = computed[1]
+    return np.sum(V * V * d_dot[..., :, None], axis=-2) + \
+        2 * np.sum(V[..., :-1, :] * V[..., 1:, :] * e_dot[..., :, None], axis=-2)
+
+
+def _values_tangent_reference(d, e, d_dot, e_dot, *, lo, hi, computed):
+    _, V = _full_values(d, e, lo, hi)
+    n = ops._shape(V)[-2]
+    top = ops.getitem(V, (Ellipsis, slice(0, n - 1), slice(None)))
+    bottom = ops.getitem(V, (Ellipsis, slice(1, n), slice(None)))
+    return ops.sum(V * V * ops.expand_dims(d_dot, -1), axis=-2) + \
+        2 * ops.sum(top * bottom * ops.expand_dims(e_dot, -1), axis=-2)
+
+
+_values_cotangent = transforms.fused("tridiagonal_values_cotangent", _values_cotangent_kernel,
+                                     _values_cotangent_reference, multiple_results=True)
+_values_tangent = transforms.fused("tridiagonal_values_tangent", _values_tangent_kernel,
+                                   _values_tangent_reference)
+
+
+def _few_vjp(w_bar, needs, out, res, d, e, *, lo, hi, computed):
+    d_bar, e_bar = _values_cotangent(d, e, w_bar, lo=lo, hi=hi, computed=computed)
+    return (ops.fit(d_bar, d) if needs[0] else None), (ops.fit(e_bar, e) if needs[1] else None)
+
+
+def _few_jvp(tangents, out, res, d, e, *, lo, hi, computed):
+    d_dot, e_dot = tangents
+    zeros = C.namespace_of(C.peek(out)).zeros
+    d_dot = d_dot if d_dot is not None else zeros(ops._shape(d), dtype=C.peek(out).dtype)
+    e_dot = e_dot if e_dot is not None else zeros(ops._shape(e), dtype=C.peek(out).dtype)
+    return _values_tangent(d, e, d_dot, e_dot, lo=lo, hi=hi, computed=computed)
+
+
+_few_values = Primitive("eigvalsh_tridiagonal_few", lambda d, e, *, lo, hi, computed: computed[0],
+                        _few_vjp, _few_jvp)
+
+
+def _few(op, d, e, lo, hi):
+    """w[lo..hi] from the k vectors alone, or None where every pair is taken (a tie)."""
+    res = C.compute(lambda dv, ev: _subset_values(dv, ev, lo, hi), (d, e),
+                    decide=lambda r: r[2], name=f"{op}'s few values")
+    if res[2]:
+        return None
+    return _few_values(d, e, lo=lo, hi=hi, computed=res)
+
+
 def _operands(op, d, e, check_finite):
     dv, ev = C.peek(d), C.peek(e)
     if dv.ndim < 1 or ev.ndim < 1:
@@ -143,9 +239,12 @@ def eigh_tridiagonal(d, e, eigvals_only=False, select="a", select_range=None,
 
     Traced, every pair is computed by LAPACK's stevd (divide and conquer: O(n²) to
     O(n³) work with the vectors, a third of the assembled matrix's syevd at n = 2000),
-    and selections are slices of it — n² memory for the vectors, so a selection of a
-    few eigenvalues of a very large matrix (n = 10⁵: 80 GB) is out of reach traced,
-    where SciPy's bisection finds them untraced.  The gradient of the eigenvalues alone is O(n²) —
+    and selections are slices of it; except a few eigenvalues alone by index
+    (``eigvalsh_tridiagonal`` or ``eigvals_only=True`` with select='i', k ≤ n/8 from
+    n = 64), found with their k vectors by bisection and inverse iteration: O(n k) for
+    the value, the gradient and the forward mode (n = 10⁵, the largest eigenvalue and
+    its gradient: 0.08 s and 9 MB, where every pair would take 80 GB), second order
+    through the full decomposition.  The gradient of the eigenvalues alone is O(n²) —
     d̄_j = Σ_i w̄_i V_ji², ē_j = 2 Σ_i w̄_i V_ji V_{j+1,i} — the quadrature nodes of Golub
     and Welsch differentiated in the recurrence coefficients, for example; eigenvector
     cotangents cost O(n³) (eigh's rule on the three diagonals; eigh_tridiagonal.md).
@@ -218,8 +317,14 @@ def _decomposition(op, d, e, eigvals_only, select, select_range, check_finite, t
         return scipy.linalg.eigh_tridiagonal(d, e, eigvals_only=eigvals_only, select=select,
                                              select_range=select_range, check_finite=False,
                                              tol=tol, lapack_driver=lapack_driver)
+    n = ops._shape(d)[-1]
+    if kind == "i" and eigvals_only:
+        lo, hi = _index_pair(op, select_range)
+        if 0 <= lo <= hi < n and _few_pays(n, hi - lo + 1):
+            w = _few(op, d, e, lo, hi)
+            if w is not None:
+                return w
     w, V = _tri_eigh(d, e)
-    n = ops._shape(w)[-1]
     if kind == "i":
         lo, hi = _index_pair(op, select_range)
         if not 0 <= lo <= hi < n:
