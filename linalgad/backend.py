@@ -683,10 +683,11 @@ class ComposedKernels:
         except LinAlgError:
             return None
 
-    def eigh_tridiagonal(self, d, e, op="eigh_tridiagonal"):
-        """(w, V): every eigenpair of the real symmetric tridiagonal matrices with diagonals
-        d (..., n) and off-diagonals e (..., n − 1).  Here: the assembled matrices' eigh (a
-        device has no tridiagonal driver); the CPU table uses LAPACK's stevd, O(n²) work."""
+    def eigh_tridiagonal(self, d, e, select_range=None, op="eigh_tridiagonal"):
+        """(w, V): the eigenpairs of the real symmetric tridiagonal matrices with diagonals
+        d (..., n) and off-diagonals e (..., n − 1) — every pair, or those with indices
+        ``select_range = (lo, hi)``.  Here: the assembled matrices' eigh, sliced (a device
+        has no tridiagonal driver); the CPU table uses LAPACK's."""
         xp = self.xp
         n = d.shape[-1]
         T = xp.zeros(d.shape + (n,), dtype=d.dtype)
@@ -695,11 +696,10 @@ class ComposedKernels:
         if n > 1:
             T[..., i[1:], i[:-1]] = e
             T[..., i[:-1], i[1:]] = e
-        return self.eigh(T, lower=True, op=op)
-
-    def eigh_tridiagonal_subset(self, d, e, lo, hi, op="eigh_tridiagonal"):
-        """The pairs lo..hi of the tridiagonal matrices (d, e).  Here: every pair, sliced."""
-        w, V = self.eigh_tridiagonal(d, e, op=op)
+        w, V = self.eigh(T, lower=True, op=op)
+        if select_range is None:
+            return w, V
+        lo, hi = select_range
         return w[..., lo:hi + 1], V[..., lo:hi + 1]
 
     # whether eigh_subset computes the pairs alone (else eigh's rule takes the full path)
@@ -1810,43 +1810,29 @@ class CPUKernels(ComposedKernels):
 
     subset_driver = True
 
-    def eigh_tridiagonal_subset(self, d, e, lo, hi, op="eigh_tridiagonal"):
-        """The pairs lo..hi by bisection and inverse iteration (LAPACK's stebz and stein,
-        SciPy's select='i'): O(n k) memory and, for few pairs, O(n k) work."""
+    def eigh_tridiagonal(self, d, e, select_range=None, op="eigh_tridiagonal"):
+        """SciPy's calls matrix by matrix: every pair by LAPACK's divide and conquer on the
+        tridiagonal (stevd: 0.30 s at n = 2000, where the assembled matrix's syevd takes
+        1.06 s), or the pairs lo..hi by bisection and inverse iteration (stebz, stein: O(n k)
+        memory and, for few pairs, O(n k) work)."""
         from scipy.linalg import eigh_tridiagonal
-        n, k = d.shape[-1], hi - lo + 1
+        n = d.shape[-1]
+        k = n if select_range is None else select_range[1] - select_range[0] + 1
+        if d.size == 0:
+            return np.zeros(d.shape[:-1] + (k,), d.dtype), np.zeros(d.shape + (k,), d.dtype)
+        select = "a" if select_range is None else "i"
         flat_d = d.reshape(-1, n)
-        flat_e = e.reshape(len(flat_d), n - 1)
+        flat_e = e.reshape(len(flat_d), n - 1)          # (n − 1 may be 0: no −1)
         w = np.empty((len(flat_d), k), dtype=d.dtype)
         V = np.empty((len(flat_d), n, k), dtype=d.dtype)
         for i in range(len(flat_d)):
             try:
-                w[i], V[i] = eigh_tridiagonal(flat_d[i], flat_e[i], select="i",
-                                              select_range=(lo, hi), check_finite=False)
+                w[i], V[i] = eigh_tridiagonal(flat_d[i], flat_e[i], select=select,
+                                              select_range=select_range, check_finite=False)
             except LinAlgError:
                 raise LinAlgError(f"{op}: eigenvalues did not converge"
                                   f"{_where(op, d.shape[:-1], i)}") from None
-        return w.reshape(d.shape[:-1] + (k,)), V.reshape(d.shape[:-1] + (n, k))
-
-    def eigh_tridiagonal(self, d, e, op="eigh_tridiagonal"):
-        """LAPACK's divide and conquer on the tridiagonal (stevd, SciPy's choice for every
-        pair), matrix by matrix: 0.30 s for all pairs at n = 2000, where the assembled
-        matrix's syevd takes 1.06 s."""
-        from scipy.linalg import eigh_tridiagonal
-        n = d.shape[-1]
-        if d.size == 0:
-            return np.zeros(d.shape, d.dtype), np.zeros(d.shape + (n,), d.dtype)
-        flat_d = d.reshape(-1, n)
-        flat_e = e.reshape(len(flat_d), n - 1)          # (n − 1 may be 0: no −1)
-        w = np.empty(flat_d.shape, dtype=d.dtype)
-        V = np.empty(flat_d.shape + (n,), dtype=d.dtype)
-        for i in range(len(flat_d)):
-            try:
-                w[i], V[i] = eigh_tridiagonal(flat_d[i], flat_e[i], check_finite=False)
-            except LinAlgError:
-                raise LinAlgError(f"{op}: eigenvalues did not converge"
-                                  f"{_where(op, d.shape[:-1], i)}") from None
-        return w.reshape(d.shape), V.reshape(d.shape + (n,))
+        return w.reshape(d.shape[:-1] + (k,)), V.reshape(d.shape + (k,))
 
     def eigh_subset(self, A, lower, first, last, op="eigh"):
         """LAPACK's syevr/heevr with an index range, matrix by matrix: the tridiagonal

@@ -64,11 +64,9 @@ def promote(x, dtype):
     it already has it."""
     x = array_arg(x)
     v = ops._peek(x)
-    if v.dtype == dtype and v.dtype.isnative:
+    if v.dtype == dtype:
         return x
-    # (a byte-swapped array, e.g. big-endian from a FITS or HDF5 file, compares equal to
-    # its native dtype: it is copied to native order, which direct LAPACK calls need)
-    return ops.astype(x, np.dtype(dtype).newbyteorder("="))
+    return ops.astype(x, dtype)      # (a byte-swapped array too: ops.astype makes it native)
 
 
 _LAPACK_DTYPES = frozenset(np.dtype(t) for t in (np.float32, np.float64, np.complex64,
@@ -368,7 +366,7 @@ def bandwidth(a):
     xp = namespace_of(a)
     if a.size == 0:
         return 0, 0
-    if xp is np and a.ndim == 2 and a.dtype.isnative:
+    if xp is np and a.ndim == 2:
         import scipy.linalg                 # its compiled scan: a third of the one below
         lower, upper = scipy.linalg.bandwidth(a)
         return int(lower), int(upper)

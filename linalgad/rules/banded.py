@@ -33,14 +33,11 @@ from ..tape import Primitive
 from ..testing import matrices as M
 from . import _common as C
 
-__all__ = ["solve_banded", "solveh_banded", "banded_solve", "band_of", "RULES"]
+__all__ = ["solve_banded", "solveh_banded", "banded_solve", "band_of", "band_of_product",
+           "band_apply", "RULES"]
 
 
 # -- the band operations: linear maps, each other's adjoints ------------------------------
-
-def _xp(*arrays):
-    return C.namespace_of(*arrays)
-
 
 def _band_of_vjp(g, needs, out, res, A, *, lower, upper):
     return (ops.fit(_from_band(g, lower=lower, upper=upper), A),)
@@ -58,15 +55,16 @@ def _from_band_jvp(t, out, res, ab, *, lower, upper):
     return _from_band(t[0], lower=lower, upper=upper)
 
 
-_band_of = Primitive("band_of", lambda A, *, lower, upper: band_from_dense(_xp(A), A, lower, upper),
+_band_of = Primitive("band_of", lambda A, *, lower, upper:
+                     band_from_dense(C.namespace_of(A), A, lower, upper),
                      _band_of_vjp, _band_of_jvp)
-_from_band = Primitive("from_band",
-                       lambda ab, *, lower, upper: dense_from_band(_xp(ab), ab, lower, upper),
+_from_band = Primitive("from_band", lambda ab, *, lower, upper:
+                       dense_from_band(C.namespace_of(ab), ab, lower, upper),
                        _from_band_vjp, _from_band_jvp)
 
 
 def _product_impl(p, q, *, lower, upper):
-    return band_product(_xp(p, q), p, q, lower, upper)
+    return band_product(C.namespace_of(p, q), p, q, lower, upper)
 
 
 def _product_vjp(g, needs, out, res, p, q, *, lower, upper):
@@ -89,7 +87,7 @@ def _product_jvp(tangents, out, res, p, q, *, lower, upper):
 
 
 def _matmul_impl(ab, X, *, lower, upper, trans):
-    return band_matmul(_xp(ab, X), ab, X, lower, upper, trans)
+    return band_matmul(C.namespace_of(ab, X), ab, X, lower, upper, trans)
 
 
 def _matmul_vjp(g, needs, out, res, ab, X, *, lower, upper, trans):
@@ -132,6 +130,18 @@ def band_of(a, lower, upper):
     """The band storage (..., lower + upper + 1, n) of a's band, differentiable: the
     entries outside the band get no gradient."""
     return _band_of(a, lower=lower, upper=upper)
+
+
+def band_of_product(p, q, lower, upper):
+    """The band of p q (p (..., n, k), q (..., k, n)) in band storage, differentiable, without
+    the n × n product: O(n k) a diagonal."""
+    return _product(p, q, lower=lower, upper=upper)
+
+
+def band_apply(ab, X, lower, upper, trans=0):
+    """op(A) X for the matrices A whose band ab holds (trans 0, 1, 2: A, Aᵀ, Aᴴ),
+    differentiable: O(n k) a diagonal."""
+    return _matmul(ab, X, lower=lower, upper=upper, trans=trans)
 
 
 # -- the solve primitive -------------------------------------------------------------------
@@ -280,7 +290,7 @@ def _shift(row, s):
     v = C.peek(row)
     n = v.shape[-1]
     s = max(-n, min(n, s))
-    zeros = _xp(v).zeros(v.shape[:-1] + (abs(s),), dtype=v.dtype)
+    zeros = C.namespace_of(v).zeros(v.shape[:-1] + (abs(s),), dtype=v.dtype)
     if s >= 0:
         return ops.concatenate([ops.getitem(row, (Ellipsis, slice(s, None))), zeros], axis=-1)
     return ops.concatenate([zeros, ops.getitem(row, (Ellipsis, slice(None, n + s)))], axis=-1)
@@ -357,20 +367,24 @@ def _domain_hermitian_lower(rng, n, batch, dtype):
     return _domain_hermitian(rng, n, batch, dtype, lower=True)
 
 
+def _per_matrix_reference(fn, ab, b):
+    """SciPy's fn(ab_i, b_i) matrix by matrix over the broadcast stack (b a vector or a
+    stack of (n, k) blocks)."""
+    vector = b.ndim == 1
+    x = C.per_matrix(fn, ab, b[:, None] if vector else b, cores=(2, 2))
+    return x[..., 0] if vector else x
+
+
 def solve_banded_reference(ab, b, l_and_u):
     import scipy.linalg
-    vector = b.ndim == 1
-    x = C.per_matrix(lambda a_, b_: scipy.linalg.solve_banded(l_and_u, a_, b_), ab,
-                     b[:, None] if vector else b, cores=(2, 2))
-    return x[..., 0] if vector else x
+    return _per_matrix_reference(lambda a_, b_: scipy.linalg.solve_banded(l_and_u, a_, b_),
+                                 ab, b)
 
 
 def solveh_banded_reference(ab, b, lower=False):
     import scipy.linalg
-    vector = b.ndim == 1
-    x = C.per_matrix(lambda a_, b_: scipy.linalg.solveh_banded(a_, b_, lower=lower), ab,
-                     b[:, None] if vector else b, cores=(2, 2))
-    return x[..., 0] if vector else x
+    return _per_matrix_reference(lambda a_, b_: scipy.linalg.solveh_banded(a_, b_, lower=lower),
+                                 ab, b)
 
 
 RULES = (

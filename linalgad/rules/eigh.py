@@ -20,7 +20,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import ops, transforms
-from ..backend import kernels_for, namespace_of
+from ..backend import full_from_triangle, kernels_for, namespace_of
 from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
 from ..testing import matrices as M
@@ -153,39 +153,16 @@ def _subset_values(K, Av, lower, first, last, op):
 def _norm_estimate(xp, Av, lower, steps=5):
     """‖A‖₂ of the Hermitian matrices one triangle of Av holds, from below: the largest
     ‖A x‖ / ‖x‖ of ``steps`` power steps from a fixed start (within 10% of ‖A‖₂ for a
-    Gaussian matrix of order 1,000), on A scaled by its largest entry where that is far
-    from 1 (no overflow at any scale).  One matrix: BLAS symv/hemv on the triangle read
-    (0.5 ms a step at n = 1000, against 57 ms for syevr's few pairs); stacks and devices:
-    batched products with the assembled matrices."""
-    n = Av.shape[-1]
+    Gaussian matrix of order 1,000), on A scaled by its largest entry (no overflow at any
+    scale).  O(steps·n²), and taken only when a gap is near a tie (``_subset_values``)."""
     big = xp.abs(Av).max(axis=(-2, -1))
-    x0 = np.random.default_rng(n).standard_normal(n)
-    if xp is np and Av.ndim == 2 and n:
-        from scipy.linalg import blas
-        b = float(big)
-        if b == 0:
-            return big
-        a = Av if 1e-100 < b < 1e100 else Av / b
-        mv = blas.get_blas_funcs("hemv" if a.dtype.kind == "c" else "symv", (a,))
-        x, est = x0.astype(a.dtype), 0.0
-        x /= np.linalg.norm(x)
-        for _ in range(steps):
-            y = mv(1.0, a, x, lower=int(lower))
-            ny = np.linalg.norm(y)
-            est = max(est, ny)
-            if ny == 0:
-                break
-            x = y / ny
-        return np.asarray(est if a is Av else est * b)
     unit = xp.where(big > 0, big, 1)[..., None, None]
-    T = (xp.tril(Av, -1) if lower else xp.triu(Av, 1)) / unit
-    d = xp.real(xp.diagonal(Av, 0, -2, -1)) / unit[..., 0]
-    Ah = T + xp.conj(xp.swapaxes(T, -1, -2))
-    idx = xp.arange(n)
-    Ah[..., idx, idx] = d
+    Ah = full_from_triangle(xp, Av / unit, lower)
+    n = Av.shape[-1]
+    x0 = np.random.default_rng(n).standard_normal(n)
     x = xp.broadcast_to(xp.asarray(x0 / np.linalg.norm(x0)).astype(Av.dtype),
                         Av.shape[:-1])[..., None]
-    est = xp.zeros(Av.shape[:-2], dtype=d.dtype)
+    est = xp.zeros(big.shape, dtype=big.dtype)
     for _ in range(steps):
         y = Ah @ x
         ny = xp.sqrt(xp.sum(xp.abs(y) ** 2, axis=(-2, -1)))

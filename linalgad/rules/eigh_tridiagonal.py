@@ -24,6 +24,7 @@ from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
 from . import _common as C
 from . import _spectral as S
+from .banded import band_apply, band_of_product
 
 __all__ = ["eigh_tridiagonal", "eigvalsh_tridiagonal", "RULES"]
 
@@ -32,24 +33,36 @@ def _forward(d, e):
     return kernels_for(d, e).eigh_tridiagonal(d, e)
 
 
-def _zero_row(X):
-    v = C.peek(X)
-    return C.namespace_of(v).zeros(v.shape[:-2] + (1,) + v.shape[-1:], dtype=v.dtype)
+def _band(d, e):
+    """T's band storage (..., 3, n) in banded.md's layout (l = u = 1): the superdiagonal
+    shifted right, the diagonal, the subdiagonal — differentiable in d and e."""
+    v = C.peek(d)
+    zero = C.namespace_of(v).zeros(v.shape[:-1] + (1,), dtype=v.dtype)
+    return ops.stack([ops.concatenate([zero, e], axis=-1), d,
+                      ops.concatenate([e, zero], axis=-1)], axis=-2)
 
 
-def _tri_matmul(d, e, X):
-    """T X for T = diag(d) + diag(e, ±1), X (..., n, k): (T X)_j = d_j X_j + e_{j−1} X_{j−1}
-    + e_j X_{j+1}, O(nk)."""
-    n = ops._shape(X)[-2]
-    out = ops.expand_dims(d, -1) * X
-    if n > 1:
-        e_col = ops.expand_dims(e, -1)
-        top = ops.getitem(X, (Ellipsis, slice(0, n - 1), slice(None)))       # X_0 … X_{n−2}
-        bottom = ops.getitem(X, (Ellipsis, slice(1, n), slice(None)))        # X_1 … X_{n−1}
-        zero = _zero_row(X)
-        out = out + ops.concatenate([e_col * bottom, zero], axis=-2) \
-            + ops.concatenate([zero, e_col * top], axis=-2)
-    return out
+def _diagonals_cotangent(L, V):
+    """(d̄, ē) of dL = ⟨L Vᵀ, dT⟩: the diagonal of L Vᵀ, and the sums of its entries
+    (j + 1, j) and (j, j + 1) — the band of the product, O(n k) a diagonal, never the
+    product itself (banded.py's band_product)."""
+    G = band_of_product(L, ops.mT(V), 1, 1)
+    n = ops._shape(G)[-1]
+    row = lambda r, cols: ops.getitem(G, (Ellipsis, r, cols))              # noqa: E731
+    return row(1, slice(None)), row(2, slice(0, n - 1)) + row(0, slice(1, n))
+
+
+def _tangent_product(V, d_dot, e_dot):
+    """Ṫ V, from Ṫ's band (banded.py's band_matmul): O(n k)."""
+    return band_apply(_band(d_dot, e_dot), V, 1, 1)
+
+
+def _zeros_for(t, x, like):
+    """A tangent t, or zeros shaped like x in like's dtype where it is None."""
+    if t is not None:
+        return t
+    v = C.peek(like)
+    return C.namespace_of(v).zeros(ops._shape(x), dtype=v.dtype)
 
 
 def _tri_vjp(cts, needs, out, res, d, e):
@@ -68,28 +81,15 @@ def _tri_vjp(cts, needs, out, res, d, e):
     if K is not None:
         FK = ops.matmul(V, S.inverse_gaps(w, mask) * K)
         L = FK if L is None else L + FK
-    n = ops._shape(V)[-2]
-    d_bar = ops.sum(L * V, axis=-1)
-    e_bar = None
-    if needs[1] and n > 1:
-        top = (Ellipsis, slice(0, n - 1), slice(None))
-        bottom = (Ellipsis, slice(1, n), slice(None))
-        e_bar = ops.sum(ops.getitem(L, bottom) * ops.getitem(V, top)
-                        + ops.getitem(L, top) * ops.getitem(V, bottom), axis=-1)
-        e_bar = ops.fit(e_bar, e)
-    elif needs[1]:
-        e_bar = ops.zeros_like(C.peek(e))
-    return (ops.fit(d_bar, d) if needs[0] else None), e_bar
+    d_bar, e_bar = _diagonals_cotangent(L, V)
+    return (ops.fit(d_bar, d) if needs[0] else None), (ops.fit(e_bar, e) if needs[1] else None)
 
 
 def _tri_jvp(tangents, out, res, d, e):
     """Z = Vᵀ (Ṫ V), ẇ = diag(Z), V̇ = V (F ∘ Z)."""
-    d_dot, e_dot = tangents
     w, V = out
-    zeros = C.namespace_of(C.peek(w)).zeros
-    dd = d_dot if d_dot is not None else zeros(ops._shape(d), dtype=C.peek(w).dtype)
-    ed = e_dot if e_dot is not None else zeros(ops._shape(e), dtype=C.peek(w).dtype)
-    Z = ops.matmul(ops.mT(V), _tri_matmul(dd, ed, V))
+    Z = ops.matmul(ops.mT(V), _tangent_product(V, _zeros_for(tangents[0], d, w),
+                                               _zeros_for(tangents[1], e, w)))
     w_dot = ops.diagonal(Z, 0, -2, -1)
     V_dot = ops.matmul(V, S.inverse_gaps(w, S.degenerate_pairs(w, ordered=True)) * Z)
     return w_dot, V_dot
@@ -116,7 +116,7 @@ def _subset_values(d, e, lo, hi):
     and whether any two of them tie (then the full path's rule and its warning apply)."""
     n = d.shape[-1]
     a, b = max(lo - 1, 0), min(hi + 1, n - 1)
-    w, V = kernels_for(d, e).eigh_tridiagonal_subset(d, e, a, b)
+    w, V = kernels_for(d, e).eigh_tridiagonal(d, e, select_range=(a, b))
     xp = C.namespace_of(w)
     scale = xp.maximum(xp.abs(d).max(axis=-1), 2 * xp.abs(e).max(axis=-1) if n > 1 else 0)
     tie = bool((xp.abs(w[..., 1:] - w[..., :-1])
@@ -124,48 +124,34 @@ def _subset_values(d, e, lo, hi):
     return w[..., lo - a:lo - a + hi - lo + 1], V[..., lo - a:lo - a + hi - lo + 1], tie
 
 
-def _full_values(d, e, lo, hi):
-    w, V = _tri_eigh(d, e)
-    return (ops.getitem(w, (Ellipsis, slice(lo, hi + 1))),
-            ops.getitem(V, (Ellipsis, slice(None), slice(lo, hi + 1))))
+def _pairs(d, e, lo, hi, computed):
+    """The kept vectors V_S: the subset's (``computed``, plain) in a kernel, the full
+    decomposition's columns lo..hi in a reference (whose derivatives are the full rule's)."""
+    if computed is not None:
+        return computed[1]
+    _, V = _tri_eigh(d, e)
+    return ops.getitem(V, (Ellipsis, slice(None), slice(lo, hi + 1)))
 
 
-def _values_cotangent_kernel(d, e, w_bar, *, lo, hi, computed):
-    V = computed[1]
-    wb = w_bar[..., None, :]
-    d_bar = np.sum(V * V * wb, axis=-1)
-    e_bar = 2 * np.sum(V[..., :-1, :] * V[..., 1:, :] * wb, axis=-1)
-    return d_bar, e_bar
+def _values_cotangent_of(d, e, w_bar, *, lo, hi, computed):
+    V = _pairs(d, e, lo, hi, computed)
+    return _diagonals_cotangent(V * ops.expand_dims(w_bar, -2), V)
 
 
-def _values_cotangent_reference(d, e, w_bar, *, lo, hi, computed):
-    _, V = _full_values(d, e, lo, hi)
-    n = ops._shape(V)[-2]
-    wb = ops.expand_dims(w_bar, -2)
-    top = ops.getitem(V, (Ellipsis, slice(0, n - 1), slice(None)))
-    bottom = ops.getitem(V, (Ellipsis, slice(1, n), slice(None)))
-    return ops.sum(V * V * wb, axis=-1), 2 * ops.sum(top * bottom * wb, axis=-1)
+def _values_tangent_of(d, e, d_dot, e_dot, *, lo, hi, computed):
+    V = _pairs(d, e, lo, hi, computed)
+    return ops.sum(V * _tangent_product(V, d_dot, e_dot), axis=-2)
 
 
-def _values_tangent_kernel(d, e, d_dot, e_dot, *, lo, hi, computed):
-    V = computed[1]
-    return np.sum(V * V * d_dot[..., :, None], axis=-2) + \
-        2 * np.sum(V[..., :-1, :] * V[..., 1:, :] * e_dot[..., :, None], axis=-2)
+def _reference(fn):
+    """fn with the full decomposition's vectors: what the fused primitives' derivatives trace."""
+    return lambda *args, computed, **params: fn(*args, computed=None, **params)
 
 
-def _values_tangent_reference(d, e, d_dot, e_dot, *, lo, hi, computed):
-    _, V = _full_values(d, e, lo, hi)
-    n = ops._shape(V)[-2]
-    top = ops.getitem(V, (Ellipsis, slice(0, n - 1), slice(None)))
-    bottom = ops.getitem(V, (Ellipsis, slice(1, n), slice(None)))
-    return ops.sum(V * V * ops.expand_dims(d_dot, -1), axis=-2) + \
-        2 * ops.sum(top * bottom * ops.expand_dims(e_dot, -1), axis=-2)
-
-
-_values_cotangent = transforms.fused("tridiagonal_values_cotangent", _values_cotangent_kernel,
-                                     _values_cotangent_reference, multiple_results=True)
-_values_tangent = transforms.fused("tridiagonal_values_tangent", _values_tangent_kernel,
-                                   _values_tangent_reference)
+_values_cotangent = transforms.fused("tridiagonal_values_cotangent", _values_cotangent_of,
+                                     _reference(_values_cotangent_of), multiple_results=True)
+_values_tangent = transforms.fused("tridiagonal_values_tangent", _values_tangent_of,
+                                   _reference(_values_tangent_of))
 
 
 def _few_vjp(w_bar, needs, out, res, d, e, *, lo, hi, computed):
@@ -174,11 +160,8 @@ def _few_vjp(w_bar, needs, out, res, d, e, *, lo, hi, computed):
 
 
 def _few_jvp(tangents, out, res, d, e, *, lo, hi, computed):
-    d_dot, e_dot = tangents
-    zeros = C.namespace_of(C.peek(out)).zeros
-    d_dot = d_dot if d_dot is not None else zeros(ops._shape(d), dtype=C.peek(out).dtype)
-    e_dot = e_dot if e_dot is not None else zeros(ops._shape(e), dtype=C.peek(out).dtype)
-    return _values_tangent(d, e, d_dot, e_dot, lo=lo, hi=hi, computed=computed)
+    return _values_tangent(d, e, _zeros_for(tangents[0], d, out),
+                           _zeros_for(tangents[1], e, out), lo=lo, hi=hi, computed=computed)
 
 
 _few_values = Primitive("eigvalsh_tridiagonal_few", lambda d, e, *, lo, hi, computed: computed[0],
