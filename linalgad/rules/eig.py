@@ -83,11 +83,23 @@ def eig_vjp(cts, needs, out, res, A):
     if Vr is not None:
         return (ops.fit(_real_full_cotangent(Vr, w_bar, Wm, p), A),)
     Vh = ops.mH(V)
-    # Ā = V⁻ᴴ (W Vᴴ), W = diag(w̄) + conj(E) ∘ Y: a solve with Vᴴ
-    rhs = ops.expand_dims(w_bar, -1) * Vh if w_bar is not None else None
+    # Ā = V⁻ᴴ (W Vᴴ), W = diag(w̄) + conj(E) ∘ Y: a solve with Vᴴ.  w̄'s first entry c is
+    # split off first: V⁻ᴴ (c I) Vᴴ = c I holds V nowhere, so a derivative of this pass
+    # sees V only through w̄ − c.  Where w̄ is uniform (a loss of tr A = Σ wᵢ) that part is
+    # exactly zero and so is V's second-order cotangent; unsplit, it was two O(1) terms
+    # cancelling to rounding, whose "phase part" the check below read as a phase-dependent
+    # loss (eig.md, section 3)
+    rhs = c = None
+    if w_bar is not None:
+        c = w_bar[..., :1]
+        rhs = ops.expand_dims(w_bar - c, -1) * Vh
     if Wm is not None:
         rhs = ops.matmul(Wm, Vh) if rhs is None else ops.matmul(Wm, Vh) + rhs
-    return (ops.fit(_solve_with(Vh, rhs), A),)
+    A_bar = _solve_with(Vh, rhs)
+    if c is not None:
+        Av = C.value(A_bar)
+        A_bar = A_bar + ops.expand_dims(c, -1) * C.eye_like(Av.shape[-1], Av.dtype, Av)
+    return (ops.fit(A_bar, A),)
 
 
 # -- real input: the solves in real arithmetic (eig.md, section 5) --------------------------
