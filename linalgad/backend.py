@@ -2271,6 +2271,42 @@ class CPUKernels(ComposedKernels):
                               "lambda_i * conj(lambda_j) = 1 (to working precision)")
         return Z @ Y @ mH(Z)
 
+    # -- riccati family (linalgad/rules/riccati.py) ------------------------------------------
+
+    def riccati(self, kind, A, B, Q, R, E, S, balanced, op="riccati"):
+        """The stabilizing solution of the CARE (kind 'care') or DARE ('dare') per matrix of
+        the broadcast stacks: SciPy's solver (the QZ method on the extended pencil, in double
+        precision), the result cast to the inputs' dtype.  SciPy's ValueError (a singular r
+        or e) and LinAlgError (no finite stabilizing solution) are raised naming ``op`` and
+        the matrix of the stack."""
+        import scipy.linalg
+        fn = scipy.linalg.solve_continuous_are if kind == "care" else \
+            scipy.linalg.solve_discrete_are
+        given = [x for x in (A, B, Q, R, E, S) if x is not None]
+        dtype = np.result_type(*given)
+        batch = np.broadcast_shapes(*(x.shape[:-2] for x in given))
+        n = A.shape[-1]
+        out = np.empty(batch + (n, n), dtype=dtype)
+        if out.size == 0:
+            return out
+        work = np.result_type(dtype, np.float64)         # SciPy's working precision
+        full = [None if x is None else np.broadcast_to(x, batch + x.shape[-2:]).astype(
+            work, copy=False) for x in (A, B, Q, R, E, S)]
+        for idx in np.ndindex(*batch):
+            a, b, q, r, e, s = (None if x is None else x[idx] for x in full)
+            try:
+                out[idx] = fn(a, b, q, r, e, s, balanced=balanced)
+            except (ValueError, LinAlgError) as err:
+                where = f" (matrix {idx if len(idx) > 1 else idx[0]} of the stack)" if idx \
+                    else ""
+                msg = str(err)
+                if isinstance(err, LinAlgError):
+                    msg += (": the equation has no stabilizing solution that SciPy's solver "
+                            "can find ((a, b) not stabilizable, or a closed-loop eigenvalue "
+                            "on the stability boundary)")
+                raise type(err)(f"{op}: {msg}{where}") from None
+        return out
+
 
 
 

@@ -49,6 +49,7 @@ from .rules.solve import solve
 from .rules.svd import SVDResult, svd, svdvals
 from .rules.sylvester import (solve_continuous_lyapunov, solve_discrete_lyapunov,
                               solve_sylvester)
+from .rules.riccati import solve_continuous_are, solve_discrete_are
 from .rules.triangular import solve_triangular
 
 __all__ = ["solve", "solve_triangular", "solve_banded", "solveh_banded", "inv", "det", "slogdet", "cholesky", "cho_factor",
@@ -56,7 +57,8 @@ __all__ = ["solve", "solve_triangular", "solve_banded", "solveh_banded", "inv", 
            "eigvalsh_tridiagonal", "funmh", "svd", "svdvals", "generalized_funm",
            "eig", "eigvals", "lstsq", "pinv", "pinvh", "expm", "expm_frechet", "sqrtm", "logm",
            "cosm", "sinm", "tanm", "coshm", "sinhm", "tanhm", "fractional_matrix_power",
-           "solve_sylvester", "solve_continuous_lyapunov", "solve_discrete_lyapunov", "polar",
+           "solve_sylvester", "solve_continuous_lyapunov", "solve_discrete_lyapunov",
+           "solve_continuous_are", "solve_discrete_are", "polar",
            "norm", "matrix_norm", "vector_norm", "cond", "matrix_power", "multi_dot", "trace",
            "diagonal", "matrix_transpose", "outer", "vecdot", "cross", "tensordot", "matmul",
            "matrix_rank", "tensorinv", "tensorsolve", "LinAlgError", "GaugeWarning", "SlogdetResult", "QRResult",

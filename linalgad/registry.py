@@ -40,6 +40,7 @@ RULE_MODULES = (
     "linalgad.rules.lstsq",
     "linalgad.rules.matfuncs",
     "linalgad.rules.sylvester",
+    "linalgad.rules.riccati",
     "linalgad.rules.polar",
     "linalgad.rules.norms",
 )

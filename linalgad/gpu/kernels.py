@@ -387,6 +387,16 @@ class GPUKernels(ComposedKernels):
     def stein_schur(self, W, S, Z, t, C, op="solve_discrete_lyapunov"):
         return cupy.asarray(CPU.stein_schur(W, S, Z, t, cupy.asnumpy(C), op))
 
+    # -- riccati family (linalgad/rules/riccati.py) ------------------------------------------
+    # A documented host round-trip: CuPy has no QZ (generalized Schur) decomposition, which
+    # the solver of the extended pencil needs.  The derivatives are Lyapunov / Stein solves
+    # in the closed loop: the sylvester section's kernels above (also on the host), with the
+    # products around them on the device.
+
+    def riccati(self, kind, A, B, Q, R, E, S, balanced, op="riccati"):
+        host = [None if x is None else cupy.asnumpy(x) for x in (A, B, Q, R, E, S)]
+        return cupy.asarray(CPU.riccati(kind, *host, balanced, op=op))
+
 
 
 def _lu_dtype(F):
