@@ -50,6 +50,7 @@ from .rules.svd import SVDResult, svd, svdvals
 from .rules.sylvester import (solve_continuous_lyapunov, solve_discrete_lyapunov,
                               solve_sylvester)
 from .rules.riccati import solve_continuous_are, solve_discrete_are
+from .rules.toeplitz import matmul_toeplitz, solve_toeplitz, toeplitz
 from .rules.triangular import solve_triangular
 
 __all__ = ["solve", "solve_triangular", "solve_banded", "solveh_banded", "inv", "det", "slogdet", "cholesky", "cho_factor",
@@ -58,7 +59,8 @@ __all__ = ["solve", "solve_triangular", "solve_banded", "solveh_banded", "inv", 
            "eig", "eigvals", "lstsq", "pinv", "pinvh", "expm", "expm_frechet", "sqrtm", "logm",
            "cosm", "sinm", "tanm", "coshm", "sinhm", "tanhm", "fractional_matrix_power",
            "solve_sylvester", "solve_continuous_lyapunov", "solve_discrete_lyapunov",
-           "solve_continuous_are", "solve_discrete_are", "polar",
+           "solve_continuous_are", "solve_discrete_are", "solve_toeplitz", "matmul_toeplitz",
+           "toeplitz", "polar",
            "norm", "matrix_norm", "vector_norm", "cond", "matrix_power", "multi_dot", "trace",
            "diagonal", "matrix_transpose", "outer", "vecdot", "cross", "tensordot", "matmul",
            "matrix_rank", "tensorinv", "tensorsolve", "LinAlgError", "GaugeWarning", "SlogdetResult", "QRResult",

@@ -387,6 +387,14 @@ class GPUKernels(ComposedKernels):
     def stein_schur(self, W, S, Z, t, C, op="solve_discrete_lyapunov"):
         return cupy.asarray(CPU.stein_schur(W, S, Z, t, cupy.asnumpy(C), op))
 
+    # -- Toeplitz systems (linalgad/rules/toeplitz.py) ----------------------------------------
+    # Levinson's recursion is sequential (n steps of O(n) work): a documented host round-trip
+    # (O(n k) transfers around O(n² k) host work).  The products and diagonal sums the
+    # derivatives use are FFTs on the device (backend.toeplitz_matmul / toeplitz_correlate).
+
+    def toeplitz_solve(self, v, B, op="solve_toeplitz"):
+        return cupy.asarray(CPU.toeplitz_solve(cupy.asnumpy(v), cupy.asnumpy(B), op))
+
     # -- riccati family (linalgad/rules/riccati.py) ------------------------------------------
     # A documented host round-trip: CuPy has no QZ (generalized Schur) decomposition, which
     # the solver of the extended pencil needs.  The derivatives are Lyapunov / Stein solves
