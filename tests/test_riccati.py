@@ -130,8 +130,8 @@ def test_a_plain_call_computes_no_schur_form_and_derivatives_share_one(monkeypat
     """The closed loop's Schur form is the derivatives' cache: none in a plain call (the
     forward pass is SciPy's alone), one for a value, gradient and tangent of one call."""
     calls = []
-    real = S.schur_factors
-    monkeypatch.setattr(R, "schur_factors", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = R.SchurFactors
+    monkeypatch.setattr(R, "SchurFactors", lambda *a, **k: calls.append(1) or real(*a, **k))
     rng = np.random.default_rng(4)
     a, b, q, r = R._inputs(rng, 4, (), np.float64, "care")
     la.solve_continuous_are(a, b, q, r)
@@ -206,3 +206,72 @@ def test_errors_name_the_function_and_the_matrix():
     b_blind[0, 0, 0] = 1.0
     with pytest.raises(np.linalg.LinAlgError, match=r"solve_continuous_are: .*\(matrix 1 of "):
         care(a_unst, b_blind, np.stack([np.eye(3)] * 2), np.ones((2, 1, 1)))
+
+
+def test_a_non_diagonal_e_is_solved_correctly_where_scipys_balancing_is_not():
+    """SciPy 1.17 balances the pencil, e included, then forms X with the unscaled e: with a
+    non-diagonal e and balanced=True its X misses the equation (residual 38 here) or it
+    raises.  linalgad solves that pencil unbalanced: residual at rounding, and a gradient
+    equal to differences of the true solution."""
+    a = np.array([[-1.0, 1.0], [0.0, -2.0]])
+    b = np.array([[0.0], [1.0]])
+    q = np.diag([1.0, 1e4])
+    r = np.eye(1)
+    e = np.array([[1.0, 0.5], [0.0, 1.0]])
+    for kind, aa in (("care", a), ("dare", a / 2)):
+        ours, theirs = SOLVERS[kind]
+        X = ours(aa, b, q, r, e)
+        assert np.abs(_residual(kind, X, aa, b, q, r, e)).max() < 1e-8 * np.abs(X).max()
+        bad = theirs(aa, b, q, r, e)                    # SciPy's, balanced
+        assert np.abs(_residual(kind, bad, aa, b, q, r, e)).max() > 1e-5 * np.abs(X).max()
+        g = lad.grad(lambda a_: lad.trace(ours(a_, b, q, r, e)))(aa)
+        # differences of the equivalent standard equation in Y = eᵀ X e (a⁻¹-free for this
+        # well-conditioned e, and smoother than the unbalanced pencil's X, residual 1e-9)
+        ei = np.linalg.inv(e)
+        X_std = lambda a_: ei.T @ theirs(ei @ a_, ei @ b, q, r) @ ei
+        np.testing.assert_allclose(X, X_std(aa), rtol=1e-9, atol=1e-9 * np.abs(X).max())
+        fd = np.zeros_like(aa)
+        for i in range(2):
+            for j in range(2):
+                d = np.zeros_like(aa)
+                d[i, j] = 1e-5
+                fd[i, j] = (np.trace(X_std(aa + d)) - np.trace(X_std(aa - d))) / 2e-5
+        np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-7 * np.abs(fd).max())
+
+
+def test_single_precision_q_is_judged_in_its_own_precision():
+    """q = cᵀ w c in float32 is Hermitian to float32's rounding, which SciPy accepts; the
+    double-precision copy the solver works on is not, and SciPy's check raised there."""
+    rng = np.random.default_rng(8)
+    a, b, _, r = R._inputs(rng, 5, (), np.float32, "care")
+    c = rng.standard_normal((5, 5)).astype(np.float32)
+    w = np.diag(rng.uniform(1, 2, 5)).astype(np.float32)
+    q = c.T @ w @ c
+    assert np.any(q != q.T)
+    X = la.solve_continuous_are(a, b, q, r)
+    assert X.dtype == np.float32
+    np.testing.assert_allclose(X, scipy.linalg.solve_continuous_are(a, b, q, r), rtol=1e-4,
+                               atol=1e-4 * abs(X).max())
+
+
+def test_a_closed_loop_on_the_boundary_has_no_derivative():
+    """An uncontrollable mode at 0 that q does not penalize: SciPy returns a finite X whose
+    closed loop keeps that eigenvalue on the imaginary axis (no stabilizing solution).  The
+    value is SciPy's; a derivative raises, saying why (it raised the Sylvester kernel's
+    'a and -b have a common eigenvalue', about matrices the user never passed)."""
+    a = np.diag([0.0, -1.0])
+    b = np.array([[0.0], [1.0]])
+    q = np.diag([0.0, 1.0])
+    r = np.eye(1)
+    X = la.solve_continuous_are(a, b, q, r)
+    np.testing.assert_allclose(X, scipy.linalg.solve_continuous_are(a, b, q, r), atol=1e-12)
+    with pytest.raises(np.linalg.LinAlgError,
+                       match="solve_continuous_are: the solution is not stabilizing"):
+        lad.grad(lambda a_: lad.trace(la.solve_continuous_are(a_, b, q, r)))(a)
+    with pytest.raises(np.linalg.LinAlgError,
+                       match=r"solve_discrete_are: the solution is not stabilizing: .*\(matrix 1"):
+        A = np.stack([np.diag([0.5, 0.2]), np.diag([1.0, 0.5])])
+        lad.grad(lambda a_: lad.sum(lad.trace(la.solve_discrete_are(a_, b, q, r),
+                                              axis1=-2, axis2=-1)))(A)
+    with pytest.raises(ValueError, match="solve_continuous_are: b has no columns"):
+        la.solve_continuous_are(a, np.zeros((2, 0)), q, np.zeros((0, 0)))

@@ -40,7 +40,7 @@ from ..tape import Primitive
 from ..testing import matrices as M
 from . import _common as C
 from .solve import _solve
-from .sylvester import _batch, schur_factors, stein, sylvester
+from .sylvester import SchurFactors, _batch, stein, sylvester
 
 __all__ = ["solve_continuous_are", "solve_discrete_are", "RULES"]
 
@@ -82,11 +82,56 @@ def _closed_loop(kind, A, B, R, X, E, S):
     return K, Acl, At
 
 
-def _factors(At, res, op):
-    """Ã's Schur factors, computed once per forward pass (kept in its residual list)."""
+def _unstable(kind, T):
+    """The index of the first matrix of a stack whose closed loop, with Schur form T, is not
+    stable to working precision (an eigenvalue with Re λ ≥ −tol (CARE), |λ| ≥ 1 − tol
+    (DARE)), or None.  LAPACK's real Schur form has a pair's 2×2 block standardized with
+    equal diagonal entries a and b c < 0: Re λ = a there too, and |λ|² = a² − b c."""
+    xp = namespace_of(T)
+    n = T.shape[-1]
+    if n == 0 or T.size == 0:
+        return None
+    d = xp.diagonal(T, 0, -2, -1)
+    eps = np.finfo(T.real.dtype).eps
+    scale = xp.abs(T).max(axis=(-2, -1))[..., None]
+    if kind == "care":
+        bad = d.real >= -100 * eps * scale
+    else:
+        mod2 = xp.abs(d) ** 2
+        if T.dtype.kind != "c" and n > 1:
+            sub = xp.diagonal(T, -1, -2, -1)
+            sup = xp.diagonal(T, 1, -2, -1)
+            bc = xp.zeros_like(mod2)
+            bc[..., :-1] += sub * sup
+            bc[..., 1:] += sub * sup
+            mod2 = mod2 - bc
+        bad = mod2 >= (1 - 100 * eps) ** 2
+    bad = bad.reshape(-1, n).any(axis=-1)
+    return int(xp.flatnonzero(bad)[0]) if bool(bad.any()) else None
+
+
+def _factors(At, res, kind, op):
+    """Ã's Schur factors, computed once per forward pass (kept in its residual list), and
+    whether Ã is stable: SciPy can return a finite X whose closed loop sits on the boundary
+    (an uncontrollable mode there), where no stabilizing solution exists and X has no
+    derivative (under linalgad.jit, a decision taken again on every replay)."""
     if not res:
-        res.append(schur_factors(At, op))
-    return res[0]
+        def checked(v):
+            f = SchurFactors(*kernels_for(v).schur(v, op=op))
+            return f, _unstable(kind, f.T)
+        res.append(C.compute(checked, (At,), decide=lambda r: r[1] is not None,
+                             name=f"{op}'s closed-loop Schur factors"))
+    f, bad = res[0]
+    if bad is not None:
+        shape = C.peek(At).shape[:-2]
+        where = f" (matrix {np.unravel_index(bad, shape) if len(shape) > 1 else bad} of the " \
+            "stack)" if shape else ""
+        raise C.LinAlgError(
+            f"{op}: the solution is not stabilizing: the closed loop e⁻¹(a − b K) has an "
+            f"eigenvalue on or beyond the stability boundary{where}; no stabilizing solution "
+            "exists (a mode that b cannot reach and q does not penalize, or one on the "
+            "boundary), and X is not differentiable there")
+    return f
 
 
 def _congruence(E, Y, adjoint):
@@ -101,7 +146,7 @@ def _are_vjp(X_bar, needs, X, res, A, B, Q, R, *extra, kind, has_e, has_s, balan
     E, S = _unpack(extra, has_e, has_s)
     op = _OPS[kind]
     K, Acl, At = _closed_loop(kind, A, B, R, X, E, S)
-    f = _factors(At, res, op)
+    f = _factors(At, res, kind, op)
     Y = _congruence(E, _herm(X_bar), adjoint=False)
     if kind == "care":
         Z, sigma = sylvester(At, ops.mH(At), Y, fa=f, fb=f.H, op=op), -1.0
@@ -139,7 +184,7 @@ def _are_jvp(tangents, X, res, A, B, Q, R, *extra, kind, has_e, has_s, balanced)
     E_dot, S_dot = _unpack(tangents[4:], has_e, has_s)
     op = _OPS[kind]
     K, Acl, At = _closed_loop(kind, A, B, R, X, E, S)
-    f = _factors(At, res, op)
+    f = _factors(At, res, kind, op)
     Phi = None
 
     def add(t, u):
@@ -207,9 +252,13 @@ def _riccati(kind, a, b, q, r, e, s, balanced):
     vals = {k: C.peek(v) for k, v in args.items() if v is not None}
     for k in ("a", "q", "r", "e"):
         if k in vals and vals[k].shape[-1] != vals[k].shape[-2]:
-            raise ValueError(f"{op}: {k} should be square (..., n, n); got shape "
+            dim = "m" if k == "r" else "n"
+            raise ValueError(f"{op}: {k} should be square (..., {dim}, {dim}); got shape "
                              f"{vals[k].shape}")
     n, m = vals["b"].shape[-2:]
+    if m == 0:
+        raise ValueError(f"{op}: b has no columns (shape {vals['b'].shape}): there is no input "
+                         "to optimize over (SciPy fails there too)")
     if vals["a"].shape[-1] != n:
         raise ValueError(f"{op}: a and b should have the same number of rows; got a "
                          f"{vals['a'].shape} and b {vals['b'].shape}")
@@ -228,8 +277,8 @@ def _riccati(kind, a, b, q, r, e, s, balanced):
     dtype = C.result_dtype(op, *vals.values())
     C.checked(op, names, tuple(args[k] for k in names), True)
     x = {k: C.promote(args[k], dtype) for k in names}
-    for k in ("q", "r"):
-        C.guard(x[k], lambda v, k=k: _hermitian_check(op, k, v))
+    for k in ("q", "r"):            # in the argument's own precision, as SciPy checks
+        C.guard(args[k], lambda v, k=k: _hermitian_check(op, k, v))
     extra = tuple(x[k] for k in ("e", "s") if k in x)
     return _are(x["a"], x["b"], x["q"], x["r"], *extra, kind=kind, has_e="e" in x,
                 has_s="s" in x, balanced=bool(balanced))
@@ -243,7 +292,10 @@ def solve_continuous_are(a, b, q, r, e=None, s=None, balanced=True):
         aᴴ X e + eᴴ X a − (eᴴ X b + s) r⁻¹ (bᴴ X e + sᴴ) + q = 0
 
     (e = I and s = 0 when not given), a, q, e (..., n, n), b, s (..., n, m), r
-    (..., m, m), stacks broadcast; ``balanced`` as SciPy's.  The result has the
+    (..., m, m), stacks broadcast; ``balanced`` as SciPy's, except with a
+    non-diagonal e, where SciPy 1.17's balancing forms the solution with the
+    unscaled e (a wrong X or a false LinAlgError): there the pencil is solved
+    unbalanced.  The result has the
     inputs' common inexact dtype (SciPy computes in double precision; so does
     this, and float32 input gets a float32 result).  The forward pass is
     SciPy's solver; the gradient with respect to every argument solves one
@@ -255,7 +307,9 @@ def solve_continuous_are(a, b, q, r, e=None, s=None, balanced=True):
     through their Hermitian parts, so their gradients are Hermitian.  Raises
     ValueError for inconsistent shapes, infs or NaNs, a numerically singular r
     or e, and LinAlgError where SciPy finds no finite stabilizing solution,
-    naming the matrix of a stack.
+    naming the matrix of a stack; where SciPy returns a finite X whose closed
+    loop lies on the stability boundary (no stabilizing solution exists), the
+    value is SciPy's and a derivative raises LinAlgError.
 
     Valid when: (a, b) is stabilizable and the equation has a stabilizing
     solution (Ã Hurwitz); the derivative's sensitivity grows like 1/sep(Ã,
@@ -309,6 +363,9 @@ def _reference(kind):
         h = lambda x: (x + np.conj(np.swapaxes(x, -1, -2))) / 2
         dtype = C.result_dtype("reference", *(np.asarray(x) for x in (a, b, q, r, e, s)
                                               if x is not None))
+        if e is not None and np.any(e - np.einsum("...ii->...i", e)[..., None] * np.eye(
+                e.shape[-1])):
+            balanced = False        # SciPy's balancing with a non-diagonal e (the kernel's note)
         return np.asarray(fn(a, b, h(q), h(r), e, s, balanced)).astype(dtype, copy=False)
     ref.__name__ = f"{_OPS[kind]}_reference"
     return ref
