@@ -583,6 +583,83 @@ def toeplitz_correlate(xp, Y, X):
     return inv(F, L, axis=-1)[..., :N].astype(dtype, copy=False)
 
 
+# -- the discrete algebraic Riccati equation by doubling (linalgad/rules/riccati.py) ----------
+
+DARE_DOUBLING_MAXIT = 64
+
+
+def dare_doubling(xp, A, B, Q, R, E=None, S=None, maxit=None):
+    """(X, ok): the stabilizing solution of the DARE for a stack, by the structure-preserving
+    doubling algorithm (Chu, Fan, Lin & Wang 2004), all matrices iterated together, and a
+    mask of the matrices where it converged, the closed loop vanished (X is the stabilizing
+    solution) and the equation's relative residual is at rounding level; the caller solves
+    the others another way.  Inputs in the working precision, broadcast to one stack.
+
+    The cross term and e reduce to the standard equation: a ← a − b r⁻¹ sᴴ, q ← q − s r⁻¹ sᴴ,
+    then â = e⁻¹ a, G = e⁻¹ b r⁻¹ bᴴ e⁻ᴴ and X = e⁻ᴴ Y e⁻¹ for the solution Y of
+    âᴴ Y â − Y − âᴴ Y b̂ (r + b̂ᴴ Y b̂)⁻¹ b̂ᴴ Y â + q = 0.  From A₀ = â, G₀ = G, H₀ = q, with
+    W = I + G H: A ← A W⁻¹ A, G ← G + A W⁻¹ G Aᴴ, H ← H + Aᴴ H W⁻¹ A; H → Y quadratically
+    (A_k ~ Acl^(2^k) → 0), about 17 n³ flops a step, 5–12 steps where the closed loop's
+    spectral radius is below 0.99."""
+    maxit = DARE_DOUBLING_MAXIT if maxit is None else maxit
+    mH = functools.partial(_mH, xp)
+    n = A.shape[-1]
+    batch = A.shape[:-2]
+    eye = xp.eye(n, dtype=A.dtype)
+    failed = xp.zeros(batch, dtype=bool), None
+    try:
+        RiBh = xp.linalg.solve(R, mH(B))
+        G = B @ RiBh
+        A0, Q0 = A, Q
+        if S is not None:
+            RiSh = xp.linalg.solve(R, mH(S))
+            A0 = A - B @ RiSh
+            Q0 = Q - S @ RiSh
+        if E is not None:
+            A0 = xp.linalg.solve(E, A0)
+            G = xp.linalg.solve(E, mH(xp.linalg.solve(E, mH(G))))
+        Ak, Gk, Hk = A0, (G + mH(G)) / 2, (Q0 + mH(Q0)) / 2
+        done = xp.zeros(batch, dtype=bool)
+        for _ in range(maxit):
+            W = eye + Gk @ Hk
+            WA = xp.linalg.solve(W, Ak)
+            WG = xp.linalg.solve(W, Gk)
+            Hn = Hk + mH(Ak) @ Hk @ WA
+            Gk = Gk + Ak @ WG @ mH(Ak)
+            Ak = Ak @ WA
+            Hn, Gk = (Hn + mH(Hn)) / 2, (Gk + mH(Gk)) / 2
+            with np.errstate(invalid="ignore"):
+                step = xp.abs(Hn - Hk).max(axis=(-2, -1))
+                size = xp.abs(Hn).max(axis=(-2, -1))
+                done = step <= 8 * n * np.finfo(A.real.dtype).eps * size
+            Hk = Hn
+            if bool(done.all()) or not bool(xp.isfinite(step).all()):
+                break
+    except LinAlgError:                 # a singular W or r anywhere in the stack
+        return failed
+    X = Hk if E is None else xp.linalg.solve(mH(E), mH(xp.linalg.solve(mH(E), Hk)))
+    X = (X + mH(X)) / 2
+    # the residual of the equation as given, relative to the size of its terms
+    En = eye if E is None else E
+    XB = X @ B
+    M = mH(A) @ XB + (0 if S is None else S)
+    Gm = R + mH(B) @ XB
+    with np.errstate(all="ignore"):
+        try:
+            quad = M @ xp.linalg.solve(Gm, mH(M))
+        except LinAlgError:
+            return failed
+        AXA = mH(A) @ X @ A
+        EXE = mH(En) @ X @ En
+        res = xp.abs(AXA - EXE - quad + Q).max(axis=(-2, -1))
+        scale = (xp.abs(AXA).max(axis=(-2, -1)) + xp.abs(EXE).max(axis=(-2, -1)) +
+                 xp.abs(quad).max(axis=(-2, -1)) + xp.abs(Q).max(axis=(-2, -1)))
+        small_a = xp.abs(Ak).max(axis=(-2, -1)) <= 1e-8 * (1 + xp.abs(A0).max(axis=(-2, -1)))
+        ok = done & small_a & xp.isfinite(res) & (res <= 64 * n * np.finfo(
+            A.real.dtype).eps * scale)
+    return X, ok
+
+
 def _chol_sandwich_rhs(xp, X):
     """S = ½(Φ(X) + Φ(X)ᴴ), Φ(X) = tril(X, −1) + ½ diag(X): ½X below the diagonal,
     its conjugate mirror above, ½ Re Xᵢᵢ on it."""
@@ -2388,8 +2465,9 @@ class CPUKernels(ComposedKernels):
 
     def riccati(self, kind, A, B, Q, R, E, S, balanced, op="riccati"):
         """The stabilizing solution of the CARE (kind 'care') or DARE ('dare') per matrix of
-        the broadcast stacks: SciPy's solver (the QZ method on the extended pencil, in double
-        precision), the result cast to the inputs' dtype.  SciPy's ValueError (a singular r
+        the broadcast stacks, in double precision, cast to the inputs' dtype: for the DARE
+        the doubling algorithm for the whole stack (``dare_doubling``), SciPy's solver (the
+        QZ method on the extended pencil) for the CARE and for each matrix doubling leaves.  SciPy's ValueError (a singular r
         or e) and LinAlgError (no finite stabilizing solution) are raised naming ``op`` and
         the matrix of the stack."""
         import scipy.linalg
@@ -2405,7 +2483,17 @@ class CPUKernels(ComposedKernels):
         work = np.result_type(dtype, np.float64)         # SciPy's working precision
         full = [None if x is None else np.broadcast_to(x, batch + x.shape[-2:]).astype(
             work, copy=False) for x in (A, B, Q, R, E, S)]
-        for idx in np.ndindex(*batch):
+        todo = np.ndindex(*batch)
+        if kind == "dare":
+            # the doubling algorithm for the whole stack (a fraction of SciPy's QZ: 49
+            # against 1580 ms at n = 256), SciPy's solver where it does not converge cleanly
+            a, b, q, r, e, s = full
+            q, r = (q + _mH(np, q)) / 2, (r + _mH(np, r)) / 2
+            X, ok = dare_doubling(np, a, b, q, r, e, s)
+            if ok is not None and bool(ok.any()):
+                out[ok] = X[ok]
+                todo = (idx for idx in np.ndindex(*batch) if not ok[idx])
+        for idx in todo:
             a, b, q, r, e, s = (None if x is None else x[idx] for x in full)
             # q and r were checked Hermitian in their own precision (the rule); their
             # Hermitian parts pass SciPy's check again in double precision
