@@ -514,16 +514,16 @@ def band_matmul(xp, ab, X, lower, upper, trans=0):
 # An m×n Toeplitz matrix is held by its m + n − 1 diagonals v (SciPy's order: the first row
 # reversed without its first entry, then the first column): T[i, j] = v[n − 1 + i − j].
 # Products and the diagonal sums of outer products are convolutions of length m + n − 1,
-# computed by FFT (no wrap-around at that length, padded to a 5-smooth length), or, for
+# computed by FFT (no wrap-around at that length, padded to a fast one), or, for
 # small ones, through the assembled matrices (FFT's setup costs more than the O(m n) products
 # there).  The switch counts the assembled entries of the whole stack; measured (session 27,
 # one core, k = 1): the product through the matrix is faster up to about 8,000 entries (one
 # matrix of order 64: 66 against 67 µs; 100 of order 8: 15 against 53 µs), the correlation
-# (a scatter and column sums) up to about 1,000 (one of order 32: 19 against 19 µs; order 64:
-# 157 against 71 µs; 100 of order 8: 132 against 68 µs).
+# (a scatter into an m × (m + n − 1) array and column sums) up to about 2,000 (one of order
+# 32: 19 against 19 µs; order 64: 157 against 71 µs; 100 of order 8: 132 against 68 µs).
 
 TOEPLITZ_DENSE_PRODUCT = 8192
-TOEPLITZ_DENSE_CORRELATE = 1024
+TOEPLITZ_DENSE_CORRELATE = 2048     # entries of the scatter array, m (m + n − 1) a matrix
 
 
 def _stack_count(*shapes):
@@ -535,8 +535,9 @@ def _toeplitz_index(xp, m, n):
 
 
 def _fast_length(N):
-    """The FFT length used for a convolution of length N: the next 5-smooth number ≥ N (any
-    length ≥ N leaves the result free of wrap-around; a prime N costs several times more)."""
+    """The FFT length used for a convolution of length N: scipy.fft's next fast (11-smooth)
+    length ≥ N (any length ≥ N leaves the result free of wrap-around; a prime N costs several
+    times more)."""
     from scipy.fft import next_fast_len
     return next_fast_len(N)
 
@@ -568,7 +569,7 @@ def toeplitz_correlate(xp, Y, X):
     m, n = Y.shape[-2], X.shape[-2]
     N = m + n - 1
     dtype = np.result_type(Y.dtype, X.dtype)
-    if m * n * _stack_count(Y.shape[:-2], X.shape[:-2]) <= TOEPLITZ_DENSE_CORRELATE:
+    if m * N * _stack_count(Y.shape[:-2], X.shape[:-2]) <= TOEPLITZ_DENSE_CORRELATE:
         P = xp.matmul(Y, xp.conj(xp.swapaxes(X, -1, -2)))            # (..., m, n)
         # row i of P scattered to the columns n − 1 + i − j of an (m, N) array (distinct
         # within a row), then the column sums: O(m N)

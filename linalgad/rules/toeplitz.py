@@ -105,8 +105,13 @@ def _first_column_and_row(op, c_or_cr):
         if len(c_or_cr) != 2:
             raise ValueError(f"{op}: c_or_cr must be c or a tuple (c, r); got a tuple of "
                              f"{len(c_or_cr)}")
+        for name, x in zip("cr", c_or_cr):
+            if x is None:
+                raise ValueError(f"{op}: {name} must be an array, not None")
         c, r = (C.array_arg(x) for x in c_or_cr)
         return c, r, True
+    if c_or_cr is None:
+        raise ValueError(f"{op}: c must be an array, not None")
     c = C.array_arg(c_or_cr)
     return c, None, False
 
@@ -136,6 +141,8 @@ def _operands(op, c_or_cr, x, xname, check_finite, square):
         r, rshape = _as_vector(op, r, "r")
     else:
         rshape = cshape
+    if x is None:
+        raise ValueError(f"{op}: {xname} must be an array, not None")
     xv = C.peek(C.array_arg(x))
     x = C.array_arg(x)
     if xv.ndim == 0:
@@ -208,8 +215,8 @@ def matmul_toeplitz(c_or_cr, x, check_finite=False, workers=None):
     inputs' common inexact dtype.  ``workers`` is accepted (NumPy's FFT runs
     on one thread).
 
-    O((m + n) log(m + n)) a column by FFT (below 64 diagonals, through the
-    assembled matrix); its gradient in x is the product with Tᴴ (also
+    O((m + n) log(m + n)) a column by FFT (for stacks of at most 8,192
+    assembled entries, through the assembled matrices); its gradient in x is the product with Tᴴ (also
     Toeplitz), in c and r the diagonal sums of ȳ xᴴ (an FFT correlation).
 
     Valid when: always (a bilinear map); FFT rounding is relative to
@@ -217,6 +224,11 @@ def matmul_toeplitz(c_or_cr, x, check_finite=False, workers=None):
     relative, accuracy.
     """
     op = "matmul_toeplitz"
+    if workers is not None:             # scipy.fft's checks (NumPy's FFT runs on one thread)
+        if not isinstance(workers, (int, np.integer)) or isinstance(workers, bool):
+            raise ValueError(f"{op}: workers must be an integer; got {workers!r}")
+        if workers == 0:
+            raise ValueError(f"{op}: workers must not be zero")
     v, X, vector, m, dtype = _operands(op, c_or_cr, x, "x", check_finite, square=False)
     n = C.peek(X).shape[-2]
     if m == 0 or n == 0:            # no diagonals to hold: an empty or zero product
