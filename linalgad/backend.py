@@ -530,10 +530,6 @@ def _stack_count(*shapes):
     return math.prod(np.broadcast_shapes(*shapes))
 
 
-def _toeplitz_index(xp, m, n):
-    return (n - 1) + xp.arange(m)[:, None] - xp.arange(n)[None, :]
-
-
 def _fast_length(N):
     """The FFT length used for a convolution of length N: scipy.fft's next fast (11-smooth)
     length ≥ N (any length ≥ N leaves the result free of wrap-around; a prime N costs several
@@ -546,6 +542,35 @@ def _fft_pair(xp, real):
     return (xp.fft.rfft, xp.fft.irfft) if real else (xp.fft.fft, xp.fft.ifft)
 
 
+def _as_strided(xp):
+    if xp is np:
+        return np.lib.stride_tricks.as_strided
+    return xp.lib.stride_tricks.as_strided
+
+
+def toeplitz_assemble(xp, v, m, n):
+    """The m×n Toeplitz matrices of diagonals v (..., m + n − 1): T[i, j] = w[m − 1 − i + j]
+    for w = v reversed, a strided view of w copied out (no index array)."""
+    w = xp.ascontiguousarray(v[..., ::-1])
+    base = w[..., m - 1:]
+    step = w.strides[-1]
+    view = _as_strided(xp)(base, shape=base.shape[:-1] + (m, n),
+                           strides=base.strides[:-1] + (-step, step))
+    return view.copy()
+
+
+def toeplitz_diagonal_sums(xp, G):
+    """s (..., m + n − 1) with s[n − 1 + i − j] = Σ G[..., i, j] over each diagonal, the
+    adjoint of toeplitz_assemble: row i reversed into columns i … i + n − 1 of an
+    m × (m + n − 1) array (a strided view), then the column sums."""
+    m, n = G.shape[-2:]
+    Z = xp.zeros(G.shape[:-2] + (m, m + n - 1), dtype=G.dtype)
+    row, step = Z.strides[-2:]
+    _as_strided(xp)(Z, shape=G.shape, strides=Z.strides[:-2] + (row + step, step))[...] = \
+        G[..., ::-1]
+    return Z.sum(axis=-2)
+
+
 def toeplitz_matmul(xp, v, X):
     """T(v) X for the Toeplitz matrices of diagonals v (..., m + n − 1) and X (..., n, k)."""
     n = X.shape[-2]
@@ -553,8 +578,7 @@ def toeplitz_matmul(xp, v, X):
     m = N - n + 1
     dtype = np.result_type(v.dtype, X.dtype)
     if m * n * _stack_count(v.shape[:-1], X.shape[:-2]) <= TOEPLITZ_DENSE_PRODUCT:
-        T = v[..., _toeplitz_index(xp, m, n)]
-        return xp.matmul(T, X).astype(dtype, copy=False)
+        return xp.matmul(toeplitz_assemble(xp, v, m, n), X).astype(dtype, copy=False)
     fwd, inv = _fft_pair(xp, dtype.kind != "c")
     L = _fast_length(N)
     V = fwd(v, L, axis=-1)[..., :, None]
@@ -571,12 +595,7 @@ def toeplitz_correlate(xp, Y, X):
     dtype = np.result_type(Y.dtype, X.dtype)
     if m * N * _stack_count(Y.shape[:-2], X.shape[:-2]) <= TOEPLITZ_DENSE_CORRELATE:
         P = xp.matmul(Y, xp.conj(xp.swapaxes(X, -1, -2)))            # (..., m, n)
-        # row i of P scattered to the columns n − 1 + i − j of an (m, N) array (distinct
-        # within a row), then the column sums: O(m N)
-        flat = (xp.arange(m)[:, None] * N + _toeplitz_index(xp, m, n)).ravel()
-        Z = xp.zeros(P.shape[:-2] + (m * N,), dtype=P.dtype)
-        Z[..., flat] = P.reshape(P.shape[:-2] + (m * n,))
-        return Z.reshape(P.shape[:-2] + (m, N)).sum(axis=-2).astype(dtype, copy=False)
+        return toeplitz_diagonal_sums(xp, P).astype(dtype, copy=False)
     fwd, inv = _fft_pair(xp, dtype.kind != "c")
     L = _fast_length(N)
     Xr = xp.conj(X[..., ::-1, :])

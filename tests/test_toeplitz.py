@@ -82,7 +82,8 @@ def test_derivatives_on_both_kernel_paths(n, dtype):
     check_grads(lambda c_, b_: la.solve_toeplitz(c_, b_), (ch, b[0]), order=2)
     check_grads(lambda c_, r_, x_: la.matmul_toeplitz((c_, r_), x_),
                 (np.r_['-1', c, c[..., :3]], r, b), order=2)
-    check_grads(lambda c_, r_: la.toeplitz(c_, r_), (c, r), order=1)
+    check_grads(lambda c_, r_: la.toeplitz(c_, r_), (c, r), order=2)
+    check_grads(lambda c_, r_: la.toeplitz(c_, r_), (c[..., :4], r[:1]), order=2)
 
 
 def test_r0_is_ignored_and_gets_no_gradient():

@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..backend import kernels_for, namespace_of, toeplitz_correlate, toeplitz_matmul
+from ..backend import (kernels_for, namespace_of, toeplitz_assemble, toeplitz_correlate,
+                       toeplitz_diagonal_sums, toeplitz_matmul)
 from ..registry import Domain, Rule
 from ..tape import Primitive
 from ..testing import matrices as M  # noqa: F401  (domains build their own inputs)
@@ -64,6 +65,16 @@ def _tcorr_vjp(g, needs, out, res, Y, X):
     return Y_bar, X_bar
 
 
+_assemble = Primitive("toeplitz_assemble",
+                      lambda v, *, m, n: toeplitz_assemble(namespace_of(v), v, m, n),
+                      lambda g, needs, out, res, v, *, m, n: (ops.fit(_diag_sums(g), v),),
+                      lambda t, out, res, v, *, m, n: _assemble(t[0], m=m, n=n))
+_diag_sums = Primitive("toeplitz_diagonal_sums",
+                       lambda G: toeplitz_diagonal_sums(namespace_of(G), G),
+                       lambda g, needs, out, res, G: (
+                           ops.fit(_assemble(g, m=C.peek(G).shape[-2], n=C.peek(G).shape[-1]),
+                                   G),),
+                       lambda t, out, res, G: _diag_sums(t[0]))
 _tmatmul = Primitive("toeplitz_matmul",
                      lambda v, X: toeplitz_matmul(namespace_of(v, X), v, X),
                      _tmatmul_vjp, _bilinear_jvp("_tmatmul"))
@@ -243,8 +254,9 @@ def toeplitz(c, r=None):
     """The Toeplitz matrix with first column c and first row r, differentiable (scipy.linalg.toeplitz).
 
     r = conj(c) when not given; r[0] is ignored.  Leading dimensions of c and
-    r are stacks (SciPy 1.17's batching): the result is (..., m, n).  A gather
-    of the diagonals: its gradient sums each diagonal's cotangent.
+    r are stacks (SciPy 1.17's batching): the result is (..., m, n).  A strided
+    copy of the diagonals, as SciPy's; its gradient sums each diagonal of the
+    cotangent (a strided scatter and column sums).
 
     Valid when: always.
     """
@@ -265,8 +277,7 @@ def toeplitz(c, r=None):
     except ValueError:
         raise ValueError(f"toeplitz: the stacks of c {cv.shape} and r {rv.shape} do not "
                          "broadcast") from None
-    idx = (n - 1) + np.arange(m)[:, None] - np.arange(n)[None, :]
-    return ops.getitem(v, (Ellipsis, idx))
+    return _assemble(v, m=m, n=n)
 
 
 # -- registry ---------------------------------------------------------------------------------
