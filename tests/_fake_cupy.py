@@ -130,8 +130,11 @@ def install(monkeypatch):
     cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
                                  get_current_stream=lambda: stream)
     linalg = _Namespace("cupy.linalg", np.linalg)
+    # cupy.lib.stride_tricks.as_strided: a device view sharing the array's memory
+    lib = types.SimpleNamespace(stride_tricks=_Namespace("cupy.lib.stride_tricks",
+                                                         np.lib.stride_tricks))
     cupy = _Namespace("cupy", np, ndarray=DeviceArray, asarray=_asarray, array=_asarray,
-                      asnumpy=lambda x: np.array(_host(x)), linalg=linalg, cuda=cuda)
+                      asnumpy=lambda x: np.array(_host(x)), linalg=linalg, cuda=cuda, lib=lib)
     sp_linalg = _Namespace("cupyx.scipy.linalg", scipy.linalg)
     cupyx = types.ModuleType("cupyx")
     cupyx.scatter_add = _scatter_add
