@@ -5,7 +5,8 @@
 Loss L = sum(W * x), x = solve_toeplitz((c, r), b) (W a fixed random weight), its gradient
 w.r.t. c, r and b; c, r random with a dominant diagonal (every leading minor well
 conditioned), b one column; float64.  Columns:
-- linalgad: solve_toeplitz's rule (Levinson with T and Tᴴ, one FFT correlation);
+- linalgad: solve_toeplitz's rule (Levinson with T and Tᴴ, one FFT correlation), eager and
+  under lad.jit (linalgad-jit);
 - linalgad-dense: la.solve(la.toeplitz(c, r), b), the dense route inside linalgad;
 - jax-dense, torch-dense: the peers' route (no peer has a Toeplitz solver with a gradient):
   the assembled matrix and their dense solve, jitted for JAX.
@@ -28,7 +29,7 @@ from linalgad import linalg as la  # noqa: E402
 
 SHAPES = [("n=64", (), 64), ("n=256", (), 256), ("n=1024", (), 1024), ("n=4096", (), 4096),
           ("n=16384", (), 16384), ("100 of n=64", (100,), 64)]
-QUICK = {"n=256", "100 of n=64"}
+QUICK = {"n=64", "n=256", "100 of n=64"}
 DENSE_MAX = 4096
 RTOL = 1e-6
 
@@ -47,12 +48,14 @@ def scipy_forward(c, r, b):
     return lambda: [sl.solve_toeplitz((c[i], r[i]), b[i]) for i in range(c.shape[0])]
 
 
-def linalgad_run(c, r, b, W, dense=False):
+def linalgad_run(c, r, b, W, dense=False, jit=False):
     if dense:
         f = lambda c_, r_, b_: lad.sum(W * la.solve(la.toeplitz(c_, r_), b_))
     else:
         f = lambda c_, r_, b_: lad.sum(W * la.solve_toeplitz((c_, r_), b_))
     vg = lad.value_and_grad(f, argnums=(0, 1, 2))
+    if jit:
+        vg = lad.jit(vg)
     return lambda: vg(c, r, b)
 
 
@@ -97,11 +100,12 @@ def main():
     rng = np.random.default_rng(common.SEED)
     shapes = [s for s in SHAPES if s[0] in QUICK] if opts.quick else SHAPES
     rows, checks = [], []
-    cols = ["linalgad", "linalgad-dense", "jax-dense", "torch-dense"]
+    cols = ["linalgad", "linalgad-jit", "linalgad-dense", "jax-dense", "torch-dense"]
     for label, batch, n in shapes:
         c, r, b = inputs(rng, batch, n)
         W = rng.standard_normal(batch + (n, 1))
-        runs = {"scipy fwd": scipy_forward(c, r, b), "linalgad": linalgad_run(c, r, b, W)}
+        runs = {"scipy fwd": scipy_forward(c, r, b), "linalgad": linalgad_run(c, r, b, W),
+                "linalgad-jit": linalgad_run(c, r, b, W, jit=True)}
         if n <= DENSE_MAX:
             runs["linalgad-dense"] = linalgad_run(c, r, b, W, dense=True)
             for name, make in (("jax-dense", jax_dense), ("torch-dense", torch_dense)):
@@ -109,7 +113,7 @@ def main():
                 if fn is not None:
                     runs[name] = fn
         mine = runs["linalgad"]()
-        for name in cols[1:]:
+        for name in cols[2:]:
             if name in runs:
                 val, grads = runs[name]()
                 err = common.rel_err([np.asarray(val)] + [np.asarray(g) for g in grads],
