@@ -277,42 +277,47 @@ def test_a_closed_loop_on_the_boundary_has_no_derivative():
         la.solve_continuous_are(a, np.zeros((2, 0)), q, np.zeros((0, 0)))
 
 
-def test_the_dare_is_solved_by_doubling_and_scipy_takes_what_it_leaves(monkeypatch):
-    """The DARE's forward pass: the doubling algorithm for the whole stack (SciPy's solver
-    is not called), agreeing with SciPy's QZ solution to rounding, real and complex, with e
-    and s; a matrix where doubling does not converge cleanly goes to SciPy's solver."""
+@pytest.mark.parametrize("kind", ["care", "dare"])
+def test_doubling_solves_and_scipy_takes_what_it_leaves(kind, monkeypatch):
+    """The forward pass: the doubling algorithm for the whole stack (SciPy's solver is not
+    called; for the CARE after a Cayley transform of the Hamiltonian), agreeing with SciPy's
+    QZ solution to rounding, real and complex, with e and s; a matrix where doubling does
+    not converge cleanly goes to SciPy's solver."""
     import linalgad.backend as B
+    name = "solve_continuous_are" if kind == "care" else "solve_discrete_are"
+    ours = SOLVERS[kind][0]
     calls = []
-    real = scipy.linalg.solve_discrete_are
-    monkeypatch.setattr(scipy.linalg, "solve_discrete_are",
-                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = getattr(scipy.linalg, name)
+    monkeypatch.setattr(scipy.linalg, name, lambda *a, **k: calls.append(1) or real(*a, **k))
     rng = np.random.default_rng(9)
     for dtype in (np.float64, np.complex128):
         for generalized in (False, True):
-            args = R._inputs(rng, 6, (4,), dtype, "dare", generalized)
-            X = la.solve_discrete_are(*args)
+            args = R._inputs(rng, 6, (4,), dtype, kind, generalized)
+            X = ours(*args)
             assert calls == []
             for i in range(4):
                 want = real(*(x[i] for x in args), balanced=False)
-                np.testing.assert_allclose(X[i], want, rtol=1e-11, atol=1e-11 * abs(want).max())
+                np.testing.assert_allclose(X[i], want, rtol=1e-10, atol=1e-11 * abs(want).max())
+                assert np.abs(_residual(kind, X[i], *(x[i] for x in args))).max() < \
+                    1e-11 * np.abs(X[i]).max()
     # doubling reports matrix 1 as failed: SciPy solves that one alone
-    orig = B.dare_doubling
+    orig = B.riccati_doubling
 
     def partial(*a, **k):
         X, ok = orig(*a, **k)
         ok = ok.copy()
         ok[1] = False
         return X, ok
-    monkeypatch.setattr(B, "dare_doubling", partial)
-    args = R._inputs(rng, 5, (3,), np.float64, "dare")
-    X = la.solve_discrete_are(*args)
+    monkeypatch.setattr(B, "riccati_doubling", partial)
+    args = R._inputs(rng, 5, (3,), np.float64, kind)
+    X = ours(*args)
     assert len(calls) == 1
     for i in range(3):
-        np.testing.assert_allclose(X[i], real(*(x[i] for x in args)), rtol=1e-11)
+        np.testing.assert_allclose(X[i], real(*(x[i] for x in args)), rtol=1e-10)
     # no convergence at all (one step allowed): every matrix through SciPy
-    monkeypatch.setattr(B, "dare_doubling", orig)
-    monkeypatch.setattr(B, "DARE_DOUBLING_MAXIT", 1)
+    monkeypatch.setattr(B, "riccati_doubling", orig)
+    monkeypatch.setattr(B, "RICCATI_DOUBLING_MAXIT", 1)
     calls.clear()
-    X = la.solve_discrete_are(*args)
+    X = ours(*args)
     assert len(calls) == 3
     np.testing.assert_allclose(X[2], real(*(x[2] for x in args)), rtol=1e-12)
