@@ -21,8 +21,9 @@ stationary in K at K = G⁻¹ N, whatever X):
 The stabilizing solution makes Ã stable (Hurwitz for CARE, inside the unit disc for
 DARE), so both linear equations are uniquely solvable: they are the Lyapunov / Stein
 equations of linalgad/rules/sylvester.py, solved with one Schur form of Ã computed when a
-derivative first needs it (a plain call costs SciPy's solver alone) and shared by every
-derivative of that call.  The rules are written with differentiable operations (the
+derivative first needs it (a plain call costs the forward solver alone: doubling, SciPy's
+QZ solver where doubling does not converge cleanly) and shared by every derivative of
+that call.  The rules are written with differentiable operations (the
 sylvester / stein primitives, products, solves), so derivatives of any order work.
 
 q and r enter through their Hermitian parts (SciPy requires them Hermitian): their
@@ -297,8 +298,12 @@ def solve_continuous_are(a, b, q, r, e=None, s=None, balanced=True):
     unscaled e (a wrong X or a false LinAlgError): there the pencil is solved
     unbalanced.  The result has the
     inputs' common inexact dtype (SciPy computes in double precision; so does
-    this, and float32 input gets a float32 result).  The forward pass is
-    SciPy's solver; the gradient with respect to every argument solves one
+    this, and float32 input gets a float32 result).  The forward pass is the
+    structure-preserving doubling algorithm after a Cayley transform of the
+    Hamiltonian, all matrices of a stack iterated together (5 to 15 times
+    faster than SciPy's QZ solver, equal to its solution to rounding where
+    SciPy's is accurate), with SciPy's solver for every matrix where doubling
+    does not converge cleanly; the gradient with respect to every argument solves one
     Lyapunov equation in the closed loop Ã = e⁻¹(a − b K), K = r⁻¹(bᴴ X e + sᴴ)
     (the optimal feedback gain), with one Schur form of Ã shared by all of a
     call's derivatives; forward mode, batching and higher orders included.
@@ -332,7 +337,8 @@ def solve_discrete_are(a, b, q, r, e=None, s=None, balanced=True):
     (5 to 12 steps of O(n³) products and solves; 8 to 20 times faster than
     SciPy's QZ solver, which takes every matrix where doubling does not
     converge cleanly: a singular r, a closed loop near the unit circle, a
-    residual above rounding), equal to SciPy's solution to rounding.  The gradient solves one Stein (discrete
+    residual above rounding), equal to SciPy's solution to rounding where
+    SciPy's is accurate.  The gradient solves one Stein (discrete
     Lyapunov) equation in the closed loop Ã = e⁻¹(a − b K), K = (r + bᴴ X b)⁻¹
     (bᴴ X a + sᴴ), with one Schur form of Ã shared by all of a call's
     derivatives.
