@@ -636,8 +636,8 @@ def _doubling(xp, A0, G0, H0, maxit):
     done = xp.zeros(A0.shape[:-2], dtype=bool)
     for _ in range(maxit):
         W = eye + Gk @ Hk
-        WA = xp.linalg.solve(W, Ak)
-        WG = xp.linalg.solve(W, Gk)
+        WAG = xp.linalg.solve(W, xp.concatenate([Ak, Gk], axis=-1))     # one LU for both
+        WA, WG = WAG[..., :n], WAG[..., n:]
         Hn = Hk + mH(Ak) @ Hk @ WA
         Gk = Gk + Ak @ WG @ mH(Ak)
         Ak = Ak @ WA
