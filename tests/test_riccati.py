@@ -8,7 +8,6 @@ import scipy.linalg
 
 import linalgad as lad
 from linalgad.rules import riccati as R
-from linalgad.rules import sylvester as S
 
 la = lad.linalg
 SOLVERS = {"care": (la.solve_continuous_are, scipy.linalg.solve_continuous_are),

@@ -4,7 +4,8 @@ det        y = det A (holomorphic),  dy = tr(adj(A) dA).
            Reverse Ā = ȳ adj(A)ᴴ;  forward ẏ = tr(adj(A) Ȧ).
            adj(A) = det(A) A⁻¹ from the forward LU factors; at an exactly
            singular matrix (a zero pivot) it is computed from the SVD instead,
-           so the gradient at a rank n−1 matrix is the (finite) adjugate.
+           so the gradient at a rank n−1 matrix is the (finite) adjugate; the adjugate's
+           own derivative (det's second) goes through the SVD at and near singular matrices.
 slogdet    z = log det A,  dz = tr(A⁻¹ dA);  logabsdet = Re z, sign = e^{i Im z}.
            Reverse Ā = w A⁻ᴴ with w = ḡ − i Im(conj(s̄) sign);  forward
            logabsdet' = Re ż, sign' = i sign Im ż.  A⁻¹ comes from the forward
@@ -167,17 +168,91 @@ def _adjugate_svd(K, A):
     return phase[..., None, None] * ((V * adj_s[..., None, :]) @ UH)
 
 
-def _need_nonsingular(A, factors):
-    d, _ = kernels_for(ops.asarray_value(A)).lu_diagonal(factors)
-    if bool((d == 0).any()):
-        raise LinAlgError("det: second derivatives at an exactly singular matrix (a zero "
-                          "pivot in its LU factorization) are not implemented; the first "
-                          "derivative (the adjugate) is")
+# -- the adjugate's derivative at and near singular matrices (determinant.md, section 6) ----
+#
+# The nonsingular formulas below contain A⁻¹, whose two terms cancel to the size of the
+# result near rank n − 1 (accuracy ~ κ(A) u), and do not exist at a zero pivot.  The SVD
+# form holds at every A: with A = U S Vᴴ, c = det(U) det(Vᴴ) and P_ik = Π_{l≠i,k} s_l,
+#     d adj = c V G(Uᴴ dA V) Uᴴ,   G(F)_ii = Σ_{k≠i} P_ik F_kk,   G(F)_ij = −P_ij F_ij,
+# and G is self-adjoint, so the reverse form is Ā = U G(conj(c) Vᴴ Ȳ U) Vᴴ.  It is used where
+# an LU pivot is zero or κ(A) > u^(−1/2) (the SVD's extra cost is only paid there).  Being
+# linear in its direction, its derivatives in the direction are itself; in A (a third
+# derivative of det) it raises.
+
+def _pair_products(xp, s):
+    """P (..., n, n): P_ik = Π_{l≠i,k} s_l off the diagonal, 0 on it — products only (s may
+    hold zeros): prefix · (product strictly between) · suffix."""
+    n = s.shape[-1]
+    one = xp.ones(s.shape[:-1] + (1,), dtype=s.dtype)
+    pre = xp.cumprod(xp.concatenate([one, s[..., :-1]], axis=-1), axis=-1)
+    suf = xp.flip(xp.cumprod(xp.concatenate([one, xp.flip(s[..., 1:], -1)], axis=-1),
+                             axis=-1), -1)
+    later = xp.arange(n)[None, :] > xp.arange(n)[:, None]                   # l > i
+    between = xp.cumprod(xp.where(later, s[..., None, :], 1), axis=-1)       # Π_{i<l≤k}
+    between = xp.concatenate([xp.ones(s.shape + (1,), dtype=s.dtype), between[..., :-1]],
+                             axis=-1)                                       # Π_{i<l<k}
+    upper = xp.where(later, pre[..., :, None] * between * suf[..., None, :], 0)
+    return upper + xp.swapaxes(upper, -1, -2)
+
+
+def _adjugate_linear_impl(A, X, *, reverse):
+    K = kernels_for(A, X)
+    xp = K.xp
+    U, s, Vh = K.svd(A)
+    P = _pair_products(xp, s).astype(A.dtype)
+    c = xp.linalg.det(U) * xp.linalg.det(Vh)
+    UH = xp.conj(xp.swapaxes(U, -1, -2))
+    V = xp.conj(xp.swapaxes(Vh, -1, -2))
+    if reverse:
+        F = xp.conj(c)[..., None, None] * (Vh @ X @ U)
+    else:
+        F = UH @ X @ V
+    dF = xp.diagonal(F, 0, -2, -1)
+    G = -P * F
+    idx = xp.arange(F.shape[-1])
+    G[..., idx, idx] = (P @ dF[..., None])[..., 0]
+    out = U @ G @ Vh if reverse else c[..., None, None] * (V @ G @ UH)
+    return out.astype(np.result_type(A.dtype, X.dtype), copy=False)
+
+
+def _adjugate_linear_vjp(g, needs, out, res, A, X, *, reverse):
+    if needs[0]:
+        raise LinAlgError("det: third derivatives at or near a singular matrix (κ(A) > "
+                          "u^(-1/2)) are not implemented; first and second derivatives are")
+    return None, ops.fit(_adjugate_linear(A, g, reverse=not reverse), X)
+
+
+def _adjugate_linear_jvp(tangents, out, res, A, X, *, reverse):
+    A_dot, X_dot = tangents
+    if A_dot is not None:
+        raise LinAlgError("det: third derivatives at or near a singular matrix (κ(A) > "
+                          "u^(-1/2)) are not implemented; first and second derivatives are")
+    return None if X_dot is None else _adjugate_linear(A, X_dot, reverse=reverse)
+
+
+_adjugate_linear = Primitive("adjugate_derivative_svd", _adjugate_linear_impl,
+                             _adjugate_linear_vjp, _adjugate_linear_jvp)
+
+
+def _near_singular(A, factors):
+    """A zero pivot, or κ(A) > u^(−1/2) for some matrix of the stack (where the
+    nonsingular formulas lose more than about half the digits): decided on A's values
+    (under linalgad.jit, again on every replay)."""
+    def decide(v):
+        K = kernels_for(v)
+        d, _ = K.lu_diagonal(factors)
+        if bool((d == 0).any()):
+            return True
+        s = K.svd(v, compute_uv=False)
+        eps = np.finfo(v.real.dtype).eps
+        return bool((s[..., -1] <= math.sqrt(eps) * s[..., 0]).any())
+    return C.compute(decide, (A,), decide=lambda r: r, name="det's singularity test")
 
 
 def adjugate_vjp(Y_bar, needs, Y, res, A, *, factors):
     """d adj = adj tr(A⁻¹dA) − A⁻¹ dA adj  =>  Ā = A⁻ᴴ (conj(α) I − Ȳ Yᴴ), α = <Ȳ, Y>."""
-    _need_nonsingular(A, factors)
+    if _near_singular(A, factors):
+        return (ops.fit(_adjugate_linear(A, Y_bar, reverse=True), A),)
     AinvH = ops.mH(inverse(A, factors=factors))
     alpha = ops.sum(ops.conj(Y_bar) * Y, axis=(-2, -1))
     a = C.per_matrix_scalar(ops.conj(alpha))
@@ -186,8 +261,9 @@ def adjugate_vjp(Y_bar, needs, Y, res, A, *, factors):
 
 def adjugate_jvp(tangents, Y, res, A, *, factors):
     """Ẏ = Y tr(A⁻¹Ȧ) − A⁻¹ Ȧ Y."""
-    _need_nonsingular(A, factors)
     (A_dot,) = tangents
+    if _near_singular(A, factors):
+        return _adjugate_linear(A, A_dot, reverse=False)
     Ainv = inverse(A, factors=factors)
     tr = ops.sum(ops.mT(Ainv) * A_dot, axis=(-2, -1))
     return Y * C.per_matrix_scalar(tr) - \

@@ -28,7 +28,6 @@ from ..backend import (kernels_for, namespace_of, toeplitz_assemble, toeplitz_co
                        toeplitz_diagonal_sums, toeplitz_matmul)
 from ..registry import Domain, Rule
 from ..tape import Primitive
-from ..testing import matrices as M  # noqa: F401  (domains build their own inputs)
 from . import _common as C
 
 __all__ = ["solve_toeplitz", "matmul_toeplitz", "toeplitz", "RULES"]
