@@ -175,7 +175,8 @@ def _adjugate_svd(K, A):
 # form holds at every A: with A = U S Vᴴ, c = det(U) det(Vᴴ) and P_ik = Π_{l≠i,k} s_l,
 #     d adj = c V G(Uᴴ dA V) Uᴴ,   G(F)_ii = Σ_{k≠i} P_ik F_kk,   G(F)_ij = −P_ij F_ij,
 # and G is self-adjoint, so the reverse form is Ā = U G(conj(c) Vᴴ Ȳ U) Vᴴ.  It is used where
-# an LU pivot is zero or κ(A) > u^(−1/2) (the SVD's extra cost is only paid there).  Being
+# an LU pivot is zero or κ₁(A) > u^(−1/2), measured with the inverse the nonsingular
+# formula needs anyway (the SVD's cost is only paid there).  Being
 # linear in its direction, its derivatives in the direction are itself; in A (a third
 # derivative of det) it raises.
 
@@ -234,26 +235,42 @@ _adjugate_linear = Primitive("adjugate_derivative_svd", _adjugate_linear_impl,
                              _adjugate_linear_vjp, _adjugate_linear_jvp)
 
 
-def _near_singular(A, factors):
-    """A zero pivot, or κ(A) > u^(−1/2) for some matrix of the stack (where the
-    nonsingular formulas lose more than about half the digits): decided on A's values
-    (under linalgad.jit, again on every replay)."""
+def _zero_pivot(A, factors):
+    """Does some matrix of the stack have an exactly zero LU pivot?  (Decided on the
+    factors; under linalgad.jit again on every replay.)"""
     def decide(v):
-        K = kernels_for(v)
-        d, _ = K.lu_diagonal(factors)
-        if bool((d == 0).any()):
-            return True
-        s = K.svd(v, compute_uv=False)
-        eps = np.finfo(v.real.dtype).eps
-        return bool((s[..., -1] <= math.sqrt(eps) * s[..., 0]).any())
-    return C.compute(decide, (A,), decide=lambda r: r, name="det's singularity test")
+        d, _ = kernels_for(v).lu_diagonal(factors)
+        return bool((d == 0).any())
+    return C.compute(decide, (A,), decide=lambda r: r, name="det's zero-pivot test")
+
+
+def _ill_conditioned(A, Ainv):
+    """κ₁(A) = ‖A‖₁ ‖A⁻¹‖₁ > u^(−1/2) (or not finite) for some matrix of the stack, from the
+    inverse the nonsingular formula needs anyway: there its two terms cancel to the size of
+    the result and lose more than about half the digits."""
+    def decide(a, ai):
+        xp = kernels_for(a).xp
+        with np.errstate(all="ignore"):
+            k = xp.abs(a).sum(axis=-2).max(axis=-1) * xp.abs(ai).sum(axis=-2).max(axis=-1)
+        eps = np.finfo(a.real.dtype).eps
+        return bool((~(k <= 1 / math.sqrt(eps))).any())
+    return C.compute(decide, (A, Ainv), decide=lambda r: r, name="det's condition test")
+
+
+def _adjugate_inverse(A, factors):
+    """A⁻¹ for the nonsingular formulas, or None where the SVD form must be used."""
+    if _zero_pivot(A, factors):
+        return None
+    Ainv = inverse(A, factors=factors)
+    return None if _ill_conditioned(A, Ainv) else Ainv
 
 
 def adjugate_vjp(Y_bar, needs, Y, res, A, *, factors):
     """d adj = adj tr(A⁻¹dA) − A⁻¹ dA adj  =>  Ā = A⁻ᴴ (conj(α) I − Ȳ Yᴴ), α = <Ȳ, Y>."""
-    if _near_singular(A, factors):
+    Ainv = _adjugate_inverse(A, factors)
+    if Ainv is None:
         return (ops.fit(_adjugate_linear(A, Y_bar, reverse=True), A),)
-    AinvH = ops.mH(inverse(A, factors=factors))
+    AinvH = ops.mH(Ainv)
     alpha = ops.sum(ops.conj(Y_bar) * Y, axis=(-2, -1))
     a = C.per_matrix_scalar(ops.conj(alpha))
     return (ops.fit(a * AinvH - ops.matmul(AinvH, ops.matmul(Y_bar, ops.mH(Y))), A),)
@@ -262,9 +279,9 @@ def adjugate_vjp(Y_bar, needs, Y, res, A, *, factors):
 def adjugate_jvp(tangents, Y, res, A, *, factors):
     """Ẏ = Y tr(A⁻¹Ȧ) − A⁻¹ Ȧ Y."""
     (A_dot,) = tangents
-    if _near_singular(A, factors):
+    Ainv = _adjugate_inverse(A, factors)
+    if Ainv is None:
         return _adjugate_linear(A, A_dot, reverse=False)
-    Ainv = inverse(A, factors=factors)
     tr = ops.sum(ops.mT(Ainv) * A_dot, axis=(-2, -1))
     return Y * C.per_matrix_scalar(tr) - \
         ops.matmul(Ainv, ops.matmul(A_dot, Y))
