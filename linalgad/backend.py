@@ -654,6 +654,24 @@ def _doubling(xp, A0, G0, H0, maxit):
     return Hk, done, vanished
 
 
+def _cayley_fixed_point(xp, A0, G0, H0):
+    """The CARE âᴴ Y + Y â − Y G Y + q = 0 as the fixed point Y = Aᴴ Y (I + G Y)⁻¹ A + H:
+    the Cayley transform C = (𝓗 − γI)⁻¹ (𝓗 + γI) of the Hamiltonian 𝓗 = [[â, −G], [−q, −âᴴ]]
+    written as L C = M (riccati_doubling's docstring)."""
+    mH = functools.partial(_mH, xp)
+    n = A0.shape[-1]
+    Hm = xp.concatenate([xp.concatenate([A0, -G0], axis=-1),
+                         xp.concatenate([-H0, -mH(A0)], axis=-1)], axis=-2)
+    gamma = xp.sqrt((xp.abs(Hm) ** 2).sum(axis=(-2, -1)) / (2 * n))[..., None, None]
+    I2 = xp.eye(2 * n, dtype=Hm.dtype)
+    Cm = xp.linalg.solve(Hm - gamma * I2, Hm + gamma * I2)
+    C11, C12, C21, C22 = Cm[..., :n, :n], Cm[..., :n, n:], Cm[..., n:, :n], Cm[..., n:, n:]
+    H = -xp.linalg.solve(C22, C21)
+    G = -mH(xp.linalg.solve(mH(C22), mH(C12)))
+    A = C11 + G @ C21
+    return A, (G + mH(G)) / 2, (H + mH(H)) / 2
+
+
 def riccati_doubling(xp, kind, A, B, Q, R, E=None, S=None, maxit=None):
     """(X, ok): the stabilizing solution of the CARE (kind 'care') or DARE ('dare') for a
     stack by the structure-preserving doubling algorithm (Chu, Fan, Lin & Wang 2004; Chu,
@@ -677,29 +695,20 @@ def riccati_doubling(xp, kind, A, B, Q, R, E=None, S=None, maxit=None):
     batch = A.shape[:-2]
     failed = xp.zeros(batch, dtype=bool), None
     try:
-        A0, G0, H0 = _riccati_reduce(xp, A, B, Q, R, E, S)
-        if kind == "care":
-            Hm = xp.concatenate([xp.concatenate([A0, -G0], axis=-1),
-                                 xp.concatenate([-H0, -mH(A0)], axis=-1)], axis=-2)
-            gamma = xp.sqrt((xp.abs(Hm) ** 2).sum(axis=(-2, -1)) / (2 * n))[..., None, None]
-            I2 = xp.eye(2 * n, dtype=Hm.dtype)
-            Cm = xp.linalg.solve(Hm - gamma * I2, Hm + gamma * I2)
-            C11, C12, C21, C22 = (Cm[..., :n, :n], Cm[..., :n, n:], Cm[..., n:, :n],
-                                  Cm[..., n:, n:])
-            H0 = -xp.linalg.solve(C22, C21)
-            G0 = -mH(xp.linalg.solve(mH(C22), mH(C12)))
-            A0 = C11 + G0 @ C21
-            G0, H0 = (G0 + mH(G0)) / 2, (H0 + mH(H0)) / 2
-        Y, done, vanished = _doubling(xp, A0, G0, H0, maxit)
+        with np.errstate(all="ignore"):     # a declined matrix may overflow on the way
+            A0, G0, H0 = _riccati_reduce(xp, A, B, Q, R, E, S)
+            if kind == "care":
+                A0, G0, H0 = _cayley_fixed_point(xp, A0, G0, H0)
+            Y, done, vanished = _doubling(xp, A0, G0, H0, maxit)
     except LinAlgError:                 # a singular r, e, H − γI, C₂₂ or W in the stack
         return failed
-    X = Y if E is None else xp.linalg.solve(mH(E), mH(xp.linalg.solve(mH(E), Y)))
-    X = (X + mH(X)) / 2
-    # the residual of the equation as given, relative to the size of its terms
-    En = xp.eye(n, dtype=A.dtype) if E is None else E
-    XB = X @ B
     with np.errstate(all="ignore"):
         try:
+            X = Y if E is None else xp.linalg.solve(mH(E), mH(xp.linalg.solve(mH(E), Y)))
+            X = (X + mH(X)) / 2
+            # the residual of the equation as given, relative to the size of its terms
+            En = xp.eye(n, dtype=A.dtype) if E is None else E
+            XB = X @ B
             if kind == "care":
                 M = mH(En) @ XB + (0 if S is None else S)
                 quad = M @ xp.linalg.solve(R, mH(M))

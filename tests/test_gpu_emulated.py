@@ -214,3 +214,43 @@ def test_band_solves_through_the_gpu_table(cupy, n):
                         lad.grad(loss, argnums=(0, 1))(*dargs)):
             assert isinstance(d, cupy.ndarray)
             np.testing.assert_allclose(cupy.asnumpy(d), c, rtol=1e-11, atol=1e-13)
+
+
+def test_riccati_doubling_on_the_device_and_the_host_for_what_it_declines(cupy, monkeypatch):
+    """The Riccati forward pass iterates the doubling algorithm on the device for the whole
+    stack; when it declines a matrix, the host kernel solves the stack (SciPy's QZ where
+    doubling declines there too), and its errors name the matrix by its place."""
+    import scipy.linalg
+    from linalgad import linalg as la
+    from linalgad.rules import riccati as R
+    calls = []
+    real = scipy.linalg.solve_continuous_are
+    monkeypatch.setattr(scipy.linalg, "solve_continuous_are",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(10)
+    a, b, q, r = R._inputs(rng, 4, (3,), np.float64, "care")
+    X = la.solve_continuous_are(*(cupy.asarray(x) for x in (a, b, q, r)))
+    assert isinstance(X, cupy.ndarray) and calls == []
+    np.testing.assert_allclose(cupy.asnumpy(X), la.solve_continuous_are(a, b, q, r),
+                               rtol=1e-12)
+    # matrix 1 with a mode b cannot reach on the imaginary axis: doubling declines it, SciPy
+    # returns its (non-stabilizing) X, and the others are as on the CPU
+    a2 = a.copy()
+    a2[1] = np.diag([0.0, -1.0, -2.0, -3.0])
+    b2 = b.copy()
+    b2[1] = 0.0
+    b2[1, 1:, :] = 1.0
+    q2 = q.copy()
+    q2[1] = np.diag([0.0, 1.0, 1.0, 1.0])
+    X2 = la.solve_continuous_are(*(cupy.asarray(x) for x in (a2, b2, q2, r)))
+    assert len(calls) >= 1
+    np.testing.assert_allclose(cupy.asnumpy(X2), la.solve_continuous_are(a2, b2, q2, r),
+                               rtol=1e-12, atol=1e-12)
+    # an unstabilizable matrix 2: SciPy's error, naming it
+    a3 = a.copy()
+    a3[2] = np.diag([1.0, -1.0, -2.0, -3.0])
+    b3 = b.copy()
+    b3[2] = 0.0
+    b3[2, 1:, :] = 1.0
+    with pytest.raises(np.linalg.LinAlgError, match=r"solve_continuous_are: .*\(matrix 2 of"):
+        la.solve_continuous_are(*(cupy.asarray(x) for x in (a3, b3, q, r)))
