@@ -605,7 +605,14 @@ def toeplitz_correlate(xp, Y, X):
 
 # -- algebraic Riccati equations by doubling (linalgad/rules/riccati.py) ------------------------
 
-RICCATI_DOUBLING_MAXIT = 64
+# A matrix not converged after this many steps is left to SciPy's solver: doubling
+# converges quadratically, like ρ^(2^k) for the (transformed) closed loop's spectral radius
+# ρ, in 5–8 steps on well-posed problems; 16 steps means ρ > 1 − 5·10⁻⁴ — near the boundary,
+# where the transformed problem loses accuracy (a CARE whose spectrum spans 10⁵ took 21
+# steps and lost 10⁻⁹) — or a critical problem, where doubling converges only linearly and
+# A_k's collapse to zero under rounding says nothing (29 steps to an X on the boundary,
+# where SciPy raises).
+RICCATI_DOUBLING_MAXIT = 16
 
 
 def _riccati_reduce(xp, A, B, Q, R, E, S):
@@ -647,7 +654,7 @@ def _doubling(xp, A0, G0, H0, maxit):
             size = xp.abs(Hn).max(axis=(-2, -1))
             done = step <= 8 * n * np.finfo(A0.real.dtype).eps * size
         Hk = Hn
-        if bool(done.all()) or not bool(xp.isfinite(step).all()):
+        if not bool((~done & xp.isfinite(step)).any()):     # all converged or diverged
             break
     with np.errstate(invalid="ignore"):
         vanished = xp.abs(Ak).max(axis=(-2, -1)) <= 1e-8 * (1 + xp.abs(A0).max(axis=(-2, -1)))
@@ -700,8 +707,17 @@ def riccati_doubling(xp, kind, A, B, Q, R, E=None, S=None, maxit=None):
             if kind == "care":
                 A0, G0, H0 = _cayley_fixed_point(xp, A0, G0, H0)
             Y, done, vanished = _doubling(xp, A0, G0, H0, maxit)
-    except LinAlgError:                 # a singular r, e, H − γI, C₂₂ or W in the stack
-        return failed
+    except LinAlgError:                 # a singular r, e, H − γI, C₂₂ or W in the stack:
+        if len(batch) == 0 or math.prod(batch) == 1:        # each matrix on its own
+            return failed
+        X = xp.zeros(batch + (n, n), dtype=A.dtype)
+        ok = xp.zeros(batch, dtype=bool)
+        for idx in np.ndindex(*batch):
+            Xi, oki = riccati_doubling(xp, kind, *(None if x is None else x[idx]
+                                                   for x in (A, B, Q, R, E, S)), maxit=maxit)
+            if oki is not None and bool(oki):
+                X[idx], ok[idx] = Xi, True
+        return X, ok
     with np.errstate(all="ignore"):
         try:
             X = Y if E is None else xp.linalg.solve(mH(E), mH(xp.linalg.solve(mH(E), Y)))

@@ -566,3 +566,19 @@ def test_qr_mode_r_untraced_forms_no_q():
         assert calls
     finally:
         backend.CPUKernels.qr = orig
+
+
+def test_det_third_derivative_near_singular_raises_instead_of_losing_digits():
+    """A third derivative through the nonsingular adjugate formula loses κ² u: at κ = 3e7 it
+    was off by 8e-3 (det is a cubic in a 3×3 matrix: its third derivative is a constant
+    of ±1 and 0).  Where κ₁ > u^(−1/3) it now raises; below, it is accurate."""
+    rng = np.random.default_rng(14)
+    U, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    W, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    third = lad.jacfwd(lad.jacfwd(lad.jacfwd(la.det)))
+    T = np.asarray(third(U @ np.diag([3.0, 2.0, 1.0]) @ W))
+    assert set(np.unique(np.round(T, 8))) <= {-1.0, 0.0, 1.0}
+    T4 = np.asarray(third(U @ np.diag([3.0, 2.0, 3e-4]) @ W))
+    np.testing.assert_allclose(T4, T, atol=1e-7)
+    with pytest.raises(np.linalg.LinAlgError, match="third derivatives at or near a singular"):
+        third(U @ np.diag([3.0, 2.0, 3e-7]) @ W)

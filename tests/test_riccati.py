@@ -320,3 +320,34 @@ def test_doubling_solves_and_scipy_takes_what_it_leaves(kind, monkeypatch):
     X = ours(*args)
     assert len(calls) == 3
     np.testing.assert_allclose(X[2], real(*(x[2] for x in args)), rtol=1e-12)
+
+
+def test_doubling_leaves_slow_and_critical_problems_and_single_failures_to_scipy(monkeypatch):
+    """Cases an adversarial review found: a critical CARE (a = b = 1, q = 2, r = −2), where
+    doubling converges linearly to an X on the boundary and SciPy raises; a CARE whose
+    spectrum spans 10⁵, where 21 steps lost 10⁻⁹; one singular r in a stack of 200, which
+    sent all 200 to SciPy (NumPy's batched solve fails for the whole stack)."""
+    import linalgad.backend as B
+    with pytest.raises(np.linalg.LinAlgError, match="solve_continuous_are"):
+        la.solve_continuous_are([[1.0]], [[1.0]], [[2.0]], [[-2.0]])
+    a = np.array([[-809.6657231576277, -8478.713266704313],
+                  [3852.1423858114545, 40339.178428688814]])
+    b = np.array([[-0.16147456556353149, 0.37018792901034814],
+                  [-0.24648330463094242, -1.5538209829768286]])
+    want = scipy.linalg.solve_continuous_are(a, b, np.eye(2), np.eye(2))
+    np.testing.assert_allclose(la.solve_continuous_are(a, b, np.eye(2), np.eye(2)), want,
+                               rtol=1e-12)
+    calls = []
+    real = scipy.linalg.solve_discrete_are
+    monkeypatch.setattr(scipy.linalg, "solve_discrete_are",
+                        lambda *x, **k: calls.append(1) or real(*x, **k))
+    rng = np.random.default_rng(13)
+    a, b, q, r = R._inputs(rng, 8, (20,), np.float64, "dare")
+    r = r.copy()
+    r[3] = np.diag([1.0, 1.0, 1.0, 0.0])                    # SciPy's DARE accepts it
+    X = la.solve_discrete_are(a, b, q, r)
+    assert len(calls) <= 1
+    for i in (0, 3, 19):
+        np.testing.assert_allclose(X[i], real(a[i], b[i], q[i], r[i]), rtol=1e-10,
+                                   atol=1e-10 * abs(X[i]).max())
+    assert B.RICCATI_DOUBLING_MAXIT == 16

@@ -25,7 +25,7 @@ import numpy as np
 from .. import ops, transforms
 from ..backend import LinAlgError, kernels_for
 from ..registry import Domain, Rule
-from ..tape import Primitive
+from ..tape import Primitive, Tracer
 from ..testing import matrices as M
 from . import _common as C
 from .inverse import inverse
@@ -218,16 +218,16 @@ def _adjugate_linear_impl(A, X, *, reverse):
 
 def _adjugate_linear_vjp(g, needs, out, res, A, X, *, reverse):
     if needs[0]:
-        raise LinAlgError("det: third derivatives at or near a singular matrix (κ(A) > "
-                          "u^(-1/2)) are not implemented; first and second derivatives are")
+        raise LinAlgError("det: third derivatives at or near a singular matrix (κ₁(A) > "
+                          "u^(-1/3)) are not implemented; first and second derivatives are")
     return None, ops.fit(_adjugate_linear(A, g, reverse=not reverse), X)
 
 
 def _adjugate_linear_jvp(tangents, out, res, A, X, *, reverse):
     A_dot, X_dot = tangents
     if A_dot is not None:
-        raise LinAlgError("det: third derivatives at or near a singular matrix (κ(A) > "
-                          "u^(-1/2)) are not implemented; first and second derivatives are")
+        raise LinAlgError("det: third derivatives at or near a singular matrix (κ₁(A) > "
+                          "u^(-1/3)) are not implemented; first and second derivatives are")
     return None if X_dot is None else _adjugate_linear(A, X_dot, reverse=reverse)
 
 
@@ -244,30 +244,35 @@ def _zero_pivot(A, factors):
     return C.compute(decide, (A,), decide=lambda r: r, name="det's zero-pivot test")
 
 
-def _ill_conditioned(A, Ainv):
-    """κ₁(A) = ‖A‖₁ ‖A⁻¹‖₁ > u^(−1/2) (or not finite) for some matrix of the stack, from the
-    inverse the nonsingular formula needs anyway: there its two terms cancel to the size of
-    the result and lose more than about half the digits."""
+def _ill_conditioned(A, Ainv, power):
+    """κ₁(A) = ‖A‖₁ ‖A⁻¹‖₁ > u^(−power) (or not finite) for some matrix of the stack, from
+    the inverse the nonsingular formula needs anyway: there its two terms cancel to the size
+    of the result, losing about κ u (a second derivative; power ½) or κ² u (a third one,
+    when this rule is itself differentiated; power ⅓: at κ = 3·10⁷ a third derivative was
+    off by 8·10⁻³ through the nonsingular formula)."""
     def decide(a, ai):
         xp = kernels_for(a).xp
         with np.errstate(all="ignore"):
             k = xp.abs(a).sum(axis=-2).max(axis=-1) * xp.abs(ai).sum(axis=-2).max(axis=-1)
         eps = np.finfo(a.real.dtype).eps
-        return bool((~(k <= 1 / math.sqrt(eps))).any())
+        return bool((~(k <= eps ** -power)).any())
     return C.compute(decide, (A, Ainv), decide=lambda r: r, name="det's condition test")
 
 
-def _adjugate_inverse(A, factors):
-    """A⁻¹ for the nonsingular formulas, or None where the SVD form must be used."""
+def _adjugate_inverse(A, factors, *others):
+    """A⁻¹ for the nonsingular formulas, or None where the SVD form must be used (whose own
+    derivative in A raises): the threshold is tighter when this rule is being traced for a
+    third derivative (A or the direction a tracer)."""
     if _zero_pivot(A, factors):
         return None
     Ainv = inverse(A, factors=factors)
-    return None if _ill_conditioned(A, Ainv) else Ainv
+    traced = any(isinstance(x, Tracer) for x in (A,) + others)
+    return None if _ill_conditioned(A, Ainv, 1 / 3 if traced else 1 / 2) else Ainv
 
 
 def adjugate_vjp(Y_bar, needs, Y, res, A, *, factors):
     """d adj = adj tr(A⁻¹dA) − A⁻¹ dA adj  =>  Ā = A⁻ᴴ (conj(α) I − Ȳ Yᴴ), α = <Ȳ, Y>."""
-    Ainv = _adjugate_inverse(A, factors)
+    Ainv = _adjugate_inverse(A, factors, Y_bar)
     if Ainv is None:
         return (ops.fit(_adjugate_linear(A, Y_bar, reverse=True), A),)
     AinvH = ops.mH(Ainv)
@@ -279,7 +284,7 @@ def adjugate_vjp(Y_bar, needs, Y, res, A, *, factors):
 def adjugate_jvp(tangents, Y, res, A, *, factors):
     """Ẏ = Y tr(A⁻¹Ȧ) − A⁻¹ Ȧ Y."""
     (A_dot,) = tangents
-    Ainv = _adjugate_inverse(A, factors)
+    Ainv = _adjugate_inverse(A, factors, A_dot)
     if Ainv is None:
         return _adjugate_linear(A, A_dot, reverse=False)
     tr = ops.sum(ops.mT(Ainv) * A_dot, axis=(-2, -1))
