@@ -582,3 +582,7 @@ def test_det_third_derivative_near_singular_raises_instead_of_losing_digits():
     np.testing.assert_allclose(T4, T, atol=1e-7)
     with pytest.raises(np.linalg.LinAlgError, match="third derivatives at or near a singular"):
         third(U @ np.diag([3.0, 2.0, 3e-7]) @ W)
+    # of order ≤ 2 det is linear or quadratic: its third derivative is zero, singular or not
+    for S in (np.zeros((1, 1)), np.zeros((2, 2)), np.array([[1.0, 2.0], [2.0, 4.0]])):
+        assert not np.asarray(third(S)).any()
+        assert not np.asarray(lad.jacrev(lad.jacrev(lad.jacrev(la.det)))(S)).any()

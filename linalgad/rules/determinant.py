@@ -217,7 +217,8 @@ def _adjugate_linear_impl(A, X, *, reverse):
 
 
 def _adjugate_linear_vjp(g, needs, out, res, A, X, *, reverse):
-    if needs[0]:
+    # of order ≤ 2 the adjugate is constant or linear in A: this map does not depend on A
+    if needs[0] and C.peek(A).shape[-1] > 2:
         raise LinAlgError("det: third derivatives at or near a singular matrix (κ₁(A) > "
                           "u^(-1/3)) are not implemented; first and second derivatives are")
     return None, ops.fit(_adjugate_linear(A, g, reverse=not reverse), X)
@@ -225,7 +226,7 @@ def _adjugate_linear_vjp(g, needs, out, res, A, X, *, reverse):
 
 def _adjugate_linear_jvp(tangents, out, res, A, X, *, reverse):
     A_dot, X_dot = tangents
-    if A_dot is not None:
+    if A_dot is not None and C.peek(A).shape[-1] > 2:
         raise LinAlgError("det: third derivatives at or near a singular matrix (κ₁(A) > "
                           "u^(-1/3)) are not implemented; first and second derivatives are")
     return None if X_dot is None else _adjugate_linear(A, X_dot, reverse=reverse)
