@@ -230,3 +230,52 @@ def test_phase_test_measures_the_whole_cotangent(monkeypatch):
     assert ws == wf == []
     # (a gradient of 1e-10 from a cancellation: each path's rounding shows at 1e-5 of it)
     np.testing.assert_allclose(gs, gf, atol=1e-4 * np.abs(gf).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("batch", [(), (2,)])
+def test_subset_by_value_takes_the_subset_driver(dtype, batch, spy, monkeypatch):
+    """subset_by_value: the indices from the values alone, then the pairs by index (it took
+    the full decomposition); values, vectors, gradients and second order as the full path,
+    and SciPy's selection (low < w ≤ high)."""
+    rng = np.random.default_rng(21)
+    n = 10
+    A = _hermitian(rng, n, batch, dtype)
+    if batch:                           # the same spectrum in both matrices (a rotation)
+        Q = np.linalg.qr(_hermitian(rng, n, (), dtype))[0]
+        A[1] = Q @ A[0] @ np.conj(Q.T)
+    w0 = np.linalg.eigvalsh(A.reshape(-1, n, n)[0])
+    lo, hi = (w0[3] + w0[4]) / 2, (w0[5] + w0[6]) / 2          # the pairs 4 and 5
+    w, V = la.eigh(A, subset_by_value=(lo, hi))
+    assert spy, "the subset driver was not used"
+    for i in np.ndindex(batch):
+        ws, Vs = scipy.linalg.eigh(A[i], subset_by_value=(lo, hi))
+        np.testing.assert_allclose(w[i], ws, atol=1e-12)
+        np.testing.assert_allclose(np.abs(V[i]), np.abs(Vs), atol=1e-10)
+    W = rng.standard_normal(w.shape[:-1] + (n, 2))
+
+    def f(a):
+        ww, VV = la.eigh(a, subset_by_value=(lo, hi))
+        return lad.sum(ww * ww) + lad.sum(lad.real(VV * lad.conj(VV)) * W)
+    g = lad.grad(f)(A)
+    np.testing.assert_allclose(g, _full(monkeypatch, lad.grad(f), A), atol=1e-11)
+    T = _hermitian(rng, n, batch, dtype)
+    np.testing.assert_allclose(lad.hvp(f, (A,), (T,)),
+                               _full(monkeypatch, lambda: lad.hvp(f, (A,), (T,))), atol=1e-9)
+    gv = lad.grad(lambda a: lad.sum(la.eigvalsh(a, subset_by_value=(lo, hi)) ** 3))(A)
+    np.testing.assert_allclose(gv, _full(monkeypatch, lad.grad(
+        lambda a: lad.sum(la.eigvalsh(a, subset_by_value=(lo, hi)) ** 3)), A), atol=1e-11)
+
+
+def test_subset_by_value_at_different_indices_in_a_stack_takes_the_full_path(spy):
+    rng = np.random.default_rng(22)
+    A = _hermitian(rng, 10, (2,))
+    A[1] += 5 * np.eye(10)
+    w_all = np.linalg.eigvalsh(A)
+    lo, hi = w_all[0, 4] - 1e-9, w_all[0, 4] + 1e-9          # one value of matrix 0 ...
+    if not ((w_all[1] > lo) & (w_all[1] <= hi)).any():
+        with pytest.raises(ValueError, match="different numbers of eigenpairs"):
+            la.eigh(A, subset_by_value=(lo, hi))
+    lo, hi = -100.0, 100.0                                     # ... and all of both
+    w = la.eigvalsh(A, subset_by_value=(lo, hi))
+    np.testing.assert_allclose(w, w_all, atol=1e-12)

@@ -276,6 +276,33 @@ def _by_index(op, A, lower, first, last, vectors):
     return _eigh_subset(A, lower=lower, keep=(res[3], last - first + 1), computed=res)
 
 
+def _by_value_subset(op, A, lower, value_range, vectors):
+    """(w, V) of the pairs with low < w ≤ high from the subset driver, or None where the
+    full decomposition is taken.  The indices come from the values alone (LAPACK's
+    values-only path, about a seventh of the decomposition with vectors); then it is
+    subset_by_index: the selection must start at the same index in every matrix of a
+    stack, and few enough pairs must be asked for (``_subset_pays``)."""
+    Av = C.peek(A)
+    n = Av.shape[-1]
+    K = kernels_for(Av)
+    if not int(np.prod(Av.shape[:-2])) or not K.subset_driver or \
+            not _subset_pays(n, 1, vectors):
+        return None
+    low, high = (float(v) for v in value_range)
+    if not low < high:
+        return None                         # by_value raises SciPy's error
+    # the selection is a value the rule computes on for itself: decided again on replay
+    first, count = C.compute(
+        lambda a: _value_range(op, K.eigvalsh(a, lower=lower, op=op), low, high,
+                               "subset_by_value"),
+        (A,), decide=lambda r: (r[0].tobytes(), r[1]), name=f"{op}'s subset_by_value")
+    if not count or not (first == first.ravel()[0]).all() or \
+            not _subset_pays(n, count, vectors):
+        return None
+    f = int(first.ravel()[0])
+    return _by_index(op, A, lower, f, f + count - 1, vectors)
+
+
 def _lower(op, UPLO, lower):
     if lower is not None:
         return bool(lower)
@@ -307,7 +334,9 @@ def eigh(a, UPLO="L", *, lower=None, eigvals_only=False, check_finite=True, b=No
     and differentiated without the others — with an eigenvector cotangent, one
     resolvent solve of order n per kept eigenvector (eigh.md, section 9);
     otherwise, and where the range's ends tie with the eigenvalues next to them,
-    through the full decomposition.  SciPy's ``driver``
+    through the full decomposition.  A few pairs by value take the same route
+    once their indices are known from the eigenvalues alone (LAPACK's values-only
+    path), when they start at the same index in every matrix of a stack.  SciPy's ``driver``
     names are accepted and checked; the results agree to rounding whichever
     LAPACK driver computes them, so linalgad chooses its own kernel.  Nothing is
     overwritten (``overwrite_a``/``overwrite_b`` allow it; they are accepted).
@@ -367,6 +396,10 @@ def _decomposition(op, a, UPLO, lower, eigvals_only, check_finite, b, subset_by_
         if subset_by_index is not None:
             first, last = _index_range(op, subset_by_index, C.peek(A).shape[-1])
             pairs = _by_index(op, A, lo, first, last, not eigvals_only)
+            if pairs is not None:
+                return pairs[0] if eigvals_only else EighResult(*pairs)
+        if subset_by_value is not None:
+            pairs = _by_value_subset(op, A, lo, subset_by_value, not eigvals_only)
             if pairs is not None:
                 return pairs[0] if eigvals_only else EighResult(*pairs)
         w, V = _eigh(A, lower=lo)
