@@ -20,7 +20,6 @@ interleaved, min over the rounds; one pinned core, one thread.
 
 import common  # noqa: F401  (first: pins threads and the core before numpy is imported)
 
-import argparse  # noqa: E402
 
 import numpy as np  # noqa: E402
 import scipy.linalg as sl  # noqa: E402
@@ -112,14 +111,9 @@ def cell(label, ref, runs, rounds, checks):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=None)
-    opts = ap.parse_args()
-    rng = np.random.default_rng(common.SEED)
+    opts, rng, cells = common.cell_options(CELLS, QUICK)
     rounds = 3 if opts.quick else 7
     rows, checks = [], []
-    cells = [c for c in CELLS if c in QUICK] if opts.quick else CELLS
     for n, lu in cells:
         ab = band(rng, (), n, *lu)
         b, W = rng.standard_normal(n), rng.standard_normal(n)

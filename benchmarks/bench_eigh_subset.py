@@ -16,7 +16,6 @@ largest pairs of a positive definite matrix): their full `eigh`, sliced.
 
 import common  # noqa: F401  (first: pins threads and the core before numpy is imported)
 
-import argparse  # noqa: E402
 
 import numpy as np  # noqa: E402
 import scipy.linalg as sl  # noqa: E402
@@ -90,14 +89,10 @@ def torch_run(A, k, vec, W):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=None)
-    opts = ap.parse_args()
-    rng = np.random.default_rng(common.SEED)
+    opts, rng, cells = common.cell_options(CELLS, QUICK)
     rounds = 3 if opts.quick else 5
     rows, checks = [], []
-    for n, k, vec in (c for c in CELLS if not opts.quick or c in QUICK):
+    for n, k, vec in cells:
         G = rng.standard_normal((n, n))
         A = G + G.T
         W = rng.standard_normal((n, k))

@@ -21,7 +21,6 @@ on the same inputs), libraries interleaved in one run, min over the repeats.
 
 import common  # noqa: F401  (first: pins threads and the core before numpy is imported)
 
-import argparse  # noqa: E402
 
 import numpy as np  # noqa: E402
 import scipy.linalg as sl  # noqa: E402
@@ -112,12 +111,7 @@ def jax_iteration(kind, args, W):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=None)
-    opts = ap.parse_args()
-    rng = np.random.default_rng(common.SEED)
-    shapes = [s for s in SHAPES if s[0] in QUICK] if opts.quick else SHAPES
+    opts, rng, shapes = common.cell_options(SHAPES, QUICK, key=lambda s: s[0])
     rows, checks = [], []
     for kind in ("care", "dare"):
         for label, batch, n in shapes:

@@ -26,7 +26,6 @@ Gradients of each peer are checked once against linalgad's (relative error, max-
 
 import common  # noqa: F401  (first: pins threads and the core before numpy is imported)
 
-import argparse  # noqa: E402
 
 import numpy as np  # noqa: E402
 import scipy.linalg as sl  # noqa: E402
@@ -82,12 +81,7 @@ def autograd_run(rule, args, W):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=None)
-    opts = ap.parse_args()
-    rng = np.random.default_rng(common.SEED)
-    shapes = [s for s in SHAPES if s[0] in QUICK] if opts.quick else SHAPES
+    opts, rng, shapes = common.cell_options(SHAPES, QUICK, key=lambda s: s[0])
     rows, notes, checks = [], [], []
     for rule in RULES:
         for label, batch, n in shapes:

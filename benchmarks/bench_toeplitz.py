@@ -17,7 +17,6 @@ routes above n = 4096.
 
 import common  # noqa: F401  (first: pins threads and the core before numpy is imported)
 
-import argparse  # noqa: E402
 
 import numpy as np  # noqa: E402
 import scipy.linalg as sl  # noqa: E402
@@ -93,12 +92,7 @@ def torch_dense(c, r, b, W):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=None)
-    opts = ap.parse_args()
-    rng = np.random.default_rng(common.SEED)
-    shapes = [s for s in SHAPES if s[0] in QUICK] if opts.quick else SHAPES
+    opts, rng, shapes = common.cell_options(SHAPES, QUICK, key=lambda s: s[0])
     rows, checks = [], []
     cols = ["linalgad", "linalgad-jit", "linalgad-dense", "jax-dense", "torch-dense"]
     for label, batch, n in shapes:

@@ -266,6 +266,18 @@ def machine_info():
 
 
 # --- output ------------------------------------------------------------------------------
+def cell_options(cells, quick, key=lambda cell: cell):
+    """The scripts' command line (``--quick``, ``--out``), the seeded generator and the
+    cells to time: those whose key is in ``quick`` under --quick, else all of them."""
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=None)
+    opts = ap.parse_args()
+    chosen = [c for c in cells if key(c) in quick] if opts.quick else list(cells)
+    return opts, np.random.default_rng(SEED), chosen
+
+
 def markdown_table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

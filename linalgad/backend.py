@@ -700,7 +700,7 @@ def riccati_doubling(xp, kind, A, B, Q, R, E=None, S=None, maxit=None):
     mH = functools.partial(_mH, xp)
     n = A.shape[-1]
     batch = A.shape[:-2]
-    failed = xp.zeros(batch, dtype=bool), None
+    failed = None, None                 # (X, ok): nothing accepted
     try:
         with np.errstate(all="ignore"):     # a declined matrix may overflow on the way
             A0, G0, H0 = _riccati_reduce(xp, A, B, Q, R, E, S)
@@ -1239,6 +1239,33 @@ class ComposedKernels:
             return self.solve_triangular(c, y, lower=True, trans=2, op="cho_solve")
         y = self.solve_triangular(c, b, lower=False, trans=2, op="cho_solve")
         return self.solve_triangular(c, y, lower=False, trans=0, op="cho_solve")
+
+
+    # -- riccati family (linalgad/rules/riccati.py) ------------------------------------------
+
+    def riccati(self, kind, A, B, Q, R, E, S, balanced, op="riccati"):
+        """The stabilizing solution of the CARE (kind 'care') or DARE ('dare') per matrix of
+        the broadcast stacks, in double precision (SciPy's), cast to the inputs' dtype: the
+        doubling algorithm for the whole stack in this table's arrays (``riccati_doubling``:
+        a fraction of SciPy's QZ, the DARE at n = 256 in 49 against 1580 ms, the CARE in 261
+        against 4040), and the table's ``_riccati_declined`` for the matrices it declines.
+        q and r were checked Hermitian in their own precision (the rule); their Hermitian
+        parts pass SciPy's check again in double precision."""
+        xp = self.xp
+        given = [x for x in (A, B, Q, R, E, S) if x is not None]
+        dtype = np.result_type(*(x.dtype for x in given))
+        batch = np.broadcast_shapes(*(x.shape[:-2] for x in given))
+        n = A.shape[-1]
+        if math.prod(batch + (n, n)) == 0:
+            return xp.empty(batch + (n, n), dtype=dtype)
+        work = np.result_type(dtype, np.float64)
+        full = [None if x is None else xp.broadcast_to(x, batch + x.shape[-2:]).astype(work)
+                for x in (A, B, Q, R, E, S)]
+        full[2], full[3] = ((x + _mH(xp, x)) / 2 for x in full[2:4])
+        X, ok = riccati_doubling(xp, kind, *full)
+        if ok is None or not bool(ok.all()):
+            X = self._riccati_declined(kind, full, X, ok, balanced, op)
+        return X.astype(dtype, copy=False)
 
 
 class CPUKernels(ComposedKernels):
@@ -2548,47 +2575,27 @@ class CPUKernels(ComposedKernels):
 
     # -- riccati family (linalgad/rules/riccati.py) ------------------------------------------
 
-    def riccati(self, kind, A, B, Q, R, E, S, balanced, op="riccati"):
-        """The stabilizing solution of the CARE (kind 'care') or DARE ('dare') per matrix of
-        the broadcast stacks, in double precision, cast to the inputs' dtype: the doubling
-        algorithm for the whole stack (``riccati_doubling``), SciPy's solver (the QZ method
-        on the extended pencil) for each matrix doubling leaves.  SciPy's ValueError (a singular r
-        or e) and LinAlgError (no finite stabilizing solution) are raised naming ``op`` and
-        the matrix of the stack."""
+    def _riccati_declined(self, kind, full, X, ok, balanced, op):
+        """X with the matrices doubling declined (``ok`` False, or None: all) solved by
+        SciPy's solver (the QZ method on the extended pencil), one by one.  SciPy's
+        ValueError (a singular r or e) and LinAlgError (no finite stabilizing solution)
+        are raised naming ``op`` and the matrix of the stack."""
         import scipy.linalg
         fn = scipy.linalg.solve_continuous_are if kind == "care" else \
             scipy.linalg.solve_discrete_are
-        given = [x for x in (A, B, Q, R, E, S) if x is not None]
-        dtype = np.result_type(*given)
-        batch = np.broadcast_shapes(*(x.shape[:-2] for x in given))
-        n = A.shape[-1]
-        out = np.empty(batch + (n, n), dtype=dtype)
-        if out.size == 0:
-            return out
-        work = np.result_type(dtype, np.float64)         # SciPy's working precision
-        full = [None if x is None else np.broadcast_to(x, batch + x.shape[-2:]).astype(
-            work, copy=False) for x in (A, B, Q, R, E, S)]
-        # the doubling algorithm for the whole stack (a fraction of SciPy's QZ: the DARE at
-        # n = 256 in 49 against 1580 ms, the CARE in 261 against 4040), SciPy's solver for
-        # each matrix where it does not converge cleanly
-        todo = np.ndindex(*batch)
-        a, b, q, r, e, s = full
-        q, r = (q + _mH(np, q)) / 2, (r + _mH(np, r)) / 2
-        X, ok = riccati_doubling(np, kind, a, b, q, r, e, s)
-        if ok is not None and bool(ok.any()):
-            out[ok] = X[ok]
-            todo = (idx for idx in np.ndindex(*batch) if not ok[idx])
-        for idx in todo:
+        batch = full[0].shape[:-2]
+        if ok is None:
+            X, ok = np.empty_like(full[2]), np.zeros(batch, dtype=bool)
+        for idx in np.ndindex(*batch):
+            if ok[idx]:
+                continue
             a, b, q, r, e, s = (None if x is None else x[idx] for x in full)
-            # q and r were checked Hermitian in their own precision (the rule); their
-            # Hermitian parts pass SciPy's check again in double precision
-            q, r = (q + q.conj().T) / 2, (r + r.conj().T) / 2
             # SciPy 1.17 balances the pencil, e's block included, and then forms the
             # solution's basis with the unscaled e: a wrong X or a false LinAlgError for a
             # non-diagonal e (its _solvers.py, CARE and DARE alike).  Unbalanced there.
             bal = balanced and (e is None or not np.any(e - np.diag(np.diagonal(e))))
             try:
-                out[idx] = fn(a, b, q, r, e, s, balanced=bal)
+                X[idx] = fn(a, b, q, r, e, s, balanced=bal)
             except (ValueError, LinAlgError) as err:
                 where = f" (matrix {idx if len(idx) > 1 else idx[0]} of the stack)" if idx \
                     else ""
@@ -2598,7 +2605,7 @@ class CPUKernels(ComposedKernels):
                             "can find ((a, b) not stabilizable, or a closed-loop eigenvalue "
                             "on the stability boundary)")
                 raise type(err)(f"{op}: {msg}{where}") from None
-        return out
+        return X
 
 
 

@@ -12,7 +12,6 @@ work, measured in benchmarks/ when a GPU is available).
 from __future__ import annotations
 
 import contextlib
-import math
 import functools
 import warnings
 
@@ -22,7 +21,6 @@ import numpy as np
 from cupyx.scipy import linalg as _cxl
 
 from ..backend import (CPU, BandFactors, ComposedKernels, LinAlgError, LUFactors, _TRANS,
-                       riccati_doubling,
                        _complex_of, _perm_from_swaps, _where)
 
 __all__ = ["GPU", "GPUKernels"]
@@ -398,27 +396,17 @@ class GPUKernels(ComposedKernels):
         return cupy.asarray(CPU.toeplitz_solve(cupy.asnumpy(v), cupy.asnumpy(B), op))
 
     # -- riccati family (linalgad/rules/riccati.py) ------------------------------------------
-    # The doubling algorithm (backend.riccati_doubling: batched products and solves) runs on
-    # the device for the whole stack, in double precision; a matrix it declines goes to the
-    # CPU table's kernel on the host (SciPy's QZ solver: CuPy has no QZ).  The derivatives
+    # The doubling algorithm (ComposedKernels.riccati: batched products and solves) runs on
+    # the device for the whole stack, in double precision; the matrices it declines go to
+    # SciPy's QZ solver on the host (CuPy has no QZ), the others stay as computed.  The derivatives
     # are Lyapunov / Stein solves in the closed loop: the sylvester section's kernels above
     # (on the host), with the products around them on the device.
 
-    def riccati(self, kind, A, B, Q, R, E, S, balanced, op="riccati"):
-        given = [x for x in (A, B, Q, R, E, S) if x is not None]
-        dtype = np.result_type(*(x.dtype for x in given))
-        batch = np.broadcast_shapes(*(x.shape[:-2] for x in given))
-        n = A.shape[-1]
-        if math.prod(batch + (n, n)) == 0:
-            return cupy.empty(batch + (n, n), dtype=dtype)
-        work = np.result_type(dtype, np.float64)
-        full = [None if x is None else cupy.broadcast_to(x, batch + x.shape[-2:]).astype(work)
-                for x in (A, B, Q, R, E, S)]
-        a, b, q, r, e, s = full
-        mH = lambda x: cupy.conj(cupy.swapaxes(x, -1, -2))           # noqa: E731
-        X, ok = riccati_doubling(cupy, kind, a, b, (q + mH(q)) / 2, (r + mH(r)) / 2, e, s)
-        if ok is not None and bool(ok.all()):
-            return X.astype(dtype, copy=False)
+    def _riccati_declined(self, kind, full, X, ok, balanced, op="riccati"):
+        host = [None if x is None else cupy.asnumpy(x) for x in full]
+        Xh = cupy.asnumpy(X) if ok is not None else None
+        okh = cupy.asnumpy(ok) if ok is not None else None
+        return cupy.asarray(CPU._riccati_declined(kind, host, Xh, okh, balanced, op))
         # a matrix declined (rare): the host kernel for the stack, whose errors name the
         # matrix by its place in the stack
         host = [None if x is None else cupy.asnumpy(x) for x in full]

@@ -152,15 +152,22 @@ def adjugate_forward(A, *, factors):
     return out.reshape(A.shape)
 
 
+def _outer_products(xp, s):
+    """(Π_{l<i} s_l, Π_{l>i} s_l) for each i of the last axis: cumulative products, no
+    division (s may hold zeros)."""
+    one = xp.ones(s.shape[:-1] + (1,), dtype=s.dtype)
+    before = xp.cumprod(xp.concatenate([one, s[..., :-1]], axis=-1), axis=-1)
+    after = xp.flip(xp.cumprod(xp.concatenate([one, xp.flip(s[..., 1:], -1)], axis=-1),
+                               axis=-1), -1)
+    return before, after
+
+
 def _adjugate_svd(K, A):
     """adj(A) = det(U) det(Vᴴ) V diag(∏_{j≠i} s_j) Uᴴ for A = U S Vᴴ: exact at any rank."""
     xp = K.xp
     U, s, Vh = K.svd(A)
     # products of all singular values but one, without dividing (s may be zero)
-    ones = xp.ones(s.shape[:-1] + (1,), dtype=s.dtype)
-    before = xp.cumprod(xp.concatenate([ones, s[..., :-1]], axis=-1), axis=-1)
-    after = xp.flip(xp.cumprod(xp.concatenate([ones, xp.flip(s[..., 1:], -1)], axis=-1),
-                               axis=-1), -1)
+    before, after = _outer_products(xp, s)
     adj_s = (before * after).astype(A.dtype)
     phase = xp.linalg.det(U) * xp.linalg.det(Vh)
     V = xp.conj(xp.swapaxes(Vh, -1, -2))
@@ -184,10 +191,7 @@ def _pair_products(xp, s):
     """P (..., n, n): P_ik = Π_{l≠i,k} s_l off the diagonal, 0 on it — products only (s may
     hold zeros): prefix · (product strictly between) · suffix."""
     n = s.shape[-1]
-    one = xp.ones(s.shape[:-1] + (1,), dtype=s.dtype)
-    pre = xp.cumprod(xp.concatenate([one, s[..., :-1]], axis=-1), axis=-1)
-    suf = xp.flip(xp.cumprod(xp.concatenate([one, xp.flip(s[..., 1:], -1)], axis=-1),
-                             axis=-1), -1)
+    pre, suf = _outer_products(xp, s)
     later = xp.arange(n)[None, :] > xp.arange(n)[:, None]                   # l > i
     between = xp.cumprod(xp.where(later, s[..., None, :], 1), axis=-1)       # Π_{i<l≤k}
     between = xp.concatenate([xp.ones(s.shape + (1,), dtype=s.dtype), between[..., :-1]],

@@ -268,8 +268,7 @@ def toeplitz(c, r=None):
     if rv.ndim == 0:
         r, rv = ops.reshape(r, (1,)), rv.reshape(1)
     dtype = np.result_type(cv.dtype, rv.dtype)
-    c, r = C.promote(c, dtype) if C.peek(c).dtype != dtype else c, \
-        C.promote(r, dtype) if rv.dtype != dtype else r
+    c, r = C.promote(c, dtype), C.promote(r, dtype)
     m, n = cv.shape[-1], rv.shape[-1]
     try:
         v = _diagonals(c, r)
