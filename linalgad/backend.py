@@ -44,6 +44,12 @@ __all__ = ["kernels_for", "namespace_of", "ComposedKernels", "CPUKernels", "LinA
 
 # Stacks of matrices at most this large use the vectorised elimination.
 SMALL_N = 8
+# The banded Cholesky's derivative recurrences (congruence_chain) on blocks of up to this
+# order are solved as one triangular band system of their Kronecker form (b⁴ numbers a
+# block); larger blocks step through the recurrence.
+CHAIN_KRONECKER_B = 4
+CHAIN_CHUNK = 1 << 22       # numbers of band storage per tbtrs call (32 MB in float64)
+
 # Stacks of banded matrices from this order on are factored by LAPACK's band routines
 # matrix by matrix (direct calls, _lapack_stack); smaller ones by the vectorised dense LU /
 # Cholesky of the stack (value and gradient, 4,000 rows in all, one thread, ms, dense /
@@ -489,6 +495,159 @@ def band_product(xp, p, q, lower, upper):
             G[..., r, j0:j1] = xp.einsum("...jk,...jk->...j", p[..., j0 + d:j1 + d, :],
                                          qt[..., j0:j1, :])
     return G
+
+
+@functools.lru_cache(maxsize=64)
+def band_block_map(u, n):
+    """The blocks of a lower band (banded_cholesky.md §3): (b, M, band, block, pad) with
+    b = max(min(u, n), 1) and M = ⌈n / b⌉.  The lower form's entry band[t] (a flat index into
+    (u + 1, n), inside the matrix) is entry block[t] of the flat (M, 2, b, b) blocks —
+    [m, 0] the diagonal block D[m] (rows and columns m b, ..., m b + b − 1), [m, 1] the
+    block C[m] below it; pad is the (M, b, b) identity at the rows past n (D of the padded
+    matrix diag(A, I) is invertible)."""
+    b = max(min(u, n), 1)                  # (u ≥ n: one block, the whole matrix)
+    M = -(-n // b)
+    s, j = np.indices((u + 1, n))
+    inside = (j + s < n).ravel()
+    s, j = s.ravel()[inside], j.ravel()[inside]
+    m, c = np.divmod(j, b)
+    which, r = np.divmod(j + s - m * b, b)             # j + s − m b < 2 b since s ≤ b
+    band = (s * n + j).astype(np.intp)
+    block = (((m * 2 + which) * b + r) * b + c).astype(np.intp)
+    pad = np.zeros((M, b, b))
+    k = np.arange(n, M * b)
+    pad[k // b, k % b, k % b] = 1.0
+    return b, M, band, block, pad
+
+
+def _zero_corners(xp, lb, n):
+    """Zero the entries of the lower forms lb (..., u + 1, ≥ n) at columns j + s ≥ n."""
+    for s in range(1, lb.shape[-2]):
+        lb[..., s, max(n - s, 0):] = 0
+    return lb
+
+
+def band_to_blocks(xp, tb):
+    """(..., M, 2, b, b) blocks of the lower forms tb (..., u + 1, n), zero off the band."""
+    u, n = tb.shape[-2] - 1, tb.shape[-1]
+    b, M, band, block, _ = band_block_map(u, n)
+    batch = tb.shape[:-2]
+    if b > BLOCK_SLICES_B:                  # a gather through the index map
+        out = xp.zeros(batch + (M * 2 * b * b,), dtype=tb.dtype)
+        if band.size:
+            out[..., block] = tb.reshape(batch + (-1,))[..., band]
+        return out.reshape(batch + (M, 2, b, b))
+    lb = xp.zeros(batch + (u + 1, M * b), dtype=tb.dtype)
+    lb[..., :n] = tb
+    lb = _zero_corners(xp, lb, n).reshape(batch + (u + 1, M, b))
+    out = xp.zeros(batch + (M, 2, b, b), dtype=tb.dtype)
+    for r in range(b):
+        for c in range(b):
+            if r >= c:                      # D[m][r, c] = L[m b + r, m b + c]
+                out[..., 0, r, c] = lb[..., r - c, :, c]
+            if b + r - c <= u:              # C[m][r, c] = L[(m + 1) b + r, m b + c]
+                out[..., 1, r, c] = lb[..., b + r - c, :, c]
+    return out
+
+
+def band_from_blocks(xp, X, u, n):
+    """The lower forms (..., u + 1, n) of the bands that blocks X (..., M, 2, b, b) hold
+    (entries off the band dropped): band_to_blocks' adjoint."""
+    b, M, band, block, _ = band_block_map(u, n)
+    batch = X.shape[:-4]
+    if b > BLOCK_SLICES_B:
+        out = xp.zeros(batch + ((u + 1) * n,), dtype=X.dtype)
+        if band.size:
+            out[..., band] = X.reshape(batch + (-1,))[..., block]
+        return out.reshape(batch + (u + 1, n))
+    lb = xp.zeros(batch + (u + 1, M, b), dtype=X.dtype)
+    for r in range(b):
+        for c in range(b):
+            if r >= c:
+                lb[..., r - c, :, c] = X[..., 0, r, c]
+            if b + r - c <= u:
+                lb[..., b + r - c, :, c] = X[..., 1, r, c]
+    lb = lb.reshape(batch + (u + 1, M * b))[..., :n]
+    return xp.ascontiguousarray(_zero_corners(xp, lb, n))
+
+
+# Blocks of up to this order move between band storage and blocks by one strided copy per
+# block entry (5,000 of order 2: 40 µs against the index map's 160); larger ones through
+# the index map.
+BLOCK_SLICES_B = 8
+
+
+# Stacks of blocks of up to this order are multiplied as b broadcast products over the
+# whole stack (_BlockAlgebra; 5,000 of order 2: 29 µs a product against np.matmul's 137).
+SMALL_MATMUL_B = 2
+
+
+class _BlockAlgebra:
+    """Products of stacks of b × b blocks in one of two layouts: (..., M, b, b) with
+    ``xp.matmul``, or — for tiny blocks, where matmul's per-block overhead dominates —
+    (b, b, ..., M), each product b broadcast multiplications over whole stacks."""
+
+    def __init__(self, xp, b, soa):
+        self.xp, self.b, self.soa = xp, b, soa
+
+    def enter(self, Y):                     # from (..., M, b, b)
+        if not self.soa:
+            return Y
+        return self.xp.ascontiguousarray(self.xp.moveaxis(Y, (-2, -1), (0, 1)))
+
+    def leave(self, Y):                     # to (..., M, b, b)
+        if not self.soa:
+            return Y
+        return self.xp.ascontiguousarray(self.xp.moveaxis(Y, (0, 1), (-2, -1)))
+
+    def h(self, Y):
+        return self.xp.conj(self.xp.swapaxes(Y, 0, 1) if self.soa else
+                            self.xp.swapaxes(Y, -1, -2))
+
+    def mm(self, A, B):
+        if not self.soa:
+            return A @ B
+        out = A[:, 0, None] * B[None, 0]
+        for k in range(1, self.b):
+            out += A[:, k, None] * B[None, k]
+        return out
+
+    def nxt(self, Y):
+        """Y[m + 1] at m, zero at the last block."""
+        out = self.xp.zeros_like(Y)
+        if self.soa:
+            out[..., :-1] = Y[..., 1:]
+        else:
+            out[..., :-1, :, :] = Y[..., 1:, :, :]
+        return out
+
+    def phi(self, Y):
+        """Φ(Y) = tril(Y, −1) + ½ diag(Y), a new array."""
+        if not self.soa:
+            out = self.xp.tril(Y)
+            i = self.xp.arange(self.b)
+            out[..., i, i] *= 0.5
+            return out
+        out = Y.copy()
+        for i in range(self.b):
+            out[i, i] *= 0.5
+            for j in range(i + 1, self.b):
+                out[i, j] = 0
+        return out
+
+    def lower_inverse(self, D, kernels):
+        if not self.soa:
+            eye = self.xp.broadcast_to(self.xp.eye(self.b, dtype=D.dtype), D.shape)
+            return kernels.solve_triangular(D, eye, lower=True, op="cholesky_banded")
+        Di = self.xp.zeros_like(D)
+        for j in range(self.b):             # column j by forward substitution
+            Di[j, j] = 1 / D[j, j]
+            for i in range(j + 1, self.b):
+                acc = D[i, j] * Di[j, j]
+                for k in range(j + 1, i):
+                    acc = acc + D[i, k] * Di[k, j]
+                Di[i, j] = -acc / D[i, i]
+        return Di
 
 
 def band_matmul(xp, ab, X, lower, upper, trans=0):
@@ -965,6 +1124,77 @@ class ComposedKernels:
             return self.xp.conj(self.cho_solve(F.data, self.xp.conj(b)))
         return self.cho_solve(F.data, b)
 
+    def band_cholesky(self, tb, op="cholesky_banded"):
+        """The lower bands (..., u + 1, n) of the Cholesky factors L (A = L Lᴴ) of the
+        Hermitian positive definite matrices whose lower triangles tb holds in the lower
+        form (tb[s, j] = A[j + s, j]).  Here: the assembled matrices' Cholesky (a device
+        has no band Cholesky); the CPU table calls LAPACK's pbtrf once for the stack."""
+        xp = self.xp
+        u = tb.shape[-2] - 1
+        L = self.cholesky(dense_from_band(xp, tb, u, 0), lower=True, op=op)
+        return band_from_dense(xp, L, u, 0)
+
+    def band_trsolve(self, lb, b, trans=0, op="cho_solve_banded"):
+        """x of op(L) x = b for the lower triangular band matrices L whose lower form lb
+        (..., u + 1, n) holds, b (..., n, k) of the same stack.  Here: assembled."""
+        u = lb.shape[-2] - 1
+        L = dense_from_band(self.xp, lb, u, 0)
+        return self.solve_triangular(L, b, lower=True, trans=trans, op=op)
+
+    def band_cholesky_cotangent(self, L, L_bar):
+        """The cotangent of the lower triangle read by the banded Cholesky, given the
+        factor's lower band L and its cotangent L̄ (banded_cholesky.md §3): the composed
+        rule of ``rules.banded_cholesky._cotangent_composed`` in one call, on plain
+        arrays (the same block products, without a traced operation each)."""
+        xp = self.xp
+        u, n = L.shape[-2] - 1, L.shape[-1]
+        if n == 0 or L.size == 0:
+            return xp.zeros(L.shape, dtype=xp.result_type(L, L_bar))
+        L_bar = L_bar.astype(xp.result_type(L, L_bar), copy=False)
+        L = L.astype(L_bar.dtype, copy=False)
+        b, M, _, _, pad = band_block_map(u, n)
+        X = band_to_blocks(xp, L)
+        if pad.any():
+            X[..., 0, :, :] += xp.asarray(pad, dtype=X.dtype)
+        Xb = band_to_blocks(xp, L_bar)
+        B = _BlockAlgebra(xp, b, soa=b <= SMALL_MATMUL_B)
+        D, Cb, Db, Cbb = (B.enter(Y[..., w, :, :]) for Y in (X, Xb) for w in (0, 1))
+        Di = B.lower_inverse(D, self)
+        mm, h, nxt = B.mm, B.h, B.nxt
+        Sd = B.phi(mm(h(D), Db) + mm(h(Cb), Cbb))
+        Sd = Sd + h(Sd)
+        K = mm(Cb, Di)
+        E = mm(Cbb, Di)                     # D[m+1]⁻ᴴ (D[m+1]ᴴ C̄[m]) D[m]⁻¹
+        KE = mm(h(K), E)
+        Q = mm(mm(h(Di), Sd), Di) - KE - h(KE)
+        Xd = B.enter(self.congruence_chain(B.leave(K), B.leave(Q), forward=False))
+        Xl = E - mm(nxt(Xd), K)
+        out = band_from_blocks(xp, xp.stack([B.leave(B.phi(Xd)), B.leave(Xl)], axis=-3), u, n)
+        if out.dtype.kind == "c":
+            out[..., 0, :] = out[..., 0, :].real
+        return out
+
+    def congruence_chain(self, K, Q, forward):
+        """The matrix recurrences of the banded Cholesky's derivatives (banded_cholesky.md
+        §3) on stacks (..., M, b, b):
+
+        forward=False   X[m] = Q[m] + K[m]ᴴ X[m + 1] K[m],  m = M − 1, ..., 0  (X[M] = 0)
+        forward=True    Y[m + 1] = Q[m + 1] + K[m] Y[m] K[m]ᴴ,  Y[0] = Q[0]
+
+        each other's adjoints; K[M − 1] is not read.  Here: one step per block."""
+        xp = self.xp
+        K, Q = xp.broadcast_arrays(K, Q)
+        X = xp.array(Q, dtype=xp.result_type(K, Q), copy=True)
+        M = X.shape[-3]
+        Kh = xp.conj(xp.swapaxes(K, -1, -2))
+        if forward:
+            for m in range(M - 1):
+                X[..., m + 1, :, :] += K[..., m, :, :] @ X[..., m, :, :] @ Kh[..., m, :, :]
+        else:
+            for m in range(M - 2, -1, -1):
+                X[..., m, :, :] += Kh[..., m, :, :] @ X[..., m + 1, :, :] @ K[..., m, :, :]
+        return X
+
     def expm_staged(self, A, op="expm"):
         """(e^A, factors) for a stack (..., n, n): scaling and squaring, vectorised over
         the stack, keeping what ``expm_frechet_staged`` reuses (``linalgad._pade``)."""
@@ -1423,6 +1653,124 @@ class CPUKernels(ComposedKernels):
         else:
             _lapack_stack.gbtrs(F.data[0], F.lower, F.upper, F.data[1], bt, t)
         return np.swapaxes(bt, 1, 2).reshape(b.shape)
+
+    # -- banded Cholesky (linalgad.rules.banded_cholesky) -----------------
+    @staticmethod
+    def _band_stack(tb, dtype=None):
+        """A stack of lower forms (B, u + 1, n) side by side as ONE lower form (u + 1, B n)
+        of the block diagonal matrix, the corners (the couplings between neighbours)
+        zeroed: a band routine on it treats the matrices one after the other, in one call."""
+        u1, n = tb.shape[-2:]
+        count = math.prod(tb.shape[:-2])
+        ab = np.empty((u1, count, n), dtype=dtype or tb.dtype)
+        ab[...] = np.moveaxis(tb.reshape(count, u1, n), 0, 1)
+        for s in range(1, u1):
+            ab[s, :, max(n - s, 0):] = 0
+        return ab.reshape(u1, count * n)
+
+    def band_cholesky(self, tb, op="cholesky_banded"):
+        """LAPACK's pbtrf once, on the whole stack as one block diagonal band matrix
+        (``_band_stack``): O(n u²) a matrix, no per-matrix call.  The corners of the result
+        are zero."""
+        u1, n = tb.shape[-2:]
+        batch = tb.shape[:-2]
+        count = math.prod(batch)
+        if n == 0 or count == 0:
+            return np.zeros(tb.shape, dtype=tb.dtype)
+        pbtrf = _lapack.get_lapack_funcs("pbtrf", dtype=tb.dtype)
+        c, info = pbtrf(self._band_stack(tb), lower=1, overwrite_ab=1)
+        if info > 0:
+            i, order = divmod(info - 1, n)
+            raise LinAlgError(f"{op}: matrix is not positive definite (leading minor of "
+                              f"order {order + 1} is not positive){_where(op, batch, i)}")
+        if info < 0:                                               # pragma: no cover
+            raise ValueError(f"{op}: LAPACK pbtrf: illegal argument {-info}")
+        return np.ascontiguousarray(np.moveaxis(c.reshape(u1, count, n), 1, 0)).reshape(
+            tb.shape)
+
+    def band_trsolve(self, lb, b, trans=0, op="cho_solve_banded"):
+        """LAPACK's tbtrs once for the stack (``_band_stack``)."""
+        u1, n = lb.shape[-2:]
+        k = b.shape[-1]
+        count = math.prod(lb.shape[:-2])
+        if n == 0 or count == 0 or k == 0:
+            return np.zeros(b.shape, dtype=np.result_type(lb, b))
+        if b.dtype.kind == "c" and lb.dtype.kind == "f":     # real factors: two real solves
+            return (self.band_trsolve(lb, np.ascontiguousarray(b.real), trans, op)
+                    + 1j * self.band_trsolve(lb, np.ascontiguousarray(b.imag), trans, op))
+        dtype = np.result_type(lb, b)
+        tbtrs = _lapack.get_lapack_funcs("tbtrs", dtype=dtype)
+        t = "NTC"[_TRANS[trans]]
+        x, info = tbtrs(self._band_stack(lb, dtype), np.array(b, dtype=dtype).reshape(
+            count * n, k), uplo="L", trans=t, diag="N", overwrite_b=1)    # (a copy)
+        if info > 0:
+            i, j = divmod(info - 1, n)
+            raise LinAlgError(f"{op}: the factor is singular (its diagonal entry {j} is "
+                              f"zero){_where(op, lb.shape[:-2], i)}")
+        return x.reshape(b.shape)
+
+    def congruence_chain(self, K, Q, forward):
+        """Blocks of order up to CHAIN_KRONECKER_B: the recurrence written as a unit upper
+        (lower, forward=True) triangular band system in the entries of the X[m],
+        x[m] − (K[m]ᴴ ⊗ K[m]ᵀ) x[m + 1] = q[m], solved by LAPACK's tbtrs (its 'C' form is
+        the forward recurrence) for the whole stack, in chunks of CHAIN_CHUNK numbers of
+        band storage; larger blocks: one step a block."""
+        b = K.shape[-1]
+        M = Q.shape[-3]
+        if b > CHAIN_KRONECKER_B or M < 2:
+            return super().congruence_chain(K, Q, forward)
+        K, Q = np.broadcast_arrays(K, Q)
+        dtype = np.result_type(K, Q)
+        s = b * b
+        count = math.prod(Q.shape[:-3]) * M
+        # K[m] by entry, (b, b, count); K[M − 1] of each matrix zeroed (no coupling)
+        Ks = np.zeros((b, b, count // M, M), dtype=dtype)
+        Ks[..., :-1] = np.moveaxis(K, (-2, -1), (0, 1)).reshape(b, b, count // M, M)[..., :-1]
+        Ks = Ks.reshape(b, b, count)
+        Kc = np.conj(Ks)
+        q = np.array(Q, dtype=dtype).reshape(count, s)           # row-major vec of each Q[m]
+        kd = 2 * s - 1
+        chunk = max(2, CHAIN_CHUNK // (2 * s * s))
+        tbtrs = _lapack.get_lapack_funcs("tbtrs", dtype=dtype)
+        t = ("C" if dtype.kind == "c" else "T") if forward else "N"
+        starts = list(range(0, count, chunk))
+        x = np.empty_like(q)
+        for c0 in (starts if forward else reversed(starts)):
+            c1 = min(c0 + chunk, count)
+            rhs = q[c0:c1].copy()
+            # the coupling to the chunk solved before, moved to the right-hand side
+            if forward and c0 > 0:
+                rhs[0] += self._kron_apply(Ks[..., c0 - 1], Kc[..., c0 - 1], x[c0 - 1],
+                                           b, adjoint=True)
+            if not forward and c1 < count:
+                rhs[-1] += self._kron_apply(Ks[..., c1 - 1], Kc[..., c1 - 1], x[c1],
+                                            b, adjoint=False)
+            nb = c1 - c0
+            ab = np.zeros((kd + 1, nb, s), dtype=dtype)
+            ab[kd] = 1
+            for i in range(b):
+                for j in range(b):
+                    for k in range(b):
+                        for l in range(b):      # noqa: E741
+                            # A[(i, j), (k, l)] = conj(K[k, i]) K[l, j], the entry
+                            # (m s + p, (m + 1) s + q) of the matrix (a strided copy each:
+                            # one view per p with a negative stride was 2-5x slower)
+                            p, qq = i * b + j, k * b + l
+                            ab[s - 1 + p - qq, 1:, qq] = -(Kc[k, i, c0:c1 - 1]
+                                                           * Ks[l, j, c0:c1 - 1])
+            xc, info = tbtrs(ab.reshape(kd + 1, nb * s), rhs.reshape(nb * s, 1), uplo="U",
+                             trans=t, diag="U", overwrite_b=1)
+            x[c0:c1] = xc.reshape(nb, s)
+        return x.reshape(Q.shape)
+
+    @staticmethod
+    def _kron_apply(Ks, Kc, v, b, adjoint):
+        """(Kᴴ ⊗ Kᵀ) v (adjoint: its conjugate transpose K ⊗ conj(K)) for one block K given
+        by entry (Ks, Kc = conj(Ks)), v a row-major vec: vec(Kᴴ V K) or vec(K V Kᴴ)."""
+        K = Ks.T.T                                              # (b, b)
+        V = v.reshape(b, b)
+        out = K @ V @ np.conj(K).T if adjoint else np.conj(K).T @ V @ K
+        return out.reshape(b * b)
 
     # -- Cholesky ---------------------------------------------------------
     # -- from LU factors --------------------------------------------------

@@ -28,6 +28,7 @@ import numpy as np
 from ._array_methods import register_numpy_function
 from .rules._spectral import GaugeWarning
 from .rules.banded import solve_banded, solveh_banded
+from .rules.banded_cholesky import cho_solve_banded, cholesky_banded
 from .rules.cholesky import cho_factor, cho_solve, cholesky, logdet
 from .rules.determinant import SlogdetResult, det, slogdet
 from .rules.eig import EigResult, eig, eigvals
@@ -53,7 +54,8 @@ from .rules.riccati import solve_continuous_are, solve_discrete_are
 from .rules.toeplitz import matmul_toeplitz, solve_toeplitz, toeplitz
 from .rules.triangular import solve_triangular
 
-__all__ = ["solve", "solve_triangular", "solve_banded", "solveh_banded", "inv", "det", "slogdet", "cholesky", "cho_factor",
+__all__ = ["solve", "solve_triangular", "solve_banded", "solveh_banded", "cholesky_banded",
+           "cho_solve_banded", "inv", "det", "slogdet", "cholesky", "cho_factor",
            "cho_solve", "logdet", "lu_factor", "lu_solve", "lu", "qr", "eigh", "eigvalsh", "eigh_tridiagonal",
            "eigvalsh_tridiagonal", "funmh", "svd", "svdvals", "generalized_funm",
            "eig", "eigvals", "lstsq", "pinv", "pinvh", "expm", "expm_frechet", "sqrtm", "logm",

@@ -25,6 +25,7 @@ DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
 RULE_MODULES = (
     "linalgad.rules.solve",
     "linalgad.rules.banded",
+    "linalgad.rules.banded_cholesky",
     "linalgad.rules.toeplitz",
     "linalgad.rules.triangular",
     "linalgad.rules.inverse",
