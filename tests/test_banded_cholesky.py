@@ -3,7 +3,7 @@
 The registry (tests/test_rules.py) checks both rules on their domains in both modes and at
 second order; here: SciPy's values and conventions, the gradient against the dense
 Cholesky's (projected on the band), the log-determinant's gradient (the band of A⁻¹) and
-Hessian, both recurrence kernels (the Kronecker band system in chunks, the stepped one),
+Hessian, both recurrence kernels (the Kronecker band system in chunks, cyclic reduction),
 the fused cotangent against its composed definition, errors, empty input, the emulated
 device, and the O(n) memory that is the point of the rules.
 """
@@ -144,11 +144,13 @@ def test_logdet_gradient_is_the_band_of_the_inverse_and_its_hessian(u):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("u", [0, 1, 2, 3, 4, 6])
 @pytest.mark.parametrize("forward", [False, True])
-def test_recurrence_kernels_agree(u, forward, dtype, monkeypatch):
-    """The Kronecker band system (in one chunk and in many) and the stepped recurrence."""
-    rng = np.random.default_rng(u + 10 * forward)
+@pytest.mark.parametrize("M", [1, 2, 16, 17])
+def test_recurrence_kernels_agree(u, forward, dtype, M, monkeypatch):
+    """The Kronecker band system (in one chunk and in many), cyclic reduction, and the
+    recurrence stepped block by block."""
+    rng = np.random.default_rng(u + 10 * forward + M)
     b = max(u, 1)
-    shape = (2, 3, 17, b, b)
+    shape = (2, 3, M, b, b)
     K = 0.5 * rng.standard_normal(shape)
     Q = rng.standard_normal(shape)
     if np.dtype(dtype).kind == "c":
@@ -162,14 +164,14 @@ def test_recurrence_kernels_agree(u, forward, dtype, monkeypatch):
         got = CPU.congruence_chain(K, Q, forward)
         np.testing.assert_allclose(got, want, rtol=_tol(dtype) * 10, atol=_tol(dtype) * 10)
     # the recurrence itself, written out for the first matrix
-    X = np.zeros((17, b, b), dtype=np.result_type(dtype, np.float64))
+    X = np.zeros((M, b, b), dtype=np.result_type(dtype, np.float64))
     Kk, Qk = K[0, 0].astype(X.dtype), Q[0, 0].astype(X.dtype)
-    order = range(17) if forward else range(16, -1, -1)
+    order = range(M) if forward else range(M - 1, -1, -1)
     for m in order:
         X[m] = Qk[m]
         if forward and m > 0:
             X[m] += Kk[m - 1] @ X[m - 1] @ Kk[m - 1].conj().T
-        if not forward and m < 16:
+        if not forward and m < M - 1:
             X[m] += Kk[m].conj().T @ X[m + 1] @ Kk[m]
     np.testing.assert_allclose(want[0, 0], X, rtol=_tol(dtype) * 10, atol=_tol(dtype) * 10)
 

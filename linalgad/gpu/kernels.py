@@ -130,9 +130,8 @@ class GPUKernels(ComposedKernels):
         return cupy.asarray(CPU.band_solve(F.data, cupy.asnumpy(b), trans))
 
     # The banded Cholesky (rules/banded_cholesky.py): the band and its factor cross the bus,
-    # O(n u), about the work itself; a device has no band Cholesky, and the derivatives'
-    # recurrence is sequential (one tbtrs on the host, where the device would launch two
-    # tiny products a block).
+    # O(n u), about the work itself (a device has no band Cholesky or triangular band
+    # solve); the derivatives' recurrence runs on the device by cyclic reduction.
     def band_cholesky(self, tb, op="cholesky_banded"):
         if tb.shape[-1] <= BAND_DEVICE_N:
             return super().band_cholesky(tb, op)
@@ -142,9 +141,6 @@ class GPUKernels(ComposedKernels):
         if lb.shape[-1] <= BAND_DEVICE_N:
             return super().band_trsolve(lb, b, trans, op)
         return cupy.asarray(CPU.band_trsolve(cupy.asnumpy(lb), cupy.asnumpy(b), trans, op))
-
-    def congruence_chain(self, K, Q, forward):
-        return cupy.asarray(CPU.congruence_chain(cupy.asnumpy(K), cupy.asnumpy(Q), forward))
 
     def lu_solve(self, F, b, trans=0):
         trans = _TRANS[trans]

@@ -386,7 +386,7 @@ def _domain_tridiagonal(rng, n, batch, dtype):
 
 def _domain_wide(rng, n, batch, dtype):
     """u = 5, order at least 7: blocks of order 5, past CHAIN_KRONECKER_B (the recurrence
-    stepped block by block)."""
+    by cyclic reduction)."""
     return _domain(rng, max(n, 7), batch, dtype, lower=True, u=5)
 
 
@@ -436,8 +436,8 @@ RULES = (
             Domain("upper", _domain, "Hermitian positive definite, u = 2, upper form"),
             Domain("lower", _domain_lower, "lower form"),
             Domain("tridiagonal", _domain_tridiagonal, "u = 1, upper form"),
-            Domain("u5", _domain_wide, "u = 5, n ≥ 7: blocks of order 5, the stepped "
-                                       "recurrence"),
+            Domain("u5", _domain_wide, "u = 5, n ≥ 7: blocks of order 5, the recurrence "
+                                       "by cyclic reduction"),
         ),
         derivation="docs/derivations/banded_cholesky.md",
         reference=cholesky_banded_reference,
