@@ -2320,7 +2320,8 @@ class CPUKernels(ComposedKernels):
                 return np.linalg.cholesky(A, upper=not lower)
             except LinAlgError:
                 _first_failure(lambda a: np.linalg.cholesky(a, upper=not lower), A, op,
-                               "matrix is not positive definite")
+                               "matrix is not positive definite",
+                               detail=lambda a: _minor_order(a, lower))
         potrf = _lapack_fn("potrf", A.dtype)
         # Aᵀ is a free Fortran view; for Hermitian A, its opposite factor is ours, transposed
         c, info = potrf(A.T, lower=not lower, clean=1)
@@ -3053,16 +3054,25 @@ def _getri_lwork(dtype, n):
     return w
 
 
-def _first_failure(fn, A, op, what):
-    """fn failed on the stack A: find the first matrix it fails on and raise, naming it."""
+def _first_failure(fn, A, op, what, detail=None):
+    """fn failed on the stack A: find the first matrix it fails on and raise, naming it
+    (and ``detail(a)`` of it, when given)."""
     batch = A.shape[:-2]
     flat = A.reshape((-1,) + A.shape[-2:])
     for i, a in enumerate(flat):
         try:
             fn(a)
         except LinAlgError:
-            raise LinAlgError(f"{op}: {what}{_where(op, batch, i)}") from None
+            extra = detail(a) if detail is not None else ""
+            raise LinAlgError(f"{op}: {what}{extra}{_where(op, batch, i)}") from None
     raise LinAlgError(f"{op}: {what}")
+
+
+def _minor_order(a, lower):
+    """" (leading minor of order k is not positive)" for the matrix a whose Cholesky factor
+    (read from the triangle ``lower`` names) does not exist: LAPACK potrf's info."""
+    c, info = _lapack_fn("potrf", a.dtype)(a.T, lower=not lower, clean=1)
+    return f" (leading minor of order {info} is not positive)" if info > 0 else ""
 
 
 def _perm_from_swaps(piv, m):

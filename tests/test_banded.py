@@ -222,6 +222,11 @@ def test_errors_name_the_function_and_the_matrix():
     with pytest.raises(LinAlgError, match=r"solveh_banded: matrix is not positive definite.*"
                                           r"\(1,\)"):
         la.solveh_banded(abh, np.ones(25))
+    small, _ = _hermitian(rng, 6, 1, False, (2,))          # a stack of small orders: dense
+    small[1, 1, 3] = -1.0
+    with pytest.raises(LinAlgError, match=r"solveh_banded: matrix is not positive definite "
+                                          r"\(leading minor of order 4 .*\(1,\)"):
+        la.solveh_banded(small, np.ones(6))
     with pytest.raises(ValueError, match="solve_banded: ab has 4 rows; the band needs 3"):
         la.solve_banded((1, 1), np.ones((4, 5)), np.ones(5))
     with pytest.raises(TypeError, match="l_and_u"):          # SciPy: TypeError too
