@@ -498,16 +498,32 @@ def band_product(xp, p, q, lower, upper):
     return G
 
 
-@functools.lru_cache(maxsize=64)
-def band_block_map(u, n):
-    """The blocks of a lower band (banded_cholesky.md §3): (b, M, band, block, pad) with
-    b = max(min(u, n), 1) and M = ⌈n / b⌉.  The lower form's entry band[t] (a flat index into
-    (u + 1, n), inside the matrix) is entry block[t] of the flat (M, 2, b, b) blocks —
-    [m, 0] the diagonal block D[m] (rows and columns m b, ..., m b + b − 1), [m, 1] the
-    block C[m] below it; pad is the (M, b, b) identity at the rows past n (D of the padded
-    matrix diag(A, I) is invertible)."""
+def band_blocks_shape(u, n):
+    """(b, M): the blocks of a lower band of order n with u subdiagonals
+    (banded_cholesky.md §2) have order b = max(min(u, n), 1), M = ⌈n / b⌉ of them."""
     b = max(min(u, n), 1)                  # (u ≥ n: one block, the whole matrix)
-    M = -(-n // b)
+    return b, -(-n // b)
+
+
+def band_block_pad(u, n):
+    """The (b, b) identity patch at the rows past n of the last diagonal block (D of the
+    padded matrix diag(A, I) is invertible), or None when n is a multiple of b."""
+    b, M = band_blocks_shape(u, n)
+    extra = M * b - n
+    if not extra:
+        return None
+    pad = np.zeros((b, b))
+    pad[np.arange(b - extra, b), np.arange(b - extra, b)] = 1.0
+    return pad
+
+
+def band_block_map(u, n):
+    """Index maps between the lower form and the blocks, for blocks past BLOCK_SLICES_B:
+    (band, block) such that the lower form's entry band[t] (a flat index into (u + 1, n),
+    inside the matrix) is entry block[t] of the flat (M, 2, b, b) blocks — [m, 0] the
+    diagonal block D[m] (rows and columns m b, ..., m b + b − 1), [m, 1] the block C[m]
+    below it.  O(n u) numbers: built per call, not kept."""
+    b, M = band_blocks_shape(u, n)
     s, j = np.indices((u + 1, n))
     inside = (j + s < n).ravel()
     s, j = s.ravel()[inside], j.ravel()[inside]
@@ -515,10 +531,7 @@ def band_block_map(u, n):
     which, r = np.divmod(j + s - m * b, b)             # j + s − m b < 2 b since s ≤ b
     band = (s * n + j).astype(np.intp)
     block = (((m * 2 + which) * b + r) * b + c).astype(np.intp)
-    pad = np.zeros((M, b, b))
-    k = np.arange(n, M * b)
-    pad[k // b, k % b, k % b] = 1.0
-    return b, M, band, block, pad
+    return band, block
 
 
 def _zero_corners(xp, lb, n):
@@ -531,9 +544,10 @@ def _zero_corners(xp, lb, n):
 def band_to_blocks(xp, tb):
     """(..., M, 2, b, b) blocks of the lower forms tb (..., u + 1, n), zero off the band."""
     u, n = tb.shape[-2] - 1, tb.shape[-1]
-    b, M, band, block, _ = band_block_map(u, n)
+    b, M = band_blocks_shape(u, n)
     batch = tb.shape[:-2]
     if b > BLOCK_SLICES_B:                  # a gather through the index map
+        band, block = band_block_map(u, n)
         out = xp.zeros(batch + (M * 2 * b * b,), dtype=tb.dtype)
         if band.size:
             out[..., block] = tb.reshape(batch + (-1,))[..., band]
@@ -554,9 +568,10 @@ def band_to_blocks(xp, tb):
 def band_from_blocks(xp, X, u, n):
     """The lower forms (..., u + 1, n) of the bands that blocks X (..., M, 2, b, b) hold
     (entries off the band dropped): band_to_blocks' adjoint."""
-    b, M, band, block, _ = band_block_map(u, n)
+    b, M = band_blocks_shape(u, n)
     batch = X.shape[:-4]
     if b > BLOCK_SLICES_B:
+        band, block = band_block_map(u, n)
         out = xp.zeros(batch + ((u + 1) * n,), dtype=X.dtype)
         if band.size:
             out[..., band] = X.reshape(batch + (-1,))[..., block]
@@ -571,6 +586,10 @@ def band_from_blocks(xp, X, u, n):
     lb = lb.reshape(batch + (u + 1, M * b))[..., :n]
     return xp.ascontiguousarray(_zero_corners(xp, lb, n))
 
+
+# Stacks of triangular blocks of up to this order are inverted by substitution with one
+# batched operation per entry (b² steps); larger ones by the triangular solve.
+BLOCK_INVERSE_B = 16
 
 # Blocks of up to this order move between band storage and blocks by one strided copy per
 # block entry (5,000 of order 2: 40 µs against the index map's 160); larger ones through
@@ -668,8 +687,7 @@ class _BlockAlgebra:
 
     def lower_inverse(self, D, kernels):
         if not self.soa:
-            eye = self.xp.broadcast_to(self.xp.eye(self.b, dtype=D.dtype), D.shape)
-            return kernels.solve_triangular(D, eye, lower=True, op="cholesky_banded")
+            return kernels.lower_block_inverse(D)
         Di = self.xp.zeros_like(D)
         for j in range(self.b):             # column j by forward substitution
             Di[j, j] = 1 / D[j, j]
@@ -1168,9 +1186,36 @@ class ComposedKernels:
     def band_trsolve(self, lb, b, trans=0, op="cho_solve_banded"):
         """x of op(L) x = b for the lower triangular band matrices L whose lower form lb
         (..., u + 1, n) holds, b (..., n, k) of the same stack.  Here: assembled."""
-        u = lb.shape[-2] - 1
-        L = dense_from_band(self.xp, lb, u, 0)
+        xp = self.xp
+        u, n = lb.shape[-2] - 1, lb.shape[-1]
+        if lb.size:
+            zero = (lb[..., 0, :] == 0).reshape(-1, n)
+            if bool(zero.any()):
+                i = int(xp.argmax(zero.any(axis=-1)))
+                j = int(xp.argmax(zero[i]))
+                raise LinAlgError(f"{op}: the factor is singular (its diagonal entry {j} is "
+                                  f"zero){_where(op, lb.shape[:-2], i)}")
+        L = dense_from_band(xp, lb, u, 0)
         return self.solve_triangular(L, b, lower=True, trans=trans, op=op)
+
+    def lower_block_inverse(self, D):
+        """The inverses of a stack (..., b, b) of lower triangular blocks (zeros above the
+        diagonal).  Blocks up to order BLOCK_INVERSE_B: substitution column by column,
+        each step one batched operation over the stack; larger ones: the triangular solve
+        against I."""
+        xp = self.xp
+        b = D.shape[-1]
+        if b > BLOCK_INVERSE_B:
+            eye = xp.broadcast_to(xp.eye(b, dtype=D.dtype), D.shape)
+            return self.solve_triangular(D, eye, lower=True, op="cholesky_banded")
+        Di = xp.zeros_like(D)
+        d = D[..., xp.arange(b), xp.arange(b)]
+        for j in range(b):
+            Di[..., j, j] = 1 / d[..., j]
+            for i in range(j + 1, b):        # row i of D times column j of D⁻¹ is 0
+                acc = (D[..., i, j:i] * Di[..., j:i, j]).sum(axis=-1)
+                Di[..., i, j] = -acc / d[..., i]
+        return Di
 
     def band_cholesky_cotangent(self, L, L_bar):
         """The cotangent of the lower triangle read by the banded Cholesky, given the
@@ -1183,10 +1228,11 @@ class ComposedKernels:
             return xp.zeros(L.shape, dtype=xp.result_type(L, L_bar))
         L_bar = L_bar.astype(xp.result_type(L, L_bar), copy=False)
         L = L.astype(L_bar.dtype, copy=False)
-        b, M, _, _, pad = band_block_map(u, n)
+        b, M = band_blocks_shape(u, n)
+        pad = band_block_pad(u, n)
         X = band_to_blocks(xp, L)
-        if pad.any():
-            X[..., 0, :, :] += xp.asarray(pad, dtype=X.dtype)
+        if pad is not None:
+            X[..., M - 1, 0, :, :] += xp.asarray(pad, dtype=X.dtype)
         Xb = band_to_blocks(xp, L_bar)
         B = _BlockAlgebra(xp, b, soa=b <= SMALL_MATMUL_B)
         D, Cb, Db, Cbb = (B.enter(Y[..., w, :, :]) for Y in (X, Xb) for w in (0, 1))

@@ -264,8 +264,8 @@ def test_errors():
     cb = la.cholesky_banded(ab[0], lower=True)
     with pytest.raises(TypeError, match=r"\(cb, lower\)"):
         la.cho_solve_banded((cb,), np.ones(6))
-    with pytest.raises(ValueError, match="cb must be"):     # cb alone: its rows unpacked
-        la.cho_solve_banded(cb, np.ones(6))
+    with pytest.raises(TypeError, match=r"\(cb, lower\), lower a boolean; got an array"):
+        la.cho_solve_banded(cb, np.ones(6))                  # cb alone: its rows unpacked
     with pytest.raises(ValueError, match="cho_solve_banded"):
         la.cho_solve_banded((cb, True), np.ones(5))
     zero = cb.copy()
@@ -342,3 +342,64 @@ def test_through_the_emulated_gpu_table(cupy):
         for d, c in zip(got[1], want[1]):
             assert isinstance(d, cupy.ndarray)
             np.testing.assert_allclose(cupy.asnumpy(d), c, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("b", [1, 2, 3, 7, 16, 17, 20])
+def test_lower_block_inverse(b, dtype):
+    """Substitution over the stack (b ≤ BLOCK_INVERSE_B) and the triangular solve above."""
+    rng = np.random.default_rng(b)
+    D = np.tril(rng.standard_normal((3, 5, b, b))) + 3 * np.eye(b)
+    if np.dtype(dtype).kind == "c":
+        D = D + 1j * np.tril(rng.standard_normal((3, 5, b, b)))
+    D = D.astype(dtype)
+    got = CPU.lower_block_inverse(D)
+    np.testing.assert_allclose(got, np.linalg.inv(D), rtol=_tol(dtype), atol=_tol(dtype))
+
+
+def test_device_makes_no_call_per_block(cupy, monkeypatch):
+    """The device inverts the stack of diagonal blocks in batched operations: no triangular
+    solve per block in the gradient, the forward mode or a Hessian-vector product."""
+    import linalgad.gpu.kernels as gk
+    calls = []
+    real = gk._cxl.solve_triangular
+    monkeypatch.setattr(gk._cxl, "solve_triangular",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(3)
+    for u in (1, 3, 20):
+        ab, _ = _hpd(rng, 300, u, (), np.float64)
+        a = cupy.asarray(ab)
+
+        def logdet(x):
+            return 2 * lad.sum(lad.log(la.cholesky_banded(x)[u]))
+
+        lad.value_and_grad(logdet)(a)
+        lad.jvp(logdet, (a,), (a,))
+        lad.hvp(logdet, (a,), (a,))
+    assert calls == []
+
+
+def test_argument_checks_and_messages_on_both_tables(cupy):
+    rng = np.random.default_rng(6)
+    ab, _ = _hpd(rng, 6, 1, (2,), np.float64, lower=True)
+    with pytest.raises(ValueError, match="cholesky_banded: lower must be a boolean"):
+        la.cholesky_banded(ab, lower="yes")
+    cb = la.cholesky_banded(ab, lower=True)
+    with pytest.raises(TypeError, match=r"\(cb, lower\), lower a boolean"):
+        la.cho_solve_banded(np.array([[[2.0]], [[4.0]]]), np.ones(1))
+    bad = cb.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="cho_solve_banded: cb contains infs or NaNs"):
+        la.cho_solve_banded((bad, True), np.ones(6))
+    # the device's small orders (assembled) say what the CPU says
+    notpd = ab.copy()
+    notpd[1, 0, 3] = -50.0
+    zero = cb.copy()
+    zero[1, 0, 2] = 0
+    for xp in (np, cupy):
+        with pytest.raises(LinAlgError, match=r"leading minor of order 4 is not positive\) "
+                                              r"\(matrix \(1,\)"):
+            la.cholesky_banded(xp.asarray(notpd), lower=True)
+        with pytest.raises(LinAlgError, match=r"the factor is singular \(its diagonal entry 2 "
+                                              r"is zero\) \(matrix \(1,\)"):
+            la.cho_solve_banded((xp.asarray(zero), True), xp.ones((2, 6, 1)))

@@ -20,8 +20,9 @@ import cupyx
 import numpy as np
 from cupyx.scipy import linalg as _cxl
 
+from .. import backend
 from ..backend import (CPU, BandFactors, ComposedKernels, LinAlgError, LUFactors, _TRANS,
-                       _complex_of, _perm_from_swaps, _where)
+                       _complex_of, _minor_order, _perm_from_swaps, _where)
 
 __all__ = ["GPU", "GPUKernels"]
 
@@ -137,6 +138,11 @@ class GPUKernels(ComposedKernels):
             return super().band_cholesky(tb, op)
         return cupy.asarray(CPU.band_cholesky(cupy.asnumpy(tb), op))
 
+    def lower_block_inverse(self, D):
+        if D.shape[-1] <= backend.BLOCK_INVERSE_B:
+            return super().lower_block_inverse(D)
+        return cupy.linalg.inv(D)          # batched getrf/getri: one call for the stack
+
     def band_trsolve(self, lb, b, trans=0, op="cho_solve_banded"):
         if lb.shape[-1] <= BAND_DEVICE_N:
             return super().band_trsolve(lb, b, trans, op)
@@ -249,8 +255,10 @@ class GPUKernels(ComposedKernels):
             diag = cupy.diagonal(L, 0, -2, -1).reshape(-1, A.shape[-1])
             bad = _first_bad(~cupy.isfinite(diag).all(axis=-1) | (diag.real <= 0).any(axis=-1))
         if bad is not None:
+            # the leading minor, as the CPU table says it: LAPACK's potrf on the host
+            a = cupy.asnumpy(src.reshape((-1,) + src.shape[-2:])[bad])
             raise LinAlgError(f"{op}: matrix is not positive definite"
-                              f"{_where(op, A.shape[:-2], bad)}")
+                              f"{_minor_order(a, True)}{_where(op, A.shape[:-2], bad)}")
         return L if lower else cupy.conj(cupy.swapaxes(L, -1, -2))
 
     @_empty_on_host

@@ -204,19 +204,20 @@ def banded_solve(ab, b, lower, upper, *, hermitian=False, trans=0, op="solve_ban
 
 # -- the public functions ------------------------------------------------------------------
 
-def _operands(op, ab, b, rows, check_finite):
-    """(ab, b) validated and promoted: ab (..., rows, n), b (n,) or (..., n, k)."""
+def _operands(op, ab, b, rows, check_finite, name="ab"):
+    """(ab, b) validated and promoted: ab (..., rows, n), b (n,) or (..., n, k); ``name``:
+    what the messages call ab."""
     abv, bv = C.peek(ab), C.peek(b)
     if abv.ndim < 2:
-        raise ValueError(f"{op}: ab must be (..., {rows}, n) (band storage); got shape "
+        raise ValueError(f"{op}: {name} must be (..., {rows}, n) (band storage); got shape "
                          f"{abv.shape}")
     if abv.shape[-2] != rows:
-        raise ValueError(f"{op}: ab has {abv.shape[-2]} rows; the band needs {rows} "
+        raise ValueError(f"{op}: {name} has {abv.shape[-2]} rows; the band needs {rows} "
                          f"(shape {abv.shape})")
     n = abv.shape[-1]
     C.rhs_shape(op, abv.shape[:-2] + (n, n), bv.shape)
     dtype = C.result_dtype(op, abv, bv)
-    C.checked(op, ("ab", "b"), (ab, b), check_finite)
+    C.checked(op, (name, "b"), (ab, b), check_finite)
     return C.promote(ab, dtype), C.promote(b, dtype)
 
 

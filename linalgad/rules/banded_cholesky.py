@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import ops
 from .. import transforms
-from ..backend import (band_block_map, band_from_blocks, band_from_dense, band_to_blocks,
+from ..backend import (band_block_pad, band_from_blocks, band_from_dense, band_to_blocks,
                        kernels_for)
 from ..registry import Domain, Rule
 from ..tape import Primitive
@@ -37,7 +37,6 @@ from .banded import _matmul as _band_matmul
 from .banded import _product as _band_product
 from .banded import _operands
 from .cholesky import _phi
-from .triangular import _trisolve
 
 __all__ = ["cholesky_banded", "cho_solve_banded", "RULES"]
 
@@ -141,14 +140,29 @@ _chain = Primitive("congruence_chain", _chain_impl, _chain_vjp, _chain_jvp)
 def _factor_blocks(L, u, n):
     """(D, C, D⁻¹) of the lower band L (D padded with the identity past n)."""
     D, Cb = _blocks(L, u, n)
-    pad = band_block_map(u, n)[4]
-    if pad.any():
+    pad = band_block_pad(u, n)
+    if pad is not None:
         xp = C.namespace_of(ops._peek(L))
-        D = D + xp.asarray(pad, dtype=ops._peek(L).dtype)
-    b = ops._shape(D)[-1]
-    xp = C.namespace_of(ops._peek(L))
-    eye = xp.broadcast_to(xp.eye(b, dtype=ops._peek(L).dtype), ops._shape(D))
-    return D, Cb, _trisolve(D, eye, lower=True, trans=0)
+        full = xp.zeros(ops._shape(D)[-3:], dtype=ops._peek(L).dtype)
+        full[-1] = xp.asarray(pad, dtype=full.dtype)        # the last diagonal block
+        D = D + full
+    return D, Cb, _lower_inverse(D)
+
+
+def _lower_inverse_vjp(g, needs, out, res, D):
+    """G = D⁻¹: D̄ = −Gᴴ Ḡ Gᴴ (the upper triangle's part is dropped by the block gather)."""
+    return (ops.fit(-_mm(ops.mH(out), g, ops.mH(out)), D),)
+
+
+def _lower_inverse_jvp(t, out, res, D):
+    return -_mm(out, t[0], out)
+
+
+# The inverses of a stack of lower triangular blocks, one batched kernel call (a device's
+# triangular solve would run once per block).
+_lower_inverse = Primitive(
+    "lower_block_inverse", lambda D: kernels_for(D).lower_block_inverse(D),
+    _lower_inverse_vjp, _lower_inverse_jvp)
 
 
 def band_cholesky_forward(tb):
@@ -283,6 +297,15 @@ _to_lower = Primitive(
     lambda t, out, res, x: _to_lower(t[0]))
 
 
+def _flag(op, value, error, message):
+    """A boolean argument (a Python or NumPy bool, or the integers 0 and 1), as bool."""
+    if isinstance(value, (bool, np.bool_)) or (
+            isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    shown = f"an array of shape {value.shape}" if hasattr(value, "shape") else repr(value)
+    raise error(f"{op}: " + message.format(shown))
+
+
 def _band_argument(op, ab, check_finite):
     abv = C.peek(ab)
     if abv.ndim < 2 or abv.shape[-2] < 1:
@@ -318,6 +341,7 @@ def cholesky_banded(ab, overwrite_ab=False, lower=False, check_finite=True):
     Valid when: a is Hermitian positive definite.
     """
     op = "cholesky_banded"
+    lower = _flag(op, lower, ValueError, "lower must be a boolean; got {}")
     ab, u = _band_argument(op, ab, check_finite)
     L = _band_cholesky(ab if lower else _to_lower(ab))        # (the diagonal's real part)
     return L if lower else _to_upper(L)
@@ -340,12 +364,14 @@ def cho_solve_banded(cb_and_lower, b, overwrite_b=False, check_finite=True):
         cb, lower = cb_and_lower
     except (TypeError, ValueError):
         raise TypeError(f"{op}: the first argument must be the pair (cb, lower)") from None
+    lower = _flag(op, lower, TypeError, "the first argument must be the pair (cb, lower), "
+                                        "lower a boolean; got {} for lower")
     abv = C.peek(cb)
     if abv.ndim < 2 or abv.shape[-2] < 1:
         raise ValueError(f"{op}: cb must be (..., u + 1, n) (band storage); got shape "
                          f"{abv.shape}")
     u = abv.shape[-2] - 1
-    cb, b = _operands(op, cb, b, u + 1, check_finite)
+    cb, b = _operands(op, cb, b, u + 1, check_finite, name="cb")
     lb = cb if lower else _to_lower(cb)
 
     def solve(b_):
