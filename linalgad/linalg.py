@@ -44,7 +44,7 @@ from .rules.matfuncs import (cosm, coshm, expm, expm_frechet, fractional_matrix_
 from .rules.norms import (cond, cross, diagonal, matmul, matrix_norm, matrix_power, matrix_rank,
                           matrix_transpose, multi_dot, norm, outer, tensordot, tensorinv,
                           tensorsolve, trace, vecdot, vector_norm)
-from .rules.polar import polar
+from .rules.polar import orthogonal_procrustes, polar
 from .rules.qr import QRResult, qr
 from .rules.solve import solve
 from .rules.svd import SVDResult, svd, svdvals
@@ -62,7 +62,7 @@ __all__ = ["solve", "solve_triangular", "solve_banded", "solveh_banded", "choles
            "cosm", "sinm", "tanm", "coshm", "sinhm", "tanhm", "fractional_matrix_power",
            "solve_sylvester", "solve_continuous_lyapunov", "solve_discrete_lyapunov",
            "solve_continuous_are", "solve_discrete_are", "solve_toeplitz", "matmul_toeplitz",
-           "toeplitz", "polar",
+           "toeplitz", "polar", "orthogonal_procrustes",
            "norm", "matrix_norm", "vector_norm", "cond", "matrix_power", "multi_dot", "trace",
            "diagonal", "matrix_transpose", "outer", "vecdot", "cross", "tensordot", "matmul",
            "matrix_rank", "tensorinv", "tensorsolve", "LinAlgError", "GaugeWarning", "SlogdetResult", "QRResult",

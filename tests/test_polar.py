@@ -8,6 +8,7 @@ import scipy.linalg
 
 import linalgad as lad
 from linalgad import GaugeWarning
+from linalgad import linalg as la
 from linalgad.rules.polar import polar
 from linalgad.testing import check_grads
 
@@ -112,3 +113,40 @@ def test_real_p_is_exactly_symmetric(shape):
     for i, x in enumerate(a.reshape((-1,) + shape[-2:])):
         u0, p0 = scipy.linalg.polar(x)
         np.testing.assert_allclose(p.reshape((-1,) + p.shape[-2:])[i], p0, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+def test_orthogonal_procrustes_matches_scipy_on_stacks(dtype):
+    """SciPy's R and scale for each pair of a stack; scale real; R recovers a rotation."""
+    rng = np.random.default_rng(11)
+    A = rng.standard_normal((2, 3, 7, 4))
+    if np.dtype(dtype).kind == "c":
+        A = A + 1j * rng.standard_normal(A.shape)
+    Q = np.linalg.qr(rng.standard_normal((4, 4)))[0]
+    A, B = A.astype(dtype), (A @ Q).astype(dtype)
+    R, scale = la.orthogonal_procrustes(A, B)
+    assert R.shape == (2, 3, 4, 4) and scale.shape == (2, 3) and R.dtype == dtype
+    assert scale.dtype == np.finfo(dtype).dtype
+    tol = 1e-4 if np.dtype(dtype) in (np.float32, np.complex64) else 1e-12
+    np.testing.assert_allclose(R, np.broadcast_to(Q, R.shape), atol=tol)
+    for i in np.ndindex(2, 3):
+        R0, s0 = scipy.linalg.orthogonal_procrustes(A[i], B[i])
+        np.testing.assert_allclose(R[i], R0, atol=tol)
+        np.testing.assert_allclose(scale[i], s0, rtol=tol)
+
+
+def test_orthogonal_procrustes_errors_and_rank_deficiency():
+    with pytest.raises(ValueError, match="orthogonal_procrustes: the shapes of A and B differ"):
+        la.orthogonal_procrustes(np.ones((3, 2)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="orthogonal_procrustes: A must be a 2-D array"):
+        la.orthogonal_procrustes(np.ones(3), np.ones(3))
+    with pytest.raises(ValueError, match="A contains infs or NaNs"):
+        la.orthogonal_procrustes(np.array([[np.nan]]), np.ones((1, 1)))
+    # Aᴴ B of rank 1 < 2: R is not unique, a loss through R warns; the scale's gradient
+    # (the subgradient R) is still given
+    A = np.array([[1.0, 0.0], [0.0, 0.0]])
+    B = np.array([[2.0, 0.0], [0.0, 0.0]])
+    with pytest.warns(lad.GaugeWarning):
+        lad.grad(lambda a: lad.sum(la.orthogonal_procrustes(a, B)[0]))(A)
+    g = lad.grad(lambda a: la.orthogonal_procrustes(a, B)[1])(A)
+    assert np.all(np.isfinite(g))

@@ -35,10 +35,11 @@ from .. import ops, transforms
 from ..backend import kernels_for, namespace_of
 from ..registry import Domain, Rule
 from ..tape import Primitive
+from ..testing import matrices as M
 from . import _common as C
 from ._spectral import GaugeWarning
 
-__all__ = ["polar", "RULES"]
+__all__ = ["polar", "orthogonal_procrustes", "RULES"]
 
 
 # -- kernels on plain arrays -------------------------------------------------------------------
@@ -283,6 +284,52 @@ def polar(a, side="right", *, check_finite=True):
     return U, ops.matmul(A, ops.mH(U))
 
 
+def orthogonal_procrustes(A, B, check_finite=True):
+    """The unitary R minimizing ‖A R − B‖_F, and the scale Σσ(Aᴴ B), differentiable in A
+    and B (scipy.linalg.orthogonal_procrustes).
+
+    ``A`` and ``B`` have the same shape (..., m, n); stacks are solved matrix by matrix
+    (SciPy's takes one pair).  R = u vᴴ from the SVD Aᴴ B = u s vᴴ is the unitary polar
+    factor of Aᴴ B, and scale = Σ s its nuclear norm = tr of the polar factor p: both
+    through :func:`polar`, whose backward pass reuses the forward SVD (polar.md, §9).
+    Returns ``(R, scale)``, R (..., n, n), scale (...,) real.
+
+    Valid when: Aᴴ B has full rank n (else R is not unique: a loss that depends on R warns,
+    as :func:`polar` does; scale's gradient is a subgradient there).
+    """
+    op = "orthogonal_procrustes"
+    av, bv = C.peek(A), C.peek(B)
+    if av.ndim < 2:
+        raise ValueError(f"{op}: A must be a 2-D array (or a stack of them); got shape "
+                         f"{av.shape}")
+    if av.shape != bv.shape:
+        raise ValueError(f"{op}: the shapes of A and B differ ({av.shape} vs {bv.shape})")
+    dtype = C.result_dtype(op, av, bv)
+    C.checked(op, ("A", "B"), (A, B), check_finite)
+    A, B = C.promote(A, dtype), C.promote(B, dtype)
+    R, P = polar(ops.matmul(ops.mH(A), B), check_finite=False)
+    scale = ops.trace(P, axis1=-2, axis2=-1)
+    return R, (ops.real(scale) if ops._is_complex(scale) else scale)
+
+
+def orthogonal_procrustes_reference(A, B):
+    import scipy.linalg
+    pairs = [scipy.linalg.orthogonal_procrustes(a, b) for a, b in
+             zip(A.reshape((-1,) + A.shape[-2:]), B.reshape((-1,) + B.shape[-2:]))]
+    n = A.shape[-1]
+    return (np.stack([p[0] for p in pairs]).reshape(A.shape[:-2] + (n, n)),
+            np.array([p[1] for p in pairs]).reshape(A.shape[:-2]))
+
+
+def _procrustes_domain(m, n):
+    def make(rng, _n, batch, dtype):
+        A = M.random_general(rng, max(m, n), batch, dtype)[..., :m, :n]
+        Q = np.linalg.qr(M.random_general(rng, n, batch, dtype))[0]
+        B = A @ Q + 0.1 * M.random_general(rng, max(m, n), batch, dtype)[..., :m, :n]
+        return (np.ascontiguousarray(A).astype(dtype), B.astype(dtype)), {}
+    return make
+
+
 def polar_reference(a, side="right"):
     import scipy.linalg
     flat = a.reshape((-1,) + a.shape[-2:])
@@ -308,5 +355,18 @@ RULES = (
         derivation="docs/derivations/polar.md",
         reference=polar_reference,
         references=("Higham 1986", "Higham, Functions of Matrices 2008, ch. 8"),
+    ),
+    Rule(
+        name="orthogonal_procrustes",
+        fun=orthogonal_procrustes,
+        primitive=_polar,
+        domains=(
+            Domain("square", _procrustes_domain(3, 3), "3×3, B a rotated A plus noise"),
+            Domain("tall", _procrustes_domain(5, 3), "5×3"),
+        ),
+        derivation="docs/derivations/polar.md",
+        reference=orthogonal_procrustes_reference,
+        references=("Schönemann 1966, A generalized solution of the orthogonal Procrustes "
+                    "problem",),
     ),
 )
