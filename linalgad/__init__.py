@@ -20,8 +20,8 @@ from . import _memory
 from ._memory import keep_freed_memory
 from . import linalg, testing
 from .rules._spectral import GaugeWarning
-from .ops import (abs, absolute, add, amax, amin, astype, broadcast_to, concatenate, conj,
-                  conjugate, cos, cosh, diag, diagonal, divide, dot, einsum, exp, expand_dims,
+from .ops import (abs, absolute, add, amax, amin, arccos, arcsin, astype, broadcast_to,
+                  concatenate, conj, conjugate, cos, cosh, diag, diagonal, divide, dot, einsum, exp, expand_dims,
                   expm1, imag, inner, log, log1p, matmul, matrix_transpose, max, maximum, mean,
                   mH, min, minimum, moveaxis, mT, multiply, negative, norm, ones_like, outer,
                   power, ravel, real, reshape, sign, sin, sinh, sqrt, square, squeeze, stack,
@@ -40,7 +40,7 @@ __all__ = [
     "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "hvp", "checkpoint", "jit",
     "stop_gradient", "debug_nans", "keep_freed_memory", "linalg", "testing", "Tracer",
     "GaugeWarning",
-    "abs", "absolute", "add", "amax", "amin", "astype", "broadcast_to", "concatenate", "conj",
+    "abs", "absolute", "add", "amax", "amin", "arccos", "arcsin", "astype", "broadcast_to", "concatenate", "conj",
     "conjugate", "cos", "cosh", "diag", "diagonal", "divide", "dot", "einsum", "exp",
     "expand_dims", "expm1", "imag", "inner", "log", "log1p", "matmul", "matrix_transpose",
     "max", "maximum", "mean", "mH", "min", "minimum", "moveaxis", "mT", "multiply", "negative",

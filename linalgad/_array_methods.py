@@ -103,7 +103,7 @@ NUMPY_UFUNCS = {
     np.true_divide: ops.divide, np.power: ops.power, np.negative: ops.negative,
     np.positive: ops.positive, np.absolute: ops.abs, np.exp: ops.exp, np.expm1: ops.expm1,
     np.log: ops.log, np.log1p: ops.log1p, np.sqrt: ops.sqrt, np.square: ops.square,
-    np.sin: ops.sin, np.cos: ops.cos, np.tan: ops.tan, np.tanh: ops.tanh, np.sinh: ops.sinh,
+    np.sin: ops.sin, np.cos: ops.cos, np.arcsin: ops.arcsin, np.arccos: ops.arccos, np.tan: ops.tan, np.tanh: ops.tanh, np.sinh: ops.sinh,
     np.cosh: ops.cosh, np.sign: ops.sign, np.maximum: ops.maximum, np.minimum: ops.minimum,
     np.conjugate: ops.conj, np.matmul: ops.matmul,
 }

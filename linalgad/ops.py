@@ -28,7 +28,7 @@ from .tape import JitTracer, Primitive, ReverseTracer, Tracer, compute, peek
 __all__ = [
     "add", "subtract", "multiply", "divide", "true_divide", "power", "negative",
     "positive", "matmul", "abs", "absolute", "exp", "expm1", "log", "log1p",
-    "sqrt", "square", "sin", "cos", "tan", "tanh", "sinh", "cosh", "sign",
+    "sqrt", "square", "sin", "cos", "tan", "tanh", "sinh", "cosh", "arcsin", "arccos", "sign",
     "sum", "mean", "max", "min", "amax", "amin", "maximum", "minimum", "where",
     "reshape", "ravel", "transpose", "swapaxes", "moveaxis", "matrix_transpose",
     "mT", "mH", "expand_dims", "squeeze", "broadcast_to", "getitem", "diagonal",
@@ -441,6 +441,14 @@ def _d_cosh(x, y):
     return sinh(x)
 
 
+def _d_arcsin(x, y):
+    return 1.0 / sqrt(1.0 - x * x)
+
+
+def _d_arccos(x, y):
+    return -1.0 / sqrt(1.0 - x * x)
+
+
 exp = _holomorphic("exp", np.exp, _d_exp)
 expm1 = _holomorphic("expm1", np.expm1, _d_expm1)
 log = _holomorphic("log", np.log, _d_log)
@@ -453,6 +461,8 @@ tan = _holomorphic("tan", np.tan, _d_tan)
 tanh = _holomorphic("tanh", np.tanh, _d_tanh)
 sinh = _holomorphic("sinh", np.sinh, _d_sinh)
 cosh = _holomorphic("cosh", np.cosh, _d_cosh)
+arcsin = _holomorphic("arcsin", np.arcsin, _d_arcsin)
+arccos = _holomorphic("arccos", np.arccos, _d_arccos)
 
 
 def power(x, y):

@@ -44,6 +44,7 @@ RULE_MODULES = (
     "linalgad.rules.sylvester",
     "linalgad.rules.riccati",
     "linalgad.rules.polar",
+    "linalgad.rules.subspaces",
     "linalgad.rules.norms",
 )
 

@@ -247,14 +247,37 @@ def _scale(xv, xp):
     return xp.abs(xv).max(axis=(-2, -1)) if xv.size else 0.0
 
 
-def check_phase(op, K, what, values=None, value_bar=None):
-    """Raise ValueError if Im diag(K) is not ~0: the loss depends on a phase."""
+def check_phase(op, K, what, values=None, value_bar=None, size=None):
+    """Raise ValueError if Im diag(K) is not ~0: the loss depends on a phase.  ``size``
+    (per matrix): the vector cotangent's own size, when K = VᴴV̄ may be far smaller than
+    V̄ (a loss through the vectors' complement, span(V) only: K is rounding then)."""
     Kv = C.value(K)
     if Kv.dtype.kind != "c" or not Kv.size:
         return
     xp = namespace_of(Kv)
-    check_phase_diagonal(op, xp.diagonal(Kv, 0, -2, -1), _scale(Kv, xp), what,
-                         values, value_bar)
+    scale = _scale(Kv, xp)
+    if size is not None:
+        scale = xp.maximum(scale, C.value(size))
+    check_phase_diagonal(op, xp.diagonal(Kv, 0, -2, -1), scale, what, values, value_bar)
+
+
+def column_size(*arrays, rows=(), square=()):
+    """Per matrix, the largest of: the largest entry of the ``square`` entries (K = VᴴV̄
+    itself), and the largest column norm of the others (a row norm for the entries of
+    ``rows``: Vᴴ's cotangent) — the units in which K's entries are judged.  None skipped."""
+    size = None
+    for i, a in enumerate(arrays):
+        if a is None:
+            continue
+        v = C.value(a)
+        xp = namespace_of(v)
+        if i in square:
+            n = _scale(v, xp)
+        else:
+            n = (xp.sqrt(xp.sum(xp.abs(v) ** 2, axis=-1 if i in rows else -2)).max(axis=-1)
+                 if v.size else xp.zeros(v.shape[:-2]))
+        size = n if size is None else xp.maximum(size, n)
+    return size
 
 
 def value_floor(values, value_bar, xp):

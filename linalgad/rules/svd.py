@@ -103,9 +103,16 @@ def _cotangent_composed(U, s, Vh, U_bar, s_bar, Vh_bar):
     if J is not None or K is not None:
         plus = J if K is None else (K if J is None else J + K)
         minus = J if K is None else (-K if J is None else J - K)
-        S.check_phase("svd", plus, "a pair of singular vectors (u_i, v_i)", s, s_bar)
+    size = None
+    if plus is not None:
+        # measured in the units of the cotangents' columns, which may be far larger than
+        # J + K: a loss through span(U) alone (orth, subspace_angles) has Ū ⊥ U, and J of
+        # rounding, whose phase or cluster part is then no evidence of a dependence
+        size = S.column_size(plus, U_bar, Vh_bar, rows=(2,), square=(0,))
+        S.check_phase("svd", plus, "a pair of singular vectors (u_i, v_i)", s, s_bar,
+                      size=size)
     S.check_second_order("svd", s, (U_bar, s_bar, Vh_bar), relative=True, ordered=True)
-    S.check_clusters("svd", mask, plus, s_bar, what="singular vectors")
+    S.check_clusters("svd", mask, plus, s_bar, what="singular vectors", scale=size)
     if plus is not None:
         Yp = S.inverse_gaps(s, mask) * plus
         Ym = S.inverse_gaps(s, _zero_sums(s), plus=True) * minus

@@ -1,0 +1,117 @@
+"""orth and subspace_angles: SciPy's values, gradients of span-only losses (the svd rule's
+gauge checks measured in the cotangents' units), the angles' branches, errors, jit."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+import linalgad as lad
+from linalgad import linalg as la
+
+
+def _pair(rng, m, na, nb, cplx, shared=0.7):
+    z = (lambda *s: rng.standard_normal(s) + 1j * rng.standard_normal(s)) if cplx else \
+        (lambda *s: rng.standard_normal(s))
+    A = z(m, na)
+    return A, A @ rng.standard_normal((na, nb)) + shared * z(m, nb)
+
+
+@pytest.mark.parametrize("cplx", [False, True])
+@pytest.mark.parametrize("m,na,nb", [(6, 3, 2), (5, 2, 3), (4, 2, 2), (8, 1, 4), (3, 3, 3),
+                                    (5, 3, 3)])
+def test_values_and_gradients(m, na, nb, cplx):
+    rng = np.random.default_rng(m * 100 + na * 10 + nb)
+    A, B = _pair(rng, m, na, nb, cplx)
+    theta = la.subspace_angles(A, B)
+    # SciPy's branch mask pairs the i-th largest cosine with the i-th largest angle, so a
+    # zero angle can come from its arccos (1.5e-8 for an exact 0); each angle here takes
+    # its own branch
+    np.testing.assert_allclose(theta, scipy.linalg.subspace_angles(A, B), atol=3e-8)
+    fixed = max(na + nb - m, 0)
+    if fixed:
+        assert np.all(theta[len(theta) - fixed:] < 1e-14)
+    W = rng.standard_normal(theta.shape)
+
+    def f(A, B):
+        return lad.sum(W * la.subspace_angles(A, B))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # no gauge warning for span losses
+        gA, gB = lad.grad(f, argnums=(0, 1))(A, B)
+    for g, X, part in ((gA, A, lambda X: f(X, B)), (gB, B, lambda X: f(A, X))):
+        E = rng.standard_normal(X.shape) + (1j * rng.standard_normal(X.shape) if cplx else 0)
+        fd = (part(X + 1e-6 * E) - part(X - 1e-6 * E)) / 2e-6
+        assert abs(np.real(np.vdot(g, E)) - fd) < 1e-6 * max(1, abs(fd))
+        _, t = lad.jvp(part, (X,), (E,))
+        assert abs(t - fd) < 1e-6 * max(1, abs(fd))
+
+
+def test_second_order():
+    rng = np.random.default_rng(2)
+    A, B = _pair(rng, 6, 3, 2, False)
+
+    def f(A):
+        return lad.sum(la.subspace_angles(A, B) ** 2)
+
+    v = rng.standard_normal(A.shape)
+    Hv = lad.hvp(f, (A,), (v,))
+    Hv = Hv[0] if isinstance(Hv, tuple) else Hv
+    fd = (lad.grad(f)(A + 1e-5 * v) - lad.grad(f)(A - 1e-5 * v)) / 2e-5
+    np.testing.assert_allclose(Hv, fd, rtol=1e-5, atol=1e-8)
+
+
+def test_angles_at_zero_and_right_angles_have_finite_gradients():
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((5, 2))
+    B = A @ np.array([[1.0, 2.0], [0.0, 1.0]])        # the same subspace
+    assert np.all(la.subspace_angles(A, B) < 1e-14)
+    g = lad.grad(lambda A: lad.sum(la.subspace_angles(A, B)))(A)
+    assert np.all(np.isfinite(g))
+    A, B = np.eye(4)[:, :2], np.eye(4)[:, 2:]         # orthogonal
+    np.testing.assert_allclose(la.subspace_angles(A, B), np.pi / 2)
+    assert np.all(np.isfinite(lad.grad(lambda A: lad.sum(la.subspace_angles(A, B)))(A)))
+
+
+@pytest.mark.parametrize("cplx", [False, True])
+def test_orth_spans_scipys_range_and_projector_gradient(cplx):
+    """orth's basis spans SciPy's (the same projector, rank-deficient input too); a loss
+    through the projector Q Qᴴ is gauge-free: its gradient matches differences."""
+    rng = np.random.default_rng(4)
+    A = rng.standard_normal((6, 4)) + (1j * rng.standard_normal((6, 4)) if cplx else 0)
+    A[:, 3] = A[:, 0] + 2 * A[:, 1]                   # rank 3
+    Q = la.orth(A)
+    Q0 = scipy.linalg.orth(A)
+    assert Q.shape == Q0.shape == (6, 3)
+    np.testing.assert_allclose(Q @ Q.conj().T, Q0 @ Q0.conj().T, atol=1e-13)
+    W = rng.standard_normal((6, 6))
+
+    def f(A):
+        Q = la.orth(A)
+        return lad.sum(W * lad.real(Q @ lad.conj(lad.transpose(Q))))
+
+    g = lad.grad(f)(A)
+    E = rng.standard_normal(A.shape) + (1j * rng.standard_normal(A.shape) if cplx else 0)
+    E[:, 3] = E[:, 0] + 2 * E[:, 1]                   # stay at rank 3
+    fd = (f(A + 1e-6 * E) - f(A - 1e-6 * E)) / 2e-6
+    assert abs(np.real(np.vdot(g, E)) - fd) < 1e-6 * max(1, abs(fd))
+    with pytest.raises(ValueError, match="phase"):    # a basis-dependent loss is reported
+        lad.grad(lambda A: lad.sum(lad.imag(la.orth(A))))(A + 1j)
+
+
+def test_errors_and_jit():
+    with pytest.raises(ValueError, match="subspace_angles: expected a 2-D array for A"):
+        la.subspace_angles(np.ones((2, 3, 3)), np.ones((3, 3)))
+    with pytest.raises(ValueError, match="same number of rows"):
+        la.subspace_angles(np.ones((3, 2)), np.ones((4, 2)))
+    with pytest.raises(ValueError, match="B contains infs or NaNs"):
+        la.subspace_angles(np.ones((3, 2)), np.full((3, 1), np.nan))
+    rng = np.random.default_rng(6)
+    A, B = _pair(rng, 6, 3, 2, False)
+    f = lad.jit(lad.value_and_grad(lambda A: lad.sum(la.subspace_angles(A, B))))
+    for A_ in (A, A * 2 + 0.1, A[:, [0, 1, 1]]):      # the last: rank 2, re-recorded
+        v, g = f(A_)
+        v0, g0 = lad.value_and_grad(lambda A: lad.sum(la.subspace_angles(A, B)))(A_)
+        np.testing.assert_allclose(v, v0, rtol=1e-13)
+        np.testing.assert_allclose(g, g0, rtol=1e-10, atol=1e-13)
