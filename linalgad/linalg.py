@@ -33,6 +33,7 @@ from .rules.cholesky import cho_factor, cho_solve, cholesky, logdet
 from .rules.determinant import SlogdetResult, det, slogdet
 from .rules.eig import EigResult, eig, eigvals
 from .rules.eigh import EighResult, eigh, eigvalsh
+from .rules.eig_banded import eig_banded, eigvals_banded
 from .rules.eigh_tridiagonal import eigh_tridiagonal, eigvalsh_tridiagonal
 from .rules.funmh import funmh
 from .rules.generalized_funm import generalized_funm
@@ -58,7 +59,7 @@ from .rules.triangular import solve_triangular
 __all__ = ["solve", "solve_triangular", "solve_banded", "solveh_banded", "cholesky_banded",
            "cho_solve_banded", "inv", "det", "slogdet", "cholesky", "cho_factor",
            "cho_solve", "logdet", "lu_factor", "lu_solve", "lu", "qr", "eigh", "eigvalsh", "eigh_tridiagonal",
-           "eigvalsh_tridiagonal", "funmh", "svd", "svdvals", "generalized_funm",
+           "eigvalsh_tridiagonal", "eig_banded", "eigvals_banded", "funmh", "svd", "svdvals", "generalized_funm",
            "eig", "eigvals", "lstsq", "pinv", "pinvh", "expm", "expm_frechet", "sqrtm", "logm",
            "cosm", "sinm", "tanm", "coshm", "sinhm", "tanhm", "fractional_matrix_power",
            "solve_sylvester", "solve_continuous_lyapunov", "solve_discrete_lyapunov",

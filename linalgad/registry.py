@@ -35,6 +35,7 @@ RULE_MODULES = (
     "linalgad.rules.qr",
     "linalgad.rules.eigh",
     "linalgad.rules.eigh_tridiagonal",
+    "linalgad.rules.eig_banded",
     "linalgad.rules.funmh",
     "linalgad.rules.svd",
     "linalgad.rules.generalized_funm",

@@ -138,8 +138,20 @@ def test_orthogonal_procrustes_matches_scipy_on_stacks(dtype):
 def test_orthogonal_procrustes_errors_and_rank_deficiency():
     with pytest.raises(ValueError, match="orthogonal_procrustes: the shapes of A and B differ"):
         la.orthogonal_procrustes(np.ones((3, 2)), np.ones((2, 3)))
-    with pytest.raises(ValueError, match="orthogonal_procrustes: A must be a 2-D array"):
+    with pytest.raises(ValueError, match="orthogonal_procrustes: A and B must be 2-D arrays"):
         la.orthogonal_procrustes(np.ones(3), np.ones(3))
+    with pytest.raises(ValueError, match="do not broadcast"):
+        la.orthogonal_procrustes(np.ones((2, 3, 2)), np.ones((4, 3, 2)))
+    # one A against a stack of B, as SciPy 1.17 broadcasts; the gradient of A sums the stack
+    rng = np.random.default_rng(2)
+    A, B = rng.standard_normal((5, 3)), rng.standard_normal((2, 5, 3))
+    R, scale = la.orthogonal_procrustes(A, B)
+    R0, s0 = scipy.linalg.orthogonal_procrustes(A, B)
+    np.testing.assert_allclose(R, R0, atol=1e-12)
+    np.testing.assert_allclose(scale, s0, rtol=1e-12)
+    g = lad.grad(lambda a: lad.sum(la.orthogonal_procrustes(a, B)[1]))(A)
+    g0 = sum(lad.grad(lambda a: la.orthogonal_procrustes(a, B[i])[1])(A) for i in range(2))
+    np.testing.assert_allclose(g, g0, rtol=1e-12)
     with pytest.raises(ValueError, match="A contains infs or NaNs"):
         la.orthogonal_procrustes(np.array([[np.nan]]), np.ones((1, 1)))
     # Aᴴ B of rank 1 < 2: R is not unique, a loss through R warns; the scale's gradient

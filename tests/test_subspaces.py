@@ -115,3 +115,59 @@ def test_errors_and_jit():
         v0, g0 = lad.value_and_grad(lambda A: lad.sum(la.subspace_angles(A, B)))(A_)
         np.testing.assert_allclose(v, v0, rtol=1e-13)
         np.testing.assert_allclose(g, g0, rtol=1e-10, atol=1e-13)
+
+
+def _spread(rng, m, s):
+    """A complex m × len(s) matrix with singular values s and random singular vectors."""
+    n = len(s)
+    Q = np.linalg.qr(rng.standard_normal((m, m)) + 1j * rng.standard_normal((m, m)))[0]
+    W = np.linalg.qr(rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n)))[0]
+    return (Q[:, :n] * np.asarray(s)) @ W.conj().T, Q
+
+
+def test_svd_gauge_checks_are_per_pair():
+    """svd's phase and cluster tests judge each pair in the gradient's units (review 41): a
+    large span-only cotangent on one column does not hide an O(1) phase (or cluster basis)
+    dependence of another, and rounding in a span-only loss's UᴴŪ does not trip them."""
+    rng = np.random.default_rng(0)
+    A, Q = _spread(rng, 6, [1e8, 1.0])
+    x, y = Q[:, 3], np.linalg.svd(A)[0][:, 0]
+
+    def span(U):
+        P = U @ lad.conj(lad.transpose(U))
+        return 1e8 * lad.real(lad.sum(np.conj(x)[:, None] * P * y[None, :]))
+
+    lad.grad(lambda A: span(la.svd(A, full_matrices=False)[0]))(A)       # no error
+    with pytest.raises(ValueError, match="phase"):
+        lad.grad(lambda A: span(la.svd(A, full_matrices=False)[0])
+                 + lad.real(la.svd(A, full_matrices=False)[0][0, 1]))(A)
+    with pytest.raises(ValueError, match="phase"):                    # in-span, one column
+        lad.grad(lambda A: 1e8 * lad.abs(la.svd(A, full_matrices=False)[0][0, 0]) ** 2
+                 + lad.real(la.svd(A, full_matrices=False)[0][0, 1]))(_spread(rng, 4,
+                                                                            [1e8, 1.0])[0])
+    A, Q = _spread(np.random.default_rng(1), 6, [1e4, 1.0, 1.0])    # a cluster s2 = s3
+    Mh = rng.standard_normal((6, 6))
+    Mh = Mh + Mh.T
+    x, y = Q[:, 4], np.linalg.svd(A)[0][:, 0]
+
+    def cluster_basis(A):
+        U = la.svd(A, full_matrices=False)[0]
+        u2 = U[:, 1]
+        return span(U) + lad.real(lad.sum(lad.conj(u2) * (Mh @ u2)))
+
+    with pytest.warns(lad.GaugeWarning):
+        lad.grad(cluster_basis)(A)
+
+
+def test_an_unforced_zero_angle_gets_the_subgradient_zero():
+    """A shared direction with room to spare (m ≥ rA + rB): the zero angle's derivative does
+    not exist (|x|); it gets 0, the same under last-bit changes of the input (review 41)."""
+    rng = np.random.default_rng(3)
+    shared = rng.standard_normal((7, 1))
+    A = np.c_[shared, rng.standard_normal((7, 1))]
+    B = np.c_[shared, rng.standard_normal((7, 1))]
+    f = lambda A: lad.sum(la.subspace_angles(A, B))            # noqa: E731
+    g = [lad.grad(f)(A * p) * p for p in (1.0, 1 + 2 ** -52, 1 - 2 ** -52)]
+    assert max(np.abs(x - g[0]).max() for x in g) < 1e-12
+    g1 = lad.grad(lambda A: la.subspace_angles(A, B)[0])(A)       # the nonzero angle
+    np.testing.assert_allclose(g[0], g1, atol=1e-12)

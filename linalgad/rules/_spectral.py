@@ -256,8 +256,8 @@ def check_phase(op, K, what, values=None, value_bar=None, size=None):
         return
     xp = namespace_of(Kv)
     scale = _scale(Kv, xp)
-    if size is not None:
-        scale = xp.maximum(scale, C.value(size))
+    if size is not None:            # per column (..., k): the pair's own cotangent norms
+        scale = C.value(size)
     check_phase_diagonal(op, xp.diagonal(Kv, 0, -2, -1), scale, what, values, value_bar)
 
 
@@ -272,12 +272,27 @@ def column_size(*arrays, rows=(), square=()):
         v = C.value(a)
         xp = namespace_of(v)
         if i in square:
-            n = _scale(v, xp)
+            n = _scale(v, xp)[..., None] if v.size else xp.zeros(v.shape[:-1])
         else:
-            n = (xp.sqrt(xp.sum(xp.abs(v) ** 2, axis=-1 if i in rows else -2)).max(axis=-1)
-                 if v.size else xp.zeros(v.shape[:-2]))
+            n = xp.sqrt(xp.sum(xp.abs(v) ** 2, axis=-1 if i in rows else -2))
         size = n if size is None else xp.maximum(size, n)
     return size
+
+
+def gradient_units_size(s, n):
+    """Per pair i: the cotangent norms n (..., k) judged in the gradient's units: pair i's
+    phase/cluster part moves Ā by about part/s_i, the largest column term by n_j/s_j; floored
+    at the rounding of the largest column (so a cancelling cotangent does not trip it)."""
+    sv, nv = C.value(s), C.value(n)
+    xp = namespace_of(sv)
+    if not sv.size:
+        return nv
+    eps = _eps(sv.dtype)
+    smax = sv.max(axis=-1, keepdims=True)
+    sj = xp.maximum(sv, xp.maximum(eps * smax, np.finfo(sv.dtype).tiny))
+    g = (nv / sj).max(axis=-1, keepdims=True)
+    nmax = nv.max(axis=-1, keepdims=True)
+    return xp.maximum(sj * g, 100 * eps ** 0.5 * nmax)
 
 
 def value_floor(values, value_bar, xp):
@@ -304,9 +319,12 @@ def check_phase_diagonal(op, kd, scale, what, values=None, value_bar=None):
     tol = rel_tol(kd.dtype)
     im = xp.abs(kd.imag)
     scale = C.value(scale)
+    if scale.ndim == kd.ndim - 1:
+        scale = scale[..., None]
     if value_bar is not None:
-        scale = xp.maximum(scale, value_floor(values, value_bar, xp))
-    if bool((im > tol * scale[..., None]).any()):
+        vf = xp.asarray(value_floor(values, value_bar, xp))
+        scale = xp.maximum(scale, vf[..., None] if vf.ndim else vf)
+    if bool((im > tol * scale).any()):
         raise ValueError(
             f"{op}: the loss depends on the phase of {what}, which is arbitrary (any "
             "e^{iφ} multiple is an equally valid output), so its gradient is not defined. "
@@ -377,8 +395,13 @@ def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="e
         Xv = C.value(X)
         tol = rel_tol(Xv.dtype)
         part = (Xv - xp.conj(xp.swapaxes(Xv, -1, -2))) / 2 if hermitian_part_free else Xv
-        size = _scale(Xv, xp) if scale is None else C.value(scale)
-        bad = bool((xp.abs(part) > tol * size[..., None, None])[mask].any())
+        if scale is None:
+            size = _scale(Xv, xp)[..., None, None]
+        else:
+            sc = xp.asarray(C.value(scale))
+            size = xp.maximum(sc[..., :, None], sc[..., None, :]) \
+                if sc.ndim == mask.ndim - 1 else sc[..., None, None]
+        bad = bool((xp.abs(part) > tol * size)[mask].any())
     if not bad and values_bar is not None:
         bv = C.value(values_bar)
         tol = values_tol(bv.dtype)

@@ -288,8 +288,8 @@ def orthogonal_procrustes(A, B, check_finite=True):
     """The unitary R minimizing ‖A R − B‖_F, and the scale Σσ(Aᴴ B), differentiable in A
     and B (scipy.linalg.orthogonal_procrustes).
 
-    ``A`` and ``B`` have the same shape (..., m, n); stacks are solved matrix by matrix
-    (SciPy's takes one pair).  R = u vᴴ from the SVD Aᴴ B = u s vᴴ is the unitary polar
+    ``A`` and ``B`` are (..., m, n), the stacks broadcast (as SciPy 1.17's), each pair
+    solved on its own.  R = u vᴴ from the SVD Aᴴ B = u s vᴴ is the unitary polar
     factor of Aᴴ B, and scale = Σ s its nuclear norm = tr of the polar factor p: both
     through :func:`polar`, whose backward pass reuses the forward SVD (polar.md, §9).
     Returns ``(R, scale)``, R (..., n, n), scale (...,) real.
@@ -299,14 +299,23 @@ def orthogonal_procrustes(A, B, check_finite=True):
     """
     op = "orthogonal_procrustes"
     av, bv = C.peek(A), C.peek(B)
-    if av.ndim < 2:
-        raise ValueError(f"{op}: A must be a 2-D array (or a stack of them); got shape "
-                         f"{av.shape}")
-    if av.shape != bv.shape:
+    if av.ndim < 2 or bv.ndim < 2:
+        raise ValueError(f"{op}: A and B must be 2-D arrays (or stacks of them); got shapes "
+                         f"{av.shape} and {bv.shape}")
+    if av.shape[-2:] != bv.shape[-2:]:
         raise ValueError(f"{op}: the shapes of A and B differ ({av.shape} vs {bv.shape})")
+    try:
+        batch = np.broadcast_shapes(av.shape[:-2], bv.shape[:-2])
+    except ValueError:
+        raise ValueError(f"{op}: the stacks of A {av.shape} and B {bv.shape} do not "
+                         "broadcast") from None
     dtype = C.result_dtype(op, av, bv)
     C.checked(op, ("A", "B"), (A, B), check_finite)
     A, B = C.promote(A, dtype), C.promote(B, dtype)
+    if av.shape[:-2] != batch:
+        A = ops.broadcast_to(A, batch + av.shape[-2:])
+    if bv.shape[:-2] != batch:
+        B = ops.broadcast_to(B, batch + bv.shape[-2:])
     R, P = polar(ops.matmul(ops.mH(A), B), check_finite=False)
     scale = ops.trace(P, axis1=-2, axis2=-1)
     return R, (ops.real(scale) if ops._is_complex(scale) else scale)
@@ -314,11 +323,13 @@ def orthogonal_procrustes(A, B, check_finite=True):
 
 def orthogonal_procrustes_reference(A, B):
     import scipy.linalg
+    batch = np.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+    A, B = np.broadcast_to(A, batch + A.shape[-2:]), np.broadcast_to(B, batch + B.shape[-2:])
     pairs = [scipy.linalg.orthogonal_procrustes(a, b) for a, b in
              zip(A.reshape((-1,) + A.shape[-2:]), B.reshape((-1,) + B.shape[-2:]))]
     n = A.shape[-1]
-    return (np.stack([p[0] for p in pairs]).reshape(A.shape[:-2] + (n, n)),
-            np.array([p[1] for p in pairs]).reshape(A.shape[:-2]))
+    return (np.stack([p[0] for p in pairs]).reshape(batch + (n, n)),
+            np.array([p[1] for p in pairs]).reshape(batch))
 
 
 def _procrustes_domain(m, n):

@@ -76,9 +76,10 @@ def subspace_angles(A, B):
     Bases from :func:`orth` (rank decided as SciPy does), the cosines as the singular
     values of QAᴴ QB, the sines as those of QB − QA (QAᴴ QB) (or the other way round when
     nA < nB); each angle from its sine where it is below π/4, from its cosine above
-    (subspaces.md): the derivative is finite at angle 0 (equal subspaces, sin θ = 0: the
-    svd rule's subgradient of a zero singular value) and at π/2, and exact at repeated
-    angles (the svd rule's clusters).  2-D only, as SciPy.
+    (subspaces.md): the derivative is finite at π/2, 0 at an angle that is 0 near the
+    inputs too (subspaces whose dimensions force an intersection), the subgradient 0 at
+    an angle 0 to rounding otherwise (a kink), and exact at repeated angles (the svd
+    rule's clusters).  2-D only, as SciPy.
 
     Valid when: the ranks of A and B are constant near them; the derivative of an angle
     is that of a singular value, so it is not differentiable where two angles cross (the
@@ -116,6 +117,11 @@ def subspace_angles(A, B):
     if fixed:
         theta = ops.concatenate([ops.getitem(theta, slice(0, k - fixed)),
                                  stop_gradient(ops.getitem(theta, slice(k - fixed, k)))])
+    # an angle 0 to rounding that the dimensions do not force is a kink (θ behaves as |x|):
+    # its subgradient 0, not the rounding-chosen singular vectors of R's zero value
+    tiny = C.compute(lambda sv: sv <= 16 * m * np.finfo(sv.dtype).eps, (sin,),
+                     name="subspace_angles' zero angles")
+    theta = ops.where(tiny, stop_gradient(theta), theta)
     return theta
 
 

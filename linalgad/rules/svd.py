@@ -108,7 +108,7 @@ def _cotangent_composed(U, s, Vh, U_bar, s_bar, Vh_bar):
         # measured in the units of the cotangents' columns, which may be far larger than
         # J + K: a loss through span(U) alone (orth, subspace_angles) has Ū ⊥ U, and J of
         # rounding, whose phase or cluster part is then no evidence of a dependence
-        size = S.column_size(plus, U_bar, Vh_bar, rows=(2,), square=(0,))
+        size = S.gradient_units_size(s, S.column_size(U_bar, Vh_bar, rows=(1,)))
         S.check_phase("svd", plus, "a pair of singular vectors (u_i, v_i)", s, s_bar,
                       size=size)
     S.check_second_order("svd", s, (U_bar, s_bar, Vh_bar), relative=True, ordered=True)
