@@ -617,6 +617,11 @@ def _band_inverse_iteration(ab, select_range, steps=3):
     ‖A v − w v‖ stays above 10 n ε ‖A‖ (the caller's driver then decides)."""
     from scipy.linalg import eigvals_banded
     u, n = ab.shape[0] - 1, ab.shape[1]
+    if u > n - 1:                                  # rows of corners only
+        ab, u = ab[u - (n - 1):], n - 1
+    ab = ab.copy()
+    for r in range(u):                             # the corners: not A's, not in ‖A‖
+        ab[r, :u - r] = 0
     lo, hi = select_range
     w = eigvals_banded(ab, select="i", select_range=(lo, hi), check_finite=False)
     dtype = ab.dtype
@@ -1200,11 +1205,12 @@ class ComposedKernels:
         lo, hi = select_range
         return w[..., lo:hi + 1], V[..., lo:hi + 1]
 
-    def eig_banded(self, ab, select_range=None, op="eig_banded"):
+    def eig_banded(self, ab, select_range=None, op="eig_banded", few=False):
         """(w, V): every eigenpair of the Hermitian band matrices whose upper form ab
         (..., u + 1, n) holds (diagonal real), or those with indices ``select_range = (lo,
-        hi)``.  Here: the assembled matrices' eigh, sliced (a device has no band
-        eigensolver); the CPU table uses LAPACK's band reduction."""
+        hi)`` (``few``: the caller decided they are few: their vectors alone).  Here: the
+        assembled matrices' eigh, sliced (a device has no band eigensolver); the CPU table
+        uses LAPACK's band reduction."""
         u = ab.shape[-2] - 1
         w, V = self.eigh(dense_from_band(self.xp, ab, 0, u), lower=False, op=op)
         if select_range is None:
@@ -2569,10 +2575,11 @@ class CPUKernels(ComposedKernels):
 
     subset_driver = True
 
-    def eig_banded(self, ab, select_range=None, op="eig_banded"):
+    def eig_banded(self, ab, select_range=None, op="eig_banded", few=False):
         """SciPy's eig_banded matrix by matrix: LAPACK's band reduction to tridiagonal form
         and divide and conquer (sbevd / hbevd), or for the pairs lo..hi bisection and
-        inverse iteration (sbevx / hbevx)."""
+        inverse iteration (sbevx / hbevx); ``few``: the values by bisection and the vectors
+        by inverse iteration on the band (``_band_inverse_iteration``)."""
         from scipy.linalg import eig_banded
         n = ab.shape[-1]
         if select_range is None and ab.shape[-2] - 1 > EIG_BANDED_DENSE_U:
@@ -2588,7 +2595,7 @@ class CPUKernels(ComposedKernels):
         for i, a in enumerate(flat):
             try:
                 pairs = None
-                if select_range is not None and n >= 64 and 8 * k <= n:
+                if select_range is not None and few:
                     pairs = _band_inverse_iteration(a, select_range)
                 if pairs is None:
                     pairs = eig_banded(a, check_finite=False) if select_range is None else \

@@ -158,3 +158,33 @@ def test_few_values_at_a_tie_take_the_full_path():
     g = lad.grad(lambda a: lad.sum(la.eigvals_banded(a, select="i",
                                                      select_range=(n - 2, n - 1))))(ab)
     np.testing.assert_allclose(g[1, -2:], 1.0)
+
+
+def test_review_42_cases():
+    """n = 1 (SciPy returns the upper form's corner), u ≥ n on the few-values path, empty
+    input, max_ev (SciPy's sbevx writes past its buffer with it): as a demanding user meets
+    them."""
+    for u in (1, 5):
+        for lower in (False, True):
+            ab = np.zeros((u + 1, 1))
+            ab[0, 0], ab[u, 0] = 7.0, 3.0            # the diagonal 3, a corner 7
+            if lower:
+                ab = ab[::-1].copy()
+            np.testing.assert_allclose(la.eigvals_banded(ab, lower=lower), [3.0])
+            g = lad.grad(lambda a: lad.sum(la.eigvals_banded(a, lower=lower)))(ab)
+            np.testing.assert_allclose(g[0 if lower else u], [1.0])
+            assert g.sum() == 1.0
+    rng = np.random.default_rng(7)
+    n, u = 64, 70
+    ab = rng.standard_normal((u + 1, n))
+    ab[u] += np.linspace(-50, 50, n)
+    few = lad.grad(lambda a: lad.sum(la.eigvals_banded(a, select="i", select_range=(0, 3))))
+    full = lad.grad(lambda a: lad.sum(la.eigvals_banded(a)[:4]))
+    np.testing.assert_allclose(few(ab), full(ab), rtol=1e-9, atol=1e-10)
+    assert la.eigvals_banded(np.zeros((3, 0))).shape == (0,)
+    assert la.eigvals_banded(np.zeros((0, 3, 4)), select="i", select_range=(0, 1)).shape == \
+        (0, 2)
+    ab = rng.standard_normal((3, 8))
+    ab[2] += np.arange(8) * 5
+    w, V = la.eig_banded(ab, select="v", select_range=(-100, 100), max_ev=2)
+    assert w.shape == (8,) and V.shape == (8, 8)

@@ -94,10 +94,13 @@ def _subset_pairs(full, u, lo, hi):
     and whether any two of them tie (then the full path's rule and its warnings apply)."""
     n = full.shape[-1]
     a, b = max(lo - 1, 0), min(hi + 1, n - 1)
-    w, V = kernels_for(full).eig_banded(getitem_rows(full, u), select_range=(a, b),
-                                        op="eig_banded")
+    upper = getitem_rows(full, u)
+    w, V = kernels_for(full).eig_banded(upper, select_range=(a, b), op="eig_banded",
+                                        few=True)
     xp = C.namespace_of(w)
-    scale = xp.abs(full).sum(axis=-2).max(axis=-1)          # ≥ ‖A‖₂ (the band's row sums)
+    r, j = np.indices(full.shape[-2:])
+    inside = xp.asarray((j + r - u >= 0) & (j + r - u < n))   # the corners are not A's
+    scale = (xp.abs(full) * inside).sum(axis=-2).max(axis=-1)  # ≥ ‖A‖₂ (row sums)
     tie = bool((xp.abs(w[..., 1:] - w[..., :-1])
                 <= S.gap_tol(w.dtype) * (xp.abs(w).max(axis=-1) + scale)[..., None]).any())
     return w[..., lo - a:hi - a + 1], V[..., lo - a:hi - a + 1], tie
@@ -179,12 +182,15 @@ def eig_banded(a_band, lower=False, eigvals_only=False, overwrite_a_band=False, 
     that triangle is read and gets gradient (the diagonal's real part); stacks are
     decomposed matrix by matrix (SciPy's takes one).  Returns ``(w, v)``, w ascending, v
     (..., n, k) orthonormal, or w alone with ``eigvals_only=True``; ``select`` 'a', 'i'
-    (``select_range = (lo, hi)`` indices, inclusive) or 'v' (lo < w ≤ hi, the same number
-    in every matrix of a stack) as SciPy; ``max_ev`` and ``overwrite_a_band`` are accepted
-    (untraced calls pass them to SciPy).
+    (``select_range = (lo, hi)`` indices, inclusive) or 'v' (lo < w ≤ hi; traced, at the
+    same indices in every matrix of a stack) as SciPy; ``max_ev`` and ``overwrite_a_band``
+    are accepted and ignored (SciPy 1.17's sbevx writes past its buffer when ``max_ev`` is
+    below the number of values found).  Rows past the (n − 1)-th diagonal (u ≥ n) are all
+    corners and not read (for n = 1 SciPy returns the upper form's corner).
 
     Traced, every pair is computed (LAPACK's band reduction and divide and conquer, O(n² u)
-    and O(n³) for the vectors) and selections are slices of it; except a few eigenvalues
+    and O(n³) for the vectors, or the assembled matrix's eigh for u > 4) and selections are
+    slices of it; except a few eigenvalues
     alone by index (``eigvals_banded`` or ``eigvals_only=True`` with select='i', k ≤ n/8
     from n = 64): their k vectors by inverse iteration on the band, O(n u² k) time and
     O(n (u + k)) memory for the value, the gradient and the forward mode (n = 20,000: as
@@ -247,8 +253,15 @@ def _decomposition(op, a_band, lower, eigvals_only, select, select_range, max_ev
     dtype = C.result_dtype(op, abv)
     C.checked(op, ("a_band",), (a_band,), check_finite)
     ab = C.promote(a_band, dtype)
+    if u > max(n - 1, 0):
+        # the rows past the (n − 1)-th diagonal are all corners: drop them (LAPACK's
+        # sbevd returns ab[0, 0] for n = 1, a corner of the upper form, review 42)
+        keep = max(n - 1, 0)
+        ab = ops.getitem(ab, (Ellipsis, slice(0, keep + 1) if lower else slice(u - keep, None),
+                              slice(None)))
+        u = keep
     if not isinstance(ab, Tracer) and C.namespace_of(C.peek(ab)) is np:
-        return _untraced(op, ab, lower, eigvals_only, select, select_range, max_ev)
+        return _untraced(op, ab, lower, eigvals_only, kind, select_range, lo, hi)
     full = _hermitian_band(ab, u, lower)
     if eigvals_only and kind == "i" and _few_pays(n, hi - lo + 1):
         w = _few(op, full, u, lo, hi)
@@ -266,7 +279,7 @@ def _decomposition(op, a_band, lower, eigvals_only, select, select_range, max_ev
 
 def _value_slice(op, w, lo, hi):
     """(a, b): the eigenvalues lo < w ≤ hi are w[..., a:b] in every matrix of the stack."""
-    flat = w.reshape(-1, w.shape[-1])
+    flat = w.reshape(int(np.prod(w.shape[:-1])), w.shape[-1])
     first = (flat <= lo).sum(axis=-1)
     last = (flat <= hi).sum(axis=-1)
     if flat.shape[0] and (np.ptp(first) or np.ptp(last)):
@@ -276,21 +289,22 @@ def _value_slice(op, w, lo, hi):
     return (int(first[0]), int(last[0])) if flat.shape[0] else (0, 0)
 
 
-def _untraced(op, ab, lower, eigvals_only, select, select_range, max_ev):
-    """SciPy's own call, matrix by matrix."""
+def _untraced(op, ab, lower, eigvals_only, kind, select_range, lo, hi):
+    """SciPy's own call, matrix by matrix (``max_ev`` not passed: with select='v' and fewer
+    slots than values, SciPy 1.17's sbevx writes past its buffer, review 42)."""
     import scipy.linalg
     batch, rows, n = ab.shape[:-2], ab.shape[-2], ab.shape[-1]
-    flat = ab.reshape((-1, rows, n))
-    if op == "eigvals_banded":
-        outs = [scipy.linalg.eigvals_banded(a, lower=lower, select=select,
-                                            select_range=select_range, check_finite=False)
-                for a in flat]
+    count = int(np.prod(batch))
+    flat = ab.reshape((count, rows, n))
+    kw = {} if kind == "a" else {"select": kind, "select_range": select_range}
+    if op == "eigvals_banded" or eigvals_only:
+        outs = [scipy.linalg.eigvals_banded(a, lower=lower, check_finite=False, **kw)
+                for a in flat] if n else []
     else:
-        outs = [scipy.linalg.eig_banded(a, lower=lower, eigvals_only=eigvals_only,
-                                        select=select, select_range=select_range,
-                                        max_ev=max_ev, check_finite=False) for a in flat]
+        outs = [scipy.linalg.eig_banded(a, lower=lower, check_finite=False, **kw)
+                for a in flat] if n else []
     if not outs:
-        k = n if select in ("a", "all", 0) else 0
+        k = n if kind == "a" else (hi - lo + 1 if kind == "i" else 0)
         w = np.zeros(batch + (k,), dtype=np.finfo(ab.dtype).dtype)
         return w if eigvals_only else (w, np.zeros(batch + (n, k), dtype=ab.dtype))
     ws = [o if eigvals_only else o[0] for o in outs]
