@@ -31,6 +31,8 @@ def rand(*shape, dtype=np.float64, kind="any"):
         x = RNG.uniform(0.5, 2.0, shape)
     elif kind == "away":
         x = RNG.uniform(0.5, 2.0, shape) * RNG.choice([-1.0, 1.0], shape)
+    elif kind == "small":                  # inside (−1, 1): arcsin, arccos
+        x = RNG.uniform(-0.8, 0.8, shape)
     else:
         x = RNG.standard_normal(shape)
     if np.dtype(dtype).kind == "c":
@@ -53,6 +55,7 @@ AWAY = rand(3, 4, kind="away")
 Z34 = rand(3, 4, dtype=np.complex128)
 Z43 = rand(4, 3, dtype=np.complex128)
 V4 = rand(4)
+SMALL = rand(3, 4, kind="small")
 MASK = M34 > 0
 CONST = rand(3, 4)
 A4 = well_conditioned(4)
@@ -159,8 +162,10 @@ _UFUNC_IDS = sorted(NUMPY_UFUNCS, key=lambda u: u.__name__)
 
 @pytest.mark.parametrize("ufunc", _UFUNC_IDS, ids=[u.__name__ for u in _UFUNC_IDS])
 def test_numpy_ufunc_on_traced_values(ufunc):
-    # inputs in [0.5, 1.4]: inside every ufunc's domain (log, sqrt, tan, power, divide)
-    args = [np.random.default_rng(i).uniform(0.5, 1.4, (3, 3)) for i in range(ufunc.nin)]
+    # inputs in [0.5, 1.4]: inside every ufunc's domain (log, sqrt, tan, power, divide);
+    # arcsin and arccos: [−0.8, 0.8]
+    low, high = (-0.8, 0.8) if ufunc in (np.arcsin, np.arccos) else (0.5, 1.4)
+    args = [np.random.default_rng(i).uniform(low, high, (3, 3)) for i in range(ufunc.nin)]
     out, _ = lad.vjp(lambda *xs: ufunc(*xs), *args)
     np.testing.assert_array_equal(out, ufunc(*args))
     check_grads(lambda *xs: ufunc(*xs), args, order=2)
@@ -273,6 +278,8 @@ PLAIN = [
     ("tanh-float32", lad.tanh, np.tanh, (M34.astype(np.float32),), True),
     ("sinh", lad.sinh, np.sinh, (M34,), True),
     ("cosh", lad.cosh, np.cosh, (M34,), True),
+    ("arcsin", lad.arcsin, np.arcsin, (SMALL,), True),
+    ("arccos", lad.arccos, np.arccos, (SMALL,), True),
     ("sign", lad.sign, np.sign, (Z34,), True),
     ("sum-all", lad.sum, np.sum, (X234,), True),
     ("sum-axis", lambda x: lad.sum(x, axis=(0, 2), keepdims=True),

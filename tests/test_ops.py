@@ -35,7 +35,7 @@ class Arg:
 
     kind: "any" (standard normal), "pos" (real part in [0.5, 2], off the
     branch cuts of log/sqrt/power), "away" (|x| in [0.5, 2], off the kinks of
-    abs/sign and the poles of 1/x), "small" (|x| < 0.8: tan, log1p).
+    abs/sign and the poles of 1/x), "small" (|x| < 0.8: tan, log1p, arcsin, arccos).
     const: a constant closed over by the function rather than a traced input.
     """
     shape: tuple
@@ -165,7 +165,8 @@ for name, kind, f32 in [("abs", "away", True), ("exp", "any", True), ("expm1", "
                         ("log", "pos", True), ("log1p", "small", False),
                         ("sqrt", "pos", True), ("square", "any", False),
                         ("sin", "any", False), ("cos", "any", False), ("tan", "small", False),
-                        ("tanh", "any", True), ("sinh", "any", False), ("cosh", "any", False)]:
+                        ("tanh", "any", True), ("sinh", "any", False), ("cosh", "any", False),
+                        ("arcsin", "small", False), ("arccos", "small", True)]:
     case(name, getattr(lad, name), A(3, 4, kind=kind), f32=f32)
 case("sign", lambda x: lad.sign(x) * x, A(3, 4, kind="away"))
 
