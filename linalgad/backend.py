@@ -746,17 +746,9 @@ class _BlockAlgebra:
         return out
 
     def lower_inverse(self, D, kernels):
-        if not self.soa:
-            return kernels.lower_block_inverse(D)
-        Di = self.xp.zeros_like(D)
-        for j in range(self.b):             # column j by forward substitution
-            Di[j, j] = 1 / D[j, j]
-            for i in range(j + 1, self.b):
-                acc = D[i, j] * Di[j, j]
-                for k in range(j + 1, i):
-                    acc = acc + D[i, k] * Di[k, j]
-                Di[i, j] = -acc / D[i, i]
-        return Di
+        """The blocks' inverses (D lower triangular), by the kernels' batched substitution
+        (in the (..., b, b) layout it takes)."""
+        return self.enter(kernels.lower_block_inverse(self.leave(D)))
 
 
 def band_matmul(xp, ab, X, lower, upper, trans=0):
@@ -1817,8 +1809,7 @@ class CPUKernels(ComposedKernels):
         count = math.prod(tb.shape[:-2])
         ab = np.empty((u1, count, n), dtype=dtype or tb.dtype)
         ab[...] = tb.reshape(count, u1, n).transpose(1, 0, 2)
-        for s in range(1, u1):
-            ab[s, :, max(n - s, 0):] = 0
+        _zero_corners(np, ab.transpose(1, 0, 2), n)          # (a view: zeroed in ab)
         return ab.reshape(u1, count * n)
 
     def band_cholesky(self, tb, op="cholesky_banded"):

@@ -113,6 +113,16 @@ def checked(op, names, arrays, check_finite):
             guard(a, lambda v, name=name: _check_finite(op, name, v))
 
 
+def boolean(op, value, name, error=ValueError, message="{name} must be a boolean; got {shown}"):
+    """A boolean argument (a Python or NumPy bool, or the integers 0 and 1), as bool; else
+    ``error`` with ``message`` (formatted with the name and the value shown)."""
+    if isinstance(value, (bool, np.bool_)) or (
+            isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    shown = f"an array of shape {value.shape}" if hasattr(value, "shape") else repr(value)
+    raise error(f"{op}: " + message.format(name=name, shown=shown))
+
+
 def prepare(op, a, check_finite=True, square=True):
     """The one-matrix argument of ``op``: shape checked, finite-checked, in its LAPACK dtype."""
     av = square_matrix(op, a) if square else matrix(op, a)

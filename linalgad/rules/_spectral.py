@@ -261,20 +261,17 @@ def check_phase(op, K, what, values=None, value_bar=None, size=None):
     check_phase_diagonal(op, xp.diagonal(Kv, 0, -2, -1), scale, what, values, value_bar)
 
 
-def column_size(*arrays, rows=(), square=()):
-    """Per matrix, the largest of: the largest entry of the ``square`` entries (K = VᴴV̄
-    itself), and the largest column norm of the others (a row norm for the entries of
-    ``rows``: Vᴴ's cotangent) — the units in which K's entries are judged.  None skipped."""
+def column_size(*arrays, rows=()):
+    """Per matrix, the column norms (row norms for the entries of ``rows``: Vᴴ's cotangent)
+    of the given vector cotangents, the larger of them column by column (..., k); None
+    skipped."""
     size = None
     for i, a in enumerate(arrays):
         if a is None:
             continue
         v = C.value(a)
         xp = namespace_of(v)
-        if i in square:
-            n = _scale(v, xp)[..., None] if v.size else xp.zeros(v.shape[:-1])
-        else:
-            n = xp.sqrt(xp.sum(xp.abs(v) ** 2, axis=-1 if i in rows else -2))
+        n = xp.sqrt(xp.sum(xp.abs(v) ** 2, axis=-1 if i in rows else -2))
         size = n if size is None else xp.maximum(size, n)
     return size
 
@@ -293,6 +290,38 @@ def gradient_units_size(s, n):
     g = (nv / sj).max(axis=-1, keepdims=True)
     nmax = nv.max(axis=-1, keepdims=True)
     return xp.maximum(sj * g, 100 * eps ** 0.5 * nmax)
+
+
+def with_full_pairs(fn):
+    """fn(..., computed=None): a few-values formula evaluated with the full decomposition's
+    vectors instead of the kernel's ``computed`` subset — what the fused few-values
+    primitives' derivatives trace (eigh_tridiagonal, eig_banded)."""
+    return lambda *args, computed, **params: fn(*args, computed=None, **params)
+
+
+def hermitian_left_factor(op, w, V, w_bar, V_bar):
+    """L = V (diag(w̄) + F ∘ VᴴV̄) of a Hermitian eigendecomposition's cotangent Ā_h = L Vᴴ
+    (eigh.md, section 3), gap terms dropped inside clusters, after the phase, second-order
+    and cluster checks; the callers form L Vᴴ, or only the part of it they need (a band)."""
+    K = None
+    mask = degenerate_pairs(w, ordered=True)
+    if V_bar is not None:
+        K = ops.matmul(ops.mH(V), V_bar)
+        check_phase(op, K, "an eigenvector", w, w_bar)
+    check_second_order(op, w, (w_bar, V_bar), ordered=True)
+    check_clusters(op, mask, K, w_bar)
+    left = V * ops.expand_dims(w_bar, -2) if w_bar is not None else None
+    if K is not None:
+        FK = ops.matmul(V, inverse_gaps(w, mask) * K)
+        left = FK if left is None else FK + left
+    return left
+
+
+def hermitian_tangents(w, V, Z):
+    """(ẇ, V̇) from Z = Vᴴ Ȧ V: ẇ = Re diag(Z), V̇ = V (F ∘ Z) (eigh.md, section 4)."""
+    d = ops.diagonal(Z, 0, -2, -1)
+    w_dot = ops.real(d) if ops._is_complex(d) else d
+    return w_dot, ops.matmul(V, inverse_gaps(w, degenerate_pairs(w, ordered=True)) * Z)
 
 
 def value_floor(values, value_bar, xp):

@@ -335,6 +335,19 @@ def _corners(n, lower, upper):
     return (i < 0) | (i >= n)
 
 
+def triangle_corners(n, u, lower):
+    """The corners of one triangle's band storage (u + 1, n): the lower form's bottom right,
+    the upper form's top left."""
+    return _corners(n, u, 0) if lower else _corners(n, 0, u)
+
+
+def junk_corners(rng, ab, lower):
+    """ab (one triangle's band storage) with random junk in its corners (test domains:
+    never read, so zero gradient)."""
+    u, n = ab.shape[-2] - 1, ab.shape[-1]
+    return np.where(triangle_corners(n, u, lower), rng.standard_normal(ab.shape), ab)
+
+
 def _domain_general(rng, n, batch, dtype):
     """l = 1, u = 2 (l = u = 0 below order 3), diagonally dominant, junk in the corners
     (never read: zero gradient)."""
@@ -352,14 +365,20 @@ def _domain_tridiagonal(rng, n, batch, dtype):
         {"l_and_u": (1, 1)}
 
 
+def hpd_band_matrix(rng, n, batch, dtype, u):
+    """A Hermitian positive definite (diagonally dominant) matrix with u off-diagonals,
+    assembled: the test domains' banded positive definite matrices."""
+    G = M.random_general(rng, n, batch, dtype)
+    near = np.abs(np.subtract.outer(np.arange(n), np.arange(n))) <= u
+    S = np.where(near, G + np.conj(np.swapaxes(G, -1, -2)), 0)
+    return S + (np.abs(S).sum(axis=-1).max() + 1) * np.eye(n)
+
+
 def _domain_hermitian(rng, n, batch, dtype, lower=False):
     """A Hermitian positive definite matrix with u = 2 (fewer below order 3), by diagonal
     dominance; the other triangle's rows are not there to read."""
     u = min(2, max(n - 1, 0))
-    G = M.random_general(rng, n, batch, dtype)
-    near = np.abs(np.subtract.outer(np.arange(n), np.arange(n))) <= u
-    S = np.where(near, G + np.conj(np.swapaxes(G, -1, -2)), 0)
-    S = S + (np.abs(S).sum(axis=-1).max() + 1) * np.eye(n)      # diagonally dominant
+    S = hpd_band_matrix(rng, n, batch, dtype, u)
     ab = _band_storage(S, u, 0) if lower else _band_storage(S, 0, u)
     return (ab.astype(dtype), M.random_rhs(rng, n, 2, batch, dtype)), {"lower": lower}
 

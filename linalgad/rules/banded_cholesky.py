@@ -35,7 +35,7 @@ from ..testing import matrices as M
 from . import _common as C
 from .banded import _matmul as _band_matmul
 from .banded import _product as _band_product
-from .banded import _operands
+from .banded import _operands, hpd_band_matrix, junk_corners, triangle_corners
 from .cholesky import _phi
 
 __all__ = ["cholesky_banded", "cho_solve_banded", "RULES"]
@@ -297,15 +297,6 @@ _to_lower = Primitive(
     lambda t, out, res, x: _to_lower(t[0]))
 
 
-def _flag(op, value, error, message):
-    """A boolean argument (a Python or NumPy bool, or the integers 0 and 1), as bool."""
-    if isinstance(value, (bool, np.bool_)) or (
-            isinstance(value, (int, np.integer)) and value in (0, 1)):
-        return bool(value)
-    shown = f"an array of shape {value.shape}" if hasattr(value, "shape") else repr(value)
-    raise error(f"{op}: " + message.format(shown))
-
-
 def _band_argument(op, ab, check_finite):
     abv = C.peek(ab)
     if abv.ndim < 2 or abv.shape[-2] < 1:
@@ -341,7 +332,7 @@ def cholesky_banded(ab, overwrite_ab=False, lower=False, check_finite=True):
     Valid when: a is Hermitian positive definite.
     """
     op = "cholesky_banded"
-    lower = _flag(op, lower, ValueError, "lower must be a boolean; got {}")
+    lower = C.boolean(op, lower, "lower")
     ab, u = _band_argument(op, ab, check_finite)
     L = _band_cholesky(ab if lower else _to_lower(ab))        # (the diagonal's real part)
     return L if lower else _to_upper(L)
@@ -364,8 +355,8 @@ def cho_solve_banded(cb_and_lower, b, overwrite_b=False, check_finite=True):
         cb, lower = cb_and_lower
     except (TypeError, ValueError):
         raise TypeError(f"{op}: the first argument must be the pair (cb, lower)") from None
-    lower = _flag(op, lower, TypeError, "the first argument must be the pair (cb, lower), "
-                                        "lower a boolean; got {} for lower")
+    lower = C.boolean(op, lower, "lower", TypeError, "the first argument must be the pair "
+                      "(cb, lower), lower a boolean; got {shown} for lower")
     abv = C.peek(cb)
     if abv.ndim < 2 or abv.shape[-2] < 1:
         raise ValueError(f"{op}: cb must be (..., u + 1, n) (band storage); got shape "
@@ -383,23 +374,13 @@ def cho_solve_banded(cb_and_lower, b, overwrite_b=False, check_finite=True):
 
 # -- registry -------------------------------------------------------------------------------
 
-def _hpd_band(rng, n, batch, dtype, u):
-    G = M.random_general(rng, n, batch, dtype)
-    near = np.abs(np.subtract.outer(np.arange(n), np.arange(n))) <= u
-    S = np.where(near, G + np.conj(np.swapaxes(G, -1, -2)), 0)
-    return S + (np.abs(S).sum(axis=-1).max() + 1) * np.eye(n)       # diagonally dominant
-
-
 def _domain(rng, n, batch, dtype, lower=False, u=2):
     """A Hermitian positive definite band (u = 2, fewer below order 3), junk in the
     corners (never read: zero gradient)."""
     u = min(u, max(n - 1, 0))
-    S = _hpd_band(rng, n, batch, dtype, u)
+    S = hpd_band_matrix(rng, n, batch, dtype, u)
     ab = band_from_dense(np, S, u, 0) if lower else band_from_dense(np, S, 0, u)
-    r, j = np.indices(ab.shape[-2:])
-    corners = (j + r >= n) if lower else (j + r < u)
-    ab = np.where(corners, rng.standard_normal(ab.shape), ab)
-    return (ab.astype(dtype),), {"lower": lower}
+    return (junk_corners(rng, ab, lower).astype(dtype),), {"lower": lower}
 
 
 def _domain_lower(rng, n, batch, dtype):
@@ -440,9 +421,7 @@ def cholesky_banded_reference(ab, lower=False):
     out = C.per_matrix(lambda a: scipy.linalg.cholesky_banded(a, lower=lower), ab,
                        cores=(2,))
     n = ab.shape[-1]
-    r, j = np.indices(ab.shape[-2:])
-    corners = (j + r >= n) if lower else (j + r < u)
-    return np.where(corners, 0, out)          # SciPy leaves the input's corners there
+    return np.where(triangle_corners(n, u, lower), 0, out)   # SciPy leaves the input's there
 
 
 def cho_solve_banded_reference(cb, b, lower=False):

@@ -28,7 +28,7 @@ from ..tape import Primitive, Tracer
 from ..testing import matrices as M
 from . import _common as C
 from . import _spectral as S
-from .banded import _hermitian_band, band_apply, band_of_product
+from .banded import _corners, _hermitian_band, band_apply, band_of_product, junk_corners
 
 __all__ = ["eig_banded", "eigvals_banded", "RULES"]
 
@@ -48,17 +48,7 @@ def _vjp(cts, needs, out, res, full, *, u):
     w, V = out
     if w_bar is None and V_bar is None:
         return (None,)
-    mask = S.degenerate_pairs(w, ordered=True)
-    K = None
-    if V_bar is not None:
-        K = ops.matmul(ops.mH(V), V_bar)
-        S.check_phase("eig_banded", K, "an eigenvector", w, w_bar)
-    S.check_second_order("eig_banded", w, (w_bar, V_bar), ordered=True)
-    S.check_clusters("eig_banded", mask, K, w_bar)
-    L = V * ops.expand_dims(w_bar, -2) if w_bar is not None else None
-    if K is not None:
-        FK = ops.matmul(V, S.inverse_gaps(w, mask) * K)
-        L = FK if L is None else L + FK
+    L = S.hermitian_left_factor("eig_banded", w, V, w_bar, V_bar)
     return (ops.fit(band_of_product(L, ops.mH(V), u, u), full),)
 
 
@@ -66,11 +56,7 @@ def _jvp(tangents, out, res, full, *, u):
     """Z = Vᴴ (Ȧ V), ẇ = Re diag(Z), V̇ = V (F ∘ Z)."""
     (t,) = tangents
     w, V = out
-    Z = ops.matmul(ops.mH(V), band_apply(t, V, u, u))
-    d = ops.diagonal(Z, 0, -2, -1)
-    w_dot = ops.real(d) if ops._is_complex(d) else d
-    V_dot = ops.matmul(V, S.inverse_gaps(w, S.degenerate_pairs(w, ordered=True)) * Z)
-    return w_dot, V_dot
+    return S.hermitian_tangents(w, V, ops.matmul(ops.mH(V), band_apply(t, V, u, u)))
 
 
 _band_eigh = Primitive("eig_banded", _forward, _vjp, _jvp, multiple_results=True)
@@ -98,8 +84,7 @@ def _subset_pairs(full, u, lo, hi):
     w, V = kernels_for(full).eig_banded(upper, select_range=(a, b), op="eig_banded",
                                         few=True)
     xp = C.namespace_of(w)
-    r, j = np.indices(full.shape[-2:])
-    inside = xp.asarray((j + r - u >= 0) & (j + r - u < n))   # the corners are not A's
+    inside = xp.asarray(~_corners(n, u, u))                 # the corners are not A's
     scale = (xp.abs(full) * inside).sum(axis=-2).max(axis=-1)  # ≥ ‖A‖₂ (row sums)
     tie = bool((xp.abs(w[..., 1:] - w[..., :-1])
                 <= S.gap_tol(w.dtype) * (xp.abs(w).max(axis=-1) + scale)[..., None]).any())
@@ -126,15 +111,10 @@ def _values_tangent_of(full, t, *, u, lo, hi, computed):
     return ops.real(d) if ops._is_complex(d) else d
 
 
-def _reference(fn):
-    """fn with the full decomposition's vectors: what the fused primitives' derivatives trace."""
-    return lambda *args, computed, **params: fn(*args, computed=None, **params)
-
-
 _values_cotangent = transforms.fused("band_values_cotangent", _values_cotangent_of,
-                                     _reference(_values_cotangent_of))
+                                     S.with_full_pairs(_values_cotangent_of))
 _values_tangent = transforms.fused("band_values_tangent", _values_tangent_of,
-                                   _reference(_values_tangent_of))
+                                   S.with_full_pairs(_values_tangent_of))
 
 
 def _few_vjp(w_bar, needs, out, res, full, *, u, lo, hi, computed):
@@ -163,13 +143,6 @@ def _few(op, full, u, lo, hi):
 
 _SELECT = {"a": "a", "all": "a", 0: "a", "v": "v", "value": "v", 1: "v", "i": "i",
            "index": "i", 2: "i"}
-
-
-def _flag(op, value, name):
-    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer))
-                                                and value in (0, 1)):
-        return bool(value)
-    raise ValueError(f"{op}: {name} must be a boolean; got {value!r}")
 
 
 def eig_banded(a_band, lower=False, eigvals_only=False, overwrite_a_band=False, select="a",
@@ -222,8 +195,8 @@ def eigvals_banded(a_band, lower=False, overwrite_a_band=False, select="a", sele
 
 def _decomposition(op, a_band, lower, eigvals_only, select, select_range, max_ev,
                    check_finite):
-    lower = _flag(op, lower, "lower")
-    eigvals_only = _flag(op, eigvals_only, "eigvals_only")
+    lower = C.boolean(op, lower, "lower")
+    eigvals_only = C.boolean(op, eigvals_only, "eigvals_only")
     kind = _SELECT.get(select.lower() if isinstance(select, str) else select)
     if kind is None:
         raise ValueError(f"{op}: select must be 'a', 'v' or 'i'; got {select!r}")
@@ -339,10 +312,7 @@ def _domain(rng, n, batch, dtype, lower=False):
     S_ = np.where(near, 0.3 * (G + np.conj(np.swapaxes(G, -1, -2))), 0)
     S_ = S_ + np.diag(np.linspace(-2.0, 2.0, n) * n)
     ab = band_from_dense(np, S_, u, 0) if lower else band_from_dense(np, S_, 0, u)
-    r, j = np.indices(ab.shape[-2:])
-    corners = (j + r >= n) if lower else (j + r < u)
-    ab = np.where(corners, rng.standard_normal(ab.shape), ab)
-    return (ab.astype(dtype),), {"lower": lower}
+    return (junk_corners(rng, ab, lower).astype(dtype),), {"lower": lower}
 
 
 def _domain_lower(rng, n, batch, dtype):

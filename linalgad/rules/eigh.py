@@ -41,18 +41,7 @@ def _cotangent_composed(w, V, w_bar, V_bar, *, lower):
     """Ā from (w̄, V̄): Ā_h = V (diag(w̄) + F ∘ VᴴV̄) Vᴴ onto the triangle read, gap terms
     dropped (and the loss checked) inside clusters — in differentiable operations: the
     definition, and what derivatives of the rule trace."""
-    Wm = K = None
-    mask = S.degenerate_pairs(w, ordered=True)
-    if V_bar is not None:
-        K = ops.matmul(ops.mH(V), V_bar)
-        S.check_phase("eigh", K, "an eigenvector", w, w_bar)
-        Wm = S.inverse_gaps(w, mask) * K
-    S.check_second_order("eigh", w, (w_bar, V_bar), ordered=True)
-    S.check_clusters("eigh", mask, K, w_bar)
-    # Ā_h = (V (F ∘ K) + V diag(w̄)) Vᴴ: two products, the diagonal as a scaling
-    left = V * ops.expand_dims(w_bar, -2) if w_bar is not None else None
-    if Wm is not None:
-        left = ops.matmul(V, Wm) if left is None else ops.matmul(V, Wm) + left
+    left = S.hermitian_left_factor("eigh", w, V, w_bar, V_bar)
     Ah_bar = ops.matmul(left, ops.mH(V))
     return C.triangle_cotangent(Ah_bar, lower, hermitian=True)
 
@@ -79,11 +68,7 @@ def eigh_jvp(tangents, out, res, A, *, lower=True):
     (A_dot,) = tangents
     w, V = out
     Ah_dot = C.from_triangle(A_dot, lower, hermitian=True)
-    Z = ops.matmul(ops.mH(V), ops.matmul(Ah_dot, V))
-    d = ops.diagonal(Z, 0, -2, -1)
-    w_dot = ops.real(d) if ops._is_complex(d) else d
-    V_dot = ops.matmul(V, S.inverse_gaps(w, S.degenerate_pairs(w, ordered=True)) * Z)
-    return w_dot, V_dot
+    return S.hermitian_tangents(w, V, ops.matmul(ops.mH(V), ops.matmul(Ah_dot, V)))
 
 
 _eigh = Primitive("eigh", eigh_forward, eigh_vjp, eigh_jvp, multiple_results=True)

@@ -71,16 +71,7 @@ def _tri_vjp(cts, needs, out, res, d, e):
     w, V = out
     if w_bar is None and V_bar is None:
         return None, None
-    mask = S.degenerate_pairs(w, ordered=True)
-    K = None
-    if V_bar is not None:
-        K = ops.matmul(ops.mT(V), V_bar)
-    S.check_second_order("eigh_tridiagonal", w, (w_bar, V_bar), ordered=True)
-    S.check_clusters("eigh_tridiagonal", mask, K, w_bar)
-    L = V * ops.expand_dims(w_bar, -2) if w_bar is not None else None
-    if K is not None:
-        FK = ops.matmul(V, S.inverse_gaps(w, mask) * K)
-        L = FK if L is None else L + FK
+    L = S.hermitian_left_factor("eigh_tridiagonal", w, V, w_bar, V_bar)
     d_bar, e_bar = _diagonals_cotangent(L, V)
     return (ops.fit(d_bar, d) if needs[0] else None), (ops.fit(e_bar, e) if needs[1] else None)
 
@@ -90,9 +81,7 @@ def _tri_jvp(tangents, out, res, d, e):
     w, V = out
     Z = ops.matmul(ops.mT(V), _tangent_product(V, _zeros_for(tangents[0], d, w),
                                                _zeros_for(tangents[1], e, w)))
-    w_dot = ops.diagonal(Z, 0, -2, -1)
-    V_dot = ops.matmul(V, S.inverse_gaps(w, S.degenerate_pairs(w, ordered=True)) * Z)
-    return w_dot, V_dot
+    return S.hermitian_tangents(w, V, Z)
 
 
 _tri_eigh = Primitive("eigh_tridiagonal", _forward, _tri_vjp, _tri_jvp, multiple_results=True)
@@ -143,15 +132,10 @@ def _values_tangent_of(d, e, d_dot, e_dot, *, lo, hi, computed):
     return ops.sum(V * _tangent_product(V, d_dot, e_dot), axis=-2)
 
 
-def _reference(fn):
-    """fn with the full decomposition's vectors: what the fused primitives' derivatives trace."""
-    return lambda *args, computed, **params: fn(*args, computed=None, **params)
-
-
 _values_cotangent = transforms.fused("tridiagonal_values_cotangent", _values_cotangent_of,
-                                     _reference(_values_cotangent_of), multiple_results=True)
+                                     S.with_full_pairs(_values_cotangent_of), multiple_results=True)
 _values_tangent = transforms.fused("tridiagonal_values_tangent", _values_tangent_of,
-                                   _reference(_values_tangent_of))
+                                   S.with_full_pairs(_values_tangent_of))
 
 
 def _few_vjp(w_bar, needs, out, res, d, e, *, lo, hi, computed):
