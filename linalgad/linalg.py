@@ -46,7 +46,7 @@ from .rules.norms import (cond, cross, diagonal, matmul, matrix_norm, matrix_pow
                           matrix_transpose, multi_dot, norm, outer, tensordot, tensorinv,
                           tensorsolve, trace, vecdot, vector_norm)
 from .rules.polar import orthogonal_procrustes, polar
-from .rules.qr import QRResult, qr
+from .rules.qr import QRResult, qr, rq
 from .rules.solve import solve
 from .rules.subspaces import orth, subspace_angles
 from .rules.svd import SVDResult, svd, svdvals
@@ -58,7 +58,7 @@ from .rules.triangular import solve_triangular
 
 __all__ = ["solve", "solve_triangular", "solve_banded", "solveh_banded", "cholesky_banded",
            "cho_solve_banded", "inv", "det", "slogdet", "cholesky", "cho_factor",
-           "cho_solve", "logdet", "lu_factor", "lu_solve", "lu", "qr", "eigh", "eigvalsh", "eigh_tridiagonal",
+           "cho_solve", "logdet", "lu_factor", "lu_solve", "lu", "qr", "rq", "eigh", "eigvalsh", "eigh_tridiagonal",
            "eigvalsh_tridiagonal", "eig_banded", "eigvals_banded", "funmh", "svd", "svdvals", "generalized_funm",
            "eig", "eigvals", "lstsq", "pinv", "pinvh", "expm", "expm_frechet", "sqrtm", "logm",
            "cosm", "sinm", "tanm", "coshm", "sinhm", "tanhm", "fractional_matrix_power",

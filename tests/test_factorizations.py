@@ -587,3 +587,53 @@ def test_det_third_derivative_near_singular_raises_instead_of_losing_digits():
     for S in (np.zeros((1, 1)), np.zeros((2, 2)), np.array([[1.0, 2.0], [2.0, 4.0]])):
         assert not np.asarray(third(S)).any()
         assert not np.asarray(lad.jacrev(lad.jacrev(lad.jacrev(la.det)))(S)).any()
+
+
+# -- rq: the reflection of qr (qr.md §9) ---------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(3, 3), (3, 5), (5, 3), (2, 4, 6), (2, 6, 4), (1, 1),
+                                   (0, 3), (3, 0)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("mode", ["full", "economic", "r"])
+def test_rq_values_match_scipy(shape, dtype, mode):
+    A = RNG.standard_normal(shape)
+    if np.dtype(dtype).kind == "c":
+        A = A + 1j * RNG.standard_normal(shape)
+    A = A.astype(dtype)
+    want = scipy.linalg.rq(A, mode=mode)
+    got = la.rq(A, mode=mode)
+    if mode == "r":
+        want, got = (want,), (got,)
+    tol = 1e-4 if dtype in (np.float32, np.complex64) else 1e-12
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        if w.size:
+            assert np.abs(g - w).max() <= tol * max(1.0, np.abs(w).max())
+
+
+def test_rq_stack_gradient_matches_per_matrix():
+    A = RNG.standard_normal((3, 4, 6))
+    W = RNG.standard_normal((3, 4, 6))
+
+    def loss(X):
+        R, Q = la.rq(X, mode="economic")
+        return lad.sum((R @ Q[..., :, ::-1]) * W) + lad.sum(R[..., -1, -1] ** 2)
+    g = lad.grad(loss)(A)
+    for i in range(3):
+        gi = lad.grad(lambda X: (lad.sum((la.rq(X, mode="economic")[0]
+                                          @ la.rq(X, mode="economic")[1][:, ::-1]) * W[i])
+                                 + la.rq(X, mode="economic")[0][-1, -1] ** 2))(A[i])
+        assert _rel(g[i], gi) < 1e-12
+    check_grads(loss, (A,), order=2)
+
+
+def test_rq_errors():
+    with pytest.raises(ValueError, match="rq: mode='raw'"):
+        la.rq(np.eye(3), mode="raw")
+    with pytest.raises(ValueError, match="rq"):
+        la.rq(np.ones(3))
+    with pytest.raises(ValueError, match="rq"):
+        la.rq(np.array([[1.0, np.nan], [0.0, 1.0]]))
+    A = RNG.standard_normal((2, 5))
+    with pytest.raises(ValueError, match=r"first 3 rows of Q"):
+        lad.grad(lambda X: lad.sum(la.rq(X)[1] ** 3))(A)

@@ -26,7 +26,7 @@ from ..tape import Primitive, Tracer
 from . import _common as C
 from .triangular import _trisolve
 
-__all__ = ["qr", "QRResult", "RULES"]
+__all__ = ["qr", "rq", "QRResult", "RULES"]
 
 QRResult = namedtuple("QRResult", ["Q", "R"])
 
@@ -34,7 +34,7 @@ _MODES = {"reduced": "reduced", "economic": "reduced", "complete": "complete",
           "full": "complete", "r": "r"}
 
 
-def qr_forward(A, *, complete=False, given=None):
+def qr_forward(A, *, complete=False, given=None, op="qr"):
     """(Q, R); ``given``: the factors of this A already computed (pivoted QR's geqp3 gives
     those of A[:, P], whose derivative is this rule's)."""
     if given is not None:
@@ -58,6 +58,18 @@ def _square_vjp(Q, R, Q_bar, R_bar):
     return _square_cotangent(Q, R, Q_bar, R_bar)
 
 
+def _completion_message(op, m, n):
+    if op == "rq":      # rq(a) is the reflection of qr(J aᴴ J): columns of Q₁ are rows of Q
+        return (f"rq(mode='full'): the loss depends on the first {m - n} rows of Q (a is "
+                f"{n}x{m}), which are an arbitrary orthonormal completion, not a function "
+                "of a; its gradient is not defined. Use mode='economic' or make the loss "
+                f"depend on Q[..., {m - n}:, :] only.")
+    return (f"qr(mode='complete'): the loss depends on the last m - n columns of Q (a is "
+            f"{m}x{n}), which are an arbitrary orthonormal completion, not a function of a; "
+            "its gradient is not defined. Use mode='reduced' or make the loss depend on "
+            "Q[..., :, :n] only.")
+
+
 def _square_cotangent_kernel(Q, R, Q_bar, R_bar):
     out = kernels_for(Q, R).qr_cotangent(Q, R, Q_bar, R_bar)
     return _square_composed(Q, R, Q_bar, R_bar) if out is None else out
@@ -77,19 +89,15 @@ def _square_composed(Q, R, Q_bar, R_bar):
     return ops.mH(_trisolve(R, ops.mH(B), lower=False, trans=0, op="qr"))    # B R⁻ᴴ
 
 
-def qr_vjp(cts, needs, out, res, A, *, complete=False, given=None):
+def qr_vjp(cts, needs, out, res, A, *, complete=False, given=None, op="qr"):
     Q_bar, R_bar = cts
     Q, R = out
     m, n = ops._shape(A)[-2:]
     k = min(m, n)
     if complete and m > n:
         if Q_bar is not None:
-            C.require_unused(
-                C.submatrix(Q_bar, slice(None), slice(n, None)),
-                "qr(mode='complete'): the loss depends on the last m - n columns of Q "
-                f"(a is {m}x{n}), which are an arbitrary orthonormal completion, not a "
-                "function of a; its gradient is not defined. Use mode='reduced' or make "
-                "the loss depend on Q[..., :, :n] only.")
+            C.require_unused(C.submatrix(Q_bar, slice(None), slice(n, None)),
+                             _completion_message(op, m, n))
             Q_bar = C.submatrix(Q_bar, slice(None), slice(0, n))
         Q = C.submatrix(Q, slice(None), slice(0, n))
         R = C.submatrix(R, slice(0, n))
@@ -129,7 +137,7 @@ def _square_jvp(Q, R, A_dot):
     return D - ops.matmul(Q, Xi), ops.matmul(Xi, R)
 
 
-def qr_jvp(tangents, out, res, A, *, complete=False, given=None):
+def qr_jvp(tangents, out, res, A, *, complete=False, given=None, op="qr"):
     (A_dot,) = tangents
     Q, R = out
     m, n = ops._shape(A)[-2:]
@@ -208,6 +216,55 @@ def qr(a, mode="reduced", *, pivoting=False, overwrite_a=False, lwork=None,
     return QRResult(Q, R)
 
 
+_RQ_MODES = ("full", "economic", "r")
+
+
+def _reflect(X):
+    """J Xᴴ J (J the exchange matrix): the conjugate transpose with rows and columns
+    reversed, differentiable.  It maps an RQ factorization onto a QR one (qr.md, §9)."""
+    return ops.getitem(ops.mH(X), (Ellipsis, slice(None, None, -1), slice(None, None, -1)))
+
+
+def rq(a, overwrite_a=False, lwork=None, mode="full", check_finite=True):
+    """RQ decomposition ``a = R @ Q``, differentiable (scipy.linalg.rq).
+
+    ``a`` is (..., M, N), K = min(M, N); stacks as SciPy 1.17.  mode 'full' (SciPy's
+    default) returns R (..., M, N) and Q (..., N, N); 'economic' R (..., M, K) and Q
+    (..., K, N); 'r' R only.  R is upper trapezoidal (R[i, j] = 0 for i > j + M − K... as
+    LAPACK's gerqf: the last K columns hold the triangle) with a real diagonal, Q has
+    orthonormal rows.  'raw' is not supported.
+
+    With 'full' and M < N the first N − M rows of Q are an arbitrary orthonormal
+    completion: reverse mode raises ValueError for a loss that depends on them; forward
+    mode gives them the tangent of qr's completion convention.
+
+    Computed as the reflection of a QR factorization: with J the exchange matrix,
+    J aᴴ J = (J Qᴴ J)(J Rᴴ J) is a QR factorization, and LAPACK's geqrf on J aᴴ J gives
+    gerqf's factors of ``a`` to rounding (the same Householder pivots), so values, signs
+    and the completion agree with SciPy's; the derivative is qr's rule read through the
+    reflection (qr.md, §9).  ``overwrite_a`` and ``lwork`` are accepted and ignored.
+
+    Valid when: the trailing min(M, N) rows of a are linearly independent (R's triangle
+    nonsingular).
+    """
+    op = "rq"
+    if mode not in _RQ_MODES:
+        raise ValueError(f"rq: mode={mode!r} is not supported; use 'full', 'economic' or 'r'")
+    A = C.prepare(op, a, check_finite, square=False)
+    B = _reflect(A)
+    if mode != "r":
+        Q1, R1 = _qr(B, complete=mode == "full", op=op)
+        return _reflect(R1), _reflect(Q1)
+    # 'r' is SciPy's full R, (M, N): the triangle of the reduced factor, after N − M zero
+    # columns when M < N
+    R1 = kernels_for(B).qr_r(B) if not isinstance(B, Tracer) else _qr(B, op=op)[1]
+    n, m = C.peek(B).shape[-2:]
+    if n > m:
+        zeros = ops.zeros_like(C.submatrix(B, slice(m, None)))
+        R1 = ops.concatenate([R1, zeros], axis=-2)
+    return _reflect(R1)
+
+
 # -- registry -------------------------------------------------------------------------------
 
 def _qr_fun(a, mode="reduced"):
@@ -267,6 +324,36 @@ def _pivoting_domain(m, n, **kw):
     return make
 
 
+def _rq_fun(a, mode="economic"):
+    out = rq(a, mode=mode)
+    return out if mode == "r" else tuple(out)
+
+
+_rq_fun.__doc__ = rq.__doc__
+
+
+def _rq_full_used(a):
+    """'full' on a wide matrix, loss on the determined part: R and Q[N − M:]."""
+    R, Q = rq(a, mode="full")
+    m, n = ops._shape(a)[-2:]
+    return R, ops.getitem(Q, (Ellipsis, slice(n - m, None), slice(None)))
+
+
+_rq_full_used.__doc__ = rq.__doc__
+
+
+def rq_reference(a, mode="economic"):
+    import scipy.linalg
+    out = scipy.linalg.rq(a, mode=mode)
+    return out if mode == "r" else tuple(out)
+
+
+def rq_full_used_reference(a):
+    import scipy.linalg
+    R, Q = scipy.linalg.rq(a, mode="full")
+    return R, Q[..., a.shape[-1] - a.shape[-2]:, :]
+
+
 RULES = (
     Rule(
         name="qr",
@@ -296,6 +383,31 @@ RULES = (
         derivation="docs/derivations/qr.md",
         reference=qr_pivoted_reference,
         references=("Businger & Golub 1965 (column pivoting)", "Walter & Lehmann 2018"),
+    ),
+    Rule(
+        name="rq",
+        fun=_rq_fun,
+        primitive=_qr,
+        domains=(
+            Domain("square", C.rect_domain(3, 3), "3×3, economic"),
+            Domain("tall", C.rect_domain(5, 3), "5×3, economic"),
+            Domain("wide", C.rect_domain(3, 5), "3×5, economic"),
+            Domain("full-tall", C.rect_domain(5, 3, mode="full"), "'full', 5×3"),
+            Domain("r-wide", C.rect_domain(3, 5, mode="r"), "mode 'r', 3×5 (zero columns)"),
+        ),
+        derivation="docs/derivations/qr.md",
+        reference=rq_reference,
+        references=("LAPACK gerqf", "Walter & Lehmann 2018"),
+    ),
+    Rule(
+        name="rq-full-wide",
+        fun=_rq_full_used,
+        primitive=_qr,
+        domains=(Domain("wide", C.rect_domain(3, 5), "3×5 'full', loss on R and Q[2:]"),),
+        derivation="docs/derivations/qr.md",
+        reference=rq_full_used_reference,
+        modes=("rev", "fwd"),
+        references=("LAPACK gerqf",),
     ),
     Rule(
         name="qr-complete-tall",
