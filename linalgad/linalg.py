@@ -48,7 +48,7 @@ from .rules.norms import (cond, cross, diagonal, matmul, matrix_norm, matrix_pow
 from .rules.polar import orthogonal_procrustes, polar
 from .rules.qr import QRResult, qr, rq
 from .rules.solve import solve
-from .rules.subspaces import orth, subspace_angles
+from .rules.subspaces import null_space, orth, subspace_angles
 from .rules.svd import SVDResult, svd, svdvals
 from .rules.sylvester import (solve_continuous_lyapunov, solve_discrete_lyapunov,
                               solve_sylvester)
@@ -64,7 +64,7 @@ __all__ = ["solve", "solve_triangular", "solve_banded", "solveh_banded", "choles
            "cosm", "sinm", "tanm", "coshm", "sinhm", "tanhm", "fractional_matrix_power",
            "solve_sylvester", "solve_continuous_lyapunov", "solve_discrete_lyapunov",
            "solve_continuous_are", "solve_discrete_are", "solve_toeplitz", "matmul_toeplitz",
-           "toeplitz", "polar", "orthogonal_procrustes", "orth", "subspace_angles",
+           "toeplitz", "polar", "orthogonal_procrustes", "orth", "null_space", "subspace_angles",
            "norm", "matrix_norm", "vector_norm", "cond", "matrix_power", "multi_dot", "trace",
            "diagonal", "matrix_transpose", "outer", "vecdot", "cross", "tensordot", "matmul",
            "matrix_rank", "tensorinv", "tensorsolve", "LinAlgError", "GaugeWarning", "SlogdetResult", "QRResult",

@@ -333,3 +333,54 @@ def test_pinv_of_a_tall_matrix_forms_nothing_of_order_m():
     np.testing.assert_allclose(g, gw.T, rtol=1e-10, atol=1e-14)
     B = rng.standard_normal((2, 7, 3)) + 1j * rng.standard_normal((2, 7, 3))
     check_grads(la.pinv, (B,), order=2)
+
+
+# -- Hessians at rank deficiency: those of the truncated function SciPy computes ------------
+
+def _second_difference(fv, A, V, h=1e-4):
+    return (fv(A + h * V) - 2 * fv(A) + fv(A - h * V)) / h ** 2
+
+
+@pytest.mark.parametrize("cplx", [False, True])
+@pytest.mark.parametrize("which", ["pinv", "pinv-adjoint", "lstsq", "pinvh", "null_space"])
+def test_hessian_at_rank_deficiency_is_the_truncated_functions(which, cplx):
+    """At a rank-deficient matrix the truncated pseudo-inverse is smooth (the kept and
+    dropped singular values are apart), and its Hessian includes how the dropped part
+    A − A A⁺ A turns the kept singular subspaces.  The constant-rank formula alone missed
+    that term: hvp was −0.79 against a second difference of −2.03 for pinv (lstsq.md §8).
+    Compared with second differences of SciPy's own function, an independent reference."""
+    rng = np.random.default_rng(21 + cplx)
+
+    def z(*shape):
+        return rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if cplx else 0)
+
+    if which == "pinvh":
+        X = z(5, 2)
+        A = X @ X.conj().T
+        V = z(5, 5)
+        V = V + V.conj().T
+        W = z(5, 5)
+        f = lambda A: lad.real(lad.sum(W * la.pinvh(A, rtol=1e-3)))
+        fv = lambda A: np.real(np.sum(W * scipy.linalg.pinvh(A, rtol=1e-3)))
+    else:
+        A, V = z(4, 2) @ z(2, 5), z(4, 5)
+        if which == "pinv":
+            W = z(5, 4)
+            f = lambda A: lad.real(lad.sum(W * la.pinv(A, rtol=1e-3)))
+            fv = lambda A: np.real(np.sum(W * np.linalg.pinv(A, rtol=1e-3)))
+        elif which == "pinv-adjoint":
+            W = z(4, 5)
+            f = lambda A: lad.real(lad.sum(W * la.pinv(lad.mH(A), rtol=1e-3)))
+            fv = lambda A: np.real(np.sum(W * np.linalg.pinv(A.conj().T, rtol=1e-3)))
+        elif which == "lstsq":
+            b, W = z(4, 2), z(5, 2)
+            f = lambda A: lad.real(lad.sum(W * la.lstsq(A, b, cond=1e-3)[0]))
+            fv = lambda A: np.real(np.sum(W * scipy.linalg.lstsq(A, b, cond=1e-3)[0]))
+        else:
+            B = z(3, 5)
+            f = lambda A: lad.sum(lad.abs(B @ la.null_space(A, rcond=1e-3)) ** 2)
+            fv = lambda A: np.sum(np.abs(B @ scipy.linalg.null_space(A, rcond=1e-3)) ** 2)
+    Hv = lad.hvp(f, (A,), (V,))
+    got = float(np.real(np.vdot(Hv, V)))          # <V, H V> in the real inner product
+    want = _second_difference(fv, A, V)
+    assert abs(got - want) <= 1e-5 * max(1.0, abs(want)), (got, want)

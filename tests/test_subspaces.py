@@ -171,3 +171,120 @@ def test_an_unforced_zero_angle_gets_the_subgradient_zero():
     assert max(np.abs(x - g[0]).max() for x in g) < 1e-12
     g1 = lad.grad(lambda A: la.subspace_angles(A, B)[0])(A)       # the nonzero angle
     np.testing.assert_allclose(g[0], g1, atol=1e-12)
+
+
+# -- null_space ------------------------------------------------------------------------------
+
+def _z(rng, shape, cplx):
+    return rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if cplx else 0)
+
+
+@pytest.mark.parametrize("shape", [(2, 4), (3, 5), (4, 4), (5, 3), (2, 3, 5), (0, 3), (3, 0),
+                                   (2, 0, 3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+def test_null_space_is_scipys(shape, dtype):
+    rng = np.random.default_rng(3)
+    A = _z(rng, shape, np.dtype(dtype).kind == "c").astype(dtype)
+    want, got = scipy.linalg.null_space(A), la.null_space(A)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    if want.size:
+        np.testing.assert_allclose(got, want, atol=1e-5 if dtype in (np.float32,
+                                                                      np.complex64) else 1e-13)
+
+
+@pytest.mark.parametrize("cplx", [False, True])
+@pytest.mark.parametrize("m,n,rank,rcond", [(3, 5, 3, None), (2, 6, 2, None),
+                                            (4, 5, 2, 1e-3), (5, 3, 1, 1e-3)])
+def test_null_space_gradient_is_the_projectors(m, n, rank, rcond, cplx):
+    """A loss through span(N) against the same loss through I − A⁺A (lstsq's pinv at
+    constant rank, an independent rule), and against central differences."""
+    rng = np.random.default_rng(m + n + rank)
+    Ar = _z(rng, (m, rank), cplx) @ _z(rng, (rank, n), cplx)
+    B = _z(rng, (4, n), cplx)
+
+    def through_null(A):
+        Z = la.null_space(A, rcond=rcond)
+        return lad.sum(lad.abs(B @ Z) ** 2)                    # ‖B Z‖_F², basis-free
+
+    def through_pinv(A):
+        Pn = np.eye(n) - la.pinv(A, rtol=1e-3 if rcond else None) @ A
+        return lad.real(lad.sum(lad.conj(B) * (B @ Pn)))       # tr(B Pn Bᴴ)
+
+    np.testing.assert_allclose(through_null(Ar), through_pinv(Ar), rtol=1e-10)
+    g = lad.grad(through_null)(Ar)
+    np.testing.assert_allclose(g, lad.grad(through_pinv)(Ar), atol=1e-9)
+    # second order, forward over reverse, against the pinv route
+    V = _z(rng, Ar.shape, cplx)
+    np.testing.assert_allclose(lad.hvp(through_null, (Ar,), (V,)),
+                               lad.hvp(through_pinv, (Ar,), (V,)), atol=1e-8)
+    # central differences (the rank is constant under the steps: rcond or full rank)
+    h = 1e-6
+    G = np.zeros_like(Ar)
+    for idx in np.ndindex(Ar.shape):
+        for unit in ((1, 1j) if cplx else (1,)):
+            E = np.zeros_like(Ar)
+            E[idx] = unit * h
+            G[idx] += unit * (float(through_null(Ar + E)) - float(through_null(Ar - E))) / (2 * h)
+    np.testing.assert_allclose(g, G, atol=1e-6)
+
+
+def test_null_space_of_dimension_one_is_differentiable_itself():
+    """A real null space of dimension 1 has no continuous gauge: Z itself, sign included,
+    is a smooth function of A, and its derivative is −A⁺ Ȧ Z."""
+    rng = np.random.default_rng(11)
+    A = rng.standard_normal((3, 4))
+    W = rng.standard_normal((4, 1))
+    g = lad.grad(lambda A: lad.sum(la.null_space(A) * W))(A)
+    h = 1e-6
+    G = np.zeros_like(A)
+    for idx in np.ndindex(A.shape):
+        E = np.zeros_like(A)
+        E[idx] = h
+        G[idx] = np.sum((scipy.linalg.null_space(A + E) - scipy.linalg.null_space(A - E)) * W) / (2 * h)
+    np.testing.assert_allclose(g, G, atol=1e-8)
+    V = rng.standard_normal(A.shape)
+    _, Zdot = lad.jvp(la.null_space, (A,), (V,))
+    Zfd = (scipy.linalg.null_space(A + h * V) - scipy.linalg.null_space(A - h * V)) / (2 * h)
+    np.testing.assert_allclose(Zdot, Zfd, atol=1e-8)
+
+
+def test_null_space_stack_and_jit():
+    rng = np.random.default_rng(12)
+    A = rng.standard_normal((3, 2, 5))
+    W = rng.standard_normal((3, 5, 5))
+    W = W + W.swapaxes(-1, -2)
+
+    def loss(A):
+        Z = la.null_space(A)
+        return lad.sum((Z @ lad.mT(Z)) * W)
+    g = lad.grad(loss)(A)
+    for i in range(3):
+        gi = lad.grad(lambda a: lad.sum((la.null_space(a) @ lad.mT(la.null_space(a))) * W[i]))(A[i])
+        np.testing.assert_allclose(g[i], gi, atol=1e-12)
+    jg = lad.jit(lad.grad(loss))
+    np.testing.assert_allclose(jg(A), g, atol=1e-12)
+    A2 = rng.standard_normal((3, 2, 5))
+    np.testing.assert_allclose(jg(A2), lad.grad(loss)(A2), atol=1e-12)
+
+
+def test_null_space_errors():
+    rng = np.random.default_rng(13)
+    A = rng.standard_normal((2, 5)) + 1j * rng.standard_normal((2, 5))
+    with pytest.raises(ValueError, match="null_space: the loss depends on the choice of basis"):
+        lad.grad(lambda A: lad.sum(lad.real(la.null_space(A))))(A)
+    with pytest.raises(ValueError, match=r"matrix \(1,\) of the stack"):
+        B = rng.standard_normal((2, 2, 5))
+        w = np.array([0.0, 1.0])[:, None, None]
+        lad.grad(lambda B: lad.sum(la.null_space(B) * w))(B)
+    # real, dimension 1: a phase cannot exist, the sign is discrete — no error
+    lad.grad(lambda A: lad.sum(la.null_space(A)))(rng.standard_normal((3, 4)))
+    S = rng.standard_normal((2, 3, 5))
+    S[1, 2] = S[1, 0] + S[1, 1]                         # rank 2 against 3
+    with pytest.raises(ValueError, match="null_space: the matrices of the stack have null"):
+        la.null_space(S)
+    with pytest.raises(ValueError, match="null_space: lapack_driver"):
+        la.null_space(A, lapack_driver="gelsd")
+    with pytest.raises(ValueError, match="null_space"):
+        la.null_space(np.ones(3))
+    with pytest.raises(ValueError, match="null_space"):
+        la.null_space(np.array([[1.0, np.inf]]))

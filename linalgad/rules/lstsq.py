@@ -171,9 +171,25 @@ def _pinv_apply_cotangents(x_bar, needs, x, A, y, P, adjoint, r=None, g=None):
             G = G + _outer(o, r, Bp(w) if BpBpH is None else BpBpH, a_shape)
         if not full_col:
             t = BpH(x)
-            G = G + _outer(o, t, x_bar - Bp(Bm(x_bar)), a_shape)
+            e = x_bar - Bp(Bm(x_bar))
+            G = G + _outer(o, t, e, a_shape)
+            if not full_row:
+                # rank deficient: the dropped part B_s = B − B B⁺ B (0 at exact rank
+                # deficiency) moves the kept singular subspaces to first order in B_s;
+                # its terms make this rule's own derivative, the Hessian, that of the
+                # truncated pseudo-inverse (lstsq.md §8)
+                if r is None:
+                    r = y - Bm(x)
+                u1 = BpH(Bp(w) if BpBpH is None else BpBpH)       # B⁺ᴴB⁺B⁺ᴴ x̄
+                G = G + _outer(o, u1, _adjoint_matmul(o, A, adjoint, r), a_shape)
+                G = G + _outer(o, Bm(e), Bp(t), a_shape)          # B_s x̄ (B⁺B⁺ᴴx)ᴴ
         A_bar = ops.fit(o.mH(G) if adjoint else G, A)
     return A_bar, y_bar
+
+
+def _adjoint_matmul(o, A, adjoint, v):
+    """Bᴴ v for B = A (or Aᴴ when ``adjoint``)."""
+    return o.matmul(A if adjoint else o.mH(A), v)
 
 
 def _outer(o, u, v, a_shape=None):
@@ -206,6 +222,14 @@ def pinv_apply_jvp(tangents, x, res, A, y, *, P, adjoint=False, value=None):
     out = Bp(rhs)
     if q is not None:
         out = out + q
+    if A_dot is not None and not full_col and not full_row:
+        # rank deficient: B⁺B⁺ᴴB⁺ Ḃ Bᴴr + (I − B⁺B) Bᴴ Ḃ B⁺B⁺ᴴx, the first-order terms of
+        # the dropped part B_s (see _pinv_apply_cotangents)
+        o = C.ops_for(A_dot, y_dot, x, A, y)
+        r = y - Bm(x)
+        out = out + Bp(BpH(Bp(ops.matmul(B_dot, _adjoint_matmul(o, A, adjoint, r)))))
+        g = _adjoint_matmul(o, A, adjoint, ops.matmul(B_dot, Bp(BpH(x))))
+        out = out + g - Bp(Bm(g))
     shape = ops._shape(x)
     return ops.broadcast_to(out, shape) if ops._shape(out) != shape else out
 
@@ -587,7 +611,10 @@ def pinv(a, rcond=None, hermitian=False, *, rtol=_NoValue, atol=None, return_ran
     gradient is then the full constant-rank derivative (Golub & Pereyra
     1973) dA⁺ = −A⁺dA A⁺ + A⁺A⁺ᴴ dAᴴ (I − AA⁺) + (I − A⁺A) dAᴴ A⁺ᴴ A⁺, not
     only its first term; at a rank change a ↦ a⁺ is discontinuous and has no
-    derivative.
+    derivative.  At a rank-deficient a (the dropped singular values 0, or below the
+    cutoff) the rule also carries the first-order effect of the dropped part
+    a − a a⁺ a, so second derivatives are those of the truncated map computed
+    (lstsq.md §8).
     """
     op = "pinv"
     if rcond is not None and rtol is not _NoValue:
