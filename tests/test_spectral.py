@@ -930,3 +930,32 @@ def test_exact_zero_singular_value_of_a_tall_matrix_warns_for_u_s_vh():
         B = A.copy()
         B[1, 1] = 1e-30
         np.testing.assert_allclose(lad.grad(usv)(B), W, rtol=1e-12)
+
+
+@pytest.mark.parametrize("m,n,rank,cplx,warns", [(4, 4, 3, False, False), (5, 4, 2, False, True),
+                                                 (5, 3, 2, False, True), (4, 4, 3, True, True)])
+def test_svd_second_derivative_at_rank_deficiency_warns_where_it_is_not_exact(m, n, rank, cplx,
+                                                                             warns):
+    """svd.md §6: the zero cluster's terms are exact in value but their derivative is the
+    tape's pair by pair; where that is wrong (measured below) a GaugeWarning says so."""
+    import warnings as _w
+    rng = np.random.default_rng(3)
+    z = (lambda *s: rng.standard_normal(s) + 1j * rng.standard_normal(s)) if cplx else \
+        (lambda *s: rng.standard_normal(s))
+    A, B = z(m, rank) @ z(rank, n), z(3, m)
+    V = z(*A.shape)
+    f = lambda A: lad.sum(lad.abs(B @ la.orth(A, rcond=1e-3)) ** 2)
+    fv = lambda A: np.sum(np.abs(B @ scipy.linalg.orth(A, rcond=1e-3)) ** 2)
+    h = 1e-4
+    want = (fv(A + h * V) - 2 * fv(A) + fv(A - h * V)) / h ** 2
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        got = float(np.real(np.vdot(lad.hvp(f, (A,), (V,)), V)))
+    warned = any(issubclass(c.category, lad.GaugeWarning) and "rank-deficient" in str(c.message)
+                 for c in caught)
+    assert warned == warns
+    assert (abs(got - want) <= 1e-5 * abs(want)) == (not warns), (got, want)
+    # first order stays exact, and silent
+    with _w.catch_warnings():
+        _w.simplefilter("error", lad.GaugeWarning)
+        lad.grad(f)(A)

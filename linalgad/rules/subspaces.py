@@ -61,7 +61,9 @@ def orth(A, rcond=None):
     choice gets the svd rule's GaugeWarning or error, one through Q Qᴴ (or the angles of
     :func:`subspace_angles`) a correct gradient.  2-D only, as SciPy.
 
-    Valid when: the numerical rank r is constant near A (r < min(m, n) is allowed).
+    Valid when: the numerical rank r is constant near A (r < min(m, n) is allowed; there
+    second derivatives go through the svd rule's zero cluster and warn where they are not
+    exact, svd.md §6 — null_space's rule, on the complement, has exact ones).
     """
     op = "orth"
     A = _matrix(op, A, "A")
