@@ -3097,6 +3097,33 @@ class CPUKernels(ComposedKernels):
                     ) from None
         return X
 
+    # -- LDLᴴ / Bunch–Kaufman (linalgad/rules/ldl.py) ------------------------------------------
+
+    def ldl(self, A, lower=True, hermitian=True, op="ldl"):
+        """(lu, d, perm, blocks) of scipy.linalg.ldl per matrix of the stack A (..., n, n):
+        SciPy's own function (LAPACK sytrf / hetrf and its post-processing), so the values
+        are SciPy's exactly; a loop over the stack, as SciPy 1.17 batches.  ``perm`` (...,
+        n) int64 brings lu to triangular form (lu[perm]); ``blocks`` (..., n − 1) bool
+        marks the 2×2 pivot blocks of d (entries i, i + 1), read off d's nonzero
+        subdiagonal (a 2×2 pivot's off-diagonal entry is its column's largest, never 0).
+        No error for a singular d (SciPy returns it): the rule's derivatives say so."""
+        import warnings
+
+        import scipy.linalg
+        n = A.shape[-1]
+        batch = A.shape[:-2]
+        lu = np.empty(A.shape, dtype=A.dtype)
+        d = np.zeros(A.shape, dtype=A.dtype)
+        perm = np.empty(batch + (n,), dtype=np.int64)
+        if A.size:
+            for idx in np.ndindex(*batch):
+                with warnings.catch_warnings():     # the imaginary diagonal: warned by the rule
+                    warnings.simplefilter("ignore", np.exceptions.ComplexWarning)
+                    lu[idx], d[idx], perm[idx] = scipy.linalg.ldl(
+                        A[idx], lower=lower, hermitian=hermitian, check_finite=False)
+        blocks = np.diagonal(d, -1, -2, -1) != 0
+        return lu, d, perm, blocks
+
     # -- riccati family (linalgad/rules/riccati.py) ------------------------------------------
 
     def _riccati_declined(self, kind, full, X, ok, balanced, op):
@@ -4182,3 +4209,208 @@ def _blocked_tri_solve(A, b, lower, trans, unit, op):
 
     solve(0, n)
     return x.reshape(b.shape[:-2] + (n, k))
+
+
+# -- circulant matrices (linalgad/rules/circulant.py) -----------------------------------------
+# circulant(c)[i, j] = c[(i − j) mod n] is diagonalised by the DFT: its eigenvalues are
+# λ = fft(c).  For a real c only the half spectrum rfft(c) (n // 2 + 1 entries) is kept: the
+# other half is its conjugate mirror.  Module functions of the array namespace xp (NumPy or
+# CuPy): the same code runs on both.
+
+def circulant_spectrum(xp, c):
+    """The eigenvalues of circulant(c) along the last axis: rfft(c) (the half spectrum) for a
+    real c, fft(c) for a complex one."""
+    return xp.fft.fft(c, axis=-1) if c.dtype.kind == "c" else xp.fft.rfft(c, axis=-1)
+
+
+def circulant_near_zero(xp, lam, n, tol):
+    """SciPy's singularity rule: |λ| ≤ tol, tol defaulting to max|λ| · n · eps(float64) for
+    each matrix (np.linalg.matrix_rank's).  A boolean array shaped like lam."""
+    a = xp.abs(lam)
+    if tol is None:
+        tol = a.max(axis=-1, keepdims=True) * (n * np.finfo(np.float64).eps)
+    return a <= tol
+
+
+def _circulant_full(xp, half, n):
+    """The full spectrum of a real vector from its half (rfft): X[n − k] = conj(X[k])."""
+    tail = half[..., 1:(n + 1) // 2][..., ::-1]
+    return xp.concatenate([half, xp.conj(tail) if half.dtype.kind == "c" else tail], axis=-1)
+
+
+def circulant_inverse_spectrum(xp, lam, zero):
+    """λ⁺: 1/λ, and 0 on the dropped modes where ``zero`` is True (None: none) — the
+    spectrum of the (pseudo-)inverse, kept so that every solve with C or Cᴴ is one
+    multiplication (a complex division costs several times more)."""
+    if zero is None:
+        return 1 / lam
+    return xp.where(zero, 0, 1 / xp.where(zero, 1, lam))
+
+
+def circulant_solve(xp, rlam, b, n, half, dtype):
+    """x = ifft(fft(b) · λ⁺) along the last axis, broadcasting rlam's and b's stacks.
+    ``half``: rlam is the half spectrum of a real c; a real b then stays in the real
+    transforms (rfft/irfft)."""
+    if half and b.dtype.kind != "c":
+        x = xp.fft.irfft(xp.fft.rfft(b, axis=-1) * rlam, n, axis=-1)
+    else:
+        if half:
+            rlam = _circulant_full(xp, rlam, n)
+        x = xp.fft.ifft(xp.fft.fft(b, axis=-1) * rlam, axis=-1)
+    if dtype.kind != "c":
+        x = x.real
+    return x.astype(dtype, copy=False)
+
+
+def circulant_convolve(xp, a, x):
+    """circulant(a) @ x along the last axis: the circular convolution ifft(fft(a) fft(x)),
+    broadcasting the stacks (real transforms for real inputs)."""
+    n = x.shape[-1]
+    dtype = np.result_type(a.dtype, x.dtype)
+    if dtype.kind != "c":
+        y = xp.fft.irfft(xp.fft.rfft(a, axis=-1) * xp.fft.rfft(x, axis=-1), n, axis=-1)
+    else:
+        y = xp.fft.ifft(xp.fft.fft(a, axis=-1) * xp.fft.fft(x, axis=-1), axis=-1)
+    return y.astype(dtype, copy=False)
+
+
+def circulant_solve_vjp(xp, rlam, half, x, g, c_batch, need_c, need_b):
+    """The solve's cotangents in one pass, for plain arrays: with Q = F x̄ · conj(λ⁺),
+    b̂ = F⁻¹ Q and c̄ = −F⁻¹(conj(F x) Q) summed over the stack dims that c was broadcast
+    along (``c_batch``: c's stack shape), in Fourier space before the one inverse transform.  The same formulas as the rule's composite VJP (circulant.md),
+    with the spectrum reused: four transforms where the composite takes five."""
+    n = x.shape[-1]
+    if half and x.dtype.kind != "c" and g.dtype.kind != "c":
+        fwd, inv = xp.fft.rfft, (lambda q: xp.fft.irfft(q, n, axis=-1))
+    else:
+        if half:
+            rlam = _circulant_full(xp, rlam, n)
+        fwd, inv = xp.fft.fft, (lambda q: xp.fft.ifft(q, axis=-1))
+    Q = fwd(g, axis=-1)
+    Q *= xp.conj(rlam)
+    b_hat = inv(Q) if need_b else None
+    c_bar = None
+    if need_c:
+        P = xp.conj(fwd(x, axis=-1))
+        P *= Q
+        lead = P.ndim - 1 - len(c_batch)
+        axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(c_batch)
+                                          if s == 1 and P.shape[lead + i] != 1)
+        if axes:
+            P = P.sum(axis=axes, keepdims=True)
+        if lead:
+            P = P.reshape(P.shape[lead:])
+        c_bar = -inv(P)
+    return c_bar, b_hat
+
+
+# -- the matrix sign function (linalgad/rules/signm.py) ---------------------------------------
+# Newton's iteration X ← (μX + (μX)⁻¹)/2 with Frobenius-norm scaling, vectorised over the stack
+# through the table's own inverse, and the same iteration differentiated (Kenney & Laub 1991):
+# L ← (μL − μ⁻¹ X⁻¹ L X⁻¹)/2 from the kept inverses and scalings.  Module functions of a kernel
+# table K (CPU or GPU): the same code runs on both.  signm.md, sections 1 and 5.
+
+SIGNM_MAXIT = 100           # SciPy's bound on its own (unscaled) refinement
+SIGNM_SCALING_OFF = 1e-2    # scaling stops, per matrix, once a step changes X by less
+
+
+def _fro(xp, X):
+    a = xp.abs(X)
+    return xp.sqrt((a * a).sum(axis=(-2, -1)))
+
+
+def signm_newton(K, A, op="signm"):
+    """(S, Y, mu): S = sign(A) of a stack (..., n, n) by the scaled Newton iteration, with the
+    inverses Y (k, ..., n, n) of its k iterates and their scalings mu (k, ...) (real), which
+    ``signm_frechet_newton`` differentiates.  Stops one step after every matrix's relative
+    change ‖X₊ − X‖_F/‖X₊‖_F is at most √ε (quadratic convergence: that step reaches ε), or
+    after it stagnates at the rounding level of an ill-conditioned sign (scaling off, the change
+    below ε^¼ and no longer halving).  LinAlgError naming ``op`` where an iterate is singular or
+    the iteration does not converge: an eigenvalue on (or within rounding of) the imaginary
+    axis, where the sign is undefined."""
+    xp = K.xp
+    batch = A.shape[:-2]
+    real = np.finfo(A.dtype).dtype
+    if A.size == 0:
+        return (A.copy(), xp.empty((0,) + A.shape, dtype=A.dtype),
+                xp.empty((0,) + batch, dtype=real))
+    eps = float(np.finfo(A.dtype).eps)
+    done_at, floor = eps ** 0.5, eps ** 0.25
+    X = A
+    scaled = xp.ones(batch, dtype=bool)
+    prev = None
+    Ys, mus = [], []
+    final = False
+    for k in range(SIGNM_MAXIT):
+        try:
+            Y = K.inv(X, op)
+        except LinAlgError as e:
+            what = "A is singular (an eigenvalue 0)" if k == 0 else \
+                f"Newton's iterate {k} is singular"
+            raise LinAlgError(
+                f"{op}: {what}: the matrix has an eigenvalue on the imaginary axis, where the "
+                f"sign function is undefined ({e})") from None
+        nx, ny = _fro(xp, X), _fro(xp, Y)
+        mu = xp.where(scaled, xp.sqrt(ny / nx), 1).astype(real)
+        m = mu[..., None, None]
+        Xn = (m * X + Y / m) * 0.5
+        with np.errstate(divide="ignore", invalid="ignore"):   # a zero iterate: raised below
+            d = _fro(xp, Xn - X) / _fro(xp, Xn)
+        Ys.append(Y)
+        mus.append(mu)
+        X = Xn
+        if final:
+            break
+        if not bool(xp.isfinite(d).all()):
+            raise LinAlgError(f"{op}: Newton's iteration broke down (an iterate is zero or "
+                              "not finite): the matrix has an eigenvalue on or within rounding "
+                              "of the imaginary axis, where the sign function is undefined")
+        stalled = (~scaled) & (d <= floor) & (d > prev / 2) if prev is not None else \
+            xp.zeros(batch, dtype=bool)
+        if bool(((d <= done_at) | stalled).all()):
+            final = True
+        scaled = scaled & (d > SIGNM_SCALING_OFF)
+        prev = d
+    else:
+        i = int(xp.argmax((d > done_at).reshape(-1)))
+        raise LinAlgError(
+            f"{op}: Newton's iteration did not converge in {SIGNM_MAXIT} steps (relative "
+            f"change {float(d.reshape(-1)[i]):.1e}){_where(op, batch, i)}: the matrix has an "
+            "eigenvalue on or within rounding of the imaginary axis, where the sign function "
+            "is undefined")
+    return X, xp.stack(Ys), xp.stack(mus)
+
+
+def signm_frechet_newton(K, Y, mu, E, keep=False):
+    """L(A, E) from ``signm_newton``'s inverses Y and scalings mu of A: L₀ = E,
+    L ← (μL − μ⁻¹ Y L Y)/2, two products a step.  With ``keep`` also the stack
+    (k, ..., n, n) of the products Y L Y (the inverses' off-diagonal blocks of the block
+    iteration on [[A, E], [0, A]]: ``signm_block_factors``)."""
+    xp = K.xp
+    L = E
+    kept = []
+    for k in range(Y.shape[0]):
+        m = mu[k, ..., None, None]
+        W = Y[k] @ L @ Y[k]
+        if keep:
+            kept.append(W)
+        L = (m * L - W / m) * 0.5
+    if not keep:
+        return L
+    dtype = np.result_type(Y.dtype, E.dtype)
+    return L, (xp.stack(kept) if kept else xp.empty(Y.shape[:1] + E.shape, dtype=dtype))
+
+
+def signm_block_factors(K, Y, mu, E):
+    """The inverses and scalings of the Newton iteration on X = [[A, E], [0, A]] from A's:
+    its iterates are [[X_k, L_k], [0, X_k]], so their inverses are
+    [[Y_k, −Y_k L_k Y_k], [0, Y_k]], with A's scalings kept (any positive scalings leave the
+    limit sign(X) unchanged, and with these the diagonal blocks are A's converged iterates;
+    signm.md section 4)."""
+    xp = K.xp
+    _, W = signm_frechet_newton(K, Y, mu, E, keep=True)
+    dtype = np.result_type(Y.dtype, W.dtype)
+    Yc = Y.astype(dtype, copy=False)
+    top = xp.concatenate([Yc, -W.astype(dtype, copy=False)], axis=-1)
+    bottom = xp.concatenate([xp.zeros_like(Yc), Yc], axis=-1)
+    return xp.concatenate([top, bottom], axis=-2), mu

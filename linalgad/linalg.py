@@ -38,8 +38,10 @@ from .rules.eigh_tridiagonal import eigh_tridiagonal, eigvalsh_tridiagonal
 from .rules.funmh import funmh
 from .rules.generalized_funm import generalized_funm
 from .rules.inverse import inv
+from .rules.ldl import ldl
 from .rules.lstsq import lstsq, pinv, pinvh
 from .rules.lu import lu, lu_factor, lu_solve
+from .rules.signm import signm
 from .rules.matfuncs import (cosm, coshm, expm, expm_frechet, fractional_matrix_power, logm,
                              sinhm, sinm, sqrtm, tanhm, tanm)
 from .rules.norms import (cond, cross, diagonal, matmul, matrix_norm, matrix_power, matrix_rank,
@@ -54,17 +56,18 @@ from .rules.sylvester import (solve_continuous_lyapunov, solve_discrete_lyapunov
                               solve_sylvester)
 from .rules.riccati import solve_continuous_are, solve_discrete_are
 from .rules.toeplitz import matmul_toeplitz, solve_toeplitz, toeplitz
+from .rules.circulant import circulant, solve_circulant
 from .rules.triangular import solve_triangular
 
 __all__ = ["solve", "solve_triangular", "solve_banded", "solveh_banded", "cholesky_banded",
            "cho_solve_banded", "inv", "det", "slogdet", "cholesky", "cho_factor",
-           "cho_solve", "logdet", "lu_factor", "lu_solve", "lu", "qr", "rq", "eigh", "eigvalsh", "eigh_tridiagonal",
+           "cho_solve", "logdet", "lu_factor", "lu_solve", "lu", "ldl", "qr", "rq", "eigh", "eigvalsh", "eigh_tridiagonal",
            "eigvalsh_tridiagonal", "eig_banded", "eigvals_banded", "funmh", "svd", "svdvals", "generalized_funm",
            "eig", "eigvals", "lstsq", "pinv", "pinvh", "expm", "expm_frechet", "sqrtm", "logm",
-           "cosm", "sinm", "tanm", "coshm", "sinhm", "tanhm", "fractional_matrix_power",
+           "cosm", "sinm", "tanm", "coshm", "sinhm", "tanhm", "signm", "fractional_matrix_power",
            "solve_sylvester", "solve_continuous_lyapunov", "solve_discrete_lyapunov",
            "solve_continuous_are", "solve_discrete_are", "solve_toeplitz", "matmul_toeplitz",
-           "toeplitz", "polar", "orthogonal_procrustes", "orth", "null_space", "subspace_angles",
+           "toeplitz", "solve_circulant", "circulant", "polar", "orthogonal_procrustes", "orth", "null_space", "subspace_angles",
            "norm", "matrix_norm", "vector_norm", "cond", "matrix_power", "multi_dot", "trace",
            "diagonal", "matrix_transpose", "outer", "vecdot", "cross", "tensordot", "matmul",
            "matrix_rank", "tensorinv", "tensorsolve", "LinAlgError", "GaugeWarning", "SlogdetResult", "QRResult",

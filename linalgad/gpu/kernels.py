@@ -416,6 +416,14 @@ class GPUKernels(ComposedKernels):
     def toeplitz_solve(self, v, B, op="solve_toeplitz"):
         return cupy.asarray(CPU.toeplitz_solve(cupy.asnumpy(v), cupy.asnumpy(B), op))
 
+    # -- LDLᴴ / Bunch–Kaufman (linalgad/rules/ldl.py) -------------------------------------------
+    # CuPy and cuSOLVER have no symmetric-indefinite factorization (sytrf): a documented host
+    # round-trip (O(n²) transfers around O(n³) host work), so the values are SciPy's exactly.
+    # The derivatives' triangular solves and products run on the device.
+
+    def ldl(self, A, lower=True, hermitian=True, op="ldl"):
+        return tuple(cupy.asarray(x) for x in CPU.ldl(cupy.asnumpy(A), lower, hermitian, op))
+
     # -- riccati family (linalgad/rules/riccati.py) ------------------------------------------
     # The doubling algorithm (ComposedKernels.riccati: batched products and solves) runs on
     # the device for the whole stack, in double precision; the matrices it declines go to
