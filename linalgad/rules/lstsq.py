@@ -611,10 +611,11 @@ def pinv(a, rcond=None, hermitian=False, *, rtol=_NoValue, atol=None, return_ran
     gradient is then the full constant-rank derivative (Golub & Pereyra
     1973) dA⁺ = −A⁺dA A⁺ + A⁺A⁺ᴴ dAᴴ (I − AA⁺) + (I − A⁺A) dAᴴ A⁺ᴴ A⁺, not
     only its first term; at a rank change a ↦ a⁺ is discontinuous and has no
-    derivative.  At a rank-deficient a (the dropped singular values 0, or below the
-    cutoff) the rule also carries the first-order effect of the dropped part
-    a − a a⁺ a, so second derivatives are those of the truncated map computed
-    (lstsq.md §8).
+    derivative.  At a rank-deficient a the rule also carries the first-order effect
+    of the dropped part a − a a⁺ a, so second derivatives are those of the truncated
+    map computed where the dropped singular values are 0 (to rounding); where they are
+    nonzero but below the cutoff the Hessian is off by O(s_drop / s_kept), and third
+    derivatives at rank deficiency are not exact (lstsq.md §8).
     """
     op = "pinv"
     if rcond is not None and rtol is not _NoValue:

@@ -7,7 +7,8 @@ null_space       N = V[:, r:], an orthonormal basis of the null space (SciPy's, 
                  full SVD): its own primitive on the row-space basis V_r, since N holds
                  completion vectors the svd rule cannot differentiate; from A N = 0 and
                  the gauge Nᴴ dN = 0, dN = −A⁺ dA N and Ā = −A⁺ᴴ N̄ Nᴴ, with A⁺ lstsq's
-                 constant-rank pseudo-inverse primitive, so every order follows; a loss
+                 constant-rank pseudo-inverse primitive (exact Hessians at rank
+                 deficiency too, lstsq.md §8); a loss
                  that depends on the basis of span(N) (Nᴴ N̄ not Hermitian) raises.
 subspace_angles  the principal angles θ between span(A) and span(B), descending: with
                  QA = orth(A), QB = orth(B), cos θ = svdvals(QAᴴ QB) and sin θ =
@@ -173,7 +174,8 @@ def null_space(A, rcond=None, *, overwrite_a=False, check_finite=True, lapack_dr
     that depends on the basis (Zᴴ Z̄ not Hermitian) raises ValueError.  A real null space
     of dimension one has no continuous freedom (only the sign), so every loss through Z
     is differentiable there.  Forward mode gives the tangent with Zᴴ Ż = 0, −A⁺ Ȧ Z.
-    Every order: the rules are A⁺ (at constant rank) and this rule again.
+    Its rules are A⁺ (at constant rank) and this rule again: every order at full row rank,
+    exact Hessians at exact rank deficiency (third derivatives there are not, lstsq.md §8).
     ``overwrite_a`` is accepted and ignored; ``lapack_driver`` ('gesdd' or 'gesvd') is
     checked and the general SVD is used.
 

@@ -87,18 +87,96 @@ def svd_vjp(cts, needs, out, res, A, *, full_matrices=False):
             Vh = _rows(Vh, 0, k)
     if U_bar is None and s_bar is None and Vh_bar is None:
         return (None,)
+    r = _truncation(s, (U_bar, s_bar, Vh_bar), (A, U, s, Vh))
+    if r is not None:
+        return (ops.fit(_truncated_cotangent(A, U, s, Vh, U_bar, s_bar, Vh_bar, r), A),)
     return (ops.fit(_cotangent(U, s, Vh, U_bar, s_bar, Vh_bar), A),)
+
+
+def _truncation(s, cts, primals):
+    """r, where this reverse pass is being differentiated (something traced) at a matrix
+    whose singular values past the r-th are zero (≤ ε^(2/3) s₁, the cluster tolerance; the
+    same r for every matrix of a stack) and the loss does not touch them (cotangents exactly
+    0 on those pairs): the truncated form of the rule is then exact in value and has the
+    exact derivative (svd.md §6).  None otherwise; under linalgad.jit, decided again on
+    every replay."""
+    if not any(isinstance(x, Tracer) for x in cts + primals):
+        return None
+    which = tuple(c is not None for c in cts)
+    present = tuple(c for c in cts if c is not None)
+    return C.compute(lambda sv, *bars: _untouched_rank(sv, bars, which), (s,) + present,
+                     decide=lambda r: r, name="svd's zero singular values")
+
+
+def _untouched_rank(sv, bars, which):
+    k = sv.shape[-1]
+    if not sv.size:
+        return None
+    xp = namespace_of(sv)
+    kept = (sv > S.gap_tol(sv.dtype) * sv[..., :1]).sum(axis=-1)
+    kept = np.asarray(kept.get() if hasattr(kept, "get") else kept).reshape(-1)
+    r = int(kept[0])
+    if r == k or r == 0 or (kept != r).any():
+        return None
+    parts = (lambda x: x[..., :, r:], lambda x: x[..., r:], lambda x: x[..., r:, :])
+    bars = iter(bars)
+    for present, part in zip(which, parts):
+        if present and bool(xp.any(part(next(bars)) != 0)):
+            return None
+    return r
+
+
+def _truncated_cotangent(A, U, s, Vh, U_bar, s_bar, Vh_bar, r):
+    """Ā for a loss of the first r singular triplets of A, whose others are zero: the thin
+    rule on r pairs with both complements, plus the first-order terms of the dropped part
+    A_s = A − U_r S_r V_rᴴ (0 in value), which turn the kept singular vectors:
+    U_r S⁻² Ū_rᴴ A_s + A_s V̄_r S⁻² V_rᴴ (svd.md §6)."""
+    m, n = ops._shape(A)[-2:]
+    Ur, sr, Vhr = _cols(U, 0, r), ops.getitem(s, (Ellipsis, slice(0, r))), _rows(Vh, 0, r)
+    Ub = _cols(U_bar, 0, r) if U_bar is not None else None
+    sb = ops.getitem(s_bar, (Ellipsis, slice(0, r))) if s_bar is not None else None
+    Vhb = _rows(Vh_bar, 0, r) if Vh_bar is not None else None
+    J, K, term = _core(Ur, sr, Vhr, Ub, sb, Vhb, m, n)
+    inv = 1 / sr
+    inv_row, inv_col = ops.expand_dims(inv, -2), ops.expand_dims(inv, -1)
+    As = A - ops.matmul(Ur * ops.expand_dims(sr, -2), Vhr)
+    left = None                                       # Ā = left Vh_r + U_r right + extra
+    right = None
+    if term is not None:
+        left = ops.matmul(Ur, term)
+    if sb is not None:
+        t = Ur * ops.expand_dims(sb, -2)
+        left = t if left is None else left + t
+    if Ub is not None:
+        t = (Ub - ops.matmul(Ur, J)) * inv_row          # (I − U_r U_rᴴ) Ū S⁻¹
+        left = t if left is None else left + t
+    if Vhb is not None:
+        right = inv_col * (Vhb - ops.matmul(ops.mH(K), Vhr))   # S⁻¹ V̄ᴴ (I − V_r V_rᴴ)
+    out = None
+    if left is not None:
+        out = ops.matmul(left, Vhr)
+    if right is not None:
+        t = ops.matmul(Ur, right)
+        out = t if out is None else out + t
+    inv2_row = ops.expand_dims(inv * inv, -2)
+    if Ub is not None:
+        out = out + ops.matmul(Ur * inv2_row, ops.matmul(ops.mH(Ub), As))
+    if Vhb is not None:
+        out = out + ops.matmul(ops.matmul(As, ops.mH(Vhb)) * inv2_row, Vhr)
+    return out
 
 
 def _check_rank_deficient_second_order(s, m, n, cplx, traced):
     """Warn (GaugeWarning) when this reverse pass is being differentiated at a matrix with
     zero singular values (≤ ε^(1/3) s₁) in a configuration where its derivative is not
-    exact: two or more of them, or one of a complex or non-square matrix.  The rule's
-    terms with a zero sᵢ are exact in value, but their derivative needs d(Σ sᵢ uᵢ vᵢᴴ) over
-    the zero cluster, and the tape differentiates each pair's sᵢ (a |·| there) instead:
-    measured, orth's Hessian at a 5×4 matrix of rank 2 was 2.47 against 2.16 from second
-    differences (svd.md §6).  A real square matrix with one zero value is exact."""
-    if not any(isinstance(x, Tracer) for x in traced):
+    exact: two or more of them, or one of a complex or non-square matrix, with a vector
+    cotangent.  Losses that leave the zero pairs alone take the truncated rule
+    (_truncated_cotangent), exact there; this is what remains: a loss of the zero pairs'
+    own vectors, whose derivative needs d(Σ sᵢ uᵢ vᵢᴴ) over the cluster where the tape
+    differentiates each pair's sᵢ (a |·| there) (svd.md §6).  A real square matrix with one
+    zero value is exact."""
+    if not any(isinstance(x, Tracer) for x in traced) or (traced[0] is None and
+                                                           traced[2] is None):
         return
     sv = C.value(s)
     if not sv.size:
@@ -115,12 +193,9 @@ def _check_rank_deficient_second_order(s, m, n, cplx, traced):
             S.GaugeWarning, stacklevel=3)
 
 
-def _cotangent_composed(U, s, Vh, U_bar, s_bar, Vh_bar):
-    """Ā of the thin SVD from (Ū, s̄, V̄h) in differentiable operations, gap terms dropped
-    (and the loss checked) inside clusters: the definition, and what derivatives of the
-    rule trace."""
-    m, n = ops._shape(U)[-2], ops._shape(Vh)[-1]
-    k = min(m, n)
+def _core(U, s, Vh, U_bar, s_bar, Vh_bar, m, n):
+    """(J, K, term) of the reverse rule, J = UᴴŪ, K = VᴴV̄, term the symmetrised gap terms
+    (dropped inside clusters), after the phase, second-order and cluster checks."""
     J = ops.matmul(ops.mH(U), U_bar) if U_bar is not None else None
     K = ops.matmul(Vh, ops.mH(Vh_bar)) if Vh_bar is not None else None     # Vᴴ V̄
     mask = S.degenerate_pairs(s, relative=True, ordered=True)
@@ -144,6 +219,16 @@ def _cotangent_composed(U, s, Vh, U_bar, s_bar, Vh_bar):
         Yp = S.inverse_gaps(s, mask) * plus
         Ym = S.inverse_gaps(s, _zero_sums(s), plus=True) * minus
         term = 0.5 * (Yp + ops.mH(Yp)) + 0.5 * (Ym - ops.mH(Ym))
+    return J, K, term
+
+
+def _cotangent_composed(U, s, Vh, U_bar, s_bar, Vh_bar):
+    """Ā of the thin SVD from (Ū, s̄, V̄h) in differentiable operations, gap terms dropped
+    (and the loss checked) inside clusters: the definition, and what derivatives of the
+    rule trace."""
+    m, n = ops._shape(U)[-2], ops._shape(Vh)[-1]
+    k = min(m, n)
+    J, K, term = _core(U, s, Vh, U_bar, s_bar, Vh_bar, m, n)
     if (m > k and U_bar is not None) or (n > k and Vh_bar is not None):
         _check_exact_zeros(s, s_bar, m, n)
     if m > k and U_bar is not None:
@@ -238,6 +323,9 @@ def svd_jvp(tangents, out, res, A, *, full_matrices=False):
     if n > k:
         AhU = ops.matmul(ops.mH(A_dot), U1)
         V_dot = V_dot + (AhU - ops.matmul(V1, dPh)) * ops.expand_dims(s_inv, -2)
+    r = _truncation(s, (), (A_dot, A, U, s, Vh))
+    if r is not None:
+        U_dot, s_dot, V_dot = _truncated_tangents(A, A_dot, U1, s, V1, U_dot, s_dot, V_dot, r)
     if full_matrices and m > n:
         U2 = _cols(U, k, None)
         U_dot = ops.concatenate([U_dot, C.completion_tangent(U1, U_dot, U2)], axis=-1)
@@ -245,6 +333,31 @@ def svd_jvp(tangents, out, res, A, *, full_matrices=False):
         V2 = ops.mH(_rows(Vh, k, None))
         V_dot = ops.concatenate([V_dot, C.completion_tangent(V1, V_dot, V2)], axis=-1)
     return U_dot, s_dot, ops.mH(V_dot)
+
+
+def _truncated_tangents(A, A_dot, U, s, V, U_dot, s_dot, V_dot, r):
+    """The tangents of the first r singular triplets where the others are zero, exact to
+    first order in the dropped part A_s = A − U_r S_r V_rᴴ (svd.md §6), in place of the
+    thin rule's first r columns: U̇_r = U_r Ω + (I − U_r U_rᴴ) Ȧ V_r S⁻¹ + A_s Ȧᴴ U_r S⁻²,
+    V̇_r likewise with A ↔ Aᴴ.  The zero pairs keep the thin rule's tangents."""
+    Ur, sr, Vr = _cols(U, 0, r), ops.getitem(s, (Ellipsis, slice(0, r))), _cols(V, 0, r)
+    AV = ops.matmul(A_dot, Vr)
+    AhU = ops.matmul(ops.mH(A_dot), Ur)
+    dP = ops.matmul(ops.mH(Ur), AV)
+    dPh = ops.mH(dP)
+    Gp = S.inverse_gaps(sr, S.degenerate_pairs(sr, relative=True, ordered=True))
+    Gm = S.inverse_gaps(sr, _zero_sums(sr), plus=True)
+    Op = Gp * (0.5 * (dP + dPh))
+    Om = Gm * (0.5 * (dP - dPh))
+    inv = ops.expand_dims(1 / sr, -2)
+    inv2 = inv * inv
+    As = A - ops.matmul(Ur * ops.expand_dims(sr, -2), ops.mH(Vr))
+    Ur_dot = (ops.matmul(Ur, Op + Om) + (AV - ops.matmul(Ur, dP)) * inv
+              + ops.matmul(As, AhU) * inv2)
+    Vr_dot = (ops.matmul(Vr, Op - Om) + (AhU - ops.matmul(Vr, dPh)) * inv
+              + ops.matmul(ops.mH(As), AV) * inv2)
+    return (ops.concatenate([Ur_dot, _cols(U_dot, r, None)], axis=-1), s_dot,
+            ops.concatenate([Vr_dot, _cols(V_dot, r, None)], axis=-1))
 
 
 _svd = Primitive("svd", svd_forward, svd_vjp, svd_jvp, multiple_results=True)
