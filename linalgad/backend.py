@@ -4304,113 +4304,116 @@ def circulant_solve_vjp(xp, rlam, half, x, g, c_batch, need_c, need_b):
     return c_bar, b_hat
 
 
+
 # -- the matrix sign function (linalgad/rules/signm.py) ---------------------------------------
-# Newton's iteration X ← (μX + (μX)⁻¹)/2 with Frobenius-norm scaling, vectorised over the stack
-# through the table's own inverse, and the same iteration differentiated (Kenney & Laub 1991):
-# L ← (μL − μ⁻¹ X⁻¹ L X⁻¹)/2 from the kept inverses and scalings.  Module functions of a kernel
-# table K (CPU or GPU): the same code runs on both.  signm.md, sections 1 and 5.
+# The Schur method (Higham 2008, Alg. 5.5): A = Z T Zᴴ with the eigenvalues of the right half
+# plane first (LAPACK gees + trsen: SciPy's schur(sort='rhp'); the real Schur form for real A),
+# T = [[T₁₁, T₁₂], [0, T₂₂]], sign(T) = [[I, X], [0, −I]] with T₁₁X − XT₂₂ = 2T₁₂ (trsyl).  The
+# Fréchet derivative in the same basis, block-diagonalised by W = [[I, −X/2], [0, I]]: two more
+# trsyl solves (signm.md, sections 1 and 2).  Matrix by matrix on the host; a GPU array makes a
+# documented round trip (CuPy has no Schur decomposition), the factors stay on the host.
 
-SIGNM_MAXIT = 100           # SciPy's bound on its own (unscaled) refinement
-SIGNM_SCALING_OFF = 1e-2    # scaling stops, per matrix, once a step changes X by less
-
-
-def _fro(xp, X):
-    a = xp.abs(X)
-    return xp.sqrt((a * a).sum(axis=(-2, -1)))
+def _host(x):
+    xp = namespace_of(x)
+    return x if xp is np else xp.asnumpy(x)
 
 
-def signm_newton(K, A, op="signm"):
-    """(S, Y, mu): S = sign(A) of a stack (..., n, n) by the scaled Newton iteration, with the
-    inverses Y (k, ..., n, n) of its k iterates and their scalings mu (k, ...) (real), which
-    ``signm_frechet_newton`` differentiates.  Stops one step after every matrix's relative
-    change ‖X₊ − X‖_F/‖X₊‖_F is at most √ε (quadratic convergence: that step reaches ε), or
-    after it stagnates at the rounding level of an ill-conditioned sign (scaling off, the change
-    below ε^¼ and no longer halving).  LinAlgError naming ``op`` where an iterate is singular or
-    the iteration does not converge: an eigenvalue on (or within rounding of) the imaginary
-    axis, where the sign is undefined."""
-    xp = K.xp
+def _like(x, ref):
+    """x (a NumPy array) on ref's device."""
+    xp = namespace_of(ref)
+    return x if xp is np else xp.asarray(x)
+
+
+def _sign_sylvester(a, b, c, op):
+    """X with a X − X b = c for (quasi-)upper triangular a, b (LAPACK ?trsyl, isgn = −1); a
+    complex c with real a, b as its real and imaginary parts."""
+    if a.dtype.kind == "f" and c.dtype.kind == "c":
+        return _sign_sylvester(a, b, c.real, op) + 1j * _sign_sylvester(a, b, c.imag, op)
+    dtype = np.result_type(a.dtype, c.dtype)
+    trsyl = _lapack_fn("trsyl", dtype)
+    x, scale, info = trsyl(a.astype(dtype, copy=False), b.astype(dtype, copy=False),
+                           c.astype(dtype), isgn=-1)
+    if info < 0:
+        raise LinAlgError(f"{op}: illegal argument {-info} to trsyl")
+    return x / scale if scale != 1 else x
+
+
+def signm_schur(A, op="signm"):
+    """(S, (T, Z, ST, p)) for a stack A (..., n, n): S = sign(A) by the Schur method, with the
+    ordered Schur factors T, Z (A = Z T Zᴴ, the p eigenvalues of the right half plane first),
+    ST = sign(T) = [[I, X], [0, −I]] and p (...,) kept on the host for
+    ``signm_frechet_schur``.  LinAlgError naming ``op`` (and the matrix of a stack) for an
+    eigenvalue with |Re λ| <= 10 n ε max|λ|: on the imaginary axis to working precision."""
+    import scipy.linalg
+    a_host = _host(A)
+    n = A.shape[-1]
     batch = A.shape[:-2]
-    real = np.finfo(A.dtype).dtype
-    if A.size == 0:
-        return (A.copy(), xp.empty((0,) + A.shape, dtype=A.dtype),
-                xp.empty((0,) + batch, dtype=real))
-    eps = float(np.finfo(A.dtype).eps)
-    done_at, floor = eps ** 0.5, eps ** 0.25
-    X = A
-    scaled = xp.ones(batch, dtype=bool)
-    prev = None
-    Ys, mus = [], []
-    final = False
-    for k in range(SIGNM_MAXIT):
+    if a_host.size == 0:
+        z = np.zeros(a_host.shape, dtype=a_host.dtype)
+        return _like(z.copy(), A), (z, z, z, np.zeros(batch, dtype=np.int64))
+    real = a_host.dtype.kind == "f"
+    flat = a_host.reshape(-1, n, n)
+    T = np.empty_like(flat)
+    Z = np.empty_like(flat)
+    ST = np.zeros_like(flat)
+    p = np.empty(len(flat), dtype=np.int64)
+    eps = float(np.finfo(a_host.dtype).eps)
+    for i, a in enumerate(flat):
         try:
-            Y = K.inv(X, op)
-        except LinAlgError as e:
-            what = "A is singular (an eigenvalue 0)" if k == 0 else \
-                f"Newton's iterate {k} is singular"
+            t, z, k = scipy.linalg.schur(a, output="real" if real else "complex", sort="rhp",
+                                         check_finite=False)
+        except (LinAlgError, ValueError) as e:
+            raise LinAlgError(f"{op}: the Schur form could not be ordered by half planes "
+                              f"({e}){_where(op, batch, i)}") from None
+        re = np.diagonal(t).real            # real parts (a 2×2 block's diagonal is its own)
+        tol = 10 * n * eps * float(np.abs(np.diagonal(t)).max(initial=0.0))
+        j = int(np.argmin(np.abs(re)))
+        if abs(re[j]) <= tol:
             raise LinAlgError(
-                f"{op}: {what}: the matrix has an eigenvalue on the imaginary axis, where the "
-                f"sign function is undefined ({e})") from None
-        nx, ny = _fro(xp, X), _fro(xp, Y)
-        mu = xp.where(scaled, xp.sqrt(ny / nx), 1).astype(real)
-        m = mu[..., None, None]
-        Xn = (m * X + Y / m) * 0.5
-        with np.errstate(divide="ignore", invalid="ignore"):   # a zero iterate: raised below
-            d = _fro(xp, Xn - X) / _fro(xp, Xn)
-        Ys.append(Y)
-        mus.append(mu)
-        X = Xn
-        if final:
-            break
-        if not bool(xp.isfinite(d).all()):
-            raise LinAlgError(f"{op}: Newton's iteration broke down (an iterate is zero or "
-                              "not finite): the matrix has an eigenvalue on or within rounding "
-                              "of the imaginary axis, where the sign function is undefined")
-        stalled = (~scaled) & (d <= floor) & (d > prev / 2) if prev is not None else \
-            xp.zeros(batch, dtype=bool)
-        if bool(((d <= done_at) | stalled).all()):
-            final = True
-        scaled = scaled & (d > SIGNM_SCALING_OFF)
-        prev = d
-    else:
-        i = int(xp.argmax((d > done_at).reshape(-1)))
-        raise LinAlgError(
-            f"{op}: Newton's iteration did not converge in {SIGNM_MAXIT} steps (relative "
-            f"change {float(d.reshape(-1)[i]):.1e}){_where(op, batch, i)}: the matrix has an "
-            "eigenvalue on or within rounding of the imaginary axis, where the sign function "
-            "is undefined")
-    return X, xp.stack(Ys), xp.stack(mus)
+                f"{op}: the matrix has an eigenvalue on the imaginary axis (Re λ = {re[j]:.2e}, "
+                f"within {tol:.1e} of 0){_where(op, batch, i)}: the sign function is undefined "
+                "there (SciPy returns its sign(0) = 0 convention, which is not a matrix sign: "
+                "S² ≠ I)")
+        st = ST[i]
+        st[np.arange(k), np.arange(k)] = 1
+        st[np.arange(k, n), np.arange(k, n)] = -1
+        if 0 < k < n:
+            st[:k, k:] = _sign_sylvester(t[:k, :k], t[k:, k:], 2 * t[:k, k:], op)
+        T[i], Z[i], p[i] = t, z, k
+    S = Z @ ST @ _mH(np, Z)
+    shape = a_host.shape
+    factors = (T.reshape(shape), Z.reshape(shape), ST.reshape(shape), p.reshape(batch))
+    return _like(S.reshape(shape), A), factors
 
 
-def signm_frechet_newton(K, Y, mu, E, keep=False):
-    """L(A, E) from ``signm_newton``'s inverses Y and scalings mu of A: L₀ = E,
-    L ← (μL − μ⁻¹ Y L Y)/2, two products a step.  With ``keep`` also the stack
-    (k, ..., n, n) of the products Y L Y (the inverses' off-diagonal blocks of the block
-    iteration on [[A, E], [0, A]]: ``signm_block_factors``)."""
-    xp = K.xp
-    L = E
-    kept = []
-    for k in range(Y.shape[0]):
-        m = mu[k, ..., None, None]
-        W = Y[k] @ L @ Y[k]
-        if keep:
-            kept.append(W)
-        L = (m * L - W / m) * 0.5
-    if not keep:
-        return L
-    dtype = np.result_type(Y.dtype, E.dtype)
-    return L, (xp.stack(kept) if kept else xp.empty(Y.shape[:1] + E.shape, dtype=dtype))
-
-
-def signm_block_factors(K, Y, mu, E):
-    """The inverses and scalings of the Newton iteration on X = [[A, E], [0, A]] from A's:
-    its iterates are [[X_k, L_k], [0, X_k]], so their inverses are
-    [[Y_k, −Y_k L_k Y_k], [0, Y_k]], with A's scalings kept (any positive scalings leave the
-    limit sign(X) unchanged, and with these the diagonal blocks are A's converged iterates;
-    signm.md section 4)."""
-    xp = K.xp
-    _, W = signm_frechet_newton(K, Y, mu, E, keep=True)
-    dtype = np.result_type(Y.dtype, W.dtype)
-    Yc = Y.astype(dtype, copy=False)
-    top = xp.concatenate([Yc, -W.astype(dtype, copy=False)], axis=-1)
-    bottom = xp.concatenate([xp.zeros_like(Yc), Yc], axis=-1)
-    return xp.concatenate([top, bottom], axis=-2), mu
+def signm_frechet_schur(factors, E, op="signm"):
+    """L(A, E) from ``signm_schur``'s factors of A, for E (..., n, n) of A's stack: with
+    Ẽ = ZᴴEZ, Y = −X/2, Ê₁₂ = Ẽ₁₁Y + Ẽ₁₂ − Y Ẽ₂₁ Y − Y Ẽ₂₂, T₁₁L₁₂ − L₁₂T₂₂ = 2Ê₁₂,
+    T₂₂L₂₁ − L₂₁T₁₁ = −2Ẽ₂₁ and L = Z [[Y L₂₁, L₁₂ − Y L₂₁ Y], [L₂₁, −L₂₁ Y]] Zᴴ."""
+    T, Z, ST, p = factors
+    e_host = _host(E)
+    n = T.shape[-1]
+    dtype = np.result_type(T.dtype, e_host.dtype)
+    if e_host.size == 0:
+        return _like(np.zeros(e_host.shape, dtype=dtype), E)
+    Et = (_mH(np, Z) @ e_host @ Z).reshape(-1, n, n)
+    out = np.zeros(Et.shape, dtype=dtype)
+    Tf, STf, pf = T.reshape(-1, n, n), ST.reshape(-1, n, n), p.reshape(-1)
+    for i in range(len(Et)):
+        k = int(pf[i])
+        if k == 0 or k == n:
+            continue
+        t, e = Tf[i], Et[i]
+        Y = -0.5 * STf[i][:k, k:]
+        E11, E12, E21, E22 = e[:k, :k], e[:k, k:], e[k:, :k], e[k:, k:]
+        Eh12 = E11 @ Y + E12 - Y @ (E21 @ Y) - Y @ E22
+        L12 = _sign_sylvester(t[:k, :k], t[k:, k:], 2 * Eh12, op)
+        L21 = _sign_sylvester(t[k:, k:], t[:k, :k], -2 * E21, op)
+        YL21 = Y @ L21
+        o = out[i]
+        o[:k, :k] = YL21
+        o[:k, k:] = L12 - YL21 @ Y
+        o[k:, :k] = L21
+        o[k:, k:] = -(L21 @ Y)
+    L = Z @ out.reshape(e_host.shape) @ _mH(np, Z)
+    return _like(L.astype(dtype, copy=False), E)
