@@ -945,7 +945,9 @@ def test_svd_second_derivatives_at_rank_deficiency_are_exact(m, n, rank, cplx):
         (lambda *s: rng.standard_normal(s))
     A, B = z(m, rank) @ z(rank, n), z(3, m)
     V = z(*A.shape)
-    f = lambda A: lad.sum(lad.abs(B @ la.orth(A, rcond=1e-3)) ** 2)
+    def f(A):
+        Y = B @ la.orth(A, rcond=1e-3)
+        return lad.sum(lad.real(lad.conj(Y) * Y))           # ‖B Q‖_F² (no abs: jit replays)
     fv = lambda A: np.sum(np.abs(B @ scipy.linalg.orth(A, rcond=1e-3)) ** 2)
     h = 1e-4
     want = (fv(A + h * V) - 2 * fv(A) + fv(A - h * V)) / h ** 2
@@ -956,9 +958,21 @@ def test_svd_second_derivatives_at_rank_deficiency_are_exact(m, n, rank, cplx):
                float(np.real(np.vdot(lad.grad(lambda A: lad.real(lad.jvp(f, (A,), (V,))[1]))(A),
                                      V)))]
         jitted = lad.jit(lambda A, V: lad.hvp(f, (A,), (V,)))
-        got.append(float(np.real(np.vdot(jitted(A, V), V))))
+        A2 = z(m, rank) @ z(rank, n)                   # another matrix of the same rank
+        jitted(A2, V)                                  # records
+        got.append(float(np.real(np.vdot(jitted(A, V), V))))   # replays on A
+    assert all("replayed" in e for e in jitted.explain().values()), jitted.explain()
     for g in got:
         assert abs(g - want) <= 1e-5 * max(1.0, abs(want)), (got, want)
+
+
+def test_svd_hessian_of_a_function_of_exactly_zero_values_is_not_truncated():
+    """Σ s² at an exactly zero singular value has s̄ = 2s = 0 there but a nonzero second
+    derivative: the truncated rule must not take it (review 47)."""
+    A = np.array([[1., 2, 0], [3, 4, 0], [5, 6, 0]])           # s = (9.53, 0.514, 0)
+    V = np.random.default_rng(0).standard_normal((3, 3))
+    (H,) = lad.hvp(lambda X: lad.sum(la.svdvals(X) ** 2), (A,), (V,))
+    np.testing.assert_allclose(H, 2 * V, atol=1e-12)          # ‖X‖_F²: the Hessian is 2I
 
 
 def test_svd_second_derivative_through_the_zero_cluster_warns():

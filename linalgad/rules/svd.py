@@ -89,7 +89,7 @@ def svd_vjp(cts, needs, out, res, A, *, full_matrices=False):
         return (None,)
     r = _truncation(s, (U_bar, s_bar, Vh_bar), (A, U, s, Vh))
     if r is not None:
-        return (ops.fit(_truncated_cotangent(A, U, s, Vh, U_bar, s_bar, Vh_bar, r), A),)
+        return (ops.fit(_truncated_vjp(A, U, s, Vh, U_bar, s_bar, Vh_bar, r=r), A),)
     return (ops.fit(_cotangent(U, s, Vh, U_bar, s_bar, Vh_bar), A),)
 
 
@@ -118,6 +118,10 @@ def _untouched_rank(sv, bars, which):
     r = int(kept[0])
     if r == k or r == 0 or (kept != r).any():
         return None
+    if len(which) > 1 and which[1] and bool((sv[..., r:] <= np.finfo(sv.dtype).tiny).any()):
+        # an exactly zero value with s̄ = 0 there: s̄ = f'(0) may vanish while f''(0) does
+        # not (Σ s², ‖A‖_F²), so a zero cotangent does not say the loss leaves it alone
+        return None
     parts = (lambda x: x[..., :, r:], lambda x: x[..., r:], lambda x: x[..., r:, :])
     bars = iter(bars)
     for present, part in zip(which, parts):
@@ -126,7 +130,7 @@ def _untouched_rank(sv, bars, which):
     return r
 
 
-def _truncated_cotangent(A, U, s, Vh, U_bar, s_bar, Vh_bar, r):
+def _truncated_cotangent(A, U, s, Vh, U_bar, s_bar, Vh_bar, *, r):
     """Ā for a loss of the first r singular triplets of A, whose others are zero: the thin
     rule on r pairs with both complements, plus the first-order terms of the dropped part
     A_s = A − U_r S_r V_rᴴ (0 in value), which turn the kept singular vectors:
@@ -325,7 +329,7 @@ def svd_jvp(tangents, out, res, A, *, full_matrices=False):
         V_dot = V_dot + (AhU - ops.matmul(V1, dPh)) * ops.expand_dims(s_inv, -2)
     r = _truncation(s, (), (A_dot, A, U, s, Vh))
     if r is not None:
-        U_dot, s_dot, V_dot = _truncated_tangents(A, A_dot, U1, s, V1, U_dot, s_dot, V_dot, r)
+        U_dot, s_dot, V_dot = _truncated_jvp(A, A_dot, U1, s, V1, U_dot, s_dot, V_dot, r=r)
     if full_matrices and m > n:
         U2 = _cols(U, k, None)
         U_dot = ops.concatenate([U_dot, C.completion_tangent(U1, U_dot, U2)], axis=-1)
@@ -335,7 +339,7 @@ def svd_jvp(tangents, out, res, A, *, full_matrices=False):
     return U_dot, s_dot, ops.mH(V_dot)
 
 
-def _truncated_tangents(A, A_dot, U, s, V, U_dot, s_dot, V_dot, r):
+def _truncated_tangents(A, A_dot, U, s, V, U_dot, s_dot, V_dot, *, r):
     """The tangents of the first r singular triplets where the others are zero, exact to
     first order in the dropped part A_s = A − U_r S_r V_rᴴ (svd.md §6), in place of the
     thin rule's first r columns: U̇_r = U_r Ω + (I − U_r U_rᴴ) Ȧ V_r S⁻¹ + A_s Ȧᴴ U_r S⁻²,
@@ -359,6 +363,13 @@ def _truncated_tangents(A, A_dot, U, s, V, U_dot, s_dot, V_dot, r):
     return (ops.concatenate([Ur_dot, _cols(U_dot, r, None)], axis=-1), s_dot,
             ops.concatenate([Vr_dot, _cols(V_dot, r, None)], axis=-1))
 
+
+# as fused primitives: under linalgad.jit their value checks (clusters, phases) run on the
+# values of each replay, and their derivatives trace the same functions
+_truncated_vjp = transforms.fused("svd_truncated_cotangent", _truncated_cotangent,
+                                  _truncated_cotangent)
+_truncated_jvp = transforms.fused("svd_truncated_tangents", _truncated_tangents,
+                                  _truncated_tangents, multiple_results=True)
 
 _svd = Primitive("svd", svd_forward, svd_vjp, svd_jvp, multiple_results=True)
 
