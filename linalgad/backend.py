@@ -4335,7 +4335,21 @@ def _sign_sylvester(a, b, c, op):
                            c.astype(dtype), isgn=-1)
     if info < 0:
         raise LinAlgError(f"{op}: illegal argument {-info} to trsyl")
+    if info == 1:
+        raise LinAlgError(f"{op}: the Sylvester equation of the sign was perturbed by LAPACK "
+                          "(eigenvalues in opposite half planes too close, or the matrix "
+                          "too badly scaled): the sign is not determined to working precision")
     return x / scale if scale != 1 else x
+
+
+def _sign_scale(a):
+    """A power of two c with max |c a| ≈ 1 (the largest entry: ‖a‖_F itself under- or
+    overflows there): sign(c A) = sign(A) exactly, and LAPACK's trsyl clamps denominators
+    below ~1e-292 (a matrix scaled by 1e-295 lost every digit)."""
+    nrm = float(np.abs(a).max(initial=0.0))
+    if not np.isfinite(nrm) or nrm == 0.0:
+        return 1.0
+    return float(2.0 ** -np.round(np.log2(nrm)))
 
 
 def signm_schur(A, op="signm"):
@@ -4350,7 +4364,7 @@ def signm_schur(A, op="signm"):
     batch = A.shape[:-2]
     if a_host.size == 0:
         z = np.zeros(a_host.shape, dtype=a_host.dtype)
-        return _like(z.copy(), A), (z, z, z, np.zeros(batch, dtype=np.int64))
+        return _like(z.copy(), A), (z, z, z, np.zeros(batch, dtype=np.int64), np.ones(batch))
     real = a_host.dtype.kind == "f"
     flat = a_host.reshape(-1, n, n)
     T = np.empty_like(flat)
@@ -4358,31 +4372,49 @@ def signm_schur(A, op="signm"):
     ST = np.zeros_like(flat)
     p = np.empty(len(flat), dtype=np.int64)
     eps = float(np.finfo(a_host.dtype).eps)
+    scales = np.empty(len(flat))
     for i, a in enumerate(flat):
+        c = scales[i] = _sign_scale(a)
         try:
-            t, z, k = scipy.linalg.schur(a, output="real" if real else "complex", sort="rhp",
+            t, z, k = scipy.linalg.schur(a * c if c != 1.0 else a,
+                                         output="real" if real else "complex", sort="rhp",
                                          check_finite=False)
         except (LinAlgError, ValueError) as e:
             raise LinAlgError(f"{op}: the Schur form could not be ordered by half planes "
                               f"({e}){_where(op, batch, i)}") from None
         re = np.diagonal(t).real            # real parts (a 2×2 block's diagonal is its own)
-        tol = 10 * n * eps * float(np.abs(np.diagonal(t)).max(initial=0.0))
+        # the eigenvalues' backward-error scale is ε ‖T‖_F (a 2×2 block's imaginary part
+        # counts: a pair on the axis has a zero diagonal there), with no growth in n
+        tol = 100 * eps * float(np.linalg.norm(t))
         j = int(np.argmin(np.abs(re)))
         if abs(re[j]) <= tol:
             raise LinAlgError(
-                f"{op}: the matrix has an eigenvalue on the imaginary axis (Re λ = {re[j]:.2e}, "
-                f"within {tol:.1e} of 0){_where(op, batch, i)}: the sign function is undefined "
-                "there (SciPy returns its sign(0) = 0 convention, which is not a matrix sign: "
-                "S² ≠ I)")
+                f"{op}: the matrix has an eigenvalue on the imaginary axis (Re λ = "
+                f"{re[j] / c:.2e}, within {tol / c:.1e} of 0){_where(op, batch, i)}: the sign "
+                "function is undefined there (SciPy returns a value with its sign(0) = 0 "
+                "convention, which is not a matrix sign: S² ≠ I)")
         st = ST[i]
         st[np.arange(k), np.arange(k)] = 1
         st[np.arange(k, n), np.arange(k, n)] = -1
         if 0 < k < n:
             st[:k, k:] = _sign_sylvester(t[:k, :k], t[k:, k:], 2 * t[:k, k:], op)
+        # a posteriori: the sign's relative condition is about ‖S‖², so where ε‖S‖_F² is
+        # far past 1 (here 1/√ε) nothing is left (eigenvalues on the axis in exact
+        # arithmetic that rounding moved off it: a rotated nilpotent 4×4 gives 1e25).  The
+        # Schur method often does far better than that bound (8e-8 measured at ε‖S‖² = 2.4),
+        # so the bar is set well past it
+        snorm2 = float(np.linalg.norm(st)) ** 2
+        if eps ** 1.5 * snorm2 >= 1.0:
+            raise LinAlgError(
+                f"{op}: the sign is not determined{_where(op, batch, i)}: ‖sign(T)‖_F² = "
+                f"{snorm2:.1e}, so its condition ε‖S‖² is {eps * snorm2:.0e}: eigenvalues lie "
+                "on or too near the imaginary axis for this precision (a nilpotent or "
+                "strongly non-normal matrix)")
         T[i], Z[i], p[i] = t, z, k
     S = Z @ ST @ _mH(np, Z)
     shape = a_host.shape
-    factors = (T.reshape(shape), Z.reshape(shape), ST.reshape(shape), p.reshape(batch))
+    factors = (T.reshape(shape), Z.reshape(shape), ST.reshape(shape), p.reshape(batch),
+               scales.reshape(batch))
     return _like(S.reshape(shape), A), factors
 
 
@@ -4390,13 +4422,14 @@ def signm_frechet_schur(factors, E, op="signm"):
     """L(A, E) from ``signm_schur``'s factors of A, for E (..., n, n) of A's stack: with
     Ẽ = ZᴴEZ, Y = −X/2, Ê₁₂ = Ẽ₁₁Y + Ẽ₁₂ − Y Ẽ₂₁ Y − Y Ẽ₂₂, T₁₁L₁₂ − L₁₂T₂₂ = 2Ê₁₂,
     T₂₂L₂₁ − L₂₁T₁₁ = −2Ẽ₂₁ and L = Z [[Y L₂₁, L₁₂ − Y L₂₁ Y], [L₂₁, −L₂₁ Y]] Zᴴ."""
-    T, Z, ST, p = factors
+    T, Z, ST, p, scales = factors           # T: the Schur form of c A; L(A, E) = L(cA, cE)
     e_host = _host(E)
     n = T.shape[-1]
     dtype = np.result_type(T.dtype, e_host.dtype)
     if e_host.size == 0:
         return _like(np.zeros(e_host.shape, dtype=dtype), E)
     Et = (_mH(np, Z) @ e_host @ Z).reshape(-1, n, n)
+    Et = Et * scales.reshape(-1)[:, None, None].astype(Et.real.dtype)
     out = np.zeros(Et.shape, dtype=dtype)
     Tf, STf, pf = T.reshape(-1, n, n), ST.reshape(-1, n, n), p.reshape(-1)
     for i in range(len(Et)):

@@ -12,7 +12,7 @@ import pytest
 import scipy.linalg as sl
 
 import linalgad as lad
-from linalgad.backend import signm_schur
+from linalgad.backend import LinAlgError, signm_schur
 from linalgad.rules import signm as SG
 from linalgad.testing import check_grads
 
@@ -151,8 +151,9 @@ def test_disp_false_returns_scipy_error_estimate():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         out = sl.signm(A, disp=False)
-    if isinstance(out, tuple):
-        assert out[1] < 1e-9 and la.signm(A, disp=False)[1] < 1e-9
+    S_scipy = out[0] if isinstance(out, tuple) else out     # SciPy: S alone here
+    np.testing.assert_allclose(la.signm(A), S_scipy, atol=1e-10)
+    assert la.signm(A, disp=False)[1] < 1e-9
     Ss, es = la.signm(_mixed(rng, 4, (3,)), disp=False)
     assert Ss.shape == (3, 4, 4) and es.shape == (3,) and np.all(es < 1e-9)
 
@@ -319,9 +320,11 @@ def test_schur_kernel_factors():
     rng = np.random.default_rng(12)
     for A in (_mixed(rng, 7, (2,)), _mixed(rng, 6, (2,), complex_=True),
               SG._complex_pairs(rng, 5, (2,), np.float64)[0][0]):
-        S, (T, Z, ST, p) = signm_schur(A)
+        S, (T, Z, ST, p, c) = signm_schur(A)              # T: the Schur form of c A
         ZH = np.conj(np.swapaxes(Z, -1, -2))
-        np.testing.assert_allclose(Z @ T @ ZH, A, atol=1e-12 * np.abs(A).max())
+        np.testing.assert_allclose(Z @ T @ ZH / c[..., None, None], A,
+                                   atol=1e-12 * np.abs(A).max())
+        assert np.all(np.log2(c) == np.round(np.log2(c)))  # powers of two: exact scaling
         np.testing.assert_allclose(ZH @ Z, np.broadcast_to(np.eye(A.shape[-1]), A.shape),
                                    atol=1e-13)
         for idx in np.ndindex(*A.shape[:-2]):
@@ -393,3 +396,50 @@ def test_internal_frechet_without_factors():
     E = rng.standard_normal(A.shape) + 1j * rng.standard_normal(A.shape)
     np.testing.assert_allclose(SG.frechet_signm(A, E), _block_frechet(A, E), atol=1e-10 *
                                np.abs(_block_frechet(A, E)).max())
+
+
+# -- review 48 ----------------------------------------------------------------------------------
+
+def test_axis_pairs_of_a_real_matrix_are_refused():
+    """A pair ±10i beside a real eigenvalue 0.01: the real Schur form's 2×2 block holds only
+    the pair's real part, so a threshold from max|T_ii| (0.01) let 75 of 100 rotations be
+    signed by rounding; the ‖T‖_F scale refuses every one."""
+    T = np.zeros((3, 3))
+    T[0, 0], T[1, 2], T[2, 1] = 0.01, 10.0, -10.0
+    for seed in range(20):
+        Q = np.linalg.qr(np.random.default_rng(seed).standard_normal((3, 3)))[0]
+        with pytest.raises(LinAlgError, match="imaginary axis"):
+            la.signm(Q @ T @ Q.T)
+
+
+def test_nilpotent_matrices_are_refused():
+    N = np.diag(np.ones(3), 1)
+    Q = np.linalg.qr(np.random.default_rng(2).standard_normal((4, 4)))[0]
+    with pytest.raises(LinAlgError, match="signm"):
+        la.signm(Q @ N @ Q.T)
+    with pytest.raises(LinAlgError, match="signm"):
+        la.signm((Q @ N @ Q.T).astype(complex))
+
+
+def test_scaling_is_exact():
+    A = np.random.default_rng(1).standard_normal((5, 5))
+    S = la.signm(A)
+    for c in (1e-295, 1e-150, 1e150, 1e295):
+        np.testing.assert_allclose(la.signm(A * c), S, atol=1e-13)
+    G, E = np.random.default_rng(2).standard_normal((2, 5, 5))
+    g = lad.grad(lambda X: lad.sum(G * la.signm(X)))(A)
+    np.testing.assert_allclose(lad.grad(lambda X: lad.sum(G * la.signm(X)))(A * 1e-200),
+                               g * 1e200, rtol=1e-12)
+
+
+def test_a_small_eigenvalue_of_a_large_symmetric_matrix_is_accepted():
+    """The old threshold grew with n and refused order 300 with an eigenvalue 5e-3, whose
+    eigenvalue noise is ε‖A‖ ≈ 2e-6 (review 48)."""
+    n = 300
+    rng = np.random.default_rng(1)
+    w = np.logspace(np.log10(5e-3), 10, n) * np.where(np.arange(n) % 2, -1, 1)
+    Q = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    A = (Q * w) @ Q.T
+    A = (A + A.T) / 2
+    wv, V = np.linalg.eigh(A)
+    np.testing.assert_allclose(la.signm(A), (V * np.sign(wv)) @ V.T, atol=1e-5)

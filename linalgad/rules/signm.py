@@ -122,8 +122,8 @@ def signm(A, disp=True):
     and (I ± S)/2 project onto A's invariant subspaces of its eigenvalues in the right and
     left half planes.  Computed by the Schur method (the Schur form ordered by half planes
     and one Sylvester solve), matrix by matrix over stacks (..., n, n) (SciPy 1.17 batches
-    signm); the result has A's shape and inexact dtype (real for real A, float32 kept, as
-    SciPy) and agrees with SciPy's to its accuracy (signm.md, section 6).  ``disp=False``
+    signm); the result has A's shape and inexact dtype (real for real A; float32 kept — SciPy
+    returns float64 for float32 input when its Newton refinement runs) and agrees with SciPy's to its accuracy (signm.md, section 6).  ``disp=False``
     also returns SciPy's error estimate ‖P² − P‖₁, P = (S² + S)/2 (a float, or an array
     over a stack; SciPy returns S alone there when its Schur-Parlett estimate is small,
     and deprecates disp).  An empty matrix or stack gives an empty result (SciPy raises).
@@ -131,9 +131,12 @@ def signm(A, disp=True):
     are computed on the host (CuPy has none).
 
     Valid when: A has no eigenvalue on the imaginary axis.  There the sign is undefined
-    (SciPy returns a value with sign(0) := 0 that is not a sign: S² ≠ I): linalgad raises
+    (SciPy builds its value with sign(0) := 0, which is not a sign: S² ≠ I): linalgad raises
     LinAlgError naming signm (and the matrix of a stack) for an eigenvalue with
-    |Re λ| <= 10 n ε max|λ|.  Near the axis the sign is ill-conditioned: L(A, ·), the
+    |Re λ| <= 100 ε ‖T‖_F, and where ε^1.5 ‖sign(T)‖_F² ≥ 1 (nothing left: nilpotent or
+    strongly non-normal matrices whose axis eigenvalues rounding moved off it; not every
+    such matrix is caught, signm.md §6).  Second
+    derivatives are wrong where a tangent or cotangent is ~1e16 times A's size (signm.md §6).  Near the axis the sign is ill-conditioned: L(A, ·), the
     derivative, grows like 2/|λᵢ − λⱼ| over eigenvalues in opposite half planes, so at
     least like 1/dist(λ, iℝ).
     """
