@@ -523,29 +523,41 @@ def _block_factors(factors, E):
     return kernels_for(Ev).logm_block_factors(T, Z, Ev)
 
 
-def _logm_frechet_jvp(tangents, L, res, A, E, *, factors=None):
-    """L̇ = L_log(A, Ė) when only E moves; else the (1,2) block of L_log(X, Ẋ)."""
+def block_frechet_jvp(frechet, tangents, A, E, factors, block_factors=None):
+    """The tangent of L = frechet(A, E) for a primary matrix function f with real
+    coefficients: L̇ = L(A, Ė) when only E moves; else the (1,2) block of L(X, Ẋ),
+    X = [[A, E], [0, A]] (whose f holds L in that block).  ``block_factors``: X's
+    factors, where they follow from A's (None: frechet computes them)."""
     A_dot, E_dot = tangents
     if A_dot is None:
-        return None if E_dot is None else _logm_frechet(A, E_dot, factors=factors)
+        return None if E_dot is None else frechet(A, E_dot, factors=factors)
     n = ops._shape(A)[-1]
     X = _block(A, E, None, A)
     X_dot = _block(A_dot, E_dot, None, A_dot)
-    Y = _logm_frechet(X, X_dot, factors=_block_factors(factors, E))
-    return _part(Y, 0, 1, n)
+    return _part(frechet(X, X_dot, factors=block_factors), 0, 1, n)
 
 
-def _logm_frechet_vjp(L_bar, needs, L, res, A, E, *, factors=None):
-    """Ē = L_log(A, L̄ᴴ)ᴴ; with Ā: Y = L_log(X, [[0, 0], [L̄ᴴ, 0]])ᴴ, Ā = Y₁₁ + Y₂₂, Ē = Y₁₂."""
+def block_frechet_vjp(frechet, L_bar, needs, A, E, factors, block_factors=None):
+    """Ē = L(A, L̄ᴴ)ᴴ; with Ā: Y = L(X, [[0, 0], [L̄ᴴ, 0]])ᴴ, Ā = Y₁₁ + Y₂₂, Ē = Y₁₂."""
     if not needs[0]:
-        return None, ops.fit(ops.mH(_logm_frechet(A, ops.mH(L_bar), factors=factors)), E)
+        return None, ops.fit(ops.mH(frechet(A, ops.mH(L_bar), factors=factors)), E)
     n = ops._shape(A)[-1]
     X = _block(A, E, None, A)
     G = _block(None, None, ops.mH(L_bar), None)
-    Y = ops.mH(_logm_frechet(X, G, factors=_block_factors(factors, E)))
+    Y = ops.mH(frechet(X, G, factors=block_factors))
     A_bar = ops.fit(_part(Y, 0, 0, n) + _part(Y, 1, 1, n), A)
     E_bar = ops.fit(_part(Y, 0, 1, n), E) if needs[1] else None
     return A_bar, E_bar
+
+
+def _logm_frechet_jvp(tangents, L, res, A, E, *, factors=None):
+    return block_frechet_jvp(_logm_frechet, tangents, A, E, factors,
+                             _block_factors(factors, E) if tangents[0] is not None else None)
+
+
+def _logm_frechet_vjp(L_bar, needs, L, res, A, E, *, factors=None):
+    return block_frechet_vjp(_logm_frechet, L_bar, needs, A, E, factors,
+                             _block_factors(factors, E) if needs[0] else None)
 
 
 _logm_frechet = Primitive("logm_frechet", _logm_frechet_impl, _logm_frechet_vjp,

@@ -30,7 +30,7 @@ from ..registry import Domain, Rule
 from ..tape import Primitive
 from ..testing import matrices as M
 from . import _common as C
-from .matfuncs import _block, _part
+from .matfuncs import block_frechet_jvp, block_frechet_vjp
 
 __all__ = ["signm", "frechet_signm", "RULES"]
 
@@ -48,27 +48,13 @@ def _frechet_impl(A, E, *, factors=None):
 
 
 def _frechet_jvp(tangents, L, res, A, E, *, factors=None):
-    """L̇ = L(A, Ė) when only E moves; else the (1,2) block of L(X, Ẋ)."""
-    A_dot, E_dot = tangents
-    if A_dot is None:
-        return None if E_dot is None else _frechet(A, E_dot, factors=factors)
-    n = ops._shape(A)[-1]
-    X = _block(A, E, None, A)
-    X_dot = _block(A_dot, E_dot, None, A_dot)
-    return _part(_frechet(X, X_dot), 0, 1, n)
+    """L̇ = L(A, Ė) when only E moves; else the (1,2) block of L(X, Ẋ) (its own Schur form)."""
+    return block_frechet_jvp(_frechet, tangents, A, E, factors)
 
 
 def _frechet_vjp(L_bar, needs, L, res, A, E, *, factors=None):
     """Ē = L(A, L̄ᴴ)ᴴ; with Ā: Y = L(X, [[0, 0], [L̄ᴴ, 0]])ᴴ, Ā = Y₁₁ + Y₂₂, Ē = Y₁₂."""
-    if not needs[0]:
-        return None, ops.fit(ops.mH(_frechet(A, ops.mH(L_bar), factors=factors)), E)
-    n = ops._shape(A)[-1]
-    X = _block(A, E, None, A)
-    G = _block(None, None, ops.mH(L_bar), None)
-    Y = ops.mH(_frechet(X, G))
-    A_bar = ops.fit(_part(Y, 0, 0, n) + _part(Y, 1, 1, n), A)
-    E_bar = ops.fit(_part(Y, 0, 1, n), E) if needs[1] else None
-    return A_bar, E_bar
+    return block_frechet_vjp(_frechet, L_bar, needs, A, E, factors)
 
 
 _frechet = Primitive("signm_frechet", _frechet_impl, _frechet_vjp, _frechet_jvp)
