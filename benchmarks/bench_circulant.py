@@ -71,24 +71,17 @@ def main():
                     err = common.rel_err([np.asarray(val)] + [np.asarray(g) for g in grads],
                                          [np.asarray(mine[0])] + [np.asarray(g) for g in mine[1]])
                     checks.append((name, label, err))
-            rounds = 3 if opts.quick or n >= 4096 else 7
-            best = common.interleaved_min(runs, rounds, warmup=True)
-            ref = best["scipy fwd"]
-            rows.append([("complex128 " if complex_ else "float64 ") + label,
-                         common.fmt_time(ref)] +
-                        [f"{best[k] / ref:.2f}" if k in best else "—" for k in cols])
-            print(rows[-1], flush=True)
-    lines = ["# Circulant solves (solve_circulant)", "",
-             "Value + gradient (w.r.t. c and b) of L = sum(Re(W * solve_circulant(c, b))), as a "
-             "ratio to SciPy's forward-only solve_circulant on the same inputs (stacks in one "
-             "call, baxis=-1); one vector a circulant, one pinned core, one thread, interleaved "
-             "in one run, min over 7 rounds (3 from n = 4096).  `linalgad-dense` assembles the "
-             f"matrix and solves it densely (— above n = {DENSE_MAX} or 8192 entries of c).", "",
-             *common.machine_info(), "",
-             common.markdown_table(["shape", "SciPy forward"] + cols, rows), "",
-             "Agreement with linalgad (max relative error, value and gradients): " +
-             ", ".join(f"{k} {lab} {e:.0e}" for k, lab, e in checks), ""]
-    common.emit("\n".join(lines), opts.out)
+            rows.append(common.ratio_cell(runs, 3 if opts.quick or n >= 4096 else 7,
+                                          ("complex128 " if complex_ else "float64 ") + label,
+                                          cols))
+    common.ratio_report(
+        "Circulant solves (solve_circulant)",
+        "Value + gradient (w.r.t. c and b) of L = sum(Re(W * solve_circulant(c, b))), as a "
+        "ratio to SciPy's forward-only solve_circulant on the same inputs (stacks in one "
+        "call, baxis=-1); one vector a circulant, one pinned core, one thread, interleaved "
+        "in one run, min over 7 rounds (3 from n = 4096).  `linalgad-dense` assembles the "
+        f"matrix and solves it densely (— above n = {DENSE_MAX} or 8192 entries of c).",
+        cols, rows, opts.out, checks)
 
 
 if __name__ == "__main__":

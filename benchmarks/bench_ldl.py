@@ -64,18 +64,12 @@ def main():
     for label, batch, n in shapes:
         A = inputs(rng, batch, n)
         runs = runs_for(A, rng)
-        rounds = 3 if opts.quick or n >= 1024 else 7
-        best = common.interleaved_min(runs, rounds, warmup=True)
-        ref = best["scipy fwd"]
-        rows.append([label, common.fmt_time(ref)] + [f"{best[k] / ref:.2f}" for k in cols])
-        print(rows[-1], flush=True)
-    lines = ["# LDLᴴ (ldl)", "",
-             "Time / SciPy's forward-only scipy.linalg.ldl on the same input; L = sum(W1*lu) + "
-             "sum(W2*d), A random real symmetric indefinite, float64, one pinned core, one "
-             "thread, min over interleaved rounds.", "",
-             *common.machine_info(), "",
-             common.markdown_table(["shape", "SciPy forward"] + cols, rows), ""]
-    common.emit("\n".join(lines), opts.out)
+        rows.append(common.ratio_cell(runs, 3 if opts.quick or n >= 1024 else 7, label, cols))
+    common.ratio_report(
+        "LDLᴴ (ldl)",
+        "Time / SciPy's forward-only scipy.linalg.ldl on the same input; L = sum(W1*lu) + "
+        "sum(W2*d), A random real symmetric indefinite, float64, one pinned core, one "
+        "thread, min over interleaved rounds.", cols, rows, opts.out)
 
 
 if __name__ == "__main__":

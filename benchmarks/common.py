@@ -278,6 +278,28 @@ def cell_options(cells, quick, key=lambda cell: cell):
     return opts, np.random.default_rng(SEED), chosen
 
 
+def ratio_cell(runs, rounds, label, cols, ref="scipy fwd"):
+    """One table row: the interleaved minimum of each run over ``rounds``, as the label, the
+    reference's time and each column's ratio to it ("—" for a column not timed)."""
+    best = interleaved_min(runs, rounds, warmup=True)
+    base = best[ref]
+    row = [label, fmt_time(base)] + [f"{best[k] / base:.2f}" if k in best else "—"
+                                     for k in cols]
+    print(row, flush=True)
+    return row
+
+
+def ratio_report(title, intro, cols, rows, out, checks=None):
+    """Emit a ratio table (``ratio_cell`` rows) with the machine's header and, optionally,
+    the agreement line (``checks``: (library, label, max relative error))."""
+    lines = [f"# {title}", "", intro, "", *machine_info(), "",
+             markdown_table(["shape", "SciPy forward"] + cols, rows), ""]
+    if checks is not None:
+        lines += ["Agreement with linalgad (max relative error, value and gradients): " +
+                  ", ".join(f"{k} {lab} {e:.0e}" for k, lab, e in checks), ""]
+    emit("\n".join(lines), out)
+
+
 def markdown_table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
