@@ -57,6 +57,8 @@ from .rules.sylvester import (solve_continuous_lyapunov, solve_discrete_lyapunov
 from .rules.riccati import solve_continuous_are, solve_discrete_are
 from .rules.toeplitz import matmul_toeplitz, solve_toeplitz, toeplitz
 from .rules.circulant import circulant, solve_circulant
+from .rules.special_matrices import (block_diag, companion, convolution_matrix, diagsvd,
+                                     fiedler, fiedler_companion, hankel, khatri_rao, leslie)
 from .rules.triangular import solve_triangular
 
 __all__ = ["solve", "solve_triangular", "solve_banded", "solveh_banded", "cholesky_banded",
@@ -67,7 +69,9 @@ __all__ = ["solve", "solve_triangular", "solve_banded", "solveh_banded", "choles
            "cosm", "sinm", "tanm", "coshm", "sinhm", "tanhm", "signm", "fractional_matrix_power",
            "solve_sylvester", "solve_continuous_lyapunov", "solve_discrete_lyapunov",
            "solve_continuous_are", "solve_discrete_are", "solve_toeplitz", "matmul_toeplitz",
-           "toeplitz", "solve_circulant", "circulant", "polar", "orthogonal_procrustes", "orth", "null_space", "subspace_angles",
+           "toeplitz", "solve_circulant", "circulant", "block_diag", "hankel", "khatri_rao",
+           "companion", "convolution_matrix", "diagsvd", "leslie", "fiedler",
+           "fiedler_companion", "polar", "orthogonal_procrustes", "orth", "null_space", "subspace_angles",
            "norm", "matrix_norm", "vector_norm", "cond", "matrix_power", "multi_dot", "trace",
            "diagonal", "matrix_transpose", "outer", "vecdot", "cross", "tensordot", "matmul",
            "matrix_rank", "tensorinv", "tensorsolve", "LinAlgError", "GaugeWarning", "SlogdetResult", "QRResult",

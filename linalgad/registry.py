@@ -28,6 +28,7 @@ RULE_MODULES = (
     "linalgad.rules.banded_cholesky",
     "linalgad.rules.toeplitz",
     "linalgad.rules.circulant",
+    "linalgad.rules.special_matrices",
     "linalgad.rules.triangular",
     "linalgad.rules.inverse",
     "linalgad.rules.determinant",
