@@ -824,6 +824,10 @@ def toeplitz_diagonal_sums(xp, G):
     adjoint of toeplitz_assemble: row i reversed into columns i … i + n − 1 of an
     m × (m + n − 1) array (a strided view), then the column sums."""
     m, n = G.shape[-2:]
+    if m > n:
+        # the diagonals of Gᵀ are G's reversed: scratch min(m, n) × (m + n − 1), at most
+        # twice |G| (a tall G's m × (m + n − 1) was ~m² for a few columns: review 50)
+        return toeplitz_diagonal_sums(xp, xp.swapaxes(G, -1, -2))[..., ::-1]
     Z = xp.zeros(G.shape[:-2] + (m, m + n - 1), dtype=G.dtype)
     row, step = Z.strides[-2:]
     _as_strided(xp)(Z, shape=G.shape, strides=Z.strides[:-2] + (row + step, step))[...] = \

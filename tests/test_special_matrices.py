@@ -468,3 +468,39 @@ def test_hankel_gradient_keeps_less_than_a_gather_would():
     v_bar = np.array([np.trace(W[:, ::-1], offset=m - 1 - k) for k in range(2 * m - 1)])
     np.testing.assert_allclose(gc_, v_bar[:m], rtol=1e-10)
     np.testing.assert_allclose(gr, np.r_[0, v_bar[m:]], rtol=1e-10)
+
+
+# -- review 50 --------------------------------------------------------------------------------
+
+def test_tall_diagonal_sums_need_no_quadratic_scratch():
+    """convolution_matrix of a long filter against a short vector, and a tall hankel on the
+    (emulated) device path: the diagonal-sum scratch was p × (p + n − 1), 72 MB for a
+    (3001, 2) output; now at most twice the output."""
+    import tracemalloc
+    from linalgad.backend import toeplitz_diagonal_sums
+    rng = np.random.default_rng(0)
+    G = rng.standard_normal((2, 7, 3))
+    want = np.array([[sum(G[b, i, j] for i in range(7) for j in range(3) if 3 - 1 + i - j == k)
+                      for k in range(9)] for b in range(2)])
+    np.testing.assert_allclose(toeplitz_diagonal_sums(np, G), want, atol=1e-12)
+    a = rng.standard_normal(3000)
+    f = lambda a: lad.sum(la.convolution_matrix(a, 2) ** 2)
+    lad.grad(f)(a)
+    tracemalloc.start()
+    g = lad.grad(f)(a)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2e6, peak                                   # was 72 MB
+    h = 1e-6
+    e = np.zeros(3000)
+    e[17] = h
+    assert abs(g[17] - (float(f(a + e)) - float(f(a - e))) / (2 * h)) < 1e-5
+
+
+def test_integer_arguments_as_scipy():
+    a = np.arange(1.0, 4.0)
+    np.testing.assert_array_equal(la.convolution_matrix(a, np.array(3)),
+                                  sl.convolution_matrix(a, np.array(3)))
+    np.testing.assert_array_equal(la.diagsvd(a, np.array(3), 3), sl.diagsvd(a, 3, 3))
+    with pytest.raises(TypeError, match="convolution_matrix"):
+        la.convolution_matrix(a, 3.0)

@@ -34,6 +34,8 @@ from __future__ import annotations
 import math
 import warnings
 
+import operator
+
 import numpy as np
 
 from .. import ops
@@ -101,9 +103,12 @@ def _embed(v, shape, offset=0):
 
 
 def _integer(op, name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{op}: {name} must be an integer; got {value!r}")
-    return int(value)
+    """An integer as SciPy takes it (operator.index: ints, NumPy integers and 0-d integer
+    arrays, bools included)."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be an integer; got {value!r}") from None
 
 
 def _check_leading(op, message, a):
@@ -114,7 +119,8 @@ def _check_leading(op, message, a):
         if bool(zero.any()):
             where = ""
             if zero.ndim:
-                idx = np.unravel_index(int(np.argmax(np.asarray(zero).reshape(-1))), zero.shape)
+                host = zero.get() if hasattr(zero, "get") else np.asarray(zero)   # CuPy
+                idx = np.unravel_index(int(np.argmax(host.reshape(-1))), zero.shape)
                 where = f" (vector {tuple(int(i) for i in idx)} of the stack of shape {zero.shape})"
             raise ValueError(f"{op}: {message}{where}")
     C.guard(a, check)
