@@ -396,7 +396,10 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False, *, overwrite_a=
     U diag(f(s)) Vᴴ as ``generalized_funm(a, f)``: exact there).  Second
     derivatives within eps^(1/3) of a tie miss the in-cluster curvature (or
     amplify rounding by 1/gap²) and say so with a ``GaugeWarning``:
-    ``generalized_funm`` has exact ones, and Σ f(sᵢ) = tr funmh(aᴴa, f∘√).  Zero
+    ``generalized_funm`` has exact ones, and Σ f(sᵢ) = tr funmh(aᴴa, f∘√).  At a
+    rank-deficient matrix, second derivatives of losses of the nonzero triplets (orth,
+    subspace angles) are exact (the truncated rule, svd.md §6); of the zero pairs' own
+    vectors they are not, and warn.  Zero
     singular values: 1/s is used down to the smallest normal number, so
     losses through U diag(s) Vᴴ stay exact at rank deficiency (an exactly
     zero value of a non-square matrix warns: its complement term is 0/0).  The backward
