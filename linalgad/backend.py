@@ -4233,6 +4233,9 @@ def circulant_near_zero(xp, lam, n, tol):
     a = xp.abs(lam)
     if tol is None:
         tol = a.max(axis=-1, keepdims=True) * (n * np.finfo(np.float64).eps)
+    elif isinstance(tol, tuple):        # (shape, values): one tol per circulant of the stack
+        shape, values = tol
+        tol = xp.asarray(np.asarray(values, dtype=np.float64).reshape(shape))
     return a <= tol
 
 

@@ -159,7 +159,7 @@ def test_errors():
         la.solve_circulant(_c(np.random.default_rng(0), (3, 4)), np.ones((2, 4)), baxis=-1)
     with pytest.raises(ValueError, match="singular must be"):
         la.solve_circulant([3.0, 1, 0], np.ones(3), singular="nope")
-    with pytest.raises(ValueError, match="tol must be"):
+    with pytest.raises(ValueError, match=r"tol of shape \(3,\) must have a last dimension of 1"):
         la.solve_circulant([3.0, 1, 0], np.ones(3), tol=np.ones(3))
     with pytest.raises(ValueError, match="solve_circulant"):
         la.solve_circulant(None, np.ones(3))
@@ -357,3 +357,28 @@ def test_fused_first_order_vjp_equals_the_composite(monkeypatch, kind, singular)
     for g, w in zip(fused, composite):
         assert g.dtype == w.dtype and g.shape == w.shape
         _close(g, w, rtol=1e-10)
+
+
+def test_tol_array_one_per_circulant():
+    """SciPy compares |fft(c)| <= tol by broadcasting: a tol of shape (k, 1) is one per
+    circulant of the stack (review 47 found it refused)."""
+    import scipy.linalg
+    c = np.array([[1.0, 1, 0, 0], [2, 0, 0, 1]])
+    b = np.ones((2, 4))
+    W = np.random.default_rng(0).standard_normal((2, 4))
+    tol = np.array([[0.5], [3.5]])
+    kw = dict(singular="lstsq", tol=tol, baxis=-1, outaxis=-1)
+    want = scipy.linalg.solve_circulant(c, b, **kw)
+    np.testing.assert_allclose(lad.linalg.solve_circulant(c, b, **kw), want, atol=1e-14)
+    g = lad.grad(lambda c: lad.sum(W * lad.linalg.solve_circulant(c, b, **kw)))(c)
+    h = 1e-6
+    G = np.zeros_like(c)
+    for idx in np.ndindex(c.shape):
+        E = np.zeros_like(c)
+        E[idx] = h
+        G[idx] = (np.sum(W * scipy.linalg.solve_circulant(c + E, b, **kw))
+                  - np.sum(W * scipy.linalg.solve_circulant(c - E, b, **kw))) / (2 * h)
+    np.testing.assert_allclose(g, G, atol=1e-8)
+    for bad in (np.array([0.5, 3.5]), np.array([[0.5], [0.5], [0.5]])):
+        with pytest.raises(ValueError, match="solve_circulant: tol"):
+            lad.linalg.solve_circulant(c, b, singular="lstsq", tol=bad, baxis=-1, outaxis=-1)

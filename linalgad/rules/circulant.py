@@ -190,7 +190,9 @@ def solve_circulant(c, b, singular="raise", tol=None, caxis=-1, baxis=0, outaxis
     |fft(c)[k]| <= tol (default tol = max|fft(c)| · n · eps(float64) for each
     circulant, SciPy's); singular='lstsq' sets those modes of the solution to
     zero: the minimum-norm least-squares solution (with a given tol, of the
-    circulant with those eigenvalues dropped).  ``tol`` is a number.
+    circulant with those eigenvalues dropped).  ``tol`` is a number, or (as SciPy) an
+    array compared with |fft(c)| by broadcasting, with a last dimension of 1: one tol per
+    circulant of c's stack (SciPy's per-mode tols are not supported).
 
     O(n log n) a vector (real FFTs for real input); the gradient is one more
     division by conj(fft(c)) (the forward pass's spectrum, kept) and one
@@ -212,10 +214,17 @@ def solve_circulant(c, b, singular="raise", tol=None, caxis=-1, baxis=0, outaxis
     if not isinstance(singular, str) or singular not in ("raise", "lstsq"):
         raise ValueError(f"{op}: singular must be 'raise' or 'lstsq'; got {singular!r}")
     if tol is not None:
-        tv = np.asarray(C.value(tol))
-        if tv.ndim != 0 or tv.dtype.kind not in "biuf":
-            raise ValueError(f"{op}: tol must be a real number; got {tol!r}")
-        tol = float(tv)
+        tv = np.asarray(C.value(tol.get() if hasattr(tol, "get") else tol))
+        if tv.dtype.kind not in "biuf":
+            raise ValueError(f"{op}: tol must be a real number or array; got {tol!r}")
+        # SciPy compares |fft(c)| (c's stack, n) <= tol by broadcasting: an array whose last
+        # dimension is 1 is one tol per circulant (per-mode tols are not supported: a real
+        # c's half spectrum keeps one of each conjugate pair); kept hashable for the
+        # primitive's parameters
+        if tv.ndim and tv.shape[-1] != 1:
+            raise ValueError(f"{op}: tol of shape {tv.shape} must have a last dimension of 1 "
+                             "(one tol per circulant, compared with |fft(c)| along it)")
+        tol = float(tv) if tv.ndim == 0 else (tv.shape, tuple(tv.astype(np.float64).ravel()))
     for name, x in (("c", c), ("b", b)):
         if x is None:
             raise ValueError(f"{op}: {name} must be an array, not None")
@@ -255,6 +264,14 @@ def solve_circulant(c, b, singular="raise", tol=None, caxis=-1, baxis=0, outaxis
         c = ops.moveaxis(c, ca, -1)
     if ba != bv.ndim - 1:
         b = ops.moveaxis(b, ba, -1)
+    if isinstance(tol, tuple):
+        try:
+            if len(tol[0]) > len(cb) + 1:
+                raise ValueError
+            np.broadcast_shapes(tol[0], cb + (1,))
+        except ValueError:
+            raise ValueError(f"{op}: tol of shape {tol[0]} does not broadcast against c's "
+                             f"stack {cb} (and a last dimension of 1)") from None
     x = _csolve(c, b, op=op, singular=singular, tol=tol, factors=None, adjoint=False)
     if oa != out_ndim - 1:
         x = ops.moveaxis(x, -1, int(oa))
