@@ -58,18 +58,12 @@ def runs_for(A, rng):
 
 
 def main():
-    opts, rng, shapes = common.cell_options(SHAPES, QUICK, key=lambda s: s[0])
-    cols = ["forward", "value+grad", "value+grad jit", "jvp"]
-    rows = []
-    for label, batch, n in shapes:
-        A = inputs(rng, batch, n)
-        runs = runs_for(A, rng)
-        rows.append(common.ratio_cell(runs, 3 if opts.quick or n >= 1024 else 7, label, cols))
-    common.ratio_report(
+    common.square_table(
         "LDLᴴ (ldl)",
         "Time / SciPy's forward-only scipy.linalg.ldl on the same input; L = sum(W1*lu) + "
         "sum(W2*d), A random real symmetric indefinite, float64, one pinned core, one "
-        "thread, min over interleaved rounds.", cols, rows, opts.out)
+        "thread, min over interleaved rounds.",
+        SHAPES, QUICK, ["forward", "value+grad", "value+grad jit", "jvp"], inputs, runs_for)
 
 
 if __name__ == "__main__":

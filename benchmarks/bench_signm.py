@@ -60,18 +60,13 @@ def runs_for(A, rng):
 
 
 def main():
-    opts, rng, shapes = common.cell_options(SHAPES, QUICK, key=lambda s: s[0])
-    cols = ["forward", "value+grad", "value+grad jit", "jvp", "hvp"]
-    rows = []
-    for label, batch, n in shapes:
-        A = inputs(rng, batch, n)
-        runs = runs_for(A, rng)
-        rows.append(common.ratio_cell(runs, 3 if opts.quick or n >= 1024 else 7, label, cols))
-    common.ratio_report(
+    common.square_table(
         "Matrix sign function (signm)",
         "Time / SciPy's forward-only scipy.linalg.signm on the same input; L = "
         "sum(W * signm(A)), A Gaussian / √n, float64, one pinned core, one thread, min "
-        "over interleaved rounds (hvp: not timed at n = 1024).", cols, rows, opts.out)
+        "over interleaved rounds (hvp: not timed at n = 1024).",
+        SHAPES, QUICK, ["forward", "value+grad", "value+grad jit", "jvp", "hvp"], inputs,
+        runs_for)
 
 
 if __name__ == "__main__":

@@ -289,6 +289,17 @@ def ratio_cell(runs, rounds, label, cols, ref="scipy fwd"):
     return row
 
 
+def square_table(title, intro, shapes, quick, cols, inputs, runs_for, big=1024):
+    """The whole script for a one-matrix function: ``shapes`` (label, batch, n), the
+    ``quick`` labels, one ``ratio_cell`` per shape (3 rounds from n = big, else 7) with
+    ``runs_for(inputs(rng, batch, n), rng)`` and the report."""
+    opts, rng, chosen = cell_options(shapes, quick, key=lambda s: s[0])
+    rows = [ratio_cell(runs_for(inputs(rng, batch, n), rng),
+                       3 if opts.quick or n >= big else 7, label, cols)
+            for label, batch, n in chosen]
+    ratio_report(title, intro, cols, rows, opts.out)
+
+
 def ratio_report(title, intro, cols, rows, out, checks=None):
     """Emit a ratio table (``ratio_cell`` rows) with the machine's header and, optionally,
     the agreement line (``checks``: (library, label, max relative error))."""

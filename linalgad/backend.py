@@ -4320,9 +4320,10 @@ def circulant_solve_vjp(xp, rlam, half, x, g, c_batch, need_c, need_b):
 # trsyl solves (signm.md, sections 1 and 2).  Matrix by matrix on the host; a GPU array makes a
 # documented round trip (CuPy has no Schur decomposition), the factors stay on the host.
 
-def _host(x):
+def to_host(x):
+    """x as a NumPy array (a CuPy array copied to the host; anything else through asarray)."""
     xp = namespace_of(x)
-    return x if xp is np else xp.asnumpy(x)
+    return np.asarray(x) if xp is np else xp.asnumpy(x)
 
 
 def _like(x, ref):
@@ -4366,7 +4367,7 @@ def signm_schur(A, op="signm"):
     ``signm_frechet_schur``.  LinAlgError naming ``op`` (and the matrix of a stack) for an
     eigenvalue with |Re λ| <= 10 n ε max|λ|: on the imaginary axis to working precision."""
     import scipy.linalg
-    a_host = _host(A)
+    a_host = to_host(A)
     n = A.shape[-1]
     batch = A.shape[:-2]
     if a_host.size == 0:
@@ -4430,7 +4431,7 @@ def signm_frechet_schur(factors, E, op="signm"):
     Ẽ = ZᴴEZ, Y = −X/2, Ê₁₂ = Ẽ₁₁Y + Ẽ₁₂ − Y Ẽ₂₁ Y − Y Ẽ₂₂, T₁₁L₁₂ − L₁₂T₂₂ = 2Ê₁₂,
     T₂₂L₂₁ − L₂₁T₁₁ = −2Ẽ₂₁ and L = Z [[Y L₂₁, L₁₂ − Y L₂₁ Y], [L₂₁, −L₂₁ Y]] Zᴴ."""
     T, Z, ST, p, scales = factors           # T: the Schur form of c A; L(A, E) = L(cA, cE)
-    e_host = _host(E)
+    e_host = to_host(E)
     n = T.shape[-1]
     dtype = np.result_type(T.dtype, e_host.dtype)
     if e_host.size == 0:

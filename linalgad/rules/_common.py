@@ -59,6 +59,14 @@ def array_arg(x):
     return np.asarray(x)
 
 
+def array_args(op, **named):
+    """array_arg of each named argument, in order; ValueError naming ``op`` for a None."""
+    for name, x in named.items():
+        if x is None:
+            raise ValueError(f"{op}: {name} must be an array, not None")
+    return tuple(array_arg(x) for x in named.values())
+
+
 def promote(x, dtype):
     """x (an array argument: ``array_arg``) cast (differentiably) to dtype; unchanged when
     it already has it."""
@@ -399,3 +407,37 @@ def band(a, lower, upper):
 def inverse_permutation(perm):
     xp = namespace_of(perm)
     return xp.argsort(perm, axis=-1)
+
+
+def bilinear_jvp(resolve):
+    """The forward rule of a bilinear primitive f(a, b): f(ȧ, b) + f(a, ḃ).  ``resolve``
+    returns f (called at use, since f is the primitive this rule is part of)."""
+    def jvp(tangents, out, res, a, b):
+        f = resolve()
+        a_dot, b_dot = tangents
+        t = None if a_dot is None else f(a_dot, b)
+        if b_dot is not None:
+            u = f(a, b_dot)
+            t = u if t is None else t + u
+        return t
+    return jvp
+
+
+def adjoint_pair(name, impl, adj_name, adj_impl, shape_params=None):
+    """Primitives (f, fᴴ) for a linear map f and its adjoint: each is the other's reverse
+    rule and its own forward rule, so every order of derivative stays on the pair.
+    ``shape_params(G)``: f's keyword parameters read off the value G of fᴴ's argument (its
+    shape), e.g. the m × n of a Toeplitz matrix assembled from its diagonals."""
+    params_of = shape_params or (lambda G: {})
+    f = Primitive(name, impl,
+                  lambda g, needs, out, res, v, **p: (ops.fit(fh(g), v),),
+                  lambda t, out, res, v, **p: f(t[0], **p))
+    fh = Primitive(adj_name, adj_impl,
+                   lambda g, needs, out, res, G: (ops.fit(f(g, **params_of(peek(G))), G),),
+                   lambda t, out, res, G: fh(t[0]))
+    return f, fh
+
+
+def matrix_shape(G):
+    """f's m × n parameters from a matrix argument of its adjoint (adjoint_pair)."""
+    return {"m": G.shape[-2], "n": G.shape[-1]}

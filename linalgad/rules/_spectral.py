@@ -467,3 +467,27 @@ def check_clusters(op, mask, X, values_bar, *, hermitian_part_free=True, what="e
             "holds the basis of the cluster fixed (see the derivation document, section 6)."
             + _EXACT_RULE.get(op, ""),
             GaugeWarning, stacklevel=4)
+
+
+# -- a few eigenvalues by index (eigh_tridiagonal, eig_banded) ----------------------------
+
+def few_pays(n, k):
+    """Whether k of n eigenpairs by index are computed alone (bisection and inverse
+    iteration) rather than through the full decomposition."""
+    return n >= 64 and 8 * k <= n
+
+
+def few_window(lo, hi, n):
+    """(a, b): the pairs lo..hi with a neighbour on each side, which shows a tie at the
+    range's ends."""
+    return max(lo - 1, 0), min(hi + 1, n - 1)
+
+
+def few_trim(w, V, lo, hi, a, scale):
+    """(w, V) of the pairs lo..hi from the window a..b's, and whether two of the window's
+    values tie (within gap_tol of max|w| + scale, the matrix's norm bound): then the full
+    path's rule and its warnings apply."""
+    xp = C.namespace_of(w)
+    tie = bool((xp.abs(w[..., 1:] - w[..., :-1])
+                <= gap_tol(w.dtype) * (xp.abs(w).max(axis=-1) + scale)[..., None]).any())
+    return w[..., lo - a:hi - a + 1], V[..., lo - a:hi - a + 1], tie

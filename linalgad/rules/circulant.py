@@ -28,7 +28,7 @@ from .. import ops
 from ..backend import (LinAlgError, batch_index, circulant_convolve,
                        circulant_inverse_spectrum, circulant_near_zero,
                        circulant_solve as _solve_kernel, circulant_solve_vjp,
-                       circulant_spectrum, namespace_of, toeplitz_assemble,
+                       circulant_spectrum, namespace_of, to_host, toeplitz_assemble,
                        toeplitz_diagonal_sums)
 from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
@@ -54,18 +54,9 @@ def _cconv_vjp(g, needs, out, res, a, x):
     return a_bar, x_bar
 
 
-def _cconv_jvp(tangents, out, res, a, x):
-    a_dot, x_dot = tangents
-    t = None if a_dot is None else _cconv(a_dot, x)
-    if x_dot is not None:
-        u = _cconv(a, x_dot)
-        t = u if t is None else t + u
-    return t
-
-
 _cconv = Primitive("circulant_convolve",
                    lambda a, x: circulant_convolve(namespace_of(a, x), a, x),
-                   _cconv_vjp, _cconv_jvp)
+                   _cconv_vjp, C.bilinear_jvp(lambda: _cconv))
 
 
 # -- the solve: x = circulant(c)⁺ b -------------------------------------------------------------
@@ -154,12 +145,8 @@ def _fold_impl(G):
     return out
 
 
-_assemble = Primitive("circulant_assemble", _assemble_impl,
-                      lambda g, needs, out, res, c: (ops.fit(_fold(g), c),),
-                      lambda t, out, res, c: _assemble(t[0]))
-_fold = Primitive("circulant_fold", _fold_impl,
-                  lambda g, needs, out, res, G: (ops.fit(_assemble(g), G),),
-                  lambda t, out, res, G: _fold(t[0]))
+_assemble, _fold = C.adjoint_pair("circulant_assemble", _assemble_impl,
+                                  "circulant_fold", _fold_impl)
 
 
 # -- arguments -------------------------------------------------------------------------------------
@@ -214,7 +201,7 @@ def solve_circulant(c, b, singular="raise", tol=None, caxis=-1, baxis=0, outaxis
     if not isinstance(singular, str) or singular not in ("raise", "lstsq"):
         raise ValueError(f"{op}: singular must be 'raise' or 'lstsq'; got {singular!r}")
     if tol is not None:
-        tv = np.asarray(C.value(tol.get() if hasattr(tol, "get") else tol))
+        tv = to_host(C.value(tol))
         if tv.dtype.kind not in "biuf":
             raise ValueError(f"{op}: tol must be a real number or array; got {tol!r}")
         # SciPy compares |fft(c)| (c's stack, n) <= tol by broadcasting: an array whose last
@@ -225,10 +212,7 @@ def solve_circulant(c, b, singular="raise", tol=None, caxis=-1, baxis=0, outaxis
             raise ValueError(f"{op}: tol of shape {tv.shape} must have a last dimension of 1 "
                              "(one tol per circulant, compared with |fft(c)| along it)")
         tol = float(tv) if tv.ndim == 0 else (tv.shape, tuple(tv.astype(np.float64).ravel()))
-    for name, x in (("c", c), ("b", b)):
-        if x is None:
-            raise ValueError(f"{op}: {name} must be an array, not None")
-    c, b = C.array_arg(c), C.array_arg(b)
+    c, b = C.array_args(op, c=c, b=b)
     if C.peek(c).ndim == 0:
         c = ops.reshape(c, (1,))
     if C.peek(b).ndim == 0:
@@ -288,9 +272,7 @@ def circulant(c):
 
     Valid when: always.
     """
-    if c is None:
-        raise ValueError("circulant: c must be an array, not None")
-    c = C.array_arg(c)
+    (c,) = C.array_args("circulant", c=c)
     if C.peek(c).ndim == 0:
         c = ops.reshape(c, (1,))
     return _assemble(c)

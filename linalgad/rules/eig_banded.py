@@ -28,6 +28,7 @@ from ..tape import Primitive, Tracer
 from ..testing import matrices as M
 from . import _common as C
 from . import _spectral as S
+from ._spectral import few_pays as _few_pays       # a module name: the tests switch it
 from .banded import _corners, _hermitian_band, band_apply, band_of_product, junk_corners
 
 __all__ = ["eig_banded", "eigvals_banded", "RULES"]
@@ -71,24 +72,18 @@ _band_eigh = Primitive("eig_banded", _forward, _vjp, _jvp, multiple_results=True
 # their derivatives (second order) trace the same formulas through the full decomposition,
 # which alone has the vectors' derivatives (as eigvalsh_tridiagonal's few values).
 
-def _few_pays(n, k):
-    return n >= 64 and 8 * k <= n
-
-
 def _subset_pairs(full, u, lo, hi):
     """(w, V) of the pairs lo − 1 .. hi + 1 (the neighbours show a tie at the range's ends),
     and whether any two of them tie (then the full path's rule and its warnings apply)."""
     n = full.shape[-1]
-    a, b = max(lo - 1, 0), min(hi + 1, n - 1)
+    a, b = S.few_window(lo, hi, n)
     upper = getitem_rows(full, u)
     w, V = kernels_for(full).eig_banded(upper, select_range=(a, b), op="eig_banded",
                                         few=True)
     xp = C.namespace_of(w)
     inside = xp.asarray(~_corners(n, u, u))                 # the corners are not A's
     scale = (xp.abs(full) * inside).sum(axis=-2).max(axis=-1)  # ≥ ‖A‖₂ (row sums)
-    tie = bool((xp.abs(w[..., 1:] - w[..., :-1])
-                <= S.gap_tol(w.dtype) * (xp.abs(w).max(axis=-1) + scale)[..., None]).any())
-    return w[..., lo - a:hi - a + 1], V[..., lo - a:hi - a + 1], tie
+    return S.few_trim(w, V, lo, hi, a, scale)
 
 
 def _pairs(full, u, lo, hi, computed):

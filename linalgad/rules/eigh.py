@@ -20,7 +20,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import ops, transforms
-from ..backend import full_from_triangle, kernels_for, namespace_of
+from ..backend import full_from_triangle, kernels_for, namespace_of, to_host
 from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
 from ..testing import matrices as M
@@ -435,7 +435,7 @@ def by_value(op, w, V, value_range, keyword):
 def _value_range(op, w, low, high, keyword):
     """(first (...), count): each matrix's first index of the ascending w's entries in
     (low, high], and their number, which must be the same in every matrix."""
-    w = np.asarray(w.get() if hasattr(w, "get") else w)
+    w = to_host(w)
     inside = (w > low) & (w <= high)
     count = inside.sum(axis=-1)
     first = np.argmax(inside, axis=-1) if w.shape[-1] else np.zeros_like(count)

@@ -24,6 +24,7 @@ from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
 from . import _common as C
 from . import _spectral as S
+from ._spectral import few_pays as _few_pays       # a module name: the tests switch it
 from .banded import band_apply, band_of_product
 
 __all__ = ["eigh_tridiagonal", "eigvalsh_tridiagonal", "RULES"]
@@ -96,21 +97,15 @@ _tri_eigh = Primitive("eigh_tridiagonal", _forward, _tri_vjp, _tri_jvp, multiple
 # kernels use the k vectors; their derivatives (second order) trace the same formulas through
 # the full decomposition, which alone has the vectors' derivatives.
 
-def _few_pays(n, k):
-    return n >= 64 and 8 * k <= n
-
-
 def _subset_values(d, e, lo, hi):
     """(w, V) of the pairs lo − 1 .. hi + 1 (the neighbours show a tie at the range's ends),
     and whether any two of them tie (then the full path's rule and its warning apply)."""
     n = d.shape[-1]
-    a, b = max(lo - 1, 0), min(hi + 1, n - 1)
+    a, b = S.few_window(lo, hi, n)
     w, V = kernels_for(d, e).eigh_tridiagonal(d, e, select_range=(a, b))
     xp = C.namespace_of(w)
     scale = xp.maximum(xp.abs(d).max(axis=-1), 2 * xp.abs(e).max(axis=-1) if n > 1 else 0)
-    tie = bool((xp.abs(w[..., 1:] - w[..., :-1])
-                <= S.gap_tol(w.dtype) * (xp.abs(w).max(axis=-1) + scale)[..., None]).any())
-    return w[..., lo - a:lo - a + hi - lo + 1], V[..., lo - a:lo - a + hi - lo + 1], tie
+    return S.few_trim(w, V, lo, hi, a, scale)
 
 
 def _pairs(d, e, lo, hi, computed):

@@ -30,7 +30,7 @@ from ..registry import Domain, Rule
 from ..tape import Primitive
 from ..testing import matrices as M
 from . import _common as C
-from .matfuncs import block_frechet_jvp, block_frechet_vjp
+from .matfuncs import _finish, _gauss, block_frechet_jvp, block_frechet_vjp
 
 __all__ = ["signm", "frechet_signm", "RULES"]
 
@@ -141,16 +141,6 @@ def signm_reference(A):
     if S.dtype.kind == "c" and A.dtype.kind == "f":
         S = S.real
     return S.astype(A.dtype)
-
-
-def _finish(x, dtype):
-    return np.ascontiguousarray(x, dtype=dtype)
-
-
-def _gauss(rng, shape, dtype):
-    if np.dtype(dtype).kind == "c":
-        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) / np.sqrt(2)
-    return rng.standard_normal(shape)
 
 
 def _signs(rng, batch, n):

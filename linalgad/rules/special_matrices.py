@@ -39,9 +39,10 @@ import operator
 import numpy as np
 
 from .. import ops
-from ..backend import _as_strided, _is_cupy, namespace_of, toeplitz_diagonal_sums
+from ..backend import (_as_strided, _is_cupy, namespace_of, to_host,
+                       toeplitz_diagonal_sums)
 from ..registry import Domain, Rule
-from ..tape import Primitive, Tracer
+from ..tape import Tracer
 from . import _common as C
 from .toeplitz import _assemble as _toeplitz_assemble
 
@@ -62,12 +63,8 @@ def _plain(*xs):
     return True
 
 
-def _xp(*vals):
-    return namespace_of(*vals)
-
-
 def _zeros(like, shape, dtype):
-    return _xp(like).zeros(shape, dtype=dtype)
+    return namespace_of(like).zeros(shape, dtype=dtype)
 
 
 def _inexact(dtype):
@@ -119,8 +116,7 @@ def _check_leading(op, message, a):
         if bool(zero.any()):
             where = ""
             if zero.ndim:
-                host = zero.get() if hasattr(zero, "get") else np.asarray(zero)   # CuPy
-                idx = np.unravel_index(int(np.argmax(host.reshape(-1))), zero.shape)
+                idx = np.unravel_index(int(np.argmax(to_host(zero).reshape(-1))), zero.shape)
                 where = f" (vector {tuple(int(i) for i in idx)} of the stack of shape {zero.shape})"
             raise ValueError(f"{op}: {message}{where}")
     C.guard(a, check)
@@ -157,15 +153,9 @@ def _antidiagonal_sums_impl(G):
     return s
 
 
-_hankel = Primitive(
-    "hankel_assemble", _hankel_impl,
-    lambda g, needs, out, res, v, *, m, n: (ops.fit(_antidiagonal_sums(g), v),),
-    lambda t, out, res, v, *, m, n: _hankel(t[0], m=m, n=n))
-_antidiagonal_sums = Primitive(
-    "hankel_antidiagonal_sums", _antidiagonal_sums_impl,
-    lambda g, needs, out, res, G: (
-        ops.fit(_hankel(g, m=C.peek(G).shape[-2], n=C.peek(G).shape[-1]), G),),
-    lambda t, out, res, G: _antidiagonal_sums(t[0]))
+_hankel, _antidiagonal_sums = C.adjoint_pair(
+    "hankel_assemble", _hankel_impl, "hankel_antidiagonal_sums", _antidiagonal_sums_impl,
+    C.matrix_shape)
 
 
 # -- the constructors ------------------------------------------------------------------------------
@@ -235,9 +225,7 @@ def hankel(c, r=None):
     Valid when: always (a linear map).
     """
     op = "hankel"
-    if c is None:
-        raise ValueError(f"{op}: c must be an array, not None")
-    c = C.array_arg(c)
+    (c,) = C.array_args(op, c=c)
     r = None if r is None else C.array_arg(r)
     cv = C.peek(c)
     rv = cv if r is None else C.peek(r)
@@ -281,10 +269,7 @@ def khatri_rao(a, b):
     Valid when: always (a bilinear map).
     """
     op = "khatri_rao"
-    for name, x in (("a", a), ("b", b)):
-        if x is None:
-            raise ValueError(f"{op}: {name} must be an array, not None")
-    a, b = C.array_arg(a), C.array_arg(b)
+    a, b = C.array_args(op, a=a, b=b)
     av, bv = C.peek(a), C.peek(b)
     if av.ndim < 2 or bv.ndim < 2:
         raise ValueError(f"{op}: a and b must both be 2-dimensional (or stacks of 2-D "
@@ -325,9 +310,7 @@ def companion(a):
     gradient like 1/|a[0]|².
     """
     op = "companion"
-    if a is None:
-        raise ValueError(f"{op}: a must be an array, not None")
-    a = C.array_arg(a)
+    (a,) = C.array_args(op, a=a)
     av = C.peek(a)
     if av.ndim == 0:
         a, av = ops.reshape(a, (1,)), av.reshape(1)
@@ -346,10 +329,10 @@ def companion(a):
     a = C.promote(a, dtype)
     batch = av.shape[:-1]
     row = -ops.getitem(a, (Ellipsis, slice(1, None))) / ops.getitem(a, (Ellipsis, slice(0, 1)))
-    rest = _xp(av).zeros((n - 2, n - 1), dtype=dtype)
+    rest = namespace_of(av).zeros((n - 2, n - 1), dtype=dtype)
     if n > 2:
-        rest[:, :n - 2] = _xp(av).eye(n - 2, dtype=dtype)
-    rest = _xp(av).broadcast_to(rest, batch + (n - 2, n - 1))
+        rest[:, :n - 2] = namespace_of(av).eye(n - 2, dtype=dtype)
+    rest = namespace_of(av).broadcast_to(rest, batch + (n - 2, n - 1))
     return ops.concatenate([ops.expand_dims(row, -2), rest], axis=-2)
 
 
@@ -386,9 +369,7 @@ def convolution_matrix(a, n, mode="full"):
             and n <= 0:
         raise ValueError(f"{op}: n must be a positive integer; got {n!r}")
     n = _integer(op, "n", n)
-    if a is None:
-        raise ValueError(f"{op}: a must be an array, not None")
-    a = C.array_arg(a)
+    (a,) = C.array_args(op, a=a)
     av = C.peek(a)
     if av.size == 0:
         raise ValueError(f"{op}: len(a) must be at least 1; got shape {av.shape}")
@@ -425,9 +406,7 @@ def diagsvd(s, M, N):
     Valid when: always (a linear map).
     """
     op = "diagsvd"
-    if s is None:
-        raise ValueError(f"{op}: s must be an array, not None")
-    s = C.array_arg(s)
+    (s,) = C.array_args(op, s=s)
     sv = C.peek(s)
     if sv.ndim == 0:
         raise ValueError(f"{op}: s must be a 1-D array (or a stack of them); got a scalar")
@@ -465,10 +444,7 @@ def leslie(f, s):
     Valid when: always (a linear map).
     """
     op = "leslie"
-    for name, x in (("f", f), ("s", s)):
-        if x is None:
-            raise ValueError(f"{op}: {name} must be an array, not None")
-    f, s = C.array_arg(f), C.array_arg(s)
+    f, s = C.array_args(op, f=f, s=s)
     fv, sv = C.peek(f), C.peek(s)
     if fv.ndim == 0:
         f, fv = ops.reshape(f, (1,)), fv.reshape(1)
@@ -508,9 +484,7 @@ def fiedler(a):
     the subgradient 0, exact for the diagonal).
     """
     op = "fiedler"
-    if a is None:
-        raise ValueError(f"{op}: a must be an array, not None")
-    a = C.array_arg(a)
+    (a,) = C.array_args(op, a=a)
     av = C.peek(a)
     if av.dtype.kind == "b":
         raise TypeError(f"{op}: boolean a is not supported (SciPy subtracts its entries)")
@@ -520,9 +494,9 @@ def fiedler(a):
         import scipy.linalg
         return scipy.linalg.fiedler(a)
     if av.size == 0:
-        return _xp(av).asarray([], dtype=np.float64)
+        return namespace_of(av).asarray([], dtype=np.float64)
     if av.size == 1:
-        return _xp(av).asarray([[0.0]])
+        return namespace_of(av).asarray([[0.0]])
     return ops.abs(ops.expand_dims(a, -1) - ops.expand_dims(a, -2))
 
 
@@ -552,9 +526,7 @@ def fiedler_companion(a):
     Valid when: a[0] ≠ 0; entries grow like 1/|a[0]|, gradients like 1/|a[0]|².
     """
     op = "fiedler_companion"
-    if a is None:
-        raise ValueError(f"{op}: a must be an array, not None")
-    a = C.array_arg(a)
+    (a,) = C.array_args(op, a=a)
     av = C.peek(a)
     if av.ndim == 0:
         a, av = ops.reshape(a, (1,)), av.reshape(1)
@@ -568,7 +540,7 @@ def fiedler_companion(a):
     if _plain(a):
         import scipy.linalg
         return scipy.linalg.fiedler_companion(a)
-    xp = _xp(av)
+    xp = namespace_of(av)
     if k <= 1:
         return xp.zeros(batch + (0,), dtype=av.dtype)
     dtype = _inexact(av.dtype)
@@ -626,139 +598,82 @@ _REFS = ("SciPy 1.17 scipy.linalg special matrices (the definitions matched)",
          "Giles 2008 (linear maps: the adjoint is the reverse rule)",
          "Fiedler 2003, A note on companion matrices (the pentadiagonal companion)")
 
+def _rule(name, fun, primitive, *domains, **kw):
+    """A Rule of this family: its derivation, SciPy reference and references are shared."""
+    return Rule(name=name, fun=fun, primitive=primitive, domains=domains,
+                derivation=_DERIVATION, reference=_reference(name), references=_REFS, **kw)
+
+
 RULES = (
-    Rule(
-        name="block_diag",
-        fun=block_diag,
-        primitive=ops._concatenate,
-        domains=(
-            Domain("square", lambda rng, n, batch, dtype: (
-                (_random(rng, batch + (n, n), dtype), _random(rng, (n - 1, n - 1), dtype)), {}),
-                "a stack of n×n blocks and one shared (n−1)×(n−1) block"),
-            Domain("rectangular", lambda rng, n, batch, dtype: (
-                (_random(rng, (n, 2), dtype), _random(rng, batch + (1, n + 1), dtype),
-                 _random(rng, (n,), dtype)), {}),
-                "n×2, a stack of 1×(n+1) and a 1-D block (a 1×n row)"),
-        ),
-        derivation=_DERIVATION,
-        reference=_reference("block_diag"),
-        references=_REFS,
+    _rule(
+        "block_diag", block_diag, ops._concatenate,
+        Domain("square", lambda rng, n, batch, dtype: (
+            (_random(rng, batch + (n, n), dtype), _random(rng, (n - 1, n - 1), dtype)), {}),
+            "a stack of n×n blocks and one shared (n−1)×(n−1) block"),
+        Domain("rectangular", lambda rng, n, batch, dtype: (
+            (_random(rng, (n, 2), dtype), _random(rng, batch + (1, n + 1), dtype),
+             _random(rng, (n,), dtype)), {}),
+            "n×2, a stack of 1×(n+1) and a 1-D block (a 1×n row)"),
     ),
-    Rule(
-        name="hankel",
-        fun=hankel,
-        primitive=_hankel,
-        domains=(
-            Domain("c_and_r", lambda rng, n, batch, dtype: (
-                (_random(rng, (n + 1,), dtype), _random(rng, (n,), dtype)), {}),
-                "first column (n+1) and last row (n): r[0] unused, its gradient 0"),
-            Domain("c_only", lambda rng, n, batch, dtype: ((_random(rng, (n,), dtype),), {}),
-                   "r = zeros: the upper-left anti-triangular Hankel matrix"),
-        ),
-        derivation=_DERIVATION,
-        reference=_reference("hankel"),
+    _rule(
+        "hankel", hankel, _hankel,
+        Domain("c_and_r", lambda rng, n, batch, dtype: (
+            (_random(rng, (n + 1,), dtype), _random(rng, (n,), dtype)), {}),
+            "first column (n+1) and last row (n): r[0] unused, its gradient 0"),
+        Domain("c_only", lambda rng, n, batch, dtype: ((_random(rng, (n,), dtype),), {}),
+               "r = zeros: the upper-left anti-triangular Hankel matrix"),
         batch_shapes=((),),          # SciPy 1.17 ravels stacks (FutureWarning): no batching
-        references=_REFS,
     ),
-    Rule(
-        name="khatri_rao",
-        fun=khatri_rao,
-        primitive=ops._reshape,
-        domains=(
-            Domain("general", lambda rng, n, batch, dtype: (
-                (_random(rng, batch + (n, 2), dtype), _random(rng, (n + 1, 2), dtype)), {}),
-                "a stack of n×2 against one (n+1)×2"),
-        ),
-        derivation=_DERIVATION,
-        reference=_reference("khatri_rao"),
-        references=_REFS,
+    _rule(
+        "khatri_rao", khatri_rao, ops._reshape,
+        Domain("general", lambda rng, n, batch, dtype: (
+            (_random(rng, batch + (n, 2), dtype), _random(rng, (n + 1, 2), dtype)), {}),
+            "a stack of n×2 against one (n+1)×2"),
     ),
-    Rule(
-        name="companion",
-        fun=companion,
-        primitive=ops._concatenate,
-        domains=(
-            Domain("polynomial", lambda rng, n, batch, dtype: (
-                (_monic_ish(rng, batch + (n + 1,), dtype),), {}),
-                "coefficients (n+1) with |a[0]| ≥ 1.5"),
-        ),
-        derivation=_DERIVATION,
-        reference=_reference("companion"),
-        references=_REFS,
+    _rule(
+        "companion", companion, ops._concatenate,
+        Domain("polynomial", lambda rng, n, batch, dtype: (
+            (_monic_ish(rng, batch + (n + 1,), dtype),), {}),
+            "coefficients (n+1) with |a[0]| ≥ 1.5"),
     ),
-    Rule(
-        name="convolution_matrix",
-        fun=convolution_matrix,
-        primitive=_toeplitz_assemble,
-        domains=(
-            Domain("full", lambda rng, n, batch, dtype: (
-                (_random(rng, batch + (n,), dtype),), {"n": n + 1}), "mode='full'"),
-            Domain("same", lambda rng, n, batch, dtype: (
-                (_random(rng, batch + (n + 1,), dtype),), {"n": n, "mode": "same"}),
-                "mode='same', a longer than n (even trim)"),
-            Domain("valid", lambda rng, n, batch, dtype: (
-                (_random(rng, batch + (n,), dtype),), {"n": n + 2, "mode": "valid"}),
-                "mode='valid', a shorter than n"),
-        ),
-        derivation=_DERIVATION,
-        reference=_reference("convolution_matrix"),
-        references=_REFS,
+    _rule(
+        "convolution_matrix", convolution_matrix, _toeplitz_assemble,
+        Domain("full", lambda rng, n, batch, dtype: (
+            (_random(rng, batch + (n,), dtype),), {"n": n + 1}), "mode='full'"),
+        Domain("same", lambda rng, n, batch, dtype: (
+            (_random(rng, batch + (n + 1,), dtype),), {"n": n, "mode": "same"}),
+            "mode='same', a longer than n (even trim)"),
+        Domain("valid", lambda rng, n, batch, dtype: (
+            (_random(rng, batch + (n,), dtype),), {"n": n + 2, "mode": "valid"}),
+            "mode='valid', a shorter than n"),
     ),
-    Rule(
-        name="diagsvd",
-        fun=diagsvd,
-        primitive=ops._embed_diagonal,
-        domains=(
-            Domain("tall", lambda rng, n, batch, dtype: (
-                (_random(rng, batch + (n,), dtype),), {"M": n + 2, "N": n}), "M > N = len(s)"),
-            Domain("wide", lambda rng, n, batch, dtype: (
-                (_random(rng, batch + (n,), dtype),), {"M": n, "N": n + 1}), "len(s) = M < N"),
-        ),
-        derivation=_DERIVATION,
-        reference=_reference("diagsvd"),
-        references=_REFS,
+    _rule(
+        "diagsvd", diagsvd, ops._embed_diagonal,
+        Domain("tall", lambda rng, n, batch, dtype: (
+            (_random(rng, batch + (n,), dtype),), {"M": n + 2, "N": n}), "M > N = len(s)"),
+        Domain("wide", lambda rng, n, batch, dtype: (
+            (_random(rng, batch + (n,), dtype),), {"M": n, "N": n + 1}), "len(s) = M < N"),
     ),
-    Rule(
-        name="leslie",
-        fun=leslie,
-        primitive=ops._embed_diagonal,
-        domains=(
-            Domain("general", lambda rng, n, batch, dtype: (
-                (_random(rng, batch + (n,), dtype), _random(rng, (n - 1,), dtype)), {}),
-                "a stack of f against one s"),
-        ),
-        derivation=_DERIVATION,
-        reference=_reference("leslie"),
-        references=_REFS,
+    _rule(
+        "leslie", leslie, ops._embed_diagonal,
+        Domain("general", lambda rng, n, batch, dtype: (
+            (_random(rng, batch + (n,), dtype), _random(rng, (n - 1,), dtype)), {}),
+            "a stack of f against one s"),
     ),
-    Rule(
-        name="fiedler",
-        fun=fiedler,
-        primitive=ops.abs,
-        domains=(
-            Domain("distinct", lambda rng, n, batch, dtype: ((_separated(rng, batch + (n + 1,),
-                                                                          dtype),), {}),
-                   "shuffled entries at least about 1.4 apart: |a_i − a_j| ≥ 1.4 off the "
-                   "diagonal, so |·| is smooth there (its curvature 1/|a_i − a_j| moderate)"),
-        ),
-        derivation=_DERIVATION,
-        reference=_reference("fiedler"),
-        references=_REFS,
+    _rule(
+        "fiedler", fiedler, ops.abs,
+        Domain("distinct", lambda rng, n, batch, dtype: ((_separated(rng, batch + (n + 1,),
+                                                                      dtype),), {}),
+               "shuffled entries at least about 1.4 apart: |a_i − a_j| ≥ 1.4 off the "
+               "diagonal, so |·| is smooth there (its curvature 1/|a_i − a_j| moderate)"),
     ),
-    Rule(
-        name="fiedler_companion",
-        fun=fiedler_companion,
-        primitive=ops._embed_diagonal,
-        domains=(
-            Domain("odd_order", lambda rng, n, batch, dtype: (
-                (_monic_ish(rng, batch + (n + 3,), dtype),), {}),
-                "coefficients (n+3): order n+2, every diagonal pattern"),
-            Domain("even_order", lambda rng, n, batch, dtype: (
-                (_monic_ish(rng, batch + (n + 2,), dtype),), {}),
-                "coefficients (n+2): order n+1"),
-        ),
-        derivation=_DERIVATION,
-        reference=_reference("fiedler_companion"),
-        references=_REFS,
+    _rule(
+        "fiedler_companion", fiedler_companion, ops._embed_diagonal,
+        Domain("odd_order", lambda rng, n, batch, dtype: (
+            (_monic_ish(rng, batch + (n + 3,), dtype),), {}),
+            "coefficients (n+3): order n+2, every diagonal pattern"),
+        Domain("even_order", lambda rng, n, batch, dtype: (
+            (_monic_ish(rng, batch + (n + 2,), dtype),), {}),
+            "coefficients (n+2): order n+1"),
     ),
 )

@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import ops
 from ..transforms import stop_gradient
-from ..backend import kernels_for, namespace_of
+from ..backend import kernels_for, namespace_of, to_host
 from ..registry import Domain, Rule
 from ..tape import Primitive
 from ..testing import matrices as M
@@ -80,10 +80,6 @@ def _null_forward(A, *, P, given):
     return given
 
 
-def _host(x):
-    return np.asarray(x.get() if hasattr(x, "get") else x)
-
-
 def _basis_check(Kv):
     """Nᴴ N̄ must be Hermitian: L(N W) = L(N) for unitary W to first order (null_space).
 
@@ -93,7 +89,7 @@ def _basis_check(Kv):
         return
     xp = namespace_of(Kv)
     skew = xp.abs(Kv - xp.conj(xp.swapaxes(Kv, -1, -2))).max(axis=(-2, -1))
-    bad = _host(skew > rel_tol(Kv.dtype) * xp.abs(Kv).max(axis=(-2, -1)))
+    bad = to_host(skew > rel_tol(Kv.dtype) * xp.abs(Kv).max(axis=(-2, -1)))
     if bool(bad.any()):
         where = "" if bad.ndim == 0 else \
             f" (matrix {tuple(int(i) for i in np.argwhere(bad)[0])} of the stack)"
@@ -145,7 +141,7 @@ def _null_factors(op, Av, rcond):
         thr = (s.max(axis=-1, keepdims=True) if s.shape[-1] else s) * r_
         k = min(m, n)
         P, rank = _svd_factors(K, U[..., :, :k], s, Vh[..., :k, :], thr, m, n)
-        ranks = _host(rank).reshape(-1)
+        ranks = to_host(rank).reshape(-1)
         if ranks.size and (ranks != ranks[0]).any():
             raise ValueError(
                 f"{op}: the matrices of the stack have null spaces of different "
@@ -279,10 +275,10 @@ _null_projector.__doc__ = null_space.__doc__
 
 def null_projector_reference(A, rcond=None):
     import scipy.linalg
-    N = scipy.linalg.null_space(A, rcond=rcond) if A.ndim == 2 else \
-        np.stack([scipy.linalg.null_space(a, rcond=rcond) for a in A.reshape(-1, *A.shape[-2:])]
-                 ).reshape(*A.shape[:-2], A.shape[-1], -1)
-    return N @ np.conj(np.swapaxes(N, -1, -2))
+    def projector(a):
+        N = scipy.linalg.null_space(a, rcond=rcond)
+        return N @ N.conj().T
+    return C.per_matrix(projector, A, cores=(2,))
 
 
 def _rank_deficient_domain(m, n, rank):

@@ -28,7 +28,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import ops, transforms
-from ..backend import kernels_for, namespace_of
+from ..backend import kernels_for, namespace_of, to_host
 from ..registry import Domain, Rule
 from ..tape import Primitive, Tracer
 from . import _common as C
@@ -114,7 +114,7 @@ def _untouched_rank(sv, bars, which):
         return None
     xp = namespace_of(sv)
     kept = (sv > S.gap_tol(sv.dtype) * sv[..., :1]).sum(axis=-1)
-    kept = np.asarray(kept.get() if hasattr(kept, "get") else kept).reshape(-1)
+    kept = to_host(kept).reshape(-1)
     r = int(kept[0])
     if r == k or r == 0 or (kept != r).any():
         return None

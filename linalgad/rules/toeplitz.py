@@ -45,41 +45,22 @@ def _tmatmul_vjp(g, needs, out, res, v, X):
     return v_bar, X_bar
 
 
-def _bilinear_jvp(name):
-    """The tangent of a bilinear primitive f(a, b): f(ȧ, b) + f(a, ḃ)."""
-    def jvp(tangents, out, res, a, b):
-        f = globals()[name]
-        a_dot, b_dot = tangents
-        t = None if a_dot is None else f(a_dot, b)
-        if b_dot is not None:
-            u = f(a, b_dot)
-            t = u if t is None else t + u
-        return t
-    return jvp
-
-
 def _tcorr_vjp(g, needs, out, res, Y, X):
     Y_bar = ops.fit(_tmatmul(g, X), Y) if needs[0] else None
     X_bar = ops.fit(_tmatmul(_flip_conj(g), Y), X) if needs[1] else None
     return Y_bar, X_bar
 
 
-_assemble = Primitive("toeplitz_assemble",
-                      lambda v, *, m, n: toeplitz_assemble(namespace_of(v), v, m, n),
-                      lambda g, needs, out, res, v, *, m, n: (ops.fit(_diag_sums(g), v),),
-                      lambda t, out, res, v, *, m, n: _assemble(t[0], m=m, n=n))
-_diag_sums = Primitive("toeplitz_diagonal_sums",
-                       lambda G: toeplitz_diagonal_sums(namespace_of(G), G),
-                       lambda g, needs, out, res, G: (
-                           ops.fit(_assemble(g, m=C.peek(G).shape[-2], n=C.peek(G).shape[-1]),
-                                   G),),
-                       lambda t, out, res, G: _diag_sums(t[0]))
+_assemble, _diag_sums = C.adjoint_pair(
+    "toeplitz_assemble", lambda v, *, m, n: toeplitz_assemble(namespace_of(v), v, m, n),
+    "toeplitz_diagonal_sums", lambda G: toeplitz_diagonal_sums(namespace_of(G), G),
+    C.matrix_shape)
 _tmatmul = Primitive("toeplitz_matmul",
                      lambda v, X: toeplitz_matmul(namespace_of(v, X), v, X),
-                     _tmatmul_vjp, _bilinear_jvp("_tmatmul"))
+                     _tmatmul_vjp, C.bilinear_jvp(lambda: _tmatmul))
 _tcorr = Primitive("toeplitz_correlate",
                    lambda Y, X: toeplitz_correlate(namespace_of(Y, X), Y, X),
-                   _tcorr_vjp, _bilinear_jvp("_tcorr"))
+                   _tcorr_vjp, C.bilinear_jvp(lambda: _tcorr))
 
 
 # -- the solve -------------------------------------------------------------------------------
@@ -115,14 +96,9 @@ def _first_column_and_row(op, c_or_cr):
         if len(c_or_cr) != 2:
             raise ValueError(f"{op}: c_or_cr must be c or a tuple (c, r); got a tuple of "
                              f"{len(c_or_cr)}")
-        for name, x in zip("cr", c_or_cr):
-            if x is None:
-                raise ValueError(f"{op}: {name} must be an array, not None")
-        c, r = (C.array_arg(x) for x in c_or_cr)
+        c, r = C.array_args(op, c=c_or_cr[0], r=c_or_cr[1])
         return c, r, True
-    if c_or_cr is None:
-        raise ValueError(f"{op}: c must be an array, not None")
-    c = C.array_arg(c_or_cr)
+    (c,) = C.array_args(op, c=c_or_cr)
     return c, None, False
 
 
@@ -151,10 +127,8 @@ def _operands(op, c_or_cr, x, xname, check_finite, square):
         r, rshape = _as_vector(op, r, "r")
     else:
         rshape = cshape
-    if x is None:
-        raise ValueError(f"{op}: {xname} must be an array, not None")
-    xv = C.peek(C.array_arg(x))
-    x = C.array_arg(x)
+    (x,) = C.array_args(op, **{xname: x})
+    xv = C.peek(x)
     if xv.ndim == 0:
         raise ValueError(f"{op}: {xname} must be an array of shape (n,) or (..., n, k); got a "
                          "scalar")
