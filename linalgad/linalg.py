@@ -39,10 +39,11 @@ from .rules.funmh import funmh
 from .rules.generalized_funm import generalized_funm
 from .rules.inverse import inv
 from .rules.ldl import ldl
+from .rules.linear_maps import cdf2rdf, clarkson_woodruff_transform, matrix_balance
 from .rules.lstsq import lstsq, pinv, pinvh
 from .rules.lu import lu, lu_factor, lu_solve
 from .rules.signm import signm
-from .rules.matfuncs import (cosm, coshm, expm, expm_frechet, fractional_matrix_power, logm,
+from .rules.matfuncs import (cosm, coshm, expm, expm_cond, expm_frechet, fractional_matrix_power, logm,
                              sinhm, sinm, sqrtm, tanhm, tanm)
 from .rules.norms import (cond, cross, diagonal, matmul, matrix_norm, matrix_power, matrix_rank,
                           matrix_transpose, multi_dot, norm, outer, tensordot, tensorinv,
@@ -53,31 +54,35 @@ from .rules.solve import solve
 from .rules.subspaces import null_space, orth, subspace_angles
 from .rules.svd import SVDResult, svd, svdvals
 from .rules.sylvester import (solve_continuous_lyapunov, solve_discrete_lyapunov,
-                              solve_sylvester)
+                              solve_lyapunov, solve_sylvester)
 from .rules.riccati import solve_continuous_are, solve_discrete_are
 from .rules.toeplitz import matmul_toeplitz, solve_toeplitz, toeplitz
 from .rules.circulant import circulant, solve_circulant
-from .rules.special_matrices import (block_diag, companion, convolution_matrix, diagsvd,
-                                     fiedler, fiedler_companion, hankel, khatri_rao, leslie)
+from .rules.special_matrices import (bandwidth, block_diag, companion, convolution_matrix, dft,
+                                     diagsvd, fiedler, fiedler_companion, hadamard, hankel,
+                                     helmert, hilbert, invhilbert, invpascal, ishermitian,
+                                     issymmetric, khatri_rao, leslie, pascal)
 from .rules.triangular import solve_triangular
 
 __all__ = ["solve", "solve_triangular", "solve_banded", "solveh_banded", "cholesky_banded",
            "cho_solve_banded", "inv", "det", "slogdet", "cholesky", "cho_factor",
            "cho_solve", "logdet", "lu_factor", "lu_solve", "lu", "ldl", "qr", "rq", "eigh", "eigvalsh", "eigh_tridiagonal",
            "eigvalsh_tridiagonal", "eig_banded", "eigvals_banded", "funmh", "svd", "svdvals", "generalized_funm",
-           "eig", "eigvals", "lstsq", "pinv", "pinvh", "expm", "expm_frechet", "sqrtm", "logm",
+           "eig", "eigvals", "lstsq", "pinv", "pinvh", "expm", "expm_frechet", "expm_cond", "sqrtm", "logm",
            "cosm", "sinm", "tanm", "coshm", "sinhm", "tanhm", "signm", "fractional_matrix_power",
-           "solve_sylvester", "solve_continuous_lyapunov", "solve_discrete_lyapunov",
+           "solve_sylvester", "solve_continuous_lyapunov", "solve_discrete_lyapunov", "solve_lyapunov",
            "solve_continuous_are", "solve_discrete_are", "solve_toeplitz", "matmul_toeplitz",
            "toeplitz", "solve_circulant", "circulant", "block_diag", "hankel", "khatri_rao",
            "companion", "convolution_matrix", "diagsvd", "leslie", "fiedler",
-           "fiedler_companion", "polar", "orthogonal_procrustes", "orth", "null_space", "subspace_angles",
+           "fiedler_companion", "bandwidth", "ishermitian", "issymmetric", "dft", "hadamard",
+           "helmert", "hilbert", "invhilbert", "pascal", "invpascal", "matrix_balance", "cdf2rdf", "clarkson_woodruff_transform", "polar", "orthogonal_procrustes", "orth", "null_space", "subspace_angles",
            "norm", "matrix_norm", "vector_norm", "cond", "matrix_power", "multi_dot", "trace",
            "diagonal", "matrix_transpose", "outer", "vecdot", "cross", "tensordot", "matmul",
-           "matrix_rank", "tensorinv", "tensorsolve", "LinAlgError", "GaugeWarning", "SlogdetResult", "QRResult",
+           "matrix_rank", "tensorinv", "tensorsolve", "LinAlgError", "LinAlgWarning", "GaugeWarning", "SlogdetResult", "QRResult",
            "EighResult", "SVDResult", "EigResult"]
 
 LinAlgError = np.linalg.LinAlgError
+from scipy.linalg import LinAlgWarning  # noqa: E402  (SciPy's, so that filters match)
 
 for _np_fn, _fn in ((np.linalg.solve, solve), (np.linalg.inv, inv), (np.linalg.det, det),
                     (np.linalg.slogdet, slogdet), (np.linalg.cholesky, cholesky),

@@ -29,6 +29,7 @@ RULE_MODULES = (
     "linalgad.rules.toeplitz",
     "linalgad.rules.circulant",
     "linalgad.rules.special_matrices",
+    "linalgad.rules.linear_maps",
     "linalgad.rules.triangular",
     "linalgad.rules.inverse",
     "linalgad.rules.determinant",

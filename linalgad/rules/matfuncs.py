@@ -42,7 +42,7 @@ from ..testing import matrices as M
 from . import _common as C
 from .sylvester import SchurFactors, sylvester
 
-__all__ = ["expm", "expm_frechet", "sqrtm", "logm", "frechet_expm", "frechet_logm", "RULES"]
+__all__ = ["expm", "expm_frechet", "expm_cond", "sqrtm", "logm", "frechet_expm", "frechet_logm", "RULES"]
 
 
 # -- 2×2 block matrices of (possibly traced) stacks ------------------------------------------
@@ -474,6 +474,52 @@ def _sqrtm_jvp(tangents, X, res, A):
 _sqrtm = Primitive("sqrtm", _sqrtm_impl, _sqrtm_vjp, _sqrtm_jvp, staged=True)
 
 
+def expm_cond(A, check_finite=True):
+    """scipy.linalg.expm_cond, differentiable: the relative condition number of the matrix
+    exponential in the Frobenius norm, κ(A) = ‖K(A)‖₂ ‖A‖_F / ‖e^A‖_F, with K(A) the
+    n² × n² matrix of the Fréchet derivative L(A, ·) (its columns L(A, eᵢeⱼᵀ)).
+
+    K is formed as SciPy forms it, from n² Fréchet derivatives, here as one batched
+    :func:`expm_frechet` call (the basis directions as a stack against the broadcast A), and
+    ‖K‖₂ is its largest singular value, so κ is differentiable through expm_frechet's rule
+    and the 2-norm's (the top singular value; where it is repeated, the 2-norm's documented
+    subgradient, norms.md).  Like SciPy it computes in double precision (a float32 input
+    gives a float64 κ; its gradient is float32).  Stacks (..., n, n) give κ of each matrix
+    (...), as SciPy 1.17 batches.  Cost: O(n⁵), as SciPy's (n² Fréchet derivatives and an
+    SVD of an n² × n² matrix); the gradient costs a few times that.
+
+    Valid when: A ≠ 0 (‖A‖_F is not differentiable at 0) and K's largest singular value
+    is simple (else the 2-norm's subgradient).  ValueError for a
+    non-square or empty matrix, or non-finite values with check_finite, naming expm_cond.
+    """
+    from .norms import matrix_norm
+    op = "expm_cond"
+    av = C.peek(C.array_arg(A))
+    if av.ndim < 2 or av.shape[-1] != av.shape[-2]:
+        raise ValueError(f"{op}: expected a square matrix or a stack of square matrices; "
+                         f"got shape {av.shape}")
+    n = av.shape[-1]
+    if n == 0:
+        raise ValueError(f"{op}: the condition number of an empty matrix is undefined "
+                         "(SciPy raises too)")
+    dtype = np.result_type(C.result_dtype(op, av), np.float64)     # double, as SciPy
+    C.checked(op, ("A",), (A,), check_finite)
+    A = C.promote(A, dtype)
+    xp = namespace_of(av)
+    batch = av.shape[:-2]
+    basis = xp.eye(n * n, dtype=dtype).reshape(n * n, n, n)       # e_i e_jᵀ, row-major
+    Ab = ops.broadcast_to(ops.expand_dims(A, -3), batch + (n * n, n, n))
+    L = expm_frechet(Ab, basis, compute_expm=False, check_finite=False)
+    K = ops.reshape(L, batch + (n * n, n * n))     # SciPy's K up to a permutation of rows
+    return (matrix_norm(K, ord=2) * matrix_norm(A, ord="fro")
+            / matrix_norm(expm(A), ord="fro"))  # and columns: the same 2-norm
+
+
+def expm_cond_reference(A):
+    import scipy.linalg as sl
+    return np.asarray(sl.expm_cond(A))
+
+
 def sqrtm(A, disp=True, blocksize=64):
     """The principal square root X (X @ X = A) of a square matrix or stack, differentiable.
 
@@ -834,6 +880,17 @@ RULES = (
         reference=expm_frechet_reference,
         references=("Al-Mohy & Higham 2009 (SIMAX 30, Fréchet derivative)",
                     "Higham 2008, Functions of Matrices, eq. (3.16)"),
+    ),
+    Rule(
+        name="expm_cond",
+        fun=expm_cond,
+        primitive=_frechet,
+        domains=(Domain("general", _expm_general, "well-conditioned general matrices, "
+                        "‖A‖₂ <= 1.2 (a distinct top singular value of K)"),),
+        derivation="docs/derivations/matfuncs.md",
+        reference=expm_cond_reference,
+        references=("Higham 2008, Functions of Matrices, section 3.4 (the Kronecker form)",
+                    "Al-Mohy & Higham 2009 (SIMAX 30, Fréchet derivative)"),
     ),
     Rule(
         name="sqrtm",

@@ -47,7 +47,9 @@ from . import _common as C
 from .toeplitz import _assemble as _toeplitz_assemble
 
 __all__ = ["block_diag", "hankel", "khatri_rao", "companion", "convolution_matrix",
-           "diagsvd", "leslie", "fiedler", "fiedler_companion", "RULES"]
+           "diagsvd", "leslie", "fiedler", "fiedler_companion", "bandwidth", "ishermitian",
+           "issymmetric", "dft", "hadamard", "helmert", "hilbert", "invhilbert", "pascal",
+           "invpascal", "RULES"]
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -556,6 +558,42 @@ def fiedler_companion(a):
                           xp.zeros(batch + (n - 1,), dtype=dtype)], axis=-1)
     out = _embed(d0, shape, 0) + _embed(e * even, shape, 1) + _embed(e * (1 - even), shape, -1)
     return out + _fiedler_companion_ones(n, xp, dtype)
+
+
+# -- structure queries and constant matrices -----------------------------------------------------
+#
+# Nothing here is differentiable: the queries return integers and booleans (of a traced
+# input's value, read on the host), and the constant matrices are functions of integers
+# only.  They are here so that code written against scipy.linalg runs unchanged.
+
+def _query_value(op, a):
+    (a,) = C.array_args(op, a=a)
+    return to_host(C.value(a))
+
+
+def bandwidth(a):
+    """scipy.linalg.bandwidth of a's value: (lower, upper), the numbers of nonzero
+    sub- and superdiagonals (arrays over a stack, as SciPy 1.17).  No gradient (integers)."""
+    import scipy.linalg
+    return scipy.linalg.bandwidth(_query_value("bandwidth", a))
+
+
+def ishermitian(a, atol=None, rtol=None):
+    """scipy.linalg.ishermitian of a's value (booleans over a stack, as SciPy 1.17)."""
+    import scipy.linalg
+    return scipy.linalg.ishermitian(_query_value("ishermitian", a), atol=atol, rtol=rtol)
+
+
+def issymmetric(a, atol=None, rtol=None):
+    """scipy.linalg.issymmetric of a's value (booleans over a stack, as SciPy 1.17)."""
+    import scipy.linalg
+    return scipy.linalg.issymmetric(_query_value("issymmetric", a), atol=atol, rtol=rtol)
+
+
+# SciPy's constructors of constant matrices (functions of integers and options only,
+# nothing to differentiate), re-exported as they are: they return SciPy's NumPy arrays.
+from scipy.linalg import (dft, hadamard, helmert, hilbert, invhilbert,  # noqa: E402
+                          invpascal, pascal)
 
 
 # -- registry ----------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from ..testing import matrices as M
 from . import _common as C
 
 __all__ = ["solve_sylvester", "solve_continuous_lyapunov", "solve_discrete_lyapunov",
+           "solve_lyapunov",
            "sylvester", "stein", "schur_factors", "SchurFactors", "RULES"]
 
 
@@ -325,6 +326,9 @@ def _ref_dtype(*arrays):
 def solve_sylvester_reference(a, b, q):
     import scipy.linalg
     return scipy.linalg.solve_sylvester(a, b, q).astype(_ref_dtype(a, b, q), copy=False)
+
+
+solve_lyapunov = solve_continuous_lyapunov      # SciPy's older name for the same function
 
 
 def solve_continuous_lyapunov_reference(a, q):
