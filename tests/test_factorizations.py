@@ -637,3 +637,9 @@ def test_rq_errors():
     A = RNG.standard_normal((2, 5))
     with pytest.raises(ValueError, match=r"first 3 rows of Q"):
         lad.grad(lambda X: lad.sum(la.rq(X)[1] ** 3))(A)
+    # a rank-deficient a: the error names rq (its rule is qr's, through the reflection)
+    S = np.array([[1.0, 2, 3], [2, 4, 6], [0, 0, 0]])      # an exactly zero pivot
+    with pytest.raises(np.linalg.LinAlgError, match="^rq: R is singular"):
+        lad.grad(lambda X: lad.sum(la.rq(X)[0] ** 2))(S)
+    with pytest.raises(np.linalg.LinAlgError, match="^rq: R is singular"):
+        lad.jvp(lambda X: la.rq(X)[0], (S,), (S,))

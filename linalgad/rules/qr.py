@@ -161,7 +161,24 @@ def qr_jvp(tangents, out, res, A, *, complete=False, given=None, op="qr"):
     return Q_dot, ops.concatenate([R1_dot, R2_dot], axis=-1)
 
 
-_qr = Primitive("qr", qr_forward, qr_vjp, qr_jvp, multiple_results=True)
+def _named(rule):
+    """rule (a VJP or JVP) with a singular R reported under the caller's name: rq reaches
+    qr's rule through the reflection, where R's diagonal entries are rq's in reverse."""
+    def named(*args, op="qr", **params):
+        if op == "qr":
+            return rule(*args, op=op, **params)
+        try:
+            return rule(*args, op=op, **params)
+        except np.linalg.LinAlgError as exc:
+            if "singular" not in str(exc):
+                raise
+            raise np.linalg.LinAlgError(
+                f"{op}: R is singular (a has deficient row rank), so the derivative of its "
+                "RQ factorization is not defined") from None
+    return named
+
+
+_qr = Primitive("qr", qr_forward, _named(qr_vjp), _named(qr_jvp), multiple_results=True)
 
 
 def qr(a, mode="reduced", *, pivoting=False, overwrite_a=False, lwork=None,
