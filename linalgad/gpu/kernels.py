@@ -432,14 +432,12 @@ class GPUKernels(ComposedKernels):
     # (on the host), with the products around them on the device.
 
     def _riccati_declined(self, kind, full, X, ok, balanced, op="riccati"):
+        """A matrix the device iteration declined (rare): the host kernel finishes the
+        stack, and its errors name the matrix by its place in the stack."""
         host = [None if x is None else cupy.asnumpy(x) for x in full]
         Xh = cupy.asnumpy(X) if ok is not None else None
         okh = cupy.asnumpy(ok) if ok is not None else None
         return cupy.asarray(CPU._riccati_declined(kind, host, Xh, okh, balanced, op))
-        # a matrix declined (rare): the host kernel for the stack, whose errors name the
-        # matrix by its place in the stack
-        host = [None if x is None else cupy.asnumpy(x) for x in full]
-        return cupy.asarray(CPU.riccati(kind, *host, balanced, op=op)).astype(dtype, copy=False)
 
 
 
