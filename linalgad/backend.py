@@ -363,6 +363,23 @@ def _tri_weights(n, lower, strict, diag):
     return _Weights(key, w)
 
 
+def _clear_triangle(x, upper, k):
+    """Zero, in place, the entries of the C-ordered n × n matrix x with j − i ≥ k (upper)
+    or i − j ≥ k (not upper).  A row loop for large n (a memset per row: a product with a
+    0/1 mask reads and writes all n² entries, 5 ms at n = 1024), np.tri's mask below."""
+    n = x.shape[-1]
+    if n < 128:
+        x *= np.tri(n, k=k - 1, dtype=bool) if upper else ~np.tri(n, k=-k, dtype=bool)
+        return x
+    if upper:
+        for i in range(max(0, n - k)):
+            x[i, i + k:] = 0
+    else:
+        for i in range(k, n):
+            x[i, :i - k + 1] = 0
+    return x
+
+
 def _fortran_stack(X, dtype=None):
     """A new C-ordered stack of the transposes of X's matrices (..., m, n) -> (..., n, m):
     what Fortran LAPACK, handed each matrix by address, reads as X's matrices themselves.
@@ -1388,6 +1405,11 @@ class ComposedKernels:
     def qr_cotangent(self, Q, R, Q_bar, R_bar):
         """Ā of the reduced QR (R square) from (Q̄, R̄), either may be None; or None where
         this table has no fused kernel for the shape (the rule evaluates its composed form)."""
+        return None
+
+    def ldl_cotangent(self, lu, d, lu_bar, d_bar, perm, blocks, lower, hermitian):
+        """Ā of ldl from (l̄u, d̄); or None where this table has no fused kernel (the rule
+        evaluates its composed form)."""
         return None
 
     def cho_solve_cotangent(self, c, x_bar, x, y, lower, need_c=True):
@@ -3127,6 +3149,97 @@ class CPUKernels(ComposedKernels):
                         A[idx], lower=lower, hermitian=hermitian, check_finite=False)
         blocks = np.diagonal(d, -1, -2, -1) != 0
         return lu, d, perm, blocks
+
+    def ldl_cotangent(self, lu, d, lu_bar, d_bar, perm, blocks, lower, hermitian):
+        """Ā of ldl (ldl.md, section 5) for one real symmetric or complex Hermitian matrix
+        of order ≥ 2, or None (a stack, a complex symmetric factorization: the composed
+        form).  With L = lu[perm] and X = l̄u[perm]:
+
+            W = S ∘ (Lᴴ X)                       one trmm (L unit triangular)
+            M̄ = W D⁻ᴴ + Bd ∘ d̄                   O(n²): D⁻¹ is block diagonal
+            G = L⁻ᴴ (M̄ + M̄ᴴ) L⁻¹                 one sygst / hegst (itype 1)
+            Ā = the triangle read of G[q][:, q], its diagonal halved (q = perm⁻¹)
+
+        Ā depends on B̄ = L⁻ᴴ M̄ L⁻¹ only through B̄ + B̄ᴴ (the triangle fold), so the two
+        triangular solves of the composed form become one congruence of a Hermitian
+        matrix, which LAPACK's sygst does in half their flops.  sygst reads one triangle
+        of M̄ + M̄ᴴ, and M̄ is block-triangular, so M̄ itself (its diagonal doubled, its
+        2×2 blocks' other entries added) serves.  sygst takes the lower factor F of
+        inv(F) H inv(Fᴴ): Lᴴ itself for lower=False, and for lower=True Lᴴ reversed
+        (J Lᴴ J, J the order reversal), the reversal folded into the final gather.  The
+        C-ordered arrays are handed to BLAS and LAPACK as the Fortran transposes they are
+        (no copies but the one reversal)."""
+        from scipy.linalg import blas, lapack
+        n = lu.shape[-1]
+        cplx = np.iscomplexobj(lu)
+        if lu.ndim != 2 or n < 2 or (cplx and not hermitian) or lu.dtype not in (
+                np.float32, np.float64, np.complex64, np.complex128):
+            return None
+        dtype = lu.dtype
+        L = lu.take(perm, axis=0)
+        X = np.asarray(lu_bar, dtype=dtype).take(perm, axis=0)
+        trmm = blas.get_blas_funcs("trmm", (L,))
+        # (Lᴴ X)ᵀ = Xᵀ conj(L): X.T and L.T are Fortran views of Xᵀ and Lᵀ
+        if cplx:
+            X = np.conj(X, out=X)
+        Wt = trmm(1.0, L.T, X.T, side=1, lower=not lower, trans_a=1, diag=1,
+                  overwrite_b=True)
+        W = Wt.T                                                    # C-ordered Lᴴ X (conj)
+        if cplx:
+            W = np.conj(W, out=W)
+        _clear_triangle(W, lower, 0)                                # strictly lower/upper
+        s = np.flatnonzero(blocks)                                  # 2×2 blocks at (s, s+1)
+        if lower:
+            W[s + 1, s] = 0
+        else:
+            W[s, s + 1] = 0
+        # D⁻¹: 1/dⱼⱼ on the diagonal, each 2×2 block's inverse on its three entries
+        dg = np.diagonal(d).copy()
+        inv_diag = np.empty(n, dtype=dtype)
+        one = np.ones(n, dtype=bool)
+        one[s] = one[s + 1] = False
+        inv_diag[one] = 1 / dg[one]
+        Ws, Ws1 = W[:, s], W[:, s + 1]                              # copies (fancy index)
+        if s.size:
+            p, t = dg[s], dg[s + 1]
+            q, r = d[s, s + 1], d[s + 1, s]
+            det = p * t - q * r
+            inv_diag[s], inv_diag[s + 1] = t / det, p / det
+            inv_up, inv_lo = -q / det, -r / det                     # D⁻¹[s, s+1], [s+1, s]
+        M = np.multiply(W, np.conj(inv_diag), out=W)                # W D⁻ᴴ, column by column
+        if s.size:
+            M[:, s] += Ws1 * np.conj(inv_up)
+            M[:, s + 1] += Ws * np.conj(inv_lo)
+        i = np.arange(n)
+        M[i, i] = 2 * (d_bar[i, i].real if cplx else d_bar[i, i])  # M̄ + M̄ᴴ's diagonal
+        if lower:        # the kept triangle of M̄ + M̄ᴴ: the other entry of each block added
+            M[s + 1, s] += d_bar[s + 1, s] + np.conj(d_bar[s, s + 1])
+        else:
+            M[s, s + 1] += d_bar[s, s + 1] + np.conj(d_bar[s + 1, s])
+        sygst = lapack.get_lapack_funcs("hegst" if cplx else "sygst", (M,))
+        q = np.empty(n, dtype=np.intp)
+        q[perm] = i
+        if lower:
+            # a = Zᵀ with Z = J M J: its lower triangle is that of J (M̄ + M̄ᴴ) J; F = (J L J)ᵀ
+            Z = np.ascontiguousarray(M[::-1, ::-1])
+            F = np.ascontiguousarray(L[::-1, ::-1])
+            if cplx:
+                Z, F = np.conj(Z, out=Z), np.conj(F, out=F)
+            c, info = sygst(Z.T, F.T, itype=1, lower=1, overwrite_a=True)
+            q = n - 1 - q
+        else:
+            Lt = np.conj(L) if cplx else L
+            c, info = sygst(np.conj(M).T if cplx else M.T, Lt.T, itype=1, lower=1,
+                            overwrite_a=True)
+        if info != 0:
+            return None
+        V = _clear_triangle(c.T, False, 1)                          # its upper triangle
+        if cplx:
+            V = np.conj(V, out=V)
+        G = V + V.conj().T                                          # 2 (B̄ + B̄ᴴ) on the diagonal
+        A_bar = _clear_triangle(G[np.ix_(q, q)], lower, 1)
+        A_bar[i, i] *= 0.25
+        return A_bar
 
     # -- riccati family (linalgad/rules/riccati.py) ------------------------------------------
 

@@ -399,3 +399,34 @@ def test_jit_replays_with_this_calls_pivots():
     fj(a0, V)
     for got, want in zip(fj(a2, V), lad.jvp(lambda x: la.ldl(x)[:2], (a2,), (V,))[1]):
         np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n", [2, 7, 150])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("lower", [True, False])
+def test_fused_cotangent_kernel_equals_the_composed_form(n, dtype, lower, monkeypatch):
+    """CPUKernels.ldl_cotangent (one sygst/hegst for the two triangular solves) against the
+    composed definition, on indefinite matrices with 2×2 pivot blocks, and it is used."""
+    from linalgad.backend import CPUKernels
+    rng = np.random.default_rng(n)
+    A = rng.standard_normal((n, n)) + (1j * rng.standard_normal((n, n)) if
+                                        np.dtype(dtype).kind == "c" else 0)
+    A = (A + A.conj().T).astype(dtype)
+    _, d, _ = sl.ldl(A, lower=lower)
+    if n > 2:
+        assert (np.diagonal(d, -1) != 0).any()          # 2×2 blocks present
+    W1, W2 = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+
+    def loss(a):
+        lu, d, _ = la.ldl(a, lower=lower)
+        return lad.sum(lad.real(W1 * lu)) + lad.sum(lad.real(W2 * d))
+    calls = []
+    real = CPUKernels.ldl_cotangent
+    monkeypatch.setattr(CPUKernels, "ldl_cotangent",
+                        lambda self, *a: calls.append(1) or real(self, *a))
+    fused = lad.grad(loss)(A)
+    assert calls
+    monkeypatch.setattr(CPUKernels, "ldl_cotangent", lambda self, *a: None)
+    composed = lad.grad(loss)(A)
+    tol = 2e-4 if np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.complex64)) else 1e-11
+    np.testing.assert_allclose(fused, composed, rtol=tol, atol=tol * np.abs(composed).max())

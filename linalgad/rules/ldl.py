@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 
-from .. import ops
+from .. import ops, transforms
 from ..backend import LinAlgError, _where, kernels_for
 from ..registry import Domain, Rule
 from ..tape import Primitive
@@ -192,6 +192,32 @@ def ldl_jvp(tangents, out, res, A, *, lower, hermitian):
     return lu_dot, d_dot
 
 
+def _cotangent_composed(lu, d, lu_bar, d_bar, *, perm, blocks, lower, herm):
+    """Ā (before the fit to A's dtype) in differentiable operations: the definition."""
+    t = _dagger(herm)
+    L, S, Bd, (a, up, lo) = _factors(lu, d, perm, blocks, lower, herm)
+    W = ops.matmul(ops.mH(L), ops.permute_rows(lu_bar, perm)) * S
+    conj = (lambda v: v) if up is None else ops.conj
+    M_bar = _times_block_diagonal(W, ops.conj(a), conj(lo), conj(up))       # W D⁻ᴴ
+    M_bar = M_bar + d_bar * Bd
+    Z = _solve_L(L, M_bar, lower, 2)                                  # L⁻ᴴ M̄
+    B_bar = t(_solve_L(L, t(Z), lower, 2))                            # Z (L^†)⁻ᴴ
+    return C.triangle_cotangent(_sym_permute(B_bar, C.inverse_permutation(perm)), lower, herm)
+
+
+def _cotangent_kernel(lu, d, lu_bar, d_bar, *, perm, blocks, lower, herm):
+    _check_pivots(d)
+    out = kernels_for(lu, d).ldl_cotangent(lu, d, lu_bar, d_bar, perm, blocks, lower, herm)
+    if out is None:
+        return _cotangent_composed(lu, d, lu_bar, d_bar, perm=perm, blocks=blocks,
+                                   lower=lower, herm=herm)
+    return out
+
+
+# one sygst where the composed form has two triangular solves (ldl.md, section 5)
+_cotangent = transforms.fused("ldl_cotangent", _cotangent_kernel, _cotangent_composed)
+
+
 def ldl_vjp(cts, needs, out, res, A, *, lower, hermitian):
     """M̄ = (S ∘ Lᴴ L̄) D⁻ᴴ + Bd ∘ D̄,  B̄ = L⁻ᴴ M̄ (L^†)⁻ᴴ;  Ā: B̄ un-permuted, folded
     onto the triangle read."""
@@ -202,19 +228,10 @@ def ldl_vjp(cts, needs, out, res, A, *, lower, hermitian):
     perm, blocks = res
     if ops._shape(lu)[-1] == 0:
         return (C.namespace_of(C.peek(A)).zeros_like(C.peek(A)),)
-    herm = _hermitian(A, hermitian)
-    t = _dagger(herm)
-    L, S, Bd, (a, up, lo) = _factors(lu, d, perm, blocks, lower, herm)
-    M_bar = None
-    if lu_bar is not None:
-        W = ops.matmul(ops.mH(L), ops.permute_rows(lu_bar, perm)) * S
-        conj = (lambda v: v) if up is None else ops.conj
-        M_bar = _times_block_diagonal(W, ops.conj(a), conj(lo), conj(up))   # W D⁻ᴴ
-    if d_bar is not None:
-        M_bar = d_bar * Bd if M_bar is None else M_bar + d_bar * Bd
-    Z = _solve_L(L, M_bar, lower, 2)                                  # L⁻ᴴ M̄
-    B_bar = t(_solve_L(L, t(Z), lower, 2))                            # Z (L^†)⁻ᴴ
-    A_bar = C.triangle_cotangent(_sym_permute(B_bar, C.inverse_permutation(perm)), lower, herm)
+    lu_bar = ops.zeros_like(lu) if lu_bar is None else lu_bar
+    d_bar = ops.zeros_like(d) if d_bar is None else d_bar
+    A_bar = _cotangent(lu, d, lu_bar, d_bar, perm=perm, blocks=blocks, lower=bool(lower),
+                       herm=_hermitian(A, hermitian))
     return (ops.fit(A_bar, A),)
 
 
