@@ -4571,3 +4571,507 @@ def signm_frechet_schur(factors, E, op="signm"):
         o[k:, k:] = -(L21 @ Y)
     L = Z @ out.reshape(e_host.shape) @ _mH(np, Z)
     return _like(L.astype(dtype, copy=False), E)
+
+
+# -- funm: SciPy's Schur–Parlett values and the eigenvectors of the triangular factor ----------
+# scipy.linalg.funm's own steps (schur, rsf2csf, the Parlett recurrence, _maybe_real, its error
+# estimate), matrix by matrix on the host (SciPy 1.17 loops over a stack too); a GPU array makes
+# a documented round trip (CuPy has no Schur decomposition).  ``funm_eigvectors`` diagonalizes
+# the triangular factor by back substitution (no second factorization): A = W Λ W⁻¹, W = Z X.
+
+def _funm_parlett(F, T, n, minden):
+    """The Parlett recurrence of Golub & Van Loan, Alg. 11.1.1 (scipy.linalg.funm's
+    ``_funm_loops``, used when SciPy's compiled one cannot be imported)."""
+    for p in range(1, n):
+        for i in range(1, n - p + 1):
+            j = i + p
+            s = T[i - 1, j - 1] * (F[j - 1, j - 1] - F[i - 1, i - 1])
+            ksl = slice(i, j - 1)
+            val = T[i - 1, ksl] @ F[ksl, j - 1] - F[i - 1, ksl] @ T[ksl, j - 1]
+            s = s + val
+            den = T[j - 1, j - 1] - T[i - 1, i - 1]
+            if den != 0.0:
+                s = s / den
+            F[i - 1, j - 1] = s
+            minden = min(minden, abs(den))
+    return F, minden
+
+
+def funm_schur(A, func, op="funm", disp=False):
+    """(F, err, T, Z) for a stack A (..., n, n): F = func(A) by scipy.linalg.funm's steps
+    (its values and its real/complex output rule), err its error estimate per matrix (a host
+    array), T, Z the complex Schur factors A = Z T Zᴴ (host).  ``disp``: print SciPy's notice
+    for an estimate above 1000 tol, as SciPy does."""
+    import scipy.linalg
+    try:
+        from scipy.linalg._linalg_pythran import _funm_loops
+    except ImportError:                                      # pragma: no cover
+        _funm_loops = _funm_parlett
+    a = to_host(A)
+    n = a.shape[-1]
+    batch = a.shape[:-2]
+    ctype = np.result_type(a.dtype, np.complex64)
+    if a.size == 0:
+        z = np.zeros(a.shape, dtype=ctype)
+        return _like(np.zeros(a.shape, a.dtype), A), np.zeros(batch, np.finfo(a.dtype).dtype), z, z
+    flat = a.reshape(-1, n, n)
+    Fs, errs = [], []
+    Ts = np.empty(flat.shape, dtype=ctype)
+    Zs = np.empty(flat.shape, dtype=ctype)
+    single = np.finfo(a.dtype).dtype == np.float32
+    for m, x in enumerate(flat):
+        T, Z = scipy.linalg.schur(x, check_finite=False)
+        T, Z = scipy.linalg.rsf2csf(T, Z, check_finite=False)
+        F = np.diag(np.asarray(func(np.diag(T)))).astype(T.dtype.char)
+        minden = abs(T[0, 0])
+        F, minden = _funm_loops(F, T, n, minden)
+        F = Z @ F @ np.conj(Z.T)
+        if x.dtype.kind == "f" and F.dtype.kind == "c":      # SciPy's _maybe_real
+            tol = np.finfo(np.float32).eps * 1e3 if F.dtype == np.complex64 \
+                else np.finfo(np.float64).eps * 1e6
+            if np.allclose(F.imag, 0.0, atol=tol):
+                F = F.real
+        tol = np.finfo(np.float32 if F.dtype.char in "fF" else np.float64).eps
+        if minden == 0.0:
+            minden = tol
+        err = min(1, max(tol, (tol / minden) * scipy.linalg.norm(np.triu(T, 1), 1)))
+        if np.prod(np.ravel(np.logical_not(np.isfinite(F))), axis=0):
+            err = np.inf
+        if disp and err > 1000 * tol:
+            print(f"{op} result may be inaccurate, approximate err =", err)
+        Fs.append(F)
+        errs.append(err)
+        Ts[m], Zs[m] = T, Z
+    dtype = np.result_type(*[f.dtype for f in Fs])
+    F = np.stack([f.astype(dtype, copy=False) for f in Fs]).reshape(a.shape)
+    edtype = np.finfo(dtype).dtype
+    return (_like(F, A), np.asarray(errs, dtype=edtype).reshape(batch),
+            Ts.reshape(a.shape), Zs.reshape(a.shape))
+
+
+def funm_eigvectors(T, Z, ref):
+    """(λ, W, W⁻¹, κ) from complex Schur factors (host, (..., n, n)): T X = X Λ with X unit
+    upper triangular by back substitution (row i from the rows below it: Xᵢⱼ = Σₖ₌ᵢ₊₁ʲ Tᵢₖ Xₖⱼ
+    / (λⱼ − λᵢ); a gap below ε·max|λ| is replaced by that floor, as LAPACK's trevc does),
+    columns scaled to unit norm, W = Z X and W⁻¹ = X⁻¹ Zᴴ (a triangular solve); κ (...,) the
+    1-norm condition number of X (= of W's basis, Z being unitary), on the host.  λ, W, W⁻¹
+    on ref's device."""
+    import scipy.linalg
+    n = T.shape[-1]
+    batch = T.shape[:-2]
+    Tf = T.reshape(-1, n, n)
+    B = Tf.shape[0]
+    lam = np.diagonal(Tf, 0, -2, -1).copy()
+    X = np.zeros_like(Tf)
+    idx = np.arange(n)
+    X[:, idx, idx] = 1
+    eps = float(np.finfo(T.dtype).eps)
+    top = np.abs(lam).max(axis=-1, initial=0.0)[:, None]
+    floor = np.maximum(eps * top, np.finfo(T.dtype).tiny)
+    for i in range(n - 2, -1, -1):
+        num = np.matmul(Tf[:, i:i + 1, i + 1:], X[:, i + 1:, i + 1:])[:, 0]
+        den = lam[:, i + 1:] - lam[:, i:i + 1]
+        small = np.abs(den) < floor
+        den = np.where(small, floor.astype(den.dtype) * np.where(den == 0, 1, den / np.where(
+            den == 0, 1, np.abs(den))), den)
+        X[:, i, i + 1:] = num / den
+    X /= np.linalg.norm(X, axis=-2, keepdims=True)
+    Xinv = np.empty_like(X)
+    kappa = np.empty(B)
+    eye = np.eye(n, dtype=X.dtype)
+    for m in range(B):
+        Xinv[m] = scipy.linalg.solve_triangular(X[m], eye, check_finite=False)
+        kappa[m] = (np.abs(X[m]).sum(axis=0).max() * np.abs(Xinv[m]).sum(axis=0).max()
+                    if n else 1.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        kappa = np.where(np.isfinite(kappa), kappa, np.inf)
+    W = np.matmul(Z.reshape(-1, n, n), X)
+    Winv = np.matmul(Xinv, np.conj(np.swapaxes(Z.reshape(-1, n, n), -1, -2)))
+    return (_like(lam.reshape(batch + (n,)), ref), _like(W.reshape(T.shape), ref),
+            _like(Winv.reshape(T.shape), ref), kappa.reshape(batch))
+
+
+# -- QR updates (linalgad/rules/qr_update.py) ----------------------------------------------
+# SciPy's Givens-rotation updates (scipy.linalg.qr_update / qr_insert / qr_delete, O(n²) per
+# rank-one change) on one matrix.  CuPy has none of them: a CuPy input makes a documented host
+# round trip (O(n²) transfers around O(n²) host work, so the values, signs and phases are
+# SciPy's exactly); the derivatives' products and solves run on the device.
+
+def qr_modify(kind, Q, R, *args, op=None, **kw):
+    """(Q1, R1) = scipy.linalg.<kind>(Q, R, *args, **kw) (kind: 'qr_update', 'qr_insert',
+    'qr_delete'), inputs of one dtype, on Q's device; SciPy's errors prefixed with ``op``."""
+    import scipy.linalg
+    fn = getattr(scipy.linalg, kind)
+    host = [to_host(x) if hasattr(x, "shape") else x for x in (Q, R) + args]
+    try:
+        Q1, R1 = fn(*host, check_finite=False, **kw)
+    except LinAlgError as e:
+        raise LinAlgError(f"{op or kind}: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"{op or kind}: {e}") from None
+    return _like(Q1, Q), _like(R1, Q)
+
+
+def qr_multiply(a, c, mode="right", pivoting=False, conjugate=False):
+    """scipy.linalg.qr_multiply(a, c, ...) (geqrf/geqp3 and ormqr/unmqr: Q is never formed)
+    for NumPy arrays of one dtype; None for device arrays (the rule composes qr and a product
+    there, on the device)."""
+    if namespace_of(a, c) is not np:
+        return None
+    import scipy.linalg
+    return scipy.linalg.qr_multiply(a, c, mode=mode, pivoting=pivoting, conjugate=conjugate)
+
+
+# -- hessenberg (linalgad/rules/hessenberg.py) ---------------------------------------------
+
+_GEHRD_LWORK = {}
+
+
+def _gehrd_lwork(name, dtype, n):
+    """The optimal workspace of gehrd / orghr (unghr) for order n, queried once."""
+    key = (name, dtype.char, n)
+    lw = _GEHRD_LWORK.get(key)
+    if lw is None:
+        query = _lapack_fn(name + "_lwork", dtype)
+        out = query(n, lo=0, hi=n - 1)
+        lw = _GEHRD_LWORK[key] = max(1, int(np.real(out[0])))
+    return lw
+
+
+def hessenberg_reduce(A, calc_q=True, op="hessenberg"):
+    """H, or (H, Q), of a stack A (..., n, n), n >= 1: A = Q H Qᴴ, H upper Hessenberg, Q e₁ =
+    e₁ — SciPy's hessenberg (LAPACK gehrd with lo = 0, hi = n − 1, H = triu(·, −1), Q from
+    orghr/unghr), matrix by matrix; the same values as scipy.linalg.hessenberg for n >= 3
+    (it calls gebal without permuting or scaling first, which changes nothing).  A CuPy
+    array goes through the host (CuPy has no Hessenberg reduction)."""
+    a_host = to_host(A)
+    n = a_host.shape[-1]
+    batch = a_host.shape[:-2]
+    dtype = a_host.dtype
+    flat = a_host.reshape(-1, n, n)
+    H = np.empty(flat.shape, dtype=dtype)
+    Q = np.empty(flat.shape, dtype=dtype) if calc_q else None
+    gehrd = _lapack_fn("gehrd", dtype)
+    lwork = _gehrd_lwork("gehrd", dtype, n)
+    if calc_q:
+        orghr = _lapack_fn("unghr" if dtype.kind == "c" else "orghr", dtype)
+        qwork = _gehrd_lwork("unghr" if dtype.kind == "c" else "orghr", dtype, n)
+    for i, a in enumerate(flat):
+        hq, tau, info = gehrd(np.array(a, order="F"), lo=0, hi=n - 1, lwork=lwork,
+                              overwrite_a=1)
+        if info < 0:                                # an argument error: a bug, not the input
+            raise ValueError(f"{op}: LAPACK gehrd reported illegal argument {-info}"
+                             f"{_where(op, batch, i)}")
+        H[i] = np.triu(hq, -1)
+        if calc_q:
+            q, info = orghr(a=hq, tau=tau, lo=0, hi=n - 1, lwork=qwork, overwrite_a=1)
+            if info < 0:
+                raise ValueError(f"{op}: LAPACK orghr reported illegal argument {-info}"
+                                 f"{_where(op, batch, i)}")
+            Q[i] = q
+    H = _like(H.reshape(a_host.shape), A)
+    return (H, _like(Q.reshape(a_host.shape), A)) if calc_q else H
+
+
+def hessenberg_subdiagonal_check(H, op="hessenberg"):
+    """LinAlgError naming ``op`` (and the matrix of a stack) when a subdiagonal entry of the
+    Hessenberg matrix H (..., n, n) is (almost) zero: |h_{j+1,j}| <= n ε ‖H‖_F (or Re h_{j+1,j}
+    for complex H, whose subdiagonal is real), where the reduction is not differentiable
+    (hessenberg.md, section 6).  Reads only the subdiagonal and the norms on the host."""
+    xp = namespace_of(H)
+    n = H.shape[-1]
+    if n < 3 or H.size == 0:
+        return
+    sub = to_host(xp.diagonal(H, -1, -2, -1)).reshape(-1, n - 1)
+    sub = np.abs(sub.real)
+    scale = to_host(xp.sqrt(xp.sum(xp.abs(H) ** 2, axis=(-2, -1)))).reshape(-1)
+    tol = n * float(np.finfo(H.dtype).eps) * scale
+    bad = sub <= tol[:, None]
+    if not bad.any():
+        return
+    i, j = (int(k) for k in np.argwhere(bad)[0])
+    raise LinAlgError(
+        f"{op}: the derivative is not defined: the Hessenberg form has a (numerically) zero "
+        f"subdiagonal entry |H[{j + 1}, {j}]| = {sub[i, j]:.2e} <= {tol[i]:.1e} = n·eps·‖H‖_F"
+        f"{_where(op, H.shape[:-2], i)}; the reduction of a matrix that is (nearly) reduced "
+        "is not a differentiable function of it (Q and H jump with the signs LAPACK picks "
+        "for nearly-zero reflectors)")
+
+
+def hessenberg_omega(H, G, op="hessenberg"):
+    """Ω = K_H⁻¹ P_V(G) (hessenberg.md, section 2): the skew-Hermitian Ω with zero first row
+    and column, and for complex data an imaginary diagonal, such that HΩ − ΩH agrees with G
+    below the subdiagonal (tril(·, −2)) and, complex, in the imaginary part of the
+    subdiagonal.  The Arnoldi-like recurrence: column j of the constraint gives column j + 1
+    of Ω, one matrix-vector product per step over the whole stack: O(n³) for H, G (..., n, n),
+    H upper Hessenberg with a nonzero (real part of the) subdiagonal."""
+    hessenberg_subdiagonal_check(H, op)
+    xp = namespace_of(H, G)
+    dtype = np.result_type(H.dtype, G.dtype)
+    n = H.shape[-1]
+    Om = xp.zeros(H.shape, dtype=dtype)
+    cplx = dtype.kind == "c"
+    for j in range(n - 1):
+        h = H[..., j + 1, j]
+        # (HΩ)[j+1:, j] (H's rows from j+1 are zero left of column j) − Ω[j+1:, :j+1] H[:j+1, j]
+        v = xp.matmul(H[..., j + 1:, j:], Om[..., j:, j:j + 1])[..., 0]
+        if j > 0:
+            v = v - xp.matmul(Om[..., j + 1:, :j + 1], H[..., :j + 1, j:j + 1])[..., 0]
+        v = v - G[..., j + 1:, j]
+        if cplx:
+            Om[..., j + 1, j + 1] = 1j * (v[..., 0].imag / h.real)
+        low = v[..., 1:] / h[..., None]
+        Om[..., j + 2:, j + 1] = low
+        Om[..., j + 1, j + 2:] = -xp.conj(low)
+    return Om
+
+
+def hessenberg_omega_adjoint(H, M, op="hessenberg"):
+    """Y = P_V K_H⁻ᴴ P_U(M) (hessenberg.md, section 3): Y below the diagonal (tril(·, −2) and,
+    complex, an imaginary subdiagonal) with P_U(HᴴY − YHᴴ) = P_U(M), P_U the skew-Hermitian
+    part without the first row and column.  The adjoint sweep of ``hessenberg_omega``:
+    column j + 1 of the equation gives column j of Y, for j = n − 2, …, 0; O(n³)."""
+    hessenberg_subdiagonal_check(H, op)
+    xp = namespace_of(H, M)
+    dtype = np.result_type(H.dtype, M.dtype)
+    n = H.shape[-1]
+    # Yt = Yᵀ: Y's columns are Yt's contiguous rows, so both products of a step are a
+    # contiguous row vector times a block of rows (BLAS gemv; a strided vector is not)
+    Yt = xp.zeros(H.shape, dtype=dtype)
+    cplx = dtype.kind == "c"
+    Hc = xp.conj(H)
+    R = M - xp.conj(xp.swapaxes(M, -1, -2))         # twice the skew-Hermitian part
+    for j in range(n - 2, -1, -1):
+        h = H[..., j + 1, j]
+        # (Hᴴ Y)[j+1:, j+1] = (Y[j+2:, j+1]ᵀ conj(H)[j+2:, j+1:])ᵀ (Y's column j+1 lives in
+        # rows j+2:)
+        hy = xp.matmul(Yt[..., j + 1:j + 2, j + 2:], Hc[..., j + 2:, j + 1:])[..., 0, :]
+        low = hy[..., 1:] - R[..., j + 2:, j + 1]
+        if j + 1 < n - 1:       # Y[j+2:, j+1:] conj(H[j+1, j+1:])ᵀ
+            low = low - xp.matmul(Hc[..., j + 1:j + 2, j + 1:], Yt[..., j + 1:, j + 2:])[..., 0, :]
+        Yt[..., j, j + 2:] = low / xp.conj(h)[..., None]
+        if cplx:
+            Yt[..., j, j + 1] = 1j * ((hy[..., 0].imag - M[..., j + 1, j + 1].imag) / h.real)
+    return xp.ascontiguousarray(xp.swapaxes(Yt, -1, -2))
+
+
+# -- schur (linalgad/rules/schur.py) ---------------------------------------------------------
+# The Schur factors of a stack and the column sweeps of the restricted Sylvester equation
+# its derivatives solve (schur.md, sections 2-5).  NumPy arrays are worked on directly; a
+# CuPy array makes a documented host round trip (CuPy has no Schur decomposition and no
+# trsyl): O(n²) transfers around O(n³) host work.
+
+SCHUR_GAUGE_TOL = float(np.finfo(np.float64).eps) ** (2.0 / 3.0)
+
+
+def schur_blocks(T):
+    """(starts, gauge) of a real Schur form stack T (..., n, n), plain and on T's device:
+    starts (..., n) True at the first index k of each 2×2 block (T[k+1, k] ≠ 0), gauge
+    (..., n) True where that block is (nearly) normal, |b + c| <= eps^(2/3) (|b| + |c|)
+    with b = T[k, k+1], c = T[k+1, k]: its rotation is a gauge.  All False for complex T."""
+    xp = namespace_of(T)
+    n = T.shape[-1]
+    starts = xp.zeros(T.shape[:-1], dtype=bool)
+    if T.dtype.kind == "c" or n < 2:
+        return starts, starts.copy()
+    c = xp.diagonal(T, -1, -2, -1)
+    b = xp.diagonal(T, 1, -2, -1)
+    starts[..., :-1] = c != 0
+    gauge = xp.zeros_like(starts)
+    normal = xp.abs(b + c) <= SCHUR_GAUGE_TOL * (xp.abs(b) + xp.abs(c))
+    gauge[..., :-1] = starts[..., :-1] & normal
+    return starts, gauge
+
+
+def schur_factor(A, complex_out, sort, op="schur"):
+    """(T, Z, sdim) with A = Z T Zᴴ per matrix of a stack: the real Schur form (LAPACK's
+    standardized 2×2 blocks) for real A unless ``complex_out``, else the complex one; sdim
+    (an int, an int array over a stack) the number of eigenvalues ``sort`` selected (SciPy's
+    strings or callable; None: no sorting and sdim None)."""
+    if namespace_of(A) is not np:
+        T, Z, sdim = schur_factor(to_host(A), complex_out, sort, op)
+        return _like(T, A), _like(Z, A), sdim
+    if complex_out and A.dtype.kind == "f":
+        A = A.astype(_complex_of(A.dtype))
+    n, batch = A.shape[-1], A.shape[:-2]
+    if sort is None:
+        T, Z = CPU.schur(A, op)
+        return T, Z, None
+    if A.size == 0:
+        return A.copy(), np.broadcast_to(np.eye(n, dtype=A.dtype), A.shape).copy(), \
+            (np.zeros(batch, dtype=int) if batch else 0)
+    import scipy.linalg
+    flat = A.reshape(-1, n, n)
+    T, Z = np.empty_like(flat), np.empty_like(flat)
+    sdim = np.empty(flat.shape[0], dtype=int)
+    for i in range(flat.shape[0]):
+        try:
+            T[i], Z[i], sdim[i] = scipy.linalg.schur(flat[i], sort=sort, check_finite=False)
+        except LinAlgError as e:
+            raise LinAlgError(f"{op}: {e}{_where(op, batch, i)}") from None
+    return T.reshape(A.shape), Z.reshape(A.shape), (sdim.reshape(batch) if batch else int(sdim[0]))
+
+
+def _schur_trsyl_direct(T0, trans):
+    """solve(j, w, rhs) -> (X, scale, info): LAPACK ?trsyl for T₂₂ X − X B = rhs (op = ᴴ on
+    both for trans 'C'), T₂₂ = T0[j+w:, j+w:] and B = T0[j:j+w, j:j+w] read in place from
+    one Fortran-ordered copy of T0 (leading dimension n): SciPy's wrapper copies T₂₂ on
+    every call, O(n²) per column (most of the sweep's time at n = 1024)."""
+    import ctypes
+    n = T0.shape[-1]
+    Tf = np.ascontiguousarray(T0.T)          # to Fortran: T0 itself, leading dimension n
+    fn = _lapack_stack._load("trsyl", Tf.dtype)
+    size = Tf.itemsize
+    base = Tf.ctypes.data
+    code = ctypes.c_char(trans.encode())
+    pt = ctypes.byref(code)
+    sign, ld = ctypes.byref(ctypes.c_int(-1)), ctypes.byref(ctypes.c_int(n))
+    scale = np.ones(1, dtype=np.finfo(Tf.dtype).dtype)
+    info = np.zeros(1, dtype=np.int32)
+    ps, pi = ctypes.c_void_p(scale.ctypes.data), ctypes.c_void_p(info.ctypes.data)
+
+    def solve(j, w, rhs):
+        m = n - j - w
+        c = np.asfortranarray(rhs, dtype=Tf.dtype)
+        scale[0], info[0] = 1, 0
+        pm, pw = ctypes.byref(ctypes.c_int(m)), ctypes.byref(ctypes.c_int(w))
+        fn(pt, pt, sign, pm, pw, ctypes.c_void_p(base + (j + w) * (n + 1) * size), ld,
+           ctypes.c_void_p(base + j * (n + 1) * size), ld, ctypes.c_void_p(c.ctypes.data),
+           pm, ps, pi)
+        return c, float(scale[0]), int(info[0])
+    solve.keep = (Tf, scale, info, code)     # alive while solve is
+    return solve
+
+
+def schur_sweep(T, R, adjoint, op="schur"):
+    """The restricted Sylvester solve of a Schur form's derivative (schur.md, section 2).
+
+    With Ω = L − Lᴴ (L strictly lower) and P the map that keeps the strictly lower part of
+    a matrix X but puts X_kk − X_{k+1,k+1} at position (k+1, k) of each 2×2 block k of T:
+      adjoint=False   L with P(T Ω − Ω T) = tril(R, −1), columns left to right;
+      adjoint=True    Y (strictly lower) with tril(N − Nᴴ, −1) = tril(R, −1), N = Tᴴ W − W Tᴴ,
+                      W = Pᴴ Y: the adjoint equation, columns right to left.
+    One LAPACK trsyl per column (block) and matrix: a single column solves
+    (T₂₂ − t_jj) x = r, a 2×2 block's two columns T₂₂ X − X B = R; T₂₂ the trailing Schur
+    form.  The rotation inside a (nearly) normal block (schur_blocks' gauge) is set to 0.
+    LinAlgError for (nearly) repeated eigenvalues (trsyl's info)."""
+    if namespace_of(T) is not np:
+        return _like(schur_sweep(to_host(T), to_host(R), adjoint, op), T)
+    if T.dtype.kind == "f" and R.dtype.kind == "c":
+        return schur_sweep(T, np.ascontiguousarray(R.real), adjoint, op) + \
+            1j * schur_sweep(T, np.ascontiguousarray(R.imag), adjoint, op)
+    dtype = np.result_type(T.dtype, R.dtype)
+    n, batch = T.shape[-1], np.broadcast_shapes(T.shape[:-2], R.shape[:-2])
+    T = np.broadcast_to(T, batch + (n, n)).reshape(-1, n, n).astype(dtype, copy=False)
+    R = np.broadcast_to(R, batch + (n, n)).reshape(-1, n, n).astype(dtype, copy=False)
+    out = np.zeros_like(R)
+    if n < 2 or out.size == 0:
+        return out.reshape(batch + (n, n))
+    starts, gauge = schur_blocks(T)
+    second = np.zeros_like(starts)
+    second[:, 1:] = starts[:, :-1]
+    k = np.arange(n - 1)
+    bc = 2 * (T[:, k, k + 1] + T[:, k + 1, k])                     # the blocks' pivots
+    safe = np.where(starts[:, :-1] & ~gauge[:, :-1], bc, 1)
+    what = ("the eigenvalues are (nearly) repeated, so the Schur form is not "
+            "differentiable there")
+
+    one = T.shape[0] == 1
+    trans = "C" if adjoint else "N"
+    if one:
+        direct = _schur_trsyl_direct(T[0], trans) if _lapack_stack.schur_available(
+            np.dtype(dtype)) else None
+        trsyl1 = _lapack_fn("trsyl", np.dtype(dtype))
+
+    def solve(rows, j, w, rhs):
+        if one:     # one matrix: LAPACK on T's trailing block in place (no copy of it)
+            if direct is not None:
+                x, scale, info = direct(j, w, rhs[0])
+            else:   # SciPy's wrapper (it copies the block)
+                x, scale, info = trsyl1(T[0, j + w:, j + w:], T[0, j:j + w, j:j + w], rhs[0],
+                                        trana=trans, tranb=trans, isgn=-1)
+            if info != 0:
+                raise LinAlgError(f"{op}: {what}")
+            return (x if scale == 1 else x / scale)[None]
+        Ta = T[rows, j + w:, j + w:]
+        Tb = -T[rows, j:j + w, j:j + w]
+        try:
+            return CPU._trsyl_stack(Ta, adjoint, Tb, adjoint, np.ascontiguousarray(rhs), op, what)
+        except LinAlgError:
+            raise LinAlgError(f"{op}: {what}") from None
+
+    if one:
+        # one matrix: its column blocks by basic slicing (no stack bookkeeping per step)
+        T0, R0, X0 = T[0], R[0], out[0]
+        W0 = np.zeros_like(R0) if adjoint else None
+        st = starts[0].tolist()
+        widths = []
+        j = 0
+        while j < n:
+            widths.append((j, 2 if st[j] else 1))
+            j += 2 if st[j] else 1
+        if adjoint:
+            for j, w in widths:
+                if w == 2 and not gauge[0, j]:
+                    y = R0[j + 1, j] / bc[0, j]
+                    X0[j + 1, j] = y
+                    W0[j, j], W0[j + 1, j + 1] = y, -y
+            Tc = np.conj(T0)
+            for j, w in reversed(widths):
+                if j + w >= n:
+                    continue
+                rhs = R0[j + w:, j:j + w] + W0[j + w:, j + w:] @ Tc[j:j + w, j + w:].T
+                if w == 2:
+                    rhs = rhs - Tc[j:j + 2, j + 2:].T * np.diagonal(W0[j:j + 2, j:j + 2])
+                X = solve(None, j, w, rhs[None])[0]
+                X0[j + w:, j:j + w] = X
+                W0[j + w:, j:j + w] = X
+            return out.reshape(batch + (n, n))
+        for j, w in widths:
+            if j + w < n:
+                rhs = R0[j + w:, j:j + w] + X0[j + w:, :j] @ T0[:j, j:j + w]
+                X0[j + w:, j:j + w] = solve(None, j, w, rhs[None])[0]
+    if not adjoint and not one:
+        L = out
+        for j in range(n - 1):
+            for w, sel in ((1, ~starts[:, j] & ~second[:, j]), (2, starts[:, j])):
+                if j + w >= n or not sel.any():
+                    continue
+                rows = np.flatnonzero(sel)
+                rhs = R[rows, j + w:, j:j + w] + \
+                    np.matmul(L[rows, j + w:, :j], T[rows, :j, j:j + w])
+                L[rows, j + w:, j:j + w] = solve(rows, j, w, rhs)
+    if not adjoint:
+        L = out
+        if starts.any():
+            # the rotation ω inside each block, from its diagonal equation:
+            # 2 (b + c) ω = R[k+1, k] − (D_k − D_{k+1}), D = diag(T Ω₀ − Ω₀ T) without ω
+            Om = L - np.swapaxes(L, -1, -2)
+            D = np.sum(T * np.swapaxes(Om, -1, -2), axis=-1) - \
+                np.sum(Om * np.swapaxes(T, -1, -2), axis=-1)
+            omega = (R[:, k + 1, k] - (D[:, :-1] - D[:, 1:])) / safe
+            blk = starts[:, :-1]
+            L[:, k + 1, k] = np.where(blk, np.where(gauge[:, :-1], 0, omega), L[:, k + 1, k])
+        return L.reshape(batch + (n, n))
+    Y = out
+    W = np.zeros_like(R)
+    if starts.any():
+        y = np.where(starts[:, :-1] & ~gauge[:, :-1], R[:, k + 1, k] / safe, 0)
+        Y[:, k + 1, k] = y
+        W[:, k, k] += y
+        W[:, k + 1, k + 1] -= y
+    Tc = np.conj(T)
+    for j in range(n - 2, -1, -1):
+        for w, sel in ((1, ~starts[:, j] & ~second[:, j]), (2, starts[:, j])):
+            if j + w >= n or not sel.any():
+                continue
+            rows = np.flatnonzero(sel)
+            rhs = R[rows, j + w:, j:j + w] + \
+                np.matmul(W[rows, j + w:, j + w:], np.swapaxes(Tc[rows, j:j + w, j + w:], -1, -2))
+            if w == 2:      # (Tᴴ W)'s terms of the block's own diagonal ±y
+                d = W[rows, j:j + 2, j:j + 2].diagonal(0, -2, -1)
+                rhs = rhs - np.swapaxes(Tc[rows, j:j + 2, j + 2:], -1, -2) * d[:, None, :]
+            X = solve(rows, j, w, rhs)
+            Y[rows, j + w:, j:j + w] = X
+            W[rows, j + w:, j:j + w] = X
+    return Y.reshape(batch + (n, n))

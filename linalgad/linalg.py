@@ -36,6 +36,7 @@ from .rules.eigh import EighResult, eigh, eigvalsh
 from .rules.eig_banded import eig_banded, eigvals_banded
 from .rules.eigh_tridiagonal import eigh_tridiagonal, eigvalsh_tridiagonal
 from .rules.funmh import funmh
+from .rules.funm import funm
 from .rules.generalized_funm import generalized_funm
 from .rules.inverse import inv
 from .rules.ldl import ldl
@@ -43,6 +44,7 @@ from .rules.linear_maps import cdf2rdf, clarkson_woodruff_transform, matrix_bala
 from .rules.lstsq import lstsq, pinv, pinvh
 from .rules.lu import lu, lu_factor, lu_solve
 from .rules.signm import signm
+from .rules.schur import rsf2csf, schur
 from .rules.matfuncs import (cosm, coshm, expm, expm_cond, expm_frechet, fractional_matrix_power, logm,
                              sinhm, sinm, sqrtm, tanhm, tanm)
 from .rules.norms import (cond, cross, diagonal, matmul, matrix_norm, matrix_power, matrix_rank,
@@ -50,6 +52,8 @@ from .rules.norms import (cond, cross, diagonal, matmul, matrix_norm, matrix_pow
                           tensorsolve, trace, vecdot, vector_norm)
 from .rules.polar import orthogonal_procrustes, polar
 from .rules.qr import QRResult, qr, rq
+from .rules.qr_update import qr_delete, qr_insert, qr_multiply, qr_update
+from .rules.hessenberg import hessenberg
 from .rules.solve import solve
 from .rules.subspaces import null_space, orth, subspace_angles
 from .rules.svd import SVDResult, svd, svdvals
@@ -66,10 +70,10 @@ from .rules.triangular import solve_triangular
 
 __all__ = ["solve", "solve_triangular", "solve_banded", "solveh_banded", "cholesky_banded",
            "cho_solve_banded", "inv", "det", "slogdet", "cholesky", "cho_factor",
-           "cho_solve", "logdet", "lu_factor", "lu_solve", "lu", "ldl", "qr", "rq", "eigh", "eigvalsh", "eigh_tridiagonal",
-           "eigvalsh_tridiagonal", "eig_banded", "eigvals_banded", "funmh", "svd", "svdvals", "generalized_funm",
+           "cho_solve", "logdet", "lu_factor", "lu_solve", "lu", "ldl", "qr", "rq", "qr_multiply", "qr_update", "qr_insert", "qr_delete", "hessenberg", "eigh", "eigvalsh", "eigh_tridiagonal",
+           "eigvalsh_tridiagonal", "eig_banded", "eigvals_banded", "funmh", "funm", "svd", "svdvals", "generalized_funm",
            "eig", "eigvals", "lstsq", "pinv", "pinvh", "expm", "expm_frechet", "expm_cond", "sqrtm", "logm",
-           "cosm", "sinm", "tanm", "coshm", "sinhm", "tanhm", "signm", "fractional_matrix_power",
+           "cosm", "sinm", "tanm", "coshm", "sinhm", "tanhm", "signm", "schur", "rsf2csf", "fractional_matrix_power",
            "solve_sylvester", "solve_continuous_lyapunov", "solve_discrete_lyapunov", "solve_lyapunov",
            "solve_continuous_are", "solve_discrete_are", "solve_toeplitz", "matmul_toeplitz",
            "toeplitz", "solve_circulant", "circulant", "block_diag", "hankel", "khatri_rao",
