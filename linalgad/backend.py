@@ -1412,6 +1412,11 @@ class ComposedKernels:
         evaluates its composed form)."""
         return None
 
+    def ldl_tangent(self, lu, d, A_dot, perm, blocks, lower, hermitian):
+        """(l̇u, ḋ) of ldl along Ȧ; or None where this table has no fused kernel (the rule
+        evaluates its composed form)."""
+        return None
+
     def cho_solve_cotangent(self, c, x_bar, x, y, lower, need_c=True):
         """(c̄, b̄) of x = cho_solve((c, lower), b) for one matrix, y its half-way solve
         (cholesky.md): two triangular solves and one product; or None where this table
@@ -3240,6 +3245,80 @@ class CPUKernels(ComposedKernels):
         A_bar = _clear_triangle(G[np.ix_(q, q)], lower, 1)
         A_bar[i, i] *= 0.25
         return A_bar
+
+    def ldl_tangent(self, lu, d, A_dot, perm, blocks, lower, hermitian):
+        """(l̇u, ḋ) of ldl along Ȧ (ldl.md, section 5) for one real symmetric or complex
+        Hermitian matrix of order ≥ 2, or None (the composed form).  With L = lu[perm]:
+
+            M = L⁻¹ Ḃ L⁻ᴴ, Ḃ = Ȧ's Hermitian matrix permuted     one sygst / hegst
+            ḋ = Bd ∘ M,   L̇ = L ((S ∘ M) D⁻¹)                     O(n²), then one trmm
+
+        sygst with uplo 'U' and the factor U = Lᴴ computes inv(Uᴴ) Ḃ inv(U) = L⁻¹ Ḃ L⁻ᴴ for a
+        lower L; an upper L (lower=False) is reversed first (J L J is lower), the reversal
+        undone on M.  The C-ordered arrays are handed over as the Fortran transposes they
+        are."""
+        from scipy.linalg import blas, lapack
+        n = lu.shape[-1]
+        cplx = np.iscomplexobj(lu)
+        if lu.ndim != 2 or n < 2 or (cplx and not hermitian) or lu.dtype not in (
+                np.float32, np.float64, np.complex64, np.complex128):
+            return None
+        dtype = lu.dtype
+        L = lu.take(perm, axis=0)
+        B = full_from_triangle(np, np.asarray(A_dot, dtype=dtype), lower)[np.ix_(perm, perm)]
+        J = slice(None, None, -1)
+        if lower:
+            F, Z = L, B                       # a Fortran view of Xᵀ is the C-ordered X
+        else:
+            F = np.ascontiguousarray(L[J, J])
+            Z = np.ascontiguousarray(B[J, J])
+        if cplx:                              # Fortran U = Fᴴ and Ḃ: the conjugates' views
+            F, Z = np.conj(F), np.conj(Z)
+        sygst = lapack.get_lapack_funcs("hegst" if cplx else "sygst", (Z,))
+        c, info = sygst(Z.T, F.T, itype=1, lower=0, overwrite_a=True)
+        if info != 0:
+            return None
+        Mt = c.T                              # C-ordered; its lower triangle holds the result
+        if cplx:
+            Mt = np.conj(Mt, out=Mt)
+        if not lower:
+            Mt = Mt[J, J]                     # M itself: its upper triangle holds it
+        s = np.flatnonzero(blocks)
+        i = np.arange(n)
+        d_dot = np.zeros((n, n), dtype=dtype)
+        d_dot[i, i] = Mt[i, i].real if cplx else Mt[i, i]
+        if lower:
+            below = Mt[s + 1, s]
+            d_dot[s + 1, s], d_dot[s, s + 1] = below, np.conj(below)
+        else:
+            above = Mt[s, s + 1]
+            d_dot[s, s + 1], d_dot[s + 1, s] = above, np.conj(above)
+        W = np.array(Mt, order="C")
+        _clear_triangle(W, lower, 0)                                # strictly lower/upper
+        if lower:
+            W[s + 1, s] = 0
+        else:
+            W[s, s + 1] = 0
+        dg = np.diagonal(d).copy()                                  # D⁻¹, as ldl_cotangent
+        inv_diag = np.empty(n, dtype=dtype)
+        one = np.ones(n, dtype=bool)
+        one[s] = one[s + 1] = False
+        inv_diag[one] = 1 / dg[one]
+        Ws, Ws1 = W[:, s], W[:, s + 1]
+        X = np.multiply(W, inv_diag, out=W)                         # (S ∘ M) D⁻¹
+        if s.size:
+            p, t = dg[s], dg[s + 1]
+            q, r = d[s, s + 1], d[s + 1, s]
+            det = p * t - q * r
+            X[:, s] = Ws * (t / det) + Ws1 * (-r / det)
+            X[:, s + 1] = Ws * (-q / det) + Ws1 * (p / det)
+        trmm = blas.get_blas_funcs("trmm", (L,))
+        # (L X)ᵀ = Xᵀ Lᵀ: X.T and L.T are Fortran views of Xᵀ and Lᵀ
+        LXt = trmm(1.0, L.T, X.T, side=1, lower=not lower, trans_a=0, diag=1,
+                   overwrite_b=True)
+        q_inv = np.empty(n, dtype=np.intp)
+        q_inv[perm] = i
+        return LXt.T.take(q_inv, axis=0), d_dot
 
     # -- riccati family (linalgad/rules/riccati.py) ------------------------------------------
 

@@ -420,13 +420,42 @@ def test_fused_cotangent_kernel_equals_the_composed_form(n, dtype, lower, monkey
     def loss(a):
         lu, d, _ = la.ldl(a, lower=lower)
         return lad.sum(lad.real(W1 * lu)) + lad.sum(lad.real(W2 * d))
-    calls = []
+    returned = []
     real = CPUKernels.ldl_cotangent
     monkeypatch.setattr(CPUKernels, "ldl_cotangent",
-                        lambda self, *a: calls.append(1) or real(self, *a))
+                        lambda self, *a: returned.append(real(self, *a)) or returned[-1])
     fused = lad.grad(loss)(A)
-    assert calls
+    assert returned and returned[-1] is not None        # the kernel ran, not its fallback
     monkeypatch.setattr(CPUKernels, "ldl_cotangent", lambda self, *a: None)
     composed = lad.grad(loss)(A)
     tol = 2e-4 if np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.complex64)) else 1e-11
     np.testing.assert_allclose(fused, composed, rtol=tol, atol=tol * np.abs(composed).max())
+
+
+@pytest.mark.parametrize("n", [2, 7, 150])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("lower", [True, False])
+def test_fused_tangent_kernel_equals_the_composed_form(n, dtype, lower, monkeypatch):
+    """CPUKernels.ldl_tangent (one sygst/hegst, one trmm) against the composed definition,
+    and it is used (it returns the tangents, not None)."""
+    from linalgad.backend import CPUKernels
+    rng = np.random.default_rng(n + 1)
+    cplx = np.dtype(dtype).kind == "c"
+    A = rng.standard_normal((n, n)) + (1j * rng.standard_normal((n, n)) if cplx else 0)
+    A = (A + A.conj().T).astype(dtype)
+    E = (rng.standard_normal((n, n)) + (1j * rng.standard_normal((n, n)) if cplx else 0)
+         ).astype(dtype)
+    _, d, _ = sl.ldl(A, lower=lower)
+    if n > 2:
+        assert (np.diagonal(d, -1) != 0).any()          # 2×2 blocks present
+    returned = []
+    real = CPUKernels.ldl_tangent
+    monkeypatch.setattr(CPUKernels, "ldl_tangent",
+                        lambda self, *a: returned.append(real(self, *a)) or returned[-1])
+    fused = lad.jvp(lambda a: la.ldl(a, lower=lower)[:2], (A,), (E,))[1]
+    assert returned and returned[-1] is not None
+    monkeypatch.setattr(CPUKernels, "ldl_tangent", lambda self, *a: None)
+    composed = lad.jvp(lambda a: la.ldl(a, lower=lower)[:2], (A,), (E,))[1]
+    tol = 2e-4 if np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.complex64)) else 1e-11
+    for f, c in zip(fused, composed):
+        np.testing.assert_allclose(f, c, rtol=tol, atol=tol * np.abs(c).max())

@@ -173,14 +173,8 @@ def _solve_L(L, B, lower, trans):
     return triangular_solve(L, B, lower=lower, trans=trans, unit_diagonal=True, op=OP)
 
 
-def ldl_jvp(tangents, out, res, A, *, lower, hermitian):
-    """Ḃ = Ȧ_h[perm][:, perm], M = L⁻¹ Ḃ L^{-†};  Ḋ = Bd ∘ M,  L̇ = L ((S ∘ M) D⁻¹)."""
-    (A_dot,) = tangents
-    lu, d = out
-    perm, blocks = res
-    if ops._shape(lu)[-1] == 0:                 # nothing to differentiate
-        return tuple(C.namespace_of(C.peek(lu)).zeros_like(C.peek(x)) for x in (lu, d))
-    herm = _hermitian(A, hermitian)
+def _tangent_composed(lu, d, A_dot, *, perm, blocks, lower, herm):
+    """(l̇u, ḋ) in differentiable operations: the definition."""
     t = _dagger(herm)
     L, S, Bd, (a, up, lo) = _factors(lu, d, perm, blocks, lower, herm)
     B_dot = _sym_permute(C.from_triangle(A_dot, lower, herm), perm)
@@ -190,6 +184,32 @@ def ldl_jvp(tangents, out, res, A, *, lower, hermitian):
     X = _times_block_diagonal(Mt * S, a, up, lo)                      # L⁻¹ L̇
     lu_dot = ops.permute_rows(ops.matmul(L, X), C.inverse_permutation(perm))
     return lu_dot, d_dot
+
+
+def _tangent_kernel(lu, d, A_dot, *, perm, blocks, lower, herm):
+    _check_pivots(d)
+    out = kernels_for(lu, d).ldl_tangent(lu, d, A_dot, perm, blocks, lower, herm)
+    if out is None:
+        return _tangent_composed(lu, d, A_dot, perm=perm, blocks=blocks, lower=lower,
+                                 herm=herm)
+    return out
+
+
+# one sygst where the composed form has two triangular solves (ldl.md, section 5)
+_tangent = transforms.fused("ldl_tangent", _tangent_kernel, _tangent_composed,
+                            multiple_results=True)
+
+
+def ldl_jvp(tangents, out, res, A, *, lower, hermitian):
+    """Ḃ = Ȧ_h[perm][:, perm], M = L⁻¹ Ḃ L^{-†};  Ḋ = Bd ∘ M,  L̇ = L ((S ∘ M) D⁻¹)."""
+    (A_dot,) = tangents
+    lu, d = out
+    perm, blocks = res
+    if ops._shape(lu)[-1] == 0:                 # nothing to differentiate
+        return tuple(C.namespace_of(C.peek(lu)).zeros_like(C.peek(x)) for x in (lu, d))
+    A_dot = C.promote(A_dot, C.peek(lu).dtype)
+    return _tangent(lu, d, A_dot, perm=perm, blocks=blocks, lower=bool(lower),
+                    herm=_hermitian(A, hermitian))
 
 
 def _cotangent_composed(lu, d, lu_bar, d_bar, *, perm, blocks, lower, herm):
