@@ -5154,3 +5154,294 @@ def schur_sweep(T, R, adjoint, op="schur"):
             Y[rows, j + w:, j:j + w] = X
             W[rows, j + w:, j:j + w] = X
     return Y.reshape(batch + (n, n))
+
+
+# -- qz, ordqz (linalgad/rules/qz.py) --------------------------------------------------------
+# The generalized Schur factors of a stack and the column sweeps of the restricted generalized
+# Sylvester equation their derivatives solve (qz.md, sections 2-5).  NumPy arrays are worked
+# on directly; a CuPy array makes a documented host round trip (CuPy has no QZ algorithm):
+# O(n²) transfers around O(n³) host work.
+
+def qz_factor(A, B, complex_out, sort, op="qz"):
+    """(AA, BB, Q, Z, alpha, beta) with A = Q AA Zᴴ, B = Q BB Zᴴ per matrix of a stack, by
+    scipy.linalg.qz (``sort`` None: alpha, beta None) or scipy.linalg.ordqz (``sort`` one of
+    SciPy's strings or a callable).  Empty matrices and stacks give empty factors (identity
+    Q, Z); LinAlgError naming ``op`` and the matrix of a stack where LAPACK fails."""
+    if namespace_of(A) is not np:
+        out = qz_factor(to_host(A), to_host(B), complex_out, sort, op)
+        return tuple(None if x is None else _like(x, A) for x in out)
+    import scipy.linalg
+    out_kind = "complex" if complex_out else "real"
+    n, batch = A.shape[-1], A.shape[:-2]
+    dtype = np.result_type(A.dtype, B.dtype)
+    if complex_out and dtype.kind == "f":
+        dtype = np.dtype(_complex_of(dtype))
+    A = np.broadcast_to(A, batch + (n, n)).astype(dtype, copy=False)
+    B = np.broadcast_to(B, batch + (n, n)).astype(dtype, copy=False)
+    cdt = np.dtype(_complex_of(dtype))
+    if A.size == 0:
+        eye = np.broadcast_to(np.eye(n, dtype=dtype), A.shape).copy()
+        ab = None if sort is None else (np.zeros(batch + (n,), cdt),
+                                        np.zeros(batch + (n,), cdt if dtype.kind == "c" else dtype))
+        return (A.copy(), B.copy(), eye, eye.copy()) + ((None, None) if ab is None else ab)
+    fa, fb = A.reshape(-1, n, n), B.reshape(-1, n, n)
+    outs = [np.empty_like(fa) for _ in range(4)]
+    if sort is not None:
+        al = np.empty(fa.shape[:2], dtype=cdt)
+        be = np.empty(fa.shape[:2], dtype=cdt if dtype.kind == "c" else dtype)
+    for i in range(fa.shape[0]):
+        try:
+            if sort is None:
+                r = scipy.linalg.qz(fa[i], fb[i], output=out_kind, check_finite=False)
+            else:
+                r = scipy.linalg.ordqz(fa[i], fb[i], sort=sort, output=out_kind,
+                                       check_finite=False)
+                al[i], be[i] = r[2], r[3]
+                r = (r[0], r[1], r[4], r[5])
+        except LinAlgError as e:
+            raise LinAlgError(f"{op}: {e}{_where(op, batch, i)}") from None
+        for o, x in zip(outs, r):
+            o[i] = x
+    res = tuple(o.reshape(A.shape) for o in outs)
+    if sort is None:
+        return res + (None, None)
+    return res + (al.reshape(batch + (n,)), be.reshape(batch + (n,)))
+
+
+def qz_blocks(S):
+    """(..., n) True at the first index k of each 2×2 block (S[k+1, k] ≠ 0) of a real
+    generalized Schur form stack S; all False for a complex one."""
+    xp = namespace_of(S)
+    n = S.shape[-1]
+    starts = xp.zeros(S.shape[:-1], dtype=bool)
+    if S.dtype.kind == "c" or n < 2:
+        return starts
+    starts[..., :-1] = xp.diagonal(S, -1, -2, -1) != 0
+    return starts
+
+
+def qz_sweep(S, T, RA, RB, adjoint, op="qz"):
+    """The restricted generalized Sylvester solve of a QZ form's derivative (qz.md, section 2).
+
+    S, T (..., n, n) upper triangular; with LQ, LZ strictly lower and
+        F(LQ, LZ) = (tril(LQ S − S LZ, −1), tril(LQ T − T LZ, −1)),
+      adjoint=False   (LQ, LZ) = F⁻¹(tril RA, tril RB): columns left to right; column j
+                      solves s x − S₂₂ y = rA, t x − T₂₂ y = rB (s = S_jj, t = T_jj,
+                      S₂₂ = S[j+1:, j+1:]) by one triangular solve with
+                      M = s T₂₂ − t S₂₂:  M y = t rA − s rB,
+                      x = (s̄ (rA + S₂₂ y) + t̄ (rB + T₂₂ y)) / (|s|² + |t|²);
+      adjoint=True    (YA, YB) = F⁻ᴴ(tril RA, tril RB): the adjoint of that sweep, columns
+                      right to left, one solve with Mᴴ per column.
+    n steps of O(n²) work each (one triangular solve and one matrix-vector product per
+    matrix, vectorized over a stack).  LinAlgError for an exactly repeated eigenvalue."""
+    if namespace_of(S) is not np:
+        out = qz_sweep(to_host(S), to_host(T), to_host(RA), to_host(RB), adjoint, op)
+        return tuple(_like(x, S) for x in out)
+    if S.dtype.kind == "f" and (RA.dtype.kind == "c" or RB.dtype.kind == "c"):
+        re = qz_sweep(S, T, np.ascontiguousarray(RA.real), np.ascontiguousarray(RB.real),
+                      adjoint, op)
+        im = qz_sweep(S, T, np.ascontiguousarray(RA.imag), np.ascontiguousarray(RB.imag),
+                      adjoint, op)
+        return re[0] + 1j * im[0], re[1] + 1j * im[1]
+    dtype = np.result_type(S.dtype, T.dtype, RA.dtype, RB.dtype)
+    n = S.shape[-1]
+    batch = np.broadcast_shapes(S.shape[:-2], T.shape[:-2], RA.shape[:-2], RB.shape[:-2])
+    S, T, RA, RB = (np.broadcast_to(x, batch + (n, n)).astype(dtype, copy=False)
+                    for x in (S, T, RA, RB))
+    X1, X2 = np.zeros(batch + (n, n), dtype), np.zeros(batch + (n, n), dtype)
+    if n < 2 or X1.size == 0:
+        return X1, X2
+    if dtype.kind == "f" and bool(qz_blocks(S).any()):
+        # a real form with 2×2 blocks: matrix by matrix, one ?tgsyl per column block
+        flat = [x.reshape(-1, n, n) for x in (S, T, RA, RB, X1, X2)]
+        for i in range(flat[0].shape[0]):
+            try:
+                flat[4][i], flat[5][i] = _qz_sweep_blocks(*(x[i] for x in flat[:4]), adjoint, op)
+            except LinAlgError as e:
+                raise LinAlgError(f"{e}{_where(op, batch, i)}") from None
+        return X1, X2
+    cj = np.conj if dtype.kind == "c" else (lambda x: x)
+    s_all = np.diagonal(S, 0, -2, -1)
+    t_all = np.diagonal(T, 0, -2, -1)
+    nu_all = np.abs(s_all) ** 2 + np.abs(t_all) ** 2
+
+    def tsolve(M, b, trans):
+        try:
+            return CPU.solve_triangular(M, b[..., None], lower=False, trans=trans, op=op)[..., 0]
+        except LinAlgError:
+            raise LinAlgError(f"{op}: the generalized eigenvalues are repeated, so the "
+                              "generalized Schur form is not differentiable there") from None
+
+    def col(j):
+        s, t = s_all[..., j, None, None], t_all[..., j, None, None]
+        S22, T22 = S[..., j + 1:, j + 1:], T[..., j + 1:, j + 1:]
+        return s[..., 0], t[..., 0], nu_all[..., j, None], S22, T22, s * T22 - t * S22
+
+    if not batch:
+        return _qz_sweep_one(S, T, RA, RB, adjoint, op, cj)
+
+    if not adjoint:
+        for j in range(n - 1):
+            s, t, nu, S22, T22, M = col(j)
+            rA = RA[..., j + 1:, j] - np.einsum("...ik,...k->...i", X1[..., j + 1:, :j], S[..., :j, j])
+            rB = RB[..., j + 1:, j] - np.einsum("...ik,...k->...i", X1[..., j + 1:, :j], T[..., :j, j])
+            y = tsolve(M, t * rA - s * rB, 0)
+            u = rA + np.einsum("...ik,...k->...i", S22, y)
+            v = rB + np.einsum("...ik,...k->...i", T22, y)
+            X1[..., j + 1:, j] = (cj(s) * u + cj(t) * v) / nu
+            X2[..., j + 1:, j] = y
+        return X1, X2
+    GQ, GZ = np.tril(RA, -1), np.tril(RB, -1)      # the running cotangents of LQ, LZ
+    for j in range(n - 2, -1, -1):
+        s, t, nu, S22, T22, M = col(j)
+        xb, yb = GQ[..., j + 1:, j], GZ[..., j + 1:, j]
+        ub = s * xb / nu
+        vb = t * xb / nu
+        yt = yb + np.einsum("...ki,...k->...i", cj(S22), ub) + \
+            np.einsum("...ki,...k->...i", cj(T22), vb)
+        w = tsolve(M, yt, 2 if dtype.kind == "c" else 1)
+        ra = ub + cj(t) * w
+        rb = vb - cj(s) * w
+        X1[..., j + 1:, j] = ra
+        X2[..., j + 1:, j] = rb
+        if j:
+            GQ[..., j + 1:, :j] -= ra[..., :, None] * cj(S[..., None, :j, j]) + \
+                rb[..., :, None] * cj(T[..., None, :j, j])
+    return X1, X2
+
+
+QZ_GAUGE_TOL = float(np.finfo(np.float64).eps) ** (2.0 / 3.0)
+
+
+def qz_block_gauge(S, T):
+    """(..., n) True at the first index k of each 2×2 block of a real generalized Schur form
+    whose BB entries have (nearly) equal magnitude, ||t_kk| − |t_k+1,k+1|| <= eps^(2/3)
+    (|t_kk| + |t_k+1,k+1|): the standardization (BB's block diagonal) then leaves the
+    block's rotation free (a gauge, qz.md section 6)."""
+    xp = namespace_of(S)
+    starts = qz_blocks(S)
+    if not bool(starts.any()):
+        return starts
+    t = xp.abs(xp.diagonal(T, 0, -2, -1))
+    g = xp.zeros_like(starts)
+    g[..., :-1] = starts[..., :-1] & (xp.abs(t[..., :-1] - t[..., 1:]) <=
+                                      QZ_GAUGE_TOL * (t[..., :-1] + t[..., 1:]))
+    return g
+
+
+def _qz_sweep_blocks(S, T, RA, RB, adjoint, op):
+    """qz_sweep for one real generalized Schur form (S, T) with 2×2 blocks (qz.md, section
+    6): per column block J (width w) one LAPACK ?tgsyl solve of X S_JJ − S₂₂ Y = r_A,
+    X T_JJ − T₂₂ Y = r_B (trans='T' for the adjoint), and at a block k the rotations
+    (θQ, θZ) = (LQ[k+1, k], LZ[k+1, k]) from BB's standardization: the (k+1, k) entry of
+    tril and the (k, k+1) entry of ΩQ T − T ΩZ equal RB's (the slot (k+1, k) of RA is
+    unused).  A gauge block (qz_block_gauge) takes the minimum-norm rotation."""
+    from scipy.linalg import lapack
+    n = S.shape[-1]
+    tgsyl = getattr(lapack, ("s" if S.dtype == np.float32 else "d") + "tgsyl")
+    starts = qz_blocks(S)
+    gauge = qz_block_gauge(S, T)
+    blocks = []
+    j = 0
+    while j < n:
+        w = 2 if starts[j] else 1
+        blocks.append((j, w))
+        j += w
+    what = ("the generalized eigenvalues are (nearly) repeated, so the generalized Schur "
+            "form is not differentiable there")
+
+    def sylv(j, w, c, f, trans):
+        S22, T22 = S[j + w:, j + w:], T[j + w:, j + w:]
+        r, l_, scale, dif, info = tgsyl(S22, S[j:j + w, j:j + w], c, T22, T[j:j + w, j:j + w],
+                                        f, trans=trans)
+        if info != 0:
+            raise LinAlgError(f"{op}: {what}")
+        return r / scale, l_ / scale
+
+    def theta_solve(k, b1, b2):
+        t1, t2 = T[k, k], T[k + 1, k + 1]
+        Th = np.array([[t1, -t2], [-t2, t1]])
+        if gauge[k]:
+            return np.linalg.pinv(Th) @ np.array([b1, b2])
+        return np.linalg.solve(Th, np.array([b1, b2]))
+
+    LQ, LZ = np.zeros_like(RA), np.zeros_like(RA)
+    if not adjoint:
+        for j, w in blocks:
+            J = slice(j, j + w)
+            if j + w < n:
+                rA = RA[j + w:, J] - LQ[j + w:, :j] @ S[:j, J]
+                rB = RB[j + w:, J] - LQ[j + w:, :j] @ T[:j, J]
+                Y, X = sylv(j, w, -rA, -rB, "N")
+                LQ[j + w:, J], LZ[j + w:, J] = X, Y
+            if w == 2:
+                k = j
+                b1 = RB[k + 1, k] - LQ[k + 1, :k] @ T[:k, k] + T[k + 1, k + 2:] @ LZ[k + 2:, k]
+                b2 = RB[k, k + 1] - LQ[k, :k] @ T[:k, k + 1] + T[k, k + 2:] @ LZ[k + 2:, k + 1]
+                LQ[k + 1, k], LZ[k + 1, k] = theta_solve(k, b1, b2)
+        return LQ, LZ
+    # adjoint: the reverse of the sweep above; GQ, GZ the running cotangents of LQ, LZ
+    GQ, GZ = np.tril(RA, -1), np.tril(RB, -1)
+    YA, YB = LQ, LZ
+    for j, w in reversed(blocks):
+        J = slice(j, j + w)
+        if w == 2:
+            k = j
+            bb1, bb2 = theta_solve(k, GQ[k + 1, k], GZ[k + 1, k])      # Θ is symmetric
+            YB[k + 1, k], YB[k, k + 1] = bb1, bb2
+            GQ[k + 1, :k] -= bb1 * T[:k, k]
+            GQ[k, :k] -= bb2 * T[:k, k + 1]
+            GZ[k + 2:, k] += bb1 * T[k + 1, k + 2:]
+            GZ[k + 2:, k + 1] += bb2 * T[k, k + 2:]
+        if j + w < n:
+            Xb, Yb = GQ[j + w:, J], GZ[j + w:, J]
+            # the adjoint of (X, Y) -> (X S_JJ − S22 Y, X T_JJ − T22 Y): U S_JJᵀ + V T_JJᵀ = X̄,
+            # S22ᵀ U + T22ᵀ V = −Ȳ: tgsyl's transposed system with C = −Ȳ, F = −X̄
+            U, V = sylv(j, w, -Yb, -Xb, "T")
+            YA[j + w:, J], YB[j + w:, J] = U, V
+            GQ[j + w:, :j] -= U @ S[:j, J].T + V @ T[:j, J].T
+    return YA, YB
+
+
+def _qz_sweep_one(S, T, RA, RB, adjoint, op, cj):
+    """qz_sweep's triangular case for one matrix: the same steps with 2-D slices, products
+    by BLAS gemv and one LAPACK trtrs per column (no stack bookkeeping per step)."""
+    n = S.shape[-1]
+    X1, X2 = np.zeros_like(RA), np.zeros_like(RA)
+    sd, td = np.diagonal(S).copy(), np.diagonal(T).copy()
+    cplx = S.dtype.kind == "c"
+    trtrs = _lapack_fn("trtrs", S.dtype)
+
+    def solve(M, b, trans):
+        x, info = trtrs(M, b, lower=0, trans=trans)
+        if info > 0:
+            raise LinAlgError(f"{op}: the generalized eigenvalues are repeated, so the "
+                              "generalized Schur form is not differentiable there")
+        return x
+
+    if not adjoint:
+        for j in range(n - 1):
+            s, t = sd[j], td[j]
+            S22, T22 = S[j + 1:, j + 1:], T[j + 1:, j + 1:]
+            Lp = X1[j + 1:, :j]
+            rA = RA[j + 1:, j] - Lp @ S[:j, j]
+            rB = RB[j + 1:, j] - Lp @ T[:j, j]
+            y = solve(s * T22 - t * S22, t * rA - s * rB, 0)
+            nu = abs(s) ** 2 + abs(t) ** 2
+            X1[j + 1:, j] = (cj(s) * (rA + S22 @ y) + cj(t) * (rB + T22 @ y)) / nu
+            X2[j + 1:, j] = y
+        return X1, X2
+    GQ, GZ = np.tril(RA, -1), np.tril(RB, -1)
+    for j in range(n - 2, -1, -1):
+        s, t = sd[j], td[j]
+        S22, T22 = S[j + 1:, j + 1:], T[j + 1:, j + 1:]
+        nu = abs(s) ** 2 + abs(t) ** 2
+        xb, yb = GQ[j + 1:, j], GZ[j + 1:, j]
+        ub, vb = (s / nu) * xb, (t / nu) * xb
+        yt = yb + cj(S22).T @ ub + cj(T22).T @ vb
+        w = solve(s * T22 - t * S22, yt, 2 if cplx else 1)
+        ra, rb = ub + cj(t) * w, vb - cj(s) * w
+        X1[j + 1:, j], X2[j + 1:, j] = ra, rb
+        if j:
+            GQ[j + 1:, :j] -= np.outer(ra, cj(S[:j, j])) + np.outer(rb, cj(T[:j, j]))
+    return X1, X2

@@ -45,6 +45,7 @@ from .rules.lstsq import lstsq, pinv, pinvh
 from .rules.lu import lu, lu_factor, lu_solve
 from .rules.signm import signm
 from .rules.schur import rsf2csf, schur
+from .rules.qz import ordqz, qz
 from .rules.matfuncs import (cosm, coshm, expm, expm_cond, expm_frechet, fractional_matrix_power, logm,
                              sinhm, sinm, sqrtm, tanhm, tanm)
 from .rules.norms import (cond, cross, diagonal, matmul, matrix_norm, matrix_power, matrix_rank,
@@ -73,7 +74,7 @@ __all__ = ["solve", "solve_triangular", "solve_banded", "solveh_banded", "choles
            "cho_solve", "logdet", "lu_factor", "lu_solve", "lu", "ldl", "qr", "rq", "qr_multiply", "qr_update", "qr_insert", "qr_delete", "hessenberg", "eigh", "eigvalsh", "eigh_tridiagonal",
            "eigvalsh_tridiagonal", "eig_banded", "eigvals_banded", "funmh", "funm", "svd", "svdvals", "generalized_funm",
            "eig", "eigvals", "lstsq", "pinv", "pinvh", "expm", "expm_frechet", "expm_cond", "sqrtm", "logm",
-           "cosm", "sinm", "tanm", "coshm", "sinhm", "tanhm", "signm", "schur", "rsf2csf", "fractional_matrix_power",
+           "cosm", "sinm", "tanm", "coshm", "sinhm", "tanhm", "signm", "schur", "rsf2csf", "qz", "ordqz", "fractional_matrix_power",
            "solve_sylvester", "solve_continuous_lyapunov", "solve_discrete_lyapunov", "solve_lyapunov",
            "solve_continuous_are", "solve_discrete_are", "solve_toeplitz", "matmul_toeplitz",
            "toeplitz", "solve_circulant", "circulant", "block_diag", "hankel", "khatri_rao",

@@ -50,6 +50,7 @@ RULE_MODULES = (
     "linalgad.rules.matfuncs",
     "linalgad.rules.signm",
     "linalgad.rules.schur",
+    "linalgad.rules.qz",
     "linalgad.rules.funm",
     "linalgad.rules.sylvester",
     "linalgad.rules.riccati",

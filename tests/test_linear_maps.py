@@ -284,8 +284,6 @@ NOT_OFFERED = {
     "find_best_blas_type": "BLAS type selection",
     "test": "the library's own test runner",
     "cossin": "not yet implemented (CS decomposition)",
-    "qz": "not yet implemented (generalized Schur)",
-    "ordqz": "not yet implemented (generalized Schur)",
 }
 
 
