@@ -4854,16 +4854,19 @@ def hessenberg_reduce(A, calc_q=True, op="hessenberg"):
 
 def hessenberg_subdiagonal_check(H, op="hessenberg"):
     """LinAlgError naming ``op`` (and the matrix of a stack) when a subdiagonal entry of the
-    Hessenberg matrix H (..., n, n) is (almost) zero: |h_{j+1,j}| <= n ε ‖H‖_F (or Re h_{j+1,j}
-    for complex H, whose subdiagonal is real), where the reduction is not differentiable
-    (hessenberg.md, section 6).  Reads only the subdiagonal and the norms on the host."""
+    Hessenberg matrix H (..., n, n) is (almost) zero: |h_{j+1,j}| <= n ε ‖H[1:, :]‖_F (or
+    Re h_{j+1,j} for complex H, whose subdiagonal is real), where the reduction is not
+    differentiable (hessenberg.md, section 6).  The first row is left out of the scale: H's
+    rows 1: (and Q) depend on A's rows 1: alone (gehrd's reflectors mix rows 1: from the
+    left, and act on each row by itself from the right), so a huge first row does not make
+    the subdiagonal less accurate.  Reads only the subdiagonal and the norms on the host."""
     xp = namespace_of(H)
     n = H.shape[-1]
     if n < 3 or H.size == 0:
         return
     sub = to_host(xp.diagonal(H, -1, -2, -1)).reshape(-1, n - 1)
     sub = np.abs(sub.real)
-    scale = to_host(xp.sqrt(xp.sum(xp.abs(H) ** 2, axis=(-2, -1)))).reshape(-1)
+    scale = to_host(xp.sqrt(xp.sum(xp.abs(H[..., 1:, :]) ** 2, axis=(-2, -1)))).reshape(-1)
     tol = n * float(np.finfo(H.dtype).eps) * scale
     bad = sub <= tol[:, None]
     if not bad.any():
@@ -4871,7 +4874,8 @@ def hessenberg_subdiagonal_check(H, op="hessenberg"):
     i, j = (int(k) for k in np.argwhere(bad)[0])
     raise LinAlgError(
         f"{op}: the derivative is not defined: the Hessenberg form has a (numerically) zero "
-        f"subdiagonal entry |H[{j + 1}, {j}]| = {sub[i, j]:.2e} <= {tol[i]:.1e} = n·eps·‖H‖_F"
+        f"subdiagonal entry |H[{j + 1}, {j}]| = {sub[i, j]:.2e} <= {tol[i]:.1e} = "
+        f"n·eps·‖H[1:, :]‖_F"
         f"{_where(op, H.shape[:-2], i)}; the reduction of a matrix that is (nearly) reduced "
         "is not a differentiable function of it (Q and H jump with the signs LAPACK picks "
         "for nearly-zero reflectors)")
@@ -4940,14 +4944,16 @@ def hessenberg_omega_adjoint(H, M, op="hessenberg"):
 # CuPy array makes a documented host round trip (CuPy has no Schur decomposition and no
 # trsyl): O(n²) transfers around O(n³) host work.
 
-SCHUR_GAUGE_TOL = float(np.finfo(np.float64).eps) ** (2.0 / 3.0)
+SCHUR_GAUGE_TOL = float(np.finfo(np.float64).eps) ** (2.0 / 3.0)    # (float64's; see below)
 
 
 def schur_blocks(T):
     """(starts, gauge) of a real Schur form stack T (..., n, n), plain and on T's device:
     starts (..., n) True at the first index k of each 2×2 block (T[k+1, k] ≠ 0), gauge
     (..., n) True where that block is (nearly) normal, |b + c| <= eps^(2/3) (|b| + |c|)
-    with b = T[k, k+1], c = T[k+1, k]: its rotation is a gauge.  All False for complex T."""
+    with b = T[k, k+1], c = T[k+1, k] and eps T's own precision (float32: 2.4e-5; the
+    block of an orthogonal float32 matrix has |b + c| ~ 1e-7, rounding): its rotation is a
+    gauge.  All False for complex T."""
     xp = namespace_of(T)
     n = T.shape[-1]
     starts = xp.zeros(T.shape[:-1], dtype=bool)
@@ -4957,7 +4963,8 @@ def schur_blocks(T):
     b = xp.diagonal(T, 1, -2, -1)
     starts[..., :-1] = c != 0
     gauge = xp.zeros_like(starts)
-    normal = xp.abs(b + c) <= SCHUR_GAUGE_TOL * (xp.abs(b) + xp.abs(c))
+    tol = float(np.finfo(T.dtype).eps) ** (2.0 / 3.0)
+    normal = xp.abs(b + c) <= tol * (xp.abs(b) + xp.abs(c))
     gauge[..., :-1] = starts[..., :-1] & normal
     return starts, gauge
 

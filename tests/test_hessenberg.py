@@ -425,3 +425,23 @@ def test_larger_matrix_gradient_and_cost_path():
     want = _fd(lambda x: np.sum(W * sl.hessenberg(x) ** 2), a, v)
     assert abs(_inner(g, v) - want) <= 1e-6 * (abs(want) + np.linalg.norm(g) * np.linalg.norm(v)
                                               / 40)
+
+
+def test_huge_first_row_is_not_refused():
+    """H's rows 1: (its subdiagonal included) depend only on a's rows 1:, and Q only on
+    them too (gehrd's reflectors act on rows 1: from the left; from the right each row by
+    itself): a huge first row, which dominates ‖H‖_F, does not make the subdiagonal
+    inaccurate, so it must not be refused as "numerically zero"."""
+    rng = np.random.default_rng(30)
+    b = rng.standard_normal((6, 6))
+    v = rng.standard_normal((6, 6))
+    a1 = b.copy()
+    a1[0, -1] = 1e16
+    a2 = b.copy()
+    a2[0, :] *= 1e15
+    for a in (a1, a2):
+        _, (Hd, Qd) = lad.jvp(lambda x: la.hessenberg(x, calc_q=True), (a,), (v,))
+        fd = _fd(lambda x: sl.hessenberg(x, calc_q=True)[1], a, v, h=1e-4)
+        np.testing.assert_allclose(Qd, fd, atol=1e-7)
+        fdH = _fd(lambda x: sl.hessenberg(x)[1:], a, v, h=1e-4)
+        np.testing.assert_allclose(Hd[1:], fdH, atol=1e-6)

@@ -301,3 +301,74 @@ def test_rsf2csf_single_precision():
     g64 = lad.grad(loss, argnums=(0, 1))(T.astype(np.float64), Z.astype(np.float64))
     for a, b in zip(g32, g64):
         assert a.dtype == np.float32 and np.allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+# -- review: normal matrices (gauge checks must not fire on rounding) -----------------------
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_phase_invariant_losses_of_normal_matrices_do_not_raise(dtype):
+    """A normal matrix has a diagonal complex Schur form, so M = ZᴴZ̄ + TᴴT̄ − T̄Tᴴ of a
+    phase-invariant loss is pure rounding; the phase check must judge it against the size
+    of the terms that cancel, not against max|M| (itself rounding)."""
+    rng = np.random.default_rng(20)
+    n = 5
+    tol = 2e-3 if np.dtype(dtype) == np.complex64 else 1e-10
+    for _ in range(3):
+        U = np.linalg.qr(rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n)))[0]
+        lam = rng.standard_normal(n) + 1j * rng.standard_normal(n)
+        A = (U @ np.diag(lam) @ U.conj().T).astype(dtype)
+        g = lad.grad(lambda a: lad.sum(lad.abs(la.schur(a)[0]) ** 2))(A)
+        np.testing.assert_allclose(g, 2 * A, atol=tol * np.abs(A).max())     # |T|² = |A|²
+        g = lad.grad(lambda a: lad.sum(lad.abs(lad.diagonal(la.schur(a)[0])) ** 2))(A)
+        np.testing.assert_allclose(g, 2 * A, atol=tol * np.abs(A).max())     # normal: same
+        with pytest.raises(ValueError, match="phase"):                       # still caught
+            lad.grad(lambda a: lad.sum(lad.real(la.schur(a)[1])))(A)
+    Q = np.linalg.qr(rng.standard_normal((n, n)))[0]          # orthogonal, complex form
+    Qd = Q.astype(np.float32 if np.dtype(dtype) == np.complex64 else np.float64)
+    g = lad.grad(lambda a: lad.sum(lad.abs(la.schur(a, output="complex")[0]) ** 2))(Qd)
+    np.testing.assert_allclose(g, 2 * Qd, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_orthogonal_matrix_real_form_invariant_loss(dtype):
+    """An orthogonal matrix's real Schur form has normal 2×2 blocks (b = −c up to the
+    dtype's rounding: ~1e-7 in float32).  A loss that is a function of A (Z T² Zᵀ = A²)
+    must get its gradient W Aᵀ + Aᵀ W, not one divided by the rounding of b + c."""
+    rng = np.random.default_rng(21)
+    n = 4
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    for _ in range(4):
+        A = np.linalg.qr(rng.standard_normal((n, n)))[0].astype(dtype)
+        W = rng.standard_normal((n, n))
+
+        def loss(a):
+            T, Z = la.schur(a)
+            return lad.sum(W * (Z @ (T @ T) @ Z.T))
+        g = lad.grad(loss)(A)
+        A64 = A.astype(np.float64)
+        want = W @ A64.T + A64.T @ W
+        np.testing.assert_allclose(g, want, atol=tol * np.abs(want).max())
+
+
+def test_rsf2csf_extreme_scales_and_real_eigenvalue_blocks():
+    """The rotations are scale invariant: T → sT gives the same Z_c and s T_c, also where
+    the blocks' squares overflow or underflow (s = 1e±200: SciPy itself is off there, so
+    the reference is the scaled result at s = 1); derivatives scale by 1/s.  A 2×2
+    "block" with real eigenvalues is no real Schur form: ValueError, not NaN."""
+    rng = np.random.default_rng(22)
+    T, Z = sl.schur(_pairs(rng, 5))
+    Tc1, Zc1 = la.rsf2csf(T, Z)
+    V = rng.standard_normal((5, 5)) * (np.triu(np.ones((5, 5))) + np.diag(
+        (np.diagonal(T, -1) != 0) * 1.0, -1))
+    _, (Td1, Zd1) = lad.jvp(lambda t: la.rsf2csf(t, Z), (T,), (V,))
+    for s in (1e-200, 1e-150, 1e150, 1e200):
+        Tc, Zc = la.rsf2csf(T * s, Z)
+        assert np.all(np.isfinite(Tc)) and np.all(np.isfinite(Zc))
+        np.testing.assert_allclose(Zc, Zc1, atol=1e-13)
+        np.testing.assert_allclose(Tc / s, Tc1, atol=1e-13)
+        _, (Td, Zd) = lad.jvp(lambda t: la.rsf2csf(t, Z), (T * s,), (V * s,))
+        np.testing.assert_allclose(Zd, Zd1, atol=1e-12)
+        np.testing.assert_allclose(Td / s, Td1, atol=1e-12)
+    bad = np.array([[1.0, 2.0, 0.5], [1.0, 3.0, 0.2], [0.0, 0.0, 5.0]])
+    with pytest.raises(ValueError, match="rsf2csf.*real eigenvalues"):
+        la.rsf2csf(bad, np.eye(3))

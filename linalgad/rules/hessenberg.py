@@ -161,7 +161,7 @@ def hessenberg(a, calc_q=False, overwrite_a=False, check_finite=True):
     reduction runs on the host (CuPy has none); the derivative sweeps on the device.
 
     Valid when: every subdiagonal entry of H is nonzero (a is unreduced).  Derivatives
-    divide by them: a derivative at an H with |H[j+1, j]| <= n ε ‖H‖_F raises
+    divide by them: a derivative at an H with |H[j+1, j]| <= n ε ‖H[1:, :]‖_F raises
     LinAlgError naming hessenberg (and the matrix of a stack); there the reduction is
     not differentiable (its reflectors' signs jump).  Values are never refused.  H and
     Q also jump where LAPACK's sign choice flips (the real part of a reflector's

@@ -23,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..backend import LinAlgError, namespace_of, schur_blocks, schur_factor, schur_sweep
+from ..backend import (LinAlgError, namespace_of, schur_blocks, schur_factor, schur_sweep,
+                       to_host)
 from ..registry import Domain, Rule
 from ..tape import Primitive
 from ..testing import matrices as M
@@ -158,22 +159,40 @@ def _check_distinct(T):
             "schur.")
 
 
-def _check_gauge(M_, sub, gauge):
+def _terms_size(T, T_bar, Z_bar):
+    """Per matrix (...): ‖Z̄‖_F + ‖T‖_F ‖T̄‖_F, the size of the terms of M = ZᴴZ̄ + TᴴT̄ − T̄Tᴴ
+    before they cancel.  A gauge-invariant loss of a normal matrix (T diagonal, or with
+    normal blocks) has an M of pure rounding, of the order eps times this: judged against
+    max|M| alone, its rounding would look like a gauge dependence."""
+    Tv = C.value(T)
+    xp = namespace_of(Tv)
+    size = 0.0
+    if Z_bar is not None:
+        size = xp.sqrt(xp.sum(xp.abs(C.value(Z_bar)) ** 2, axis=(-2, -1)))
+    if T_bar is not None:
+        nt = xp.sqrt(xp.sum(xp.abs(Tv) ** 2, axis=(-2, -1)))
+        size = size + nt * xp.sqrt(xp.sum(xp.abs(C.value(T_bar)) ** 2, axis=(-2, -1)))
+    return size
+
+
+def _check_gauge(M_, sub, gauge, size=0.0):
     """The loss's derivative along the gauge: Im diag M (the complex form's column phases:
     Z → Z D, T → Dᴴ T D) and M_{k+1,k} − M_{k,k+1} (the rotation inside a normal 2×2
-    block); ValueError where it is not ~0."""
+    block); ValueError where it is not ~0: above √eps times the larger of max|M| and
+    ``size`` (per matrix, _terms_size)."""
     Mv = C.value(M_)
     xp = namespace_of(Mv)
     if not Mv.size:
         return
+    scale = xp.maximum(S._scale(Mv, xp), xp.asarray(size, dtype=np.finfo(Mv.dtype).dtype))
     if Mv.dtype.kind == "c":
         S.check_phase(OP, Mv, "the Schur vectors (Z → Z D, T → Dᴴ T D for a diagonal D of "
-                      "phases)")
+                      "phases)", size=scale)
     if gauge is not None and bool(gauge.any()):
         n = Mv.shape[-1]
         k = xp.arange(n - 1)
         part = xp.abs(Mv[..., k + 1, k] - Mv[..., k, k + 1]) * gauge[..., :-1]
-        if bool((part > S.rel_tol(Mv.dtype) * S._scale(Mv, xp)[..., None]).any()):
+        if bool((part > S.rel_tol(Mv.dtype) * scale[..., None]).any()):
             raise ValueError(
                 "schur: the loss depends on the rotation inside a normal 2×2 block of the "
                 "real Schur form (b = −c), which the form leaves free there, so its "
@@ -196,7 +215,7 @@ def _schur_vjp(cts, needs, out, res, A, complex_out, sort):
     if Z_bar is not None:
         K = ops.matmul(ops.mH(Z), Z_bar)
         M_ = K if M_ is None else M_ + K
-    _check_gauge(M_, sub, gauge)
+    _check_gauge(M_, sub, gauge, _terms_size(T, T_bar, Z_bar))
     Y = _sweep(T, ops.tril(M_ - ops.mH(M_), -1), adjoint=True)
     C_bar = -_PH(Y, sub) if T_bar is None else T_bar - _PH(Y, sub)
     return (ops.fit(ops.matmul(ops.matmul(Z, C_bar), ops.mH(Z)), A),)
@@ -288,7 +307,10 @@ def rsf2csf(T, Z, check_finite=True):
     entries below the first subdiagonal zero: SciPy passes them through, this drops them).
     Differentiable in every direction that keeps the blocks (a direction that makes a zero
     subdiagonal entry nonzero switches a rotation on: not continuous); a complex T with a
-    nonzero subdiagonal entry raises ValueError (SciPy rotates it; not supported here).
+    nonzero subdiagonal entry raises ValueError (SciPy rotates it; not supported here), and
+    so does a 2×2 block with real eigenvalues (not a real Schur form; SciPy rotates it with
+    the first eigenvalue eigvals returns).  Each block is scaled by its largest entry before
+    the rotation is formed, so |T| ~ 1e±200 stays finite (SciPy's own loses accuracy there).
     """
     T, Z = C.array_args("rsf2csf", T=T, Z=Z)
     tv, zv = C.peek(T), C.peek(Z)
@@ -340,9 +362,21 @@ def _rotations(T, mk, xp, cdt):
     d = ops.getitem(d0, (Ellipsis, slice(1, None)))
     b = ops.diagonal(T, 1, -2, -1)
     c = ops.diagonal(T, -1, -2, -1)
+    # the rotation is homogeneous of degree 0 in the block (a, b, c, d): each block is
+    # divided by its largest entry (a constant: the derivative is unchanged), so that the
+    # squares below neither overflow nor underflow (|T| ~ 1e±200)
+    av, bv, cv, dv = (xp.abs(C.value(x)) for x in (a, b, c, d))
+    sc = xp.maximum(xp.maximum(av, bv), xp.maximum(cv, dv))
+    sc = xp.where(sc > 0, sc, 1.0).astype(av.dtype)       # (also off the blocks: no inf there)
+    a, b, c, d = a / sc, b / sc, c / sc, d / sc
     h = 0.5 * (a - d)
     # μ − d = h ± i √(−(h² + bc)) (a block's eigenvalues are complex); elsewhere a dummy 1
     q = ops.where(mk, -(h * h + b * c), 1.0)
+    if bool((C.value(q) <= 0).any()):
+        k = int(np.argwhere(to_host(C.value(q) <= 0))[0][-1])
+        raise ValueError(f"rsf2csf: the 2×2 block of T at rows {k}, {k + 1} has real "
+                         "eigenvalues: T is not a real Schur form (scipy.linalg.schur's "
+                         "blocks hold complex-conjugate pairs)")
     s_im = ops.sqrt(q)
     r = ops.sqrt(h * h + q + c * c)
     cs = ops.astype(h / r, cdt) + 1j * ops.astype(s_im / r, cdt)        # (μ − d)/r
