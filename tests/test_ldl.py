@@ -459,3 +459,59 @@ def test_fused_tangent_kernel_equals_the_composed_form(n, dtype, lower, monkeypa
     tol = 2e-4 if np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.complex64)) else 1e-11
     for f, c in zip(fused, composed):
         np.testing.assert_allclose(f, c, rtol=tol, atol=tol * np.abs(c).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128, np.float32])
+@pytest.mark.parametrize("lower", [True, False])
+def test_fused_cotangent_on_views_partial_cotangents_and_many_blocks(dtype, lower,
+                                                                      monkeypatch):
+    """The fused kernel against the composed definition where its index bookkeeping could
+    slip: nearly every pivot a 2×2 block, Fortran-ordered and transposed-view inputs, a
+    cotangent for lu only or for d only (the other zero); and, in double precision, against
+    central differences of SciPy's own ldl."""
+    from linalgad.backend import CPUKernels
+    rng = np.random.default_rng(21)
+    cplx = np.dtype(dtype).kind == "c"
+    n = 40
+    A = _blocky(rng, n, cplx).astype(dtype)
+    _, d, _ = sl.ldl(A, lower=lower)
+    assert (np.diagonal(d, -1) != 0).sum() >= 6                    # many 2×2 blocks
+    W1, W2 = (_rand(rng, (n, n), cplx).astype(dtype) for _ in range(2))
+    real = CPUKernels.ldl_cotangent
+    tol = 2e-3 if dtype == np.float32 else 1e-11
+    for which in ("both", "lu", "d"):
+        def loss(a):
+            lu, dd, _ = la.ldl(a, lower=lower)
+            out = 0.0
+            if which != "d":
+                out = out + lad.sum(lad.real(np.conj(W1) * lu))
+            if which != "lu":
+                out = out + lad.sum(lad.real(np.conj(W2) * dd))
+            return out
+        for view in (A, np.asfortranarray(A), np.ascontiguousarray(A.T).T):
+            used = []
+            monkeypatch.setattr(CPUKernels, "ldl_cotangent",
+                                lambda self, *a: used.append(real(self, *a)) or used[-1])
+            fused = lad.grad(loss)(view)
+            assert used and used[-1] is not None
+            monkeypatch.setattr(CPUKernels, "ldl_cotangent", lambda self, *a: None)
+            composed = lad.grad(loss)(view)
+            np.testing.assert_allclose(fused, composed, rtol=tol,
+                                       atol=tol * np.abs(composed).max())
+        if dtype == np.float32:
+            continue
+        monkeypatch.setattr(CPUKernels, "ldl_cotangent", real)
+        g = lad.grad(loss)(A)
+        E = _rand(rng, (n, n), cplx)
+        E[np.diag_indices(n)] = E.diagonal().real                  # a Hermitian diagonal
+
+        def ref(t):
+            lu, dd, _ = sl.ldl(A + t * E, lower=lower)
+            out = 0.0
+            if which != "d":
+                out += np.sum(np.real(np.conj(W1) * lu))
+            if which != "lu":
+                out += np.sum(np.real(np.conj(W2) * dd))
+            return out
+        fd = (ref(1e-6) - ref(-1e-6)) / 2e-6
+        assert abs(np.vdot(g, E).real - fd) < 1e-6 * max(1.0, abs(fd))

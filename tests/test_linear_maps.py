@@ -162,6 +162,20 @@ def test_cdf2rdf_gradients_against_differences():
     check_grads(lambda a, b: la.cdf2rdf(a, b), (w, v), order=2)
 
 
+def test_cdf2rdf_empty_and_integer():
+    for w, v in [(np.zeros(0, complex), np.zeros((0, 0), complex)),
+                 (np.zeros((3, 0)), np.zeros((3, 0, 0)))]:
+        wr, vr = la.cdf2rdf(w, v)
+        wr0, vr0 = sl.cdf2rdf(w, v)
+        assert wr.shape == wr0.shape and vr.shape == vr0.shape
+        assert wr.dtype == wr0.dtype and vr.dtype == vr0.dtype
+    w, v = np.array([1, 2, 3]), np.eye(3, dtype=int)             # integers: SciPy's dtypes
+    wr, vr = la.cdf2rdf(w, v)
+    wr0, vr0 = sl.cdf2rdf(w, v)
+    assert wr.dtype == wr0.dtype and vr.dtype == vr0.dtype
+    np.testing.assert_array_equal(wr, wr0)
+
+
 def test_cdf2rdf_errors():
     with pytest.raises(ValueError, match="cdf2rdf: expected complex-conjugate pairs"):
         la.cdf2rdf(np.array([1 + 1j, 2.0]), np.eye(2))
@@ -196,6 +210,44 @@ def test_cwt_matches_scipy(dtype):
                                    sl.clarkson_woodruff_transform(A[0], 5, seed=4), rtol=1e-12)
 
 
+def test_cwt_rng_passed_as_scipy_reads_it():
+    """SciPy reads a positional rng (and seed=, and no rng) the legacy way: an int seeds a
+    RandomState, a RandomState is used as is, None is NumPy's global RandomState; only the
+    rng= keyword goes through default_rng.  The same call must give SciPy's sketch and
+    leave the generator in SciPy's state."""
+    rng = np.random.default_rng(13)
+    A = rng.standard_normal((50, 3))
+    np.testing.assert_array_equal(la.clarkson_woodruff_transform(A, 7, 3),
+                                  sl.clarkson_woodruff_transform(A, 7, 3))
+    r0, r1 = np.random.RandomState(3), np.random.RandomState(3)
+    np.testing.assert_array_equal(la.clarkson_woodruff_transform(A, 7, r1),
+                                  sl.clarkson_woodruff_transform(A, 7, r0))
+    assert r0.randint(1 << 30) == r1.randint(1 << 30)
+    r0, r1 = np.random.RandomState(4), np.random.RandomState(4)
+    np.testing.assert_array_equal(la.clarkson_woodruff_transform(A, 7, rng=r1),
+                                  sl.clarkson_woodruff_transform(A, 7, rng=r0))
+    state = np.random.get_state()
+    try:
+        np.random.seed(5)
+        Y0 = sl.clarkson_woodruff_transform(A, 7)
+        np.random.seed(5)
+        Y1 = la.clarkson_woodruff_transform(A, 7)
+        np.testing.assert_array_equal(Y1, Y0)
+        np.random.seed(6)
+        Y0 = sl.clarkson_woodruff_transform(A, 7, None)
+        np.random.seed(6)
+        Y1 = la.clarkson_woodruff_transform(A, 7, None)
+        np.testing.assert_array_equal(Y1, Y0)
+    finally:
+        np.random.set_state(state)
+    with pytest.raises(TypeError, match="multiple values"):
+        la.clarkson_woodruff_transform(A, 7, 1, seed=3)
+    # edge shapes: no columns, no rows
+    for shape in [(5, 0), (0, 3), (2, 0, 3)]:
+        Y = la.clarkson_woodruff_transform(np.zeros(shape), 4, rng=3)
+        assert Y.shape == sl.clarkson_woodruff_transform(np.zeros(shape), 4, rng=3).shape
+
+
 def test_cwt_gradient_is_the_transposed_sketch():
     rng = np.random.default_rng(9)
     A = rng.standard_normal((30, 4))
@@ -211,6 +263,16 @@ def test_cwt_errors():
         la.clarkson_woodruff_transform(np.ones(5), 2)
     with pytest.raises(ValueError, match="clarkson_woodruff_transform: sketch_size"):
         la.clarkson_woodruff_transform(np.ones((5, 2)), -1)
+    # a zero sketch of a matrix with rows: SciPy raises ValueError ('high <= 0'); ours names
+    # the function.  A non-integer size: SciPy's TypeError
+    with pytest.raises(ValueError):
+        sl.clarkson_woodruff_transform(np.ones((5, 2)), 0)
+    with pytest.raises(ValueError, match="clarkson_woodruff_transform: sketch_size"):
+        la.clarkson_woodruff_transform(np.ones((5, 2)), 0)
+    with pytest.raises(TypeError):
+        sl.clarkson_woodruff_transform(np.ones((5, 2)), 2.0)
+    with pytest.raises(TypeError, match="clarkson_woodruff_transform: sketch_size"):
+        la.clarkson_woodruff_transform(np.ones((5, 2)), 2.0)
 
 
 # -- expm_cond ---------------------------------------------------------------------------------
@@ -245,6 +307,13 @@ def test_expm_cond_errors():
     with pytest.raises(ValueError, match="expm_cond"):
         la.expm_cond(np.array([[np.inf]]))
     assert la.expm_cond(np.zeros((1, 1))) == sl.expm_cond(np.zeros((1, 1))) == 0
+    # SciPy scans for infs and NaNs even with check_finite=False (expm_frechet's norm does);
+    # so do we, with a ValueError naming expm_cond (not an SVD failure deep inside)
+    A = np.array([[np.inf, 0.0], [0.0, 1.0]])
+    with pytest.raises(ValueError):
+        sl.expm_cond(A, check_finite=False)
+    with pytest.raises(ValueError, match="expm_cond"):
+        la.expm_cond(A, check_finite=False)
 
 
 # -- structure queries, constant matrices, aliases ---------------------------------------------
@@ -263,6 +332,18 @@ def test_structure_queries_read_traced_values():
     stack = np.stack([A, A.T])
     for got, want in zip(la.bandwidth(stack), sl.bandwidth(stack)):
         np.testing.assert_array_equal(got, want)
+
+
+def test_structure_query_errors_name_the_function():
+    """SciPy's own errors (its exception types), with the function named."""
+    for name in ("bandwidth", "issymmetric", "ishermitian"):
+        for bad, err in ((np.ones(3), ValueError), (np.ones((2, 2), np.float16), TypeError)):
+            with pytest.raises(err):
+                getattr(sl, name)(bad)
+            with pytest.raises(err, match=f"^{name}: "):
+                getattr(la, name)(bad)
+    with pytest.raises(ValueError, match="^ishermitian: .*square"):
+        la.ishermitian(np.ones((2, 3)))
 
 
 def test_constant_matrices_and_aliases_are_scipys():

@@ -134,7 +134,8 @@ def cdf2rdf(w, v):
     complex (Im w ≠ 0) is read from the value, so the map is fixed near any input and
     its derivative is the same map; the gradient is its adjoint (linear_maps.md, section
     3): w̄ = Re(diag W̄) + i (Π W̄ᵀ diagonal on the pairs), v̄ = V̄ Uᴴ.  Output dtypes are
-    SciPy's: wr in w's real precision, vr in float64 (SciPy's U is complex128).
+    SciPy's: wr in w's real precision (an integer w: its integer dtype), vr in float64
+    (SciPy's U is complex128); empty inputs give SciPy's empty outputs.
 
     Valid when: no entry of w changes between real and complex along the direction of
     change (SciPy's map jumps there).
@@ -161,8 +162,12 @@ def cdf2rdf(w, v):
     if not (np.isfinite(host_w).all() and np.isfinite(_host_value(v)).all()):
         raise ValueError("cdf2rdf: array must not contain infs or NaNs")
     mask = np.iscomplex(host_w)
-    stack, j, k = _pairs("cdf2rdf", mask)
     batch = wv.shape[:-1]
+    if n == 0 or 0 in batch:                      # nothing to pair: SciPy's empty outputs
+        real = np.zeros((), wv.dtype).real.dtype
+        return (_like(np.zeros(batch + (n, n), dtype=real), wv),
+                _like(np.zeros(batch + (n, n), dtype=np.float64), vv))
+    stack, j, k = _pairs("cdf2rdf", mask)
     nb = int(np.prod(batch, dtype=np.int64))
     real_dtype = np.zeros((), wv.dtype).real.dtype if wv.dtype.kind in "fc" else np.float64
     # Π: the swap of each pair (the identity elsewhere), and SciPy's U
@@ -186,6 +191,8 @@ def cdf2rdf(w, v):
 
     wr = embed(w_re) + ops.matmul(embed(ops.multiply(w_im, _like(on_pairs, wv))), swap)
     vr = ops.real(ops.matmul(v, U))
+    if wv.dtype.kind in "biu":                    # SciPy: wr in w's own (integer) dtype
+        wr = ops.astype(wr, wv.dtype)
     return wr, vr
 
 
@@ -196,17 +203,19 @@ def _cdf2rdf_reference(w, v):
 
 # -- clarkson_woodruff_transform ---------------------------------------------------------------
 
-def _sketch_rows(n, sketch_size, rng, seed):
+def _sketch_rows(n, sketch_size, rng):
     """(h, sign): column i of SciPy's sketch S has its one nonzero, sign[i], in row h[i].
     S is drawn by SciPy itself (applied to a sparse identity), so the same rng (or seed)
     gives the same S as scipy.linalg.clarkson_woodruff_transform on the data."""
     import scipy.linalg
     import scipy.sparse
-    kw = {} if seed is None else {"seed": seed}     # SciPy's older keyword; both: its error
-    if rng is not None or seed is None:
-        kw["rng"] = rng
+    # rng arrives as SciPy's own decorator left it (see clarkson_woodruff_transform): a
+    # Generator where the user passed rng=, else the raw positional / seed= / None value,
+    # which SciPy reads the legacy way (check_random_state: an int seeds a RandomState,
+    # None is NumPy's global RandomState).  Passed on by position, each is read as SciPy
+    # reads it (a Generator is used as it is).
     S = scipy.linalg.clarkson_woodruff_transform(scipy.sparse.eye(n, format="csc"),
-                                                 sketch_size, **kw)
+                                                 sketch_size, rng)
     S = scipy.sparse.coo_matrix(S)
     h = np.zeros(n, dtype=np.intp)
     sign = np.zeros(n, dtype=np.int8)
@@ -217,13 +226,33 @@ def _sketch_rows(n, sketch_size, rng, seed):
     return h, sign
 
 
-def clarkson_woodruff_transform(input_matrix, sketch_size, rng=None, *, seed=None):
+def _transition_to_rng(old_name, position_num):
+    """SciPy's own decorator for the rng/seed transition, so that every way of passing the
+    random state (rng= keyword, by position, seed= keyword, not at all) means what it
+    means to SciPy.  Should a later SciPy drop the transition, the function takes rng
+    alone (keyword or position), as SciPy's own will then."""
+    try:
+        from scipy._lib._util import _transition_to_rng as transition
+    except ImportError:                                     # pragma: no cover
+        return lambda fun: fun
+    return transition(old_name, position_num=position_num, replace_doc=False)
+
+
+@_transition_to_rng("seed", 2)
+def clarkson_woodruff_transform(input_matrix, sketch_size, rng=None):
     """scipy.linalg.clarkson_woodruff_transform, differentiable in the input: S A with
     SciPy's random sketch S (sketch_size × n, one ±1 per column).
 
     ``input_matrix`` is (..., n, d); a stack is sketched with one S, as SciPy does.  The
-    same ``rng`` (a seed or a numpy.random.Generator, drawn from in the same way) gives
-    SciPy's S, so the result is SciPy's.  S A is a signed segment sum of A's rows: no
+    random state is read exactly as SciPy 1.17 reads it, through SciPy's own decorator:
+    ``rng=`` (keyword) goes through numpy.random.default_rng; a value passed by position,
+    as ``seed=`` or not at all goes through check_random_state (an int seeds a
+    RandomState, a RandomState or Generator is drawn from, None draws from NumPy's global
+    RandomState); both ``rng`` and ``seed`` is SciPy's TypeError.  So the same call gives
+    SciPy's S, and leaves a passed generator in the state SciPy leaves it; the result is
+    SciPy's.  Under :func:`linalgad.jit` the sketch is drawn at the recording call only
+    (the draw reads no traced value): replays reuse that S, where SciPy would draw anew
+    from a shared generator or from None.  S A is a signed segment sum of A's rows: no
     dense S is formed (O(n d) work); the derivative is S itself and the gradient Sᵀ Ā is
     a gather of Ā's rows, signed (linear_maps.md, section 3).  The output dtype is SciPy's
     (S holds integers: a float32 input gives float64, an integer input an integer output).
@@ -239,12 +268,16 @@ def clarkson_woodruff_transform(input_matrix, sketch_size, rng=None, *, seed=Non
     if v.dtype.kind not in "biufc":
         raise ValueError("clarkson_woodruff_transform: input_matrix must be numeric; got "
                          f"dtype {v.dtype}")
-    k = int(sketch_size) if isinstance(sketch_size, (int, np.integer)) else sketch_size
-    if not isinstance(k, int) or k < 0:
-        raise ValueError("clarkson_woodruff_transform: sketch_size must be a nonnegative "
-                         f"integer; got {sketch_size!r}")
+    if not isinstance(sketch_size, (int, np.integer)):
+        raise TypeError("clarkson_woodruff_transform: sketch_size must be an integer; got "
+                        f"{sketch_size!r}")
+    k = int(sketch_size)
     n, d = v.shape[-2], v.shape[-1]
-    h, sign = _sketch_rows(n, k, rng, seed)
+    if k < 0 or (k == 0 and n > 0):                 # SciPy: ValueError('high <= 0')
+        raise ValueError("clarkson_woodruff_transform: sketch_size must be a positive "
+                         "integer (nonnegative for a matrix without rows); got "
+                         f"{sketch_size!r}")
+    h, sign = _sketch_rows(n, k, rng)
     dtype = np.result_type(np.int64, v.dtype)
     if v.dtype != dtype:
         A = ops.astype(A, dtype)

@@ -490,7 +490,8 @@ def expm_cond(A, check_finite=True):
 
     Valid when: A ≠ 0 (‖A‖_F is not differentiable at 0) and K's largest singular value
     is simple (else the 2-norm's subgradient).  ValueError for a
-    non-square or empty matrix, or non-finite values with check_finite, naming expm_cond.
+    non-square or empty matrix, or non-finite values (whatever check_finite says, as SciPy:
+    its flag does not skip the scan), naming expm_cond.
     """
     from .norms import matrix_norm
     op = "expm_cond"
@@ -503,7 +504,9 @@ def expm_cond(A, check_finite=True):
         raise ValueError(f"{op}: the condition number of an empty matrix is undefined "
                          "(SciPy raises too)")
     dtype = np.result_type(C.result_dtype(op, av), np.float64)     # double, as SciPy
-    C.checked(op, ("A",), (A,), check_finite)
+    # always scanned, as SciPy does whatever check_finite says (its expm_frechet's norm
+    # checks): a non-finite A is a ValueError naming expm_cond, not an SVD failure inside
+    C.checked(op, ("A",), (A,), True)
     A = C.promote(A, dtype)
     xp = namespace_of(av)
     batch = av.shape[:-2]

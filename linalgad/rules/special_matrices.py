@@ -571,23 +571,33 @@ def _query_value(op, a):
     return to_host(C.value(a))
 
 
+def _query(op, a, **kw):
+    """SciPy's query on a's value; SciPy's errors (their types and texts) with op named."""
+    import scipy.linalg
+    x = _query_value(op, a)
+    try:
+        return getattr(scipy.linalg, op)(x, **kw)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"{op}: {e}") from None
+
+
 def bandwidth(a):
     """scipy.linalg.bandwidth of a's value: (lower, upper), the numbers of nonzero
-    sub- and superdiagonals (arrays over a stack, as SciPy 1.17).  No gradient (integers)."""
-    import scipy.linalg
-    return scipy.linalg.bandwidth(_query_value("bandwidth", a))
+    sub- and superdiagonals (arrays over a stack, as SciPy 1.17).  No gradient (integers).
+    SciPy's errors (not 2-D, an unsupported dtype such as float16) name bandwidth."""
+    return _query("bandwidth", a)
 
 
 def ishermitian(a, atol=None, rtol=None):
-    """scipy.linalg.ishermitian of a's value (booleans over a stack, as SciPy 1.17)."""
-    import scipy.linalg
-    return scipy.linalg.ishermitian(_query_value("ishermitian", a), atol=atol, rtol=rtol)
+    """scipy.linalg.ishermitian of a's value (booleans over a stack, as SciPy 1.17).
+    SciPy's errors (not 2-D, not square, an unsupported dtype) name ishermitian."""
+    return _query("ishermitian", a, atol=atol, rtol=rtol)
 
 
 def issymmetric(a, atol=None, rtol=None):
-    """scipy.linalg.issymmetric of a's value (booleans over a stack, as SciPy 1.17)."""
-    import scipy.linalg
-    return scipy.linalg.issymmetric(_query_value("issymmetric", a), atol=atol, rtol=rtol)
+    """scipy.linalg.issymmetric of a's value (booleans over a stack, as SciPy 1.17).
+    SciPy's errors (not 2-D, not square, an unsupported dtype) name issymmetric."""
+    return _query("issymmetric", a, atol=atol, rtol=rtol)
 
 
 # SciPy's constructors of constant matrices (functions of integers and options only,
