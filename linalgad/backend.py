@@ -380,6 +380,26 @@ def _clear_triangle(x, upper, k):
     return x
 
 
+def _times_block_inverse(W, d, s, adjoint):
+    """W D⁻¹ (W D⁻ᴴ with ``adjoint``), in place on the C-ordered n × n W, for the block
+    diagonal D (ldl's d) with 2×2 blocks at (s, s + 1) and 1×1 blocks elsewhere: each
+    column scaled by its 1×1 inverse, and each block's two columns mixed by the block's
+    inverse [[t, −q], [−r, p]] / (p t − q r).  O(n²)."""
+    dg = np.diagonal(d).copy()
+    inv = 1 / np.where(dg == 0, 1, dg)                # 1×1 blocks (block columns replaced)
+    Ws, Ws1 = W[:, s], W[:, s + 1]                    # copies (fancy index)
+    X = np.multiply(W, np.conj(inv) if adjoint else inv, out=W)
+    if s.size:
+        p, t, q, r = dg[s], dg[s + 1], d[s, s + 1], d[s + 1, s]
+        det = p * t - q * r
+        a, b, c, e = t / det, -q / det, -r / det, p / det  # D⁻¹ on (s, s), (s, s+1), …
+        if adjoint:
+            a, b, c, e = np.conj(a), np.conj(c), np.conj(b), np.conj(e)
+        X[:, s] = Ws * a + Ws1 * c
+        X[:, s + 1] = Ws * b + Ws1 * e
+    return X
+
+
 def _fortran_stack(X, dtype=None):
     """A new C-ordered stack of the transposes of X's matrices (..., m, n) -> (..., n, m):
     what Fortran LAPACK, handed each matrix by address, reads as X's matrices themselves.
@@ -3199,22 +3219,7 @@ class CPUKernels(ComposedKernels):
         else:
             W[s, s + 1] = 0
         # D⁻¹: 1/dⱼⱼ on the diagonal, each 2×2 block's inverse on its three entries
-        dg = np.diagonal(d).copy()
-        inv_diag = np.empty(n, dtype=dtype)
-        one = np.ones(n, dtype=bool)
-        one[s] = one[s + 1] = False
-        inv_diag[one] = 1 / dg[one]
-        Ws, Ws1 = W[:, s], W[:, s + 1]                              # copies (fancy index)
-        if s.size:
-            p, t = dg[s], dg[s + 1]
-            q, r = d[s, s + 1], d[s + 1, s]
-            det = p * t - q * r
-            inv_diag[s], inv_diag[s + 1] = t / det, p / det
-            inv_up, inv_lo = -q / det, -r / det                     # D⁻¹[s, s+1], [s+1, s]
-        M = np.multiply(W, np.conj(inv_diag), out=W)                # W D⁻ᴴ, column by column
-        if s.size:
-            M[:, s] += Ws1 * np.conj(inv_up)
-            M[:, s + 1] += Ws * np.conj(inv_lo)
+        M = _times_block_inverse(W, d, s, adjoint=True)              # W D⁻ᴴ
         i = np.arange(n)
         M[i, i] = 2 * (d_bar[i, i].real if cplx else d_bar[i, i])  # M̄ + M̄ᴴ's diagonal
         if lower:        # the kept triangle of M̄ + M̄ᴴ: the other entry of each block added
@@ -3299,19 +3304,7 @@ class CPUKernels(ComposedKernels):
             W[s + 1, s] = 0
         else:
             W[s, s + 1] = 0
-        dg = np.diagonal(d).copy()                                  # D⁻¹, as ldl_cotangent
-        inv_diag = np.empty(n, dtype=dtype)
-        one = np.ones(n, dtype=bool)
-        one[s] = one[s + 1] = False
-        inv_diag[one] = 1 / dg[one]
-        Ws, Ws1 = W[:, s], W[:, s + 1]
-        X = np.multiply(W, inv_diag, out=W)                         # (S ∘ M) D⁻¹
-        if s.size:
-            p, t = dg[s], dg[s + 1]
-            q, r = d[s, s + 1], d[s + 1, s]
-            det = p * t - q * r
-            X[:, s] = Ws * (t / det) + Ws1 * (-r / det)
-            X[:, s + 1] = Ws * (-q / det) + Ws1 * (p / det)
+        X = _times_block_inverse(W, d, s, adjoint=False)             # (S ∘ M) D⁻¹
         trmm = blas.get_blas_funcs("trmm", (L,))
         # (L X)ᵀ = Xᵀ Lᵀ: X.T and L.T are Fortran views of Xᵀ and Lᵀ
         LXt = trmm(1.0, L.T, X.T, side=1, lower=not lower, trans_a=0, diag=1,
