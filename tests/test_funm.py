@@ -412,3 +412,55 @@ def test_fallback_parlett_recurrence_matches_scipys_compiled_one():
     b, m2 = _funm_parlett(F0.copy(), T, 7, abs(T[0, 0]))
     np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
     assert m1 == m2
+
+
+# -- review: non-holomorphic func ------------------------------------------------------------------
+
+@pytest.mark.parametrize("func", [np.abs, np.conj, lambda x: np.exp(np.real(x))])
+def test_non_holomorphic_func_is_refused_where_the_eigenvalues_are_complex(func):
+    """np.abs & co. at complex eigenvalues: the rule's C-linear derivative is wrong (measured:
+    ⟨ḡ, V⟩ = −0.36 against −0.97 by differences of SciPy's funm for np.abs); refused."""
+    rng = np.random.default_rng(40)
+    Ac = rng.standard_normal((3, 3)) + 1j * rng.standard_normal((3, 3))
+    Ar = np.array([[0.3, 1.2, 0.1], [-1.1, 0.4, 0.2], [0.0, 0.5, -0.7]])  # conjugate pair
+    G = rng.standard_normal((3, 3))
+    for A in (Ac, Ar):
+        with pytest.raises(ValueError, match="funm.*holomorphic"):
+            lad.grad(lambda a: lad.real(lad.sum(G * la.funm(a, func))))(A)
+        with pytest.raises(ValueError, match="funm.*holomorphic"):
+            lad.jvp(lambda a: la.funm(a, func), (A,), (np.ones_like(A),))
+
+
+def test_non_holomorphic_func_at_real_eigenvalues_of_a_real_matrix_is_exact():
+    """Real A with real eigenvalues: real perturbations keep them real, only f on the real
+    line matters (np.abs is smooth away from 0): no refusal, differences of SciPy agree."""
+    rng = np.random.default_rng(41)
+    A = _general(rng, 4)                                 # real eigenvalues in [−2, 2]
+    G, V = rng.standard_normal((2, 4, 4))
+    g = lad.grad(lambda a: lad.real(lad.sum(G * la.funm(a, np.abs))))(A)
+    fd = _fd_grad(lambda a: _scipy(a, np.abs), A, G, V)
+    assert abs(_inner(g, V) - fd) <= 1e-7 * max(1.0, abs(fd))
+
+
+def test_holomorphic_funcs_are_not_refused():
+    rng = np.random.default_rng(42)
+    A = _general(rng, 4, complex_=True)
+    for func in (np.exp, np.sqrt, lambda x: np.where(x.real > 0, np.exp(x), 1 + x),
+                 lambda x: x ** 3 - 2j * x):
+        lad.grad(lambda a: lad.real(lad.sum(la.funm(a, func))))(A)
+
+
+def test_where_with_a_taylor_branch_is_differentiated_correctly_at_a_zero_eigenvalue():
+    """φ₁(x) = expm1(x)/x with its small branch written as 1 + x/2 (funm.md, section 6): the
+    gradient at a singular A agrees with differences of SciPy's funm."""
+    rng = np.random.default_rng(43)
+
+    def phi1(x):
+        small = np.abs(x) < 1e-8
+        return np.where(small, 1.0 + x / 2, np.expm1(x) / np.where(small, 1.0, x))
+    P = rng.standard_normal((3, 3)) + 2 * np.eye(3)
+    A = P @ np.diag([0.0, 1.0, -0.5]) @ np.linalg.inv(P)
+    G, V = rng.standard_normal((2, 3, 3))
+    g = lad.grad(lambda a: lad.sum(G * la.funm(a, phi1)))(A)
+    fd = _fd_grad(lambda a: _scipy(a, phi1), A, G, V, h=1e-5)
+    assert abs(_inner(g, V) - fd) <= 1e-6 * max(1.0, abs(fd))

@@ -394,8 +394,8 @@ def test_shape_errors_are_scipys_exceptions_naming_the_function():
         la.qr_update(Qe, Re, r((6, 5)), r((4, 5)))
     with pytest.raises(ValueError, match="qr_update: Q must be 2-D"):
         la.qr_update(np.stack([Q, Q]), np.stack([R, R]), r((2, 6, 1)), r((2, 4, 1)))
-    with pytest.raises(ValueError, match="qr_multiply: a must be 2-D"):
-        la.qr_multiply(r((2, 6, 4)), r((2, 3, 6)))
+    with pytest.raises(ValueError, match="qr_multiply: the batch shapes"):
+        la.qr_multiply(r((2, 6, 4)), r((3, 3, 6)))
     # a column in span(Q): SciPy's LinAlgError, named
     with pytest.raises(np.linalg.LinAlgError, match="qr_insert: One of the columns"):
         la.qr_insert(Qe, Re, A[:, 0], 4, "col")
@@ -465,3 +465,45 @@ def test_economic_inputs_whose_result_is_square_or_wide(cplx):
             _compare_with_scipy_fd(f_sl, f_la, curve, Ws, transform=_normalized)
         else:
             _compare_with_scipy_fd(f_sl, f_la, curve, _weights(rng, out, False))
+
+
+@pytest.mark.parametrize("mode, ashape, cshape", [
+    ("right", (2, 5, 3), (2, 4, 5)), ("left", (2, 5, 3), (2, 3, 4)),
+    ("right", (2, 5, 3), (5,)), ("left", (3, 4), (2, 3, 2)), ("right", (2, 3, 5), (4, 3)),
+    ("left", (2, 1, 4, 4), (3, 4, 2))])
+@pytest.mark.parametrize("pivoting", [False, True])
+def test_qr_multiply_stacks_match_scipy_batched(mode, ashape, cshape, pivoting):
+    """SciPy 1.17 batches qr_multiply over a and c (broadcast leading dimensions; R and P
+    repeated over c's): the same values and shapes, and gradients against differences of
+    SciPy's batched function."""
+    rng = np.random.default_rng(50)
+    a, c = rng.standard_normal(ashape), rng.standard_normal(cshape)
+    ref = sl.qr_multiply(a, c, mode=mode, pivoting=pivoting)
+    out = la.qr_multiply(a, c, mode=mode, pivoting=pivoting)
+    assert len(out) == len(ref)
+    for x, y in zip(out, ref):
+        assert x.shape == y.shape and x.dtype == y.dtype
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
+    G, H = rng.standard_normal(ref[0].shape), rng.standard_normal(ref[1].shape)
+    da, dc = rng.standard_normal(a.shape), rng.standard_normal(c.shape)
+
+    def loss(a, c):
+        CQ, R = la.qr_multiply(a, c, mode=mode, pivoting=pivoting)[:2]
+        return lad.sum(G * CQ) + lad.sum(H * R)
+    ga, gc = lad.grad(loss, argnums=(0, 1))(a, c)
+    assert ga.shape == a.shape and gc.shape == c.shape
+    f = lambda t: sum(np.sum(W * X) for W, X in zip(               # noqa: E731
+        (G, H), sl.qr_multiply(a + t * da, c + t * dc, mode=mode, pivoting=pivoting)))
+    h = 1e-6
+    fd = (f(h) - f(-h)) / (2 * h)
+    assert abs(np.sum(ga * da) + np.sum(gc * dc) - fd) <= 1e-7 * max(1.0, abs(fd))
+    _, t = lad.jvp(lambda a, c: la.qr_multiply(a, c, mode=mode, pivoting=pivoting)[0],
+                   (a, c), (da, dc))
+    ref_t = (sl.qr_multiply(a + h * da, c + h * dc, mode=mode, pivoting=pivoting)[0]
+             - sl.qr_multiply(a - h * da, c - h * dc, mode=mode, pivoting=pivoting)[0]) / (2 * h)
+    np.testing.assert_allclose(t, ref_t, rtol=1e-6, atol=1e-7)
+
+
+def test_qr_multiply_empty_stack():
+    out = la.qr_multiply(np.zeros((0, 5, 3)), np.zeros((0, 2, 5)))
+    assert [x.shape for x in out] == [(0, 2, 3), (0, 3, 3)]

@@ -58,10 +58,10 @@ def _checked(what, r, lam):
     return r if v.dtype == ctype else ops.astype(r, ctype)
 
 
-def _derivative(g, x, what):
+def _derivative(g, x, what, direction=1):
     try:
         xv = C.peek(x)
-        return transforms.jvp(g, (x,), (namespace_of(xv).ones(xv.shape, xv.dtype),))
+        return transforms.jvp(g, (x,), (namespace_of(xv).ones(xv.shape, xv.dtype) * direction,))
     except Exception as e:
         raise TypeError(f"{OP}: could not differentiate {what} ({type(e).__name__}: {e}); "
                         "write func with NumPy ufuncs or linalgad's functions, or pass dfunc, "
@@ -75,6 +75,29 @@ def values_and_slopes(func, dfunc, lam):
         return _checked("func", func(lam), lam), _checked("dfunc", dfunc(lam), lam)
     f, df = _derivative(func, lam, "func")
     return _checked("func", f, lam), _checked("func's derivative", df, lam)
+
+
+def _require_holomorphic(func, lam, df, real_input):
+    """ValueError naming funm where func is not complex-differentiable at the eigenvalues
+    that a perturbation moves in the complex plane (all of them for a complex A, the non-real
+    ones for a real A): there f's derivative along i must be i times its derivative along 1
+    (np.abs, np.conj, np.real are not; the C-linear formula would be silently wrong)."""
+    lv, d1 = (np.asarray(to_host(C.peek(v))) for v in (lam, df))
+    _, di = _derivative(func, lam, "func", 1j)
+    di = np.asarray(to_host(C.peek(_checked("func's derivative", di, lam))))
+    moves = np.isfinite(d1) & np.isfinite(di)
+    if real_input:
+        moves &= lv.imag != 0
+    tol = float(np.finfo(lv.dtype).eps) ** 0.5
+    bad = moves & ~(np.abs(di - 1j * d1) <= tol * (np.abs(d1) + np.abs(di)))
+    if bad.any():
+        k = np.flatnonzero(bad.ravel())[0]
+        raise ValueError(
+            f"{OP}: func is not holomorphic at the eigenvalue {complex(lv.ravel()[k]):.4g} of A "
+            f"(its derivative along i, {complex(di.ravel()[k]):.4g}, is not i times its "
+            f"derivative along 1, {complex(d1.ravel()[k]):.4g}); the derivative of funm is "
+            "defined only for a complex-differentiable f at complex eigenvalues (np.abs, "
+            "np.conj, np.real are not; funm.md, section 6)")
 
 
 def values_slopes_curvatures(func, dfunc, lam):
@@ -143,6 +166,8 @@ def _frechet_impl(A, E, *, func, dfunc, factors):
     lam, W, Winv = _unpack(factors)
     xp = namespace_of(W)
     f, df = (C.peek(v) for v in values_and_slopes(func, dfunc, lam))
+    if dfunc is None:
+        _require_holomorphic(func, lam, df, C.peek(A).dtype.kind != "c")
     phi = _phi_plain(lam, f, df)
     Et = xp.matmul(Winv, xp.matmul(E, W))
     return xp.matmul(W, xp.matmul(phi * Et, Winv))
@@ -341,7 +366,9 @@ def funm(A, func, disp=True, *, dfunc=None):
     the Schur forms are computed on the host (CuPy has none).
 
     Derivatives: f must be holomorphic at the eigenvalues (a power series with complex
-    coefficients, e.g. exp, sin, log and sqrt off their branch cuts).  f' (and f'' for
+    coefficients, e.g. exp, sin, log and sqrt off their branch cuts); a func that linalgad
+    finds non-holomorphic there (np.abs, np.conj, np.real at complex eigenvalues, or at any
+    eigenvalue of a complex A) raises ValueError naming funm.  f' (and f'' for
     second order) come from differentiating func with linalgad (write it with NumPy ufuncs
     or linalgad's functions), or from ``dfunc`` (keyword only; a linalgad extension).  The
     derivative is the Daleckii–Krein formula W (Φ ∘ (W⁻¹ dA W)) W⁻¹ in the eigenvector

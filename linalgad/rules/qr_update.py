@@ -355,10 +355,12 @@ def qr_multiply(a, c, mode="right", pivoting=False, conjugate=False, overwrite_a
     (c (M,) or (k, M); a vector gives (K,)), with conj(Q) in place of Q when ``conjugate``;
     ``pivoting=True`` returns (CQ, R, P) with a[:, P] = Q R (P int32, piecewise constant,
     not differentiated).  Values: SciPy's own qr_multiply for NumPy arrays (Householder
-    reflectors, Q never formed); on the GPU qr and a product on the device.  2-D a only
-    (SciPy 1.17 fails on stacks); a real a with a complex c gives a complex result (SciPy
-    drops the imaginary part with a ComplexWarning).  ``overwrite_a``, ``overwrite_c`` are
-    accepted and ignored.
+    reflectors, Q never formed); on the GPU qr and a product on the device.  Stacks as
+    SciPy 1.17: a (..., M, N) and c (..., K, k) / (..., k, M) (or a vector, the same for
+    every matrix) with broadcast leading dimensions, R (and P) repeated over c's; an empty
+    stack gives empty results (SciPy raises).  A real a with a complex c gives a complex
+    result (SciPy drops the imaginary part with a ComplexWarning).  ``overwrite_a``,
+    ``overwrite_c`` are accepted and ignored.
 
     Derivatives: qr's rule (qr.md; pivoting: the QR of a[:, P]) and the product's, so
     gradients reach a and c, to every order.
@@ -371,26 +373,32 @@ def qr_multiply(a, c, mode="right", pivoting=False, conjugate=False, overwrite_a
         raise ValueError(f"{op}: Mode argument can only be 'left' or 'right' but not {mode!r}")
     pivoting = C.boolean(op, pivoting, "pivoting")
     conjugate = C.boolean(op, conjugate, "conjugate")
-    av, cv = _two_d(op, "a", a), C.peek(c)
-    if cv.ndim not in (1, 2):
-        raise ValueError(f"{op}: c must be 1-D or 2-D, got shape {cv.shape} (stacks are not "
-                         "supported: SciPy 1.17 fails on them)")
-    m, n = av.shape
+    av, cv = C.peek(a), C.peek(c)
+    if av.ndim < 2 or cv.ndim < 1:
+        raise ValueError(f"{op}: a must be (..., M, N) and c (..., K, k), (..., k, M) or a "
+                         f"vector; got shapes {av.shape} and {cv.shape}")
+    # SciPy 1.17 batches a (core 2-D) and c (core 2-D, or 1-D for a vector), broadcasting
+    # the leading dimensions; R and P take the broadcast batch shape too
+    m, n = av.shape[-2:]
     kq = min(m, n)
+    core = cv.shape[-2:] if cv.ndim >= 2 else cv.shape
+    try:
+        batch = np.broadcast_shapes(av.shape[:-2], cv.shape[:-2] if cv.ndim >= 2 else ())
+    except ValueError:
+        raise ValueError(f"{op}: the batch shapes of a {av.shape[:-2]} and c "
+                         f"{cv.shape[:-2]} do not broadcast") from None
     if mode == "left":
-        ok = cv.shape[0] == kq
-        shown = cv.shape if cv.ndim == 2 else (cv.shape[0], 1)
-        if not ok:
+        shown = core if len(core) == 2 else (core[0], 1)
+        if core[0] != kq:
             raise ValueError(f"{op}: Array shapes are not compatible for Q @ c operation: "
                              f"{(m, kq)} vs {shown}")
     else:
-        ok = cv.shape[-1] == m
-        shown = cv.shape if cv.ndim == 2 else (1, cv.shape[0])
-        if not ok:
+        shown = core if len(core) == 2 else (1, core[0])
+        if core[-1] != m:
             raise ValueError(f"{op}: Array shapes are not compatible for c @ Q operation: "
                              f"{shown} vs {(m, kq)}")
     a, c = _prepare(op, ("a", "c"), (a, c), True)
-    if not _traced(a, c):
+    if not _traced(a, c) and int(np.prod(batch)) != 0:     # SciPy refuses empty batches
         out = _qr_multiply_kernel(a, c, mode, pivoting, conjugate)
         if out is not None:
             return out
@@ -399,6 +407,12 @@ def qr_multiply(a, c, mode="right", pivoting=False, conjugate=False, overwrite_a
     if conjugate:
         Qf = ops.conj(Qf)
     CQ = ops.matmul(Qf, c) if mode == "left" else ops.matmul(c, Qf)
+    if batch != av.shape[:-2]:                  # c's batch is wider: R (and P) repeated
+        R = ops.broadcast_to(R, batch + (kq, n))
+        if pivoting:
+            P = C.peek(res[2])
+            res = res[:2] + (namespace_of(P).ascontiguousarray(
+                namespace_of(P).broadcast_to(P, batch + (n,))),)
     return (CQ, R, res[2]) if pivoting else (CQ, R)
 
 
