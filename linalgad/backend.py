@@ -380,6 +380,13 @@ def _clear_triangle(x, upper, k):
     return x
 
 
+def _ldl_kernel_applies(lu, hermitian):
+    """Whether ldl's fused kernels take the factor lu: one matrix of order ≥ 2 in a LAPACK
+    dtype, real symmetric or complex Hermitian (sygst/hegst have no complex symmetric form)."""
+    return (lu.ndim == 2 and lu.shape[-1] >= 2 and (hermitian or not np.iscomplexobj(lu))
+            and lu.dtype in (np.float32, np.float64, np.complex64, np.complex128))
+
+
 def _times_block_inverse(W, d, s, adjoint):
     """W D⁻¹ (W D⁻ᴴ with ``adjoint``), in place on the C-ordered n × n W, for the block
     diagonal D (ldl's d) with 2×2 blocks at (s, s + 1) and 1×1 blocks elsewhere: each
@@ -3195,12 +3202,9 @@ class CPUKernels(ComposedKernels):
         C-ordered arrays are handed to BLAS and LAPACK as the Fortran transposes they are
         (no copies but the one reversal)."""
         from scipy.linalg import blas, lapack
-        n = lu.shape[-1]
-        cplx = np.iscomplexobj(lu)
-        if lu.ndim != 2 or n < 2 or (cplx and not hermitian) or lu.dtype not in (
-                np.float32, np.float64, np.complex64, np.complex128):
+        if not _ldl_kernel_applies(lu, hermitian):
             return None
-        dtype = lu.dtype
+        n, dtype, cplx = lu.shape[-1], lu.dtype, np.iscomplexobj(lu)
         L = lu.take(perm, axis=0)
         X = np.asarray(lu_bar, dtype=dtype).take(perm, axis=0)
         trmm = blas.get_blas_funcs("trmm", (L,))
@@ -3263,12 +3267,9 @@ class CPUKernels(ComposedKernels):
         undone on M.  The C-ordered arrays are handed over as the Fortran transposes they
         are."""
         from scipy.linalg import blas, lapack
-        n = lu.shape[-1]
-        cplx = np.iscomplexobj(lu)
-        if lu.ndim != 2 or n < 2 or (cplx and not hermitian) or lu.dtype not in (
-                np.float32, np.float64, np.complex64, np.complex128):
+        if not _ldl_kernel_applies(lu, hermitian):
             return None
-        dtype = lu.dtype
+        n, dtype, cplx = lu.shape[-1], lu.dtype, np.iscomplexobj(lu)
         L = lu.take(perm, axis=0)
         B = full_from_triangle(np, np.asarray(A_dot, dtype=dtype), lower)[np.ix_(perm, perm)]
         J = slice(None, None, -1)
@@ -3349,6 +3350,31 @@ class CPUKernels(ComposedKernels):
 
 
 
+
+    # -- cossin (linalgad/rules/cossin.py) -----------------------------------------------------
+
+    def cossin(self, X, p, q, swap_sign=False, compute_u=True, compute_vh=True, op="cossin"):
+        """(u1, u2, theta, v1h, v2h) of the CS decomposition of a stack (..., m, m) whose
+        X11 is p×q: LAPACK ?orcsd / ?uncsd per matrix, through scipy.linalg.cossin
+        (separate=True), so the values are SciPy's; a factor not computed is (..., 0, 0)."""
+        import scipy.linalg
+        m = X.shape[-1]
+        batch = X.shape[:-2]
+        flat = X.reshape((-1, m, m))
+        outs = []
+        for i, x in enumerate(flat):
+            try:
+                (u1, u2), th, (v1h, v2h) = scipy.linalg.cossin(
+                    x, p=p, q=q, separate=True, swap_sign=swap_sign, compute_u=compute_u,
+                    compute_vh=compute_vh)
+            except (ValueError, LinAlgError) as err:
+                raise type(err)(f"{op}: {err}{_where(op, batch, i)}") from None
+            outs.append((u1, u2, th, v1h, v2h))
+        res = []
+        for j in range(5):
+            parts = [o[j] for o in outs]
+            res.append(np.stack(parts).reshape(batch + parts[0].shape))
+        return tuple(res)
 
 
 def _named(fn, A, op, what):

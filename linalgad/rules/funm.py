@@ -33,7 +33,8 @@ from ..tape import Primitive, Tracer
 from ..testing import matrices as M
 from . import _common as C
 from . import _spectral as S
-from .funmh import bilinear_primitive, second_tie_tolerance, tie_tolerance
+from .funmh import (bilinear_primitive, elementwise_result, second_tie_tolerance,
+                    tie_tolerance)
 from .matfuncs import _finish, _gauss
 
 __all__ = ["funm", "frechet_funm", "RULES"]
@@ -46,14 +47,8 @@ OP = "funm"
 def _checked(what, r, lam):
     """What func (or dfunc, or a derivative) returned at λ: λ's shape (a constant broadcast),
     in the complex dtype of λ's precision."""
-    v = C.peek(r)
-    lv = C.peek(lam)
-    if v.ndim == 0 and lv.ndim:
-        r = ops.broadcast_to(r, lv.shape)
-        v = C.peek(r)
-    if v.shape != lv.shape:
-        raise ValueError(f"{OP}: {what} must act elementwise on the eigenvalues, returning an "
-                         f"array of their shape {lv.shape}; got shape {v.shape}")
+    r = elementwise_result(OP, what, r, lam)
+    v, lv = C.peek(r), C.peek(lam)
     ctype = np.result_type(lv.dtype, np.complex64)
     return r if v.dtype == ctype else ops.astype(r, ctype)
 

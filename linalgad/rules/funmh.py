@@ -42,9 +42,9 @@ __all__ = ["funmh", "RULES"]
 
 # -- f and f' at the eigenvalues ------------------------------------------------------------
 
-def _real_values(op, what, r, w):
-    """r (what func or dfunc returned for w) checked: real, w's shape, w's precision (a
-    constant, such as the zero derivative of sign, is broadcast)."""
+def elementwise_result(op, what, r, w):
+    """r (what func, dfunc or a derivative returned for the eigenvalues w) in w's shape: a
+    constant (such as the zero derivative of sign) broadcast, any other shape refused."""
     v = C.peek(r)
     wv = C.peek(w)
     if v.ndim == 0 and wv.ndim:
@@ -53,6 +53,13 @@ def _real_values(op, what, r, w):
     if v.shape != wv.shape:
         raise ValueError(f"{op}: {what} must act elementwise on the eigenvalues, returning "
                          f"an array of their shape {wv.shape}; got shape {v.shape}")
+    return r
+
+
+def _real_values(op, what, r, w):
+    """r (what func or dfunc returned for w) checked: real, w's shape, w's precision."""
+    r = elementwise_result(op, what, r, w)
+    v, wv = C.peek(r), C.peek(w)
     if v.dtype.kind == "c":
         raise TypeError(f"{op}: {what} must return real values at the (real) eigenvalues; "
                         f"got {v.dtype}")
