@@ -52,6 +52,7 @@ from .rules.norms import (cond, cross, diagonal, matmul, matrix_norm, matrix_pow
                           matrix_transpose, multi_dot, norm, outer, tensordot, tensorinv,
                           tensorsolve, trace, vecdot, vector_norm)
 from .rules.polar import orthogonal_procrustes, polar
+from .rules.cossin import cossin
 from .rules.qr import QRResult, qr, rq
 from .rules.qr_update import qr_delete, qr_insert, qr_multiply, qr_update
 from .rules.hessenberg import hessenberg
@@ -80,7 +81,7 @@ __all__ = ["solve", "solve_triangular", "solve_banded", "solveh_banded", "choles
            "toeplitz", "solve_circulant", "circulant", "block_diag", "hankel", "khatri_rao",
            "companion", "convolution_matrix", "diagsvd", "leslie", "fiedler",
            "fiedler_companion", "bandwidth", "ishermitian", "issymmetric", "dft", "hadamard",
-           "helmert", "hilbert", "invhilbert", "pascal", "invpascal", "matrix_balance", "cdf2rdf", "clarkson_woodruff_transform", "polar", "orthogonal_procrustes", "orth", "null_space", "subspace_angles",
+           "helmert", "hilbert", "invhilbert", "pascal", "invpascal", "matrix_balance", "cdf2rdf", "clarkson_woodruff_transform", "polar", "orthogonal_procrustes", "cossin", "orth", "null_space", "subspace_angles",
            "norm", "matrix_norm", "vector_norm", "cond", "matrix_power", "multi_dot", "trace",
            "diagonal", "matrix_transpose", "outer", "vecdot", "cross", "tensordot", "matmul",
            "matrix_rank", "tensorinv", "tensorsolve", "LinAlgError", "LinAlgWarning", "GaugeWarning", "SlogdetResult", "QRResult",

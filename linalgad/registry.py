@@ -55,6 +55,7 @@ RULE_MODULES = (
     "linalgad.rules.sylvester",
     "linalgad.rules.riccati",
     "linalgad.rules.polar",
+    "linalgad.rules.cossin",
     "linalgad.rules.subspaces",
     "linalgad.rules.norms",
 )

@@ -364,7 +364,6 @@ NOT_OFFERED = {
     "get_lapack_funcs": "LAPACK handles, not linear algebra",
     "find_best_blas_type": "BLAS type selection",
     "test": "the library's own test runner",
-    "cossin": "not yet implemented (CS decomposition)",
 }
 
 

@@ -440,6 +440,14 @@ class GPUKernels(ComposedKernels):
         return cupy.asarray(CPU._riccati_declined(kind, host, Xh, okh, balanced, op))
 
 
+    # -- cossin (linalgad/rules/cossin.py) ----------------------------------------------------
+    # CuPy has no CS decomposition: a host round trip through SciPy's LAPACK (O(m²) transfers
+    # around O(m³) host work); the derivatives' products run on the device.
+
+    def cossin(self, X, p, q, swap_sign=False, compute_u=True, compute_vh=True, op="cossin"):
+        return tuple(cupy.asarray(x) for x in CPU.cossin(cupy.asnumpy(X), p, q, swap_sign,
+                                                          compute_u, compute_vh, op))
+
 
 def _lu_dtype(F):
     if F.kind == "empty":
