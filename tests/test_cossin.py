@@ -394,3 +394,86 @@ def test_boundary_angle_warns():
     X = _with_angles(rng, np.array([0.0, 0.6]), 6, 2, 3, False)
     with pytest.warns(GaugeWarning, match="0 or π/2"):
         lad.grad(lambda Y: lad.sum(la.cossin(Y, 2, 3, separate=True)[0][0] ** 3))(X)
+
+
+# -- review: non-unitary inputs, stacks in the gauge check, boundary angles ----------------------
+
+@pytest.mark.parametrize("c", [2.0, 1e-3])
+def test_non_unitary_input_warns(c):
+    """X = c Q: SciPy's values are those of Q = polar(X), but Xᴴ Ẋ in the tangent map is
+    c² times Qᴴ Q̇, so the derivative is c² times that of cossin(polar(X)) — a silent
+    factor before the review; now a warning in both modes."""
+    rng = np.random.default_rng(20)
+    Q = _unitary(rng, 5, True)
+    X = c * Q
+    for a, b in zip(_flat(sl.cossin(X, p=2, q=3, separate=True)),
+                    _flat(sl.cossin(Q, p=2, q=3, separate=True))):
+        np.testing.assert_allclose(a, b, atol=1e-12)           # the values are polar(X)'s
+    f = lambda Y: lad.sum(la.cossin(Y, 2, 3, separate=True)[1])             # noqa: E731
+    K = _skew(rng, 5, True)
+    # the reference: cossin of the polar factor, differentiated by SciPy's differences
+    ref = _fd(lambda Y: np.sum(sl.cossin(sl.polar(Y)[0], p=2, q=3, separate=True)[1]), X,
+              K)
+    with pytest.warns(GaugeWarning, match="cossin: X is not unitary"):
+        got = lad.jvp(f, (X,), (X @ K,))[1]
+    with pytest.warns(GaugeWarning, match="cossin: X is not unitary"):
+        lad.grad(f)(X)
+    assert abs(got - ref) > 0.1 * abs(ref)                      # the documented error
+
+
+def test_unitary_to_single_precision_is_silent_and_accurate():
+    """X unitary only to float32 rounding, used in float64: no warning, and the derivative
+    matches central differences of cossin(polar(X)) along general directions."""
+    rng = np.random.default_rng(21)
+    for cplx in (False, True):
+        X = _unitary(rng, 7, cplx).astype(np.complex64 if cplx else np.float32)
+        X = X.astype(np.complex128 if cplx else np.float64)
+        W = _weights(rng, 7, 4, 2, cplx)
+        f, f_np = _loss(7, 4, 2, False, W), _loss(7, 4, 2, False, W, lib=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            G = lad.grad(f)(X)
+        D = rng.standard_normal((7, 7)) + (1j * rng.standard_normal((7, 7)) if cplx else 0)
+        h = 1e-6
+        ref = (f_np(sl.polar(X + h * D)[0]) - f_np(sl.polar(X - h * D)[0])) / (2 * h)
+        assert abs(np.real(np.vdot(G, D)) - ref) <= 1e-5 * max(1.0, abs(ref))
+
+
+def test_gauge_check_is_per_matrix_in_a_stack():
+    """A phase-dependent loss on one matrix of a stack raises even when another matrix's
+    (invariant) cotangent is 10⁸ times larger (the tolerance was the stack's maximum)."""
+    rng = np.random.default_rng(22)
+    X = _unitary(rng, 5, True, (2,))
+    Wt = rng.standard_normal((2, 2))
+
+    def f(Y):
+        u1 = la.cossin(Y, 2, 3, separate=True)[0][0]
+        P = u1[0] @ lad.conj(u1[0]).T
+        return 1e8 * lad.sum(lad.real(P) * Wt) + lad.real(u1[1][0, 0])
+    with pytest.raises(ValueError, match="cossin: the loss depends on the common phase"):
+        lad.grad(f)(X)
+
+
+@pytest.mark.parametrize("cplx", [False, True])
+def test_boundary_angle_is_not_a_one_sided_derivative(cplx):
+    """At θ_i = 0 SciPy's θ_i(t) along X exp(tK) is |t|·(a norm of several entries of W):
+    no linear map gives its one-sided derivative.  The rule returns −Re W12_ii and warns
+    that θ_i is not differentiable there (it claimed a one-sided derivative)."""
+    rng = np.random.default_rng(23)
+    m, p, q = 7, 3, 3
+    X = _with_angles(rng, np.array([0.0, 0.5, 1.1]), m, p, q, cplx)
+    K = _skew(rng, m, cplx)
+    h = 1e-7
+    t0 = sl.cossin(X, p=p, q=q, separate=True)[1]
+    tp = sl.cossin(X @ sl.expm(h * K), p=p, q=q, separate=True)[1]
+    tm = sl.cossin(X @ sl.expm(-h * K), p=p, q=q, separate=True)[1]
+    right, left = (tp[0] - t0[0]) / h, (t0[0] - tm[0]) / h
+    assert right > 0 and abs(right + left) < 1e-5                # a kink: θ ≈ |t|·right
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jv = lad.jvp(lambda Y: la.cossin(Y, p, q, separate=True)[1], (X,), (X @ K,))[1]
+    assert abs(jv[0] - right) > 1e-3 and abs(jv[0] - left) > 1e-3
+    with pytest.warns(GaugeWarning, match="not differentiable") as rec:
+        lad.grad(lambda Y: la.cossin(Y, p, q, separate=True)[1][0])(X)
+    assert not any("(one-sided derivative)" in str(w.message) for w in rec)
+    assert any("not a one-sided derivative" in str(w.message) for w in rec)

@@ -205,8 +205,25 @@ def _tangents(X, X_dot, out, p, q, swap_sign):
             -ops.matmul(B1, v1h), -ops.matmul(B2, v2h))
 
 
+def _check_unitary(X):
+    """GaugeWarning when X is visibly not unitary: the tangent map uses Xᴴ for the polar
+    factor's, so its error is of the order of ‖XᴴX − I‖ (c² − 1, relative, at X = c Q)."""
+    xv = C.value(X)
+    xp = namespace_of(xv)
+    G = xp.conj(xp.swapaxes(xv, -1, -2)) @ xv
+    dev = float(xp.abs(G - xp.eye(xv.shape[-1], dtype=G.dtype)).max()) if G.size else 0.0
+    if not dev <= float(np.finfo(xv.dtype).eps) ** (1.0 / 3.0):
+        warnings.warn(
+            f"cossin: X is not unitary (max |XᴴX − I| = {dev:.2g}); SciPy's factors are "
+            "those of (about) its unitary polar factor, but the derivative returned is that "
+            "of cossin(polar(X)) only to first order in XᴴX − I (for X = c·Q it is c² times "
+            "too large). Pass polar(X)[0] for the exact polar convention (cossin.md, "
+            "section 6).", S.GaugeWarning, stacklevel=5)
+
+
 def cossin_jvp(tangents, out, res, X, *, p, q, swap_sign):
     (X_dot,) = tangents
+    _check_unitary(X)
     if X_dot is None:
         X_dot = ops.zeros_like(X)
     return _tangents(X, X_dot, out, p, q, swap_sign)
@@ -228,14 +245,17 @@ def _check_gauge(cts, out, m, p, q):
     if tb is not None and (cl is not None or low is not None or high is not None):
         bv = C.value(tb)
         xp = namespace_of(bv)
-        sc = float(xp.abs(bv).max()) if bv.size else 0.0
+        # per matrix of a stack: one matrix's large cotangent must not hide another's
+        sc = xp.abs(bv).max(axis=-1, keepdims=True)
         if cl is not None:
             diff = xp.abs(bv[..., :, None] - bv[..., None, :])
-            if bool((diff > S.values_tol(bv.dtype) * sc)[cl].any()):
+            if bool((diff > S.values_tol(bv.dtype) * sc[..., None])[cl].any()):
                 loose.append("a single one of several equal angles")
         edge = low if high is None else (high if low is None else low | high)
-        if edge is not None and sc > 0 and bool((xp.abs(bv) > S.values_tol(bv.dtype) * sc)[edge].any()):
-            loose.append("an angle at 0 or π/2 (one-sided derivative)")
+        big = (xp.abs(bv) > S.values_tol(bv.dtype) * sc) & (sc > 0)
+        if edge is not None and bool(big[edge].any()):
+            loose.append("an angle at 0 or π/2 (θ_i is not differentiable there: it has a "
+                         "kink, and −Re W12_ii is returned, not a one-sided derivative)")
     if u1b is None and u2b is None and v1hb is None and v2hb is None:
         _warn_loose(loose)
         return
@@ -249,13 +269,19 @@ def _check_gauge(cts, out, m, p, q):
     Ab1, Ab2 = _skew_plain(full[0]), _skew_plain(full[1])
     Bb1, Bb2 = -_skew_plain(full[2]), -_skew_plain(full[3])
     r, k11, k12, k21, k22 = _sizes(m, p, q)
-    # judged against the cotangents' own size (their Hermitian parts included): a loss
-    # invariant under the gauge leaves a skew part of pure rounding, as large as itself
-    size = max(float(xp.abs(x).max()) if x.size else 0.0 for x in full)
-    if size == 0.0:
+    # judged against the cotangents' own size (their Hermitian parts included), matrix by
+    # matrix of a stack: a loss invariant under the gauge leaves a skew part of pure
+    # rounding, as large as itself
+    size = None
+    for x in full:
+        if x.size:
+            sx = xp.abs(x).max(axis=(-2, -1))
+            size = sx if size is None else xp.maximum(size, sx)
+    if size is None or not bool((size > 0).any()):
         _warn_loose(loose)
         return
-    tol = S.rel_tol(u1.dtype) * size
+    tol = S.rel_tol(u1.dtype) * size[..., None]          # against (..., k) diagonals
+    tol2 = tol[..., None]                                 # against (..., k, k) blocks
     sl = lambda lo, n: slice(lo, lo + n)                 # noqa: E731
     pairs = [  # (A part, B part) of each group's stabilizer
         (Ab1[..., sl(0, k11), sl(0, k11)], Bb1[..., sl(0, k11), sl(0, k11)]),
@@ -284,10 +310,10 @@ def _check_gauge(cts, out, m, p, q):
         k = g.shape[-1]
         if k >= 2:
             off = ~xp.eye(k, dtype=bool)
-            if bool((xp.abs(g) > tol)[..., off].any()):
+            if bool((xp.abs(g) > tol2)[..., off].any()):
                 loose.append("the basis of an identity block of order ≥ 2")
                 break
-    if cl is not None and rot is not None and bool((xp.abs(rot) > tol)[cl].any()):
+    if cl is not None and rot is not None and bool((xp.abs(rot) > tol2)[cl].any()):
         loose.append("the basis inside a cluster of equal angles")
     if low is not None or high is not None:
         loose.append("the vectors of an angle at 0 or π/2 (a rotation meeting an identity "
@@ -307,6 +333,7 @@ def cossin_vjp(cts, needs, out, res, X, *, p, q, swap_sign):
     if all(c is None for c in cts):
         return (None,)
     m = ops._shape(X)[-1]
+    _check_unitary(X)
     _check_gauge(cts, out, m, p, q)
     if any(isinstance(c, Tracer) for c in cts):
         S.check_second_order(_OP, out[2], cts)
@@ -435,11 +462,15 @@ def cossin(X, p=None, q=None, separate=False, swap_sign=False, compute_u=True,
     Stacks are decomposed matrix by matrix (``separate=True`` stacks too, where SciPy
     1.17 fails to stack the tuples).
 
-    Valid when: X is unitary (to rounding; not checked, as in SciPy).  Derivatives are
-    those of the decomposition of the unitary polar factor of X: exact
+    Valid when: X is unitary (to rounding; the values are not checked, as in SciPy).
+    Derivatives are those of the decomposition of the unitary polar factor of X: exact
     along the tangent space of the unitary group (Ẋ = X K, K skew-Hermitian); a normal
-    direction (Ẋ = X H, H Hermitian) gets zero (cossin.md, section 1).  θ is
-    differentiable where the angles are distinct and in (0, π/2); U and Vh carry a gauge:
+    direction (Ẋ = X H, H Hermitian) gets zero (cossin.md, section 1).  At a non-unitary X
+    they are the polar ones only to first order in XᴴX − I (c² times too large at X = c·Q);
+    derivatives warn (GaugeWarning) when max|XᴴX − I| > eps^(1/3): decompose polar(X)[0]
+    for the exact convention (cossin.md, section 6).  θ is differentiable where the angles
+    are distinct and in (0, π/2) (at 0 or π/2 it has a kink; the value returned there is not
+    a one-sided derivative, and a reverse pass warns); U and Vh carry a gauge:
     a loss that depends on the common phase of paired columns raises ValueError, one
     that depends on a rotation inside a cluster of equal angles, an identity block of order
     ≥ 2 or at an angle 0 or π/2 gets a GaugeWarning and the gradient with that basis held
