@@ -5198,7 +5198,7 @@ def qz_factor(A, B, complex_out, sort, op="qz"):
         return tuple(None if x is None else _like(x, A) for x in out)
     import scipy.linalg
     out_kind = "complex" if complex_out else "real"
-    n, batch = A.shape[-1], A.shape[:-2]
+    n, batch = A.shape[-1], np.broadcast_shapes(A.shape[:-2], B.shape[:-2])
     dtype = np.result_type(A.dtype, B.dtype)
     if complex_out and dtype.kind == "f":
         dtype = np.dtype(_complex_of(dtype))
@@ -5226,6 +5226,8 @@ def qz_factor(A, B, complex_out, sort, op="qz"):
                 r = (r[0], r[1], r[4], r[5])
         except LinAlgError as e:
             raise LinAlgError(f"{op}: {e}{_where(op, batch, i)}") from None
+        except ValueError as e:         # ?tgsen's failed reordering (SciPy's ValueError)
+            raise ValueError(f"{op}: {e}{_where(op, batch, i)}") from None
         for o, x in zip(outs, r):
             o[i] = x
     res = tuple(o.reshape(A.shape) for o in outs)
@@ -5246,7 +5248,14 @@ def qz_blocks(S):
     return starts
 
 
-def qz_sweep(S, T, RA, RB, adjoint, op="qz"):
+def _qz_pow2(X):
+    """Per matrix (..., 1, 1), the power of two nearest max|X| (1 for a zero matrix)."""
+    m = np.abs(X).max(axis=(-2, -1), keepdims=True)
+    m = np.where((m > 0) & np.isfinite(m), m, 1)
+    return np.exp2(np.round(np.log2(m))).astype(np.finfo(X.dtype).dtype)
+
+
+def qz_sweep(S, T, RA, RB, adjoint, op="qz", _form_dtype=None):
     """The restricted generalized Sylvester solve of a QZ form's derivative (qz.md, section 2).
 
     S, T (..., n, n) upper triangular; with LQ, LZ strictly lower and
@@ -5270,6 +5279,7 @@ def qz_sweep(S, T, RA, RB, adjoint, op="qz"):
                       adjoint, op)
         return re[0] + 1j * im[0], re[1] + 1j * im[1]
     dtype = np.result_type(S.dtype, T.dtype, RA.dtype, RB.dtype)
+    form_dtype = S.dtype if _form_dtype is None else _form_dtype   # for the gauge tolerance
     n = S.shape[-1]
     batch = np.broadcast_shapes(S.shape[:-2], T.shape[:-2], RA.shape[:-2], RB.shape[:-2])
     S, T, RA, RB = (np.broadcast_to(x, batch + (n, n)).astype(dtype, copy=False)
@@ -5277,12 +5287,22 @@ def qz_sweep(S, T, RA, RB, adjoint, op="qz"):
     X1, X2 = np.zeros(batch + (n, n), dtype), np.zeros(batch + (n, n), dtype)
     if n < 2 or X1.size == 0:
         return X1, X2
+    # A and B scale separately: with S = α S', T = β T' (α, β powers of two, exact),
+    # F = (α F'_A, β F'_B), so F⁻¹(R) = F'⁻¹(R_A/α, R_B/β) and F⁻ᴴ(K) = (Y'_A/α, Y'_B/β).
+    # Unscaled, max|S| / max|T| = 1e-20 made ?tgsyl report close eigenvalues (qz.md, sec. 6)
+    al, be = _qz_pow2(S), _qz_pow2(T)
+    if bool(np.any(al != 1)) or bool(np.any(be != 1)):
+        if adjoint:
+            Y1, Y2 = qz_sweep(S / al, T / be, RA, RB, adjoint, op, form_dtype)
+            return Y1 / al, Y2 / be
+        return qz_sweep(S / al, T / be, RA / al, RB / be, adjoint, op, form_dtype)
     if dtype.kind == "f" and bool(qz_blocks(S).any()):
         # a real form with 2×2 blocks: matrix by matrix, one ?tgsyl per column block
         flat = [x.reshape(-1, n, n) for x in (S, T, RA, RB, X1, X2)]
         for i in range(flat[0].shape[0]):
             try:
-                flat[4][i], flat[5][i] = _qz_sweep_blocks(*(x[i] for x in flat[:4]), adjoint, op)
+                flat[4][i], flat[5][i] = _qz_sweep_blocks(*(x[i] for x in flat[:4]), adjoint, op,
+                                                          form_dtype)
             except LinAlgError as e:
                 raise LinAlgError(f"{e}{_where(op, batch, i)}") from None
         return X1, X2
@@ -5336,26 +5356,30 @@ def qz_sweep(S, T, RA, RB, adjoint, op="qz"):
     return X1, X2
 
 
-QZ_GAUGE_TOL = float(np.finfo(np.float64).eps) ** (2.0 / 3.0)
+def qz_gauge_tol(dtype):
+    """eps^(2/3) of the form's precision: BB's block entries closer than that (relative) are
+    equal up to rounding (B = I in float32 gives 1.0000002 and 1.0)."""
+    return float(np.finfo(dtype).eps) ** (2.0 / 3.0)
 
 
-def qz_block_gauge(S, T):
+def qz_block_gauge(S, T, dtype=None):
     """(..., n) True at the first index k of each 2×2 block of a real generalized Schur form
     whose BB entries have (nearly) equal magnitude, ||t_kk| − |t_k+1,k+1|| <= eps^(2/3)
-    (|t_kk| + |t_k+1,k+1|): the standardization (BB's block diagonal) then leaves the
-    block's rotation free (a gauge, qz.md section 6)."""
+    (|t_kk| + |t_k+1,k+1|), eps that of ``dtype`` (S's by default): the standardization (BB's
+    block diagonal) then leaves the block's rotation free (a gauge, qz.md section 6)."""
     xp = namespace_of(S)
     starts = qz_blocks(S)
     if not bool(starts.any()):
         return starts
+    tol = qz_gauge_tol(S.dtype if dtype is None else dtype)
     t = xp.abs(xp.diagonal(T, 0, -2, -1))
     g = xp.zeros_like(starts)
     g[..., :-1] = starts[..., :-1] & (xp.abs(t[..., :-1] - t[..., 1:]) <=
-                                      QZ_GAUGE_TOL * (t[..., :-1] + t[..., 1:]))
+                                      tol * (t[..., :-1] + t[..., 1:]))
     return g
 
 
-def _qz_sweep_blocks(S, T, RA, RB, adjoint, op):
+def _qz_sweep_blocks(S, T, RA, RB, adjoint, op, gauge_dtype=None):
     """qz_sweep for one real generalized Schur form (S, T) with 2×2 blocks (qz.md, section
     6): per column block J (width w) one LAPACK ?tgsyl solve of X S_JJ − S₂₂ Y = r_A,
     X T_JJ − T₂₂ Y = r_B (trans='T' for the adjoint), and at a block k the rotations
@@ -5366,7 +5390,7 @@ def _qz_sweep_blocks(S, T, RA, RB, adjoint, op):
     n = S.shape[-1]
     tgsyl = getattr(lapack, ("s" if S.dtype == np.float32 else "d") + "tgsyl")
     starts = qz_blocks(S)
-    gauge = qz_block_gauge(S, T)
+    gauge = qz_block_gauge(S, T, gauge_dtype)
     blocks = []
     j = 0
     while j < n:
@@ -5388,7 +5412,13 @@ def _qz_sweep_blocks(S, T, RA, RB, adjoint, op):
         t1, t2 = T[k, k], T[k + 1, k + 1]
         Th = np.array([[t1, -t2], [-t2, t1]])
         if gauge[k]:
-            return np.linalg.pinv(Th) @ np.array([b1, b2])
+            # the minimum-norm solution: Θ (1, σ) ≈ 0 (the free rotation, σ = sign(t1 t2)),
+            # Θ (1, −σ) = (t1 + σ t2) (1, −σ); the null direction is dropped exactly (a
+            # pseudo-inverse would keep its rounding-size eigenvalue t1 − σ t2, and divide
+            # by it)
+            sg = 1.0 if t1 * t2 >= 0 else -1.0
+            c = (b1 - sg * b2) / (2 * (t1 + sg * t2))
+            return c, -sg * c
         return np.linalg.solve(Th, np.array([b1, b2]))
 
     LQ, LZ = np.zeros_like(RA), np.zeros_like(RA)

@@ -444,3 +444,219 @@ def test_stack_mixing_blocks_and_real_eigenvalues():
     gp, gm = g(A + h * dA, B + h * dB), g(A - h * dA, B - h * dB)
     for hv, p, m in zip(Hv, gp, gm):
         np.testing.assert_allclose(hv, (p - m) / (2 * h), atol=1e-5 * (1 + np.abs(hv).max()))
+
+
+# -- review: adversarial cases ------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["qz", "ordqz"])
+def test_stacks_broadcast_when_b_has_the_larger_batch(kind):
+    """A (4, 4) with B (3, 4, 4), and A (2, 1, 4, 4) with B (3, 4, 4): the stacks broadcast as
+    in SciPy (which batches qz), values and gradient shapes."""
+    rng = np.random.default_rng(100)
+    for sa, sb in [((4, 4), (3, 4, 4)), ((2, 1, 4, 4), (3, 4, 4))]:
+        A, B = rng.standard_normal(sa), rng.standard_normal(sb) + 3 * np.eye(4)
+        ours, ref = getattr(la, kind)(A, B), getattr(sl, kind)(A, B)
+        for x, y in zip(ours, ref):
+            assert x.shape == y.shape and x.dtype == y.dtype
+            np.testing.assert_allclose(x, y, atol=1e-12)
+        gA, gB = lad.grad(lambda a, b: lad.sum(getattr(la, kind)(a, b)[0] ** 2),
+                          argnums=(0, 1))(A, B)
+        assert gA.shape == sa and gB.shape == sb
+        # the gradient against finite differences (|AA|² is invariant under the signs)
+        dA, dB = rng.standard_normal(sa), rng.standard_normal(sb)
+        f = lambda a, b: np.sum(getattr(sl, kind)(a, b)[0] ** 2)
+        h = 1e-6
+        fd = (f(A + h * dA, B + h * dB) - f(A - h * dA, B - h * dB)) / (2 * h)
+        assert abs(_inner(gA, dA) + _inner(gB, dB) - fd) <= 1e-6 * max(1, abs(fd))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("Bkind", ["I", "-I", "orthogonal"])
+def test_gauge_block_invariant_loss_in_single_precision(dtype, Bkind):
+    """B = I (or orthogonal) in float32: BB's block entries are 1 up to float32 rounding
+    (1.0000002 vs 1.0), which is the gauge, not a 2e-7 gap with a 5e6 times larger
+    rotation; an invariant loss (|Q AA Zᵀ|², the block's deflating subspace Q₁Q₁ᵀ) must get
+    the double derivative (it was off by 20%, silently)."""
+    rng = np.random.default_rng(82)
+    A = rng.standard_normal((4, 4))
+    A[:2, :2] += [[0.0, 2.0], [-2.0, 0.0]]
+    B = {"I": np.eye(4), "-I": -np.eye(4),
+         "orthogonal": np.linalg.qr(rng.standard_normal((4, 4)))[0]}[Bkind]
+    W = rng.standard_normal((4, 4))
+    S = sl.qz(A.astype(dtype), B.astype(dtype))[0]
+    st = np.flatnonzero(np.diagonal(S, -1))
+    assert len(st) >= 1
+    e = int(st[0]) + 2        # Q[:, :e] ends with the first block: invariant under its rotation
+    assert np.array_equal(st, np.flatnonzero(np.diagonal(sl.qz(A, B)[0], -1)))
+
+    def loss(a, b):
+        AA, BB, Q, Z = la.qz(a, b)
+        P = lad.matmul(Q[:, :e], Q[:, :e].T)
+        return lad.sum(lad.matmul(lad.matmul(Q, AA), Z.T) ** 2) + lad.sum(P * W)
+
+    def ref(a, b):
+        AA, BB, Q, Z = sl.qz(a, b)
+        return np.sum((Q @ AA @ Z.T) ** 2) + np.sum(Q[:, :e] @ Q[:, :e].T * W)
+
+    g = lad.grad(loss, argnums=(0, 1))(A.astype(dtype), B.astype(dtype))
+    dA, dB = rng.standard_normal((4, 4)), rng.standard_normal((4, 4))
+    h = 1e-6
+    fd = (ref(A + h * dA, B + h * dB) - ref(A - h * dA, B - h * dB)) / (2 * h)
+    got = _inner(g[0], dA) + _inner(g[1], dB)
+    tol = 1e-3 if dtype == np.float32 else 1e-6
+    assert abs(got - fd) <= tol * max(1, abs(fd)), (got, fd)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("pencil", ["diagonal", "normal", "near-diagonal"])
+def test_eigenvalue_loss_is_no_phase_false_alarm(dtype, pencil):
+    """diag AA / diag BB is phase invariant: on a diagonal or normal pencil with B = I its
+    G_Q, G_Z cancel to rounding, which must not count as a phase dependence (complex64
+    raised ValueError)."""
+    rng = np.random.default_rng(5)
+    n = 4
+    D = np.diag(np.arange(1, n + 1) + 1j * np.arange(n))
+    U = np.linalg.qr(rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n)))[0]
+    A, B = {"diagonal": (D, np.eye(n)), "normal": (U @ D @ U.conj().T, np.eye(n)),
+            "near-diagonal": (D + 1e-6 * rng.standard_normal((n, n)),
+                              np.eye(n) + 1e-6 * rng.standard_normal((n, n)))}[pencil]
+    A, B = A.astype(dtype), B.astype(dtype)
+    w = rng.standard_normal(2) + 1j * rng.standard_normal(2)
+
+    # a symmetric function of the eigenvalues (SciPy's order may change under the differences)
+    def loss(a, b):
+        AA, BB, Q, Z = la.qz(a, b)
+        lam = lad.diagonal(AA) / lad.diagonal(BB)
+        return lad.sum(lad.real(lam * lam * w[0] + lam * lam * lam * w[1]))
+
+    gA, gB = lad.grad(loss, argnums=(0, 1))(A, B)
+    # against the eigenvalues' derivative by finite differences of SciPy (double)
+    A2, B2 = A.astype(np.complex128), B.astype(np.complex128)
+
+    def ref(a, b):
+        AA, BB, Q, Z = sl.qz(a, b)
+        lam = np.diag(AA) / np.diag(BB)
+        return np.sum(np.real(lam ** 2 * w[0] + lam ** 3 * w[1]))
+
+    dA, dB = _cdir(rng, (n, n), np.complex128), _cdir(rng, (n, n), np.complex128)
+    h = 1e-6
+    fd = (ref(A2 + h * dA, B2 + h * dB) - ref(A2 - h * dA, B2 - h * dB)) / (2 * h)
+    tol = 1e-3 if dtype == np.complex64 else 1e-6
+    assert abs(_inner(gA, dA) + _inner(gB, dB) - fd) <= tol * max(1, abs(fd))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scale_a,scale_b", [(1e6, 1.0), (1e12, 1.0), (1e-12, 1.0),
+                                             (1.0, 1e-12), (1e-30, 1e30)])
+def test_thresholds_do_not_depend_on_the_scales_of_a_and_b(dtype, scale_a, scale_b):
+    """(c A, d B) has the eigenvalues (c/d) λ and the same Q, Z: a well separated pencil with
+    B well conditioned stays differentiable whatever c and d (it was refused as 'infinite' or
+    'repeated' eigenvalues once c/d was far from 1: the tests mixed A's and B's scales)."""
+    if dtype == np.float32 and max(scale_a, scale_b, 1 / scale_a, 1 / scale_b) > 1e12:
+        pytest.skip("outside float32's range")
+    A, B = _pencil(110, 4)
+    c, d = scale_a, scale_b
+    a, b = (c * A).astype(dtype), (d * B).astype(dtype)
+
+    def loss(x):                    # a symmetric function of μ = (d/c) λ: order and signs free
+        AA, BB, Q, Z = la.qz(x, b)
+        mu = lad.diagonal(AA) / lad.diagonal(BB) * (d / c)
+        return lad.sum(mu ** 2 + mu ** 3)
+
+    g = lad.grad(loss)(a)
+    rng = np.random.default_rng(111)
+    dA = rng.standard_normal((4, 4))
+    h = 1e-6
+
+    def f(x):                       # μ of (A + h dA, B), in double
+        AA, BB, Q, Z = sl.qz(x, B)
+        mu = np.diag(AA) / np.diag(BB)
+        return np.sum(mu ** 2 + mu ** 3)
+
+    fd = (f(A + h * dA) - f(A - h * dA)) / (2 * h)
+    tol = 1e-3 if dtype == np.float32 else 1e-6
+    assert abs(_inner(g, dA) * c - fd) <= tol * max(1, abs(fd))
+
+@pytest.mark.parametrize("dtype,scale", [(np.float32, 1e12), (np.float32, 1e-20),
+                                         (np.float64, 1e150), (np.float64, 1e-150)])
+def test_ordqz_block_alpha_beta_at_extreme_scales(dtype, scale):
+    """?lag2's alpha, beta of a 2×2 block at |A|, |B| ~ scale: SciPy's values bit for bit (the
+    quadratic's unscaled coefficients t1 t2, a11 a22 overflowed: alpha, beta were NaN at 1e12
+    in single precision), and a finite derivative that matches SciPy's differences."""
+    rng = np.random.default_rng(120)
+    A0, B0 = R._pairs(rng, 5, (), np.float64, centered=True)[0]
+    a, b = (scale * A0).astype(dtype), (scale * B0).astype(dtype)
+    for x, y in zip(la.ordqz(a, b), sl.ordqz(a, b)):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)
+
+    def loss(x, y):
+        _, _, al, be, _, _ = la.ordqz(x, y)
+        lam = al / be
+        return lad.sum(lad.real(lam) ** 2 + lad.imag(lam) ** 3) + lad.sum(be * be)
+
+    def ref(x, y):
+        _, _, al, be, _, _ = sl.ordqz(x, y)
+        lam = al / be
+        return np.sum(lam.real ** 2 + lam.imag ** 3) + np.sum(be * be)
+
+    gA, gB = lad.grad(loss, argnums=(0, 1))(a, b)
+    dA, dB = rng.standard_normal((5, 5)), rng.standard_normal((5, 5))
+    h = 1e-6
+    A2, B2 = scale * A0, scale * B0
+    fd = (ref(A2 + h * scale * dA, B2 + h * scale * dB) -
+          ref(A2 - h * scale * dA, B2 - h * scale * dB)) / (2 * h)
+    got = (_inner(gA, dA) + _inner(gB, dB)) * scale
+    tol = 1e-3 if dtype == np.float32 else 1e-6
+    assert np.isfinite(got) and abs(got - fd) <= tol * max(1, abs(fd)), (got, fd)
+
+
+@pytest.mark.parametrize("pencil", ["blocks", "real"])
+@pytest.mark.parametrize("scale_a,scale_b", [(1e-20, 1.0), (1.0, 1e-50), (1e-150, 1e150)])
+def test_sweep_does_not_depend_on_the_scales_of_a_and_b(pencil, scale_a, scale_b):
+    """Q of (c A, d B) is Q of (A, B): its derivative (Q⁴, free of the signs) must not be
+    refused ('repeated eigenvalues': ?tgsyl's check on the unscaled block sweep fired at
+    max|AA| / max|BB| = 1e-20)."""
+    rng = np.random.default_rng(121)
+    make = R._pairs if pencil == "blocks" else R._pencil
+    A, B = make(rng, 4, (), np.float64)[0]
+    g = lad.grad(lambda x: lad.sum(la.qz(x, scale_b * B)[2] ** 4))(scale_a * A)
+    dA = rng.standard_normal((4, 4))
+    h = 1e-6
+    f = lambda x: np.sum(sl.qz(x, B)[2] ** 4)
+    fd = (f(A + h * dA) - f(A - h * dA)) / (2 * h)
+    assert abs(_inner(g, dA) * scale_a - fd) <= 1e-6 * max(1, abs(fd))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.complex64])
+def test_gauge_dependent_losses_still_raise_in_single_precision(dtype):
+    """The single-precision tolerances (block gauge eps^(2/3) of float32, the phase test's
+    scale) must not hide a real dependence: AA[k, k] at B = I (real form), Re Q[0, 0]
+    (complex form) raise ValueError naming qz."""
+    rng = np.random.default_rng(82)
+    A = rng.standard_normal((4, 4))
+    A[:2, :2] += [[0.0, 2.0], [-2.0, 0.0]]
+    if np.dtype(dtype).kind == "c":
+        A = A + 1j * rng.standard_normal((4, 4))
+        with pytest.raises(ValueError, match="qz: the loss depends on the phase"):
+            lad.grad(lambda a: lad.real(la.qz(a, np.eye(4, dtype=dtype))[2][0, 0]))(
+                A.astype(dtype))
+        return
+    a, b = A.astype(dtype), np.eye(4, dtype=dtype)
+    k = int(np.flatnonzero(np.diagonal(sl.qz(a, b)[0], -1))[0])
+    with pytest.raises(ValueError, match="qz: the loss depends on the rotation inside a 2×2"):
+        lad.grad(lambda x: la.qz(x, b)[0][k, k])(a)
+
+
+def test_degenerate_matrix_of_a_stack_is_named():
+    """DESIGN: in a batch, the error says which matrix failed."""
+    A, B = _pencil(130, 3, (3,))
+    B = B.copy()
+    B[1, :, 0] = 0                                  # matrix 1: an infinite eigenvalue
+    with pytest.raises(LinAlgError, match=r"qz: an infinite.*matrix \(?1"):
+        lad.grad(lambda a: lad.sum(lad.abs(la.qz(a, B)[0]) ** 2))(A)
+    A2, B2 = _pencil(131, 3, (3,))
+    A2, B2 = A2.copy(), B2.copy()
+    A2[2] = B2[2] * 2.0                             # matrix 2: A = 2 B, a triple eigenvalue 2
+    with pytest.raises(LinAlgError, match=r"qz: \(nearly\) repeated.*matrix \(?2"):
+        lad.grad(lambda a: lad.sum(lad.abs(la.qz(a, B2)[0]) ** 2))(A2)

@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import ops
 from ..backend import LinAlgError, namespace_of, qz_block_gauge, qz_blocks, qz_factor, qz_sweep
+from ..backend import _where
 from ..registry import Domain, Rule
 from ..tape import Primitive
 from ..testing import matrices as M
@@ -172,14 +173,28 @@ def _check_form(S, T, op):
         return
     eps = float(np.finfo(Sv.dtype).eps)
     tol = eps ** (2.0 / 3.0)
+    # A and B scale separately ((c A, d B) has the eigenvalues (c/d) λ and the same Q, Z, and
+    # is as differentiable): the tests below see S / max|S| and T / max|T|, per matrix
+    ns = xp.abs(Sv).max(axis=(-2, -1), keepdims=True)
+    nt = xp.abs(Tv).max(axis=(-2, -1), keepdims=True)
+    Sv = Sv / xp.where(ns > 0, ns, 1)
+    Tv = Tv / xp.where(nt > 0, nt, 1)
     s = xp.diagonal(Sv, 0, -2, -1)
     t = xp.diagonal(Tv, 0, -2, -1)
-    scale = xp.maximum(xp.abs(Sv).max(axis=(-2, -1)), xp.abs(Tv).max(axis=(-2, -1)))
-    if bool((xp.abs(t) <= tol * scale[..., None]).any()):
+    batch = Sv.shape[:-2]
+
+    def where(bad):                     # which matrix of a stack failed
+        if not batch:
+            return ""
+        i = int(np.flatnonzero(np.asarray(bad.reshape(-1, bad.shape[-1]).any(axis=-1)))[0])
+        return _where(op, batch, i)
+
+    bad = xp.abs(t) <= tol
+    if bool(bad.any()):
         raise LinAlgError(
             f"{op}: an infinite (or nearly infinite) generalized eigenvalue (a diagonal entry "
-            "of BB is ~0: B is singular): the normalization BB[k, k] >= 0 is not "
-            "differentiable there, and no derivative is returned")
+            "of BB is ~0 relative to max|BB|: B is singular): the normalization BB[k, k] >= 0 "
+            f"is not differentiable there, and no derivative is returned{where(bad)}")
     if n < 2:
         return
     starts = qz_blocks(Sv)
@@ -208,25 +223,43 @@ def _check_form(S, T, op):
     cross = xp.abs(s[..., :, None] * t[..., None, :] - t[..., :, None] * s[..., None, :])
     bound = tol * size[..., :, None] * size[..., None, :]
     off = ~xp.eye(n, dtype=bool)
-    if bool(((cross <= bound) & off).any()):
+    bad = (cross <= bound) & off
+    if bool(bad.any()):
         raise LinAlgError(
             f"{op}: (nearly) repeated generalized eigenvalues: the generalized Schur form is "
             "not a differentiable function of (A, B) there (its restricted generalized "
-            "Sylvester equation is singular), and no derivative is returned")
+            "Sylvester equation is singular), and no derivative is returned"
+            f"{where(bad.reshape(bad.shape[:-2] + (-1,)))}")
 
 
-def _check_gauge(GQ, GZ, op):
+def _terms_scale(pairs, xp):
+    """Per matrix, the size of the terms G_Q, G_Z are summed from (max|X̄| max|X| over the
+    (cotangent, factor) pairs): G_Q and G_Z may cancel to rounding (an eigenvalue loss on a
+    diagonal pencil), and rounding must be judged against what cancelled, not against
+    itself."""
+    scale = 0.0
+    for bar, x in pairs:
+        if bar is None:
+            continue
+        b = C.value(bar)
+        if not b.size:
+            continue
+        scale = xp.maximum(scale, S_._scale(b, xp) * S_._scale(C.value(x), xp))
+    return scale
+
+
+def _check_gauge(GQ, GZ, op, terms=0.0):
     Gq, Gz = C.value(GQ), C.value(GZ)
     if Gq.dtype.kind != "c" or not Gq.size:
         return
     xp = namespace_of(Gq)
-    scale = xp.maximum(S_._scale(Gq, xp), S_._scale(Gz, xp))
+    scale = xp.maximum(xp.maximum(S_._scale(Gq, xp), S_._scale(Gz, xp)), terms)
     S_.check_phase_diagonal(op, xp.diagonal(Gq + Gz, 0, -2, -1), scale,
                             "the generalized Schur vectors (Q → Q D, Z → Z D, AA → Dᴴ AA D, "
                             "BB → Dᴴ BB D for a diagonal D of phases)")
 
 
-def _check_block_gauge(pat, GQ, GZ, op):
+def _check_block_gauge(pat, GQ, GZ, op, terms=0.0):
     """A 2×2 block whose BB entries have equal magnitude leaves its rotation free (ΩQ, ΩZ
     at (k+1, k) along (1, sign(t_kk t_k+1,k+1))): the loss's derivative along it,
     g_Q + σ g_Z with g = G[k+1, k] − G[k, k+1], must be ~0 (ValueError otherwise)."""
@@ -238,7 +271,7 @@ def _check_block_gauge(pat, GQ, GZ, op):
     gq = Gq[..., k + 1, k] - Gq[..., k, k + 1]
     gz = Gz[..., k + 1, k] - Gz[..., k, k + 1]
     part = xp.abs(gq + pat.tsign * gz) * pat.gauge[..., :-1]
-    scale = xp.maximum(S_._scale(Gq, xp), S_._scale(Gz, xp))
+    scale = xp.maximum(xp.maximum(S_._scale(Gq, xp), S_._scale(Gz, xp)), terms)
     if bool((part > S_.rel_tol(Gq.dtype) * xp.asarray(scale)[..., None]).any()):
         raise ValueError(
             f"{op}: the loss depends on the rotation inside a 2×2 block of the real "
@@ -268,6 +301,8 @@ def _qz_vjp(cts, needs, out, res, A, B, complex_out, sort, op):
         return (None, None)
     _check_form(S, T, op)
     pat = _Pattern(S, T)
+    terms = _terms_scale(((S_bar, S), (T_bar, T), (Q_bar, Q), (Z_bar, Z)),
+                         namespace_of(C.value(S)))
     S_bar = ops.zeros_like(S) if S_bar is None else pat.struct_s(S_bar)
     T_bar = ops.zeros_like(T) if T_bar is None else pat.struct_t(T_bar)
     Sh, Th = ops.mH(S), ops.mH(T)
@@ -280,14 +315,14 @@ def _qz_vjp(cts, needs, out, res, A, B, complex_out, sort, op):
     KQ = ops.tril(GQ - ops.mH(GQ), -1)
     KZ = ops.tril(GZ - ops.mH(GZ), -1)
     if ops._is_complex(S):
-        _check_gauge(GQ, GZ, op)
+        _check_gauge(GQ, GZ, op, terms)
         w = ops.imag(ops.diagonal(GZ, 0, -2, -1)) / ops.real(ops.diagonal(T, 0, -2, -1))
         E = -1j * ops.astype(_diag_matrix(w), C.peek(S).dtype)
         T_bar = T_bar + E
         KQ = KQ - ops.tril(ops.matmul(E, Th), -1)
         KZ = KZ + ops.tril(ops.matmul(Th, E), -1)
     else:
-        _check_block_gauge(pat, GQ, GZ, op)
+        _check_block_gauge(pat, GQ, GZ, op, terms)
     YA, YB = _sweep(S, T, KQ, KZ, adjoint=True, op=op)
     Zh = ops.mH(Z)
     A_bar = ops.fit(ops.matmul(ops.matmul(Q, S_bar + YA), Zh), A) if needs[0] else None
@@ -446,25 +481,31 @@ def _block_alpha_beta(AA, BB, starts, alpha_v, beta_v):
     t1, t2 = ops.getitem(e, (Ellipsis,) + first), ops.getitem(e, (Ellipsis,) + second)
     blk = starts[..., :-1]
     one = xp.ones(blk.shape, dtype=rdt)
+    anorm = ops.where(blk, ops.maximum(ops.abs(a11) + ops.abs(sub), ops.abs(sup) + ops.abs(a22)),
+                      one)
+    sa = 1 / anorm
+    bsize = ops.where(blk, ops.maximum(ops.abs(t1), ops.abs(t2)), one)
+    sab = sa * bsize
+    # λ' = λ s_A b, the pair of the block scaled as ?lag2 scales it (A_b s_A, T_b / b): the
+    # quadratic's coefficients are O(1) then (unscaled, t1 t2 and a11 a22 over/underflowed
+    # at |A|, |B| ~ 1e±20 in single precision, 1e±150 in double, and alpha, beta were NaN)
+    # (outside the blocks: ones, so that no product there over/underflows into a NaN cotangent)
+    a11, a22, sup, sub = (ops.where(blk, x * sa, one) for x in (a11, a22, sup, sub))
+    t1, t2 = (ops.where(blk, x / bsize, one) for x in (t1, t2))
     qa = ops.where(blk, t1 * t2, one)
     qb = -(a11 * t2 + a22 * t1)
     qc = a11 * a22 - sup * sub
     disc = ops.where(blk, 4 * qa * qc - qb * qb, one)
     re = -qb / (2 * qa)
     im = ops.sqrt(disc) / (2 * ops.abs(qa))
-    anorm = ops.where(blk, ops.maximum(ops.abs(a11) + ops.abs(sub), ops.abs(sup) + ops.abs(a22)),
-                      one)
-    sa = 1 / anorm
-    bsize = ops.where(blk, ops.maximum(ops.abs(t1), ops.abs(t2)), one)
-    sab = sa * bsize
-    wabs = sab * (ops.abs(re) + im)
+    wabs = ops.abs(re) + im
     small = (C.value(sa) <= 1) | (C.value(bsize) <= 1)
     c5 = ops.where(small, ops.minimum(one, sab), one)
     wsize = ops.minimum(one, 0.5 * ops.maximum(wabs, c5))
     beta_b = sab / wsize
     cdt = alpha_v.dtype
-    lam = ops.astype(re, cdt) + 1j * ops.astype(im, cdt)
-    alpha_b = lam * ops.astype(beta_b, cdt)
+    lam = ops.astype(re, cdt) + 1j * ops.astype(im, cdt)      # λ'
+    alpha_b = lam / ops.astype(wsize, cdt)                     # λ β = λ' / w
     pad = xp.zeros(blk.shape[:-1] + (1,), dtype=bool)
     is_first = xp.concatenate([blk, pad], axis=-1)
     is_second = xp.concatenate([pad, blk], axis=-1)
