@@ -403,7 +403,10 @@ def qz(A, B, output="real", lwork=None, sort=None, overwrite_a=False, overwrite_
 
     Valid when: the generalized eigenvalues are distinct and finite (LinAlgError naming qz
     otherwise: the form is not differentiable there), i.e. for pencils with well separated
-    eigenvalues and B well conditioned.  The complex form's common column phases are a
+    eigenvalues and B well conditioned.  A nearly defective pair is not caught: LAPACK
+    splits it by about √ε, above the tie test, and gradients through Q, Z or one of its
+    eigenvalues are then of order 1/√ε (symmetric functions of the pair stay accurate;
+    qz.md, section 6).  The complex form's common column phases are a
     gauge (Q → Q D, Z → Z D, AA → Dᴴ AA D, BB → Dᴴ BB D) that LAPACK fixes by no smooth
     rule: the derivative holds Q's phases fixed (Im diag QᴴdQ = 0; Z's follow from BB's
     real diagonal), and a loss that depends on them raises ValueError; |AA|², |BB|²,
