@@ -88,6 +88,13 @@ def svd_vjp(cts, needs, out, res, A, *, full_matrices=False):
     if U_bar is None and s_bar is None and Vh_bar is None:
         return (None,)
     r = _truncation(s, (U_bar, s_bar, Vh_bar), (A, U, s, Vh))
+    if isinstance(r, tuple):                        # a stack of matrices of several ranks
+        def run(rg, A, U, s, Vh, U_bar, s_bar, Vh_bar):
+            if rg is None or rg == k:
+                return (_cotangent(U, s, Vh, U_bar, s_bar, Vh_bar),)
+            return (_truncated_vjp(A, U, s, Vh, U_bar, s_bar, Vh_bar, r=rg),)
+        (A_bar,) = _by_rank(r, ops._shape(A)[:-2], (A, U, s, Vh, U_bar, s_bar, Vh_bar), run)
+        return (ops.fit(A_bar, A),)
     if r is not None:
         return (ops.fit(_truncated_vjp(A, U, s, Vh, U_bar, s_bar, Vh_bar, r=r), A),)
     return (ops.fit(_cotangent(U, s, Vh, U_bar, s_bar, Vh_bar), A),)
@@ -95,8 +102,9 @@ def svd_vjp(cts, needs, out, res, A, *, full_matrices=False):
 
 def _truncation(s, cts, primals):
     """r, where this reverse pass is being differentiated (something traced) at a matrix
-    whose singular values past the r-th are zero (≤ ε^(2/3) s₁, the cluster tolerance; the
-    same r for every matrix of a stack) and the loss does not touch them (cotangents exactly
+    whose singular values past the r-th are zero (≤ ε^(2/3) s₁, the cluster tolerance; per
+    matrix: a stack of several ranks gives a tuple, and _by_rank runs each rank's group
+    with its own rule) and the loss does not touch them (cotangents exactly
     0 on those pairs): the truncated form of the rule is then exact in value and has the
     exact derivative (svd.md §6).  None otherwise; under linalgad.jit, decided again on
     every replay."""
@@ -109,25 +117,74 @@ def _truncation(s, cts, primals):
 
 
 def _untouched_rank(sv, bars, which):
+    """The r of _truncation: an int when every matrix of the stack has it; for a stack of
+    matrices of different ranks, a tuple of each matrix's (flattened stack order): its rank
+    r where the truncated rule applies to it, k where it has no zero value (the thin rule
+    is exact), None where neither (the thin rule, as for the whole stack otherwise)."""
     k = sv.shape[-1]
     if not sv.size:
         return None
     xp = namespace_of(sv)
     kept = (sv > S.gap_tol(sv.dtype) * sv[..., :1]).sum(axis=-1)
     kept = to_host(kept).reshape(-1)
-    r = int(kept[0])
-    if r == k or r == 0 or (kept != r).any():
+    svf = sv.reshape((-1, k))
+    flat = [None if b is None else b.reshape((-1,) + b.shape[sv.ndim - 1:]) for b in
+            _present_bars(bars, which)]
+    ranks = tuple(_matrix_rank_rule(svf[i], [None if b is None else b[i] for b in flat],
+                                    which, int(kept[i]), k, xp) for i in range(len(kept)))
+    if all(r == ranks[0] for r in ranks):
+        return None if ranks[0] in (None, k) else ranks[0]
+    if all(r in (None, k) for r in ranks):
         return None
-    if len(which) > 1 and which[1] and bool((sv[..., r:] <= np.finfo(sv.dtype).tiny).any()):
+    return ranks
+
+
+def _present_bars(bars, which):
+    bars = iter(bars)
+    return [next(bars) if present else None for present in which]
+
+
+def _matrix_rank_rule(sv, bars, which, r, k, xp):
+    """One matrix's entry of _untouched_rank: r, k or None."""
+    if r == k:
+        return k
+    if r == 0:
+        return None
+    if len(which) > 1 and which[1] and bool((sv[r:] <= np.finfo(sv.dtype).tiny).any()):
         # an exactly zero value with s̄ = 0 there: s̄ = f'(0) may vanish while f''(0) does
         # not (Σ s², ‖A‖_F²), so a zero cotangent does not say the loss leaves it alone
         return None
-    parts = (lambda x: x[..., :, r:], lambda x: x[..., r:], lambda x: x[..., r:, :])
-    bars = iter(bars)
-    for present, part in zip(which, parts):
-        if present and bool(xp.any(part(next(bars)) != 0)):
+    parts = (lambda x: x[:, r:], lambda x: x[r:], lambda x: x[r:, :])
+    for bar, part in zip(bars, parts):
+        if bar is not None and bool(xp.any(part(bar) != 0)):
             return None
     return r
+
+
+def _by_rank(ranks, batch, arrays, run):
+    """run(r, *group) for each group of the flattened stack's matrices with one entry r of
+    ``ranks`` (_untouched_rank's tuple), ``group`` the arrays' matrices of that group (None
+    stays None); the results (tuples of arrays, stacked like the inputs) reassembled in
+    stack order — differentiable (slices, concatenation and a permutation)."""
+    B = len(ranks)
+    order, parts = [], []
+    groups = {}
+    for i, r in enumerate(ranks):
+        groups.setdefault(r, []).append(i)
+    for r, idx in groups.items():
+        idx = np.asarray(idx)
+        sub = [None if x is None else ops.getitem(
+            ops.reshape(x, (B,) + ops._shape(x)[len(batch):]), (idx,)) for x in arrays]
+        parts.append(run(r, *sub))
+        order.extend(idx.tolist())
+    inverse = np.empty(B, dtype=np.intp)
+    inverse[np.asarray(order)] = np.arange(B)
+    outs = []
+    for j in range(len(parts[0])):
+        joined = ops.concatenate([p[j] for p in parts], axis=0)
+        joined = ops.getitem(joined, (inverse,))
+        outs.append(ops.reshape(joined, batch + ops._shape(joined)[1:]))
+    return tuple(outs)
 
 
 def _truncated_cotangent(A, U, s, Vh, U_bar, s_bar, Vh_bar, *, r):
@@ -328,7 +385,14 @@ def svd_jvp(tangents, out, res, A, *, full_matrices=False):
         AhU = ops.matmul(ops.mH(A_dot), U1)
         V_dot = V_dot + (AhU - ops.matmul(V1, dPh)) * ops.expand_dims(s_inv, -2)
     r = _truncation(s, (), (A_dot, A, U, s, Vh))
-    if r is not None:
+    if isinstance(r, tuple):                        # a stack of matrices of several ranks
+        def run(rg, A, A_dot, U1, s, V1, U_dot, s_dot, V_dot):
+            if rg is None or rg == k:
+                return U_dot, s_dot, V_dot
+            return _truncated_jvp(A, A_dot, U1, s, V1, U_dot, s_dot, V_dot, r=rg)
+        U_dot, s_dot, V_dot = _by_rank(r, ops._shape(A)[:-2],
+                                       (A, A_dot, U1, s, V1, U_dot, s_dot, V_dot), run)
+    elif r is not None:
         U_dot, s_dot, V_dot = _truncated_jvp(A, A_dot, U1, s, V1, U_dot, s_dot, V_dot, r=r)
     if full_matrices and m > n:
         U2 = _cols(U, k, None)
