@@ -161,6 +161,17 @@ def completion_tangent(Q1, Q1_dot, Q2):
     return -ops.matmul(Q1, ops.matmul(ops.mH(Q1_dot), Q2))
 
 
+def stacks(op, core=2, error=ValueError, **shapes):
+    """The broadcast stack shape of the named arrays' shapes (each with ``core`` trailing
+    core dimensions); ``error`` naming ``op`` and the first two shapes when they do not
+    broadcast, e.g. stacks("qz", A=a.shape, B=b.shape)."""
+    try:
+        return np.broadcast_shapes(*(s[:len(s) - core] for s in shapes.values()))
+    except ValueError:
+        (n1, s1), (n2, s2) = list(shapes.items())[:2]
+        raise error(f"{op}: the stacks of {n1} {s1} and {n2} {s2} do not broadcast") from None
+
+
 def rhs_shape(op, a_shape, b_shape):
     """Is b a vector?  Validates b against a (..., n, n) like numpy.linalg.solve (NumPy 2)."""
     n = a_shape[-1]
@@ -169,11 +180,7 @@ def rhs_shape(op, a_shape, b_shape):
         raise ValueError(f"{op}: a has shape {a_shape} and b has shape {b_shape}; b must be "
                          f"({n},) or (..., {n}, k)")
     if not vector and a_shape[:-2] != b_shape[:-2]:
-        try:
-            np.broadcast_shapes(a_shape[:-2], b_shape[:-2])
-        except ValueError:
-            raise ValueError(f"{op}: the stacks of a {a_shape} and b {b_shape} do not "
-                             "broadcast") from None
+        stacks(op, a=a_shape, b=b_shape)
     return vector
 
 

@@ -457,11 +457,7 @@ def _generalized(A, b, lower, type_, check_finite, op):
     if bv.shape[-1] != av.shape[-1]:
         raise ValueError(f"{op}: a has shape {av.shape} and b has shape {bv.shape}; they must "
                          "be (..., n, n) with the same n")
-    try:
-        np.broadcast_shapes(av.shape[:-2], bv.shape[:-2])
-    except ValueError:
-        raise ValueError(f"{op}: the stacks of a {av.shape} and b {bv.shape} do not "
-                         "broadcast") from None
+    C.stacks(op, a=av.shape, b=bv.shape)
     dtype = C.result_dtype(op, av, bv)
     C.checked(op, ("b",), (b,), check_finite)
     A, B = C.promote(A, dtype), C.promote(b, dtype)

@@ -168,11 +168,7 @@ def _operands(op, d, e, check_finite):
     if dv.shape[-1] != ev.shape[-1] + 1:
         raise ValueError(f"{op}: d ({dv.shape[-1]}) must have one more element than e "
                          f"({ev.shape[-1]})")
-    try:
-        batch = np.broadcast_shapes(dv.shape[:-1], ev.shape[:-1])
-    except ValueError:
-        raise ValueError(f"{op}: the stacks of d {dv.shape} and e {ev.shape} do not "
-                         "broadcast") from None
+    batch = C.stacks(op, core=1, d=dv.shape, e=ev.shape)
     dtype = C.result_dtype(op, dv, ev)
     C.checked(op, ("d", "e"), (d, e), check_finite)
     d, e = C.promote(d, dtype), C.promote(e, dtype)

@@ -455,11 +455,7 @@ def _check_rhs(op, a_shape, b_shape):
                           f"shape {b_shape}; b must be ({m},) or (..., {m}, k) (the number of "
                           "rows of a)")
     if not vector:
-        try:
-            np.broadcast_shapes(a_shape[:-2], b_shape[:-2])
-        except ValueError:
-            raise LinAlgError(f"{op}: the stacks of a {a_shape} and b {b_shape} do not "
-                              "broadcast") from None
+        C.stacks(op, error=LinAlgError, a=a_shape, b=b_shape)
     return vector
 
 

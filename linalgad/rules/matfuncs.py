@@ -397,11 +397,7 @@ def expm_frechet(A, E, method=None, compute_expm=True, check_finite=True):
     C.checked(op, ("A", "E"), (A, E), check_finite)
     A, E = C.promote(A, dtype), C.promote(E, dtype)
     if av.shape != ev.shape:
-        try:
-            shape = np.broadcast_shapes(av.shape, ev.shape)
-        except ValueError:
-            raise ValueError(f"{op}: the stacks of A {av.shape} and E {ev.shape} do not "
-                             "broadcast") from None
+        shape = C.stacks(op, A=av.shape, E=ev.shape) + av.shape[-2:]
         A = ops.broadcast_to(A, shape) if av.shape != shape else A
         E = ops.broadcast_to(E, shape) if ev.shape != shape else E
     if compute_expm:

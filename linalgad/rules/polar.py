@@ -304,11 +304,7 @@ def orthogonal_procrustes(A, B, check_finite=True):
                          f"{av.shape} and {bv.shape}")
     if av.shape[-2:] != bv.shape[-2:]:
         raise ValueError(f"{op}: the shapes of A and B differ ({av.shape} vs {bv.shape})")
-    try:
-        batch = np.broadcast_shapes(av.shape[:-2], bv.shape[:-2])
-    except ValueError:
-        raise ValueError(f"{op}: the stacks of A {av.shape} and B {bv.shape} do not "
-                         "broadcast") from None
+    batch = C.stacks(op, A=av.shape, B=bv.shape)
     dtype = C.result_dtype(op, av, bv)
     C.checked(op, ("A", "B"), (A, B), check_finite)
     A, B = C.promote(A, dtype), C.promote(B, dtype)

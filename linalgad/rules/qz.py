@@ -373,11 +373,7 @@ def _prepare(op, A, B, output, check_finite):
     if av.shape[-1] != bv.shape[-1]:
         raise ValueError(f"{op}: Array dimensions must be equal for A {av.shape} and "
                          f"B {bv.shape}")
-    try:
-        np.broadcast_shapes(av.shape[:-2], bv.shape[:-2])
-    except ValueError:
-        raise ValueError(f"{op}: the stacks of A {av.shape} and B {bv.shape} do not "
-                         "broadcast") from None
+    C.stacks(op, A=av.shape, B=bv.shape)
     dtype = C.result_dtype(op, av, bv)
     A, B = C.promote(A, dtype), C.promote(B, dtype)
     C.checked(op, ("A", "B"), (A, B), check_finite)

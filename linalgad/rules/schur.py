@@ -320,11 +320,7 @@ def rsf2csf(T, Z, check_finite=True):
     if tv.shape[-1] != zv.shape[-1]:
         raise ValueError(f"rsf2csf: Input array shapes must match: Z: {zv.shape} vs. T: "
                          f"{tv.shape}")
-    try:
-        np.broadcast_shapes(tv.shape[:-2], zv.shape[:-2])
-    except ValueError:
-        raise ValueError(f"rsf2csf: the stacks of T {tv.shape} and Z {zv.shape} do not "
-                         "broadcast") from None
+    C.stacks("rsf2csf", T=tv.shape, Z=zv.shape)
     C.checked("rsf2csf", ("T", "Z"), (T, Z), check_finite)
     dtype = C.result_dtype("rsf2csf", tv, zv)
     cdt = np.result_type(dtype, np.complex64)
