@@ -33,8 +33,8 @@ from ..tape import Primitive, Tracer
 from ..testing import matrices as M
 from . import _common as C
 from . import _spectral as S
-from .funmh import (bilinear_primitive, elementwise_result, second_tie_tolerance,
-                    tie_tolerance)
+from .funmh import (bilinear_primitive, elementwise_result, frechet_primitive,
+                    second_tie_tolerance, tie_tolerance)
 from .matfuncs import _finish, _gauss
 
 __all__ = ["funm", "frechet_funm", "RULES"]
@@ -168,25 +168,19 @@ def _frechet_impl(A, E, *, func, dfunc, factors):
     return xp.matmul(W, xp.matmul(phi * Et, Winv))
 
 
-def _frechet_jvp(tangents, L, res, A, E, **params):
-    """L̇ = L(A; Ė) + M(A; E, Ȧ)."""
-    A_dot, E_dot = tangents
-    t = None if E_dot is None else _frechet(A, E_dot, **params)
-    if A_dot is not None:
-        s = _second(A, E, A_dot, **params)
-        t = s if t is None else t + s
-    return t
+def _along_a_adjoint(A, E, Y, **params):
+    """Ā = M(A; E, Ȳᴴ)ᴴ (funm.md, section 4); Ē = L(A; Ȳᴴ)ᴴ (frechet_primitive's
+    non-self-adjoint case)."""
+    return ops.mH(_second(A, E, ops.mH(Y), **params))
 
 
-def _frechet_vjp(Y, needs, L, res, A, E, **params):
-    """Ē = L(A; Ȳᴴ)ᴴ, Ā = M(A; E, Ȳᴴ)ᴴ (funm.md, section 4)."""
-    Yh = ops.mH(Y)
-    A_bar = ops.fit(ops.mH(_second(A, E, Yh, **params)), A) if needs[0] else None
-    E_bar = ops.fit(ops.mH(_frechet(A, Yh, **params)), E) if needs[1] else None
-    return A_bar, E_bar
+def _along_a(A, E, A_dot, **params):
+    """L̇ along A: M(A; E, Ȧ) (_second, defined below)."""
+    return _second(A, E, A_dot, **params)
 
 
-_frechet = Primitive("funm_frechet", _frechet_impl, _frechet_vjp, _frechet_jvp)
+_frechet = frechet_primitive("funm_frechet", _frechet_impl, _along_a, _along_a_adjoint,
+                             self_adjoint=False)
 
 
 def frechet_funm(A, E, func, dfunc=None, factors=None):

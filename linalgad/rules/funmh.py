@@ -357,14 +357,19 @@ def _frechet_impl(A, E, *, func, dfunc, lower, factors):
     return kernels_for(V).hermitian_frechet(w, V, f, df, E, tie_tolerance(w.dtype))
 
 
-def frechet_primitive(name, impl, along_a, along_a_adjoint):
-    """The primitive of a Fréchet map L(A; E) (funmh's and generalized_funm's): linear and
-    self-adjoint in E, so its derivative and its adjoint in E are L itself; along A,
-    ``along_a(A, E, Ȧ, **params)`` and its adjoint ``along_a_adjoint(A, E, Ȳ, **params)``
-    (the cotangent of A for a cotangent Ȳ of L)."""
+def frechet_primitive(name, impl, along_a, along_a_adjoint, self_adjoint=True):
+    """The primitive of a Fréchet map L(A; E) (funmh's, generalized_funm's and funm's):
+    linear in E, so its derivative in E is L itself, and so is its adjoint where L is
+    self-adjoint; otherwise (``self_adjoint=False``, funm's) the adjoint is L(A; Ȳᴴ)ᴴ.
+    Along A, ``along_a(A, E, Ȧ, **params)`` and its adjoint ``along_a_adjoint(A, E, Ȳ,
+    **params)`` (the cotangent of A for a cotangent Ȳ of L)."""
     def vjp(Y, needs, out, res, A, E, **params):
         A_bar = ops.fit(along_a_adjoint(A, E, Y, **params), A) if needs[0] else None
-        E_bar = ops.fit(prim(A, Y, **params), E) if needs[1] else None
+        E_bar = None
+        if needs[1]:
+            E_bar = prim(A, Y, **params) if self_adjoint else \
+                ops.mH(prim(A, ops.mH(Y), **params))
+            E_bar = ops.fit(E_bar, E)
         return A_bar, E_bar
 
     def jvp(tangents, out, res, A, E, **params):
